@@ -1,0 +1,1 @@
+"""Framework-free logic (plain numpy / torch): every module has one job and is tested on its own."""

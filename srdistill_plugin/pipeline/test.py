@@ -1,0 +1,38 @@
+"""BasicSR's test pipeline that also writes the averaged metrics to ``results/<name>/metrics.json``."""
+from __future__ import annotations
+
+import json
+import logging
+from os import path as osp
+
+import torch
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.models import build_model
+from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
+from basicsr.utils.options import dict2str, parse_options
+
+
+def test_pipeline(root_path: str) -> dict[str, dict[str, float]]:
+    """Evaluate ``network_g`` on every dataset of the options; return ``{dataset: {metric: value}}``."""
+    opt, _ = parse_options(root_path, is_train=False)
+    torch.backends.cudnn.benchmark = True
+    make_exp_dirs(opt)
+    log_file = osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log")
+    logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=log_file)
+    logger.info(get_env_info())
+    logger.info(dict2str(opt))
+
+    model = build_model(opt)
+    results = {}
+    for _, dataset_opt in sorted(opt['datasets'].items()):
+        test_set = build_dataset(dataset_opt)
+        loader = build_dataloader(test_set, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'], sampler=None,
+                                  seed=opt['manual_seed'])
+        logger.info(f"Testing {dataset_opt['name']} ({len(test_set)} images)...")
+        model.validation(loader, current_iter=opt['name'], tb_logger=None, save_img=opt['val']['save_img'])
+        results[dataset_opt['name']] = {k: float(v) for k, v in getattr(model, 'metric_results', {}).items()}
+    out = osp.join(opt['path']['results_root'], 'metrics.json')
+    with open(out, 'w') as f:
+        json.dump({'name': opt['name'], 'network': opt['network_g']['type'], 'results': results}, f, indent=2)
+    logger.info(f'Metrics written to {out}')
+    return results

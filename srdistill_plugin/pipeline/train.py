@@ -1,0 +1,74 @@
+"""BasicSR's train pipeline with two additions, applied only for the duration of the call:
+
+* ``datasets.train.sampler: {type: ..., ...}`` picks the training sampler from ``SAMPLER_REGISTRY``
+  (BasicSR hard-codes ``EnlargedSampler``, which stays the default);
+* resuming works on CPU-only machines and from ``--auto_resume`` in any working directory (BasicSR's
+  ``load_resume_state`` calls ``torch.cuda.current_device()`` and looks under a cwd-relative ``experiments/``).
+"""
+from __future__ import annotations
+
+import pickle
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import basicsr.train as basicsr_train
+import torch
+from basicsr.utils import check_resume
+
+from srdistill_plugin.core.errors import SRDistillError, first_line
+from srdistill_plugin.samplers import build_sampler
+
+
+def sampler_from_dataset_options(dataset, num_replicas: int, rank: int, dataset_enlarge_ratio: int = 1):
+    """Drop-in for BasicSR's ``EnlargedSampler(...)`` call: reads ``sampler`` from the dataset's own options."""
+    sampler_opt = getattr(dataset, 'opt', {}).get('sampler')
+    return build_sampler(sampler_opt, dataset, num_replicas, rank, dataset_enlarge_ratio)
+
+
+def training_states_newest_first(opt: dict) -> list[Path]:
+    """The ``<iter>.state`` files of this experiment's ``training_states`` folder, newest first."""
+    folder = Path(opt['path']['training_states'])
+    states = [p for p in folder.glob('*.state') if p.stem.isdigit()] if folder.is_dir() else []
+    return sorted(states, key=lambda p: int(p.stem), reverse=True)
+
+
+def load_resume_state(opt: dict) -> dict | None:
+    """BasicSR's resume-state loading, on whatever device is available.
+
+    With ``--auto_resume`` a state file that cannot be read (a run killed while saving it) is skipped with a
+    warning and the next older one is used.
+    """
+    device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] else torch.device('cpu')
+    explicit = opt['path'].get('resume_state')
+    candidates = training_states_newest_first(opt) if opt['auto_resume'] else [explicit] if explicit else []
+    for path in candidates:
+        try:
+            state = torch.load(path, map_location=device)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+            if not opt['auto_resume']:
+                raise SRDistillError(f'option path.resume_state: cannot read {path} ({first_line(err)})') from err
+            warnings.warn(f'skipping unreadable training state {path}: {first_line(err)}')
+            continue
+        opt['path']['resume_state'] = str(path)
+        check_resume(opt, state['iter'])
+        return state
+    return None
+
+
+@contextmanager
+def plugin_train_hooks() -> Iterator[None]:
+    """Point ``basicsr.train``'s sampler and resume loading at the plugin's versions, then restore them."""
+    saved = basicsr_train.EnlargedSampler, basicsr_train.load_resume_state
+    basicsr_train.EnlargedSampler, basicsr_train.load_resume_state = sampler_from_dataset_options, load_resume_state
+    try:
+        yield
+    finally:
+        basicsr_train.EnlargedSampler, basicsr_train.load_resume_state = saved
+
+
+def train_pipeline(root_path: str) -> None:
+    """Run BasicSR's ``train_pipeline`` (options from ``sys.argv``: -opt, --launcher, --auto_resume, ...)."""
+    with plugin_train_hooks():
+        basicsr_train.train_pipeline(root_path)

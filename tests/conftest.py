@@ -1,0 +1,35 @@
+"""Shared fixtures: small real photographs (scikit-image's bundled ones) and the repository paths."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from srdistill_plugin.core.sample_images import load_skimage_photos
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / 'shared' / 'data'
+SET5 = ROOT / 'datasets' / 'Set5'
+
+
+@pytest.fixture(scope='session')
+def photo_dir(tmp_path_factory) -> Path:
+    """Six real colour photographs, centre-cropped to 128x128 PNGs."""
+    folder = tmp_path_factory.mktemp('photos')
+    photos = load_skimage_photos()
+    for name in ('astronaut', 'coffee', 'chelsea', 'rocket', 'hubble_deep_field', 'immunohistochemistry'):
+        img = photos[name]
+        h, w = img.shape[:2]
+        cv2.imwrite(str(folder / f'{name}.png'), img[(h - 128) // 2:(h + 128) // 2, (w - 128) // 2:(w + 128) // 2])
+    return folder
+
+
+def run_tool(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` as a user would, capturing its output."""
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+    return proc

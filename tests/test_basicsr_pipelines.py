@@ -1,0 +1,71 @@
+"""Real BasicSR train/test pipelines through tools/train.py and tools/test.py on a tiny LMDB (CPU)."""
+import json
+import re
+
+import pytest
+import yaml
+
+from srdistill_plugin.core.lmdb_io import read_meta_keys
+from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+
+from .conftest import ROOT, SET5, run_tool
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_swinir_options(lmdb, experiments_root, total_iter):
+    opt = yaml.safe_load((ROOT / 'options/train/train_swinir_x4_demo.yml').read_text())
+    opt['name'] = 'pytest_swinir_x4'
+    opt['datasets']['train'].update(dataroot_gt=str(lmdb), gt_size=32, batch_size_per_gpu=4, dataset_enlarge_ratio=50,
+                                    sampler={'type': 'ClassBalancedSampler', 'seed': 1})
+    opt['datasets'].pop('val')
+    opt.pop('val')
+    opt['network_g'].update(embed_dim=12, num_heads=[2, 2], depths=[1, 1], img_size=8)
+    opt['train'].update(total_iter=total_iter, ema_decay=0)
+    opt['train']['optim_g']['lr'] = 2e-3
+    opt['path']['experiments_root'] = str(experiments_root)
+    opt['logger'].update(print_freq=5, save_checkpoint_freq=10, use_tb_logger=False)
+    return opt
+
+
+def losses(log: str) -> dict[int, float]:
+    return {int(i.replace(',', '')): float(v) for i, v in re.findall(r'iter:\s+([\d,]+).*l_pix: ([\d.e+-]+)', log)}
+
+
+def test_train_lowers_loss_then_resumes_with_class_balanced_sampler(photo_dir, tmp_path):
+    lmdb = prepare_lmdbs(photo_dir, tmp_path, PrepareOptions(scales=(4, )))['HR']
+    (lmdb / 'class_info.txt').write_text(''.join(f'{k} {i % 3}\n' for i, k in enumerate(read_meta_keys(lmdb))))
+    opt_file = tmp_path / 'train.yml'
+    opt_file.write_text(yaml.safe_dump(tiny_swinir_options(lmdb, tmp_path / 'exp', 20)))
+
+    first = run_tool('tools/train.py', '-opt', str(opt_file))
+    loss = losses(first.stdout + first.stderr)
+    assert sorted(loss) == [5, 10, 15, 20] and loss[20] < 0.8 * loss[5], loss
+
+    second = run_tool('tools/train.py', '-opt', str(opt_file), '--auto_resume', '--force_yml', 'train:total_iter=30')
+    log = second.stdout + second.stderr
+    assert 'Resuming training from epoch: 0, iter: 20.' in log
+    assert sorted(losses(log)) == [25, 30]
+    models = tmp_path / 'exp' / 'pytest_swinir_x4' / 'models'
+    assert {p.name for p in models.iterdir()} >= {'net_g_20.pth', 'net_g_30.pth', 'net_g_latest.pth'}
+
+
+def test_test_pipeline_reports_bicubic_psnr_on_set5(tmp_path):
+    opt = yaml.safe_load((ROOT / 'options/test/test_bicubic_x4.yml').read_text())
+    opt['path']['results_root'] = str(tmp_path)
+    opt['datasets']['test_1'].update(dataroot_gt=str(SET5 / 'HR'), dataroot_lq=str(SET5 / 'LR_bicubic' / 'X4'))
+    (tmp_path / 'test.yml').write_text(yaml.safe_dump(opt))
+    run_tool('tools/test.py', '-opt', str(tmp_path / 'test.yml'))
+    metrics = json.loads((tmp_path / 'test_bicubic_x4' / 'metrics.json').read_text())['results']['Set5']
+    assert metrics['psnr'] == pytest.approx(28.43, abs=0.02)  # the published bicubic x4 Set5 figure
+    assert metrics['ssim'] == pytest.approx(0.811, abs=0.002)
+
+
+def test_bad_resume_path_is_one_line(tmp_path):
+    opt = tiny_swinir_options(tmp_path / 'none.lmdb', tmp_path / 'exp', 5)
+    opt['path']['resume_state'] = str(tmp_path / 'broken.state')
+    (tmp_path / 'broken.state').write_bytes(b'not a checkpoint')
+    (tmp_path / 'train.yml').write_text(yaml.safe_dump(opt))
+    proc = run_tool('tools/train.py', '-opt', str(tmp_path / 'train.yml'), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f'error: option path.resume_state: cannot read {tmp_path}')

@@ -1,0 +1,111 @@
+"""HROnlyDataset built from a YAML dict through BasicSR's builder; the sampler registry and ClassBalancedSampler."""
+from collections import Counter
+
+import pytest
+import torch
+import yaml
+from basicsr.data import build_dataset
+from basicsr.data.data_sampler import EnlargedSampler
+
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.lmdb_io import read_meta_keys
+from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill_plugin.samplers import ClassBalancedSampler, build_sampler
+
+from .conftest import SET5
+
+TRAIN_YAML = """
+name: photos
+type: HROnlyDataset
+dataroot_gt: {root}
+io_backend: {{type: lmdb}}
+phase: train
+scale: 4
+gt_size: 32
+use_hflip: true
+use_rot: true
+"""
+
+
+@pytest.fixture(scope='module')
+def hr_lmdb(photo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp('lmdb')
+    return prepare_lmdbs(photo_dir, out, PrepareOptions(scales=(4, )))['HR']
+
+
+def test_train_items_have_matching_lr_and_hr(hr_lmdb):
+    dataset = build_dataset(yaml.safe_load(TRAIN_YAML.format(root=hr_lmdb)))
+    item = dataset[0]
+    assert len(dataset) == 6 and dataset.class_ids is None
+    assert item['gt'].shape == (3, 32, 32) and item['lq'].shape == (3, 8, 8)
+    assert 0 <= item['lq'].min() and item['lq'].max() <= 1
+
+
+def test_val_items_are_whole_mod_cropped_images_from_a_folder():
+    dataset = build_dataset({'name': 'Set5', 'type': 'HROnlyDataset', 'dataroot_gt': str(SET5 / 'HR'),
+                             'io_backend': {'type': 'disk'}, 'phase': 'val', 'scale': 4})
+    item = dataset[1]
+    h, w = item['gt'].shape[1:]
+    assert item['lq'].shape[1:] == (h // 4, w // 4) and h % 4 == 0
+
+
+def test_class_info_gives_class_ids_and_missing_keys_are_named(hr_lmdb, tmp_path):
+    keys = read_meta_keys(hr_lmdb)
+    info = tmp_path / 'classes.txt'
+    info.write_text(''.join(f'{k} {i % 2}\n' for i, k in enumerate(keys)))
+    opt = yaml.safe_load(TRAIN_YAML.format(root=hr_lmdb)) | {'class_info': str(info)}
+    assert build_dataset(opt).class_ids == [0, 1, 0, 1, 0, 1]
+    info.write_text(f'{keys[0]} 0\n')
+    with pytest.raises(SRDistillError, match='no class for 5 keys'):
+        build_dataset(opt)
+
+
+def test_wrong_options_are_named(hr_lmdb):
+    opt = yaml.safe_load(TRAIN_YAML.format(root=hr_lmdb))
+    with pytest.raises(SRDistillError, match='gt_size'):
+        build_dataset(opt | {'gt_size': 30})
+    with pytest.raises(SRDistillError, match='scale'):
+        build_dataset(opt | {'scale': '4'})
+    with pytest.raises(SRDistillError, match='meta_info.txt'):
+        build_dataset(opt | {'dataroot_gt': str(hr_lmdb.parent)})
+
+
+def test_missing_lmdb_key_is_named(hr_lmdb, tmp_path):
+    fake = tmp_path / 'fake.lmdb'
+    fake.mkdir()
+    (fake / 'meta_info.txt').write_text((hr_lmdb / 'meta_info.txt').read_text() + 'ghost.png (8,8,3) 1\n')
+    for f in ('data.mdb', 'lock.mdb'):
+        (fake / f).write_bytes((hr_lmdb / f).read_bytes())
+    dataset = build_dataset(yaml.safe_load(TRAIN_YAML.format(root=fake)))
+    with pytest.raises(SRDistillError, match="key 'ghost'"):
+        dataset[6]
+
+
+class _Labelled(torch.utils.data.Dataset):
+    def __init__(self, class_ids):
+        self.class_ids = class_ids
+
+    def __len__(self):
+        return len(self.class_ids)
+
+
+def test_class_balanced_sampler_balances_classes_and_shards_ranks():
+    dataset = _Labelled([0] * 90 + [1] * 9 + [2] * 1)
+    ranks = [build_sampler({'type': 'ClassBalancedSampler', 'seed': 3}, dataset, 2, r, 30) for r in range(2)]
+    assert all(isinstance(s, ClassBalancedSampler) and len(s) == 1500 for s in ranks)
+    drawn = [i for s in ranks for i in s]
+    counts = Counter(dataset.class_ids[i] for i in drawn)
+    assert all(abs(counts[c] / 3000 - 1 / 3) < 0.04 for c in range(3))
+    first = list(ranks[0])
+    assert first == list(ranks[0])  # deterministic for a given epoch
+    ranks[0].set_epoch(1)
+    assert list(ranks[0]) != first
+
+
+def test_default_sampler_is_basicsr_enlarged_and_errors_are_clear():
+    dataset = _Labelled([0, 1])
+    assert isinstance(build_sampler(None, dataset, 1, 0, 2), EnlargedSampler)
+    with pytest.raises(SRDistillError, match="unknown sampler 'Nope'"):
+        build_sampler({'type': 'Nope'}, dataset, 1, 0)
+    with pytest.raises(SRDistillError, match='has no class_ids'):
+        build_sampler({'type': 'ClassBalancedSampler'}, torch.utils.data.TensorDataset(torch.zeros(2)), 1, 0)

@@ -1,0 +1,24 @@
+"""``import srdistill_plugin`` registers the plugin's types into BasicSR and pulls in nothing from MMagic."""
+import subprocess
+import sys
+
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY
+
+import srdistill_plugin  # noqa: F401
+from srdistill_plugin.samplers import SAMPLER_REGISTRY
+
+
+def test_basicsr_registries_hold_plugin_types():
+    assert 'BicubicUpsampler' in ARCH_REGISTRY
+    assert 'HROnlyDataset' in DATASET_REGISTRY
+    assert 'SwinIR' in ARCH_REGISTRY  # BasicSR's own types are untouched
+
+
+def test_sampler_registry_has_default_and_class_balanced():
+    assert {'EnlargedSampler', 'ClassBalancedSampler'} <= set(SAMPLER_REGISTRY.keys())
+
+
+def test_import_does_not_load_mmengine_or_mmagic():
+    code = 'import sys, srdistill_plugin; print(sorted(m for m in sys.modules if m.split(".")[0] in {"mmengine", "mmagic", "mmcv"}))'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == '[]'
