@@ -1,4 +1,5 @@
-"""BasicSR's test pipeline that also writes the averaged metrics to ``results/<name>/metrics.json``."""
+"""BasicSR's test pipeline that also writes the averaged metrics (and a model's ``extra_results``, e.g. MZSR's
+adaptation time) to ``results/<name>/metrics.json``."""
 from __future__ import annotations
 
 import json
@@ -30,7 +31,8 @@ def test_pipeline(root_path: str) -> dict[str, dict[str, float]]:
                                   seed=opt['manual_seed'])
         logger.info(f"Testing {dataset_opt['name']} ({len(test_set)} images)...")
         model.validation(loader, current_iter=opt['name'], tb_logger=None, save_img=opt['val']['save_img'])
-        results[dataset_opt['name']] = {k: float(v) for k, v in getattr(model, 'metric_results', {}).items()}
+        metrics = {**getattr(model, 'metric_results', {}), **getattr(model, 'extra_results', {})}
+        results[dataset_opt['name']] = {k: float(v) for k, v in metrics.items()}
     out = osp.join(opt['path']['results_root'], 'metrics.json')
     with open(out, 'w') as f:
         json.dump({'name': opt['name'], 'network': opt['network_g']['type'], 'results': results}, f, indent=2)

@@ -1,0 +1,58 @@
+"""Random access to a set of HR images in a BasicSR LMDB or an image folder, as float32 BGR [0, 1]."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from basicsr.utils import FileClient, imfrombytes
+
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.imageio import list_images, to_float_bgr
+from srdistill_plugin.core.lmdb_io import read_meta_keys
+
+
+class HRImageSource:
+    """``keys``, ``paths`` and ``read(index)`` over ``dataroot`` with BasicSR's ``io_backend`` options."""
+
+    def __init__(self, dataroot: str | Path, io_backend: dict | None = None):
+        self.root = Path(dataroot)
+        self.io_opt = dict(io_backend or {'type': 'disk'})
+        if self.io_opt['type'] == 'lmdb':
+            self.keys = read_meta_keys(self.root)
+            self.io_opt['db_paths'], self.io_opt['client_keys'] = [str(self.root)], ['gt']
+            self.paths = [f'{self.root}/{k}' for k in self.keys]
+        elif self.io_opt['type'] == 'disk':
+            files = list_images(self.root)
+            self.keys, self.paths = [p.stem for p in files], [str(p) for p in files]
+        else:
+            raise SRDistillError(f"option io_backend.type: expected 'lmdb' or 'disk', got {self.io_opt['type']!r}")
+        self._client = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def read(self, index: int) -> np.ndarray:
+        """The ``index``-th image as float32 BGR [0, 1], HWC (greyscale/16-bit/alpha converted)."""
+        if self._client is None:  # opened lazily: LMDB handles must not cross dataloader worker forks
+            backend = dict(self.io_opt)
+            self._client = FileClient(backend.pop('type'), **backend)
+        key = self.keys[index] if self.io_opt['type'] == 'lmdb' else self.paths[index]
+        try:
+            raw = self._client.get(key, 'gt')
+        except Exception as err:  # BasicSR's lmdb backend fails on a missing key with a bare TypeError
+            raise SRDistillError(f'{self.root}: cannot read key {key!r} ({err})') from err
+        if raw is None:
+            raise SRDistillError(f'{self.root}: key {key!r} is listed in meta_info.txt but missing from the LMDB')
+        img = imfrombytes(raw, flag='unchanged', float32=False)
+        if img is None:
+            raise SRDistillError(f'{self.paths[index]}: cannot decode image')
+        return to_float_bgr(img, self.paths[index])
+
+
+def random_crop(img: np.ndarray, size: int, name: str) -> np.ndarray:
+    """A random ``size x size`` crop (numpy's global RNG, seeded by BasicSR per worker)."""
+    h, w = img.shape[:2]
+    if min(h, w) < size:
+        raise SRDistillError(f'{name}: {w}x{h} is smaller than the crop size {size}')
+    top, left = np.random.randint(0, h - size + 1), np.random.randint(0, w - size + 1)
+    return img[top:top + size, left:left + size]
