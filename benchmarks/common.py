@@ -1,0 +1,71 @@
+"""Helpers shared by the benchmark scripts: thread pinning, running the tools, Y-channel metrics, result files."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from basicsr.metrics import calculate_psnr, calculate_ssim
+from basicsr.utils import tensor2img
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / 'benchmarks' / 'results'
+
+
+def pin_threads(threads: int) -> dict:
+    """Fix torch's (and child processes') thread count; return what to record about the machine."""
+    torch.set_num_threads(threads)
+    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        os.environ[var] = str(threads)
+    return {'torch_threads': threads, 'torch': torch.__version__, 'cpu_count': os.cpu_count(),
+            'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else f'CPU ({platform.processor() or platform.machine()})'}
+
+
+def run_tool(*args: str) -> float:
+    """Run ``python <args>`` from the repository root (output streamed); return the wall time in seconds."""
+    print('$ python', ' '.join(args), flush=True)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
+    return time.perf_counter() - start
+
+
+def y_metrics(sr: torch.Tensor, hr: torch.Tensor, border: int) -> tuple[float, float]:
+    """PSNR and SSIM on the Y channel with ``border`` pixels cropped, as BasicSR computes them (uint8 images)."""
+    sr_img, hr_img = tensor2img([sr.detach().cpu()]), tensor2img([hr.cpu()])
+    return (float(calculate_psnr(sr_img, hr_img, border, test_y_channel=True)),
+            float(calculate_ssim(sr_img, hr_img, border, test_y_channel=True)))
+
+
+class ResultCache:
+    """A JSON dict on disk that a killed benchmark resumes from (written atomically after every entry)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get(self, key: str):
+        return self.data.get(key)
+
+    def put(self, key: str, value) -> None:
+        self.data[key] = value
+        tmp = self.path.with_suffix('.tmp')
+        tmp.write_text(json.dumps(self.data))
+        tmp.replace(self.path)
+
+
+def write_results(name: str, payload: dict, markdown: str) -> None:
+    """``benchmarks/results/<name>.json`` and ``.md``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f'{name}.json').write_text(json.dumps(payload, indent=2))
+    (RESULTS / f'{name}.md').write_text(markdown)
+    print(markdown)
+
+
+def mean(values) -> float:
+    return float(np.mean(list(values)))

@@ -1,0 +1,25 @@
+"""Stage manifests: one JSON file per finished stage, written atomically (its presence means 'done')."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import SRDistillError
+
+
+def write_manifest(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` as JSON to a temporary name, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix('.json.tmp')
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(path: str | Path) -> dict:
+    """Read a manifest; a clear error when the stage that writes it has not finished."""
+    path = Path(path)
+    if not path.is_file():
+        raise SRDistillError(f'{path}: missing (run the stage that writes it first)')
+    return json.loads(path.read_text())

@@ -1,0 +1,44 @@
+"""Stage 4 of the distillation: sampling HR patches from the fine-tuned class-conditional model (DDIM).
+
+``noise``: generate from pure noise; ``sdedit``: noise a selected real patch of the class to ``strength`` (a fraction
+of the diffusion time) and denoise it back, which keeps the patch's layout and re-synthesises its detail.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler
+from torch import nn
+
+
+def ddim_timesteps(scheduler: DDIMScheduler, steps: int, strength: float) -> torch.Tensor:
+    """About ``steps`` DDIM timesteps, all below ``strength * T`` (``strength`` 1 = the full chain)."""
+    total = scheduler.config.num_train_timesteps
+    scheduler.set_timesteps(max(steps, math.ceil(steps / strength)))
+    return scheduler.timesteps[scheduler.timesteps < strength * total]
+
+
+@torch.no_grad()
+def sample(net: nn.Module, scheduler: DDIMScheduler, classes: torch.Tensor, size: int, steps: int,
+           generator: torch.Generator, init: torch.Tensor | None = None, strength: float = 1.) -> torch.Tensor:
+    """Images in [0, 1], NCHW, one per entry of ``classes``; ``init`` (in [0, 1]) switches on SDEdit."""
+    timesteps = ddim_timesteps(scheduler, steps, strength if init is not None else 1.)
+    noise = torch.randn((len(classes), 3, size, size), generator=generator)
+    x = noise if init is None else scheduler.add_noise(init * 2 - 1, noise, timesteps[:1].repeat(len(classes)))
+    for t in timesteps:
+        eps = net(x, t.repeat(len(classes)), classes)
+        x = scheduler.step(eps, t, x).prev_sample
+    return ((x.clamp(-1, 1) + 1) / 2)
+
+
+def preview_grid(images: list[np.ndarray], classes: list[int], per_row: int = 8) -> np.ndarray:
+    """A uint8 grid: one row per class, up to ``per_row`` images each (2-pixel white gutters)."""
+    size = images[0].shape[0]
+    rows = []
+    for c in sorted(set(classes)):
+        members = [img for img, k in zip(images, classes) if k == c][:per_row]
+        members += [np.zeros_like(images[0])] * (per_row - len(members))
+        rows.append(np.concatenate([np.pad(m, ((2, 2), (2, 2), (0, 0)), constant_values=255) for m in members], 1))
+    return np.concatenate(rows, 0)

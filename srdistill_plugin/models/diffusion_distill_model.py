@@ -1,0 +1,100 @@
+"""Fine-tuning a class-conditional diffusion model on selected patches, as a BasicSR model.
+
+BasicSR's train loop gives it logging, tensorboard, checkpoints, resume and EMA; the objective is in
+:mod:`srdistill_plugin.core.diffusion_losses`.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from basicsr.archs import build_network
+from basicsr.models.base_model import BaseModel
+from basicsr.utils.registry import MODEL_REGISTRY
+from diffusers import DDPMScheduler
+
+from srdistill_plugin.core.diffusion_losses import (EmbeddingMemory, embed, minimax_terms, predicted_x0,
+                                                    sobel_gradients)
+
+
+def noise_scheduler(opt: dict) -> DDPMScheduler:
+    """The training noise schedule (``diffusion.num_train_timesteps``, ``diffusion.beta_schedule``)."""
+    return DDPMScheduler(num_train_timesteps=int(opt.get('num_train_timesteps', 1000)),
+                         beta_schedule=opt.get('beta_schedule', 'squaredcos_cap_v2'))
+
+
+@MODEL_REGISTRY.register()
+class DiffusionDistillModel(BaseModel):
+    """``train.diffusion``: ``max_timestep`` (train only on t < this: the low-noise range that SDEdit-style
+    synthesis uses; default all), ``lambda_rep``, ``lambda_div``, ``lambda_sr`` (0 disables a term),
+    ``memory_size`` (per-class queue length, 64)."""
+
+    def __init__(self, opt: dict):
+        super().__init__(opt)
+        self.net_g = self.model_to_device(build_network(opt['network_g']))
+        self.print_network(self.net_g)
+        self.diffusion_opt = dict(opt.get('diffusion', {}))
+        self.scheduler = noise_scheduler(self.diffusion_opt)
+        load_path = opt['path'].get('pretrain_network_g')
+        if load_path is not None:
+            self.load_network(self.net_g, load_path, opt['path'].get('strict_load_g', True),
+                              opt['path'].get('param_key_g', 'params'))
+        if self.is_train:
+            self.init_training_settings()
+
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        self.ema_decay = train_opt.get('ema_decay', 0)
+        if self.ema_decay > 0:
+            self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+            self.model_ema(0)
+            self.net_g_ema.eval()
+        self.net_g.train()
+        d = train_opt.get('diffusion', {})
+        self.max_timestep = int(d.get('max_timestep', self.scheduler.config.num_train_timesteps))
+        self.lambdas = {k: float(d.get(f'lambda_{k}', 0)) for k in ('rep', 'div', 'sr')}
+        num_classes = self.get_bare_model(self.net_g).num_classes
+        self.real_memory = EmbeddingMemory(num_classes, int(d.get('memory_size', 64)))
+        self.generated_memory = EmbeddingMemory(num_classes, int(d.get('memory_size', 64)))
+        optim_opt = dict(train_opt['optim_g'])
+        self.optimizer_g = self.get_optimizer(optim_opt.pop('type'), self.net_g.parameters(), **optim_opt)
+        self.optimizers.append(self.optimizer_g)
+        self.setup_schedulers()
+
+    def feed_data(self, data: dict):
+        self.gt = data['gt'].to(self.device) * 2 - 1
+        self.class_ids = data['class_id'].to(self.device)
+
+    def optimize_parameters(self, current_iter: int):
+        x0, classes = self.gt, self.class_ids
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.max_timestep, (len(x0), ), device=self.device)
+        x_t = self.scheduler.add_noise(x0, noise, t)
+        eps = self.net_g(x_t, t, classes)
+        losses = OrderedDict(l_eps=F.mse_loss(eps, noise))
+        if any(self.lambdas.values()):
+            alpha_bar = self.scheduler.alphas_cumprod.to(self.device)[t]
+            x0_pred = predicted_x0(x_t, eps, alpha_bar).clamp(-1, 1)
+            emb = embed(x0_pred)
+            self.real_memory.push(embed(x0), classes)
+            if self.lambdas['rep'] or self.lambdas['div']:
+                losses['l_rep'], losses['l_div'] = minimax_terms(emb, classes, self.real_memory, self.generated_memory)
+            if self.lambdas['sr']:
+                weight = alpha_bar.view(-1, 1, 1, 1)
+                losses['l_sr'] = (weight * (sobel_gradients(x0_pred) - sobel_gradients(x0)).abs()).mean()
+            self.generated_memory.push(emb, classes)
+        total = losses['l_eps'] + sum(self.lambdas[k[2:]] * v for k, v in losses.items() if k != 'l_eps')
+        self.optimizer_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(losses)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def save(self, epoch: int, current_iter: int):
+        if hasattr(self, 'net_g_ema'):
+            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
+        else:
+            self.save_network(self.net_g, 'net_g', current_iter)
+        self.save_training_state(epoch, current_iter)

@@ -1,0 +1,254 @@
+"""The distillation stage runner: select -> categorize -> finetune -> synthesize, each resumable.
+
+Options (``options/distill_x4.yml``): ``name``, ``scale``, ``manual_seed``, ``pool`` (folder of HR images),
+``output`` (the distilled LMDB's folder) and one block per stage. A stage whose manifest exists under
+``experiments/<name>/stages/`` is skipped; ``finetune`` runs BasicSR's train loop with ``--auto_resume``, so a
+killed run continues from its last checkpoint; the other stages write their outputs atomically.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+from basicsr.archs import build_network
+from basicsr.utils import get_root_logger, get_time_str
+from diffusers import DDIMScheduler
+from tqdm import tqdm
+
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.features import ClipImageEncoder, cluster, colour_texture_descriptor
+from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
+from srdistill_plugin.core.lmdb_io import atomic_lmdb, estimate_map_size
+from srdistill_plugin.core.manifest import read_manifest, write_manifest
+from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches, select_patches
+from srdistill_plugin.core.synthesis import preview_grid, sample
+from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
+
+STAGES = ('select', 'categorize', 'finetune', 'synthesize')
+SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'random_real')
+
+
+class DistillRun:
+    """One distillation run described by its options dict; ``run()`` executes the unfinished stages."""
+
+    def __init__(self, opt: dict, root: str | Path = '.'):
+        self.opt, self.root = opt, Path(root)
+        for key in ('name', 'pool', 'output', 'scale'):
+            if key not in opt:
+                raise SRDistillError(f'distill options: missing top-level option {key!r}')
+        self.exp_dir = self.root / 'experiments' / opt['name']
+        self.stage_dir = self.exp_dir / 'stages'
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        self.seed = int(opt.get('manual_seed', 0))
+        self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO,
+                                      log_file=str(self.exp_dir / f'distill_{opt["name"]}_{get_time_str()}.log'))
+
+    def manifest(self, stage: str) -> Path:
+        return self.stage_dir / f'{stage}.json'
+
+    def run(self, stages: tuple[str, ...] = STAGES) -> dict:
+        times = {}
+        for stage in stages:
+            if self.manifest(stage).exists():
+                self.logger.info(f'[{stage}] done before; skipped ({self.manifest(stage)})')
+                continue
+            start = time.perf_counter()
+            self.logger.info(f'[{stage}] starting')
+            getattr(self, stage)()
+            times[stage] = time.perf_counter() - start
+            self.logger.info(f'[{stage}] finished in {times[stage]:.1f} s')
+        return times
+
+    # --- stage 1 -------------------------------------------------------------------------------------------
+    def select(self) -> None:
+        sel = dict(self.opt.get('select', {}))
+        opts = SelectionOptions(scale=self.opt['scale'], **sel)
+        opts.validate()
+        images = list_images(self.root / self.opt['pool'])
+        scored, pool_pixels = [], 0
+        for path in tqdm(images, desc='select: scoring patches', unit='img'):
+            img = read_image(path, min_size=opts.patch_size)
+            pool_pixels += img.shape[0] * img.shape[1]
+            scored.append(score_patches(img, opts))
+        kept = select_patches(scored, opts)
+        if not kept:
+            raise SRDistillError(f'select: no patch of {self.opt["pool"]} passed the selection (threshold too strict?)')
+        scores = np.concatenate([s[0] for s in scored])
+        self.logger.info(f'[select] {len(kept)} of {len(scores)} patches kept; score ({opts.score}) median all '
+                         f'{np.median(scores):.2f}, kept {np.median([k[3] for k in kept]):.2f}')
+        write_manifest(self.manifest('select'), {
+            'options': vars(opts), 'images': [str(p) for p in images], 'pool_pixels': pool_pixels,
+            'num_candidates': int(len(scores)), 'score_median_all': float(np.median(scores)),
+            'patches': [list(k) for k in kept]})
+
+    # --- stage 2 -------------------------------------------------------------------------------------------
+    def feature_extractor(self):
+        cat = self.opt.get('categorize', {})
+        clip = cat.get('clip') or {}
+        mode = cat.get('features', 'auto')
+        if mode not in ('auto', 'clip', 'colour_texture'):
+            raise SRDistillError(f"option categorize.features: expected auto, clip or colour_texture, got {mode!r}")
+        if mode == 'clip' or (mode == 'auto' and clip.get('checkpoint')):
+            if not clip.get('checkpoint'):
+                raise SRDistillError('option categorize.clip.checkpoint: required for features: clip')
+            config = clip.get('model_config')
+            encoder = ClipImageEncoder(clip.get('model', 'ViT-B-32'), self.root / clip['checkpoint'],
+                                       model_config=str(self.root / config) if config else None)
+            return 'clip', encoder.description, encoder
+        return ('colour_texture', 'colour-texture descriptor (HSV histogram + gradient statistics; no CLIP '
+                'checkpoint given, so NOT CLIP features)', colour_texture_descriptor)
+
+    def categorize(self) -> None:
+        selection = read_manifest(self.manifest('select'))
+        used = sorted({p[0] for p in selection['patches']})
+        mode, description, extract = self.feature_extractor()
+        self.logger.info(f'[categorize] features: {description}')
+        features = np.stack([extract(read_image(selection['images'][i]))
+                             for i in tqdm(used, desc='categorize: features', unit='img')])
+        labels = cluster(features, self.opt.get('categorize', {}).get('num_classes', 7), self.seed)
+        image_classes = [-1] * len(selection['images'])
+        for i, c in zip(used, labels):
+            image_classes[i] = int(c)
+        counts = np.bincount([image_classes[p[0]] for p in selection['patches']], minlength=labels.max() + 1)
+        self.logger.info(f'[categorize] {len(used)} images -> {labels.max() + 1} pseudo-classes; patches per class: '
+                         f'{counts.tolist()}')
+        np.save(self.stage_dir / 'categorize_features.npy', features)
+        write_manifest(self.manifest('categorize'), {
+            'feature_mode': mode, 'feature_description': description, 'num_classes': int(labels.max() + 1),
+            'image_classes': image_classes, 'patches_per_class': counts.tolist()})
+
+    # --- stage 3 -------------------------------------------------------------------------------------------
+    def finetune_options(self) -> dict:
+        ft = copy.deepcopy(self.opt.get('finetune', {}))
+        categories = read_manifest(self.manifest('categorize'))
+        patch = read_manifest(self.manifest('select'))['options']['patch_size']
+        opt = {'name': f'{self.opt["name"]}_finetune', 'model_type': 'DiffusionDistillModel',
+               'num_gpu': self.opt.get('num_gpu', 0), 'manual_seed': self.seed,
+               'diffusion': ft.pop('diffusion', {}),
+               'datasets': {'train': {'name': 'selected_patches', 'type': 'SelectedPatchDataset',
+                                      'stage_dir': str(self.stage_dir.resolve()), 'num_worker_per_gpu': 0,
+                                      'prefetch_mode': None, 'dataset_enlarge_ratio': 1,
+                                      **ft.pop('dataset', {'batch_size_per_gpu': 16})}},
+               'network_g': {'type': 'ClassConditionalUNet', 'sample_size': patch,
+                             'num_classes': categories['num_classes'], **ft.pop('network_g', {})},
+               'path': {'experiments_root': str(self.exp_dir.resolve()), 'pretrain_network_g': None,
+                        'resume_state': None, **ft.pop('path', {})},
+               'logger': {'print_freq': 50, 'save_checkpoint_freq': 200, 'use_tb_logger': True,
+                          'wandb': {'project': None}, **ft.pop('logger', {})}}
+        opt['train'] = ft.pop('train')
+        if ft:
+            raise SRDistillError(f'option finetune: unknown keys {sorted(ft)}')
+        return opt
+
+    def checkpoint(self) -> Path:
+        return self.exp_dir / f'{self.opt["name"]}_finetune' / 'models' / 'net_g_latest.pth'
+
+    def finetune(self) -> None:
+        if self.opt.get('synthesize', {}).get('mode') in ('selected_real', 'random_real'):
+            write_manifest(self.manifest('finetune'), {'skipped': 'real-patch baseline: no generator needed'})
+            return
+        opt_file = self.exp_dir / 'finetune.yml'
+        opt_file.write_text(yaml.safe_dump(self.finetune_options()))
+        cmd = [sys.executable, str(Path(__file__).resolve().parents[2] / 'tools' / 'train.py'), '-opt', str(opt_file),
+               '--auto_resume']
+        self.logger.info(f'[finetune] BasicSR training: {" ".join(cmd)}')
+        subprocess.run(cmd, cwd=self.root, check=True)
+        write_manifest(self.manifest('finetune'), {'checkpoint': str(self.checkpoint()), 'options': str(opt_file)})
+
+    # --- stage 4 -------------------------------------------------------------------------------------------
+    def budget(self, selection: dict, num_classes: int) -> int:
+        syn = self.opt.get('synthesize', {})
+        patch_px = selection['options']['patch_size'] ** 2
+        if syn.get('budget_percent') is not None:
+            total = math.ceil(float(syn['budget_percent']) / 100 * selection['pool_pixels'] / patch_px)
+            per_class = math.ceil(total / num_classes)
+        else:
+            per_class = int(syn.get('per_class', 16))
+        if per_class * num_classes * patch_px > selection['pool_pixels']:
+            raise SRDistillError(f'option synthesize: a budget of {per_class * num_classes} patches is larger than '
+                                 f'the pool ({selection["pool_pixels"]} px)')
+        return per_class
+
+    def synthesize(self) -> None:
+        syn = self.opt.get('synthesize', {})
+        mode = syn.get('mode', 'sdedit')
+        if mode not in SYNTH_MODES:
+            raise SRDistillError(f'option synthesize.mode: expected one of {SYNTH_MODES}, got {mode!r}')
+        selection, categories = read_manifest(self.manifest('select')), read_manifest(self.manifest('categorize'))
+        patches = SelectedPatchDataset({'stage_dir': str(self.stage_dir)})
+        num_classes, size = categories['num_classes'], selection['options']['patch_size']
+        per_class = self.budget(selection, num_classes)
+        rng = np.random.default_rng(self.seed)
+        images, classes = [], []
+        if mode == 'random_real':
+            images, classes = self.random_real_patches(selection, per_class * num_classes, size, rng)
+        else:
+            generator = torch.Generator().manual_seed(self.seed)
+            net, scheduler = self.load_generator() if mode in ('sdedit', 'noise') else (None, None)
+            batch = int(syn.get('batch', 16))
+            for c in tqdm(range(num_classes), desc=f'synthesize ({mode})', unit='class'):
+                members = np.flatnonzero(np.array(patches.class_ids) == c)
+                picks = members[:per_class] if mode == 'selected_real' else rng.choice(
+                    members, per_class, replace=len(members) < per_class)
+                for start in range(0, len(picks), batch):
+                    chunk = picks[start:start + batch]
+                    real = np.stack([patches.patch(i)[:, :, ::-1] for i in chunk])  # RGB
+                    if mode == 'selected_real':
+                        out = real
+                    else:
+                        init = torch.from_numpy(real.copy()).permute(0, 3, 1, 2) if mode == 'sdedit' else None
+                        out = sample(net, scheduler, torch.full((len(chunk), ), c), size, int(syn.get('steps', 10)),
+                                     generator, init, float(syn.get('strength', 0.3))).permute(0, 2, 3, 1).numpy()
+                    images += [to_uint8(o[:, :, ::-1]) for o in out]
+                    classes += [c] * len(chunk)
+        self.write_distilled(images, classes, mode, size)
+
+    def random_real_patches(self, selection: dict, count: int, size: int, rng: np.random.Generator):
+        """The random-subset baseline: uniformly random patches of the whole pool (no scoring, no classes)."""
+        paths = selection['images']
+        picks = rng.integers(len(paths), size=count)
+        images = []
+        for i in tqdm(sorted(set(picks.tolist())), desc='synthesize (random_real)', unit='img'):
+            img = read_image(paths[i])
+            for _ in range(int((picks == i).sum())):
+                y, x = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
+                images.append(to_uint8(img[y:y + size, x:x + size]))
+        return images, [0] * len(images)
+
+    def load_generator(self):
+        ft = read_manifest(self.manifest('finetune'))
+        checkpoint = torch.load(ft['checkpoint'], map_location='cpu')
+        ft_opt = yaml.safe_load(Path(ft['options']).read_text())
+        net = build_network(ft_opt['network_g'])
+        net.load_state_dict(checkpoint.get('params_ema', checkpoint['params']))
+        diffusion = ft_opt.get('diffusion', {})
+        scheduler = DDIMScheduler(num_train_timesteps=int(diffusion.get('num_train_timesteps', 1000)),
+                                  beta_schedule=diffusion.get('beta_schedule', 'squaredcos_cap_v2'), clip_sample=True)
+        return net.eval(), scheduler
+
+    def write_distilled(self, images: list[np.ndarray], classes: list[int], mode: str, size: int) -> None:
+        out = self.root / self.opt['output']
+        out.mkdir(parents=True, exist_ok=True)
+        keys = [f'c{c:02d}_{i:05d}' for i, c in enumerate(classes)]
+        with atomic_lmdb(out / 'HR.lmdb', estimate_map_size(len(images) * size * size * 3), overwrite=True) as writer:
+            for key, img in zip(keys, images):
+                writer.put(key, img)
+            (writer.tmp / 'class_info.txt').write_text(''.join(f'{k} {c}\n' for k, c in zip(keys, classes)))
+        cv2.imwrite(str(out / 'preview.png'), preview_grid(images, classes))
+        categories = read_manifest(self.manifest('categorize'))
+        payload = {'mode': mode, 'num_images': len(images), 'patch_size': size, 'lmdb': str(out / 'HR.lmdb'),
+                   'feature_mode': categories['feature_mode'], 'feature_description': categories['feature_description'],
+                   'classes': {k: c for k, c in zip(keys, classes)}, 'options': self.opt.get('synthesize', {})}
+        write_manifest(out / 'manifest.json', payload)
+        write_manifest(self.manifest('synthesize'), {k: v for k, v in payload.items() if k != 'classes'})
+        self.logger.info(f'[synthesize] {len(images)} HR patches ({mode}) -> {out / "HR.lmdb"}; preview {out / "preview.png"}')
+

@@ -1,0 +1,157 @@
+"""The distillation stages on tiny real data: selection, grouping (CLIP by local path or the named descriptor),
+fine-tuning through BasicSR (resumable), synthesis into a BasicSR LMDB, determinism and clear errors."""
+import gc
+import json
+import cv2
+import numpy as np
+import pytest
+import torch
+from basicsr.data import build_dataset
+
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.features import ClipImageEncoder, cluster
+from srdistill_plugin.core.imageio import read_image
+from srdistill_plugin.core.lmdb_io import read_meta_keys
+from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches, select_patches
+from srdistill_plugin.pipeline.distill import DistillRun
+from srdistill_plugin.samplers import build_sampler
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_options(pool, output, **synthesize):
+    return {
+        'name': 'pytest_distill', 'scale': 4, 'num_gpu': 0, 'manual_seed': 0, 'pool': str(pool), 'output': str(output),
+        'select': {'patch_size': 32, 'stride': 16, 'keep_fraction': 0.25},
+        'categorize': {'num_classes': 3},
+        'finetune': {
+            'network_g': {'block_out_channels': [8, 16], 'layers_per_block': 1, 'attention_levels': [1],
+                          'norm_num_groups': 4},
+            'dataset': {'batch_size_per_gpu': 4},
+            'train': {'ema_decay': 0.9, 'optim_g': {'type': 'AdamW', 'lr': 1e-3},
+                      'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5}, 'total_iter': 4,
+                      'diffusion': {'max_timestep': 400, 'lambda_rep': 0.01, 'lambda_div': 0.01, 'lambda_sr': 0.1}},
+            'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}},
+        'synthesize': {'mode': 'sdedit', 'strength': 0.3, 'steps': 3, 'per_class': 2, **synthesize},
+    }
+
+
+def test_bicubic_and_gradient_scores_rank_texture_above_flat(photo_dir):
+    img = read_image(photo_dir / 'astronaut.png')
+    img[:64, :64] = 0.5  # a flat corner
+    for score in ('bicubic_psnr', 'gradient'):
+        opts = SelectionOptions(patch_size=32, stride=32, score=score, scale=4)
+        scores, ys, xs = score_patches(img, opts)
+        assert len(scores) == 16
+        flat = scores[(ys == 0) & (xs == 0)][0]
+        assert (flat > scores.max() - 1e-6) if score == 'bicubic_psnr' else (flat < 1e-6)
+
+
+def test_selection_caps_per_image_total_and_fraction():
+    per_image = [(np.arange(10.), np.zeros(10, int), np.arange(10)), (np.arange(10.) + 5, np.zeros(10, int), np.arange(10))]
+    kept = select_patches(per_image, SelectionOptions(per_image=3, keep_fraction=1, scale=4))
+    assert [(k[0], k[3]) for k in kept] == [(0, 0.), (0, 1.), (0, 2.), (1, 5.), (1, 6.), (1, 7.)]
+    assert len(select_patches(per_image, SelectionOptions(keep_fraction=0.25, scale=4))) == 5
+    assert len(select_patches(per_image, SelectionOptions(keep_fraction=1, total=4, threshold=8, scale=4))) == 4
+
+
+@pytest.fixture()
+def tiny_clip(tmp_path):
+    import open_clip
+    config = tmp_path / 'srd-tiny-clip.json'
+    config.write_text(json.dumps({'embed_dim': 16, 'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32,
+                                  'head_width': 16, 'patch_size': 8}, 'text_cfg': {'context_length': 8, 'vocab_size': 64, 'width': 16,
+                                  'heads': 2, 'layers': 1}}))
+    open_clip.add_model_config(str(config))
+    torch.manual_seed(0)
+    checkpoint = tmp_path / 'tiny_clip.pt'
+    torch.save({'state_dict': open_clip.create_model('srd-tiny-clip').state_dict()}, checkpoint)
+    return config, checkpoint
+
+
+def test_clip_features_load_from_a_local_checkpoint_and_bad_paths_are_named(tiny_clip, photo_dir, tmp_path):
+    config, checkpoint = tiny_clip
+    encoder = ClipImageEncoder('srd-tiny-clip', checkpoint, model_config=str(config))
+    feature = encoder(read_image(photo_dir / 'coffee.png'))
+    assert feature.shape == (16, ) and np.linalg.norm(feature) == pytest.approx(1, abs=1e-5)
+    assert str(checkpoint) in encoder.description and encoder.description.startswith('CLIP')
+    with pytest.raises(SRDistillError, match='nope.pt does not exist'):
+        ClipImageEncoder('srd-tiny-clip', tmp_path / 'nope.pt')
+    (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
+    with pytest.raises(SRDistillError, match='garbage.pt is not a srd-tiny-clip checkpoint'):
+        ClipImageEncoder('srd-tiny-clip', tmp_path / 'garbage.pt')
+
+
+def test_clip_mode_is_recorded_in_the_manifest(tiny_clip, photo_dir, tmp_path):
+    config, checkpoint = tiny_clip
+    opt = tiny_options(photo_dir, tmp_path / 'out')
+    opt['categorize'].update(clip={'model': 'srd-tiny-clip', 'checkpoint': str(checkpoint), 'model_config': str(config)})
+    run = DistillRun(opt, root=tmp_path)
+    run.run(('select', 'categorize'))
+    manifest = json.loads(run.manifest('categorize').read_text())
+    assert manifest['feature_mode'] == 'clip' and str(checkpoint) in manifest['feature_description']
+
+
+def test_k_larger_than_images_and_empty_pool_are_clear(photo_dir, tmp_path):
+    with pytest.raises(SRDistillError, match='num_classes: 9 is larger than the number of images'):
+        cluster(np.random.rand(4, 8), 9)
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(SRDistillError, match='no images'):
+        DistillRun(tiny_options(empty, tmp_path / 'o'), root=tmp_path).run(('select', ))
+    (empty / 'bad.png').write_bytes(b'junk')
+    with pytest.raises(SRDistillError, match='bad.png: cannot decode image'):
+        DistillRun(tiny_options(empty, tmp_path / 'o'), root=tmp_path).run(('select', ))
+
+
+def test_budget_larger_than_the_pool_is_refused(photo_dir, tmp_path):
+    run = DistillRun(tiny_options(photo_dir, tmp_path / 'out', mode='selected_real', per_class=10 ** 4), root=tmp_path)
+    with pytest.raises(SRDistillError, match='larger than the pool'):
+        run.run()
+
+
+def lmdb_images(lmdb):
+    dataset = build_dataset({'name': 'd', 'type': 'HROnlyDataset', 'dataroot_gt': str(lmdb),
+                             'io_backend': {'type': 'lmdb'}, 'phase': 'val', 'scale': 4})
+    images = torch.stack([dataset[i]['gt'] for i in range(len(dataset))])
+    del dataset
+    gc.collect()  # closes the LMDB environment: py-lmdb refuses to open a path twice in one process
+    return images
+
+
+def test_full_pipeline_resumes_writes_lmdb_and_is_deterministic(photo_dir, tmp_path):
+    opt = tiny_options(photo_dir, tmp_path / 'out')
+    run = DistillRun(opt, root=tmp_path)
+    run.run()
+    # A run killed during fine-tuning has checkpoints but no finetune manifest: it resumes from the checkpoints.
+    run.manifest('finetune').unlink()
+    run.manifest('synthesize').unlink()
+    opt['finetune']['train']['total_iter'] = 6
+    DistillRun(opt, root=tmp_path).run()
+    logs = ''.join(p.read_text() for p in (run.exp_dir / 'pytest_distill_finetune').glob('train_*.log'))
+    assert 'Resuming training from epoch: 0, iter: 4.' in logs
+
+    lmdb = tmp_path / 'out' / 'HR.lmdb'
+    assert len(read_meta_keys(lmdb)) == 6 and (tmp_path / 'out' / 'preview.png').is_file()
+    manifest = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
+    assert manifest['mode'] == 'sdedit' and manifest['feature_mode'] == 'colour_texture'
+    assert 'NOT CLIP' in manifest['feature_description']
+    dataset = build_dataset({'name': 'd', 'type': 'HROnlyDataset', 'dataroot_gt': str(lmdb),
+                             'io_backend': {'type': 'lmdb'}, 'phase': 'train', 'scale': 4, 'gt_size': 32})
+    assert sorted(set(dataset.class_ids)) == [0, 1, 2] and dataset[0]['gt'].shape == (3, 32, 32)
+    assert len(build_sampler({'type': 'ClassBalancedSampler'}, dataset, 1, 0, 2)) == 12
+    del dataset
+
+    first = lmdb_images(lmdb)
+    run.manifest('synthesize').unlink()
+    DistillRun(opt, root=tmp_path).run(('synthesize', ))
+    assert torch.equal(lmdb_images(lmdb), first)  # same seed and checkpoint -> the same images
+
+
+def test_real_patch_baselines_need_no_generator(photo_dir, tmp_path):
+    for mode in ('selected_real', 'random_real'):
+        opt = tiny_options(photo_dir, tmp_path / mode, mode=mode) | {'name': f'pytest_{mode}'}
+        DistillRun(opt, root=tmp_path).run()
+        assert len(read_meta_keys(tmp_path / mode / 'HR.lmdb')) == 6
+        img = cv2.imread(str(tmp_path / mode / 'preview.png'))
+        assert img is not None and img.shape[1] == 8 * 36
