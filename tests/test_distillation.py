@@ -155,3 +155,20 @@ def test_real_patch_baselines_need_no_generator(photo_dir, tmp_path):
         assert len(read_meta_keys(tmp_path / mode / 'HR.lmdb')) == 6
         img = cv2.imread(str(tmp_path / mode / 'preview.png'))
         assert img is not None and img.shape[1] == 8 * 36
+
+
+def test_pretrained_local_unet_gets_class_embedding_and_lora(tmp_path):
+    from diffusers import UNet2DModel
+
+    from srdistill_plugin.archs.diffusion_unet_arch import ClassConditionalUNet
+    torch.manual_seed(0)
+    UNet2DModel(sample_size=16, block_out_channels=(8, 16), norm_num_groups=4, layers_per_block=1,
+                down_block_types=('DownBlock2D', 'AttnDownBlock2D'),
+                up_block_types=('AttnUpBlock2D', 'UpBlock2D')).save_pretrained(tmp_path / 'unet')
+    net = ClassConditionalUNet(num_classes=3, pretrained_dir=str(tmp_path / 'unet'), lora_rank=2)
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable and all('lora' in n or 'class_embedding' in n for n in trainable)
+    out = net(torch.randn(2, 3, 16, 16), torch.tensor([3, 500]), torch.tensor([0, 2]))
+    assert out.shape == (2, 3, 16, 16)
+    with pytest.raises(SRDistillError, match='not a diffusers UNet2DModel folder'):
+        ClassConditionalUNet(pretrained_dir=str(tmp_path))

@@ -58,7 +58,8 @@ class DiffusionDistillModel(BaseModel):
         self.real_memory = EmbeddingMemory(num_classes, int(d.get('memory_size', 64)))
         self.generated_memory = EmbeddingMemory(num_classes, int(d.get('memory_size', 64)))
         optim_opt = dict(train_opt['optim_g'])
-        self.optimizer_g = self.get_optimizer(optim_opt.pop('type'), self.net_g.parameters(), **optim_opt)
+        trainable = [p for p in self.net_g.parameters() if p.requires_grad]  # LoRA: adapters + class embedding
+        self.optimizer_g = self.get_optimizer(optim_opt.pop('type'), trainable, **optim_opt)
         self.optimizers.append(self.optimizer_g)
         self.setup_schedulers()
 

@@ -1,0 +1,86 @@
+"""Documented fixes that let the pinned MMagic stack import on current numpy / without compiled mmcv ops.
+
+Applied once, by :mod:`srdistill_plugin.mm` only (the BasicSR side needs none of them):
+
+1. ``np.bool8`` -- removed in numpy 2; ``mmagic/utils/trans_utils.py`` (mmagic 1.2.0) still uses it at import
+   time. It is restored as an alias of ``np.bool_`` (what numpy 1.x defined it as).
+2. ``mmcv.ops`` -- mmcv-lite ships no compiled ops, and a few mmagic modules (BasicVSR++, EDVR, TDAN, StyleGAN)
+   import ``mmcv.ops`` names at module level, which makes ``register_all_modules()`` fail. When the real module
+   cannot be imported, a stand-in module is installed whose attributes raise a clear error **when used**, so
+   every other module registers and only those models (which srdistill does not use) stay unavailable.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+
+import numpy as np
+
+_APPLIED = False
+
+
+class _MissingOp:
+    """Placeholder for a compiled mmcv op: importable, fails with a clear message when used."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(f'mmcv.ops.{self.name} needs the compiled mmcv package; mmcv-lite is installed '
+                           '(srdistill_plugin.compat installed this stand-in)')
+
+    def __getattr__(self, attr):
+        if attr.startswith('__'):
+            raise AttributeError(attr)
+        self(attr)
+
+    def __mro_entries__(self, bases):  # used as a base class: subclasses fail on instantiation only
+        return (_MissingOpBase, )
+
+
+class _MissingOpBase:
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError(f'{type(self).__name__} needs compiled mmcv ops; mmcv-lite is installed')
+
+
+def _standin_attribute(name: str) -> _MissingOp:
+    if name.startswith('__'):  # introspection (__file__, __path__, ...) must see a plain module
+        raise AttributeError(name)
+    return _MissingOp(name)
+
+
+class _OpsStandinFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves ``mmcv.ops`` and every ``mmcv.ops.<name>`` submodule as a stand-in package."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname == 'mmcv.ops' or fullname.startswith('mmcv.ops.'):
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__getattr__ = _standin_attribute  # PEP 562 module attribute hook
+        module.__path__ = []
+        module.__srdistill_standin__ = True
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def apply_mmagic_fixes() -> None:
+    """Apply both fixes (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    if not hasattr(np, 'bool8'):
+        np.bool8 = np.bool_
+    try:
+        importlib.import_module('mmcv.ops')
+    except ImportError:
+        sys.modules.pop('mmcv.ops', None)
+        sys.meta_path.insert(0, _OpsStandinFinder())
+    _APPLIED = True
