@@ -8,6 +8,10 @@ Applied once, by :mod:`srdistill_plugin.mm` only (the BasicSR side needs none of
    import ``mmcv.ops`` names at module level, which makes ``register_all_modules()`` fail. When the real module
    cannot be imported, a stand-in module is installed whose attributes raise a clear error **when used**, so
    every other module registers and only those models (which srdistill does not use) stay unavailable.
+3. MMEngine checkpoints -- they hold the message hub's history (numpy arrays rebuilt through ``getattr``), which
+   torch >= 2.6 refuses to unpickle with its new default ``weights_only=True``; mmengine 0.10.7 does not pass the
+   flag. Local checkpoint files are loaded with ``weights_only=False`` again, as with the torch mmengine targets:
+   only load checkpoints you trust (your own runs), as with any pickle.
 """
 from __future__ import annotations
 
@@ -71,8 +75,18 @@ class _OpsStandinFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
+def _load_local_checkpoint(filename: str, map_location=None):
+    """MMEngine's local-file checkpoint loader with ``weights_only=False`` (see fix 3)."""
+    import os.path as osp
+
+    import torch
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
 def apply_mmagic_fixes() -> None:
-    """Apply both fixes (idempotent)."""
+    """Apply the three fixes (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
@@ -83,4 +97,6 @@ def apply_mmagic_fixes() -> None:
     except ImportError:
         sys.modules.pop('mmcv.ops', None)
         sys.meta_path.insert(0, _OpsStandinFinder())
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', loader=_load_local_checkpoint, force=True)
     _APPLIED = True
