@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
 
 def distill_options(args, work: Path, mode: str) -> Path:
     opt = yaml.safe_load((ROOT / 'options' / 'distill_x4.yml').read_text())
-    opt.update(name=f'bench_{mode}_x4', pool=args.pool, output=str(work / mode))
+    opt.update(name=f'bench_{args.tag}_{mode}_x4', pool=args.pool, output=str(work / mode))
     opt['categorize']['num_classes'] = args.num_classes
     opt['finetune']['train']['total_iter'] = args.finetune_iters
     opt['finetune']['logger']['use_tb_logger'] = False

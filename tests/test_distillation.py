@@ -172,3 +172,12 @@ def test_pretrained_local_unet_gets_class_embedding_and_lora(tmp_path):
     assert out.shape == (2, 3, 16, 16)
     with pytest.raises(SRDistillError, match='not a diffusers UNet2DModel folder'):
         ClassConditionalUNet(pretrained_dir=str(tmp_path))
+
+
+def test_a_finished_stage_is_not_reused_with_other_options(photo_dir, tmp_path):
+    opt = tiny_options(photo_dir, tmp_path / 'out')
+    DistillRun(opt, root=tmp_path).run(('select', ))
+    DistillRun(opt, root=tmp_path).run(('select', ))  # same options: skipped
+    opt['select']['keep_fraction'] = 0.5
+    with pytest.raises(SRDistillError, match='stage select was run with other options'):
+        DistillRun(opt, root=tmp_path).run(('select', ))

@@ -8,6 +8,7 @@ killed run continues from its last checkpoint; the other stages write their outp
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import subprocess
@@ -34,6 +35,9 @@ from srdistill_plugin.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 
 STAGES = ('select', 'categorize', 'finetune', 'synthesize')
+# The options each stage's result depends on (cumulative: a stage depends on everything before it).
+STAGE_OPTIONS = {'select': ('pool', 'scale', 'select'), 'categorize': ('categorize', 'manual_seed'),
+                 'finetune': ('finetune', 'num_gpu'), 'synthesize': ('synthesize', 'output')}
 SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'random_real')
 
 
@@ -55,15 +59,26 @@ class DistillRun:
     def manifest(self, stage: str) -> Path:
         return self.stage_dir / f'{stage}.json'
 
+    def fingerprint(self, stage: str) -> dict:
+        """The options that ``stage``'s result depends on."""
+        keys = [k for s in STAGES[:STAGES.index(stage) + 1] for k in STAGE_OPTIONS[s]]
+        return json.loads(json.dumps({k: self.opt.get(k) for k in keys}))
+
     def run(self, stages: tuple[str, ...] = STAGES) -> dict:
         times = {}
         for stage in stages:
             if self.manifest(stage).exists():
-                self.logger.info(f'[{stage}] done before; skipped ({self.manifest(stage)})')
+                done_with = read_manifest(self.manifest(stage)).get('stage_options')
+                if done_with != self.fingerprint(stage):
+                    raise SRDistillError(f'{self.manifest(stage)}: stage {stage} was run with other options; use a new '
+                                         f'name or delete this manifest (and those after it) to redo it')
+                self.logger.info(f'[{stage}] done before with the same options; skipped ({self.manifest(stage)})')
                 continue
             start = time.perf_counter()
             self.logger.info(f'[{stage}] starting')
             getattr(self, stage)()
+            manifest = read_manifest(self.manifest(stage))
+            write_manifest(self.manifest(stage), {**manifest, 'stage_options': self.fingerprint(stage)})
             times[stage] = time.perf_counter() - start
             self.logger.info(f'[{stage}] finished in {times[stage]:.1f} s')
         return times
