@@ -185,7 +185,7 @@ def main() -> None:
                 f'{args.zssr_max_iters} iterations. Threads: {env["torch_threads"]} on {env["device"]}.\n\n{table}\n\n'
                 f'MZSR adaptation time per image (s): ' + ', '.join(
                     f'{k}: ' + '/'.join(f"{v:.2f}" for v in s['adapt_time_s'].values()) for k, s in summary.items())
-                + f' (0/1/10 steps).\nStage wall times (s): ' + ', '.join(f'{k} {v:.0f}' for k, v in times.items()) + '\n')
+                + ' (0/1/10 steps).\nStage wall times (s): ' + ', '.join(f'{k} {v:.0f}' for k, v in times.items()) + '\n')
     write_results(f'mzsr_adaptation_{args.tag}', {'args': vars(args), 'env': env, 'times': times,
                                                    'summary': summary, 'per_image': results}, markdown)
 

@@ -16,7 +16,7 @@ from srdistill_plugin.core.imageio import read_image
 from srdistill_plugin.core.lmdb_io import partial_path, read_meta_keys
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
 
-from .conftest import ROOT, SET5, run_tool
+from .conftest import SET5, run_tool
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

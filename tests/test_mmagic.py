@@ -1,7 +1,6 @@
 """The MMagic / MMEngine side: registrations, configs, Runner iterations, metric agreement, the MZSR train_step."""
 import math
 
-import cv2
 import numpy as np
 import pytest
 import torch

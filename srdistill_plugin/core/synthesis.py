@@ -35,7 +35,6 @@ def sample(net: nn.Module, scheduler: DDIMScheduler, classes: torch.Tensor, size
 
 def preview_grid(images: list[np.ndarray], classes: list[int], per_row: int = 8) -> np.ndarray:
     """A uint8 grid: one row per class, up to ``per_row`` images each (2-pixel white gutters)."""
-    size = images[0].shape[0]
     rows = []
     for c in sorted(set(classes)):
         members = [img for img, k in zip(images, classes) if k == c][:per_row]
