@@ -181,3 +181,8 @@ def test_a_finished_stage_is_not_reused_with_other_options(photo_dir, tmp_path):
     opt['select']['keep_fraction'] = 0.5
     with pytest.raises(SRDistillError, match='stage select was run with other options'):
         DistillRun(opt, root=tmp_path).run(('select', ))
+
+
+def test_selected_patches_are_spread_over_source_images():
+    from srdistill_plugin.pipeline.distill import spread_over_images
+    assert spread_over_images(np.array([10, 11, 12, 20, 13, 21]), [1, 1, 1, 2, 1, 2]) == [10, 20, 11, 21, 12, 13]

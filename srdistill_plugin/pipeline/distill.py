@@ -8,6 +8,7 @@ killed run continues from its last checkpoint; the other stages write their outp
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import logging
 import math
@@ -39,6 +40,15 @@ STAGES = ('select', 'categorize', 'finetune', 'synthesize')
 STAGE_OPTIONS = {'select': ('pool', 'scale', 'select'), 'categorize': ('categorize', 'manual_seed'),
                  'finetune': ('finetune', 'num_gpu'), 'synthesize': ('synthesize', 'output')}
 SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'random_real')
+
+
+def spread_over_images(members: np.ndarray, images: list[int]) -> list[int]:
+    """Reorder ranked patches round-robin over their source images (the best of every image, then the second
+    best, ...), so that a budget is not spent on overlapping patches of one image."""
+    by_image: dict[int, list[int]] = {}
+    for member, image in zip(members.tolist(), images):
+        by_image.setdefault(image, []).append(member)
+    return [m for rank in itertools.zip_longest(*by_image.values()) for m in rank if m is not None]
 
 
 class DistillRun:
@@ -212,8 +222,10 @@ class DistillRun:
             batch = int(syn.get('batch', 16))
             for c in tqdm(range(num_classes), desc=f'synthesize ({mode})', unit='class'):
                 members = np.flatnonzero(np.array(patches.class_ids) == c)
-                picks = members[:per_class] if mode == 'selected_real' else rng.choice(
-                    members, per_class, replace=len(members) < per_class)
+                if mode == 'selected_real':
+                    picks = spread_over_images(members, [patches.patches[m][0] for m in members])[:per_class]
+                else:
+                    picks = rng.choice(members, per_class, replace=len(members) < per_class)
                 for start in range(0, len(picks), batch):
                     chunk = picks[start:start + batch]
                     real = np.stack([patches.patch(i)[:, :, ::-1] for i in chunk])  # RGB
