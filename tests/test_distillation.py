@@ -129,12 +129,18 @@ def test_full_pipeline_resumes_writes_lmdb_and_is_deterministic(photo_dir, tmp_p
     opt['finetune']['train']['total_iter'] = 6
     DistillRun(opt, root=tmp_path).run()
     logs = ''.join(p.read_text() for p in (run.exp_dir / 'pytest_distill_finetune').glob('train_*.log'))
-    assert 'Resuming training from epoch: 0, iter: 4.' in logs
+    assert 'Resuming training from epoch: 0, iter: 4.' in logs and 'param key: [params_ema]' in logs
+    # A finished run asked for more fine-tuning iterations continues it and redoes the synthesis.
+    opt['finetune']['train']['total_iter'] = 8
+    DistillRun(opt, root=tmp_path).run()
+    logs = ''.join(p.read_text() for p in (run.exp_dir / 'pytest_distill_finetune').glob('train_*.log'))
+    assert 'Resuming training from epoch: 0, iter: 6.' in logs
 
     lmdb = tmp_path / 'out' / 'HR.lmdb'
     assert len(read_meta_keys(lmdb)) == 6 and (tmp_path / 'out' / 'preview.png').is_file()
     manifest = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
     assert manifest['mode'] == 'sdedit' and manifest['feature_mode'] == 'colour_texture'
+    assert manifest['seed_residual_std'] > 1  # SDEdit changed its seed patches
     assert 'NOT CLIP' in manifest['feature_description']
     dataset = build_dataset({'name': 'd', 'type': 'HROnlyDataset', 'dataroot_gt': str(lmdb),
                              'io_backend': {'type': 'lmdb'}, 'phase': 'train', 'scale': 4, 'gt_size': 32})
@@ -149,12 +155,22 @@ def test_full_pipeline_resumes_writes_lmdb_and_is_deterministic(photo_dir, tmp_p
 
 
 def test_real_patch_baselines_need_no_generator(photo_dir, tmp_path):
-    for mode in ('selected_real', 'random_real'):
-        opt = tiny_options(photo_dir, tmp_path / mode, mode=mode) | {'name': f'pytest_{mode}'}
+    for mode in ('selected_real', 'random_real', 'selected_noise'):
+        opt = tiny_options(photo_dir, tmp_path / mode, mode=mode, noise_sigma=8) | {'name': f'pytest_{mode}'}
         DistillRun(opt, root=tmp_path).run()
         assert len(read_meta_keys(tmp_path / mode / 'HR.lmdb')) == 6
         img = cv2.imread(str(tmp_path / mode / 'preview.png'))
         assert img is not None and img.shape[1] == 8 * 36
+    # The noise ablation perturbs exactly the selected patches, by the noise asked for.
+    manifests = {m: json.loads((tmp_path / m / 'manifest.json').read_text()) for m in ('selected_real', 'selected_noise')}
+    assert manifests['selected_real']['classes'] == manifests['selected_noise']['classes']
+    assert manifests['selected_real']['seed_residual_std'] == 0
+    assert manifests['selected_noise']['seed_residual_std'] == pytest.approx(8, rel=0.15)
+    diff = lmdb_images(tmp_path / 'selected_noise' / 'HR.lmdb') - lmdb_images(tmp_path / 'selected_real' / 'HR.lmdb')
+    assert float(diff.std()) * 255 == pytest.approx(8, rel=0.15)
+    opt = tiny_options(photo_dir, tmp_path / 'x', mode='selected_noise', noise_sigma='loud') | {'name': 'pytest_x'}
+    with pytest.raises(SRDistillError, match="option synthesize.noise_sigma: expected a number >= 0.*'loud'"):
+        DistillRun(opt, root=tmp_path).run()
 
 
 def test_pretrained_local_unet_gets_class_embedding_and_lora(tmp_path):

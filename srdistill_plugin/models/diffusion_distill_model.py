@@ -48,7 +48,11 @@ class DiffusionDistillModel(BaseModel):
         self.ema_decay = train_opt.get('ema_decay', 0)
         if self.ema_decay > 0:
             self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
-            self.model_ema(0)
+            load_path = self.opt['path'].get('pretrain_network_g')
+            if load_path is not None:  # resuming (or starting from a checkpoint): its EMA weights, as SRModel does
+                self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema')
+            else:
+                self.model_ema(0)
             self.net_g_ema.eval()
         self.net_g.train()
         d = train_opt.get('diffusion', {})

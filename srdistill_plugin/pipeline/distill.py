@@ -3,7 +3,8 @@
 Options (``options/distill_x4.yml``): ``name``, ``scale``, ``manual_seed``, ``pool`` (folder of HR images),
 ``output`` (the distilled LMDB's folder) and one block per stage. A stage whose manifest exists under
 ``experiments/<name>/stages/`` is skipped; ``finetune`` runs BasicSR's train loop with ``--auto_resume``, so a
-killed run continues from its last checkpoint; the other stages write their outputs atomically.
+killed run continues from its last checkpoint, and so does a finished one whose ``total_iter`` was raised; the other
+stages write their outputs atomically.
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ STAGES = ('select', 'categorize', 'finetune', 'synthesize')
 # The options each stage's result depends on (cumulative: a stage depends on everything before it).
 STAGE_OPTIONS = {'select': ('pool', 'scale', 'select'), 'categorize': ('categorize', 'manual_seed'),
                  'finetune': ('finetune', 'num_gpu'), 'synthesize': ('synthesize', 'output')}
-SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'random_real')
+SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'selected_noise', 'random_real')
+GENERATIVE_MODES = ('sdedit', 'noise')  # the modes that need the fine-tuned diffusion model
+SEEDED_MODES = ('sdedit', 'selected_real', 'selected_noise')  # the modes that start from the selected patches
 
 
 def spread_over_images(members: np.ndarray, images: list[int]) -> list[int]:
@@ -63,6 +66,8 @@ class DistillRun:
         self.stage_dir = self.exp_dir / 'stages'
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.seed = int(opt.get('manual_seed', 0))
+        self.synthesis_mode(opt.get('synthesize', {}))  # option errors before hours of work, not after
+        self.noise_sigma(opt.get('synthesize', {}))
         self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO,
                                       log_file=str(self.exp_dir / f'distill_{opt["name"]}_{get_time_str()}.log'))
 
@@ -74,16 +79,35 @@ class DistillRun:
         keys = [k for s in STAGES[:STAGES.index(stage) + 1] for k in STAGE_OPTIONS[s]]
         return json.loads(json.dumps({k: self.opt.get(k) for k in keys}))
 
+    def extends_finetune(self, done_with: dict | None) -> bool:
+        """Whether ``done_with`` (a finished finetune stage's options) differs from ours only by a larger
+        ``finetune.train.total_iter``: then the fine-tuning continues from its last checkpoint."""
+        if not done_with:
+            return False
+        ours, theirs = self.fingerprint('finetune'), copy.deepcopy(done_with)
+        try:
+            old_iter, new_iter = (int(o['finetune']['train']['total_iter']) for o in (theirs, ours))
+        except (KeyError, TypeError, ValueError):
+            return False
+        theirs['finetune']['train']['total_iter'] = ours['finetune']['train']['total_iter']
+        return new_iter > old_iter and theirs == ours
+
     def run(self, stages: tuple[str, ...] = STAGES) -> dict:
         times = {}
         for stage in stages:
             if self.manifest(stage).exists():
                 done_with = read_manifest(self.manifest(stage)).get('stage_options')
-                if done_with != self.fingerprint(stage):
+                if stage == 'finetune' and self.extends_finetune(done_with):
+                    self.logger.info(f'[finetune] total_iter raised to {self.opt["finetune"]["train"]["total_iter"]}: '
+                                     'continuing from the last checkpoint; later stages are redone')
+                    for later in STAGES[STAGES.index(stage):]:
+                        self.manifest(later).unlink(missing_ok=True)
+                elif done_with != self.fingerprint(stage):
                     raise SRDistillError(f'{self.manifest(stage)}: stage {stage} was run with other options; use a new '
                                          f'name or delete this manifest (and those after it) to redo it')
-                self.logger.info(f'[{stage}] done before with the same options; skipped ({self.manifest(stage)})')
-                continue
+                else:
+                    self.logger.info(f'[{stage}] done before with the same options; skipped ({self.manifest(stage)})')
+                    continue
             start = time.perf_counter()
             self.logger.info(f'[{stage}] starting')
             getattr(self, stage)()
@@ -178,7 +202,7 @@ class DistillRun:
         return self.exp_dir / f'{self.opt["name"]}_finetune' / 'models' / 'net_g_latest.pth'
 
     def finetune(self) -> None:
-        if self.opt.get('synthesize', {}).get('mode') in ('selected_real', 'random_real'):
+        if self.opt.get('synthesize', {}).get('mode', 'sdedit') not in GENERATIVE_MODES:
             write_manifest(self.manifest('finetune'), {'skipped': 'real-patch baseline: no generator needed'})
             return
         opt_file = self.exp_dir / 'finetune.yml'
@@ -205,25 +229,25 @@ class DistillRun:
 
     def synthesize(self) -> None:
         syn = self.opt.get('synthesize', {})
-        mode = syn.get('mode', 'sdedit')
-        if mode not in SYNTH_MODES:
-            raise SRDistillError(f'option synthesize.mode: expected one of {SYNTH_MODES}, got {mode!r}')
+        mode = self.synthesis_mode(syn)
         selection, categories = read_manifest(self.manifest('select')), read_manifest(self.manifest('categorize'))
         patches = SelectedPatchDataset({'stage_dir': str(self.stage_dir)})
         num_classes, size = categories['num_classes'], selection['options']['patch_size']
         per_class = self.budget(selection, num_classes)
         rng = np.random.default_rng(self.seed)
-        images, classes = [], []
+        images, classes, residuals = [], [], []
         if mode == 'random_real':
             images, classes = self.random_real_patches(selection, per_class * num_classes, size, rng)
         else:
             generator = torch.Generator().manual_seed(self.seed)
-            net, scheduler = self.load_generator() if mode in ('sdedit', 'noise') else (None, None)
+            net, scheduler = self.load_generator() if mode in GENERATIVE_MODES else (None, None)
+            sigma = self.noise_sigma(syn) / 255
             batch = int(syn.get('batch', 16))
             for c in tqdm(range(num_classes), desc=f'synthesize ({mode})', unit='class'):
                 members = np.flatnonzero(np.array(patches.class_ids) == c)
-                if mode == 'selected_real':
-                    picks = spread_over_images(members, [patches.patches[m][0] for m in members])[:per_class]
+                if mode in SEEDED_MODES:  # the same seeds for all three: the best patches, spread over images
+                    ranked = spread_over_images(members, [patches.patches[m][0] for m in members])
+                    picks = list(itertools.islice(itertools.cycle(ranked), per_class))
                 else:
                     picks = rng.choice(members, per_class, replace=len(members) < per_class)
                 for start in range(0, len(picks), batch):
@@ -231,13 +255,38 @@ class DistillRun:
                     real = np.stack([patches.patch(i)[:, :, ::-1] for i in chunk])  # RGB
                     if mode == 'selected_real':
                         out = real
+                    elif mode == 'selected_noise':
+                        noise = torch.randn(real.shape, generator=generator, dtype=torch.float64).numpy()
+                        out = np.clip(real + sigma * noise, 0, 1)
                     else:
                         init = torch.from_numpy(real.copy()).permute(0, 3, 1, 2) if mode == 'sdedit' else None
                         out = sample(net, scheduler, torch.full((len(chunk), ), c), size, int(syn.get('steps', 10)),
                                      generator, init, float(syn.get('strength', 0.3))).permute(0, 2, 3, 1).numpy()
-                    images += [to_uint8(o[:, :, ::-1]) for o in out]
+                    new = [to_uint8(o[:, :, ::-1]) for o in out]
+                    if mode != 'noise':
+                        residuals += [n.astype(np.float64) - to_uint8(r[:, :, ::-1]) for n, r in zip(new, real)]
+                    images += new
                     classes += [c] * len(chunk)
-        self.write_distilled(images, classes, mode, size)
+        stats = {'seed_residual_std': float(np.std(residuals))} if residuals else {}
+        if stats:
+            self.logger.info(f'[synthesize] std of (output - seed patch): {stats["seed_residual_std"]:.2f} '
+                             '(8-bit levels)')
+        self.write_distilled(images, classes, mode, size, stats)
+
+    @staticmethod
+    def synthesis_mode(syn: dict) -> str:
+        mode = syn.get('mode', 'sdedit')
+        if mode not in SYNTH_MODES:
+            raise SRDistillError(f'option synthesize.mode: expected one of {SYNTH_MODES}, got {mode!r}')
+        return mode
+
+    @staticmethod
+    def noise_sigma(syn: dict) -> float:
+        """``synthesize.noise_sigma``: the std of the Gaussian noise of ``selected_noise`` (8-bit levels)."""
+        sigma = syn.get('noise_sigma', 0)
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma < 0:
+            raise SRDistillError(f'option synthesize.noise_sigma: expected a number >= 0 (8-bit levels), got {sigma!r}')
+        return float(sigma)
 
     def random_real_patches(self, selection: dict, count: int, size: int, rng: np.random.Generator):
         """The random-subset baseline: uniformly random patches of the whole pool (no scoring, no classes)."""
@@ -262,7 +311,8 @@ class DistillRun:
                                   beta_schedule=diffusion.get('beta_schedule', 'squaredcos_cap_v2'), clip_sample=True)
         return net.eval(), scheduler
 
-    def write_distilled(self, images: list[np.ndarray], classes: list[int], mode: str, size: int) -> None:
+    def write_distilled(self, images: list[np.ndarray], classes: list[int], mode: str, size: int,
+                        stats: dict) -> None:
         out = self.root / self.opt['output']
         out.mkdir(parents=True, exist_ok=True)
         keys = [f'c{c:02d}_{i:05d}' for i, c in enumerate(classes)]
@@ -274,7 +324,7 @@ class DistillRun:
         categories = read_manifest(self.manifest('categorize'))
         payload = {'mode': mode, 'num_images': len(images), 'patch_size': size, 'lmdb': str(out / 'HR.lmdb'),
                    'feature_mode': categories['feature_mode'], 'feature_description': categories['feature_description'],
-                   'classes': {k: c for k, c in zip(keys, classes)}, 'options': self.opt.get('synthesize', {})}
+                   'classes': {k: c for k, c in zip(keys, classes)}, 'options': self.opt.get('synthesize', {}), **stats}
         write_manifest(out / 'manifest.json', payload)
         write_manifest(self.manifest('synthesize'), {k: v for k, v in payload.items() if k != 'classes'})
         self.logger.info(f'[synthesize] {len(images)} HR patches ({mode}) -> {out / "HR.lmdb"}; preview {out / "preview.png"}')
