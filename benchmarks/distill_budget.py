@@ -5,9 +5,9 @@ tested on Set5/Set14 (PSNR/SSIM on Y, border 4). The ablation arm ``selected_noi
 patches plus Gaussian noise of the same strength as the diffusion re-synthesis changed them (no diffusion model). The
 checkpoints at 1/3 and 2/3 of training give PSNR-vs-iteration curves, from which the full pool's time to reach the
 distilled set's quality is read; one more arm trains on the distilled set for a tenth of the iterations.
-Writes benchmarks/results/distill_budget_<tag>{.json,.md}.
+Writes benchmarks/results/distill_budget_<tag>{.json,.md} and each set's preview grid.
 
-  python benchmarks/distill_budget.py                          # ../shared pool, ~75 min on 2 cores
+  python benchmarks/distill_budget.py                          # ../shared pool, ~2 h on 2 cores (30 min of it the 10x full-pool run)
   python benchmarks/distill_budget.py --finetune-iters 20000 --sr-iters 20000 --tag gpu     # scaled up
 
 Stages resume: the distillation through its manifests, SR training through --auto_resume (its first wall time is
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import yaml
 
-from benchmarks.common import ROOT, ResultCache, mean, pin_threads, run_tool, write_results
+from benchmarks.common import RESULTS, ROOT, ResultCache, mean, pin_threads, run_tool, write_results
 from srdistill_plugin.core.lmdb_io import read_meta_keys
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
 
@@ -45,6 +46,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--finetune-iters', type=int, default=1200)
     p.add_argument('--sr-iters', type=int, default=1500)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1], help='SR training seeds (results are averaged)')
+    p.add_argument('--full-pool-long-iters', type=int, default=None,
+                   help='one more full-pool run (first seed) this long; default 10 x --sr-iters, 0: none')
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--work', default=str(ROOT / 'benchmarks' / 'work' / 'distill'))
     p.add_argument('--tag', default='cpu')
@@ -95,8 +98,12 @@ def train(args, work: Path, first_times: ResultCache, run: str, options: str, it
     overrides = [f'name={name}', f'manual_seed={seed}', f'datasets:train:dataroot_gt={lmdb}',
                  f'path:experiments_root={work / "experiments"}', f'train:total_iter={iters}', 'val:val_freq=1000000',
                  'logger:use_tb_logger=False', f'logger:save_checkpoint_freq={max(iters // 3, 1)}']
-    if yaml.safe_load((ROOT / options).read_text())['datasets']['train']['sampler']['type'] == 'ClassBalancedSampler':
+    train_opt = yaml.safe_load((ROOT / options).read_text())
+    if train_opt['datasets']['train']['sampler']['type'] == 'ClassBalancedSampler':
         overrides.append(f'datasets:train:sampler:seed={seed}')
+    # The learning-rate steps keep their place relative to --sr-iters in shorter and longer runs.
+    milestones = [max(round(m * iters / args.sr_iters), 1) for m in train_opt['train']['scheduler']['milestones']]
+    overrides.append(f'train:scheduler:milestones={milestones}'.replace(' ', ''))
     seconds = run_tool('tools/train.py', '-opt', options, '--auto_resume', '--force_yml', *overrides)
     if first_times.get(name) is None:
         first_times.put(name, {'seconds': seconds, 'resumed': resumed})
@@ -106,7 +113,7 @@ def train(args, work: Path, first_times: ResultCache, run: str, options: str, it
 def psnr_curve(args, work: Path, run: str, iters: int) -> dict:
     """PSNR of the 1/3 and 2/3 checkpoints and the final network, per benchmark set."""
     models = work / 'experiments' / f'bench_SwinIR_{run}' / 'models'
-    points = sorted({max(iters // 3, 1) * k for k in (1, 2)} - {iters})
+    points = sorted({iters // 3 * k for k in (1, 2)} - {0, iters})
     curve = {it: evaluate(args, work, f'{run}_it{it}', models / f'net_g_{it}.pth') for it in points}
     curve[iters] = evaluate(args, work, run, models / 'net_g_latest.pth')
     return {it: {s: m['psnr'] for s, m in metrics.items()} for it, metrics in curve.items()}
@@ -153,11 +160,16 @@ def main() -> None:
             continue
         stage_times[arm] = run_tool('tools/distill.py', '-opt', str(distill_options(args, work, mode)))
         data[arm] = work / mode / 'HR.lmdb'
-    runs = {arm: (options, args.sr_iters, data[arm]) for arm, (_, options) in ARMS.items()}
-    runs['distilled_tenth_iters'] = (ARMS['distilled'][1], max(args.sr_iters // 10, 1), data['distilled'])
-    for arm, (options, iters, lmdb) in runs.items():
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / mode / 'preview.png', RESULTS / f'distill_budget_{args.tag}_preview_{mode}.png')
+    runs = {arm: (options, args.sr_iters, data[arm], args.seeds) for arm, (_, options) in ARMS.items()}
+    runs['distilled_tenth_iters'] = (ARMS['distilled'][1], max(args.sr_iters // 10, 1), data['distilled'], args.seeds)
+    long_iters = 10 * args.sr_iters if args.full_pool_long_iters is None else args.full_pool_long_iters
+    if long_iters:  # the paper's comparison: the full pool trained ~10x longer than the distilled set
+        runs['full_pool_long'] = (ARMS['full_pool'][1], long_iters, pool_lmdb, args.seeds[:1])
+    for arm, (options, iters, lmdb, seeds) in runs.items():
         per_seed, train_s = [], []
-        for seed in args.seeds:
+        for seed in seeds:
             train_s.append(train(args, work, first_times, f'{arm}_s{seed}', options, iters, lmdb, seed))
             if seed == args.seeds[0]:
                 curves[arm] = psnr_curve(args, work, f'{arm}_s{seed}', iters)
@@ -183,10 +195,13 @@ def main() -> None:
                 'selected_minus_random': gap('selected_real', 'random_real', s)} for s in sets}
     full_s_per_iter = mean(t['seconds'] / args.sr_iters for t in results['full_pool']['sr_train'])
     distilled_s = mean(t['seconds'] for t in results['distilled']['sr_train'])
+    # After --sr-iters the long full-pool run's checkpoints (same seed, its own stretched schedule) extend the curve.
+    full_curve = {**curves['full_pool'], **{it: p for it, p in curves.get('full_pool_long', {}).items() if it > args.sr_iters}}
     to_quality = {}
     for s in sets:
-        reach = iterations_to_reach(curves['full_pool'], curves['distilled'][args.sr_iters][s], s)
+        reach = iterations_to_reach(full_curve, curves['distilled'][args.sr_iters][s], s)
         to_quality[s] = {'full_pool_iters': reach,
+                         'iter_ratio_distilled_to_full': None if reach is None else args.sr_iters / reach,
                          'time_ratio_distilled_to_full': None if reach is None else distilled_s / (reach * full_s_per_iter)}
     sdedit = json.loads((work / 'sdedit' / 'manifest.json').read_text())
     markdown = (f'# SR data distillation at a {args.budget_percent}% budget, x4 ({args.tag})\n\n'
@@ -205,7 +220,8 @@ def main() -> None:
                     for arm, c in curves.items())
                 + '\n\nFull pool to the distilled set\'s final PSNR (seed curves): ' + '; '.join(
                     f'{s}: ' + ('not reached in the run' if q['full_pool_iters'] is None else
-                                f"{q['full_pool_iters']:.0f} iterations, distilled/full time {q['time_ratio_distilled_to_full']:.2f}")
+                                f"{q['full_pool_iters']:.0f} iterations; distilled/full iterations "
+                                f"{q['iter_ratio_distilled_to_full']:.2f}, wall time {q['time_ratio_distilled_to_full']:.2f}")
                     for s, q in to_quality.items())
                 + '\n\nDistillation stage wall times (s): ' + ', '.join(f'{k} {v:.0f}' for k, v in stage_times.items()) + '\n')
     write_results(f'distill_budget_{args.tag}', {'args': vars(args), 'env': env, 'stage_times_s': stage_times,
