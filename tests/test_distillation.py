@@ -202,3 +202,55 @@ def test_a_finished_stage_is_not_reused_with_other_options(photo_dir, tmp_path):
 def test_selected_patches_are_spread_over_source_images():
     from srdistill_plugin.pipeline.distill import spread_over_images
     assert spread_over_images(np.array([10, 11, 12, 20, 13, 21]), [1, 1, 1, 2, 1, 2]) == [10, 20, 11, 21, 12, 13]
+
+
+@pytest.fixture()
+def tiny_latent_models(tmp_path):
+    """A tiny AutoencoderKL (x2 latent grid), SD-style UNet and DiT saved locally: stand-ins with the real formats."""
+    from diffusers import AutoencoderKL, Transformer2DModel, UNet2DConditionModel
+    torch.manual_seed(0)
+    AutoencoderKL(block_out_channels=(8, 8), down_block_types=('DownEncoderBlock2D', ) * 2,
+                  up_block_types=('UpDecoderBlock2D', ) * 2, latent_channels=4, norm_num_groups=4,
+                  sample_size=32).save_pretrained(tmp_path / 'vae')
+    UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
+                         norm_num_groups=4, cross_attention_dim=8, attention_head_dim=2,
+                         down_block_types=('DownBlock2D', 'CrossAttnDownBlock2D'),
+                         up_block_types=('CrossAttnUpBlock2D', 'UpBlock2D')).save_pretrained(tmp_path / 'sd_unet')
+    Transformer2DModel(num_attention_heads=2, attention_head_dim=4, in_channels=4, out_channels=8, num_layers=1,
+                       sample_size=16, patch_size=2, norm_type='ada_norm_zero', num_embeds_ada_norm=10,
+                       ).save_pretrained(tmp_path / 'dit')
+    return tmp_path
+
+
+def test_latent_backends_condition_on_pseudo_classes_and_train_only_adapters(tiny_latent_models):
+    from srdistill_plugin.archs.latent_diffusion_arch import LatentClassConditionalDenoiser
+    root = tiny_latent_models
+    for denoiser in ('sd_unet', 'dit'):
+        net = LatentClassConditionalDenoiser(str(root / 'vae'), str(root / denoiser), num_classes=3, lora_rank=2,
+                                             sample_size=32)
+        trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+        assert trainable and all('lora' in n or 'class_' in n for n in trainable), denoiser
+        assert not any(n.startswith('vae.') for n in trainable)
+        z = net.encode(torch.rand(2, 3, 32, 32) * 2 - 1)
+        assert z.shape == (2, *net.latent_shape(32)) == (2, 4, 16, 16)
+        eps = net(z, torch.tensor([10, 500]), torch.tensor([0, 2]))
+        assert eps.shape == z.shape and not torch.equal(eps[0], net(z, torch.tensor([10, 500]), torch.tensor([1, 2]))[0])
+        assert net.decode(z).shape == (2, 3, 32, 32)
+    with pytest.raises(SRDistillError, match='holds AutoencoderKL; expected one of'):
+        LatentClassConditionalDenoiser(str(root / 'vae'), str(root / 'vae'))
+    with pytest.raises(SRDistillError, match='at least 20 classes'):
+        LatentClassConditionalDenoiser(str(root / 'vae'), str(root / 'dit'), num_classes=20)
+
+
+def test_latent_model_finetunes_and_synthesizes_through_the_pipeline(tiny_latent_models, photo_dir, tmp_path):
+    opt = tiny_options(photo_dir, tmp_path / 'out')
+    opt['finetune']['network_g'] = {'type': 'LatentClassConditionalDenoiser', 'vae_dir': str(tiny_latent_models / 'vae'),
+                                    'denoiser_dir': str(tiny_latent_models / 'sd_unet'), 'lora_rank': 2}
+    opt['finetune']['diffusion'] = {'beta_schedule': 'scaled_linear', 'beta_start': 0.00085, 'beta_end': 0.012}
+    DistillRun(opt, root=tmp_path).run()
+    manifest = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
+    assert manifest['num_images'] == 6 and manifest['seed_residual_std'] > 0
+    assert lmdb_images(tmp_path / 'out' / 'HR.lmdb').shape == (6, 3, 32, 32)
+    opt['finetune']['network_g']['vae_dir'] = str(tmp_path / 'no_vae')
+    with pytest.raises(SRDistillError, match='option finetune.network_g.vae_dir: .*no_vae is not a local'):
+        DistillRun(opt, root=tmp_path)

@@ -23,13 +23,21 @@ def ddim_timesteps(scheduler: DDIMScheduler, steps: int, strength: float) -> tor
 @torch.no_grad()
 def sample(net: nn.Module, scheduler: DDIMScheduler, classes: torch.Tensor, size: int, steps: int,
            generator: torch.Generator, init: torch.Tensor | None = None, strength: float = 1.) -> torch.Tensor:
-    """Images in [0, 1], NCHW, one per entry of ``classes``; ``init`` (in [0, 1]) switches on SDEdit."""
+    """Images in [0, 1], NCHW, one per entry of ``classes``; ``init`` (in [0, 1]) switches on SDEdit. A latent
+    model (one with ``encode`` / ``decode`` / ``latent_shape``) is sampled in its latent space and decoded."""
+    latent = hasattr(net, 'encode')
     timesteps = ddim_timesteps(scheduler, steps, strength if init is not None else 1.)
-    noise = torch.randn((len(classes), 3, size, size), generator=generator)
-    x = noise if init is None else scheduler.add_noise(init * 2 - 1, noise, timesteps[:1].repeat(len(classes)))
+    noise = torch.randn((len(classes), *(net.latent_shape(size) if latent else (3, size, size))), generator=generator)
+    if init is not None:
+        start = net.encode(init * 2 - 1) if latent else init * 2 - 1
+        x = scheduler.add_noise(start, noise, timesteps[:1].repeat(len(classes)))
+    else:
+        x = noise
     for t in timesteps:
         eps = net(x, t.repeat(len(classes)), classes)
         x = scheduler.step(eps, t, x).prev_sample
+    if latent:
+        x = net.decode(x)
     return ((x.clamp(-1, 1) + 1) / 2)
 
 

@@ -18,10 +18,18 @@ from srdistill_plugin.core.diffusion_losses import (EmbeddingMemory, embed, mini
                                                     sobel_gradients)
 
 
+def schedule_options(opt: dict) -> dict:
+    """``diffusion.num_train_timesteps``, ``beta_schedule`` and, for a pretrained model, its ``beta_start`` /
+    ``beta_end`` (e.g. Stable Diffusion: scaled_linear, 0.00085, 0.012): the noise schedule of training and sampling."""
+    keys = {'num_train_timesteps': int, 'beta_schedule': str, 'beta_start': float, 'beta_end': float}
+    schedule = {'num_train_timesteps': 1000, 'beta_schedule': 'squaredcos_cap_v2'}
+    schedule.update({k: cast(opt[k]) for k, cast in keys.items() if k in opt})
+    return schedule
+
+
 def noise_scheduler(opt: dict) -> DDPMScheduler:
-    """The training noise schedule (``diffusion.num_train_timesteps``, ``diffusion.beta_schedule``)."""
-    return DDPMScheduler(num_train_timesteps=int(opt.get('num_train_timesteps', 1000)),
-                         beta_schedule=opt.get('beta_schedule', 'squaredcos_cap_v2'))
+    """The training noise schedule of the ``diffusion`` options."""
+    return DDPMScheduler(**schedule_options(opt))
 
 
 @MODEL_REGISTRY.register()
@@ -72,7 +80,9 @@ class DiffusionDistillModel(BaseModel):
         self.class_ids = data['class_id'].to(self.device)
 
     def optimize_parameters(self, current_iter: int):
-        x0, classes = self.gt, self.class_ids
+        bare, classes = self.get_bare_model(self.net_g), self.class_ids
+        latent = hasattr(bare, 'encode')  # a latent diffusion model: the diffusion runs on VAE latents
+        x0 = bare.encode(self.gt) if latent else self.gt
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.max_timestep, (len(x0), ), device=self.device)
         x_t = self.scheduler.add_noise(x0, noise, t)
@@ -80,14 +90,16 @@ class DiffusionDistillModel(BaseModel):
         losses = OrderedDict(l_eps=F.mse_loss(eps, noise))
         if any(self.lambdas.values()):
             alpha_bar = self.scheduler.alphas_cumprod.to(self.device)[t]
-            x0_pred = predicted_x0(x_t, eps, alpha_bar).clamp(-1, 1)
-            emb = embed(x0_pred)
+            x0_pred = predicted_x0(x_t, eps, alpha_bar)
+            x0_pred = x0_pred if latent else x0_pred.clamp(-1, 1)
+            emb = embed(x0_pred)  # the coarse layout of the image, or of its latent
             self.real_memory.push(embed(x0), classes)
             if self.lambdas['rep'] or self.lambdas['div']:
                 losses['l_rep'], losses['l_div'] = minimax_terms(emb, classes, self.real_memory, self.generated_memory)
-            if self.lambdas['sr']:
+            if self.lambdas['sr']:  # in pixels: through the frozen VAE decoder for a latent model
+                image_pred = bare.decode(x0_pred).clamp(-1, 1) if latent else x0_pred
                 weight = alpha_bar.view(-1, 1, 1, 1)
-                losses['l_sr'] = (weight * (sobel_gradients(x0_pred) - sobel_gradients(x0)).abs()).mean()
+                losses['l_sr'] = (weight * (sobel_gradients(image_pred) - sobel_gradients(self.gt)).abs()).mean()
             self.generated_memory.push(emb, classes)
         total = losses['l_eps'] + sum(self.lambdas[k[2:]] * v for k, v in losses.items() if k != 'l_eps')
         self.optimizer_g.zero_grad(set_to_none=True)

@@ -35,6 +35,7 @@ from srdistill_plugin.core.manifest import read_manifest, write_manifest
 from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches, select_patches
 from srdistill_plugin.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
+from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
 STAGES = ('select', 'categorize', 'finetune', 'synthesize')
 # The options each stage's result depends on (cumulative: a stage depends on everything before it).
@@ -68,8 +69,17 @@ class DistillRun:
         self.seed = int(opt.get('manual_seed', 0))
         self.synthesis_mode(opt.get('synthesize', {}))  # option errors before hours of work, not after
         self.noise_sigma(opt.get('synthesize', {}))
+        self.check_model_folders()
         self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO,
                                       log_file=str(self.exp_dir / f'distill_{opt["name"]}_{get_time_str()}.log'))
+
+    def check_model_folders(self) -> None:
+        """The local pretrained-model folders named in ``finetune.network_g`` must exist (nothing is downloaded)."""
+        network = (self.opt.get('finetune') or {}).get('network_g') or {}
+        for key in ('pretrained_dir', 'vae_dir', 'denoiser_dir'):
+            if network.get(key) and not (self.root / network[key] / 'config.json').is_file():
+                raise SRDistillError(f'option finetune.network_g.{key}: {self.root / network[key]} is not a local '
+                                     'diffusers model folder (no config.json)')
 
     def manifest(self, stage: str) -> Path:
         return self.stage_dir / f'{stage}.json'
@@ -306,9 +316,8 @@ class DistillRun:
         ft_opt = yaml.safe_load(Path(ft['options']).read_text())
         net = build_network(ft_opt['network_g'])
         net.load_state_dict(checkpoint.get('params_ema', checkpoint['params']))
-        diffusion = ft_opt.get('diffusion', {})
-        scheduler = DDIMScheduler(num_train_timesteps=int(diffusion.get('num_train_timesteps', 1000)),
-                                  beta_schedule=diffusion.get('beta_schedule', 'squaredcos_cap_v2'), clip_sample=True)
+        latent = hasattr(net, 'encode')  # latents are not bounded to [-1, 1]
+        scheduler = DDIMScheduler(**schedule_options(ft_opt.get('diffusion', {})), clip_sample=not latent)
         return net.eval(), scheduler
 
     def write_distilled(self, images: list[np.ndarray], classes: list[int], mode: str, size: int,

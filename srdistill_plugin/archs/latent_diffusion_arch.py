@@ -1,0 +1,102 @@
+"""A pretrained latent diffusion model, loaded from local folders, fine-tuned on pseudo-classes.
+
+The paper's backend: a pretrained latent diffusion model made class-conditional on the pseudo-classes. Two kinds of
+denoiser in diffusers' ``save_pretrained`` format are accepted (``denoiser_dir``), with a frozen ``AutoencoderKL``
+(``vae_dir``):
+
+* a DiT (``Transformer2DModel`` with ``norm_type: ada_norm_zero``): already class-conditional; pseudo-class ``k`` uses
+  the model's class-embedding row ``k``, which fine-tuning re-learns;
+* a Stable-Diffusion-style ``UNet2DConditionModel``: conditioned on ``class_tokens`` learned embedding vectors per
+  pseudo-class, fed as its cross-attention context (no text encoder is needed).
+
+With ``lora_rank`` > 0 only LoRA adapters (peft) on the attention projections and the class embeddings are trained.
+Only noise-prediction (epsilon) models are supported. Nothing is downloaded: both folders must be local.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from diffusers import AutoencoderKL, Transformer2DModel, UNet2DConditionModel
+from torch import nn
+
+from srdistill_plugin.core.errors import SRDistillError, first_line
+
+DENOISERS = {'Transformer2DModel': Transformer2DModel, 'UNet2DConditionModel': UNet2DConditionModel}
+ATTENTION_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0']
+
+
+def load_local(cls, folder: str, option: str):
+    """``cls.from_pretrained`` of a local folder, with a one-line error naming ``option``."""
+    path = Path(folder)
+    if not (path / 'config.json').is_file():
+        raise SRDistillError(f'option network_g.{option}: {path} is not a diffusers {cls.__name__} folder '
+                             '(no config.json)')
+    try:
+        return cls.from_pretrained(str(path), local_files_only=True)
+    except Exception as err:  # diffusers raises several types for a wrong or partial folder
+        raise SRDistillError(f'option network_g.{option}: cannot load {path} ({first_line(err)})') from err
+
+
+def denoiser_class(folder: str):
+    config = Path(folder) / 'config.json'
+    name = json.loads(config.read_text()).get('_class_name') if config.is_file() else None
+    if name not in DENOISERS:
+        raise SRDistillError(f'option network_g.denoiser_dir: {folder} holds {name or "no diffusers model"}; '
+                             f'expected one of {sorted(DENOISERS)}')
+    return DENOISERS[name]
+
+
+@ARCH_REGISTRY.register()
+class LatentClassConditionalDenoiser(nn.Module):
+    """``forward(z_t, t, class_labels) -> predicted latent noise``; ``encode`` / ``decode`` map images in [-1, 1]
+    to the VAE's scaled latents and back (the VAE stays frozen)."""
+
+    def __init__(self, vae_dir: str, denoiser_dir: str, num_classes: int = 7, lora_rank: int = 0,
+                 class_tokens: int = 4, sample_size: int | None = None):
+        super().__init__()
+        self.num_classes = num_classes
+        self.vae = load_local(AutoencoderKL, vae_dir, 'vae_dir').requires_grad_(False)
+        self.scaling = float(self.vae.config.scaling_factor)
+        self.denoiser = load_local(denoiser_class(denoiser_dir), denoiser_dir, 'denoiser_dir')
+        self.is_dit = isinstance(self.denoiser, Transformer2DModel)
+        if sample_size is not None and sample_size % self.downscale:
+            raise SRDistillError(f'option network_g: patches of {sample_size} px do not map onto the VAE latent grid '
+                                 f'(a multiple of {self.downscale} is needed)')
+        if self.is_dit:
+            table = self.denoiser.config.num_embeds_ada_norm
+            if self.denoiser.config.norm_type != 'ada_norm_zero' or not table or table < num_classes:
+                raise SRDistillError(f'option network_g.denoiser_dir: {denoiser_dir} is not a class-conditional DiT '
+                                     f'with at least {num_classes} classes (norm_type ada_norm_zero)')
+        else:
+            width = self.denoiser.config.cross_attention_dim
+            self.class_context = nn.Parameter(torch.randn(num_classes, class_tokens, width) * width ** -0.5)
+        if lora_rank:
+            from peft import LoraConfig
+            self.denoiser.requires_grad_(False)
+            self.denoiser.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_rank, target_modules=ATTENTION_TARGETS))
+            for name, param in self.denoiser.named_parameters():
+                if 'class_embedder' in name:  # DiT: its class embeddings are the pseudo-class conditioning
+                    param.requires_grad_(True)
+
+    @property
+    def downscale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def latent_shape(self, size: int) -> tuple[int, int, int]:
+        return self.vae.config.latent_channels, size // self.downscale, size // self.downscale
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(x).latent_dist.mean * self.scaling
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(z / self.scaling).sample
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
+        if self.is_dit:
+            out = self.denoiser(z, timestep=t, class_labels=class_labels).sample
+            return out[:, :z.shape[1]]  # a learned-variance DiT also predicts sigma: keep the noise
+        return self.denoiser(z, t, encoder_hidden_states=self.class_context[class_labels]).sample
