@@ -69,3 +69,18 @@ def test_bad_resume_path_is_one_line(tmp_path):
     proc = run_tool('tools/train.py', '-opt', str(tmp_path / 'train.yml'), check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(f'error: option path.resume_state: cannot read {tmp_path}')
+
+
+def test_manual_seed_given_by_force_yml_is_the_one_used(photo_dir, tmp_path):
+    import torch
+    lmdb = prepare_lmdbs(photo_dir, tmp_path, PrepareOptions(scales=(4, )))['HR']
+    opt = tiny_swinir_options(lmdb, tmp_path / 'exp', 2)
+    opt['datasets']['train']['sampler'] = {'type': 'EnlargedSampler'}
+    (tmp_path / 'train.yml').write_text(yaml.safe_dump(opt))
+    weights = {}
+    for name, seed in (('a', 0), ('b', 0), ('c', 1)):
+        run_tool('tools/train.py', '-opt', str(tmp_path / 'train.yml'), '--force_yml', f'name={name}', f'manual_seed={seed}')
+        weights[name] = torch.load(tmp_path / 'exp' / name / 'models' / 'net_g_latest.pth')['params']
+    first = next(iter(weights['a']))
+    assert torch.equal(weights['a'][first], weights['b'][first])  # same seed, same network
+    assert not torch.equal(weights['a'][first], weights['c'][first])  # BasicSR alone would train seed 0 again

@@ -1,9 +1,11 @@
-"""BasicSR's train pipeline with two additions, applied only for the duration of the call:
+"""BasicSR's train pipeline with three additions, applied only for the duration of the call:
 
 * ``datasets.train.sampler: {type: ..., ...}`` picks the training sampler from ``SAMPLER_REGISTRY``
   (BasicSR hard-codes ``EnlargedSampler``, which stays the default);
 * resuming works on CPU-only machines and from ``--auto_resume`` in any working directory (BasicSR's
-  ``load_resume_state`` calls ``torch.cuda.current_device()`` and looks under a cwd-relative ``experiments/``).
+  ``load_resume_state`` calls ``torch.cuda.current_device()`` and looks under a cwd-relative ``experiments/``);
+* ``--force_yml manual_seed=N`` takes effect (BasicSR seeds the random generators before it applies
+  ``--force_yml``, so the override was logged but not used).
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from typing import Iterator
 
 import basicsr.train as basicsr_train
 import torch
-from basicsr.utils import check_resume
+from basicsr.utils import check_resume, set_random_seed
+from basicsr.utils.options import parse_options
 
 from srdistill_plugin.core.errors import SRDistillError, first_line
 from srdistill_plugin.samplers import build_sampler
@@ -57,15 +60,27 @@ def load_resume_state(opt: dict) -> dict | None:
     return None
 
 
+def parse_options_seeded(root_path: str, is_train: bool = True) -> tuple[dict, object]:
+    """BasicSR's ``parse_options``, then the generators seeded with the final ``manual_seed`` (+ rank). With no
+    override this re-seeds with the same seed before anything random happens, so results do not change."""
+    opt, args = parse_options(root_path, is_train)
+    set_random_seed(opt['manual_seed'] + opt['rank'])
+    return opt, args
+
+
 @contextmanager
 def plugin_train_hooks() -> Iterator[None]:
-    """Point ``basicsr.train``'s sampler and resume loading at the plugin's versions, then restore them."""
-    saved = basicsr_train.EnlargedSampler, basicsr_train.load_resume_state
-    basicsr_train.EnlargedSampler, basicsr_train.load_resume_state = sampler_from_dataset_options, load_resume_state
+    """Point ``basicsr.train``'s sampler, resume loading and option parsing at the plugin's versions, then restore
+    them."""
+    names = ('EnlargedSampler', 'load_resume_state', 'parse_options')
+    saved = [getattr(basicsr_train, n) for n in names]
+    for name, hook in zip(names, (sampler_from_dataset_options, load_resume_state, parse_options_seeded)):
+        setattr(basicsr_train, name, hook)
     try:
         yield
     finally:
-        basicsr_train.EnlargedSampler, basicsr_train.load_resume_state = saved
+        for name, original in zip(names, saved):
+            setattr(basicsr_train, name, original)
 
 
 def train_pipeline(root_path: str) -> None:
