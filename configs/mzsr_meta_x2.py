@@ -14,7 +14,7 @@ model = dict(
     generator=dict(type='MZSRNet', num_feat=64, num_layers=8, upscale=scale),
     pixel_loss=dict(type='L1Loss', loss_weight=1.0, reduction='mean'),
     pretrained_basicsr='experiments/MZSR_pretrain_x2_cpu/models/net_g_latest.pth',
-    meta=dict(inner_lr=1e-2, inner_steps=1, first_order=False, anneal_iters=300),
+    meta=dict(inner_lr=1e-2, inner_steps=1, first_order=False),
     adaptation=dict(steps=1),
     data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import torch
-from basicsr.utils.matlab_functions import imresize
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
+
+from srdistill_plugin.core.matlab_resize import matlab_resize
 
 
 @ARCH_REGISTRY.register()
@@ -16,4 +17,4 @@ class BicubicUpsampler(nn.Module):
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([imresize(img, self.scale) for img in x]).clamp_(0, 1)
+        return matlab_resize(x, self.scale).clamp_(0, 1)

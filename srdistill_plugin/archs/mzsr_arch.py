@@ -1,32 +1,41 @@
-"""The MZSR network: 8 plain 3x3 convolutions with a global residual on the bicubic-upsampled input."""
+"""The MZSR / ZSSR network: 8 plain 3x3 convolutions with a global residual on the MATLAB-bicubic-upsampled input."""
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
+
+from srdistill_plugin.core.matlab_resize import matlab_resize
 
 
 @ARCH_REGISTRY.register()
 class MZSRNet(nn.Module):
-    """``forward(lr) = up(lr) + body(up(lr))`` with ``up`` = bicubic x``upscale`` (PyTorch's, differentiable).
+    """``forward(lr) = up(lr) + body(up(lr))``, ``up`` = MATLAB bicubic x``upscale`` (a = -0.5, differentiable), as
+    the official models take a MATLAB-bicubic input. ``forward(lr, out_size=(H, W))`` upsamples to a given size
+    (odd-sized fathers at test time). ``upscale: 1`` takes an already-upsampled input.
 
     Defaults give the paper's network: 8 layers, 64 channels, ReLU after all but the last (about 225 K params).
-    ``upscale: 1`` makes it take an already-upsampled input.
+    ZSSR's own network: ``bias: false, init_variance: 0.1`` (weights ~ N(0, 0.1 / fan_in), no biases).
     """
 
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, num_layers: int = 8, upscale: int = 2):
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, num_layers: int = 8, upscale: int = 2,
+                 bias: bool = True, init_variance: float | None = None):
         super().__init__()
         self.upscale = upscale
         layers = []
         for i in range(num_layers):
-            layers.append(nn.Conv2d(num_in_ch if i == 0 else num_feat, num_in_ch if i == num_layers - 1 else num_feat,
-                                    3, 1, 1))
+            conv = nn.Conv2d(num_in_ch if i == 0 else num_feat, num_in_ch if i == num_layers - 1 else num_feat, 3, 1,
+                             1, bias=bias)
+            if init_variance is not None:
+                nn.init.normal_(conv.weight, std=math.sqrt(init_variance / conv.weight[0].numel()))
+            layers.append(conv)
             if i < num_layers - 1:
                 layers.append(nn.ReLU(inplace=True))
         self.body = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.upscale != 1:
-            x = F.interpolate(x, scale_factor=self.upscale, mode='bicubic', align_corners=False)
+    def forward(self, x: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:
+        if self.upscale != 1 or out_size is not None:
+            x = matlab_resize(x, self.upscale, out_size)
         return x + self.body(x)

@@ -1,22 +1,32 @@
-"""Blur kernels and the MZSR degradation (blur, then direct subsampling or bicubic), in numpy and torch.
+"""Blur kernels and the MZSR degradation (blur, then direct subsampling or MATLAB bicubic), as the official code does.
 
-Kernels are Gaussians parameterised as in MZSR's code: ``lambda1``/``lambda2`` are the eigenvalues (variances,
-in pixels^2) of the covariance, rotated by ``theta``. An isotropic ``sigma`` is ``lambda1 = lambda2 = sigma**2``.
+Conventions of the official MZSR code (JWSoh/MZSR, ``gkernel.py`` / ``imresize.py``), which reproduce its released
+LR inputs byte for byte:
+
+* a Gaussian is named by the **eigenvalues of its covariance** (variances, pixels^2): ``g^d_2.0`` has variance 2.0
+  (sigma = 1.41), not sigma 2.0; ``lambda1``/``lambda2`` are rotated by ``theta``;
+* blurring is a **correlation** with half-sample-symmetric borders (``scipy.ndimage.correlate(mode='reflect')``);
+* direct subsampling keeps rows/columns ``round(linspace(0, H - s, ceil(H / s)))`` - pixels (0, 0), (0, s), ... for
+  sizes divisible by ``s``; any size works, odd ones included;
+* bicubic subsampling is MATLAB's antialiased ``imresize`` of the blurred image to ``ceil(H / s)``.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .degradations import bicubic_downscale
 from .errors import SRDistillError
+from .matlab_resize import matlab_resize
+
+KERNEL_SUFFIXES = ('.mat', '.npy', '.txt')
 
 
 def gaussian_kernel(size: int, lambda1: float, lambda2: float, theta: float = 0.) -> np.ndarray:
-    """A normalised ``size x size`` anisotropic Gaussian (float32)."""
+    """A normalised ``size x size`` Gaussian with covariance eigenvalues ``lambda1``, ``lambda2`` rotated by ``theta``."""
     if size < 1 or size % 2 == 0:
         raise SRDistillError(f'kernel size must be a positive odd number, got {size}')
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
@@ -27,78 +37,131 @@ def gaussian_kernel(size: int, lambda1: float, lambda2: float, theta: float = 0.
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def isotropic_kernel(size: int, sigma: float) -> np.ndarray:
-    """``g_sigma``: an isotropic Gaussian of standard deviation ``sigma``."""
-    return gaussian_kernel(size, sigma ** 2, sigma ** 2)
-
-
 def random_mzsr_kernel(rng: np.random.Generator, scale: int, size: int = 15) -> np.ndarray:
-    """A meta-training task kernel: theta ~ U[0, pi], lambda1 ~ U[1, 2.5 s], lambda2 ~ U[1, lambda1]."""
+    """A meta-training task kernel: theta ~ U[0, pi], lambda1 ~ U[1, 2.5 s], lambda2 ~ U[1, lambda1] (official)."""
     lambda1 = rng.uniform(1, 2.5 * scale)
     return gaussian_kernel(size, lambda1, rng.uniform(1, lambda1), rng.uniform(0, np.pi))
 
 
-# The paper's evaluation kernels (x2): g^d_0.2, g^d_2.0, g^d_ani (direct subsampling), g^b_1.3 (then bicubic).
+# The paper's x2 evaluation kernels (Table 1): the number is the variance. g^d: direct subsampling, g^b: bicubic.
 EVAL_KERNELS = {
-    'gd0.2': dict(sigma=0.2, downsample='direct'),
-    'gd2.0': dict(sigma=2.0, downsample='direct'),
-    'gdani': dict(lambda1=4.0, lambda2=1.0, theta=np.pi / 4, downsample='direct'),
-    'gb1.3': dict(sigma=1.3, downsample='bicubic'),
+    'gd0.2': dict(lambda1=0.2, lambda2=0.2, downsample='direct'),
+    'gd2.0': dict(lambda1=2.0, lambda2=2.0, downsample='direct'),
+    'gdani': dict(lambda1=4.0, lambda2=1.0, theta=-0.5, downsample='direct'),
+    'gb1.3': dict(lambda1=1.3, lambda2=1.3, downsample='bicubic'),
 }
+EVAL_KERNEL_SIZE = 21  # the official released kernel (Input/g20/kernel.mat) is 21x21
 
 
-def eval_kernel(name: str, size: int = 15) -> tuple[np.ndarray, str]:
+def eval_kernel(name: str, size: int = EVAL_KERNEL_SIZE) -> tuple[np.ndarray, str]:
     """``(kernel, downsample)`` of a named evaluation kernel."""
     if name not in EVAL_KERNELS:
         raise SRDistillError(f'unknown evaluation kernel {name!r}; choose from {sorted(EVAL_KERNELS)}')
     spec = dict(EVAL_KERNELS[name])
     downsample = spec.pop('downsample')
-    sigma = spec.pop('sigma', None)
-    kernel = isotropic_kernel(size, sigma) if sigma is not None else gaussian_kernel(size, **spec)
-    return kernel, downsample
+    return gaussian_kernel(size, **spec), downsample
 
 
-def load_kernel(path: str | Path, size: int | None = None) -> np.ndarray:
-    """A kernel from ``.npy`` or whitespace text; must be square, odd-sized (``size`` if given), sum normalised."""
-    path = Path(path)
-    if not path.is_file():
-        raise SRDistillError(f'{path}: kernel file does not exist')
-    try:
-        kernel = np.load(path) if path.suffix == '.npy' else np.loadtxt(path, ndmin=2)
-    except (ValueError, OSError) as err:
-        raise SRDistillError(f'{path}: cannot read a kernel ({err})') from err
-    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
-        raise SRDistillError(f'{path}: kernel must be square with an odd size, got shape {kernel.shape}')
-    if size is not None and kernel.shape[0] != size:
-        raise SRDistillError(f'{path}: kernel is {kernel.shape[0]}x{kernel.shape[0]}, expected {size}x{size}')
-    if kernel.min() < 0 or kernel.sum() <= 0:
-        raise SRDistillError(f'{path}: kernel must be non-negative with a positive sum')
+def check_kernel(kernel: np.ndarray, where: str) -> np.ndarray:
+    """Validate a kernel (2-D, odd sides, positive sum) and return it normalised to sum 1 (float32)."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 2:
+        raise SRDistillError(f'{where}: a kernel must be a 2-D array, got shape {kernel.shape}')
+    if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
+        raise SRDistillError(f'{where}: kernel sides must be odd, got {kernel.shape[0]}x{kernel.shape[1]}')
+    if not np.isfinite(kernel).all() or kernel.sum() <= 0:
+        raise SRDistillError(f'{where}: kernel cannot be normalised (its sum is {kernel.sum():.4g}, must be > 0)')
     return (kernel / kernel.sum()).astype(np.float32)
 
 
+def _read_mat(path: Path) -> np.ndarray:
+    from scipy.io import loadmat
+
+    arrays = {k: v for k, v in loadmat(str(path)).items() if not k.startswith('__') and getattr(v, 'ndim', 0) == 2
+              and np.issubdtype(v.dtype, np.number)}
+    for key in ('kernel', 'Kernel', 'k', 'K'):
+        if key in arrays:
+            return arrays[key]
+    if len(arrays) != 1:
+        raise SRDistillError(f'{path}: expected one 2-D array (e.g. "kernel") in the .mat file, found '
+                             f'{sorted(arrays) or "none"}')
+    return next(iter(arrays.values()))
+
+
+def load_kernel(path: str | Path) -> np.ndarray:
+    """A kernel from ``.mat`` (the official format), ``.npy`` or whitespace text, of any odd size, normalised."""
+    path = Path(path)
+    if not path.is_file():
+        raise SRDistillError(f'{path}: kernel file does not exist')
+    if path.suffix not in KERNEL_SUFFIXES:
+        raise SRDistillError(f'{path}: unknown kernel format; use one of {KERNEL_SUFFIXES}')
+    try:
+        if path.suffix == '.mat':
+            kernel = _read_mat(path)
+        elif path.suffix == '.npy':
+            kernel = np.load(path)
+        else:
+            kernel = np.loadtxt(path, ndmin=2)
+    except (ValueError, OSError, TypeError) as err:
+        raise SRDistillError(f'{path}: cannot read a kernel ({err})') from err
+    return check_kernel(kernel, str(path))
+
+
+def find_kernel(kernel_dir: str | Path, stem: str) -> Path:
+    """``<kernel_dir>/<stem>.{mat,npy,txt}``, or a one-line error naming the image whose kernel is missing."""
+    for suffix in KERNEL_SUFFIXES:
+        candidate = Path(kernel_dir) / f'{stem}{suffix}'
+        if candidate.is_file():
+            return candidate
+    raise SRDistillError(f'{kernel_dir}: no kernel for image {stem!r} (expected {stem}.mat, .npy or .txt)')
+
+
+def kernel_shift(kernel: np.ndarray, scale: int) -> np.ndarray:
+    """ZSSR's ``kernel_shift``: move the kernel's centre of mass to where the official code wants it for ``scale``
+    (padded so that nothing is cut). Used by the ZSSR baseline on its given-kernel configuration."""
+    from scipy import ndimage
+
+    wanted = np.array(kernel.shape) / 2 + 0.5 * (scale - np.array(kernel.shape) % 2)
+    shift = wanted - np.array(ndimage.center_of_mass(kernel))
+    padded = np.pad(kernel, int(np.ceil(np.max(np.abs(shift)))) + 1)
+    return ndimage.shift(padded, shift).astype(np.float32)
+
+
+def symmetric_pad(img: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """Half-sample-symmetric padding (``d c b a | a b c d | d c b a``), scipy's ``reflect`` / MATLAB's 'symmetric'."""
+    h, w = img.shape[-2:]
+    if pad_h > h or pad_w > w:
+        raise SRDistillError(f'the {2 * pad_h + 1}x{2 * pad_w + 1} kernel is larger than the {w}x{h} image')
+    if pad_h:
+        img = torch.cat([img[..., :pad_h, :].flip(-2), img, img[..., h - pad_h:, :].flip(-2)], dim=-2)
+    if pad_w:
+        img = torch.cat([img[..., :pad_w].flip(-1), img, img[..., w - pad_w:].flip(-1)], dim=-1)
+    return img
+
+
 def blur(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Blur an NCHW batch with one ``k x k`` kernel per batch item (``(N, k, k)``) or a shared ``(k, k)`` one."""
+    """Correlate an NCHW batch with one kernel per item (``(N, kh, kw)``) or a shared ``(kh, kw)`` one."""
     n, c, h, w = img.shape
-    k = kernel.shape[-1]
-    if min(h, w) <= k // 2:
-        raise SRDistillError(f'image of {w}x{h} is smaller than the {k}x{k} blur kernel needs')
-    kernel = kernel.to(img).expand(n, k, k) if kernel.dim() == 2 else kernel.to(img)
-    weight = kernel.repeat_interleave(c, dim=0).unsqueeze(1)  # (n*c, 1, k, k)
-    padded = F.pad(img.reshape(1, n * c, h, w), [k // 2] * 4, mode='reflect')
-    return F.conv2d(padded, weight.flip(-1, -2), groups=n * c).reshape(n, c, h, w)
+    kh, kw = kernel.shape[-2:]
+    kernel = kernel.to(img).expand(n, kh, kw) if kernel.dim() == 2 else kernel.to(img)
+    weight = kernel.repeat_interleave(c, dim=0).unsqueeze(1)  # (n*c, 1, kh, kw)
+    padded = symmetric_pad(img.reshape(1, n * c, h, w), kh // 2, kw // 2)
+    return F.conv2d(padded, weight, groups=n * c).reshape(n, c, h, w)  # conv2d is a correlation
+
+
+def subsample_indices(length: int, scale: int) -> torch.Tensor:
+    """The rows (or columns) that the official direct subsampling keeps: ``round(linspace(0, L - s, ceil(L / s)))``."""
+    return torch.from_numpy(np.round(np.linspace(0, length - scale, math.ceil(length / scale))).astype(np.int64))
 
 
 def degrade(img: torch.Tensor, kernel: torch.Tensor, scale: int, downsample: str = 'direct') -> torch.Tensor:
-    """Blur then subsample by ``scale``: ``direct`` keeps every ``scale``-th pixel; ``bicubic`` uses MATLAB bicubic.
-
-    The input is cropped to a multiple of ``scale`` first; the output is ``(h // scale, w // scale)``.
-    """
-    h, w = img.shape[-2:]
-    img = img[..., :h - h % scale, :w - w % scale]
+    """Blur then subsample by ``scale`` to ``ceil(H / s) x ceil(W / s)``: ``direct`` keeps pixels on the official
+    grid, ``bicubic`` resizes the blurred image with MATLAB's antialiased bicubic. Float output, not rounded."""
     blurred = blur(img, kernel)
+    h, w = img.shape[-2:]
     if downsample == 'direct':
-        return blurred[..., ::scale, ::scale]
+        rows, cols = subsample_indices(h, scale).to(img.device), subsample_indices(w, scale).to(img.device)
+        return blurred.index_select(-2, rows).index_select(-1, cols)
     if downsample == 'bicubic':
-        return torch.stack([torch.from_numpy(bicubic_downscale(b.permute(1, 2, 0).numpy(), scale, False))
-                            .permute(2, 0, 1) for b in blurred.detach().cpu()]).to(img)
+        return matlab_resize(blurred, 1 / scale)
     raise SRDistillError(f"downsample must be 'direct' or 'bicubic', got {downsample!r}")

@@ -24,13 +24,19 @@ def inner_step(net: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
     return {name: p - lr * g for (name, p), g in zip(params.items(), grads)}
 
 
-def multi_step_loss_weights(num_steps: int, current_iter: int, anneal_iters: int) -> torch.Tensor:
+# The paper's MAML++ schedule: each early step's weight falls by 1 / (N * 10000 / 3) per iteration down to 0.03 / N,
+# i.e. it reaches the floor after 0.97 * 10000 / 3 iterations whatever N is.
+PAPER_ANNEAL_ITERS = 0.97 * 10000 / 3  # 3233.3
+
+
+def multi_step_loss_weights(num_steps: int, current_iter: int, anneal_iters: float = PAPER_ANNEAL_ITERS) -> torch.Tensor:
     """MAML++ per-step query-loss weights: uniform at first; the early steps' weights decay linearly to
-    ``0.03 / num_steps`` over ``anneal_iters`` iterations and the last step takes the rest."""
+    ``0.03 / num_steps`` over ``anneal_iters`` iterations and the last step takes the rest (``anneal_iters <= 0``:
+    uniform throughout, which is what the released code trains with, its step counter never moving)."""
     weights = torch.full((num_steps, ), 1. / num_steps)
-    if num_steps == 1:
+    if num_steps == 1 or anneal_iters <= 0:
         return weights
-    progress = min(current_iter / max(anneal_iters, 1), 1.)
+    progress = min(current_iter / anneal_iters, 1.)
     floor = 0.03 / num_steps
     weights[:-1] = 1. / num_steps - progress * (1. / num_steps - floor)
     weights[-1] = 1. - weights[:-1].sum()
@@ -49,15 +55,3 @@ def task_query_loss(net: nn.Module, params: Params, support: tuple[torch.Tensor,
         total = total + weight * loss
         per_step.append(loss.item())
     return total, per_step
-
-
-def sgd_adapt(net: nn.Module, x: torch.Tensor, y: torch.Tensor, step_sizes: list[float], loss_fn: LossFn) -> nn.Module:
-    """Plain test-time adaptation: SGD steps (one per entry of ``step_sizes``) on ``loss_fn(net(x), y)`` in place."""
-    for lr in step_sizes:
-        net.zero_grad(set_to_none=True)
-        loss_fn(net(x), y).backward()
-        with torch.no_grad():
-            for p in net.parameters():
-                p -= lr * p.grad
-    net.zero_grad(set_to_none=True)
-    return net

@@ -1,43 +1,78 @@
-"""Zero-shot SR at test time: MZSR's few-step adaptation and the ZSSR baseline, both on the test image alone."""
+"""Zero-shot SR at test time: MZSR's few-step adaptation and the ZSSR baseline, both on the test image alone.
+
+Images are NCHW float tensors in [0, 1]; any size works (odd LR sides included): the son of an LR image is
+``ceil(H / s)`` high and the network upsamples it back to the LR's exact shape, as the official codes do.
+"""
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import degrade
-from .maml import sgd_adapt
+from .errors import SRDistillError
+from .kernels import degrade, kernel_shift
+from .matlab_resize import matlab_resize
+
+# The official test-time step sizes per released model (JWSoh/MZSR test.py): step index -> SGD learning rate.
+STEP_SCHEDULES: dict[str, Callable[[int], float]] = {
+    'direct_x2': lambda i: 2e-2 if i == 0 else 1e-2 if i < 4 else 5e-3,
+    'multiscale': lambda i: 1e-2 if i < 3 else 5e-3,
+    'bicubic_x2': lambda i: 1e-2 if i < 3 else 1e-3,
+    'direct_x4': lambda i: 1e-2 if i == 0 else 5e-3 if i < 5 else 1e-3,
+}
 
 
-def mzsr_step_sizes(steps: int) -> list[float]:
-    """The official x2 (direct) schedule: 2e-2 at step 0, 1e-2 for steps 1-3, 5e-3 afterwards."""
-    return [2e-2 if i == 0 else 1e-2 if i < 4 else 5e-3 for i in range(steps)]
+def mzsr_step_sizes(steps: int, schedule: str = 'direct_x2') -> list[float]:
+    """The official step sizes of ``steps`` adaptation steps for the named model's ``schedule``."""
+    if schedule not in STEP_SCHEDULES:
+        raise SRDistillError(f'unknown adaptation schedule {schedule!r}; choose from {sorted(STEP_SCHEDULES)}')
+    return [STEP_SCHEDULES[schedule](i) for i in range(steps)]
 
 
 def mzsr_adapt(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: int, steps: int,
-               downsample: str = 'direct', step_sizes: list[float] | None = None) -> tuple[nn.Module, float]:
-    """A copy of ``net`` adapted by ``steps`` SGD steps on (son -> LR); returns it and the adaptation time (s)."""
+               downsample: str = 'direct', step_sizes: list[float] | None = None,
+               schedule: str = 'direct_x2') -> tuple[nn.Module, float]:
+    """A copy of ``net`` adapted by ``steps`` plain SGD steps on (son -> LR); returns it and the adaptation time (s).
+
+    ``step_sizes`` overrides the official ``schedule`` (one learning rate per step).
+    """
+    sizes = list(step_sizes) if step_sizes is not None else mzsr_step_sizes(steps, schedule)
+    if len(sizes) < steps:
+        raise SRDistillError(f'{steps} adaptation steps need {steps} step sizes, got {len(sizes)}')
     start = time.perf_counter()
     adapted = copy.deepcopy(net).train()
     if steps:
         son = degrade(lr, kernel, scale, downsample)
-        sgd_adapt(adapted, son, lr, step_sizes or mzsr_step_sizes(steps), F.l1_loss)
+        for step_size in sizes[:steps]:
+            adapted.zero_grad(set_to_none=True)
+            F.l1_loss(adapted(son, lr.shape[-2:]), lr).backward()
+            with torch.no_grad():
+                for p in adapted.parameters():
+                    p -= step_size * p.grad
+        adapted.zero_grad(set_to_none=True)
     return adapted.eval(), time.perf_counter() - start
 
 
 @dataclass
 class ZSSRConfig:
-    """ZSSR's training schedule (defaults from the original's configuration, crop size scaled by option).
+    """ZSSR's schedule and test protocol; defaults are the official ``X2_GIVEN_KERNEL_CONF`` (assafshocher/ZSSR).
 
     The learning rate drops by 10x when the slope of the reconstruction error (LR rebuilt from its son, measured
-    every ``test_every`` iterations over the last ``slope_range`` iterations) is flatter than its standard
-    deviation times 1 / ``change_ratio``; training stops when it falls below ``min_lr`` or at ``max_iters``.
+    every ``test_every`` iterations over the last ``slope_range`` iterations) is flatter than its standard deviation
+    times 1 / ``change_ratio``; training stops when it falls below ``min_lr`` or at ``max_iters``.
+    Fathers: ``leave_as_is`` of the time a plain crop, ``no_interpolate`` a crop with a 90-degree rotation/flip
+    (when ``allow_rotation``), the rest a random affine crop (scale U[``min_scale``, 1], aspect N(0,
+    ``scale_diff_sigma``), shear N(0, ``shear_sigma``), any rotation when allowed). The kernel is moved to the
+    subsampling grid when ``kernel_shift``; the output gets ``back_projection_iters`` back-projections and, with
+    ``output_flip``, the median of the 8 rotated/flipped outputs.
     """
     crop_size: int = 128
     lr: float = 1e-3
@@ -48,18 +83,58 @@ class ZSSRConfig:
     slope_range: int = 256
     change_ratio: float = 1.5
     min_lr: float = 9e-6
+    leave_as_is: float = 0.05
+    no_interpolate: float = 0.45
+    min_scale: float = 0.5
+    scale_diff_sigma: float = 0.25
+    shear_sigma: float = 0.1
+    allow_rotation: bool = False
+    kernel_shift: bool = True
+    back_projection_iters: int = 2
+    output_flip: bool = False
+    noise_std: float = 0.
     history: list = field(default_factory=list)
 
 
-def _random_father(lr: torch.Tensor, crop: int, scale: int, rng: np.random.Generator) -> torch.Tensor:
-    """A random rotation/flip of the LR image, then a random crop (at most ``crop``, a multiple of ``scale``)."""
-    img = torch.rot90(lr, int(rng.integers(4)), dims=(-2, -1))
-    if rng.random() < 0.5:
-        img = img.flip(-1)
-    h, w = img.shape[-2:]
-    ch, cw = min(crop, h) // scale * scale, min(crop, w) // scale * scale
-    top, left = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
-    return img[..., top:top + ch, left:left + cw]
+def zssr_father(lr: np.ndarray, cfg: ZSSRConfig, rng: np.random.Generator) -> np.ndarray:
+    """One training father from the HWC LR image, drawn as the official ``random_augment`` does (``crop_size``
+    square; an LR smaller than the crop leaves a zero border, as in the original)."""
+    h, w = lr.shape[:2]
+    chooser = rng.random()
+    mode = ('as_is' if chooser < cfg.leave_as_is else
+            'no_interp' if chooser < cfg.leave_as_is + cfg.no_interpolate else 'affine')
+    scale, scale_diff, theta, shear = 1., 0., 0., (0., 0.)
+    if mode == 'affine':
+        scale = rng.random() * (1 - cfg.min_scale) + cfg.min_scale
+        scale_diff = rng.standard_normal() * cfg.scale_diff_sigma
+        theta = rng.random() * 2 * math.pi if cfg.allow_rotation else 0.
+        shear = (rng.standard_normal() * cfg.shear_sigma, rng.standard_normal() * cfg.shear_sigma)
+    elif mode == 'no_interp' and cfg.allow_rotation:
+        theta = int(rng.integers(4)) * math.pi / 2
+    reflect = np.sign(rng.standard_normal()) if mode != 'as_is' and cfg.allow_rotation else 1.
+    shift = (rng.random() * max(scale * w - cfg.crop_size, 0), rng.random() * max(scale * h - cfg.crop_size, 0))
+    to_centre, from_centre = np.eye(3), np.eye(3)
+    to_centre[:2, 2], from_centre[:2, 2] = (-w / 2, -h / 2), (w / 2, h / 2)
+    shift_mat = np.eye(3)
+    shift_mat[:2, 2] = (-shift[0], -shift[1])
+    if mode != 'affine':
+        to_centre, from_centre, shift_mat = np.round(to_centre), np.round(from_centre), np.round(shift_mat)
+    cos, sin = math.cos(theta), math.sin(theta)
+    rotation = np.array([[cos, sin, 0], [-sin, cos, 0], [0, 0, 1]])
+    shear_mat = np.array([[1, shear[0], 0], [shear[1], 1, 0], [0, 0, 1]])
+    scale_mat = np.diag([reflect * (scale + scale_diff / 2), scale - scale_diff / 2, 1])
+    transform = from_centre @ shift_mat @ shear_mat @ rotation @ scale_mat @ to_centre
+    father = cv2.warpPerspective(lr, transform, (cfg.crop_size, cfg.crop_size), flags=cv2.INTER_CUBIC)
+    return np.clip(father.reshape(cfg.crop_size, cfg.crop_size, -1), 0, 1)
+
+
+def _to_hwc(img: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(img[0].permute(1, 2, 0).cpu().numpy())
+
+
+def zssr_kernel(kernel: torch.Tensor, scale: int, cfg: ZSSRConfig) -> torch.Tensor:
+    """The kernel ZSSR degrades with: shifted to the subsampling grid when ``cfg.kernel_shift``."""
+    return torch.from_numpy(kernel_shift(kernel.cpu().numpy(), scale)) if cfg.kernel_shift else kernel
 
 
 def zssr_train(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: int, cfg: ZSSRConfig,
@@ -70,32 +145,65 @@ def zssr_train(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: in
     ``on_test(iteration, net)`` is called at every reconstruction check (for PSNR-vs-steps curves).
     """
     rng = np.random.default_rng(seed)
+    kernel = zssr_kernel(kernel, scale, cfg).to(lr)
+    lr_hwc = _to_hwc(lr)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     son_full = degrade(lr, kernel, scale, downsample)
     last_change, it = 0, 0
     steps, errors = [], []
-    for it in range(1, cfg.max_iters + 1):
-        father = _random_father(lr, cfg.crop_size, scale, rng)
+    for it in range(cfg.max_iters):
+        father = torch.from_numpy(zssr_father(lr_hwc, cfg, rng)).permute(2, 0, 1)[None].to(lr)
         son = degrade(father, kernel, scale, downsample)
-        loss = F.l1_loss(net(son), father[..., :son.shape[-2] * scale, :son.shape[-1] * scale])
+        if cfg.noise_std:
+            son = (son + torch.randn_like(son) * cfg.noise_std).clamp(0, 1)
+        loss = F.l1_loss(net(son, father.shape[-2:]), father)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if it % cfg.test_every == 0:
             with torch.no_grad():
-                rebuilt = net(son_full)
                 steps.append(it)
-                errors.append(F.mse_loss(rebuilt, lr[..., :rebuilt.shape[-2], :rebuilt.shape[-1]]).item())
+                errors.append(F.mse_loss(net(son_full, lr.shape[-2:]).clamp(0, 1), lr).item())
             if on_test is not None:
                 on_test(it, net)
-        if it % cfg.check_every == 0 and it - last_change > cfg.min_iters and len(errors) >= 4:
-            window = cfg.slope_range // cfg.test_every
+        window = cfg.slope_range // cfg.test_every
+        if (it + 1) % cfg.check_every == 0 and it - last_change > cfg.min_iters and len(errors) >= 2:
             (slope, _), cov = np.polyfit(steps[-window:], errors[-window:], 1, cov=True)
             if -cfg.change_ratio * slope < np.sqrt(cov[0, 0]):
                 for group in optimizer.param_groups:
                     group['lr'] /= 10
                 last_change = it
-                if optimizer.param_groups[0]['lr'] < cfg.min_lr:
-                    break
+        if optimizer.param_groups[0]['lr'] < cfg.min_lr:
+            break
     cfg.history = list(zip(steps, errors))
-    return it
+    return it + 1
+
+
+def back_project(sr: torch.Tensor, lr: torch.Tensor, kernel: torch.Tensor, scale: int,
+                 downsample: str = 'direct') -> torch.Tensor:
+    """One iterative back-projection step: add the bicubic-upsampled LR residual of ``sr``."""
+    residual = lr - degrade(sr, kernel, scale, downsample)
+    return (sr + matlab_resize(residual, scale, sr.shape[-2:])).clamp(0, 1)
+
+
+def zssr_infer(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: int, cfg: ZSSRConfig,
+               downsample: str = 'direct') -> torch.Tensor:
+    """ZSSR's final output: back-projected outputs of the (8 rotated/flipped, with ``output_flip``) inputs, their
+    median, back-projected again."""
+    kernel = zssr_kernel(kernel, scale, cfg).to(lr)
+    outputs = []
+    net.eval()
+    with torch.no_grad():
+        for k in range(8 if cfg.output_flip else 1):
+            view = torch.rot90(lr, k % 4, dims=(-2, -1))
+            view = view.flip(-1) if k >= 4 else view
+            out = net(view).clamp(0, 1)
+            out = out.flip(-1) if k >= 4 else out
+            out = torch.rot90(out, -(k % 4), dims=(-2, -1))
+            for _ in range(cfg.back_projection_iters):
+                out = back_project(out, lr, kernel, scale, downsample)
+            outputs.append(out)
+        sr = torch.stack(outputs).median(dim=0).values if len(outputs) > 1 else outputs[0]
+        for _ in range(cfg.back_projection_iters):
+            sr = back_project(sr, lr, kernel, scale, downsample)
+    return sr

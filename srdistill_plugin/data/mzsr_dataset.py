@@ -1,4 +1,5 @@
-"""MZSR data: meta-training tasks (one random blur kernel each) and kernel-degraded test images."""
+"""MZSR data: meta-training tasks (one random blur kernel each), kernel-degraded test images, and given LR images
+with their kernels (real zero-shot use)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,34 +13,57 @@ from torch.utils import data
 
 from srdistill_plugin.core.degradations import check_scale, mod_crop
 from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.kernels import degrade, eval_kernel, load_kernel, random_mzsr_kernel
+from srdistill_plugin.core.imageio import image_size, list_images, read_image
+from srdistill_plugin.core.kernels import degrade, eval_kernel, find_kernel, load_kernel, random_mzsr_kernel
 
 from .hr_source import HRImageSource, random_crop
+
+SUPPORT_MODES = ('lr_hr', 'son_lr')
+DOWNSAMPLE_MODES = ('direct', 'bicubic')
+
+
+def _choice(opt: dict, key: str, default: str, allowed: tuple[str, ...], where: str) -> str:
+    value = opt.get(key, default)
+    if value not in allowed:
+        raise SRDistillError(f'option {where}.{key}: expected one of {allowed}, got {value!r}')
+    return value
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    return img2tensor(np.ascontiguousarray(img), bgr2rgb=True, float32=True)
 
 
 @DATASET_REGISTRY.register()
 class MZSRTaskDataset(data.Dataset):
-    """Each item is one meta-learning task: a random anisotropic Gaussian kernel and ``num_patches`` HR patches.
+    """Each item is one meta-learning task: one random anisotropic Gaussian kernel and its HR/LR patches.
 
-    ``support_lq``/``support_gt`` = (son, LR) and ``query_lq``/``query_gt`` = (LR, HR), where LR = HR blurred by
-    the kernel and subsampled by ``scale`` (direct), and son = LR degraded the same way (float, no noise).
+    ``support: lr_hr`` (default, the official data generator): ``2 * num_patches`` HR patches degraded by the task's
+    kernel; support = the first ``num_patches`` (LR -> HR), query = the rest (LR -> HR).
+    ``support: son_lr`` (an ablation): ``num_patches`` patches; support = (son -> LR), query = (LR -> HR) of the
+    same patches, son = LR degraded again.
+    LR = HR correlated with the kernel, then ``downsample: direct`` (official grid) or ``bicubic`` (MATLAB), float.
 
-    Options: dataroot_gt, io_backend, scale, gt_size (HR patch; a multiple of scale**2), num_patches (8),
-    kernel_size (15), tasks_per_epoch (length of an epoch), use_hflip, use_rot.
+    Options: dataroot_gt, io_backend, scale, gt_size (HR patch, 64 officially), num_patches (8), kernel_size (15),
+    support, downsample, tasks_per_epoch (length of an epoch), use_hflip, use_rot.
     """
 
     def __init__(self, opt: dict):
         super().__init__()
         self.opt = opt
         self.scale = check_scale(opt.get('scale'), 'datasets.train.scale')
+        self.support = _choice(opt, 'support', 'lr_hr', SUPPORT_MODES, 'datasets.train')
+        self.downsample = _choice(opt, 'downsample', 'direct', DOWNSAMPLE_MODES, 'datasets.train')
         self.gt_size = int(opt.get('gt_size', 64))
-        if self.gt_size % self.scale ** 2:
-            raise SRDistillError(f'option gt_size: {self.gt_size} must be a multiple of scale**2 = {self.scale ** 2}')
+        factor = self.scale ** 2 if self.support == 'son_lr' else self.scale
+        if self.gt_size % factor:
+            raise SRDistillError(f'option gt_size: {self.gt_size} must be a multiple of {factor} '
+                                 f'(scale {self.scale}, support {self.support})')
         self.num_patches = int(opt.get('num_patches', 8))
         self.kernel_size = int(opt.get('kernel_size', 15))
-        if self.gt_size // self.scale ** 2 <= self.kernel_size // 2:
+        smallest = self.gt_size // factor
+        if smallest <= self.kernel_size // 2:
             raise SRDistillError(f'option gt_size: {self.gt_size} is too small for kernel_size {self.kernel_size} '
-                                 f'(the son must be larger than half the kernel)')
+                                 f'(the smallest degraded patch, {smallest} px, must exceed half the kernel)')
         self.source = HRImageSource(opt['dataroot_gt'], opt.get('io_backend'))
         self.length = int(opt.get('tasks_per_epoch', 1000))
 
@@ -47,60 +71,132 @@ class MZSRTaskDataset(data.Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict:
-        picks = np.random.randint(len(self.source), size=self.num_patches)
+        count = 2 * self.num_patches if self.support == 'lr_hr' else self.num_patches
+        picks = np.random.randint(len(self.source), size=count)
         patches = [augment(random_crop(self.source.read(i), self.gt_size, self.source.paths[i]),
                            self.opt.get('use_hflip', True), self.opt.get('use_rot', True)) for i in picks]
-        hr = torch.stack(img2tensor([np.ascontiguousarray(p) for p in patches], bgr2rgb=True, float32=True))
+        hr = torch.stack([_to_tensor(p) for p in patches])
         kernel = torch.from_numpy(random_mzsr_kernel(np.random.default_rng(np.random.randint(2**31)), self.scale,
                                                      self.kernel_size))
-        lr = degrade(hr, kernel, self.scale)
-        son = degrade(lr, kernel, self.scale)
+        lr = degrade(hr, kernel, self.scale, self.downsample)
+        if self.support == 'lr_hr':
+            n = self.num_patches
+            return {'support_lq': lr[:n], 'support_gt': hr[:n], 'query_lq': lr[n:], 'query_gt': hr[n:],
+                    'kernel': kernel}
+        son = degrade(lr, kernel, self.scale, self.downsample)
         return {'support_lq': son, 'support_gt': lr, 'query_lq': lr, 'query_gt': hr, 'kernel': kernel}
+
+
+def _kernel_source(opt: dict, where: str) -> tuple[torch.Tensor | None, str | None]:
+    """``(shared kernel, kernel_dir)`` from exactly one of ``kernel_file`` / ``kernel_dir`` (checked now)."""
+    given = [k for k in ('kernel_file', 'kernel_dir') if opt.get(k)]
+    if len(given) != 1:
+        raise SRDistillError(f'dataset {where}: give exactly one of kernel_file, kernel_dir (got {given or "none"})')
+    if opt.get('kernel_file'):
+        return torch.from_numpy(load_kernel(opt['kernel_file'])), None
+    if not Path(opt['kernel_dir']).is_dir():
+        raise SRDistillError(f'option kernel_dir: {opt["kernel_dir"]} is not a folder')
+    return None, opt['kernel_dir']
 
 
 @DATASET_REGISTRY.register()
 class KernelDegradedDataset(data.Dataset):
-    """Test images for zero-shot SR: LR = HR degraded by a known kernel; the kernel travels with the item.
+    """Test images for zero-shot SR: LR = HR (mod-cropped) degraded by a known kernel and rounded to 8 bits, as the
+    official LR inputs are saved; the kernel travels with the item.
 
     Options: dataroot_gt, io_backend, scale, and one of
-      ``kernel: gd2.0`` (a named evaluation kernel: gd0.2, gd2.0, gdani, gb1.3),
-      ``kernel_file: path`` (one kernel for all images; ``.npy`` or text), or
-      ``kernel_dir: folder`` (``<image stem>.npy`` or ``.txt`` per image);
-    ``downsample: direct|bicubic`` (named kernels set it), ``kernel_size`` (15).
+      ``kernel: gd2.0`` (a named evaluation kernel on the paper's convention: gd0.2, gd2.0, gdani, gb1.3; 21x21),
+      ``kernel_file: path`` (one kernel for all images; ``.mat``, ``.npy`` or text, any odd size), or
+      ``kernel_dir: folder`` (``<image stem>.mat|.npy|.txt`` per image);
+    ``downsample: direct|bicubic`` (named kernels set it), ``quantize_lr`` (true).
     """
 
     def __init__(self, opt: dict):
         super().__init__()
         self.opt = opt
         self.scale = check_scale(opt.get('scale'), 'datasets.*.scale')
-        self.kernel_size = int(opt.get('kernel_size', 15))
         self.source = HRImageSource(opt['dataroot_gt'], opt.get('io_backend'))
-        self.downsample = opt.get('downsample', 'direct')
-        given = [k for k in ('kernel', 'kernel_file', 'kernel_dir') if opt.get(k)]
-        if len(given) != 1:
-            raise SRDistillError(f'dataset {opt.get("name")}: give exactly one of kernel, kernel_file, kernel_dir '
-                                 f'(got {given or "none"})')
-        self.shared_kernel = None
+        self.downsample = _choice(opt, 'downsample', 'direct', DOWNSAMPLE_MODES, f'datasets.{opt.get("name")}')
+        self.shared_kernel, self.kernel_dir = None, None
         if opt.get('kernel'):
-            kernel, self.downsample = eval_kernel(opt['kernel'], self.kernel_size)
+            if opt.get('kernel_file') or opt.get('kernel_dir'):
+                raise SRDistillError(f'dataset {opt.get("name")}: give one of kernel, kernel_file, kernel_dir')
+            kernel, self.downsample = eval_kernel(opt['kernel'])
             self.shared_kernel = torch.from_numpy(kernel)
-        elif opt.get('kernel_file'):
-            self.shared_kernel = torch.from_numpy(load_kernel(opt['kernel_file'], self.kernel_size))
+        else:
+            self.shared_kernel, self.kernel_dir = _kernel_source(opt, str(opt.get('name')))
+            for key in ([] if self.kernel_dir is None else self.source.keys):
+                find_kernel(self.kernel_dir, Path(key).stem)  # every image's kernel exists: fail now, not mid-test
 
     def kernel_for(self, index: int) -> torch.Tensor:
         if self.shared_kernel is not None:
             return self.shared_kernel
-        stem = Path(self.source.paths[index]).stem
-        candidates = [Path(self.opt['kernel_dir']) / f'{stem}{ext}' for ext in ('.npy', '.txt')]
-        found = next((p for p in candidates if p.is_file()), candidates[0])
-        return torch.from_numpy(load_kernel(found, self.kernel_size))
+        return torch.from_numpy(load_kernel(find_kernel(self.kernel_dir, Path(self.source.keys[index]).stem)))
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, index: int) -> dict:
-        hr = img2tensor(mod_crop(self.source.read(index), self.scale), bgr2rgb=True, float32=True)
+        hr = _to_tensor(mod_crop(self.source.read(index), self.scale))
         kernel = self.kernel_for(index)
         lr = degrade(hr[None], kernel, self.scale, self.downsample)[0].clamp(0, 1)
+        if self.opt.get('quantize_lr', True):
+            lr = (lr * 255).round() / 255
         return {'lq': lr, 'gt': hr, 'kernel': kernel, 'downsample': self.downsample, 'lq_path': self.source.paths[index],
                 'gt_path': self.source.paths[index]}
+
+
+@DATASET_REGISTRY.register()
+class ZeroShotLRDataset(data.Dataset):
+    """Given LR images (real zero-shot use), each with its blur kernel; HR optional (metrics only where it exists).
+
+    Options: dataroot_lq (folder of LR images, any size), scale, one of ``kernel_file`` (one kernel for all) or
+    ``kernel_dir`` (``<LR stem>.mat|.npy|.txt``), ``downsample`` (direct), and optionally ``dataroot_gt`` with
+    ``filename_tmpl`` ('{}': the LR stem is ``filename_tmpl.format(<HR stem>)``). Every kernel and every HR size
+    (mod-cropped HR = LR x scale) is checked when the dataset is built, before any adaptation starts.
+    """
+
+    def __init__(self, opt: dict):
+        super().__init__()
+        self.opt = opt
+        name = str(opt.get('name'))
+        self.scale = check_scale(opt.get('scale'), f'datasets.{name}.scale')
+        self.downsample = _choice(opt, 'downsample', 'direct', DOWNSAMPLE_MODES, f'datasets.{name}')
+        self.lq_paths = list_images(opt['dataroot_lq'])
+        shared, kernel_dir = _kernel_source(opt, name)
+        self.kernels = [shared if shared is not None else torch.from_numpy(load_kernel(find_kernel(kernel_dir, p.stem)))
+                        for p in self.lq_paths]
+        self.gt_paths: list[Path | None] = [None] * len(self.lq_paths)
+        if opt.get('dataroot_gt'):
+            tmpl = opt.get('filename_tmpl', '{}')
+            by_lr_stem = {tmpl.format(p.stem): p for p in list_images(opt['dataroot_gt'])}
+            for i, lq_path in enumerate(self.lq_paths):
+                if lq_path.stem not in by_lr_stem:
+                    raise SRDistillError(f'{lq_path}: no HR image for it in {opt["dataroot_gt"]} '
+                                         f'(filename_tmpl {tmpl!r})')
+                self.gt_paths[i] = by_lr_stem[lq_path.stem]
+        for i in range(len(self.lq_paths)):
+            self._check_sizes(i)
+
+    def _check_sizes(self, index: int) -> None:
+        lw, lh = image_size(self.lq_paths[index])
+        kh, kw = self.kernels[index].shape
+        if kh > lh or kw > lw:
+            raise SRDistillError(f'{self.lq_paths[index]}: the {kw}x{kh} kernel is larger than the {lw}x{lh} image')
+        if self.gt_paths[index] is not None:
+            gw, gh = image_size(self.gt_paths[index])
+            if (gw - gw % self.scale, gh - gh % self.scale) != (lw * self.scale, lh * self.scale):
+                raise SRDistillError(f'{self.gt_paths[index]}: HR is {gw}x{gh}, but LR {self.lq_paths[index].name} is '
+                                     f'{lw}x{lh} and scale {self.scale} needs {lw * self.scale}x{lh * self.scale}')
+
+    def __len__(self) -> int:
+        return len(self.lq_paths)
+
+    def __getitem__(self, index: int) -> dict:
+        lq = _to_tensor(read_image(self.lq_paths[index]))
+        item = {'lq': lq, 'kernel': self.kernels[index], 'downsample': self.downsample,
+                'lq_path': str(self.lq_paths[index])}
+        if self.gt_paths[index] is not None:
+            item['gt'] = _to_tensor(mod_crop(read_image(self.gt_paths[index]), self.scale))
+            item['gt_path'] = str(self.gt_paths[index])
+        return item

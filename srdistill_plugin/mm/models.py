@@ -12,7 +12,7 @@ from mmengine.logging import MessageHub
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.maml import multi_step_loss_weights, task_query_loss
+from srdistill_plugin.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights, task_query_loss
 from srdistill_plugin.core.zero_shot import mzsr_adapt
 
 MODELS.register_module(module=MZSRNet)
@@ -38,7 +38,9 @@ class MZSRMetaModel(BaseEditModel):
 
     Args beyond BaseEditModel's: ``scale``; ``pretrained_basicsr``: generator weights from a BasicSR checkpoint;
     ``meta``: ``inner_lr`` (1e-2), ``inner_steps`` (5), ``first_order``
-    (False), ``anneal_iters`` (10000); ``adaptation``: ``steps`` (1), ``step_sizes`` (official schedule).
+    (False), ``anneal_iters`` (the paper's MAML++ schedule, 3233; 0 = uniform weights as the released code trains);
+    ``adaptation``: ``steps`` (1), ``schedule`` (official step sizes: direct_x2, bicubic_x2, direct_x4,
+    multiscale) or ``step_sizes``.
     Test pipelines must carry ``kernel`` and ``downsample`` as meta keys (``BlurKernelDegradation`` sets them).
     """
 
@@ -52,7 +54,7 @@ class MZSRMetaModel(BaseEditModel):
         self.inner_lr = float(meta.get('inner_lr', 1e-2))
         self.inner_steps = int(meta.get('inner_steps', 5))
         self.first_order = bool(meta.get('first_order', False))
-        self.anneal_iters = int(meta.get('anneal_iters', 10000))
+        self.anneal_iters = float(meta.get('anneal_iters', PAPER_ANNEAL_ITERS))
         self.adaptation = adaptation or {'steps': 1}
 
     def meta_loss(self, tasks: dict) -> dict:
@@ -85,7 +87,8 @@ class MZSRMetaModel(BaseEditModel):
             kernel = torch.as_tensor(sample.metainfo['kernel'], dtype=image.dtype, device=image.device)
             with torch.enable_grad():  # MMEngine's val/test loops run under no_grad
                 adapted, _ = mzsr_adapt(self.generator, image[None], kernel, self.scale, int(self.adaptation['steps']),
-                                        sample.metainfo.get('downsample', 'direct'), self.adaptation.get('step_sizes'))
+                                        sample.metainfo.get('downsample', 'direct'), self.adaptation.get('step_sizes'),
+                                        self.adaptation.get('schedule', 'direct_x2'))
             with torch.no_grad():
                 outputs.append(adapted(image[None]))
         return torch.cat(outputs)

@@ -11,7 +11,7 @@ from mmcv.transforms import BaseTransform
 from srdistill_plugin.core.degradations import bicubic_downscale, check_scale, mod_crop
 from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.imageio import to_float_bgr
-from srdistill_plugin.core.kernels import degrade, eval_kernel, random_mzsr_kernel
+from srdistill_plugin.core.kernels import EVAL_KERNEL_SIZE, degrade, eval_kernel, random_mzsr_kernel
 
 
 @TRANSFORMS.register_module()
@@ -65,14 +65,17 @@ class BicubicDegradation(BaseTransform):
 @TRANSFORMS.register_module()
 class BlurKernelDegradation(BaseTransform):
     """``results[out_key]`` = ``results[key]`` blurred by a kernel and subsampled (MZSR's degradation), float32 in
-    [0, 255]; the kernel is kept in ``results['kernel']``. ``kernel``: a named evaluation kernel (gd0.2, gd2.0,
-    gdani, gb1.3) or ``'random'`` (a meta-training task kernel, seeded by numpy's global RNG)."""
+    [0, 255]; the kernel is kept in ``results['kernel']``. ``kernel``: a named evaluation kernel on the paper's
+    convention (gd0.2, gd2.0, gdani, gb1.3; 21x21 by default; the LR is rounded to 8 bits as the official inputs are)
+    or ``'random'`` (a meta-training task kernel, 15x15 by default, float LR, seeded by numpy's global RNG)."""
 
-    def __init__(self, scale: int, kernel: str = 'gd2.0', kernel_size: int = 15, key: str = 'gt', out_key: str = 'img'):
-        self.scale, self.kernel, self.kernel_size = check_scale(scale, 'BlurKernelDegradation.scale'), kernel, kernel_size
+    def __init__(self, scale: int, kernel: str = 'gd2.0', kernel_size: int | None = None, key: str = 'gt',
+                 out_key: str = 'img'):
+        self.scale, self.kernel = check_scale(scale, 'BlurKernelDegradation.scale'), kernel
+        self.kernel_size = kernel_size or (15 if kernel == 'random' else EVAL_KERNEL_SIZE)
         self.key, self.out_key = key, out_key
         if kernel != 'random':
-            eval_kernel(kernel, kernel_size)  # validates the name now, not at the first sample
+            eval_kernel(kernel, self.kernel_size)  # validates the name now, not at the first sample
 
     def transform(self, results: dict) -> dict:
         if self.kernel == 'random':
@@ -82,8 +85,9 @@ class BlurKernelDegradation(BaseTransform):
             kernel, downsample = eval_kernel(self.kernel, self.kernel_size)
         gt = np.ascontiguousarray(mod_crop(results[self.key], self.scale))
         hr = torch.from_numpy(gt.astype(np.float32)).permute(2, 0, 1)[None] / 255.
-        lr = degrade(hr, torch.from_numpy(kernel), self.scale, downsample).clamp(0, 1)[0]
-        results[self.key], results[self.out_key] = gt, (lr.permute(1, 2, 0).numpy() * 255.).astype(np.float32)
+        lr = degrade(hr, torch.from_numpy(kernel), self.scale, downsample).clamp(0, 1)[0] * 255.
+        lr = lr if self.kernel == 'random' else lr.round()
+        results[self.key], results[self.out_key] = gt, lr.permute(1, 2, 0).numpy().astype(np.float32)
         results['kernel'], results['downsample'], results['scale'] = kernel, downsample, self.scale
         copy_colour_info(results, self.key, self.out_key)
         return results

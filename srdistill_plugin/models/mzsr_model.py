@@ -12,20 +12,27 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.maml import multi_step_loss_weights, task_query_loss
-from srdistill_plugin.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_train
+from srdistill_plugin.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights, task_query_loss
+from srdistill_plugin.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
+
+# ZSSR's own network (official configs.py): no biases, weights ~ N(0, init_variance / fan_in).
+ZSSR_NETWORK = {'bias': False, 'init_variance': 0.1}
 
 
 @MODEL_REGISTRY.register()
 class MZSRModel(SRModel):
     """Meta-transfer learning (MAML over blur-kernel tasks) in ``optimize_parameters``; adaptation in ``test``.
 
-    ``train.meta``: ``inner_lr`` (1e-2), ``inner_steps`` (5), ``first_order`` (false), ``anneal_iters`` (MAML++
-    multi-step loss annealing, 10000). The outer optimizer is ``train.optim_g`` (Adam 1e-4 in the paper) and the
-    task loss ``train.pixel_opt`` (L1). Start from the pretrained network with ``path.pretrain_network_g``.
+    ``train.meta``: ``inner_lr`` (1e-2), ``inner_steps`` (5), ``first_order`` (false), ``loss_weights``:
+    ``annealed`` (default: the paper's MAML++ formula, early-step weights decaying over ``anneal_iters`` = 3233
+    iterations) or ``uniform`` (what the released code trains with). The outer optimizer is ``train.optim_g`` (Adam
+    1e-4 in the paper) and the task loss ``train.pixel_opt`` (L1). Start from the pretrained network with
+    ``path.pretrain_network_g``.
 
-    ``val.adaptation``: ``{mode: mzsr, steps: N, step_sizes: [...]}`` (the official schedule by default) or
-    ``{mode: zssr, max_iters: N, crop_size: 128, ...}`` (ZSSR from a fresh initialisation).
+    ``val.adaptation``: ``{mode: mzsr, steps: N, schedule: direct_x2|bicubic_x2|direct_x4|multiscale}`` (the
+    official step sizes of that model; ``step_sizes: [...]`` overrides) or ``{mode: zssr, max_iters: N, ...}``
+    (ZSSR from a fresh initialisation of its own network, on its official given-kernel protocol; any
+    :class:`ZSSRConfig` field can be set, and ``network: {...}`` overrides ZSSR's layer options).
     """
 
     def __init__(self, opt: dict):
@@ -41,7 +48,10 @@ class MZSRModel(SRModel):
         self.inner_lr = float(meta.get('inner_lr', 1e-2))
         self.inner_steps = int(meta.get('inner_steps', 5))
         self.first_order = bool(meta.get('first_order', False))
-        self.anneal_iters = int(meta.get('anneal_iters', 10000))
+        loss_weights = meta.get('loss_weights', 'annealed')
+        if loss_weights not in ('annealed', 'uniform'):
+            raise SRDistillError(f"option train.meta.loss_weights: expected 'annealed' or 'uniform', got {loss_weights!r}")
+        self.anneal_iters = float(meta.get('anneal_iters', PAPER_ANNEAL_ITERS)) if loss_weights == 'annealed' else 0
 
     def feed_data(self, data: dict):
         if 'support_lq' in data:  # a meta-batch of tasks
@@ -82,16 +92,28 @@ class MZSRModel(SRModel):
         with torch.enable_grad():
             if mode == 'mzsr':
                 adapted, _ = mzsr_adapt(net, self.lq, self.kernel, self.opt['scale'], int(adaptation.get('steps', 0)),
-                                        self.downsample, adaptation.get('step_sizes'))
+                                        self.downsample, adaptation.get('step_sizes'),
+                                        adaptation.get('schedule', 'direct_x2'))
+                with torch.no_grad():
+                    self.output = adapted(self.lq)
             elif mode == 'zssr':
-                adapted = build_network(self.opt['network_g']).to(self.device)
-                zssr_train(adapted, self.lq, self.kernel, self.opt['scale'], ZSSRConfig(**adaptation), self.downsample)
+                network = {**self.opt['network_g'], **ZSSR_NETWORK, **adaptation.pop('network', {})}
+                zssr_net = build_network(network).to(self.device)
+                cfg = self._zssr_config(adaptation)
+                zssr_train(zssr_net, self.lq, self.kernel, self.opt['scale'], cfg, self.downsample,
+                           seed=self.opt.get('manual_seed') or 0)
+                self.output = zssr_infer(zssr_net, self.lq, self.kernel, self.opt['scale'], cfg, self.downsample)
             else:
                 raise SRDistillError(f"option val.adaptation.mode: expected 'mzsr' or 'zssr', got {mode!r}")
         self.adaptation_times.append(time.perf_counter() - start)
-        adapted.eval()
-        with torch.no_grad():
-            self.output = adapted(self.lq)
+
+    @staticmethod
+    def _zssr_config(options: dict) -> ZSSRConfig:
+        fields = set(ZSSRConfig.__dataclass_fields__) - {'history'}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise SRDistillError(f'option val.adaptation: unknown ZSSR option(s) {unknown}; known: {sorted(fields)}')
+        return ZSSRConfig(**options)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         self.adaptation_times = []

@@ -1,0 +1,206 @@
+"""MZSR/ZSSR on the papers' own protocol: the official LR construction, the paper's bicubic column, MATLAB bicubic,
+official meta-training tasks, MAML++ weights, ZSSR's protocol pieces, kernels as users have them, odd sizes."""
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from basicsr.data import build_dataset
+from basicsr.utils import tensor2img
+from basicsr.utils.matlab_functions import imresize
+from scipy import ndimage
+
+from srdistill_plugin.archs.bicubic_arch import BicubicUpsampler
+from srdistill_plugin.archs.mzsr_arch import MZSRNet
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.kernels import degrade, eval_kernel, find_kernel, kernel_shift, load_kernel
+from srdistill_plugin.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights
+from srdistill_plugin.core.matlab_resize import matlab_resize
+from srdistill_plugin.core.zero_shot import (ZSSRConfig, back_project, mzsr_adapt, mzsr_step_sizes, zssr_father,
+                                             zssr_infer, zssr_train)
+from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
+
+from .conftest import SET5
+
+PAPER_BICUBIC_SET5 = {'gd0.2': 30.24, 'gd2.0': 28.73, 'gdani': 28.15, 'gb1.3': 30.54}
+
+
+def _set5(kernel: str) -> torch.utils.data.Dataset:
+    return build_dataset({'name': f'Set5_{kernel}', 'type': 'KernelDegradedDataset', 'phase': 'val', 'scale': 2,
+                          'dataroot_gt': str(SET5 / 'HR'), 'io_backend': {'type': 'disk'}, 'kernel': kernel})
+
+
+@pytest.mark.parametrize('kernel', sorted(PAPER_BICUBIC_SET5))
+def test_set5_bicubic_column_equals_the_papers(kernel):
+    """The test data path (KernelDegradedDataset -> bicubic -> the official PSNR) gives the paper's Table 1 column."""
+    psnrs = []
+    for item in _set5(kernel):
+        sr = BicubicUpsampler(scale=2)(item['lq'][None])
+        psnrs.append(calculate_psnr_y8(tensor2img(sr), tensor2img(item['gt']), crop_border=2))
+    assert np.mean(psnrs) == pytest.approx(PAPER_BICUBIC_SET5[kernel], abs=0.02)
+
+
+def test_gd2_lr_matches_the_official_construction_byte_for_byte():
+    """Built independently: a 21x21 Gaussian of variance 2, scipy correlation (half-sample symmetric borders),
+    pixels (0, 0), (0, 2), ... kept, rounded to 8 bits - how the official Input/g20 LR images were made."""
+    r = np.arange(21) - 10
+    x, y = np.meshgrid(r, r)
+    kernel = np.exp(-(x ** 2 + y ** 2) / (2 * 2.0))
+    kernel /= kernel.sum()
+    assert np.abs(eval_kernel('gd2.0')[0] - kernel).max() < 1e-7
+    for item in _set5('gd2.0'):
+        hr = item['gt'].permute(1, 2, 0).double().numpy()
+        blurred = np.stack([ndimage.correlate(hr[:, :, c], kernel, mode='reflect') for c in range(3)], -1)
+        expected = np.round(np.clip(blurred[::2, ::2], 0, 1) * 255).astype(np.uint8)
+        ours = np.round(item['lq'].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        assert (ours == expected).mean() > 0.9999  # float32 vs float64 may flip a rare .5 rounding
+
+
+def test_anisotropic_eval_kernel_has_the_papers_covariance():
+    k = eval_kernel('gdani')[0]
+    r = np.arange(21) - 10
+    x, y = np.meshgrid(r, r)
+    cov = np.array([[np.sum(k * x * x), np.sum(k * x * y)], [np.sum(k * x * y), np.sum(k * y * y)]])
+    rot = np.array([[np.cos(-0.5), -np.sin(-0.5)], [np.sin(-0.5), np.cos(-0.5)]])
+    assert np.allclose(cov, rot @ np.diag([4., 1.]) @ rot.T, atol=0.02)
+
+
+@pytest.mark.parametrize('shape,scale', [((37, 50), 2), ((37, 50), 0.5), ((20, 33), 4), ((125, 181), 0.25)])
+def test_matlab_resize_matches_basicsr_imresize(shape, scale):
+    img = np.random.default_rng(0).random((*shape, 3))
+    ours = matlab_resize(torch.from_numpy(img).permute(2, 0, 1)[None], scale)[0].permute(1, 2, 0).numpy()
+    assert ours.shape == imresize(img, scale).shape and np.abs(ours - imresize(img, scale)).max() < 1e-6
+
+
+def test_network_upsamples_like_matlab_and_to_odd_sizes():
+    net = MZSRNet(num_layers=1)
+    torch.nn.init.zeros_(net.body[0].weight)
+    torch.nn.init.zeros_(net.body[0].bias)
+    lr = torch.rand(1, 3, 13, 16)
+    assert torch.allclose(net(lr), matlab_resize(lr, 2), atol=1e-6)
+    assert net(lr, (25, 31)).shape == (1, 3, 25, 31)
+
+
+@pytest.mark.parametrize('shape', [(125, 180), (125, 181), (63, 47)])
+def test_zero_shot_adaptation_works_on_odd_sizes(shape):
+    kernel = torch.from_numpy(eval_kernel('gd2.0')[0])
+    lr = torch.rand(1, 3, *shape)
+    adapted, _ = mzsr_adapt(MZSRNet(num_feat=8, num_layers=3), lr, kernel, 2, steps=2)
+    assert adapted(lr).shape == (1, 3, 2 * shape[0], 2 * shape[1])
+    cfg = ZSSRConfig(crop_size=32, max_iters=3, test_every=1)
+    net = MZSRNet(num_feat=8, num_layers=3, bias=False, init_variance=0.1)
+    zssr_train(net, lr, kernel, 2, cfg)
+    assert zssr_infer(net, lr, kernel, 2, ZSSRConfig(output_flip=True)).shape == (1, 3, 2 * shape[0], 2 * shape[1])
+
+
+def test_direct_subsampling_follows_the_official_grid_for_odd_sizes():
+    img = torch.arange(7 * 5, dtype=torch.float64).reshape(1, 1, 7, 5)
+    delta = torch.zeros(1, 1, dtype=torch.float64) + 1  # a 1x1 kernel: no blur
+    out = degrade(img, delta, 2)
+    rows = np.round(np.linspace(0, 7 - 2, 4)).astype(int)
+    cols = np.round(np.linspace(0, 5 - 2, 3)).astype(int)
+    assert torch.equal(out[0, 0], img[0, 0][rows][:, cols])
+
+
+def _task_dataset(photo_dir, **extra):
+    return build_dataset({'name': 'tasks', 'type': 'MZSRTaskDataset', 'dataroot_gt': str(photo_dir), 'phase': 'train',
+                          'io_backend': {'type': 'disk'}, 'scale': 2, 'gt_size': 32, 'num_patches': 4, **extra})
+
+
+def test_official_tasks_have_lr_to_hr_support_and_query_on_different_patches(photo_dir):
+    np.random.seed(0)
+    task = _task_dataset(photo_dir)[0]
+    assert task['support_lq'].shape == task['query_lq'].shape == (4, 3, 16, 16)
+    assert task['support_gt'].shape == task['query_gt'].shape == (4, 3, 32, 32)
+    assert torch.allclose(degrade(task['support_gt'], task['kernel'], 2), task['support_lq'])
+    assert torch.allclose(degrade(task['query_gt'], task['kernel'], 2), task['query_lq'])
+    assert not torch.equal(task['support_gt'], task['query_gt'])
+    son_task = _task_dataset(photo_dir, support='son_lr')[0]
+    assert son_task['support_lq'].shape == (4, 3, 8, 8) and torch.equal(son_task['support_gt'], son_task['query_lq'])
+    bicubic = _task_dataset(photo_dir, downsample='bicubic')[0]
+    blurred = degrade(bicubic['support_gt'], bicubic['kernel'], 1)
+    assert torch.allclose(bicubic['support_lq'], matlab_resize(blurred, 0.5), atol=1e-6)
+    with pytest.raises(SRDistillError, match='datasets.train.support'):
+        _task_dataset(photo_dir, support='son')
+
+
+def test_maml_plus_plus_weights_follow_the_papers_formula():
+    n = 5
+    for it in (0, 1000, 3000, 5000):
+        official_pre = max(1 / n - it / n / (10000 / 3), 0.03 / n)
+        official_last = min(1 / n + it * (n - 1) / n / (10000 / 3), 1 - (n - 1) * 0.03 / n)
+        weights = multi_step_loss_weights(n, it)
+        assert weights[0].item() == pytest.approx(official_pre, abs=1e-6)
+        assert weights[-1].item() == pytest.approx(official_last, abs=1e-6)
+    assert PAPER_ANNEAL_ITERS == pytest.approx(3233.3, abs=0.1)
+    assert torch.allclose(multi_step_loss_weights(n, 50000, anneal_iters=0), torch.full((n, ), 0.2))
+
+
+def test_official_step_size_schedules():
+    assert mzsr_step_sizes(6) == [2e-2, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3]
+    assert mzsr_step_sizes(5, 'bicubic_x2') == [1e-2, 1e-2, 1e-2, 1e-3, 1e-3]
+    assert mzsr_step_sizes(6, 'direct_x4') == [1e-2, 5e-3, 5e-3, 5e-3, 5e-3, 1e-3]
+    with pytest.raises(SRDistillError, match='unknown adaptation schedule'):
+        mzsr_step_sizes(1, 'fast')
+
+
+def test_zssr_fathers_as_the_official_augmentation():
+    lr = np.random.default_rng(0).random((40, 50, 3)).astype(np.float32)
+    cfg = ZSSRConfig(crop_size=16, leave_as_is=1., no_interpolate=0.)
+    father = zssr_father(lr, cfg, np.random.default_rng(1))
+    hits = [(i, j) for i in range(25) for j in range(35) if np.allclose(lr[i:i + 16, j:j + 16], father, atol=1e-6)]
+    assert hits  # a plain crop, no interpolation
+    affine = zssr_father(lr, ZSSRConfig(crop_size=16, leave_as_is=0., no_interpolate=0.), np.random.default_rng(2))
+    assert affine.shape == (16, 16, 3) and not any(
+        np.allclose(lr[i:i + 16, j:j + 16], affine, atol=1e-3) for i in range(25) for j in range(35))
+
+
+def test_kernel_shift_moves_the_centre_of_mass_as_the_official_code():
+    k = eval_kernel('gd2.0')[0]
+    shifted = kernel_shift(k, 2)
+    centre = np.array(ndimage.center_of_mass(shifted))
+    pad = (shifted.shape[0] - 21) // 2
+    assert shifted.sum() == pytest.approx(1, abs=1e-4)
+    assert np.allclose(centre - pad, np.array(k.shape) / 2 + 0.5 * (2 - 1), atol=1e-3)
+
+
+def test_back_projection_makes_the_sr_consistent_with_the_lr():
+    kernel = torch.from_numpy(eval_kernel('gd2.0')[0])
+    hr = torch.rand(1, 3, 48, 48)
+    lr = degrade(hr, kernel, 2)
+    sr = matlab_resize(lr, 2)
+    before = (degrade(sr, kernel, 2) - lr).abs().mean()
+    for _ in range(3):
+        sr = back_project(sr, lr, kernel, 2)
+    assert (degrade(sr, kernel, 2) - lr).abs().mean() < 0.7 * before
+
+
+def test_kernels_load_from_mat_npy_and_text_of_any_odd_size(tmp_path):
+    k = eval_kernel('gdani', size=13)[0]
+    scipy.io.savemat(tmp_path / 'a.mat', {'kernel': k})
+    scipy.io.savemat(tmp_path / 'b.mat', {'Kernel': k * 3})  # ZSSR's key; normalised on load
+    np.save(tmp_path / 'c.npy', k)
+    np.savetxt(tmp_path / 'd.txt', k)
+    for name in ('a.mat', 'b.mat', 'c.npy', 'd.txt'):
+        assert np.allclose(load_kernel(tmp_path / name), k, atol=1e-6)
+    assert find_kernel(tmp_path, 'c') == tmp_path / 'c.npy'
+
+
+@pytest.mark.parametrize('array,message', [
+    (np.ones((4, 4)), 'kernel sides must be odd, got 4x4'),
+    (-np.ones((3, 3)), 'kernel cannot be normalised'),
+    (np.ones((3, 3, 3)), 'must be a 2-D array'),
+])
+def test_bad_kernels_are_named(tmp_path, array, message):
+    np.save(tmp_path / 'k.npy', array)
+    with pytest.raises(SRDistillError, match=message):
+        load_kernel(tmp_path / 'k.npy')
+
+
+def test_bad_kernel_files_and_folders_are_named(tmp_path):
+    scipy.io.savemat(tmp_path / 'x.mat', {'a': np.ones((3, 3, 2)), 'note': 'no kernel here'})
+    with pytest.raises(SRDistillError, match=r'x.mat: expected one 2-D array'):
+        load_kernel(tmp_path / 'x.mat')
+    with pytest.raises(SRDistillError, match="no kernel for image 'bird'"):
+        find_kernel(tmp_path, 'bird')
+    with pytest.raises(SRDistillError, match='the 21x21 kernel is larger than the 8x8 image'):
+        degrade(torch.rand(1, 3, 8, 8), torch.from_numpy(eval_kernel('gd2.0')[0]), 2)
