@@ -1,0 +1,137 @@
+"""Zero-shot SR of given LR photos with their blur kernels: MZSR's few-step adaptation per image (BasicSR-style
+``inference/`` script). Every input is checked before the first adaptation; SR images are always written, metrics
+only where an HR image is given."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+from basicsr.utils import tensor2img
+from tqdm import tqdm
+
+from srdistill_plugin.archs.mzsr_arch import MZSRNet
+from srdistill_plugin.core.errors import SRDistillError, first_line
+from srdistill_plugin.core.zero_shot import STEP_SCHEDULES, mzsr_adapt
+from srdistill_plugin.data.mzsr_dataset import ZeroShotLRDataset
+from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
+
+DEFAULT_MODEL = 'experiments/MZSR_meta_x2_cpu/models/net_g_latest.pth'
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument('--input', required=True, help='folder of LR images (any size)')
+    p.add_argument('--kernel', required=True,
+                   help='one kernel file for all images (.mat, .npy, .txt) or a folder of <LR stem>.mat|.npy|.txt')
+    p.add_argument('--output', required=True, help='folder for the SR images and results.json')
+    p.add_argument('--steps', type=int, default=10, help='adaptation steps per image (default 10; the paper: 1 or 10)')
+    p.add_argument('--model', default=DEFAULT_MODEL, help=f'meta-learned weights (default {DEFAULT_MODEL})')
+    p.add_argument('--scale', type=int, default=2)
+    p.add_argument('--downsample', choices=('direct', 'bicubic'), default='direct',
+                   help='how the LR was made from the blurred image (the model must be meta-trained for it)')
+    p.add_argument('--schedule', choices=sorted(STEP_SCHEDULES), default=None,
+                   help='official step sizes (default: direct_x2, bicubic_x2 or direct_x4 from --downsample/--scale)')
+    p.add_argument('--gt', default=None, help='optional folder of HR images (same stems, or see --filename-tmpl)')
+    p.add_argument('--filename-tmpl', default='{}', help="LR stem = tmpl.format(HR stem), e.g. '{}x2'")
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
+    return p.parse_args(argv)
+
+
+def trained_scale(model_path: Path) -> int | None:
+    """The ``scale`` of the options BasicSR copied into the experiment folder (``<exp>/*.yml``), if there is one."""
+    for options in sorted(model_path.resolve().parent.parent.glob('*.yml')):
+        try:
+            scale = (yaml.safe_load(options.read_text()) or {}).get('scale')
+        except (yaml.YAMLError, OSError, AttributeError):
+            continue
+        if isinstance(scale, int):
+            return scale
+    return None
+
+
+def load_model(path: str, scale: int) -> MZSRNet:
+    """The meta-learned MZSRNet at ``path`` (a BasicSR ``net_g_*.pth``), checked against ``scale``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SRDistillError(f'{path}: model file does not exist (give --model, or meta-train one with '
+                             f'tools/train.py -opt options/mzsr_meta_x2_cpu.yml)')
+    trained = trained_scale(path)
+    if trained is not None and trained != scale:
+        raise SRDistillError(f'{path}: this model was trained for scale {trained}, not --scale {scale}')
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        net = MZSRNet(upscale=scale)
+        net.load_state_dict(state.get('params', state))
+    except Exception as err:  # truncated file, another network's weights, ...
+        raise SRDistillError(f'{path}: not a loadable MZSRNet checkpoint ({first_line(err)})') from err
+    return net.eval()
+
+
+def check_output_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise SRDistillError(f'{folder}: output folder cannot be written ({err.strerror or err})') from err
+
+
+def write_png(path: Path, img: np.ndarray) -> None:
+    """Write an image under a temporary name and rename it, so no half-written file stands under ``path``."""
+    tmp = path.with_name(f'.{path.name}.incomplete.png')
+    if not cv2.imwrite(str(tmp), img):
+        raise SRDistillError(f'{path}: could not write the image')
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.scale not in (2, 3, 4):
+        raise SRDistillError(f'option --scale: expected 2, 3 or 4, got {args.scale}')
+    if args.steps < 0:
+        raise SRDistillError(f'option --steps: must be >= 0, got {args.steps}')
+    kernel_key = 'kernel_dir' if Path(args.kernel).is_dir() else 'kernel_file'
+    dataset = ZeroShotLRDataset({'name': 'input', 'dataroot_lq': args.input, kernel_key: args.kernel,
+                                 'scale': args.scale, 'downsample': args.downsample, 'dataroot_gt': args.gt,
+                                 'filename_tmpl': args.filename_tmpl})
+    net = load_model(args.model, args.scale)
+    out = Path(args.output)
+    check_output_folder(out)
+    schedule = args.schedule or ('bicubic_x2' if args.downsample == 'bicubic' else f'direct_x{args.scale}')
+    if schedule not in STEP_SCHEDULES:
+        raise SRDistillError(f'no official step sizes for scale {args.scale}; give --schedule')
+    rows = []
+    bar = tqdm(range(len(dataset)), desc=f'MZSR({args.steps}) x{args.scale}', unit='img')
+    for index in bar:
+        item = dataset[index]
+        adapted, seconds = mzsr_adapt(net, item['lq'][None], item['kernel'], args.scale, args.steps,
+                                      item['downsample'], schedule=schedule)
+        with torch.no_grad():
+            sr = tensor2img(adapted(item['lq'][None]))
+        name = Path(item['lq_path']).stem
+        write_png(out / f'{name}_MZSR{args.steps}.png', sr)
+        row = {'image': name, 'adapt_time_s': round(seconds, 4)}
+        if 'gt' in item:
+            row['psnr_y8'] = round(calculate_psnr_y8(sr, tensor2img(item['gt']), crop_border=args.scale), 4)
+        rows.append(row)
+        bar.set_postfix(adapt=f'{seconds:.2f}s', **({'psnr': f"{row['psnr_y8']:.2f}"} if 'psnr_y8' in row else {}))
+    summary = {'model': str(args.model), 'steps': args.steps, 'scale': args.scale, 'schedule': schedule,
+               'downsample': args.downsample, 'images': rows,
+               'mean_adapt_time_s': float(np.mean([r['adapt_time_s'] for r in rows]))}
+    if rows and all('psnr_y8' in r for r in rows):
+        summary['mean_psnr_y8'] = float(np.mean([r['psnr_y8'] for r in rows]))
+    tmp = out / '.results.json.incomplete'
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / 'results.json')
+    print(f"{len(rows)} images -> {out} (mean adaptation {summary['mean_adapt_time_s']:.2f} s"
+          + (f", PSNR-Y {summary['mean_psnr_y8']:.2f} dB" if 'mean_psnr_y8' in summary else '') + ')')
+    return summary

@@ -1,0 +1,146 @@
+"""Real zero-shot use: given LR photos with kernel files, through the standalone inference script and the BasicSR
+test pipeline; every bad input ends as one line and exit status 2 before any adaptation."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+import torch
+import yaml
+from basicsr.data import build_dataset
+
+from srdistill_plugin.archs.mzsr_arch import MZSRNet
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.kernels import degrade, eval_kernel
+
+from .conftest import run_tool
+
+SCRIPT = 'inference/inference_mzsr.py'
+
+
+@pytest.fixture()
+def lr_photos(photo_dir, tmp_path) -> Path:
+    """Two odd-sized LR photos made with their own kernels (.mat, the official format), their HR images, and a
+    meta-learned-format checkpoint inside a BasicSR-like experiment folder (options copy with scale 2)."""
+    root = tmp_path / 'photos'
+    for sub in ('LR', 'HR', 'kernels'):
+        (root / sub).mkdir(parents=True)
+    for name, kernel_name, (h, w) in (('coffee', 'gd2.0', (58, 74)), ('rocket', 'gdani', (62, 54))):
+        hr = cv2.imread(str(photo_dir / f'{name}.png'))[:h, :w]
+        kernel = eval_kernel(kernel_name, size=15)[0]
+        lr = degrade(torch.from_numpy(hr[:, :, ::-1] / 255.).permute(2, 0, 1)[None].float(), torch.from_numpy(kernel), 2)
+        lr8 = (lr[0].permute(1, 2, 0).numpy()[:, :, ::-1].clip(0, 1) * 255).round().astype(np.uint8)
+        cv2.imwrite(str(root / 'LR' / f'{name}.png'), lr8)
+        cv2.imwrite(str(root / 'HR' / f'{name}.png'), hr)
+        scipy.io.savemat(root / 'kernels' / f'{name}.mat', {'kernel': kernel})
+    exp = root / 'experiments' / 'MZSR_meta'
+    (exp / 'models').mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save({'params': MZSRNet().state_dict()}, exp / 'models' / 'net_g_latest.pth')
+    (exp / 'options.yml').write_text(yaml.safe_dump({'name': 'MZSR_meta', 'scale': 2}))
+    return root
+
+
+def _args(root: Path, out: Path, *extra: str) -> list[str]:
+    return [SCRIPT, '--input', str(root / 'LR'), '--kernel', str(root / 'kernels'), '--output', str(out),
+            '--model', str(root / 'experiments' / 'MZSR_meta' / 'models' / 'net_g_latest.pth'), '--threads', '1',
+            *extra]
+
+
+def test_inference_adapts_every_odd_sized_photo_and_saves_sr_images(lr_photos, tmp_path):
+    out = tmp_path / 'sr'
+    run_tool(*_args(lr_photos, out, '--steps', '2', '--gt', str(lr_photos / 'HR')))
+    summary = json.loads((out / 'results.json').read_text())
+    assert [r['image'] for r in summary['images']] == ['coffee', 'rocket']
+    assert all(r['adapt_time_s'] > 0 and 10 < r['psnr_y8'] < 60 for r in summary['images'])
+    for name, (h, w) in (('coffee', (58, 74)), ('rocket', (62, 54))):
+        assert cv2.imread(str(out / f'{name}_MZSR2.png')).shape == (h, w, 3)
+    assert not list(out.glob('.*incomplete*'))
+    run_tool(*_args(lr_photos, tmp_path / 'no_hr', '--steps', '1'))  # without HR: images, no metrics
+    assert 'psnr_y8' not in json.loads((tmp_path / 'no_hr' / 'results.json').read_text())['images'][0]
+
+
+@pytest.mark.parametrize('case,message', [
+    ('missing_kernel', "no kernel for image 'rocket'"),
+    ('even_kernel', 'rocket.npy: kernel sides must be odd, got 4x4'),
+    ('wrong_scale', 'was trained for scale 2, not --scale 4'),
+    ('hr_size', 'HR is 30x30, but LR coffee.png is 37x29'),
+    ('missing_model', 'model file does not exist'),
+    ('bad_scale', 'option --scale: expected 2, 3 or 4, got 5'),
+])
+def test_bad_inference_inputs_are_one_line_and_exit_2(lr_photos, tmp_path, case, message):
+    extra: list[str] = []
+    if case == 'missing_kernel':
+        (lr_photos / 'kernels' / 'rocket.mat').unlink()
+    elif case == 'even_kernel':
+        (lr_photos / 'kernels' / 'rocket.mat').unlink()
+        np.save(lr_photos / 'kernels' / 'rocket.npy', np.ones((4, 4)))
+    elif case == 'wrong_scale':
+        extra = ['--scale', '4']
+    elif case == 'hr_size':
+        cv2.imwrite(str(lr_photos / 'HR' / 'coffee.png'), np.zeros((30, 30, 3), np.uint8))
+        extra = ['--gt', str(lr_photos / 'HR')]
+    elif case == 'missing_model':
+        (lr_photos / 'experiments' / 'MZSR_meta' / 'models' / 'net_g_latest.pth').unlink()
+    elif case == 'bad_scale':
+        extra = ['--scale', '5']
+    out = tmp_path / 'sr'
+    proc = run_tool(*_args(lr_photos, out, *extra), check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.glob('*.png'))  # nothing adapted, nothing written
+
+
+def test_unwritable_output_folder_is_named(lr_photos, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a folder')
+    proc = run_tool(*_args(lr_photos, blocker / 'sr'), check=False)
+    assert proc.returncode == 2 and 'output folder cannot be written' in proc.stderr
+
+
+def test_given_lr_dataset_pairs_hr_by_template_and_works_without_hr(lr_photos, tmp_path):
+    lr_dir, kernel_dir = tmp_path / 'LR', tmp_path / 'kernels'
+    lr_dir.mkdir()
+    kernel_dir.mkdir()
+    for p in (lr_photos / 'LR').iterdir():  # LR named as in the benchmark releases: <HR stem>x2
+        (lr_dir / f'{p.stem}x2.png').write_bytes(p.read_bytes())
+        (kernel_dir / f'{p.stem}x2.mat').write_bytes((lr_photos / 'kernels' / f'{p.stem}.mat').read_bytes())
+    opt = {'name': 'given', 'type': 'ZeroShotLRDataset', 'phase': 'val', 'scale': 2, 'dataroot_lq': str(lr_dir),
+           'kernel_dir': str(kernel_dir)}
+    without = build_dataset(opt)
+    assert 'gt' not in without[0] and without[0]['lq'].shape == (3, 29, 37)
+    paired = build_dataset({**opt, 'dataroot_gt': str(lr_photos / 'HR'), 'filename_tmpl': '{}x2'})
+    assert paired[0]['gt'].shape == (3, 58, 74) and paired[1]['gt'].shape == (3, 62, 54)
+    with pytest.raises(SRDistillError, match='no HR image for it'):
+        build_dataset({**opt, 'dataroot_gt': str(lr_photos / 'HR')})
+
+
+def test_given_lr_options_run_through_the_basicsr_test_entry(lr_photos, tmp_path):
+    """options/test/mzsr_x2_given_lr.yml as a user points it at their photos: SR images saved, no HR needed."""
+    model = lr_photos / 'experiments' / 'MZSR_meta' / 'models' / 'net_g_latest.pth'
+    run_tool('tools/test.py', '-opt', 'options/test/mzsr_x2_given_lr.yml', '--force_yml',
+             f'datasets:test_1:dataroot_lq={lr_photos / "LR"}', f'datasets:test_1:kernel_dir={lr_photos / "kernels"}',
+             f'path:pretrain_network_g={model}', f'path:results_root={tmp_path / "results"}')
+    saved = sorted(p.name for p in (tmp_path / 'results').rglob('visualization/**/*.png'))
+    assert len(saved) == 2 and saved[0].startswith('coffee')
+
+
+def test_zssr_runs_through_the_model_with_its_official_options(lr_photos):
+    from basicsr.models import build_model
+
+    opt = {'name': 'zssr', 'model_type': 'MZSRModel', 'scale': 2, 'num_gpu': 0, 'is_train': False, 'dist': False,
+           'network_g': {'type': 'MZSRNet', 'num_feat': 8, 'num_layers': 3}, 'path': {'pretrain_network_g': None},
+           'val': {'adaptation': {'mode': 'zssr', 'max_iters': 4, 'crop_size': 32, 'output_flip': True}}}
+    model = build_model(opt)
+    item = build_dataset({'name': 'given', 'type': 'ZeroShotLRDataset', 'phase': 'val', 'scale': 2,
+                          'dataroot_lq': str(lr_photos / 'LR'), 'kernel_dir': str(lr_photos / 'kernels')})[0]
+    model.feed_data({k: (v[None] if torch.is_tensor(v) else [v]) for k, v in item.items()})
+    model.test()
+    assert model.output.shape == (1, 3, 58, 74) and model.output.min() >= 0 and model.output.max() <= 1
+    opt['val']['adaptation']['crop'] = 32
+    model = build_model(opt)
+    model.feed_data({k: (v[None] if torch.is_tensor(v) else [v]) for k, v in item.items()})
+    with pytest.raises(SRDistillError, match=r"unknown ZSSR option\(s\) \['crop'\]"):
+        model.test()
