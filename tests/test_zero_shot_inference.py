@@ -144,3 +144,17 @@ def test_zssr_runs_through_the_model_with_its_official_options(lr_photos):
     model.feed_data({k: (v[None] if torch.is_tensor(v) else [v]) for k, v in item.items()})
     with pytest.raises(SRDistillError, match=r"unknown ZSSR option\(s\) \['crop'\]"):
         model.test()
+
+
+def test_inference_estimates_each_kernel_when_none_is_given(lr_photos, photo_dir, tmp_path):
+    lr_dir = tmp_path / 'big_lr'
+    lr_dir.mkdir()
+    cv2.imwrite(str(lr_dir / 'coffee.png'), cv2.imread(str(photo_dir / 'coffee.png'))[:100, :120])
+    out = tmp_path / 'sr'
+    run_tool(SCRIPT, '--input', str(lr_dir), '--kernel', 'estimate', '--estimate-iters', '3', '--output', str(out),
+             '--steps', '1', '--model', str(lr_photos / 'experiments' / 'MZSR_meta' / 'models' / 'net_g_latest.pth'))
+    assert (out / 'kernels' / 'coffee.mat').is_file() and cv2.imread(str(out / 'coffee_MZSR1.png')).shape == (200, 240, 3)
+    small = run_tool(SCRIPT, '--input', str(lr_photos / 'LR'), '--kernel', 'estimate', '--output', str(tmp_path / 's'),
+                     '--model', str(lr_photos / 'experiments' / 'MZSR_meta' / 'models' / 'net_g_latest.pth'), check=False)
+    assert small.returncode == 2 and "smaller than the estimator's 64px crop" in small.stderr
+    assert not (tmp_path / 's' / 'kernels').exists()  # nothing estimated before the check

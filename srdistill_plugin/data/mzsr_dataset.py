@@ -146,6 +146,19 @@ class KernelDegradedDataset(data.Dataset):
                 'gt_path': self.source.paths[index]}
 
 
+def _estimate_kernels(opt: dict, scale: int, name: str) -> None:
+    from srdistill_plugin.core.kernel_estimation import KernelGANConfig
+    from srdistill_plugin.pipeline.estimate_kernels import estimate_kernels
+
+    if not opt.get('kernel_dir') or opt.get('kernel_file'):
+        raise SRDistillError(f'dataset {name}: kernel: estimate needs kernel_dir (where the estimated kernels go)')
+    settings = dict(opt.get('kernel_estimation') or {})
+    unknown = sorted(set(settings) - set(KernelGANConfig.__dataclass_fields__))
+    if unknown:
+        raise SRDistillError(f'option datasets.{name}.kernel_estimation: unknown option(s) {unknown}')
+    estimate_kernels(opt['dataroot_lq'], opt['kernel_dir'], scale, KernelGANConfig(**settings))
+
+
 @DATASET_REGISTRY.register()
 class ZeroShotLRDataset(data.Dataset):
     """Given LR images (real zero-shot use), each with its blur kernel; HR optional (metrics only where it exists).
@@ -154,6 +167,9 @@ class ZeroShotLRDataset(data.Dataset):
     ``kernel_dir`` (``<LR stem>.mat|.npy|.txt``), ``downsample`` (direct), and optionally ``dataroot_gt`` with
     ``filename_tmpl`` ('{}': the LR stem is ``filename_tmpl.format(<HR stem>)``). Every kernel and every HR size
     (mod-cropped HR = LR x scale) is checked when the dataset is built, before any adaptation starts.
+    ``kernel: estimate`` (with ``kernel_dir``): no kernel files needed - each image's kernel is estimated from the
+    image itself (KernelGAN-style, ``kernel_estimation: {max_iters: ..., seed: ...}``) into ``kernel_dir`` when the
+    dataset is built; kernels already there from the same settings are reused.
     """
 
     def __init__(self, opt: dict):
@@ -163,6 +179,10 @@ class ZeroShotLRDataset(data.Dataset):
         self.scale = check_scale(opt.get('scale'), f'datasets.{name}.scale')
         self.downsample = _choice(opt, 'downsample', 'direct', DOWNSAMPLE_MODES, f'datasets.{name}')
         self.lq_paths = list_images(opt['dataroot_lq'])
+        if opt.get('kernel') == 'estimate':
+            _estimate_kernels(opt, self.scale, name)
+        elif opt.get('kernel'):
+            raise SRDistillError(f"option datasets.{name}.kernel: only 'estimate' is accepted here, got {opt['kernel']!r}")
         shared, kernel_dir = _kernel_source(opt, name)
         self.kernels = [shared if shared is not None else torch.from_numpy(load_kernel(find_kernel(kernel_dir, p.stem)))
                         for p in self.lq_paths]

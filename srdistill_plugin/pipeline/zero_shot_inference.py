@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -18,9 +17,13 @@ from tqdm import tqdm
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill_plugin.core.errors import SRDistillError, first_line
+from srdistill_plugin.core.io_checks import check_output_folder
+from srdistill_plugin.core.kernel_estimation import KernelGANConfig
 from srdistill_plugin.core.zero_shot import STEP_SCHEDULES, mzsr_adapt
 from srdistill_plugin.data.mzsr_dataset import ZeroShotLRDataset
 from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
+from srdistill_plugin.pipeline.estimate_kernels import check_scale as check_estimation_scale
+from srdistill_plugin.pipeline.estimate_kernels import estimate_kernels, input_images
 
 DEFAULT_MODEL = 'experiments/MZSR_meta_x2_cpu/models/net_g_latest.pth'
 
@@ -29,7 +32,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('--input', required=True, help='folder of LR images (any size)')
     p.add_argument('--kernel', required=True,
-                   help='one kernel file for all images (.mat, .npy, .txt) or a folder of <LR stem>.mat|.npy|.txt')
+                   help="one kernel file for all images (.mat, .npy, .txt), a folder of <LR stem>.mat|.npy|.txt, or "
+                        "'estimate': each image's kernel estimated from the image itself (saved in OUTPUT/kernels)")
+    p.add_argument('--estimate-iters', type=int, default=KernelGANConfig.max_iters,
+                   help='kernel-estimation iterations per image with --kernel estimate')
     p.add_argument('--output', required=True, help='folder for the SR images and results.json')
     p.add_argument('--steps', type=int, default=10, help='adaptation steps per image (default 10; the paper: 1 or 10)')
     p.add_argument('--model', default=DEFAULT_MODEL, help=f'meta-learned weights (default {DEFAULT_MODEL})')
@@ -74,15 +80,6 @@ def load_model(path: str, scale: int) -> MZSRNet:
     return net.eval()
 
 
-def check_output_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise SRDistillError(f'{folder}: output folder cannot be written ({err.strerror or err})') from err
-
-
 def write_png(path: Path, img: np.ndarray) -> None:
     """Write an image under a temporary name and rename it, so no half-written file stands under ``path``."""
     tmp = path.with_name(f'.{path.name}.incomplete.png')
@@ -99,12 +96,20 @@ def main(argv: list[str] | None = None) -> dict:
         raise SRDistillError(f'option --scale: expected 2, 3 or 4, got {args.scale}')
     if args.steps < 0:
         raise SRDistillError(f'option --steps: must be >= 0, got {args.steps}')
-    kernel_key = 'kernel_dir' if Path(args.kernel).is_dir() else 'kernel_file'
-    dataset = ZeroShotLRDataset({'name': 'input', 'dataroot_lq': args.input, kernel_key: args.kernel,
+    out = Path(args.output)
+    kernel_source = args.kernel
+    if args.kernel == 'estimate':  # check what can fail before the minutes of estimation
+        check_estimation_scale(args.scale)
+        cfg = KernelGANConfig(max_iters=args.estimate_iters)
+        input_images(args.input, cfg.crop_size)
+        load_model(args.model, args.scale)
+        kernel_source = out / 'kernels'
+        estimate_kernels(args.input, kernel_source, args.scale, cfg)
+    kernel_key = 'kernel_dir' if Path(kernel_source).is_dir() else 'kernel_file'
+    dataset = ZeroShotLRDataset({'name': 'input', 'dataroot_lq': args.input, kernel_key: str(kernel_source),
                                  'scale': args.scale, 'downsample': args.downsample, 'dataroot_gt': args.gt,
                                  'filename_tmpl': args.filename_tmpl})
     net = load_model(args.model, args.scale)
-    out = Path(args.output)
     check_output_folder(out)
     schedule = args.schedule or ('bicubic_x2' if args.downsample == 'bicubic' else f'direct_x{args.scale}')
     if schedule not in STEP_SCHEDULES:
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
             row['psnr_y8'] = round(calculate_psnr_y8(sr, tensor2img(item['gt']), crop_border=args.scale), 4)
         rows.append(row)
         bar.set_postfix(adapt=f'{seconds:.2f}s', **({'psnr': f"{row['psnr_y8']:.2f}"} if 'psnr_y8' in row else {}))
-    summary = {'model': str(args.model), 'steps': args.steps, 'scale': args.scale, 'schedule': schedule,
+    summary = {'model': str(args.model), 'kernel': str(kernel_source), 'steps': args.steps, 'scale': args.scale, 'schedule': schedule,
                'downsample': args.downsample, 'images': rows,
                'mean_adapt_time_s': float(np.mean([r['adapt_time_s'] for r in rows]))}
     if rows and all('psnr_y8' in r for r in rows):
