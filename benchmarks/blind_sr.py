@@ -71,7 +71,7 @@ def evaluate(args, net: MZSRNet, hr: torch.Tensor, true_k: np.ndarray, zssr: boo
     if zssr:
         torch.manual_seed(args.seed)
         zssr_net = MZSRNet(upscale=SCALE, bias=False, init_variance=0.1)
-        cfg = ZSSRConfig(crop_size=args.zssr_crop, max_iters=args.zssr_max_iters)
+        cfg = ZSSRConfig(crop_size=args.zssr_crop, max_iters=args.zssr_max_iters, kernel_shift=False)  # centred k
         zssr_train(zssr_net, lr, torch.from_numpy(est_k), SCALE, cfg, seed=args.seed)
         row['zssr_estimated'] = psnr(zssr_infer(zssr_net, lr, torch.from_numpy(est_k), SCALE, cfg), hr)
     return row
@@ -114,7 +114,7 @@ def main() -> None:
             true_k = random_mzsr_kernel(rng, SCALE)
             np.save(work / 'true_kernels' / f'{set_dir.name}_{path.stem}.npy', true_k)
             zssr = set_dir.name in args.zssr_sets
-            key = f'{set_dir.name}/{path.stem}/{settings}/zssr={zssr}'
+            key = f'{set_dir.name}/{path.stem}/{settings}/zssr={zssr}/aligned'
             if cache.get(key) is None:
                 print(f'{key}', flush=True)
                 hr = torch.from_numpy(mod_crop(read_image(path), SCALE)[:, :, ::-1].copy()).permute(2, 0, 1)[None]
@@ -162,7 +162,8 @@ def main() -> None:
                 f'task distribution (15x15, seed {args.seed}; saved in {work / "true_kernels"}), direct subsampling, '
                 f'8-bit LR. Kernel estimated from the LR alone: KernelGAN-style, {args.estimate_iters} iterations '
                 f'(official 3000). MZSR: the meta-learned x2 model {args.model}, {args.mzsr_steps} steps. Default '
-                f'kernel: {args.default_kernel}. ZSSR: official given-kernel protocol, crop {args.zssr_crop}, '
+                f'kernel: {args.default_kernel}. ZSSR: official given-kernel protocol without kernel_shift (the estimated '
+                f'kernels are centred on the MZSR LR grid), crop {args.zssr_crop}, '
                 f'{args.zssr_max_iters} iterations, on {", ".join(args.zssr_sets)}. PSNR on 8-bit-rounded Y, border 2. '
                 f'Threads: {env["torch_threads"]} on {env["device"]}.\n\n' + '\n'.join(lines)
                 + f'\n\n## Targets\n{targets}\n\nKernels: benchmarks/results/blind_sr_{args.tag}_kernels.png (top true, '

@@ -118,7 +118,7 @@ def evaluate_mzsr(net: MZSRNet, lr, kernel, downsample, hr, steps: tuple[int, ..
     return row
 
 
-def evaluate_zssr(args, lr, kernel, downsample, hr) -> dict:
+def evaluate_zssr(args, lr, kernel, downsample, hr, kernel_shift: bool) -> dict:
     """ZSSR on its given-kernel protocol (CPU crop); PSNR of the raw network every 50 steps and the final output."""
     torch.manual_seed(0)
     net, curve, spent, clock = MZSRNet(upscale=SCALE, bias=False, init_variance=0.1), [], [0.], [time.perf_counter()]
@@ -130,11 +130,12 @@ def evaluate_zssr(args, lr, kernel, downsample, hr) -> dict:
         model.train()
         clock[0] = time.perf_counter()
 
-    cfg = ZSSRConfig(crop_size=args.zssr_crop, max_iters=args.zssr_max_iters)
+    cfg = ZSSRConfig(crop_size=args.zssr_crop, max_iters=args.zssr_max_iters, kernel_shift=kernel_shift)
     iters = zssr_train(net, lr, kernel, SCALE, cfg, downsample, on_test=on_test)
     spent[0] += time.perf_counter() - clock[0]
     final = zssr_infer(net, lr, kernel, SCALE, cfg, downsample)
-    return {'zssr_curve': curve, 'zssr_final': (*metrics(final, hr), spent[0]), 'zssr_iters': iters}
+    prefix = 'zssr_shift' if kernel_shift else 'zssr'
+    return {f'{prefix}_curve': curve, f'{prefix}_final': (*metrics(final, hr), spent[0]), f'{prefix}_iters': iters}
 
 
 def file_hash(path: Path) -> str:
@@ -145,7 +146,7 @@ def summarize(results: dict, ablation: dict, args) -> tuple[dict, str]:
     """Means per set and kernel, the targets' checks, and the markdown tables."""
     summary, lines = {}, []
     head = ('| set | kernel | bicubic | pretrained | MZSR(0) | MZSR(1) | MZSR(10) | ZSSR final | '
-            'ZSSR steps to MZSR(1) | time ratio ZSSR/MZSR(1) |')
+            'ZSSR steps to MZSR(1) | time ratio ZSSR/MZSR(1) | ZSSR final, official kernel_shift |')
     lines += [head, '|---' * (head.count('|') - 1) + '|']
     for key, rows in results.items():
         set_name, kernel = key.split('/')
@@ -154,7 +155,7 @@ def summarize(results: dict, ablation: dict, args) -> tuple[dict, str]:
         s['ssim'] = {m: mean(r[m][1] for r in rows) for m in methods}
         s['adapt_time_s'] = {m: mean(r[m][2] for r in rows) for m in methods if m.startswith('mzsr')}
         cells = [f'{s[m]:.2f}' if m in s else '–' for m in ('bicubic', 'pretrained', 'mzsr0', 'mzsr1', 'mzsr10')]
-        zssr_cells = ['–', '–', '–']
+        zssr_cells = ['–', '–', '–', '–']
         if all('zssr_curve' in r for r in rows):
             s['zssr_final'] = mean(r['zssr_final'][0] for r in rows)
             s['zssr_time_s'] = mean(r['zssr_final'][2] for r in rows)
@@ -166,7 +167,9 @@ def summarize(results: dict, ablation: dict, args) -> tuple[dict, str]:
             zssr_cells = [f"{s['zssr_final']:.2f}",
                           f'{int(np.median(steps))} (median; {len(steps)}/{len(rows)} reached)' if steps
                           else f'not reached in {args.zssr_max_iters}',
-                          f"{s['time_ratio_to_equal_psnr']:.0f}× (median {np.median(ratios):.0f}×)" if ratios else '–']
+                          f"{s['time_ratio_to_equal_psnr']:.0f}× (median {np.median(ratios):.0f}×)" if ratios else '–',
+                          f"{mean(r['zssr_shift_final'][0] for r in rows):.2f}"]
+            s['zssr_shift_final'] = mean(r['zssr_shift_final'][0] for r in rows)
         summary[key] = s
         lines.append(f'| {set_name} | {kernel} | ' + ' | '.join(cells + zssr_cells) + ' |')
     lines += ['', '### Ablation (Set5; MZSR(0) / MZSR(1) / MZSR(10), PSNR dB)', '',
@@ -255,15 +258,16 @@ def main() -> None:
                 hr = torch.from_numpy(mod_crop(read_image(path), SCALE)[:, :, ::-1].copy()).permute(2, 0, 1)[None]
                 lr, kernel, downsample = degraded(hr, kernel_name)
                 base = f'{set_dir.name}/{kernel_name}/{path.stem}'
-                key = f'{base}/{arm}:{version[arm]}/pre:{version["pretrained"]}/steps={steps}/zssr={zssr}'
+                key = f'{base}/{arm}:{version[arm]}/pre:{version["pretrained"]}/steps={steps}/zssr={zssr}/shift-both'
                 if cache.get(key) is None:
                     print(f'evaluating {base} ({arm})', flush=True)
                     with torch.no_grad():
                         row = {'bicubic': (*metrics(matlab_resize(lr, SCALE), hr), 0.),
                                'pretrained': (*metrics(nets['pretrained'](lr), hr), 0.)}
                     row.update(evaluate_mzsr(nets[arm], lr, kernel, downsample, hr, steps, schedule))
-                    if zssr:
-                        row.update(evaluate_zssr(args, lr, kernel, downsample, hr))
+                    if zssr:  # aligned with the MZSR LR grid, and the official kernel_shift for comparison
+                        row.update(evaluate_zssr(args, lr, kernel, downsample, hr, kernel_shift=False))
+                        row.update(evaluate_zssr(args, lr, kernel, downsample, hr, kernel_shift=True))
                     cache.put(key, row)
                 rows.append(cache.get(key))
                 if ablate:
@@ -288,8 +292,9 @@ def main() -> None:
                 f'Training (CPU-scaled, options/mzsr_*_x2_cpu.yml): {args.pretrain_iters} bicubic pretraining '
                 f'iterations; {args.meta_iters} meta-iterations per arm (4 support + 4 query patches of 32x32, '
                 f'meta-batch 2, 2 inner steps, second order, MAML++ annealed weights) on {args.pool}. ZSSR: official '
-                f'given-kernel protocol (kernel_shift, affine fathers, 2 back-projections) with crop '
-                f'{args.zssr_crop} (official 128) and up to {args.zssr_max_iters} iterations; "steps to MZSR(1)" '
+                f'given-kernel protocol (affine fathers, 2 back-projections) with crop {args.zssr_crop} (official 128) '
+                f'and up to {args.zssr_max_iters} iterations, the kernel on the MZSR LR grid (kernel_shift off; the '
+                f'last column: with ZSSR\'s official kernel_shift, one HR pixel off this grid); "steps to MZSR(1)" '
                 f'reads the raw network every 50 steps. Times exclude evaluation. Threads: {env["torch_threads"]} on '
                 f'{env["device"]}.\n\n{table}\n\n## Targets\n{targets(summary)}\n\n'
                 f'MZSR adaptation time per image (s): ' + ', '.join(

@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
 import srdistill_plugin  # noqa: F401
 from srdistill_plugin.samplers import SAMPLER_REGISTRY
@@ -11,7 +11,8 @@ from srdistill_plugin.samplers import SAMPLER_REGISTRY
 def test_basicsr_registries_hold_plugin_types():
     assert {'BicubicUpsampler', 'MZSRNet', 'ClassConditionalUNet', 'LatentClassConditionalDenoiser'} <= set(ARCH_REGISTRY.keys())
     assert {'MZSRModel', 'DiffusionDistillModel'} <= set(MODEL_REGISTRY.keys())
-    assert 'HROnlyDataset' in DATASET_REGISTRY
+    assert {'HROnlyDataset', 'MZSRTaskDataset', 'KernelDegradedDataset', 'ZeroShotLRDataset'} <= set(DATASET_REGISTRY.keys())
+    assert 'calculate_psnr_y8' in METRIC_REGISTRY
     assert 'SwinIR' in ARCH_REGISTRY  # BasicSR's own types are untouched
 
 

@@ -70,9 +70,14 @@ class ZSSRConfig:
     times 1 / ``change_ratio``; training stops when it falls below ``min_lr`` or at ``max_iters``.
     Fathers: ``leave_as_is`` of the time a plain crop, ``no_interpolate`` a crop with a 90-degree rotation/flip
     (when ``allow_rotation``), the rest a random affine crop (scale U[``min_scale``, 1], aspect N(0,
-    ``scale_diff_sigma``), shear N(0, ``shear_sigma``), any rotation when allowed). The kernel is moved to the
-    subsampling grid when ``kernel_shift``; the output gets ``back_projection_iters`` back-projections and, with
-    ``output_flip``, the median of the 8 rotated/flipped outputs.
+    ``scale_diff_sigma``), shear N(0, ``shear_sigma``), any rotation when allowed). The output gets
+    ``back_projection_iters`` back-projections and, with ``output_flip``, the median of the 8 rotated/flipped outputs.
+
+    ``kernel_shift`` (official ZSSR: on) moves the given kernel's centre of mass half a subsampling step off its centre
+    (+1 HR pixel at x2), matching LR images made by ZSSR's own ``imresize`` with that shift. LR made on the official
+    MZSR grid - this package's ``degrade``, and MZSR's released inputs - puts LR pixel (0, 0) on HR pixel (0, 0); for
+    such LR (and for kernels centred by the kernel estimator) set ``kernel_shift: false``, or ZSSR learns, and
+    back-projects to, an output one HR pixel off (measured in benchmarks/results/mzsr_adaptation_cpu.md).
     """
     crop_size: int = 128
     lr: float = 1e-3
@@ -166,8 +171,8 @@ def zssr_train(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: in
                 errors.append(F.mse_loss(net(son_full, lr.shape[-2:]).clamp(0, 1), lr).item())
             if on_test is not None:
                 on_test(it, net)
-        window = cfg.slope_range // cfg.test_every
-        if (it + 1) % cfg.check_every == 0 and it - last_change > cfg.min_iters and len(errors) >= 2:
+        window = max(cfg.slope_range // cfg.test_every, 4)  # a slope with an error bar needs >= 4 points
+        if (it + 1) % cfg.check_every == 0 and it - last_change > cfg.min_iters and len(errors) >= 4:
             (slope, _), cov = np.polyfit(steps[-window:], errors[-window:], 1, cov=True)
             if -cfg.change_ratio * slope < np.sqrt(cov[0, 0]):
                 for group in optimizer.param_groups:
