@@ -23,7 +23,8 @@ from benchmarks.common import ROOT, ResultCache, mean, pin_threads, write_result
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill_plugin.core.degradations import mod_crop
 from srdistill_plugin.core.imageio import list_images, read_image
-from srdistill_plugin.core.kernel_estimation import KernelGANConfig, estimate_kernel, kernel_preview, kernel_psnr
+from srdistill_plugin.core.kernel_estimation import (KernelGANConfig, kernel_preview, kernel_psnr, postprocess_kernel,
+                                                     train_kernel_gan)
 from srdistill_plugin.core.kernels import degrade, eval_kernel, random_mzsr_kernel
 from srdistill_plugin.core.matlab_resize import matlab_resize
 from srdistill_plugin.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
@@ -57,14 +58,17 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor) -> float:
 
 def evaluate(args, net: MZSRNet, hr: torch.Tensor, true_k: np.ndarray, zssr: bool) -> dict:
     lr = (degrade(hr, torch.from_numpy(true_k), SCALE).clamp(0, 1) * 255).round() / 255
+    cfg = KernelGANConfig(max_iters=args.estimate_iters, seed=args.seed)
     start = time.perf_counter()
-    est_k = estimate_kernel(lr[0].permute(1, 2, 0).numpy(), SCALE, KernelGANConfig(max_iters=args.estimate_iters,
-                                                                                     seed=args.seed), progress=False)
+    raw = train_kernel_gan(lr[0].permute(1, 2, 0).numpy(), cfg, progress=False)
+    est_k = postprocess_kernel(raw, SCALE, cfg.n_filtering)  # the official post-processing (n_filtering 40)
     row = {'estimate_s': time.perf_counter() - start, 'estimated_kernel': est_k.tolist(),
            'bicubic': psnr(matlab_resize(lr, SCALE), hr)}
+    unfiltered_k = postprocess_kernel(raw, SCALE, 0)  # ablation: every positive tap kept
     default_k = eval_kernel(args.default_kernel)[0]
-    row['kernel_psnr'] = {'estimated': kernel_psnr(est_k, true_k), 'default': kernel_psnr(default_k, true_k)}
-    for name, k in (('default', default_k), ('estimated', est_k), ('true', true_k)):
+    row['kernel_psnr'] = {'estimated': kernel_psnr(est_k, true_k), 'default': kernel_psnr(default_k, true_k),
+                          'unfiltered': kernel_psnr(unfiltered_k, true_k)}
+    for name, k in (('default', default_k), ('estimated', est_k), ('unfiltered', unfiltered_k), ('true', true_k)):
         adapted, seconds = mzsr_adapt(net, lr, torch.from_numpy(k), SCALE, args.mzsr_steps)
         with torch.no_grad():
             row[f'mzsr_{name}'] = psnr(adapted(lr), hr)
@@ -114,7 +118,7 @@ def main() -> None:
             true_k = random_mzsr_kernel(rng, SCALE)
             np.save(work / 'true_kernels' / f'{set_dir.name}_{path.stem}.npy', true_k)
             zssr = set_dir.name in args.zssr_sets
-            key = f'{set_dir.name}/{path.stem}/{settings}/zssr={zssr}/aligned'
+            key = f'{set_dir.name}/{path.stem}/{settings}/zssr={zssr}/aligned/v2'
             if cache.get(key) is None:
                 print(f'{key}', flush=True)
                 hr = torch.from_numpy(mod_crop(read_image(path), SCALE)[:, :, ::-1].copy()).permute(2, 0, 1)[None]
@@ -125,29 +129,34 @@ def main() -> None:
     kernel_figure(figure, ROOT / 'benchmarks' / 'results' / f'blind_sr_{args.tag}_kernels.png')
     summary, lines = {}, []
     head = ('| set | bicubic | MZSR(10) default k | MZSR(10) estimated k | MZSR(10) true k | ZSSR estimated k | '
-            'gap closed | kernel PSNR est / default | estimation s |')
+            'gap closed | MZSR(10) unfiltered estimate | kernel PSNR est / unfiltered / default | estimation s |')
     lines += [head, '|---' * (head.count('|') - 1) + '|']
     for set_name, rows in results.items():
         closed = [g for g in map(gap_closed, rows) if g is not None]
-        s = {m: mean(r[m] for r in rows) for m in ('bicubic', 'mzsr_default', 'mzsr_estimated', 'mzsr_true')}
+        s = {m: mean(r[m] for r in rows) for m in ('bicubic', 'mzsr_default', 'mzsr_estimated', 'mzsr_unfiltered',
+                                                    'mzsr_true')}
         s['zssr_estimated'] = mean(r['zssr_estimated'] for r in rows) if all('zssr_estimated' in r for r in rows) else None
         mean_gap = s['mzsr_true'] - s['mzsr_default']
         s['gap_closed_of_means'] = (s['mzsr_estimated'] - s['mzsr_default']) / mean_gap if mean_gap else None
         s['gap_closed_per_image'] = closed
-        s['kernel_psnr'] = {k: mean(r['kernel_psnr'][k] for r in rows) for k in ('estimated', 'default')}
+        s['kernel_psnr'] = {k: mean(r['kernel_psnr'][k] for r in rows) for k in ('estimated', 'unfiltered', 'default')}
         s['estimate_s'] = mean(r['estimate_s'] for r in rows)
         summary[set_name] = s
         lines.append(f"| {set_name} | {s['bicubic']:.2f} | {s['mzsr_default']:.2f} | {s['mzsr_estimated']:.2f} | "
                      f"{s['mzsr_true']:.2f} | {s['zssr_estimated'] if s['zssr_estimated'] is None else round(s['zssr_estimated'], 2)} | "
-                     f"{100 * s['gap_closed_of_means']:.0f} % | {s['kernel_psnr']['estimated']:.2f} / "
+                     f"{100 * s['gap_closed_of_means']:.0f} % | {s['mzsr_unfiltered']:.2f} | "
+                     f"{s['kernel_psnr']['estimated']:.2f} / {s['kernel_psnr']['unfiltered']:.2f} / "
                      f"{s['kernel_psnr']['default']:.2f} | {s['estimate_s']:.0f} |")
-    lines += ['', '### Per image', '', '| image | kernel PSNR est / default | MZSR(10) default / est / true | gap closed |',
-              '|---|---|---|---|']
+    lines += ['', '### Per image', '', '| image | kernel PSNR est / unfiltered / default | MZSR(10) default / est / '
+              'unfiltered / true | ZSSR est | gap closed |', '|---|---|---|---|---|']
     for set_name, rows in results.items():
         for r in rows:
             g = gap_closed(r)
-            lines.append(f"| {set_name}/{r['image']} | {r['kernel_psnr']['estimated']:.1f} / {r['kernel_psnr']['default']:.1f} | "
-                         f"{r['mzsr_default']:.2f} / {r['mzsr_estimated']:.2f} / {r['mzsr_true']:.2f} | "
+            zssr_cell = f"{r['zssr_estimated']:.2f}" if 'zssr_estimated' in r else '–'
+            lines.append(f"| {set_name}/{r['image']} | {r['kernel_psnr']['estimated']:.1f} / "
+                         f"{r['kernel_psnr']['unfiltered']:.1f} / {r['kernel_psnr']['default']:.1f} | "
+                         f"{r['mzsr_default']:.2f} / {r['mzsr_estimated']:.2f} / {r['mzsr_unfiltered']:.2f} / "
+                         f"{r['mzsr_true']:.2f} | {zssr_cell} | "
                          + (f'{100 * g:.0f} %' if g is not None else 'gap < 0.05 dB') + ' |')
     overall = [r for rows in results.values() for r in rows]
     total_gap = mean(r['mzsr_true'] for r in overall) - mean(r['mzsr_default'] for r in overall)

@@ -106,3 +106,12 @@ def test_tool_bad_inputs_are_one_line_and_exit_2(photo_dir, tmp_path, case, mess
     proc = run_tool('tools/estimate_kernel.py', '--input', str(folder), '--output', str(out), '--scale', scale,
                     check=False)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_official_filtering_keeps_the_strongest_taps_and_can_be_turned_off():
+    from srdistill_plugin.core.kernel_estimation import zeroize_negligible
+
+    k = gaussian_kernel(15, 4., 1.2, 0.6).astype(np.float64)
+    kept = zeroize_negligible(k, 40)
+    assert kept.sum() == pytest.approx(1) and 41 <= np.count_nonzero(kept) < 60  # above 0.75 x the 41st largest
+    assert np.allclose(zeroize_negligible(k, 0), k / k.sum())  # n <= 0: nothing dropped

@@ -165,8 +165,10 @@ def _edge_map(grey: np.ndarray, window: int = 5, percent: float = 0.97) -> np.nd
 
 
 def zeroize_negligible(kernel: np.ndarray, n: int) -> np.ndarray:
-    """Keep the kernel's significant values (above 0.75 x its (n+1)-th largest), renormalised (official)."""
-    floor = 0.75 * np.sort(kernel.ravel())[-n - 1]
+    """Keep the kernel's significant values (above 0.75 x its (n+1)-th largest), renormalised (official).
+    ``n <= 0`` keeps every positive value. The official n = 40 also trims the tails of wide kernels: a Gaussian with
+    variances (4, 1.2) keeps (2.3, 1.6)."""
+    floor = 0.75 * np.sort(kernel.ravel())[-n - 1] if 0 < n < kernel.size else 0.
     kept = np.clip(kernel - floor, 0, None)
     return kept / kept.sum()
 
@@ -211,6 +213,18 @@ def estimate_kernel(lr: np.ndarray, scale: int = 2, cfg: KernelGANConfig | None 
     cfg = cfg or KernelGANConfig()
     if scale not in (2, 4):
         raise SRDistillError(f'kernel estimation supports scale 2 or 4, got {scale}')
+    return postprocess_kernel(train_kernel_gan(lr, cfg, progress, desc), scale, cfg.n_filtering)
+
+
+def postprocess_kernel(raw: np.ndarray, scale: int, n_filtering: int) -> np.ndarray:
+    """The generator's x2 kernel -> significant values kept, centred, and derived for x4 when asked."""
+    kernel = center_kernel(zeroize_negligible(raw.astype(np.float64), n_filtering))
+    return x4_from_x2(kernel) if scale == 4 else kernel
+
+
+def train_kernel_gan(lr: np.ndarray, cfg: KernelGANConfig, progress: bool = True,
+                     desc: str = 'KernelGAN') -> np.ndarray:
+    """Train G and D on one image; return the raw x2 kernel G imitates (not yet filtered or centred)."""
     h, w = lr.shape[:2]
     if min(h, w) < cfg.crop_size:
         raise SRDistillError(f'image is {w}x{h}, smaller than the estimator\'s {cfg.crop_size}px crop')
@@ -268,9 +282,7 @@ def estimate_kernel(lr: np.ndarray, scale: int = 2, cfg: KernelGANConfig | None 
             if not relaxed and lambdas['bicubic'] < 5e-3:
                 lambdas['centralized'], lambdas['sparse'], relaxed = cfg.lambda_centralized_end, cfg.lambda_sparse_end, True
     with torch.no_grad():
-        kernel = zeroize_negligible(gen.kernel().numpy().astype(np.float64), cfg.n_filtering)
-    kernel = center_kernel(kernel)
-    return x4_from_x2(kernel) if scale == 4 else kernel
+        return gen.kernel().numpy().astype(np.float64)
 
 
 def kernel_preview(kernel: np.ndarray, cell: int = 16) -> np.ndarray:
