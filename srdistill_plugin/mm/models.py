@@ -76,7 +76,7 @@ class MZSRMetaModel(BaseEditModel):
         device = next(self.generator.parameters()).device
         losses = self.meta_loss({k: data[k].to(device) for k in TASK_KEYS})
         optim_wrapper.update_params(losses['loss_meta'])
-        return {k: float(v) for k, v in losses.items()}
+        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
 
     def forward_tensor(self, inputs: torch.Tensor, data_samples=None, **kwargs) -> torch.Tensor:
         if self.training or data_samples is None:
