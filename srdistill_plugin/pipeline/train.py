@@ -5,7 +5,9 @@
 * resuming works on CPU-only machines and from ``--auto_resume`` in any working directory (BasicSR's
   ``load_resume_state`` calls ``torch.cuda.current_device()`` and looks under a cwd-relative ``experiments/``);
 * ``--force_yml manual_seed=N`` takes effect (BasicSR seeds the random generators before it applies
-  ``--force_yml``, so the override was logged but not used).
+  ``--force_yml``, so the override was logged but not used);
+* ``--launcher pytorch|slurm`` works on CPU-only machines with gloo (``pipeline/distributed.py``), and a
+  distributed run ends by checking that every rank holds rank 0's weights (logged).
 """
 from __future__ import annotations
 
@@ -16,12 +18,17 @@ from pathlib import Path
 from typing import Iterator
 
 import basicsr.train as basicsr_train
+import basicsr.utils.options as basicsr_options
 import torch
-from basicsr.utils import check_resume, set_random_seed
+import torch.distributed as dist
+from basicsr.models.base_model import BaseModel
+from basicsr.utils import check_resume, get_root_logger, set_random_seed
 from basicsr.utils.options import parse_options
 
 from srdistill_plugin.core.errors import SRDistillError, first_line
 from srdistill_plugin.samplers import build_sampler
+
+from . import distributed
 
 
 def sampler_from_dataset_options(dataset, num_replicas: int, rank: int, dataset_enlarge_ratio: int = 1):
@@ -69,21 +76,42 @@ def parse_options_seeded(root_path: str, is_train: bool = True) -> tuple[dict, o
 
 
 @contextmanager
-def plugin_train_hooks() -> Iterator[None]:
-    """Point ``basicsr.train``'s sampler, resume loading and option parsing at the plugin's versions, then restore
-    them."""
-    names = ('EnlargedSampler', 'load_resume_state', 'parse_options')
-    saved = [getattr(basicsr_train, n) for n in names]
-    for name, hook in zip(names, (sampler_from_dataset_options, load_resume_state, parse_options_seeded)):
-        setattr(basicsr_train, name, hook)
+def plugin_train_hooks(built_models: list | None = None) -> Iterator[None]:
+    """Point ``basicsr.train``'s sampler, resume loading, option parsing and model building, BasicSR's ``init_dist``
+    and ``BaseModel.model_to_device`` at the plugin's versions, then restore them. Built models are appended to
+    ``built_models``."""
+    build_model = basicsr_train.build_model
+
+    def build_and_keep(opt):
+        model = build_model(opt)
+        if built_models is not None:
+            built_models.append(model)
+        return model
+
+    hooks = [(basicsr_train, 'EnlargedSampler', sampler_from_dataset_options),
+             (basicsr_train, 'load_resume_state', load_resume_state),
+             (basicsr_train, 'parse_options', parse_options_seeded),
+             (basicsr_train, 'build_model', build_and_keep),
+             (basicsr_options, 'init_dist', distributed.init_dist),
+             (BaseModel, 'model_to_device', distributed.model_to_device)]
+    saved = [getattr(owner, name) for owner, name, _ in hooks]
+    for owner, name, hook in hooks:
+        setattr(owner, name, hook)
     try:
         yield
     finally:
-        for name, original in zip(names, saved):
-            setattr(basicsr_train, name, original)
+        for (owner, name, _), original in zip(hooks, saved):
+            setattr(owner, name, original)
 
 
 def train_pipeline(root_path: str) -> None:
     """Run BasicSR's ``train_pipeline`` (options from ``sys.argv``: -opt, --launcher, --auto_resume, ...)."""
-    with plugin_train_hooks():
+    models: list = []
+    with plugin_train_hooks(models):
         basicsr_train.train_pipeline(root_path)
+    if dist.is_available() and dist.is_initialized():
+        if models:
+            spread = distributed.rank_weight_spread(models[-1].get_bare_model(models[-1].net_g))
+            get_root_logger().info(f'{dist.get_world_size()} ranks, {dist.get_backend()}: largest difference of '
+                                   f'any rank\'s net_g weights from rank 0\'s: {spread:.3g}')
+        dist.destroy_process_group()
