@@ -16,7 +16,7 @@ model = dict(
     pretrained_basicsr='experiments/MZSR_pretrain_x2_cpu/models/net_g_latest.pth',
     meta=dict(inner_lr=1e-2, inner_steps=1, first_order=False),
     adaptation=dict(steps=1),
-    data_preprocessor=dict(type='DataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
+    data_preprocessor=dict(type='MZSRTaskPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.]))
 
 train_dataloader = dict(
     num_workers=0, batch_size=2, persistent_workers=False, collate_fn=dict(type='default_collate'),

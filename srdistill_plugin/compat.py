@@ -12,6 +12,8 @@ Applied once, by :mod:`srdistill_plugin.mm` only (the BasicSR side needs none of
    torch >= 2.6 refuses to unpickle with its new default ``weights_only=True``; mmengine 0.10.7 does not pass the
    flag. Local checkpoint files are loaded with ``weights_only=False`` again, as with the torch mmengine targets:
    only load checkpoints you trust (your own runs), as with any pickle.
+4. MMEngine's ``--launcher pytorch`` calls ``torch.cuda.set_device`` before ``init_process_group``, which fails on
+   a machine without GPUs; there the process group is initialised directly (gloo), as torch itself allows.
 """
 from __future__ import annotations
 
@@ -85,8 +87,22 @@ def _load_local_checkpoint(filename: str, map_location=None):
     return torch.load(filename, map_location=map_location, weights_only=False)
 
 
+def _init_dist_pytorch_cpu_aware(backend, init_backend='torch', **kwargs) -> None:
+    """MMEngine's pytorch-launcher initialisation, without the CUDA device call when no GPU is visible (fix 4)."""
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available() or init_backend != 'torch':
+        _MMENGINE_INIT_DIST_PYTORCH[0](backend, init_backend=init_backend, **kwargs)
+    else:
+        dist.init_process_group(backend=backend or 'gloo', **kwargs)
+
+
+_MMENGINE_INIT_DIST_PYTORCH: list = []
+
+
 def apply_mmagic_fixes() -> None:
-    """Apply the three fixes (idempotent)."""
+    """Apply the four fixes (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
@@ -99,4 +115,7 @@ def apply_mmagic_fixes() -> None:
         sys.meta_path.insert(0, _OpsStandinFinder())
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(prefixes='', loader=_load_local_checkpoint, force=True)
+    import mmengine.dist.utils as mmengine_dist
+    _MMENGINE_INIT_DIST_PYTORCH.append(mmengine_dist._init_dist_pytorch)
+    mmengine_dist._init_dist_pytorch = _init_dist_pytorch_cpu_aware
     _APPLIED = True

@@ -1,14 +1,22 @@
 """BasicSR's launcher on a CPU-only machine: two gloo processes (loopback) train SwinIR on a tiny class-labelled LMDB
 with ClassBalancedSampler, end with identical weights on both ranks, and resume; launcher misuse is one line."""
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 
+from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.lmdb_io import read_meta_keys
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
 
-from .conftest import run_tool
+from .conftest import ROOT, run_tool
 from .test_basicsr_pipelines import tiny_swinir_options
 
 pytestmark = pytest.mark.slow
@@ -26,10 +34,15 @@ def torchrun(*args: str, check: bool = True):
 
 
 @pytest.fixture()
-def options_file(photo_dir, tmp_path):
+def class_lmdb(photo_dir, tmp_path):
     lmdb = prepare_lmdbs(photo_dir, tmp_path, PrepareOptions(scales=(4, )))['HR']
     (lmdb / 'class_info.txt').write_text(''.join(f'{k} {i % 3}\n' for i, k in enumerate(read_meta_keys(lmdb))))
-    opt = tiny_swinir_options(lmdb, tmp_path / 'exp', 4)
+    return lmdb
+
+
+@pytest.fixture()
+def options_file(class_lmdb, tmp_path):
+    opt = tiny_swinir_options(class_lmdb, tmp_path / 'exp', 4)
     opt['logger'].update(print_freq=2, save_checkpoint_freq=4)
     path = tmp_path / 'train.yml'
     path.write_text(yaml.safe_dump(opt))
@@ -92,3 +105,99 @@ def test_mzsr_meta_training_in_two_processes_equals_one_process_with_both_tasks(
 
     assert spread(rank0, rank1) == 0 and spread(rank0, both) < 1e-12
     assert spread(rank0, one) > 1e-6
+
+
+@pytest.mark.parametrize('config,options', [
+    ('configs/mzsr_meta_x2.py', ['model.pretrained_basicsr=None', 'train_dataloader.dataset.io_backend.type=disk']),
+    ('configs/swinir_distilled_x4.py', ['train_dataloader.batch_size=1']),
+])
+def test_mmagic_configs_train_in_two_processes_with_identical_weights(photo_dir, class_lmdb, tmp_path, config, options):
+    """MMEngine's own DDP wrapper (MZSR: the meta-loss through forward(mode='loss'), second order)."""
+    data = f'train_dataloader.dataset.dataroot_gt={photo_dir}' if 'mzsr' in config else \
+        f'train_dataloader.dataset.data_root={class_lmdb}'
+    proc = run_tool('-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
+                    f'--master_port={free_port()}', 'tools/mm_train.py', config, '--launcher', 'pytorch',
+                    '--work-dir', str(tmp_path / 'work'), '--cfg-options', 'train_cfg.max_iters=2',
+                    'train_cfg.val_interval=1000', 'default_hooks.logger.interval=1', data, *options)
+    log = proc.stdout + proc.stderr
+    assert 'Iter(train) [2/2]' in log
+    assert "2 ranks, gloo: largest difference of any rank's weights from rank 0's: 0\n" in log
+
+
+def test_mmagic_launcher_outside_torchrun_is_one_line():
+    proc = run_tool('tools/mm_train.py', 'configs/mzsr_meta_x2.py', '--launcher', 'pytorch', check=False)
+    assert proc.returncode == 2 and 'run: torchrun --nproc_per_node=N tools/mm_train.py' in proc.stderr
+
+
+def test_distillation_finetune_stage_runs_in_two_processes(photo_dir, tmp_path):
+    from srdistill_plugin.core.lmdb_io import read_meta_keys as keys
+    from srdistill_plugin.pipeline.distill import DistillRun
+
+    from .test_distillation import tiny_options
+
+    opt = tiny_options(photo_dir, tmp_path / 'out')
+    opt['finetune']['num_processes'] = 2
+    run = DistillRun(opt, root=tmp_path)
+    run.run()
+    logs = ''.join(p.read_text() for p in (run.exp_dir / 'pytest_distill_finetune').glob('train_*.log'))
+    assert "2 ranks, gloo: largest difference of any rank's net_g weights from rank 0's: 0" in logs
+    assert len(keys(tmp_path / 'out' / 'HR.lmdb')) == 6
+    opt['finetune']['num_processes'] = 0
+    with pytest.raises(SRDistillError, match='finetune.num_processes: expected a positive integer'):
+        DistillRun(opt, root=tmp_path).finetune_processes()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (torchrun starts its workers in their own process groups)."""
+    tree = [pid]
+    for task in Path(f'/proc/{pid}/task').glob('*'):
+        children = (task / 'children').read_text().split() if (task / 'children').is_file() else []
+        for child in map(int, children):
+            tree += process_tree(child)
+    return tree
+
+
+def kill_tree(pid: int) -> None:
+    for member in process_tree(pid):
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_two_process_run_killed_mid_training_resumes_from_its_last_state(class_lmdb, tmp_path):
+    """kill -9 of torchrun and both ranks mid-training, then --auto_resume: training continues from the newest
+    training state that was completely written (a state cut off by the kill is skipped with a warning)."""
+    import torch
+
+    opt = tiny_swinir_options(class_lmdb, tmp_path / 'exp', 100000)
+    opt['logger'].update(print_freq=2, save_checkpoint_freq=3)
+    (tmp_path / 'long.yml').write_text(yaml.safe_dump(opt))
+    states = tmp_path / 'exp' / 'pytest_swinir_x4' / 'training_states'
+    proc = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+                             '--master_addr=127.0.0.1', f'--master_port={free_port()}', 'tools/train.py', '-opt',
+                             str(tmp_path / 'long.yml'), '--launcher', 'pytorch'], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(states.glob('*.state'))) < 2:
+            time.sleep(0.1)
+    finally:
+        kill_tree(proc.pid)  # torchrun and both ranks, mid-training
+        proc.wait()
+    time.sleep(0.5)
+    assert not [pid for pid in process_tree(os.getpid())[1:] if pid != proc.pid]  # nothing left running
+
+    def readable(path):
+        try:
+            torch.load(path, map_location='cpu', weights_only=False)
+            return True
+        except Exception:
+            return False
+
+    newest = max(int(p.stem) for p in states.glob('*.state') if readable(p))
+    resumed = torchrun('-opt', str(tmp_path / 'long.yml'), '--auto_resume', '--force_yml',
+                       f'train:total_iter={newest + 4}')
+    log = resumed.stdout + resumed.stderr
+    assert re.search(rf'Resuming training from epoch: \d+, iter: {newest}\.', log), log[-2000:]
+    assert "from rank 0's: 0\n" in log

@@ -78,7 +78,7 @@ def test_mzsr_train_step_lowers_the_query_loss(photo_dir):
     np.random.seed(0)
     model = MODELS.build(dict(type='MZSRMetaModel', scale=2, generator=dict(type='MZSRNet', num_feat=16, num_layers=4),
                               pixel_loss=dict(type='L1Loss'), meta=dict(inner_steps=2, inner_lr=0.01),
-                              data_preprocessor=dict(type='DataPreprocessor', mean=[0.] * 3, std=[255.] * 3)))
+                              data_preprocessor=dict(type='MZSRTaskPreprocessor', mean=[0.] * 3, std=[255.] * 3)))
     tasks = DATASETS.build(dict(type='MZSRTasks', dataroot_gt=str(photo_dir), io_backend=dict(type='disk'), scale=2,
                                 gt_size=48, num_patches=4, kernel_size=11, tasks_per_epoch=4))
     batch = torch.utils.data.default_collate([tasks[0], tasks[1]])

@@ -11,7 +11,7 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=1),
-               dist_cfg=dict(backend='nccl'))
+               dist_cfg=dict(backend=None))  # chosen at start: nccl with GPUs, gloo without (set one to force it)
 log_level = 'INFO'
 log_processor = dict(type='LogProcessor', window_size=100, by_epoch=False)
 load_from = None

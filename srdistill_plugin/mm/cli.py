@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
+import torch
+
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -29,6 +31,8 @@ def parse_config(description: str, with_checkpoint: bool) -> tuple[Config, argpa
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
+    if args.launcher != 'none':
+        configure_distributed(cfg, args.launcher)
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -40,11 +44,43 @@ def parse_config(description: str, with_checkpoint: bool) -> tuple[Config, argpa
     return cfg, args
 
 
+def configure_distributed(cfg: Config, launcher: str) -> None:
+    """Backend from ``env_cfg.dist_cfg.backend`` (gloo chosen without GPUs, NCCL with them), the torchrun
+    environment checked, and on CPU a DDP wrapper without CUDA ``device_ids`` (MMEngine's default passes them)."""
+    from srdistill_plugin.pipeline.distributed import choose_backend
+
+    if launcher == 'pytorch':
+        missing = [v for v in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if v not in os.environ]
+        if missing:
+            raise SRDistillError(f'--launcher pytorch needs the environment torchrun sets ({", ".join(missing)} '
+                                 f'missing); run: torchrun --nproc_per_node=N tools/mm_train.py CONFIG --launcher pytorch')
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    dist_cfg['backend'] = choose_backend(dist_cfg.get('backend'))
+    if not torch.cuda.is_available() and cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False, device_ids=None)
+
+
+def log_rank_spread(model: torch.nn.Module) -> None:
+    """After distributed training: the largest difference between any rank's weights and rank 0's, logged."""
+    import torch.distributed as dist
+    from mmengine.logging import MMLogger
+
+    from srdistill_plugin.pipeline.distributed import rank_weight_spread
+
+    if dist.is_available() and dist.is_initialized():
+        spread = rank_weight_spread(getattr(model, 'module', model))
+        MMLogger.get_current_instance().info(f'{dist.get_world_size()} ranks, {dist.get_backend()}: largest '
+                                             f"difference of any rank's weights from rank 0's: {spread:.3g}")
+
+
 def run(cfg: Config, action: str) -> None:
     """Build the Runner and ``train()`` or ``test()``; a wrong type name or argument in the config ends as MMEngine's
     own one-line message (through :class:`SRDistillError`) instead of a traceback from deep inside the build."""
     try:
-        getattr(Runner.from_cfg(cfg), action)()
+        result = getattr(Runner.from_cfg(cfg), action)()
+        if action == 'train':
+            log_rank_spread(result)
     except KeyError as err:
         if 'registry' not in str(err):
             raise

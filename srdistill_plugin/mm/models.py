@@ -6,7 +6,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-from mmagic.models import BaseEditModel
+from mmagic.models import BaseEditModel, DataPreprocessor
 from mmagic.registry import MODELS
 from mmengine.logging import MessageHub
 
@@ -18,6 +18,17 @@ from srdistill_plugin.core.zero_shot import mzsr_adapt
 MODELS.register_module(module=MZSRNet)
 
 TASK_KEYS = ('support_lq', 'support_gt', 'query_lq', 'query_gt')
+
+
+@MODELS.register_module()
+class MZSRTaskPreprocessor(DataPreprocessor):
+    """MMagic's ``DataPreprocessor`` that also passes a batch of MZSR tasks (``MZSRTasks``: already float [0, 1]) through,
+    moved to the model's device, so meta-training runs through ``BaseModel.train_step`` and MMEngine's DDP wrapper."""
+
+    def forward(self, data, training: bool = False):
+        if isinstance(data, dict) and all(k in data for k in TASK_KEYS):
+            return {k: data[k].to(self.device) for k in TASK_KEYS}
+        return super().forward(data, training)
 
 
 def load_basicsr_params(path: str) -> dict:
@@ -47,6 +58,9 @@ class MZSRMetaModel(BaseEditModel):
     def __init__(self, generator: dict, pixel_loss: dict, scale: int = 2, meta: dict | None = None,
                  adaptation: dict | None = None, pretrained_basicsr: str | None = None, **kwargs):
         super().__init__(generator, pixel_loss, **kwargs)
+        if not isinstance(self.data_preprocessor, MZSRTaskPreprocessor):
+            raise SRDistillError("MZSRMetaModel: set data_preprocessor=dict(type='MZSRTaskPreprocessor', ...) (MMagic's "
+                                 'DataPreprocessor with MZSR task batches passed through)')
         if pretrained_basicsr:  # e.g. the bicubic pretraining run by tools/train.py (a BasicSR 'params' file)
             self.generator.load_state_dict(load_basicsr_params(pretrained_basicsr))
         meta = meta or {}
@@ -70,13 +84,15 @@ class MZSRMetaModel(BaseEditModel):
                                              self.pixel_loss, self.first_order)
             total = total + loss / num_tasks
             first, last = first + per_step[0] / num_tasks, last + per_step[-1] / num_tasks
-        return {'loss_meta': total, 'l_query_step1': first, 'l_query_final': last}
+        log = {'l_query_step1': torch.tensor(first), 'l_query_final': torch.tensor(last)}  # logged, not summed
+        return {'loss_meta': total, **log}
 
-    def train_step(self, data: dict, optim_wrapper) -> dict:
-        device = next(self.generator.parameters()).device
-        losses = self.meta_loss({k: data[k].to(device) for k in TASK_KEYS})
-        optim_wrapper.update_params(losses['loss_meta'])
-        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()}
+    def forward(self, inputs=None, data_samples=None, mode: str = 'tensor', **tasks):
+        """``mode='loss'`` with a task batch (``support_lq``, ...): the meta-loss, so that ``train_step`` - this
+        model's or MMEngine's DDP wrapper's - does one MAML outer step (second order unless ``first_order``)."""
+        if mode == 'loss' and tasks:
+            return self.meta_loss(tasks)
+        return super().forward(inputs, data_samples, mode=mode)
 
     def forward_tensor(self, inputs: torch.Tensor, data_samples=None, **kwargs) -> torch.Tensor:
         if self.training or data_samples is None:

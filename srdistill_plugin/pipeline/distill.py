@@ -186,8 +186,17 @@ class DistillRun:
             'image_classes': image_classes, 'patches_per_class': counts.tolist()})
 
     # --- stage 3 -------------------------------------------------------------------------------------------
+    def finetune_processes(self) -> int:
+        """``finetune.num_processes`` (1): more starts the BasicSR run through torchrun (one process per GPU, or
+        CPU processes with gloo)."""
+        value = self.opt.get('finetune', {}).get('num_processes', 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SRDistillError(f'option finetune.num_processes: expected a positive integer, got {value!r}')
+        return value
+
     def finetune_options(self) -> dict:
         ft = copy.deepcopy(self.opt.get('finetune', {}))
+        ft.pop('num_processes', None)
         categories = read_manifest(self.manifest('categorize'))
         patch = read_manifest(self.manifest('select'))['options']['patch_size']
         opt = {'name': f'{self.opt["name"]}_finetune', 'model_type': 'DiffusionDistillModel',
@@ -217,8 +226,10 @@ class DistillRun:
             return
         opt_file = self.exp_dir / 'finetune.yml'
         opt_file.write_text(yaml.safe_dump(self.finetune_options()))
-        cmd = [sys.executable, str(Path(__file__).resolve().parents[2] / 'tools' / 'train.py'), '-opt', str(opt_file),
-               '--auto_resume']
+        train = [str(Path(__file__).resolve().parents[2] / 'tools' / 'train.py'), '-opt', str(opt_file), '--auto_resume']
+        processes = self.finetune_processes()
+        cmd = ([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={processes}', *train,
+                '--launcher', 'pytorch'] if processes > 1 else [sys.executable, *train])
         self.logger.info(f'[finetune] BasicSR training: {" ".join(cmd)}')
         subprocess.run(cmd, cwd=self.root, check=True)
         write_manifest(self.manifest('finetune'), {'checkpoint': str(self.checkpoint()), 'options': str(opt_file)})
