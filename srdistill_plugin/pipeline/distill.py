@@ -87,7 +87,10 @@ class DistillRun:
     def fingerprint(self, stage: str) -> dict:
         """The options that ``stage``'s result depends on."""
         keys = [k for s in STAGES[:STAGES.index(stage) + 1] for k in STAGE_OPTIONS[s]]
-        return json.loads(json.dumps({k: self.opt.get(k) for k in keys}))
+        options = json.loads(json.dumps({k: self.opt.get(k) for k in keys}))
+        if (options.get('finetune') or {}).get('num_processes') == 1:  # the default: runs made before it existed match
+            del options['finetune']['num_processes']
+        return options
 
     def extends_finetune(self, done_with: dict | None) -> bool:
         """Whether ``done_with`` (a finished finetune stage's options) differs from ours only by a larger
