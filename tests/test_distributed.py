@@ -201,3 +201,25 @@ def test_two_process_run_killed_mid_training_resumes_from_its_last_state(class_l
     log = resumed.stdout + resumed.stderr
     assert re.search(rf'Resuming training from epoch: \d+, iter: {newest}\.', log), log[-2000:]
     assert "from rank 0's: 0\n" in log
+
+
+def test_two_ranks_draw_disjoint_class_balanced_streams(class_lmdb, tmp_path):
+    """In a real two-process gloo group: per epoch the ranks take disjoint positions of one class-balanced stream
+    (interleaved they give it back whole), classes are balanced over both ranks, and the stream changes per epoch."""
+    import json
+    from collections import Counter
+
+    from srdistill_plugin.core.class_balance import class_balanced_indices, class_members
+
+    out = tmp_path / 'streams.json'
+    run_tool('-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
+             f'--master_port={free_port()}', 'tests/helpers/sampler_streams.py', str(class_lmdb), str(out))
+    data = json.loads(out.read_text())
+    class_ids = data['class_ids']
+    for epoch, (rank0, rank1) in enumerate(data['streams']):
+        assert len(rank0) == len(rank1) == len(class_ids) * 20 // 2
+        merged = [i for pair in zip(rank0, rank1) for i in pair]
+        assert merged == class_balanced_indices(class_members(class_ids), len(merged), 5 + epoch)
+        counts = Counter(class_ids[i] for i in merged)
+        assert max(counts.values()) - min(counts.values()) < 0.15 * len(merged)
+    assert data['streams'][0][0] != data['streams'][1][0]
