@@ -61,8 +61,9 @@ def configure_distributed(cfg: Config, launcher: str) -> None:
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False, device_ids=None)
 
 
-def log_rank_spread(model: torch.nn.Module) -> None:
-    """After distributed training: the largest difference between any rank's weights and rank 0's, logged."""
+def finish_distributed(model: torch.nn.Module) -> None:
+    """After distributed training: the largest difference between any rank's weights and rank 0's, logged; then the
+    process group is closed (left open, gloo's threads can abort the interpreter at exit)."""
     import torch.distributed as dist
     from mmengine.logging import MMLogger
 
@@ -72,6 +73,8 @@ def log_rank_spread(model: torch.nn.Module) -> None:
         spread = rank_weight_spread(getattr(model, 'module', model))
         MMLogger.get_current_instance().info(f'{dist.get_world_size()} ranks, {dist.get_backend()}: largest '
                                              f"difference of any rank's weights from rank 0's: {spread:.3g}")
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def run(cfg: Config, action: str) -> None:
@@ -80,7 +83,7 @@ def run(cfg: Config, action: str) -> None:
     try:
         result = getattr(Runner.from_cfg(cfg), action)()
         if action == 'train':
-            log_rank_spread(result)
+            finish_distributed(result)
     except KeyError as err:
         if 'registry' not in str(err):
             raise
