@@ -69,7 +69,7 @@ def evaluate(args, net: MZSRNet, hr: torch.Tensor, true_k: np.ndarray, zssr: boo
     row['kernel_psnr'] = {'estimated': kernel_psnr(est_k, true_k), 'default': kernel_psnr(default_k, true_k),
                           'unfiltered': kernel_psnr(unfiltered_k, true_k)}
     for name, k in (('default', default_k), ('estimated', est_k), ('unfiltered', unfiltered_k), ('true', true_k)):
-        adapted, seconds = mzsr_adapt(net, lr, torch.from_numpy(k), SCALE, args.mzsr_steps)
+        adapted, _ = mzsr_adapt(net, lr, torch.from_numpy(k), SCALE, args.mzsr_steps)
         with torch.no_grad():
             row[f'mzsr_{name}'] = psnr(adapted(lr), hr)
     if zssr:
