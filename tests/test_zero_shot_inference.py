@@ -158,3 +158,17 @@ def test_inference_estimates_each_kernel_when_none_is_given(lr_photos, photo_dir
                      '--model', str(lr_photos / 'experiments' / 'MZSR_meta' / 'models' / 'net_g_latest.pth'), check=False)
     assert small.returncode == 2 and "smaller than the estimator's 64px crop" in small.stderr
     assert not (tmp_path / 's' / 'kernels').exists()  # nothing estimated before the check
+
+
+def test_estimation_does_not_start_when_an_hr_image_does_not_fit(lr_photos, photo_dir, tmp_path):
+    lr_dir, hr_dir = tmp_path / 'lr', tmp_path / 'hr'
+    lr_dir.mkdir()
+    hr_dir.mkdir()
+    cv2.imwrite(str(lr_dir / 'coffee.png'), cv2.imread(str(photo_dir / 'coffee.png'))[:100, :120])
+    cv2.imwrite(str(hr_dir / 'coffee.png'), np.zeros((50, 50, 3), np.uint8))
+    out = tmp_path / 'sr'
+    proc = run_tool(SCRIPT, '--input', str(lr_dir), '--kernel', 'estimate', '--output', str(out), '--gt', str(hr_dir),
+                    '--model', str(lr_photos / 'experiments' / 'MZSR_meta' / 'models' / 'net_g_latest.pth'),
+                    check=False)
+    assert proc.returncode == 2 and 'HR is 50x50, but LR coffee.png is 120x100' in proc.stderr
+    assert not (out / 'kernels').exists()

@@ -179,6 +179,7 @@ class ZeroShotLRDataset(data.Dataset):
         self.scale = check_scale(opt.get('scale'), f'datasets.{name}.scale')
         self.downsample = _choice(opt, 'downsample', 'direct', DOWNSAMPLE_MODES, f'datasets.{name}')
         self.lq_paths = list_images(opt['dataroot_lq'])
+        self.gt_paths = self._paired_hr(opt)  # HR checks first: they are cheap, the estimation is not
         if opt.get('kernel') == 'estimate':
             _estimate_kernels(opt, self.scale, name)
         elif opt.get('kernel'):
@@ -186,28 +187,29 @@ class ZeroShotLRDataset(data.Dataset):
         shared, kernel_dir = _kernel_source(opt, name)
         self.kernels = [shared if shared is not None else torch.from_numpy(load_kernel(find_kernel(kernel_dir, p.stem)))
                         for p in self.lq_paths]
-        self.gt_paths: list[Path | None] = [None] * len(self.lq_paths)
-        if opt.get('dataroot_gt'):
-            tmpl = opt.get('filename_tmpl', '{}')
-            by_lr_stem = {tmpl.format(p.stem): p for p in list_images(opt['dataroot_gt'])}
-            for i, lq_path in enumerate(self.lq_paths):
-                if lq_path.stem not in by_lr_stem:
-                    raise SRDistillError(f'{lq_path}: no HR image for it in {opt["dataroot_gt"]} '
-                                         f'(filename_tmpl {tmpl!r})')
-                self.gt_paths[i] = by_lr_stem[lq_path.stem]
-        for i in range(len(self.lq_paths)):
-            self._check_sizes(i)
+        for path, kernel in zip(self.lq_paths, self.kernels):
+            lw, lh = image_size(path)
+            kh, kw = kernel.shape
+            if kh > lh or kw > lw:
+                raise SRDistillError(f'{path}: the {kw}x{kh} kernel is larger than the {lw}x{lh} image')
 
-    def _check_sizes(self, index: int) -> None:
-        lw, lh = image_size(self.lq_paths[index])
-        kh, kw = self.kernels[index].shape
-        if kh > lh or kw > lw:
-            raise SRDistillError(f'{self.lq_paths[index]}: the {kw}x{kh} kernel is larger than the {lw}x{lh} image')
-        if self.gt_paths[index] is not None:
-            gw, gh = image_size(self.gt_paths[index])
+    def _paired_hr(self, opt: dict) -> list[Path | None]:
+        """The HR image of every LR image (``None`` without ``dataroot_gt``), each checked to be LR x scale."""
+        if not opt.get('dataroot_gt'):
+            return [None] * len(self.lq_paths)
+        tmpl = opt.get('filename_tmpl', '{}')
+        by_lr_stem = {tmpl.format(p.stem): p for p in list_images(opt['dataroot_gt'])}
+        paired = []
+        for lq_path in self.lq_paths:
+            if lq_path.stem not in by_lr_stem:
+                raise SRDistillError(f'{lq_path}: no HR image for it in {opt["dataroot_gt"]} (filename_tmpl {tmpl!r})')
+            gt_path = by_lr_stem[lq_path.stem]
+            (lw, lh), (gw, gh) = image_size(lq_path), image_size(gt_path)
             if (gw - gw % self.scale, gh - gh % self.scale) != (lw * self.scale, lh * self.scale):
-                raise SRDistillError(f'{self.gt_paths[index]}: HR is {gw}x{gh}, but LR {self.lq_paths[index].name} is '
-                                     f'{lw}x{lh} and scale {self.scale} needs {lw * self.scale}x{lh * self.scale}')
+                raise SRDistillError(f'{gt_path}: HR is {gw}x{gh}, but LR {lq_path.name} is {lw}x{lh} and scale '
+                                     f'{self.scale} needs {lw * self.scale}x{lh * self.scale}')
+            paired.append(gt_path)
+        return paired
 
     def __len__(self) -> int:
         return len(self.lq_paths)

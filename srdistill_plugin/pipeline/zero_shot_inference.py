@@ -22,8 +22,6 @@ from srdistill_plugin.core.kernel_estimation import KernelGANConfig
 from srdistill_plugin.core.zero_shot import STEP_SCHEDULES, mzsr_adapt
 from srdistill_plugin.data.mzsr_dataset import ZeroShotLRDataset
 from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
-from srdistill_plugin.pipeline.estimate_kernels import check_scale as check_estimation_scale
-from srdistill_plugin.pipeline.estimate_kernels import estimate_kernels, input_images
 
 DEFAULT_MODEL = 'experiments/MZSR_meta_x2_cpu/models/net_g_latest.pth'
 
@@ -97,20 +95,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.steps < 0:
         raise SRDistillError(f'option --steps: must be >= 0, got {args.steps}')
     out = Path(args.output)
-    kernel_source = args.kernel
-    if args.kernel == 'estimate':  # check what can fail before the minutes of estimation
-        check_estimation_scale(args.scale)
-        cfg = KernelGANConfig(max_iters=args.estimate_iters)
-        input_images(args.input, cfg.crop_size)
-        load_model(args.model, args.scale)
-        kernel_source = out / 'kernels'
-        estimate_kernels(args.input, kernel_source, args.scale, cfg)
-    kernel_key = 'kernel_dir' if Path(kernel_source).is_dir() else 'kernel_file'
-    dataset = ZeroShotLRDataset({'name': 'input', 'dataroot_lq': args.input, kernel_key: str(kernel_source),
-                                 'scale': args.scale, 'downsample': args.downsample, 'dataroot_gt': args.gt,
-                                 'filename_tmpl': args.filename_tmpl})
-    net = load_model(args.model, args.scale)
+    net = load_model(args.model, args.scale)  # what can fail quickly fails before any estimation or adaptation
     check_output_folder(out)
+    if args.kernel == 'estimate':  # the dataset checks the images, then estimates into OUTPUT/kernels
+        kernel_source = out / 'kernels'
+        kernel_opts = {'kernel': 'estimate', 'kernel_dir': str(kernel_source),
+                       'kernel_estimation': {'max_iters': args.estimate_iters}}
+    else:
+        kernel_source = Path(args.kernel)
+        kernel_opts = {'kernel_dir' if kernel_source.is_dir() else 'kernel_file': args.kernel}
+    dataset = ZeroShotLRDataset({'name': 'input', 'dataroot_lq': args.input, 'scale': args.scale,
+                                 'downsample': args.downsample, 'dataroot_gt': args.gt,
+                                 'filename_tmpl': args.filename_tmpl, **kernel_opts})
     schedule = args.schedule or ('bicubic_x2' if args.downsample == 'bicubic' else f'direct_x{args.scale}')
     if schedule not in STEP_SCHEDULES:
         raise SRDistillError(f'no official step sizes for scale {args.scale}; give --schedule')
