@@ -1,30 +1,7 @@
-"""Run the SR data distillation stages: ``python tools/distill.py -opt options/distill_x4.yml [--stages ...]``.
-
-Stages already finished (manifest under experiments/<name>/stages/) are skipped; the finetune stage resumes.
-"""
-import argparse
+"""Run the SR data distillation stages: ``python tools/distill.py -opt options/distill_x4.yml [--stages ...]``."""
 from os import path as osp
 
-import yaml
-
-import srdistill_plugin  # noqa: F401  (registers the plugin's types)
-from srdistill_plugin.cli import run_cli
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.pipeline.distill import STAGES, DistillRun
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('-opt', required=True, help='distillation options (YAML)')
-    parser.add_argument('--stages', nargs='+', choices=STAGES, default=list(STAGES))
-    args = parser.parse_args()
-    if not osp.isfile(args.opt):
-        raise SRDistillError(f'-opt: {args.opt} does not exist')
-    with open(args.opt) as f:
-        opt = yaml.safe_load(f)
-    times = DistillRun(opt, root=osp.abspath(osp.join(__file__, osp.pardir, osp.pardir))).run(tuple(args.stages))
-    print('stage times (s):', {k: round(v, 1) for k, v in times.items()})
-
+from srdistill_plugin.commands.distill import main
 
 if __name__ == '__main__':
-    run_cli(main)
+    main(osp.abspath(osp.join(__file__, osp.pardir, osp.pardir)))

@@ -1,38 +1,5 @@
-"""HR images -> BasicSR LMDBs (HR + MATLAB-bicubic LR per scale).
-
-  python tools/prepare_data.py --input path/to/HR --output datasets/mypool --crop-size 240 --step 120 --scales 2 4
-  python tools/prepare_data.py --skimage --output datasets/demo     # the embedded photographs (no download)
-"""
-import argparse
-
-from srdistill_plugin.cli import run_cli
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
-from srdistill_plugin.core.sample_images import export_skimage_photos
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--input', help='folder of HR images')
-    source.add_argument('--skimage', action='store_true', help="use scikit-image's bundled photographs")
-    parser.add_argument('--output', required=True, help='folder that receives HR.lmdb and LR_bicubic_X*.lmdb')
-    parser.add_argument('--crop-size', type=int, default=0, help='sub-image size (0: whole images)')
-    parser.add_argument('--step', type=int, default=0, help='stride between sub-images (default: crop size / 2)')
-    parser.add_argument('--thresh-size', type=int, default=0, help='drop leftover borders narrower than this')
-    parser.add_argument('--scales', type=int, nargs='+', default=[4], help='LR scales to make (2, 3, 4)')
-    parser.add_argument('--min-size', type=int, default=32, help='reject images smaller than this (px)')
-    parser.add_argument('--overwrite', action='store_true', help='replace existing LMDBs')
-    args = parser.parse_args()
-
-    input_dir = args.input
-    if args.skimage:
-        input_dir = f'{args.output}/HR_images'
-        export_skimage_photos(input_dir)
-    opts = PrepareOptions(crop_size=args.crop_size, step=args.step or args.crop_size // 2,
-                          thresh_size=args.thresh_size, scales=tuple(args.scales), min_size=args.min_size)
-    for key, path in prepare_lmdbs(input_dir, args.output, opts, overwrite=args.overwrite).items():
-        print(f'{key}: {path}')
-
+"""HR images -> BasicSR LMDBs: ``python tools/prepare_data.py --input HR/ --output datasets/mypool [--skimage]``."""
+from srdistill_plugin.commands.prepare import main
 
 if __name__ == '__main__':
-    run_cli(main)
+    main()

@@ -1,0 +1,22 @@
+"""Test with BasicSR options: ``srdistill-test -opt options/test/....yml``; writes results/<name>/metrics.json."""
+from __future__ import annotations
+
+import os
+import sys
+
+import srdistill_plugin  # noqa: F401  (registers the plugin's types)
+from srdistill_plugin.cli import check_options_file, run_cli
+from srdistill_plugin.pipeline.test import test_pipeline
+
+
+def run_test(root: str) -> None:
+    check_options_file(sys.argv)
+    test_pipeline(root)
+
+
+def main(root: str | None = None) -> None:
+    run_cli(lambda: run_test(os.path.abspath(root or os.getcwd())))
+
+
+if __name__ == '__main__':
+    main()
