@@ -14,6 +14,8 @@ import torch
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 
+from srdistill_plugin.core.json_store import JsonStore as ResultCache  # noqa: F401  (used by the benchmarks)
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results'
 
@@ -40,23 +42,6 @@ def y_metrics(sr: torch.Tensor, hr: torch.Tensor, border: int) -> tuple[float, f
     sr_img, hr_img = tensor2img([sr.detach().cpu()]), tensor2img([hr.cpu()])
     return (float(calculate_psnr(sr_img, hr_img, border, test_y_channel=True)),
             float(calculate_ssim(sr_img, hr_img, border, test_y_channel=True)))
-
-
-class ResultCache:
-    """A JSON dict on disk that a killed benchmark resumes from (written atomically after every entry)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.is_file() else {}
-
-    def get(self, key: str):
-        return self.data.get(key)
-
-    def put(self, key: str, value) -> None:
-        self.data[key] = value
-        tmp = self.path.with_suffix('.tmp')
-        tmp.write_text(json.dumps(self.data))
-        tmp.replace(self.path)
 
 
 def write_results(name: str, payload: dict, markdown: str) -> None:

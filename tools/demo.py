@@ -1,51 +1,37 @@
-"""The main job on the embedded data, end to end, through the same tools a user runs:
+"""The main job on the embedded data: the distillation experiment of ``options/report/demo_x4.yml``.
 
-prepare the LMDB from scikit-image's bundled photographs -> train the CPU-sized SwinIR x4 -> standard Set5 test
--> bicubic baseline -> a PSNR/SSIM table in results/demo_x4.md.  Stages already done are skipped.
+scikit-image's bundled photographs -> distilled / selected / coverage / random sets of the same size and the full
+pool -> the same small EDSR trained on each -> Set5 -> ``results/demo_x4/report.{md,html}``. Stages already done
+are skipped; a second run only rewrites the report.
 """
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from srdistill_plugin.cli import run_cli
+from srdistill_plugin.core.sample_images import export_skimage_photos
+from srdistill_plugin.pipeline.experiment import load_experiment, run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*args: str) -> float:
-    """Run a tool from the repository root; return its wall time (s)."""
-    print('$ python', ' '.join(args), flush=True)
-    start = time.time()
-    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
-    return time.time() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--iters', type=int, default=2000, help='SwinIR training iterations')
+    parser.add_argument('-opt', default='options/report/demo_x4.yml', help='experiment options')
     args = parser.parse_args()
-
-    times = {}
-    if not (ROOT / 'datasets/demo/HR.lmdb').exists():
-        times['prepare'] = run('tools/prepare_data.py', '--skimage', '--output', 'datasets/demo',
-                               '--crop-size', '192', '--step', '96', '--scales', '2', '4')
-    train_opt = 'options/train/train_swinir_x4_demo.yml'
-    times['train'] = run('tools/train.py', '-opt', train_opt, '--auto_resume',
-                         '--force_yml', f'train:total_iter={args.iters}')
-    times['test'] = run('tools/test.py', '-opt', 'options/test/test_swinir_x4_demo.yml')
-    run('tools/test.py', '-opt', 'options/test/test_bicubic_x4.yml')
-
-    rows = []
-    for label, name in (('bicubic', 'test_bicubic_x4'), (f'SwinIR x4 (demo, {args.iters} it)', 'test_SwinIR_x4_demo')):
-        for dataset, m in json.loads((ROOT / 'results' / name / 'metrics.json').read_text())['results'].items():
-            rows.append(f'| {label} | {dataset} | {m["psnr"]:.2f} | {m["ssim"]:.4f} |')
-    table = '\n'.join(['| method | set | PSNR (Y) | SSIM (Y) |', '|---|---|---|---|', *rows])
-    timing = ', '.join(f'{k} {v:.0f} s' for k, v in times.items())
-    report = f'# srdistill demo (x4, crop border 4)\n\n{table}\n\nWall time: {timing}.\n'
-    (ROOT / 'results' / 'demo_x4.md').write_text(report)
-    print('\n' + report)
+    start = time.perf_counter()
+    export_skimage_photos(ROOT / 'datasets' / 'demo' / 'HR_images')
+    exp = load_experiment(str(ROOT / args.opt), ROOT)
+    report = run_experiment(exp, ROOT)
+    print()
+    for path in sorted((ROOT / 'experiments' / exp['name'] / 'runs').glob('*_s*.json')):
+        if path.name.count('.') == 1:  # the result files (not .settings / .time / .curve)
+            r = json.loads(path.read_text())
+            cells = ', '.join(f'{s} {m["psnr"]:.2f} dB' for s, m in r['test_best'].items())
+            print(f'{r["arm"]:>14} ({r["num_train_images"]:4d} HR images): {cells} (best of {r["last_iter"]} it)')
+    print(f'\nreport: {report}  (self-contained: {report.with_suffix(".html")}); {time.perf_counter() - start:.0f} s')
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
 from srdistill_plugin.core.lmdb_io import atomic_lmdb, estimate_map_size
 from srdistill_plugin.core.manifest import read_manifest, write_manifest
 from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches, select_patches
+from srdistill_plugin.core.set_diagnostics import k_center_greedy
 from srdistill_plugin.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
@@ -41,7 +43,7 @@ STAGES = ('select', 'categorize', 'finetune', 'synthesize')
 # The options each stage's result depends on (cumulative: a stage depends on everything before it).
 STAGE_OPTIONS = {'select': ('pool', 'scale', 'select'), 'categorize': ('categorize', 'manual_seed'),
                  'finetune': ('finetune', 'num_gpu'), 'synthesize': ('synthesize', 'output')}
-SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'selected_noise', 'random_real')
+SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'selected_noise', 'random_real', 'coverage')
 GENERATIVE_MODES = ('sdedit', 'noise')  # the modes that need the fine-tuned diffusion model
 SEEDED_MODES = ('sdedit', 'selected_real', 'selected_noise')  # the modes that start from the selected patches
 
@@ -67,6 +69,7 @@ class DistillRun:
         self.stage_dir = self.exp_dir / 'stages'
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.seed = int(opt.get('manual_seed', 0))
+        self._patch_features = None  # the grouping feature extractor, loaded when coverage selection needs it
         self.synthesis_mode(opt.get('synthesize', {}))  # option errors before hours of work, not after
         self.noise_sigma(opt.get('synthesize', {}))
         self.check_model_folders()
@@ -104,6 +107,19 @@ class DistillRun:
             return False
         theirs['finetune']['train']['total_iter'] = ours['finetune']['train']['total_iter']
         return new_iter > old_iter and theirs == ours
+
+    def adopt_stages(self, other: 'DistillRun', stages: tuple[str, ...]) -> None:
+        """Take ``stages`` as finished by ``other`` (a run on the same pool and settings), so that they run once
+        for many syntheses. A stage is adopted only when its options match ours exactly."""
+        for stage in stages:
+            if self.manifest(stage).exists() or not other.manifest(stage).exists():
+                continue
+            if read_manifest(other.manifest(stage)).get('stage_options') != self.fingerprint(stage):
+                raise SRDistillError(f'{other.manifest(stage)}: stage {stage} was run with other options than '
+                                     f'{self.opt["name"]} needs')
+            for extra in other.stage_dir.glob(f'{stage}_*.npy'):
+                shutil.copyfile(extra, self.stage_dir / extra.name)
+            shutil.copyfile(other.manifest(stage), self.manifest(stage))
 
     def run(self, stages: tuple[str, ...] = STAGES) -> dict:
         times = {}
@@ -229,7 +245,7 @@ class DistillRun:
             return
         opt_file = self.exp_dir / 'finetune.yml'
         opt_file.write_text(yaml.safe_dump(self.finetune_options()))
-        train = [str(Path(__file__).resolve().parents[2] / 'tools' / 'train.py'), '-opt', str(opt_file), '--auto_resume']
+        train = ['-m', 'srdistill_plugin.commands.train', '-opt', str(opt_file.resolve()), '--auto_resume']
         processes = self.finetune_processes()
         cmd = ([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={processes}', *train,
                 '--launcher', 'pytorch'] if processes > 1 else [sys.executable, *train])
@@ -272,12 +288,14 @@ class DistillRun:
                 if mode in SEEDED_MODES:  # the same seeds for all three: the best patches, spread over images
                     ranked = spread_over_images(members, [patches.patches[m][0] for m in members])
                     picks = list(itertools.islice(itertools.cycle(ranked), per_class))
+                elif mode == 'coverage':
+                    picks = self.coverage_picks(patches, members, per_class, syn)
                 else:
                     picks = rng.choice(members, per_class, replace=len(members) < per_class)
                 for start in range(0, len(picks), batch):
                     chunk = picks[start:start + batch]
                     real = np.stack([patches.patch(i)[:, :, ::-1] for i in chunk])  # RGB
-                    if mode == 'selected_real':
+                    if mode in ('selected_real', 'coverage'):
                         out = real
                     elif mode == 'selected_noise':
                         noise = torch.randn(real.shape, generator=generator, dtype=torch.float64).numpy()
@@ -296,6 +314,15 @@ class DistillRun:
             self.logger.info(f'[synthesize] std of (output - seed patch): {stats["seed_residual_std"]:.2f} '
                              '(8-bit levels)')
         self.write_distilled(images, classes, mode, size, stats)
+
+    def coverage_picks(self, patches: SelectedPatchDataset, members: np.ndarray, count: int, syn: dict) -> list[int]:
+        """``coverage``: greedy k-center in the grouping feature space among the class's most informative
+        ``synthesize.coverage_candidates`` patches (1500), starting from the most informative one."""
+        if self._patch_features is None:
+            self._patch_features = self.feature_extractor()[2]
+        candidates = members[:int(syn.get('coverage_candidates', 1500))]
+        features = np.stack([self._patch_features(patches.patch(i)) for i in candidates])
+        return [int(candidates[i]) for i in k_center_greedy(features, count)]
 
     @staticmethod
     def synthesis_mode(syn: dict) -> str:

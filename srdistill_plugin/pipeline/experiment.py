@@ -1,0 +1,352 @@
+"""The distillation experiment: distill -> train every arm x budget x student x seed -> test -> report.
+
+``srdistill-report -opt options/report/<name>.yml`` (see ``options/report/sunhays80_x4.yml`` for every option).
+Work goes to ``experiments/<name>/``, the report to ``results/<name>/report.{md,html}``. Everything resumes: the
+distillation through its stage manifests, each student through BasicSR's ``--auto_resume`` and its result file
+under ``experiments/<name>/runs/``; a result made with other settings stops the run (one line) instead of being
+mixed in. Every student keeps its best checkpoint on held-out pool photographs (never the test sets), which is
+what the test figures are read on.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from basicsr.utils.registry import ARCH_REGISTRY
+from tqdm import tqdm
+
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.features import colour_texture_descriptor
+from srdistill_plugin.core.json_store import JsonStore
+from srdistill_plugin.core.lmdb_io import read_meta_keys
+from srdistill_plugin.core.manifest import read_manifest, write_manifest
+from srdistill_plugin.core.set_diagnostics import gradient_energy
+
+from . import experiment_data as data
+from .experiment_eval import evaluate, load_student, pool_reference_patches, set_diagnostics
+
+FULL_POOL = 'full_pool'
+SR_TRAIN_DEFAULTS = {'total_iter': 12000, 'batch_size': 16, 'gt_size': 64, 'lr': 5e-4, 'ema_decay': 0.999,
+                     'milestones_fraction': [0.6, 0.85], 'eval_every': 1000, 'patience_evals': 0}
+CONVERGENCE_DEFAULTS = {'min_gain_db': 0.05, 'window_fraction': 0.2}
+REQUIRED = ('name', 'scale', 'pool', 'test_sets', 'arms', 'budgets_percent', 'seeds', 'students', 'distill')
+
+
+@dataclass(frozen=True)
+class Run:
+    """One SR training: ``student`` on the data of ``arm`` at ``budget`` % (None for the full pool)."""
+    student: str
+    arm: str
+    budget: float | None
+    seed: int
+
+    @property
+    def name(self) -> str:
+        data_tag = FULL_POOL if self.budget is None else f'{self.arm}_{self.budget:g}pct'
+        return f'{self.student}_{data_tag}_s{self.seed}'
+
+
+def _fail(option: str, message: str) -> None:
+    raise SRDistillError(f'option {option}: {message}')
+
+
+def check_experiment(exp: dict, root: Path) -> dict:
+    """Validate the options (one line naming the option or file) and fill in defaults; nothing runs before."""
+    for key in REQUIRED:
+        if key not in exp:
+            _fail(key, 'missing')
+    exp = copy.deepcopy(exp)
+    scale = exp['scale']
+    if scale not in (2, 3, 4):
+        _fail('scale', f'expected 2, 3 or 4, got {scale!r}')
+    if not (root / exp['pool']).is_dir():
+        _fail('pool', f'{root / exp["pool"]} is not a folder of HR images')
+    for folder in exp['test_sets']:
+        for sub in ('HR', f'LR_bicubic/X{scale}'):
+            if not (root / folder / sub).is_dir():
+                _fail('test_sets', f'{root / folder / sub} does not exist')
+    unknown = [a for a in exp['arms'] if a not in data.ARM_MODES]
+    if unknown or not exp['arms']:
+        _fail('arms', f'unknown arm {unknown[0] if unknown else None!r}; expected some of {sorted(data.ARM_MODES)}')
+    exp.setdefault('default_arm', exp['arms'][0])
+    if exp['default_arm'] not in exp['arms']:
+        _fail('default_arm', f'{exp["default_arm"]!r} is not one of the arms {exp["arms"]}')
+    for b in exp['budgets_percent']:
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < 100:
+            _fail('budgets_percent', f'{b!r} is not a percentage of the pool between 0 and 100 (exclusive; the '
+                  'full pool is always trained)')
+    if not exp['budgets_percent']:
+        _fail('budgets_percent', 'empty')
+    if not exp['seeds'] or any(isinstance(s, bool) or not isinstance(s, int) for s in exp['seeds']):
+        _fail('seeds', f'expected a list of integers, got {exp["seeds"]!r}')
+    for name, student in exp['students'].items():
+        net = (student or {}).get('network_g') or {}
+        if net.get('type') not in ARCH_REGISTRY:
+            _fail(f'students.{name}.network_g.type', f'{net.get("type")!r} is not in BasicSR\'s ARCH_REGISTRY')
+        net_scale = net.get('upscale', net.get('scale'))
+        if net_scale != scale:
+            _fail(f'students.{name}.network_g.upscale', f'{net_scale!r} differs from the distilled sets\' scale {scale}')
+    exp.setdefault('sweep_student', next(iter(exp['students'])))
+    if exp['sweep_student'] not in exp['students']:
+        _fail('sweep_student', f'{exp["sweep_student"]!r} is not one of the students {list(exp["students"])}')
+    exp.setdefault('student_budgets_percent', exp['budgets_percent'][:1])
+    for b in exp['student_budgets_percent']:
+        if b not in exp['budgets_percent']:
+            _fail('student_budgets_percent', f'{b!r} is not one of budgets_percent {exp["budgets_percent"]}')
+    unknown = set(exp.get('sr_train', {})) - set(SR_TRAIN_DEFAULTS)
+    if unknown:
+        _fail('sr_train', f'unknown keys {sorted(unknown)}')
+    exp['sr_train'] = {**SR_TRAIN_DEFAULTS, **exp.get('sr_train', {})}
+    for key in ('total_iter', 'batch_size', 'gt_size', 'eval_every', 'patience_evals'):
+        value = exp['sr_train'][key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < (key == 'patience_evals' and 0 or 1):
+            _fail(f'sr_train.{key}', f'expected a {"non-negative" if key == "patience_evals" else "positive"} integer, '
+                  f'got {value!r}')
+    if exp['sr_train']['gt_size'] % scale:
+        _fail('sr_train.gt_size', f'{exp["sr_train"]["gt_size"]} is not a multiple of scale {scale}')
+    exp['convergence'] = {**CONVERGENCE_DEFAULTS, **exp.get('convergence', {})}
+    exp['validation'] = {'holdout_images': 4, 'crop_size': 256, **exp.get('validation', {})}
+    exp['full_pool'] = {'crop_size': 192, 'step': 192, **exp.get('full_pool', {})}
+    exp.setdefault('threads', 2)
+    data.DistillRun.synthesis_mode(exp['distill'].get('synthesize', {}))
+    return exp
+
+
+def plan_runs(exp: dict) -> list[Run]:
+    """Every training, the most telling first: per student (the sweep student first) the full pool's first
+    seed, then budget by budget from the one nearest 0.68 % (every seed and arm), the full pool's other seeds
+    after the first budget."""
+    runs = []
+    for student in sorted(exp['students'], key=lambda s: s != exp['sweep_student']):
+        budgets = exp['budgets_percent'] if student == exp['sweep_student'] else exp['student_budgets_percent']
+        runs.append(Run(student, FULL_POOL, None, exp['seeds'][0]))
+        for i, b in enumerate(sorted(budgets, key=lambda b: abs(math.log(b / 0.68)))):
+            runs += [Run(student, arm, b, seed) for seed in exp['seeds'] for arm in exp['arms']]
+            if i == 0:
+                runs += [Run(student, FULL_POOL, None, seed) for seed in exp['seeds'][1:]]
+    return runs
+
+
+class Experiment:
+    """The state of one experiment on disk and the steps that advance it."""
+
+    def __init__(self, exp: dict, root: Path):
+        self.exp, self.root = exp, root
+        self.work = root / 'experiments' / exp['name']
+        self.results = root / 'results' / exp['name']
+        self.scale = exp['scale']
+        self.times = JsonStore(self.work / 'stage_times.json')
+        self.train_dir = self.val_dir = None
+
+    # --- data ------------------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        val = self.exp['validation']
+        start = time.perf_counter()
+        self.train_dir, self.val_dir = data.split_pool(self.root / self.exp['pool'], self.work, val['holdout_images'],
+                                                       val['crop_size'], self.scale)
+        fp = self.exp['full_pool']
+        data.full_pool_lmdb(self.train_dir, self.work, fp['crop_size'], fp['step'], self.scale)
+        if self.times.get('prepare: pool split + full-pool LMDB') is None:
+            self.times.put('prepare: pool split + full-pool LMDB', time.perf_counter() - start)
+
+    def lmdb(self, run: Run) -> Path:
+        if run.budget is None:
+            return self.work / 'data' / FULL_POOL / 'HR.lmdb'
+        return self.work / 'data' / f'{run.arm}_{run.budget:g}pct' / 'HR.lmdb'
+
+    def distill(self, arm: str, budget: float) -> None:
+        _, times = data.distilled_set(self.exp, self.work, self.train_dir, arm, budget)
+        for stage, seconds in times.items():
+            key = f'distill: {stage}' if stage in data.SHARED_STAGES else f'distill: synthesize {arm} {budget:g}%'
+            self.times.put(key, seconds)
+
+    def data_settings(self, run: Run) -> dict:
+        if run.budget is None:
+            return {'pool': str((self.root / self.exp['pool']).resolve()), 'validation': self.exp['validation'],
+                    'full_pool': self.exp['full_pool']}
+        return data.distill_options(self.exp, self.train_dir, run.arm, run.budget)
+
+    # --- students --------------------------------------------------------------------------------------------
+    def settings(self, run: Run) -> dict:
+        """Everything a run's result depends on (a stored result with other settings is never reused)."""
+        return json.loads(json.dumps({'network_g': self.exp['students'][run.student]['network_g'],
+                                      'sr_train': self.exp['sr_train'], 'data': self.data_settings(run),
+                                      'seed': run.seed, 'scale': self.scale}))
+
+    def result_path(self, run: Run) -> Path:
+        return self.work / 'runs' / f'{run.name}.json'
+
+    def check_stored_settings(self, runs: list[Run]) -> None:
+        """Refuse to continue where a run (finished or started) was made with other settings."""
+        for run in runs:
+            path = self.result_path(run).with_suffix('.settings.json')
+            if path.is_file() and json.loads(path.read_text()) != self.settings(run):
+                raise SRDistillError(f'{path}: run {run.name} was started with other settings; use a new experiment '
+                                     'name, or delete this file and the run\'s folder to redo it')
+
+    def train_options(self, run: Run) -> dict:
+        sr = self.exp['sr_train']
+        lmdb = self.lmdb(run)
+        size = len(read_meta_keys(lmdb))
+        enlarge = max(1, math.ceil(200 * sr['batch_size'] / size))  # an epoch of at least 200 iterations
+        return {
+            'name': run.name, 'model_type': 'SRModel', 'scale': self.scale, 'num_gpu': 0, 'manual_seed': run.seed,
+            'datasets': {'train': {
+                'name': run.name, 'type': 'HROnlyDataset', 'dataroot_gt': str(lmdb), 'io_backend': {'type': 'lmdb'},
+                'gt_size': sr['gt_size'], 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
+                'batch_size_per_gpu': sr['batch_size'], 'dataset_enlarge_ratio': enlarge, 'prefetch_mode': None}},
+            'network_g': self.exp['students'][run.student]['network_g'],
+            'path': {'experiments_root': str(self.work / 'experiments'), 'pretrain_network_g': None,
+                     'strict_load_g': True, 'resume_state': None},
+            'train': {'ema_decay': sr['ema_decay'],
+                      'optim_g': {'type': 'Adam', 'lr': sr['lr'], 'weight_decay': 0, 'betas': [0.9, 0.99]},
+                      'scheduler': {'type': 'MultiStepLR', 'gamma': 0.5,
+                                    'milestones': [round(f * sr['total_iter']) for f in sr['milestones_fraction']]},
+                      'total_iter': sr['total_iter'], 'warmup_iter': -1,
+                      'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
+            'logger': {'print_freq': 500, 'save_checkpoint_freq': sr['eval_every'], 'use_tb_logger': False,
+                       'wandb': {'project': None, 'resume_id': None}},
+            'dist_params': {'backend': None, 'port': 29500}}
+
+    def checkpoint(self, run_name: str, iteration: int) -> Path:
+        """The student checkpoint of ``run_name`` saved at ``iteration`` (a multiple of ``eval_every``, or the
+        last iteration: ``net_g_latest``)."""
+        name = f'net_g_{iteration}.pth' if iteration % self.exp['sr_train']['eval_every'] == 0 else 'net_g_latest.pth'
+        return self.work / 'experiments' / run_name / 'models' / name
+
+    def train(self, run: Run) -> None:
+        """BasicSR training of ``run`` in chunks of ``eval_every`` iterations (each resumes the last), the
+        validation PSNR measured after each; with ``patience_evals`` > 0 it stops once the validation PSNR has not
+        improved by ``convergence.min_gain_db`` for that many evaluations (a small set has converged: it overfits
+        from there). Seconds and iterations of every chunk are recorded."""
+        sr = self.exp['sr_train']
+        opt_file = self.work / 'runs' / f'{run.name}.yml'
+        opt_file.parent.mkdir(parents=True, exist_ok=True)
+        opt_file.write_text(yaml.safe_dump(self.train_options(run)))
+        self.result_path(run).with_suffix('.settings.json').write_text(json.dumps(self.settings(run)))
+        clock, curve = self.store(run, 'time'), self.store(run, 'curve')
+        chunk = sr['eval_every'] if sr['patience_evals'] else sr['total_iter']
+        for target in range(chunk, sr['total_iter'] + chunk, chunk):
+            target = min(target, sr['total_iter'])
+            if str(target) not in clock.data:
+                start = time.perf_counter()
+                self.train_until(run, opt_file, target)
+                clock.put(str(target), {'seconds': time.perf_counter() - start,
+                                        'iterations': target - max(map(int, clock.data), default=0)})
+            for it in range(sr['eval_every'], target + 1, sr['eval_every']):
+                if curve.get(str(it)) is None:
+                    net = load_student(self.exp['students'][run.student]['network_g'], self.checkpoint(run.name, it))
+                    curve.put(str(it), evaluate(net, self.val_dir, self.scale, ssim=False)['psnr'])
+            if self.stalled(curve.data):
+                break
+
+    def stalled(self, curve: dict) -> bool:
+        """Whether the last ``patience_evals`` validation points all fall short of the best before them by the
+        convergence threshold."""
+        patience = self.exp['sr_train']['patience_evals']
+        values = [curve[k] for k in sorted(curve, key=int)]
+        if not patience or len(values) <= patience:
+            return False
+        return max(values[-patience:]) < max(values[:-patience]) + self.exp['convergence']['min_gain_db']
+
+    def train_until(self, run: Run, opt_file: Path, target: int) -> None:
+        cmd = [sys.executable, '-m', 'srdistill_plugin.commands.train', '-opt', str(opt_file), '--auto_resume',
+               '--force_yml', f'train:total_iter={target}']
+        log = self.work / 'runs' / f'{run.name}.log'
+        with open(log, 'a') as out:
+            result = subprocess.run(cmd, cwd=self.root, stdout=out, stderr=subprocess.STDOUT)
+        if result.returncode:
+            raise RuntimeError(f'training {run.name} failed (exit {result.returncode}); see {log}')
+
+    def store(self, run: Run, kind: str) -> JsonStore:
+        return JsonStore(self.work / 'runs' / f'{run.name}.{kind}.json')
+
+    def measure(self, run: Run) -> dict:
+        """The validation curve, and test PSNR/SSIM of the best checkpoint (by validation) and the last."""
+        curve = {int(k): v for k, v in self.store(run, 'curve').data.items()}
+        spans = self.store(run, 'time').data.values()
+        best, last = max(curve, key=lambda it: (curve[it], -it)), max(curve)
+        net_opt = self.exp['students'][run.student]['network_g']
+
+        def test(it: int) -> dict:
+            net = load_student(net_opt, self.checkpoint(run.name, it))
+            return {Path(s).name: evaluate(net, self.root / s, self.scale) for s in self.exp['test_sets']}
+        return {'run': run.name, 'student': run.student, 'arm': run.arm, 'budget': run.budget, 'seed': run.seed,
+                'val_curve': curve, 'best_iter': best, 'last_iter': last, 'test_best': test(best),
+                'test_last': test(last), 'stopped_early': last < self.exp['sr_train']['total_iter'],
+                'seconds_per_iter': sum(s['seconds'] for s in spans) / max(sum(s['iterations'] for s in spans), 1),
+                'num_train_images': len(read_meta_keys(self.lmdb(run)))}
+
+    def run_one(self, run: Run) -> dict:
+        path = self.result_path(run)
+        if path.is_file():
+            return json.loads(path.read_text())
+        if run.budget is not None:
+            self.distill(run.arm, run.budget)
+        self.train(run)
+        result = self.measure(run)
+        write_manifest(path, result)
+        return result
+
+    def stored_results(self, runs: list[Run]) -> list[dict]:
+        return [json.loads(self.result_path(r).read_text()) for r in runs if self.result_path(r).is_file()]
+
+    # --- data diagnostics ------------------------------------------------------------------------------------
+    def diagnostics(self) -> dict:
+        """Per distilled set made so far: its diagnostics (cached), and the pool reference patches' statistics."""
+        store = JsonStore(self.work / 'diagnostics.json')
+        ref_file = self.work / 'pool_reference_features.npy'
+        if store.get('pool') is None or not ref_file.is_file():
+            patch = self.exp['distill'].get('select', {}).get('patch_size', 64)
+            reference = pool_reference_patches(self.train_dir, 1000, patch, seed=0)
+            np.save(ref_file, np.stack([colour_texture_descriptor(p) for p in reference]))
+            store.put('pool', {'gradient_energy': [gradient_energy(p) for p in reference]})
+        ref_features = np.load(ref_file)
+        for arm in self.exp['arms']:
+            for b in self.exp['budgets_percent']:
+                key, lmdb = f'{arm}_{b:g}pct', self.work / 'data' / f'{arm}_{b:g}pct' / 'HR.lmdb'
+                if store.get(key) is None and lmdb.is_dir():
+                    synth = read_manifest(lmdb.parent / 'manifest.json')
+                    store.put(key, {**set_diagnostics(lmdb, ref_features), 'arm': arm, 'budget': b,
+                                    'seed_residual_std': synth.get('seed_residual_std'),
+                                    'feature_description': synth.get('feature_description')})
+        return store.data
+
+
+def load_experiment(opt_path: str, root: Path) -> dict:
+    if not os.path.isfile(opt_path):
+        raise SRDistillError(f'-opt: {opt_path} does not exist')
+    with open(opt_path) as f:
+        exp = yaml.safe_load(f)
+    if not isinstance(exp, dict):
+        raise SRDistillError(f'{opt_path}: not a YAML mapping of options')
+    return check_experiment(exp, root)
+
+
+def run_experiment(exp: dict, root: Path, train: bool = True) -> Path:
+    """Advance the experiment as far as it goes (``train`` False: only report what is finished); return the
+    report's path."""
+    from .report import write_report
+
+    torch.set_num_threads(int(exp['threads']))
+    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        os.environ[var] = str(exp['threads'])
+    experiment = Experiment(exp, root)
+    runs = plan_runs(exp)
+    experiment.prepare_data()
+    experiment.check_stored_settings(runs)
+    if train:
+        for run in tqdm(runs, desc=f'{exp["name"]}: runs', unit='run'):
+            experiment.run_one(run)
+            write_report(experiment, runs)  # a readable report after every run
+    return write_report(experiment, runs)

@@ -1,0 +1,90 @@
+"""The data side of a distillation experiment: the pool split into training and held-out validation photographs,
+the validation pairs, the full-pool LMDB, and the per-arm, per-budget distilled sets (all resumable)."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+
+from srdistill_plugin.core.degradations import bicubic_downscale, mod_crop
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
+from srdistill_plugin.core.manifest import write_manifest
+from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+
+from .distill import STAGES, DistillRun
+
+# arm -> synthesis mode of the distillation stage runner
+ARM_MODES = {'random_real': 'random_real', 'selected_real': 'selected_real', 'coverage': 'coverage',
+             'distilled': 'sdedit', 'selected_noise': 'selected_noise', 'noise': 'noise'}
+SHARED_STAGES = STAGES[:3]  # select, categorize, finetune: once per pool and settings
+
+
+def split_pool(pool: Path, work: Path, holdout: int, crop_size: int, scale: int) -> tuple[Path, Path]:
+    """Link all but the last ``holdout`` photographs of ``pool`` into ``work/pool_train``; write centre crops of
+    the held-out ones with their MATLAB-bicubic LR to ``work/validation/{HR,LR_bicubic/X<scale>}``."""
+    images = list_images(pool)
+    if not 0 < holdout < len(images):
+        raise SRDistillError(f'option validation.holdout_images: expected 1..{len(images) - 1} for {pool}, '
+                             f'got {holdout}')
+    train_dir, val_dir = work / 'pool_train', work / 'validation'
+    done = work / 'pool_split.json'
+    record = {'pool': str(pool.resolve()), 'holdout': holdout, 'crop_size': crop_size, 'scale': scale}
+    if done.is_file() and json.loads(done.read_text()) == record:
+        return train_dir, val_dir
+    for folder in (train_dir, val_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    train_dir.mkdir(parents=True)
+    for path in images[:-holdout]:
+        os.symlink(path.resolve(), train_dir / path.name)
+    (val_dir / 'HR').mkdir(parents=True)
+    (val_dir / 'LR_bicubic' / f'X{scale}').mkdir(parents=True)
+    for path in images[-holdout:]:
+        img = read_image(path, min_size=crop_size)
+        y, x = (img.shape[0] - crop_size) // 2, (img.shape[1] - crop_size) // 2
+        hr = mod_crop(img[y:y + crop_size, x:x + crop_size], scale)
+        cv2.imwrite(str(val_dir / 'HR' / f'{path.stem}.png'), to_uint8(hr))
+        cv2.imwrite(str(val_dir / 'LR_bicubic' / f'X{scale}' / f'{path.stem}x{scale}.png'),
+                    to_uint8(bicubic_downscale(hr, scale)))
+    write_manifest(done, record)
+    return train_dir, val_dir
+
+
+def full_pool_lmdb(train_dir: Path, work: Path, crop_size: int, step: int, scale: int) -> Path:
+    """The full training pool as an HR LMDB of sub-images (written once, atomically)."""
+    out = work / 'data' / 'full_pool'
+    lmdb = out / 'HR.lmdb'
+    if not lmdb.is_dir():
+        prepare_lmdbs(train_dir, out, PrepareOptions(crop_size=crop_size, step=step, scales=(scale, )))
+    return lmdb
+
+
+def distill_options(exp: dict, train_dir: Path, arm: str, budget: float | None) -> dict:
+    """tools/distill.py options of one arm at one budget (``budget`` None: the shared stages only)."""
+    opt = copy.deepcopy(exp['distill'])
+    tag = 'base' if budget is None else f'{arm}_{budget:g}pct'
+    opt.update(name=f'distill_{tag}', scale=exp['scale'], manual_seed=exp.get('manual_seed', 0), num_gpu=0,
+               pool=str(train_dir.resolve()), output=f'data/{tag}')
+    opt['synthesize'] = {**opt.get('synthesize', {}), 'mode': ARM_MODES.get(arm, 'sdedit')}
+    if budget is not None:
+        opt['synthesize']['budget_percent'] = budget
+    return opt
+
+
+def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: float) -> tuple[Path, dict]:
+    """Run (or resume) the distillation of ``arm`` at ``budget`` % of the pool's pixels; its stages select,
+    categorize and finetune are adopted from the shared base run. Returns the LMDB and the stage times."""
+    base = DistillRun(distill_options(exp, train_dir, 'distilled', None), root=work)
+    needs_generator = ARM_MODES[arm] in ('sdedit', 'noise')
+    times = base.run(SHARED_STAGES if needs_generator else SHARED_STAGES[:2])
+    run = DistillRun(distill_options(exp, train_dir, arm, budget), root=work)
+    run.adopt_stages(base, SHARED_STAGES if needs_generator else SHARED_STAGES[:2])
+    times.update(run.run())
+    lmdb = work / 'data' / f'{arm}_{budget:g}pct' / 'HR.lmdb'
+    if not lmdb.is_dir():
+        raise SRDistillError(f'{lmdb}: the distillation finished without writing its LMDB')
+    return lmdb, times

@@ -1,0 +1,95 @@
+"""Measurements of a distillation experiment: a student checkpoint on paired benchmark folders (PSNR/SSIM on Y,
+crop border = scale, as BasicSR's test pipeline computes them) and the diagnostics of a distilled set."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from basicsr.archs import build_network
+from basicsr.metrics import calculate_psnr, calculate_ssim
+from basicsr.utils import img2tensor, tensor2img
+
+from srdistill_plugin.core.degradations import bicubic_upscale
+from srdistill_plugin.core.errors import SRDistillError, first_line
+from srdistill_plugin.core.features import colour_texture_descriptor
+from srdistill_plugin.core.imageio import list_images, read_image
+from srdistill_plugin.core.set_diagnostics import coverage, diversity, gradient_energy
+from srdistill_plugin.data.hr_source import HRImageSource
+from srdistill_plugin.data.hr_only_dataset import read_class_info
+
+
+@lru_cache(maxsize=8)
+def paired_set(folder: str, scale: int) -> tuple[tuple[str, np.ndarray, np.ndarray], ...]:
+    """``(name, LR, HR)`` uint8 BGR pairs of ``folder/HR`` and ``folder/LR_bicubic/X<scale>/<name>x<scale>.*``;
+    HR cropped to ``scale`` x the LR size, as BasicSR's ``PairedImageDataset`` does."""
+    pairs = []
+    for hr_path in list_images(Path(folder) / 'HR'):
+        lr_dir = Path(folder) / 'LR_bicubic' / f'X{scale}'
+        lr_path = next(iter(sorted(lr_dir.glob(f'{hr_path.stem}x{scale}.*'))), None)
+        if lr_path is None:
+            raise SRDistillError(f'{lr_dir}: no LR image {hr_path.stem}x{scale}.* for {hr_path}')
+        lr, hr = (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in (lr_path, hr_path))
+        pairs.append((hr_path.stem, lr, hr[:lr.shape[0] * scale, :lr.shape[1] * scale]))
+    return tuple(pairs)
+
+
+def load_student(network_opt: dict, checkpoint: Path) -> torch.nn.Module:
+    """A BasicSR network with the EMA weights of ``checkpoint`` when it has them."""
+    net = build_network(dict(network_opt))
+    try:
+        state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise SRDistillError(f'{checkpoint}: cannot read the checkpoint ({first_line(err)})') from err
+    net.load_state_dict(state.get('params_ema', state.get('params', state)))
+    return net.eval()
+
+
+@torch.no_grad()
+def super_resolve(net: torch.nn.Module | None, lr: np.ndarray, scale: int) -> np.ndarray:
+    """uint8 BGR SR image of a uint8 BGR LR image (``net`` None: MATLAB bicubic)."""
+    if net is None:
+        return (bicubic_upscale(lr.astype(np.float32) / 255., scale) * 255.).round().astype(np.uint8)
+    out = net(img2tensor(lr.astype(np.float32) / 255., bgr2rgb=True, float32=True)[None])
+    return tensor2img(out, rgb2bgr=True)
+
+
+def evaluate(net: torch.nn.Module | None, folder: str | Path, scale: int, ssim: bool = True) -> dict:
+    """Mean PSNR (and SSIM) on Y over the pairs of ``folder``, border ``scale`` cropped."""
+    psnr, ssim_values = [], []
+    for _, lr, hr in paired_set(str(folder), scale):
+        sr = super_resolve(net, lr, scale)
+        psnr.append(calculate_psnr(sr, hr, scale, test_y_channel=True))
+        if ssim:
+            ssim_values.append(calculate_ssim(sr, hr, scale, test_y_channel=True))
+    return {'psnr': float(np.mean(psnr)), **({'ssim': float(np.mean(ssim_values))} if ssim else {})}
+
+
+def pool_reference_patches(pool: Path, count: int, size: int, seed: int) -> list[np.ndarray]:
+    """``count`` uniformly random ``size`` patches of the pool's photographs (float BGR)."""
+    rng = np.random.default_rng(seed)
+    paths = list_images(pool)
+    picks = np.bincount(rng.integers(len(paths), size=count), minlength=len(paths))
+    patches = []
+    for path, n in zip(paths, picks):
+        if n:
+            img = read_image(path, min_size=size)
+            for _ in range(n):
+                y, x = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
+                patches.append(img[y:y + size, x:x + size])
+    return patches
+
+
+def set_diagnostics(lmdb: Path, reference_features: np.ndarray) -> dict:
+    """Patches per class, coverage of the reference (pool) patches, diversity, and gradient energies, in the
+    colour-texture descriptor space."""
+    source = HRImageSource(lmdb, {'type': 'lmdb'})
+    images = [source.read(i) for i in range(len(source))]
+    features = np.stack([colour_texture_descriptor(img) for img in images])
+    class_file = lmdb / 'class_info.txt'
+    classes = read_class_info(class_file, source.keys) if class_file.is_file() else [0] * len(images)
+    return {'num_patches': len(images), 'patches_per_class': np.bincount(classes).tolist(),
+            'coverage': coverage(reference_features, features), 'diversity': diversity(features),
+            'gradient_energy': [gradient_energy(img) for img in images]}

@@ -1,0 +1,342 @@
+"""The experiment's report: tables and figures from the finished runs, as ``report.md`` (PNGs beside it) and a
+self-contained ``report.html`` (the same content, PNGs embedded)."""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+
+from srdistill_plugin.core.json_store import JsonStore
+
+from .experiment_eval import evaluate, load_student, paired_set, super_resolve
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+FULL_POOL = 'full_pool'
+TIME_TOLERANCE_DB = 0.2  # "within 0.2 dB of its plateau"
+
+
+def mean_spread(values: list[float]) -> tuple[float, float]:
+    """Mean and half the max-min range (0 for one value)."""
+    return float(np.mean(values)), float((max(values) - min(values)) / 2)
+
+
+def group_results(results: list[dict]) -> dict:
+    """``{(student, arm, budget): [result per seed]}``."""
+    groups = defaultdict(list)
+    for r in results:
+        groups[(r['student'], r['arm'], r['budget'])].append(r)
+    return groups
+
+
+def mean_curve(runs: list[dict]) -> dict[int, float]:
+    """Validation PSNR per iteration, averaged over seeds (iterations all seeds have)."""
+    iters = set.intersection(*(set(map(int, r['val_curve'])) for r in runs))
+    return {it: float(np.mean([r['val_curve'][str(it)] if str(it) in r['val_curve'] else r['val_curve'][it]
+                               for r in runs])) for it in sorted(iters)}
+
+
+def value_at(curve: dict[int, float], it: float) -> float:
+    """Linear interpolation of ``curve`` at iteration ``it`` (clamped to its ends)."""
+    xs, ys = zip(*sorted(curve.items()))
+    return float(np.interp(it, xs, ys))
+
+
+def convergence_gain(curve: dict[int, float], window_fraction: float) -> float:
+    """Validation PSNR gained over the last ``window_fraction`` of the iterations."""
+    last = max(curve)
+    return curve[last] - value_at(curve, last * (1 - window_fraction))
+
+
+def seconds_to_plateau(curve: dict[int, float], seconds_per_iter: float) -> float:
+    """Training time until the curve first comes within ``TIME_TOLERANCE_DB`` of its own maximum."""
+    peak = max(curve.values())
+    first = min(it for it, v in curve.items() if v >= peak - TIME_TOLERANCE_DB)
+    return first * seconds_per_iter
+
+
+class Report:
+    """Blocks of content rendered twice: markdown (images as files) and HTML (images embedded)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.blocks = folder, []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append(('heading', level, text))
+
+    def text(self, text: str) -> None:
+        self.blocks.append(('text', text))
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        self.blocks.append(('table', header, rows))
+
+    def figure(self, name: str, caption: str) -> None:
+        self.blocks.append(('figure', name, caption))
+
+    def markdown(self) -> str:
+        out = []
+        for block in self.blocks:
+            if block[0] == 'heading':
+                out.append('#' * block[1] + ' ' + block[2])
+            elif block[0] == 'text':
+                out.append(block[1])
+            elif block[0] == 'table':
+                out += ['| ' + ' | '.join(block[1]) + ' |', '|' + '---|' * len(block[1])]
+                out += ['| ' + ' | '.join(row) + ' |' for row in block[2]]
+            else:
+                out.append(f'![{block[2]}]({block[1]})\n\n*{block[2]}*')
+            out.append('')
+        return '\n'.join(out)
+
+    def html(self, title: str) -> str:
+        out = [f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>'
+               'body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}'
+               'td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}img{max-width:100%}</style></head><body>']
+        for block in self.blocks:
+            if block[0] == 'heading':
+                out.append(f'<h{block[1]}>{html.escape(block[2])}</h{block[1]}>')
+            elif block[0] == 'text':
+                out.append(f'<p>{html.escape(block[1]).replace("**", "")}</p>')
+            elif block[0] == 'table':
+                out.append('<table><tr>' + ''.join(f'<th>{html.escape(h)}</th>' for h in block[1]) + '</tr>')
+                out += ['<tr>' + ''.join(f'<td>{html.escape(c).replace("**", "")}</td>' for c in row) + '</tr>'
+                        for row in block[2]]
+                out.append('</table>')
+            else:
+                data = base64.b64encode((self.folder / block[1]).read_bytes()).decode()
+                out.append(f'<figure><img src="data:image/png;base64,{data}"><figcaption>{html.escape(block[2])}'
+                           '</figcaption></figure>')
+        return '\n'.join(out + ['</body></html>'])
+
+
+def _budget_label(budget: float | None) -> str:
+    return 'full pool' if budget is None else f'{budget:g} %'
+
+
+def plot_psnr_vs_budget(path: Path, groups: dict, student: str, arms: list[str], sets: list[str],
+                        bicubic: dict) -> None:
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
+    for ax, s in zip(axes[0], sets):
+        for arm in arms:
+            points = sorted((b, [r['test_best'][s]['psnr'] for r in rs]) for (st, a, b), rs in groups.items()
+                            if st == student and a == arm and b is not None)
+            if points:
+                xs = [b for b, _ in points]
+                means, spreads = zip(*(mean_spread(v) for _, v in points))
+                ax.errorbar(xs, means, yerr=spreads, marker='o', capsize=3, label=arm)
+        full = groups.get((student, FULL_POOL, None))
+        if full:
+            m, sp = mean_spread([r['test_best'][s]['psnr'] for r in full])
+            ax.axhline(m, color='k', label=f'full pool ({m:.2f} ± {sp:.2f})')
+        ax.axhline(bicubic[s]['psnr'], color='grey', linestyle=':', label='bicubic')
+        ax.set(xscale='log', xlabel='budget (% of the pool\'s pixels)', ylabel='PSNR (Y, dB)', title=f'{s}, {student}')
+        ax.grid(alpha=.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_curves(path: Path, groups: dict, student: str, budget: float, arms: list[str]) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for arm, b in [(FULL_POOL, None)] + [(a, budget) for a in arms]:
+        runs = groups.get((student, arm, b))
+        if runs:
+            curve = mean_curve(runs)
+            ax.plot(list(curve), list(curve.values()), marker='.', label=f'{arm} ({_budget_label(b)})')
+    ax.set(xlabel='iteration', ylabel='validation PSNR (Y, dB)', title=f'{student}: PSNR vs iteration (mean of seeds)')
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_gradient_energy(path: Path, diagnostics: dict, budget: float, arms: list[str]) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    pool = diagnostics['pool']['gradient_energy']
+    bins = np.linspace(0, np.percentile(pool, 99.5) * 1.5, 40)
+    ax.hist(pool, bins=bins, density=True, histtype='stepfilled', alpha=.3, color='k', label='pool (random patches)')
+    for arm in arms:
+        d = diagnostics.get(f'{arm}_{budget:g}pct')
+        if d:
+            ax.hist(d['gradient_energy'], bins=bins, density=True, histtype='step', label=arm)
+    ax.set(xlabel='mean Sobel magnitude of a patch', ylabel='density', title=f'gradient energy, {budget:g} % sets')
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def zoomed_crops(path: Path, experiment, groups: dict, student: str, budget: float, arms: list[str]) -> list[str]:
+    """One benchmark region (the most detailed 48 px of the first test image) from bicubic, every arm's best
+    seed-0 network, and HR, side by side; returns the column labels."""
+    scale = experiment.scale
+    folder = experiment.root / experiment.exp['test_sets'][0]
+    name, lr, hr = paired_set(str(folder), scale)[0]
+    grey = cv2.cvtColor(hr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    energy = cv2.boxFilter(np.abs(cv2.Laplacian(grey, cv2.CV_32F)), -1, (48, 48))
+    y, x = np.unravel_index(np.argmax(energy[24:-24, 24:-24]), energy[24:-24, 24:-24].shape)
+    box = (slice(y, y + 48), slice(x, x + 48))
+    columns, labels = [super_resolve(None, lr, scale)[box]], ['bicubic']
+    for arm, b in [(FULL_POOL, None)] + [(a, budget) for a in arms]:
+        runs = [r for r in groups.get((student, arm, b), []) if r['seed'] == min(x['seed'] for x in groups[(student, arm, b)])]
+        if runs:
+            r = runs[0]
+            net = load_student(experiment.exp['students'][student]['network_g'],
+                               experiment.checkpoint(r['run'], r['best_iter']))
+            columns.append(super_resolve(net, lr, scale)[box])
+            labels.append(arm)
+    columns.append(hr[box])
+    labels.append('HR')
+    big = [cv2.resize(c, (144, 144), interpolation=cv2.INTER_NEAREST) for c in columns]
+    cv2.imwrite(str(path), np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255) for c in big], 1))
+    return [f'{name}'] + labels
+
+
+def write_report(experiment, runs: list) -> Path:
+    """Render everything finished so far; return the markdown report's path."""
+    exp, out = experiment.exp, experiment.results
+    out.mkdir(parents=True, exist_ok=True)
+    results = experiment.stored_results(runs)
+    groups = group_results(results)
+    sets = [Path(s).name for s in exp['test_sets']]
+    store = JsonStore(experiment.work / 'bicubic.json')
+    for s, folder in zip(sets, exp['test_sets']):
+        if store.get(s) is None:
+            store.put(s, evaluate(None, experiment.root / folder, experiment.scale))
+    bicubic = store.data
+    student, arms, default = exp['sweep_student'], exp['arms'], exp['default_arm']
+    budget = min(exp['budgets_percent'], key=lambda b: abs(math.log(b / 0.68)))
+    report = Report(out)
+    report.heading(f'Distillation experiment {exp["name"]} (x{experiment.scale})', 1)
+    finished = f'{len(results)} of {len(runs)} training runs finished'
+    report.text(f'{finished}. Pool: {exp["pool"]} minus {exp["validation"]["holdout_images"]} held-out '
+                f'photographs (validation: the best checkpoint of every run is chosen on them; the test sets are '
+                f'never used for a choice). Test: {", ".join(sets)}, PSNR/SSIM on Y, border {experiment.scale}. '
+                f'Seeds {exp["seeds"]}; tables give the mean over the finished seeds ± half their range. '
+                f'Threads: {exp["threads"]}.')
+    diagnostics = experiment.diagnostics()
+    features = next((d['feature_description'] for k, d in diagnostics.items() if k != 'pool'), None)
+    if features:
+        report.text(f'Grouping features: {features}.')
+
+    report.heading('Targets')
+    report.text(targets_text(exp, groups, sets, budget, default, student))
+
+    report.heading(f'Test PSNR by budget ({student})')
+    header = ['arm', 'budget', 'patches'] + [f'{s} PSNR / SSIM' for s in sets] + ['best iter', 'seeds']
+    rows = [['bicubic', '-', '-'] + [f'{bicubic[s]["psnr"]:.2f} / {bicubic[s]["ssim"]:.4f}' for s in sets] + ['-', '-']]
+    for key in sorted((k for k in groups if k[0] == student), key=lambda k: (k[2] is not None, k[2] or 0, k[1])):
+        rs = groups[key]
+        cells = []
+        for s in sets:
+            m, sp = mean_spread([r['test_best'][s]['psnr'] for r in rs])
+            cells.append(f'**{m:.2f}** ± {sp:.2f} / {np.mean([r["test_best"][s]["ssim"] for r in rs]):.4f}')
+        rows.append([key[1], _budget_label(key[2]), str(rs[0]['num_train_images'])] + cells
+                    + [', '.join(str(r['best_iter']) for r in rs), str(len(rs))])
+    report.table(header, rows)
+    if groups:
+        plot_psnr_vs_budget(out / 'psnr_vs_budget.png', groups, student, arms, sets, bicubic)
+        report.figure('psnr_vs_budget.png', 'Test PSNR of the best-on-validation checkpoint vs budget (log x); '
+                      'bars: seed range; black: full pool; dotted: bicubic.')
+        plot_curves(out / 'psnr_vs_iteration.png', groups, student, budget, arms)
+        report.figure('psnr_vs_iteration.png', f'Validation PSNR vs iteration at {budget:g} % and the full pool.')
+
+    report.heading('Students (one option swap each)')
+    report.text(convergence_text(exp, groups))
+    header = ['student', 'arm', 'budget'] + [f'{s} PSNR' for s in sets] + ['s / iter']
+    rows = []
+    for key in sorted(groups, key=lambda k: (k[0], k[2] is not None, k[2] or 0, k[1])):
+        if key[0] != student and key[2] not in (None, *exp['student_budgets_percent']):
+            continue
+        rs = groups[key]
+        rows.append([key[0], key[1], _budget_label(key[2])]
+                    + ['{:.2f} ± {:.2f}'.format(*mean_spread([r['test_best'][s]['psnr'] for r in rs])) for s in sets]
+                    + [f'{np.mean([r["seconds_per_iter"] for r in rs]):.3f}'])
+    report.table(header, rows)
+
+    report.heading('The distilled sets')
+    rows = []
+    for key, d in sorted(((k, d) for k, d in diagnostics.items() if k != 'pool'), key=lambda kd: (kd[1]['budget'], kd[1]['arm'])):
+        residual = d['seed_residual_std']
+        rows.append([d['arm'], f'{d["budget"]:g} %', str(d['num_patches']), ' '.join(map(str, d['patches_per_class'])),
+                     f'{d["coverage"]:.4f}', f'{d["diversity"]:.4f}', f'{np.mean(d["gradient_energy"]):.3f}',
+                     '-' if residual is None else f'{residual:.2f}'])
+    report.text('Coverage: mean distance from 1,000 random pool patches to their nearest patch of the set (lower '
+                'covers more); diversity: mean pairwise distance within the set; both in the colour-texture '
+                'descriptor space. Distance from seeds: std of (synthesized − seed patch) in 8-bit levels. Pool '
+                f'patches\' mean gradient energy: {np.mean(diagnostics["pool"]["gradient_energy"]):.3f}.')
+    report.table(['arm', 'budget', 'patches', 'patches per class', 'coverage', 'diversity', 'gradient energy',
+                  'distance from seeds'], rows)
+    plot_gradient_energy(out / 'gradient_energy.png', diagnostics, budget, arms)
+    report.figure('gradient_energy.png', f'Gradient energy of the {budget:g} % sets vs random pool patches.')
+    for arm in arms:
+        preview = experiment.work / 'data' / f'{arm}_{budget:g}pct' / 'preview.png'
+        if preview.is_file():
+            shutil.copyfile(preview, out / f'preview_{arm}.png')
+            report.figure(f'preview_{arm}.png', f'{arm} at {budget:g} %: one row per pseudo-class.')
+    if any(k[0] == student and k[2] in (None, budget) for k in groups):
+        labels = zoomed_crops(out / 'crops.png', experiment, groups, student, budget, arms)
+        report.figure('crops.png', f'{labels[0]} of {sets[0]}, x{experiment.scale}, the most detailed 48 px region: '
+                      + ', '.join(labels[1:]) + f' ({student}, {budget:g} %, seed-0 best checkpoints).')
+
+    report.heading('Wall times')
+    times = experiment.times.data
+    rows = [[k, f'{v:.0f}'] for k, v in times.items()]
+    train_s = defaultdict(float)
+    for r in results:
+        train_s[r['student']] += r['seconds_per_iter'] * exp['sr_train']['total_iter']
+    rows += [[f'SR training, {k} (all its runs)', f'{v:.0f}'] for k, v in train_s.items()]
+    report.table(['stage', 'seconds'], rows)
+
+    (out / 'report.md').write_text(report.markdown())
+    (out / 'report.html').write_text(report.html(f'srdistill report {exp["name"]}'))
+    return out / 'report.md'
+
+
+def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, default: str, student: str) -> str:
+    """The issue's targets read on the sweep student at the budget nearest 0.68 %."""
+    arm_runs = groups.get((student, default, budget))
+    random_runs, full_runs = groups.get((student, 'random_real', budget)), groups.get((student, FULL_POOL, None))
+    if not (arm_runs and full_runs):
+        return f'Not measurable yet: {default} at {budget:g} % and the full pool must both have finished.'
+    lines = []
+    for s in sets:
+        arm = np.mean([r['test_best'][s]['psnr'] for r in arm_runs])
+        full = np.mean([r['test_best'][s]['psnr'] for r in full_runs])
+        part = f'{s}: {default} − full pool {arm - full:+.2f} dB (target ≥ −0.2: {"met" if arm - full >= -0.2 else "missed"})'
+        if random_runs:
+            rnd = np.mean([r['test_best'][s]['psnr'] for r in random_runs])
+            part += f', {default} − random_real {arm - rnd:+.2f} dB (target ≥ +0.3: {"met" if arm - rnd >= 0.3 else "missed"})'
+        lines.append(part)
+    arm_t = seconds_to_plateau(mean_curve(arm_runs), np.mean([r['seconds_per_iter'] for r in arm_runs]))
+    full_t = seconds_to_plateau(mean_curve(full_runs), np.mean([r['seconds_per_iter'] for r in full_runs]))
+    lines.append(f'time to within {TIME_TOLERANCE_DB} dB of the own validation plateau: {default} {arm_t:.0f} s, '
+                 f'full pool {full_t:.0f} s, ratio {arm_t / max(full_t, 1e-9):.2f} (target ≤ 0.10: '
+                 f'{"met" if arm_t <= 0.1 * full_t else "missed"}; the full pool\'s plateau is only that of this run '
+                 'length, see the convergence rule)')
+    return f'At {budget:g} % ({student}, best-on-validation checkpoints, mean of seeds): ' + '; '.join(lines) + '.'
+
+
+def convergence_text(exp: dict, groups: dict) -> str:
+    rule = exp['convergence']
+    parts = []
+    for student in exp['students']:
+        runs = groups.get((student, FULL_POOL, None))
+        if runs:
+            gain = convergence_gain(mean_curve(runs), rule['window_fraction'])
+            verdict = 'converged' if gain < rule['min_gain_db'] else 'NOT converged (still rising)'
+            parts.append(f'{student}: full pool gained {gain:+.3f} dB over the last '
+                         f'{rule["window_fraction"]:.0%} of {exp["sr_train"]["total_iter"]} iterations, {verdict}')
+    return (f'Convergence rule: a student is converged when its full-pool validation PSNR (mean of seeds) gains '
+            f'< {rule["min_gain_db"]} dB over the last {rule["window_fraction"]:.0%} of its iterations. '
+            + ('; '.join(parts) if parts else 'No full-pool run finished yet.') + '.')
