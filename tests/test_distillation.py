@@ -85,7 +85,7 @@ def test_clip_features_load_from_a_local_checkpoint_and_bad_paths_are_named(tiny
 def test_clip_mode_is_recorded_in_the_manifest(tiny_clip, photo_dir, tmp_path):
     config, checkpoint = tiny_clip
     opt = tiny_options(photo_dir, tmp_path / 'out')
-    opt['categorize'].update(clip={'model': 'srd-tiny-clip', 'checkpoint': str(checkpoint), 'model_config': str(config)})
+    opt['categorize'].update(clip={'model': 'srd-tiny-clip', 'pretrained': str(checkpoint), 'model_config': str(config)})
     run = DistillRun(opt, root=tmp_path)
     run.run(('select', 'categorize'))
     manifest = json.loads(run.manifest('categorize').read_text())
@@ -252,5 +252,5 @@ def test_latent_model_finetunes_and_synthesizes_through_the_pipeline(tiny_latent
     assert manifest['num_images'] == 6 and manifest['seed_residual_std'] > 0
     assert lmdb_images(tmp_path / 'out' / 'HR.lmdb').shape == (6, 3, 32, 32)
     opt['finetune']['network_g']['vae_dir'] = str(tmp_path / 'no_vae')
-    with pytest.raises(SRDistillError, match='option finetune.network_g.vae_dir: .*no_vae is not a local'):
+    with pytest.raises(SRDistillError, match='option finetune.network_g.vae_dir: .*no_vae is neither a local diffusers folder'):
         DistillRun(opt, root=tmp_path)

@@ -1,4 +1,4 @@
-"""A pretrained latent diffusion model, loaded from local folders, fine-tuned on pseudo-classes.
+"""A pretrained latent diffusion model (local folders or hub ids), fine-tuned on pseudo-classes.
 
 The paper's backend: a pretrained latent diffusion model made class-conditional on the pseudo-classes. Two kinds of
 denoiser in diffusers' ``save_pretrained`` format are accepted (``denoiser_dir``), with a frozen ``AutoencoderKL``
@@ -10,43 +10,30 @@ denoiser in diffusers' ``save_pretrained`` format are accepted (``denoiser_dir``
   pseudo-class, fed as its cross-attention context (no text encoder is needed).
 
 With ``lora_rank`` > 0 only LoRA adapters (peft) on the attention projections and the class embeddings are trained.
-Only noise-prediction (epsilon) models are supported. Nothing is downloaded: both folders must be local.
+Only noise-prediction (epsilon) models are supported. ``vae_dir`` / ``denoiser_dir`` are local diffusers folders or
+hub ids (``org/name[/subfolder]``, fetched into the Hugging Face cache; offline only the cache is used).
 """
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from diffusers import AutoencoderKL, Transformer2DModel, UNet2DConditionModel
 from torch import nn
 
-from srdistill_plugin.core.errors import SRDistillError, first_line
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.hub import diffusers_config, load_diffusers
 
 DENOISERS = {'Transformer2DModel': Transformer2DModel, 'UNet2DConditionModel': UNet2DConditionModel}
 ATTENTION_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0']
 
 
-def load_local(cls, folder: str, option: str):
-    """``cls.from_pretrained`` of a local folder, with a one-line error naming ``option``."""
-    path = Path(folder)
-    if not (path / 'config.json').is_file():
-        raise SRDistillError(f'option network_g.{option}: {path} is not a diffusers {cls.__name__} folder '
-                             '(no config.json)')
-    try:
-        return cls.from_pretrained(str(path), local_files_only=True)
-    except Exception as err:  # diffusers raises several types for a wrong or partial folder
-        raise SRDistillError(f'option network_g.{option}: cannot load {path} ({first_line(err)})') from err
-
-
-def denoiser_class(folder: str):
-    config = Path(folder) / 'config.json'
-    name = json.loads(config.read_text()).get('_class_name') if config.is_file() else None
-    if name not in DENOISERS:
-        raise SRDistillError(f'option network_g.denoiser_dir: {folder} holds {name or "no diffusers model"}; '
+def denoiser_class(name: str):
+    """The diffusers class of the denoiser named by a folder or hub id (from its config)."""
+    cls_name = diffusers_config(name, 'network_g.denoiser_dir').get('_class_name')
+    if cls_name not in DENOISERS:
+        raise SRDistillError(f'option network_g.denoiser_dir: {name} holds {cls_name or "no diffusers model"}; '
                              f'expected one of {sorted(DENOISERS)}')
-    return DENOISERS[name]
+    return DENOISERS[cls_name]
 
 
 @ARCH_REGISTRY.register()
@@ -58,9 +45,9 @@ class LatentClassConditionalDenoiser(nn.Module):
                  class_tokens: int = 4, sample_size: int | None = None):
         super().__init__()
         self.num_classes = num_classes
-        self.vae = load_local(AutoencoderKL, vae_dir, 'vae_dir').requires_grad_(False)
+        self.vae = load_diffusers(AutoencoderKL, vae_dir, 'network_g.vae_dir').requires_grad_(False)
         self.scaling = float(self.vae.config.scaling_factor)
-        self.denoiser = load_local(denoiser_class(denoiser_dir), denoiser_dir, 'denoiser_dir')
+        self.denoiser = load_diffusers(denoiser_class(denoiser_dir), denoiser_dir, 'network_g.denoiser_dir')
         self.is_dit = isinstance(self.denoiser, Transformer2DModel)
         if sample_size is not None and sample_size % self.downscale:
             raise SRDistillError(f'option network_g: patches of {sample_size} px do not map onto the VAE latent grid '

@@ -1,9 +1,10 @@
 """Stage 2 of the distillation: image features for label-free grouping, and k-means into pseudo-classes.
 
 Two feature modes, always named for what they are:
-  * ``clip``: an open_clip image encoder whose weights come from a local checkpoint file (no download);
+  * ``clip``: an open_clip image encoder with named weights (a local file, or a pretrained tag / hub repository
+    through the Hugging Face cache);
   * ``colour_texture``: a hand-made descriptor (HSV colour histogram + gradient-orientation histogram +
-    multi-scale gradient energy), used when no CLIP checkpoint is given. It is *not* CLIP.
+    multi-scale gradient energy), used when no CLIP weights are named. It is *not* CLIP.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from .errors import SRDistillError, first_line
+from .hub import offline_hint
 
 FEATURE_MODES = ('clip', 'colour_texture')
 
@@ -39,29 +41,47 @@ def colour_texture_descriptor(img: np.ndarray) -> np.ndarray:
     return feature / max(np.linalg.norm(feature), 1e-8)
 
 
-class ClipImageEncoder:
-    """open_clip image features from a **local** checkpoint: ``ClipImageEncoder('ViT-B-32', '/path/ckpt.pt')``."""
+HUB_PREFIX = 'hf-hub:'
 
-    def __init__(self, model_name: str, checkpoint: str | Path, device: str = 'cpu', model_config: str | None = None):
+
+class ClipImageEncoder:
+    """open_clip image features. ``pretrained`` names the weights as open_clip does: a local checkpoint file, or a
+    pretrained tag of ``model_name`` (e.g. ``ViT-B-32`` + ``laion2b_s34b_b79k``) fetched into the Hugging Face cache;
+    a ``model_name`` of ``hf-hub:org/repo`` takes config and weights from that hub repository (``pretrained`` None).
+    Offline, hub names load from the cache only; a miss is one line naming the model and how to give a local copy."""
+
+    def __init__(self, model_name: str, pretrained: str | Path | None, device: str = 'cpu',
+                 model_config: str | None = None):
         import open_clip
 
         if model_config is not None:  # a custom architecture: an open_clip JSON config named <model_name>.json
             if not Path(model_config).is_file():
                 raise SRDistillError(f'option categorize.clip.model_config: {model_config} does not exist')
             open_clip.add_model_config(model_config)
-        checkpoint = Path(checkpoint)
-        if not checkpoint.is_file():
-            raise SRDistillError(f'option categorize.clip.checkpoint: {checkpoint} does not exist')
-        if model_name not in open_clip.list_models():
+        hub_model = model_name.startswith(HUB_PREFIX)
+        if not hub_model and model_name not in open_clip.list_models():
             raise SRDistillError(f'option categorize.clip.model: unknown open_clip model {model_name!r}')
+        tags = [] if hub_model else open_clip.list_pretrained_tags_by_model(model_name)
+        if pretrained is None and not hub_model:
+            raise SRDistillError(f'option categorize.clip.pretrained: required for {model_name} (a local checkpoint '
+                                 f'file or one of its tags {tags})')
+        local = pretrained is not None and str(pretrained) not in tags
+        if local and not Path(pretrained).is_file():
+            raise SRDistillError(f'option categorize.clip.pretrained: {pretrained} does not exist (and is not a '
+                                 f'pretrained tag of {model_name}: {tags})')
         try:
-            model, _, self.preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(checkpoint),
-                                                                              device=device)
-        except Exception as err:  # open_clip raises RuntimeError/KeyError/UnpicklingError for a wrong file
-            raise SRDistillError(f'option categorize.clip.checkpoint: {checkpoint} is not a {model_name} '
-                                 f'checkpoint ({first_line(err)})') from err
+            model, _, self.preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=None if pretrained is None else str(pretrained), device=device)
+        except Exception as err:  # open_clip raises RuntimeError/KeyError/UnpicklingError/FileNotFoundError
+            if local:
+                raise SRDistillError(f'option categorize.clip.pretrained: {pretrained} is not a {model_name} '
+                                     f'checkpoint ({first_line(err)})') from err
+            name = model_name if pretrained is None else f'{model_name} {pretrained!r}'
+            raise SRDistillError(f'option categorize.clip: {name} is {offline_hint()}; download it once online '
+                                 'or give a local checkpoint file as categorize.clip.pretrained') from err
         self.model, self.device = model.eval(), device
-        self.description = f'CLIP image encoder (open_clip {model_name}, weights from {checkpoint})'
+        source = f'weights from {pretrained}' if local else f'pretrained {pretrained or "weights of the hub repo"}'
+        self.description = f'CLIP image encoder (open_clip {model_name}, {source})'
 
     @torch.no_grad()
     def __call__(self, img: np.ndarray) -> np.ndarray:

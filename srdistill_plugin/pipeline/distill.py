@@ -29,7 +29,8 @@ from diffusers import DDIMScheduler
 from tqdm import tqdm
 
 from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.features import ClipImageEncoder, cluster, colour_texture_descriptor
+from srdistill_plugin.core.features import HUB_PREFIX, ClipImageEncoder, cluster, colour_texture_descriptor
+from srdistill_plugin.core.hub import diffusers_config
 from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
 from srdistill_plugin.core.lmdb_io import atomic_lmdb, estimate_map_size
 from srdistill_plugin.core.manifest import read_manifest, write_manifest
@@ -67,22 +68,23 @@ class DistillRun:
                 raise SRDistillError(f'distill options: missing top-level option {key!r}')
         self.exp_dir = self.root / 'experiments' / opt['name']
         self.stage_dir = self.exp_dir / 'stages'
-        self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.seed = int(opt.get('manual_seed', 0))
         self._patch_features = None  # the grouping feature extractor, loaded when coverage selection needs it
         self.synthesis_mode(opt.get('synthesize', {}))  # option errors before hours of work, not after
         self.noise_sigma(opt.get('synthesize', {}))
         self.check_model_folders()
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO,
                                       log_file=str(self.exp_dir / f'distill_{opt["name"]}_{get_time_str()}.log'))
 
     def check_model_folders(self) -> None:
-        """The local pretrained-model folders named in ``finetune.network_g`` must exist (nothing is downloaded)."""
+        """The pretrained models named in ``finetune.network_g`` must be local diffusers folders or hub ids (their
+        configs are read now, from the hub's cache when offline, so a missing model stops the run at start)."""
         network = (self.opt.get('finetune') or {}).get('network_g') or {}
-        for key in ('pretrained_dir', 'vae_dir', 'denoiser_dir'):
-            if network.get(key) and not (self.root / network[key] / 'config.json').is_file():
-                raise SRDistillError(f'option finetune.network_g.{key}: {self.root / network[key]} is not a local '
-                                     'diffusers model folder (no config.json)')
+        for key in ('vae_dir', 'denoiser_dir'):
+            if network.get(key):
+                local = self.root / network[key]
+                diffusers_config(str(local) if local.exists() else network[key], f'finetune.network_g.{key}')
 
     def manifest(self, stage: str) -> Path:
         return self.stage_dir / f'{stage}.json'
@@ -175,15 +177,16 @@ class DistillRun:
         mode = cat.get('features', 'auto')
         if mode not in ('auto', 'clip', 'colour_texture'):
             raise SRDistillError(f"option categorize.features: expected auto, clip or colour_texture, got {mode!r}")
-        if mode == 'clip' or (mode == 'auto' and clip.get('checkpoint')):
-            if not clip.get('checkpoint'):
-                raise SRDistillError('option categorize.clip.checkpoint: required for features: clip')
+        pretrained = clip.get('pretrained')
+        model = clip.get('model', 'ViT-B-32')
+        if mode == 'clip' or (mode == 'auto' and (pretrained or model.startswith(HUB_PREFIX))):
+            if pretrained and (self.root / str(pretrained)).is_file():
+                pretrained = self.root / pretrained
             config = clip.get('model_config')
-            encoder = ClipImageEncoder(clip.get('model', 'ViT-B-32'), self.root / clip['checkpoint'],
-                                       model_config=str(self.root / config) if config else None)
+            encoder = ClipImageEncoder(model, pretrained, model_config=str(self.root / config) if config else None)
             return 'clip', encoder.description, encoder
         return ('colour_texture', 'colour-texture descriptor (HSV histogram + gradient statistics; no CLIP '
-                'checkpoint given, so NOT CLIP features)', colour_texture_descriptor)
+                'weights given, so NOT CLIP features)', colour_texture_descriptor)
 
     def categorize(self) -> None:
         selection = read_manifest(self.manifest('select'))
