@@ -142,9 +142,10 @@ class DistillRun:
             start = time.perf_counter()
             self.logger.info(f'[{stage}] starting')
             getattr(self, stage)()
-            manifest = read_manifest(self.manifest(stage))
-            write_manifest(self.manifest(stage), {**manifest, 'stage_options': self.fingerprint(stage)})
             times[stage] = time.perf_counter() - start
+            manifest = read_manifest(self.manifest(stage))
+            write_manifest(self.manifest(stage), {**manifest, 'stage_options': self.fingerprint(stage),
+                                                  'seconds': times[stage]})
             self.logger.info(f'[{stage}] finished in {times[stage]:.1f} s')
         return times
 

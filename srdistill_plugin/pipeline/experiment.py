@@ -164,11 +164,19 @@ class Experiment:
             return self.work / 'data' / FULL_POOL / 'HR.lmdb'
         return self.work / 'data' / f'{run.arm}_{run.budget:g}pct' / 'HR.lmdb'
 
-    def distill(self, arm: str, budget: float) -> None:
-        _, times = data.distilled_set(self.exp, self.work, self.train_dir, arm, budget)
-        for stage, seconds in times.items():
-            key = f'distill: {stage}' if stage in data.SHARED_STAGES else f'distill: synthesize {arm} {budget:g}%'
-            self.times.put(key, seconds)
+    def stage_times(self) -> dict[str, float]:
+        """Wall seconds of the data stages, as their manifests recorded them."""
+        times = dict(self.times.data)
+        for stage in data.SHARED_STAGES:
+            manifest = self.work / 'experiments' / 'distill_base' / 'stages' / f'{stage}.json'
+            if manifest.is_file() and 'seconds' in read_manifest(manifest):
+                times[f'distill: {stage}'] = read_manifest(manifest)['seconds']
+        for arm in self.exp['arms']:
+            for b in self.exp['budgets_percent']:
+                manifest = self.work / 'experiments' / f'distill_{arm}_{b:g}pct' / 'stages' / 'synthesize.json'
+                if manifest.is_file() and 'seconds' in read_manifest(manifest):
+                    times[f'distill: synthesize {arm} {b:g}%'] = read_manifest(manifest)['seconds']
+        return times
 
     def data_settings(self, run: Run) -> dict:
         if run.budget is None:
@@ -292,7 +300,7 @@ class Experiment:
         if path.is_file():
             return json.loads(path.read_text())
         if run.budget is not None:
-            self.distill(run.arm, run.budget)
+            data.distilled_set(self.exp, self.work, self.train_dir, run.arm, run.budget)
         self.train(run)
         result = self.measure(run)
         write_manifest(path, result)

@@ -75,16 +75,16 @@ def distill_options(exp: dict, train_dir: Path, arm: str, budget: float | None) 
     return opt
 
 
-def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: float) -> tuple[Path, dict]:
+def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: float) -> Path:
     """Run (or resume) the distillation of ``arm`` at ``budget`` % of the pool's pixels; its stages select,
-    categorize and finetune are adopted from the shared base run. Returns the LMDB and the stage times."""
+    categorize and finetune are adopted from the shared base run (each manifest records its wall time)."""
     base = DistillRun(distill_options(exp, train_dir, 'distilled', None), root=work)
     needs_generator = ARM_MODES[arm] in ('sdedit', 'noise')
-    times = base.run(SHARED_STAGES if needs_generator else SHARED_STAGES[:2])
+    base.run(SHARED_STAGES if needs_generator else SHARED_STAGES[:2])
     run = DistillRun(distill_options(exp, train_dir, arm, budget), root=work)
     run.adopt_stages(base, SHARED_STAGES if needs_generator else SHARED_STAGES[:2])
-    times.update(run.run())
+    run.run()
     lmdb = work / 'data' / f'{arm}_{budget:g}pct' / 'HR.lmdb'
     if not lmdb.is_dir():
         raise SRDistillError(f'{lmdb}: the distillation finished without writing its LMDB')
-    return lmdb, times
+    return lmdb

@@ -290,7 +290,7 @@ def write_report(experiment, runs: list) -> Path:
                       + ', '.join(labels[1:]) + f' ({student}, {budget:g} %, seed-0 best checkpoints).')
 
     report.heading('Wall times')
-    times = experiment.times.data
+    times = experiment.stage_times()
     rows = [[k, f'{v:.0f}'] for k, v in times.items()]
     train_s = defaultdict(float)
     for r in results:
