@@ -1,11 +1,15 @@
-"""Shared behaviour of the entry scripts: bad input ends as one line on stderr and exit status 2."""
+"""Shared behaviour of the entry scripts: bad input and storage failures (a full disk, a read-only folder) end as
+one line on stderr and exit status 2."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Callable
 
 from srdistill_plugin.core.errors import SRDistillError
+
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def run_cli(main: Callable[[], object]) -> None:
@@ -14,6 +18,12 @@ def run_cli(main: Callable[[], object]) -> None:
         main()
     except SRDistillError as err:
         print('error: ' + ' '.join(str(err).split()), file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno not in STORAGE_ERRORS:
+            raise
+        print(f'error: {err.filename or "output"}: {os.strerror(err.errno)} (nothing was written under a final '
+              'name)', file=sys.stderr)
         sys.exit(2)
 
 

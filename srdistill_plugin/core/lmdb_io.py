@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Iterator
 
 import cv2
+import lmdb
 import numpy as np
 from basicsr.utils.lmdb_util import LmdbMaker
 
-from .errors import SRDistillError
+from .errors import SRDistillError, first_line
 
 META_INFO = 'meta_info.txt'
 
@@ -39,7 +40,7 @@ class AtomicLmdbWriter:
             shutil.rmtree(self.tmp)
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
         self.compress_level = compress_level
-        self._maker = LmdbMaker(str(self.tmp), map_size=int(map_size), compress_level=compress_level)
+        self._maker = self._lmdb(LmdbMaker, str(self.tmp), map_size=int(map_size), compress_level=compress_level)
         self.keys: list[str] = []
 
     def put(self, key: str, img: np.ndarray) -> None:
@@ -49,12 +50,20 @@ class AtomicLmdbWriter:
         ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, self.compress_level])
         if not ok:
             raise SRDistillError(f'LMDB key {key}: PNG encoding failed')
-        self._maker.put(buf.tobytes(), key, img.shape)
+        self._lmdb(self._maker.put, buf.tobytes(), key, img.shape)
         self.keys.append(key)
+
+    def _lmdb(self, call, *args, **kwargs):
+        """An LMDB call whose failure (a full disk, a read-only folder) is one line naming the database."""
+        try:
+            return call(*args, **kwargs)
+        except lmdb.Error as err:
+            raise SRDistillError(f'{self.path}: cannot write the LMDB ({first_line(err)}); nothing was written '
+                                 'under its name') from err
 
     def commit(self) -> Path:
         """Close the database and move it to its final name."""
-        self._maker.close()
+        self._lmdb(self._maker.close)
         if self.path.exists():
             shutil.rmtree(self.path)
         self.tmp.rename(self.path)
@@ -62,7 +71,10 @@ class AtomicLmdbWriter:
 
     def abort(self) -> None:
         """Close and delete the temporary database."""
-        self._maker.close()
+        try:
+            self._maker.close()
+        except lmdb.Error:  # already failing: the temporary folder goes either way
+            pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lmdb
 import numpy as np
 from basicsr.utils import FileClient, imfrombytes
 
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.errors import SRDistillError, first_line
 from srdistill_plugin.core.imageio import list_images, to_float_bgr
 from srdistill_plugin.core.lmdb_io import read_meta_keys
 
@@ -19,6 +20,7 @@ class HRImageSource:
         self.io_opt = dict(io_backend or {'type': 'disk'})
         if self.io_opt['type'] == 'lmdb':
             self.keys = read_meta_keys(self.root)
+            check_lmdb_keys(self.root, self.keys)
             self.io_opt['db_paths'], self.io_opt['client_keys'] = [str(self.root)], ['gt']
             self.paths = [f'{self.root}/{k}' for k in self.keys]
         elif self.io_opt['type'] == 'disk':
@@ -47,6 +49,20 @@ class HRImageSource:
         if img is None:
             raise SRDistillError(f'{self.paths[index]}: cannot decode image')
         return to_float_bgr(img, self.paths[index])
+
+
+def check_lmdb_keys(root: Path, keys: list[str]) -> None:
+    """Every key of ``meta_info.txt`` must be in the database: checked at start, not hours into a training."""
+    try:
+        env = lmdb.open(str(root), readonly=True, lock=False, readahead=False, meminit=False)
+    except lmdb.Error as err:
+        raise SRDistillError(f'{root}: cannot open the LMDB ({first_line(err)})') from err
+    with env.begin(write=False) as txn:
+        missing = [k for k in keys if txn.get(k.encode('ascii')) is None]
+    env.close()
+    if missing:
+        raise SRDistillError(f'{root}: {len(missing)} of the {len(keys)} keys in meta_info.txt are missing from the '
+                             f'database, e.g. {missing[0]!r}')
 
 
 def random_crop(img: np.ndarray, size: int, name: str) -> np.ndarray:

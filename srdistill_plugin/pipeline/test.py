@@ -12,6 +12,8 @@ from basicsr.models import build_model
 from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
 from basicsr.utils.options import dict2str, parse_options
 
+from srdistill_plugin.core.checkpoint_io import atomic_checkpoints
+
 
 def test_pipeline(root_path: str) -> dict[str, dict[str, float]]:
     """Evaluate ``network_g`` on every dataset of the options; return ``{dataset: {metric: value}}``."""
@@ -23,7 +25,8 @@ def test_pipeline(root_path: str) -> dict[str, dict[str, float]]:
     logger.info(get_env_info())
     logger.info(dict2str(opt))
 
-    model = build_model(opt)
+    with atomic_checkpoints():
+        model = build_model(opt)
     results = {}
     for _, dataset_opt in sorted(opt['datasets'].items()):
         test_set = build_dataset(dataset_opt)

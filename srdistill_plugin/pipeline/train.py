@@ -6,6 +6,7 @@
   ``load_resume_state`` calls ``torch.cuda.current_device()`` and looks under a cwd-relative ``experiments/``);
 * ``--force_yml manual_seed=N`` takes effect (BasicSR seeds the random generators before it applies
   ``--force_yml``, so the override was logged but not used);
+* checkpoints are written atomically and a failed write stops the run (``core/checkpoint_io.py``);
 * ``--launcher pytorch|slurm`` works on CPU-only machines with gloo (``pipeline/distributed.py``), and a
   distributed run ends by checking that every rank holds rank 0's weights (logged).
 """
@@ -25,6 +26,7 @@ from basicsr.models.base_model import BaseModel
 from basicsr.utils import check_resume, get_root_logger, set_random_seed
 from basicsr.utils.options import parse_options
 
+from srdistill_plugin.core.checkpoint_io import atomic_checkpoints
 from srdistill_plugin.core.errors import SRDistillError, first_line
 from srdistill_plugin.samplers import build_sampler
 
@@ -107,7 +109,7 @@ def plugin_train_hooks(built_models: list | None = None) -> Iterator[None]:
 def train_pipeline(root_path: str) -> None:
     """Run BasicSR's ``train_pipeline`` (options from ``sys.argv``: -opt, --launcher, --auto_resume, ...)."""
     models: list = []
-    with plugin_train_hooks(models):
+    with plugin_train_hooks(models), atomic_checkpoints():
         basicsr_train.train_pipeline(root_path)
     if dist.is_available() and dist.is_initialized():
         if models:
