@@ -33,7 +33,7 @@ test_pipeline = [
 
 train_dataloader = dict(
     num_workers=0, batch_size=8, drop_last=True, persistent_workers=False,
-    sampler=dict(type='ClassBalancedSampler', seed=0),
+    sampler=dict(type='ClassBalancedSampler', seed=0, enlarge_ratio=100),  # as dataset_enlarge_ratio in BasicSR
     dataset=dict(type='BasicSRLMDBDataset', data_root='datasets/distilled_x4/HR.lmdb', pipeline=train_pipeline))
 
 

@@ -14,6 +14,7 @@ from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
 from srdistill_plugin.core.degradations import bicubic_downscale, bicubic_upscale
+from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.imageio import read_image
 from srdistill_plugin.core.lmdb_io import read_meta_keys
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
@@ -45,7 +46,9 @@ def test_components_build_from_the_config(labelled_lmdb):
     assert item['inputs'].shape == (3, 16, 16) and item['data_samples'].gt_img.shape == (3, 64, 64)
     assert dataset.class_ids == [0, 1, 0, 1, 0, 1]
     sampler = DATA_SAMPLERS.build(dict(cfg.train_dataloader.sampler), default_args=dict(dataset=dataset))
-    assert len(list(sampler)) == 6
+    assert len(list(sampler)) == 6 * 100  # long epochs, as BasicSR's dataset_enlarge_ratio: MMEngine sleeps between
+    with pytest.raises(SRDistillError, match='option sampler.enlarge_ratio'):
+        DATA_SAMPLERS.build(dict(type='ClassBalancedSampler', enlarge_ratio=0), default_args=dict(dataset=dataset))
     assert type(MODELS.build(cfg.model)).__name__ == 'BaseEditModel'
     degraded = TRANSFORMS.build(dict(type='BlurKernelDegradation', scale=2, kernel='gd2.0'))({'gt': np.zeros((33, 31, 3), np.uint8)})
     assert degraded['img'].shape == (16, 15, 3) and degraded['kernel'].shape == (21, 21)  # the paper's evaluation kernels

@@ -56,6 +56,8 @@ def check_lmdb_keys(root: Path, keys: list[str]) -> None:
     try:
         env = lmdb.open(str(root), readonly=True, lock=False, readahead=False, meminit=False)
     except lmdb.Error as err:
+        if 'already open' in str(err):  # py-lmdb opens a path once per process: another reader checked it
+            return
         raise SRDistillError(f'{root}: cannot open the LMDB ({first_line(err)})') from err
     with env.begin(write=False) as txn:
         missing = [k for k in keys if txn.get(k.encode('ascii')) is None]
