@@ -109,7 +109,7 @@ def check_experiment(exp: dict, root: Path) -> dict:
     exp['sr_train'] = {**SR_TRAIN_DEFAULTS, **exp.get('sr_train', {})}
     for key in ('total_iter', 'batch_size', 'gt_size', 'eval_every', 'patience_evals'):
         value = exp['sr_train'][key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < (key == 'patience_evals' and 0 or 1):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == 'patience_evals' else 1):
             _fail(f'sr_train.{key}', f'expected a {"non-negative" if key == "patience_evals" else "positive"} integer, '
                   f'got {value!r}')
     if exp['sr_train']['gt_size'] % scale:
