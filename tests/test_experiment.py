@@ -1,0 +1,109 @@
+"""The experiment/report tool (srdistill-report): coverage-aware selection, bad options before any work, a tiny
+experiment end to end (distill -> students -> validation-selected tests -> report.md/html), resuming after a kill
+and refusing to mix results made with other settings."""
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
+
+from .conftest import ROOT, SET5
+from .test_distillation import tiny_options
+from .test_fault_tolerance import FAULT_SITE
+
+EDSR_TINY = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4}
+
+
+def test_k_center_greedy_covers_clusters_before_repeating_one():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], float)
+    features = np.concatenate([c + rng.normal(0, .1, (20, 2)) for c in centres])
+    picks = k_center_greedy(features, 4)
+    assert picks[0] == 0 and sorted(p // 20 for p in picks) == [0, 1, 2, 3]
+    assert k_center_greedy(features[:3], 5) == k_center_greedy(features[:3], 3) + k_center_greedy(features[:3], 2)
+    assert coverage(features, features[picks]) < coverage(features, features[:4])  # four of one cluster cover less
+    assert diversity(features[picks]) > diversity(features[:4]) and diversity(features[:1]) == 0
+
+
+def experiment_options(photo_dir, **changes) -> dict:
+    distill = tiny_options(photo_dir, 'unused')
+    for key in ('name', 'scale', 'num_gpu', 'manual_seed', 'pool', 'output'):
+        distill.pop(key)
+    distill['synthesize'] = {'strength': 0.3, 'steps': 3}
+    opt = {'name': 'pytest_report', 'scale': 4, 'threads': 1, 'pool': str(photo_dir),
+           'validation': {'holdout_images': 1, 'crop_size': 64}, 'test_sets': [str(SET5)],
+           'full_pool': {'crop_size': 64, 'step': 64},
+           'arms': ['random_real', 'coverage', 'distilled'], 'default_arm': 'coverage', 'budgets_percent': [5],
+           'seeds': [0], 'distill': distill, 'students': {'EDSR': {'network_g': EDSR_TINY}},
+           'sr_train': {'total_iter': 20, 'batch_size': 2, 'gt_size': 32, 'eval_every': 10, 'patience_evals': 0,
+                        'ema_decay': 0, 'lr': 2e-3}}
+    opt.update(changes)
+    return opt
+
+
+def report(tmp_path, opt: dict, fault: str | None = None) -> subprocess.CompletedProcess:
+    (tmp_path / 'report.yml').write_text(yaml.safe_dump(opt))
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    if fault:
+        env.update(SRDISTILL_FAULT=fault, PYTHONPATH=str(FAULT_SITE))
+    return subprocess.run([sys.executable, '-m', 'srdistill_plugin.commands.report', '-opt', 'report.yml'],
+                          cwd=tmp_path, capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'arms': ['random_real', 'magic']}, "option arms: unknown arm 'magic'"),
+    ({'students': {'X': {'network_g': {'type': 'NoSuchNet', 'upscale': 4}}}},
+     "option students.X.network_g.type: 'NoSuchNet' is not in BasicSR's ARCH_REGISTRY"),
+    ({'students': {'EDSR': {'network_g': {**EDSR_TINY, 'upscale': 2}}}},
+     "option students.EDSR.network_g.upscale: 2 differs from the distilled sets' scale 4"),
+    ({'budgets_percent': [0.5, 150]}, 'option budgets_percent: 150 is not a percentage of the pool'),
+    ({'pool': 'no/such/folder'}, 'option pool: '),
+    ({'test_sets': ['no/Set5']}, 'option test_sets: '),
+    ({'sr_train': {'total_iters': 10}}, "option sr_train: unknown keys ['total_iters']"),
+])
+def test_bad_options_stop_before_any_work(photo_dir, tmp_path, change, message):
+    proc = report(tmp_path, experiment_options(photo_dir, **change))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(f'error: {message}'), proc.stderr
+    assert not (tmp_path / 'experiments').exists()
+
+
+@pytest.mark.slow
+def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, tmp_path):
+    opt = experiment_options(photo_dir)
+    killed = report(tmp_path, opt, fault='kill:torch.save:1:coverage_5pct_s0/models/net_g_20')
+    assert killed.returncode != 0 and 'failed (exit -9)' in killed.stderr  # a student's training died mid-write
+    runs = tmp_path / 'experiments' / 'pytest_report' / 'runs'
+    assert (runs / 'EDSR_full_pool_s0.json').is_file() and not (runs / 'EDSR_coverage_5pct_s0.json').exists()
+    finished_before = (runs / 'EDSR_full_pool_s0.json').read_text()
+
+    proc = report(tmp_path, opt)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (runs / 'EDSR_full_pool_s0.json').read_text() == finished_before  # not redone
+    log = (runs / 'EDSR_coverage_5pct_s0.log').read_text()
+    assert 'Resuming training from epoch: ' in log and 'iter: 10.' in log
+    results = {r: json.loads((runs / f'EDSR_{r}_s0.json').read_text())
+               for r in ('full_pool', 'random_real_5pct', 'coverage_5pct', 'distilled_5pct')}
+    for r in results.values():
+        assert set(r['val_curve']) == {'10', '20'} and r['best_iter'] in (10, 20)
+        assert 10 < r['test_best']['Set5']['psnr'] < 40 and r['seconds_per_iter'] > 0  # 20 iterations: far from bicubic
+    md = (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
+    assert '4 of 4 training runs finished' in md and 'NOT CLIP features' in md and 'Convergence rule' in md
+    for figure in ('psnr_vs_budget.png', 'psnr_vs_iteration.png', 'gradient_energy.png', 'crops.png',
+                   'preview_coverage.png', 'preview_distilled.png'):
+        assert f']({figure})' in md
+        png = (tmp_path / 'results' / 'pytest_report' / figure).read_bytes()
+        assert png[:4] == b'\x89PNG'
+    html = (tmp_path / 'results' / 'pytest_report' / 'report.html').read_text()
+    assert html.count('data:image/png;base64,') == md.count('![') and 'src="psnr' not in html
+    embedded = html.split('data:image/png;base64,')[1].split('"')[0]
+    assert base64.b64decode(embedded)[:4] == b'\x89PNG'
+
+    opt['sr_train']['lr'] = 1e-3  # the same experiment name with other settings: refused, nothing mixed
+    proc = report(tmp_path, opt)
+    assert proc.returncode == 2 and 'was started with other settings' in proc.stderr.strip().splitlines()[-1]
