@@ -18,6 +18,11 @@ from .test_distillation import tiny_options
 from .test_fault_tolerance import FAULT_SITE
 
 EDSR_TINY = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4}
+STUDENTS = {'EDSR': {'network_g': EDSR_TINY},  # three BasicSR architectures on the same sets: an option swap each
+            'SRResNet': {'network_g': {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 1, 'upscale': 4}},
+            'SwinIR': {'network_g': {'type': 'SwinIR', 'upscale': 4, 'img_size': 8, 'window_size': 8, 'depths': [1],
+                                     'embed_dim': 12, 'num_heads': [2], 'mlp_ratio': 2,
+                                     'upsampler': 'pixelshuffledirect'}}}
 
 
 def test_k_center_greedy_covers_clusters_before_repeating_one():
@@ -41,6 +46,7 @@ def experiment_options(photo_dir, **changes) -> dict:
            'full_pool': {'crop_size': 64, 'step': 64},
            'arms': ['random_real', 'coverage', 'distilled'], 'default_arm': 'coverage', 'budgets_percent': [5],
            'seeds': [0], 'distill': distill, 'students': {'EDSR': {'network_g': EDSR_TINY}},
+           'sweep_student': 'EDSR', 'student_budgets_percent': [5],
            'sr_train': {'total_iter': 20, 'batch_size': 2, 'gt_size': 32, 'eval_every': 10, 'patience_evals': 0,
                         'ema_decay': 0, 'lr': 2e-3}}
     opt.update(changes)
@@ -75,7 +81,7 @@ def test_bad_options_stop_before_any_work(photo_dir, tmp_path, change, message):
 
 @pytest.mark.slow
 def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, tmp_path):
-    opt = experiment_options(photo_dir)
+    opt = experiment_options(photo_dir, students=STUDENTS, arms=['coverage', 'distilled'])
     killed = report(tmp_path, opt, fault='kill:torch.save:1:coverage_5pct_s0/models/net_g_20')
     assert killed.returncode != 0 and 'failed (exit -9)' in killed.stderr  # a student's training died mid-write
     runs = tmp_path / 'experiments' / 'pytest_report' / 'runs'
@@ -87,13 +93,14 @@ def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, t
     assert (runs / 'EDSR_full_pool_s0.json').read_text() == finished_before  # not redone
     log = (runs / 'EDSR_coverage_5pct_s0.log').read_text()
     assert 'Resuming training from epoch: ' in log and 'iter: 10.' in log
-    results = {r: json.loads((runs / f'EDSR_{r}_s0.json').read_text())
-               for r in ('full_pool', 'random_real_5pct', 'coverage_5pct', 'distilled_5pct')}
+    results = {(st, r): json.loads((runs / f'{st}_{r}_s0.json').read_text())
+               for st in STUDENTS for r in ('full_pool', 'coverage_5pct', 'distilled_5pct')}
     for r in results.values():
         assert set(r['val_curve']) == {'10', '20'} and r['best_iter'] in (10, 20)
         assert 10 < r['test_best']['Set5']['psnr'] < 40 and r['seconds_per_iter'] > 0  # 20 iterations: far from bicubic
     md = (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
-    assert '4 of 4 training runs finished' in md and 'NOT CLIP features' in md and 'Convergence rule' in md
+    assert '9 of 9 training runs finished' in md and all(f'| {st} | distilled | 5 % |' in md for st in STUDENTS)
+    assert md and 'NOT CLIP features' in md and 'Convergence rule' in md
     for figure in ('psnr_vs_budget.png', 'psnr_vs_iteration.png', 'gradient_energy.png', 'crops.png',
                    'preview_coverage.png', 'preview_distilled.png'):
         assert f']({figure})' in md

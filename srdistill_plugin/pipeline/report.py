@@ -197,8 +197,13 @@ def zoomed_crops(path: Path, experiment, groups: dict, student: str, budget: flo
             labels.append(arm)
     columns.append(hr[box])
     labels.append('HR')
-    big = [cv2.resize(c, (144, 144), interpolation=cv2.INTER_NEAREST) for c in columns]
-    cv2.imwrite(str(path), np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255) for c in big], 1))
+    tiles = []
+    for crop, label in zip(columns, labels):
+        tile = np.full((164, 148, 3), 255, np.uint8)
+        tile[2:146, 2:146] = cv2.resize(crop, (144, 144), interpolation=cv2.INTER_NEAREST)
+        cv2.putText(tile, label, (4, 159), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    cv2.imwrite(str(path), np.concatenate(tiles, 1))
     return [f'{name}'] + labels
 
 
