@@ -44,6 +44,7 @@ def load_student(network_opt: dict, checkpoint: Path) -> torch.nn.Module:
     except (OSError, RuntimeError, EOFError) as err:
         raise SRDistillError(f'{checkpoint}: cannot read the checkpoint ({first_line(err)})') from err
     net.load_state_dict(state.get('params_ema', state.get('params', state)))
+    net.pad_multiple = int(network_opt.get('window_size', 1))  # window attention (SwinIR) needs padded inputs
     return net.eval()
 
 
@@ -52,7 +53,13 @@ def super_resolve(net: torch.nn.Module | None, lr: np.ndarray, scale: int) -> np
     """uint8 BGR SR image of a uint8 BGR LR image (``net`` None: MATLAB bicubic)."""
     if net is None:
         return (bicubic_upscale(lr.astype(np.float32) / 255., scale) * 255.).round().astype(np.uint8)
-    out = net(img2tensor(lr.astype(np.float32) / 255., bgr2rgb=True, float32=True)[None])
+    x = img2tensor(lr.astype(np.float32) / 255., bgr2rgb=True, float32=True)[None]
+    h, w = x.shape[2:]
+    multiple = getattr(net, 'pad_multiple', 1)
+    pad_h, pad_w = -h % multiple, -w % multiple  # mirrored, as BasicSR's SwinIRModel.test pads
+    x = torch.cat([x, torch.flip(x, [2])], 2)[:, :, :h + pad_h] if pad_h else x
+    x = torch.cat([x, torch.flip(x, [3])], 3)[:, :, :, :w + pad_w] if pad_w else x
+    out = net(x)[:, :, :h * scale, :w * scale]
     return tensor2img(out, rgb2bgr=True)
 
 
