@@ -2,7 +2,7 @@
 distribution (seeded; kernels saved), then its kernel estimated from the LR image alone (KernelGAN-style) and used by
 MZSR and ZSSR. Writes benchmarks/results/blind_sr_<tag>{.json,.md,.png}.
 
-  python benchmarks/blind_sr.py --threads 2         # needs the MZSR benchmark's meta-trained model (or --model)
+  python -m benchmarks.blind_sr --threads 2         # needs the MZSR benchmark's meta-trained model (or --model)
 
 Per image: kernel PSNR (FKP's unit: 20 log10(1 / RMSE) between sum-one kernels, centres of mass aligned) of the
 estimate and of the fixed default kernel; PSNR-Y (8-bit-rounded Y, border 2) of bicubic, MZSR(10) with the fixed

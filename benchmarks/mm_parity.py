@@ -3,7 +3,7 @@
 then Set5 PSNR/SSIM (Y, border 4) and iterations per second side by side.
 Writes benchmarks/results/mm_parity_<tag>{.json,.md}.
 
-  python benchmarks/mm_parity.py --lmdb experiments/sunhays80_x4/data/distilled_0.68pct/HR.lmdb --threads 1
+  python -m benchmarks.mm_parity --lmdb experiments/sunhays80_x4/data/distilled_0.68pct/HR.lmdb --threads 1
 """
 from __future__ import annotations
 

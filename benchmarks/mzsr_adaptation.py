@@ -2,8 +2,8 @@
 tools/train.py), then zero-shot SR of Set5/Set14 degraded by the paper's kernels. Writes
 benchmarks/results/mzsr_adaptation_<tag>{.json,.md,.png}.
 
-  python benchmarks/mzsr_adaptation.py --threads 2                       # ../shared data; ~1.5 h on 2 cores
-  python benchmarks/mzsr_adaptation.py --pretrain-iters 20000 --meta-iters 5000 --tag gpu
+  python -m benchmarks.mzsr_adaptation --threads 2                       # ../shared data; ~1.5 h on 2 cores
+  python -m benchmarks.mzsr_adaptation --pretrain-iters 20000 --meta-iters 5000 --tag gpu
 
 Protocol (JWSoh/MZSR, assafshocher/ZSSR): kernels named by their variance, 21x21; LR = correlation (symmetric
 borders) + subsampling on the official grid, rounded to 8 bits; PSNR on the 8-bit-rounded Y channel, border 2.
