@@ -13,7 +13,7 @@ import yaml
 
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
 
-from .conftest import ROOT, SET5
+from .conftest import SET5
 from .test_distillation import tiny_options
 from .test_fault_tolerance import FAULT_SITE
 

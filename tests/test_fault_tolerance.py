@@ -9,7 +9,6 @@ line naming the file, exit status 2, nothing overwritten.
 import errno
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
