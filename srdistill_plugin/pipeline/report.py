@@ -299,7 +299,7 @@ def write_report(experiment, runs: list) -> Path:
     rows = [[k, f'{v:.0f}'] for k, v in times.items()]
     train_s = defaultdict(float)
     for r in results:
-        train_s[r['student']] += r['seconds_per_iter'] * exp['sr_train']['total_iter']
+        train_s[r['student']] += r['seconds_per_iter'] * r.get('last_iter', exp['sr_train']['total_iter'])
     rows += [[f'SR training, {k} (all its runs)', f'{v:.0f}'] for k, v in train_s.items()]
     report.table(['stage', 'seconds'], rows)
 
