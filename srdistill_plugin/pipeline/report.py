@@ -39,9 +39,8 @@ def group_results(results: list[dict]) -> dict:
 
 def mean_curve(runs: list[dict]) -> dict[int, float]:
     """Validation PSNR per iteration, averaged over seeds (iterations all seeds have)."""
-    iters = set.intersection(*(set(map(int, r['val_curve'])) for r in runs))
-    return {it: float(np.mean([r['val_curve'][str(it)] if str(it) in r['val_curve'] else r['val_curve'][it]
-                               for r in runs])) for it in sorted(iters)}
+    iters = set.intersection(*(set(r['val_curve']) for r in runs))  # JSON keys: iterations as strings
+    return {int(it): float(np.mean([r['val_curve'][it] for r in runs])) for it in sorted(iters, key=int)}
 
 
 def value_at(curve: dict[int, float], it: float) -> float:
@@ -188,9 +187,8 @@ def zoomed_crops(path: Path, experiment, groups: dict, student: str, budget: flo
     box = (slice(y, y + 48), slice(x, x + 48))
     columns, labels = [super_resolve(None, lr, scale)[box]], ['bicubic']
     for arm, b in [(FULL_POOL, None)] + [(a, budget) for a in arms]:
-        runs = [r for r in groups.get((student, arm, b), []) if r['seed'] == min(x['seed'] for x in groups[(student, arm, b)])]
-        if runs:
-            r = runs[0]
+        r = min(groups.get((student, arm, b), []), key=lambda run: run['seed'], default=None)
+        if r:
             net = load_student(experiment.exp['students'][student]['network_g'],
                                experiment.checkpoint(r['run'], r['best_iter']))
             columns.append(super_resolve(net, lr, scale)[box])
