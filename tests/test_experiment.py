@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
 
 from .conftest import SET5
@@ -53,12 +54,12 @@ def experiment_options(photo_dir, **changes) -> dict:
     return opt
 
 
-def report(tmp_path, opt: dict, fault: str | None = None) -> subprocess.CompletedProcess:
+def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subprocess.CompletedProcess:
     (tmp_path / 'report.yml').write_text(yaml.safe_dump(opt))
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     if fault:
         env.update(SRDISTILL_FAULT=fault, PYTHONPATH=str(FAULT_SITE))
-    return subprocess.run([sys.executable, '-m', 'srdistill_plugin.commands.report', '-opt', 'report.yml'],
+    return subprocess.run([sys.executable, '-m', 'srdistill_plugin.commands.report', '-opt', 'report.yml', *args],
                           cwd=tmp_path, capture_output=True, text=True, env=env)
 
 
@@ -77,6 +78,12 @@ def test_bad_options_stop_before_any_work(photo_dir, tmp_path, change, message):
     proc = report(tmp_path, experiment_options(photo_dir, **change))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(f'error: {message}'), proc.stderr
     assert not (tmp_path / 'experiments').exists()
+
+
+def test_workers_must_be_a_positive_count(photo_dir, tmp_path):
+    proc = report(tmp_path, experiment_options(photo_dir), None, '--workers', '0')
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == \
+        'error: --workers: expected a positive integer, got 0'
 
 
 @pytest.mark.slow
@@ -114,3 +121,55 @@ def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, t
     opt['sr_train']['lr'] = 1e-3  # the same experiment name with other settings: refused, nothing mixed
     proc = report(tmp_path, opt)
     assert proc.returncode == 2 and 'was started with other settings' in proc.stderr.strip().splitlines()[-1]
+
+
+HOLD_LOCK = """
+import sys, time, subprocess
+from srdistill_plugin.core.file_lock import FileLock
+lock = FileLock(sys.argv[1]); lock.acquire()
+if sys.argv[2] == 'child':  # hand the lock to a child that outlives this process
+    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], pass_fds=(lock.fd, ))
+print('held', flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize('holder', ['alone', 'child'])
+def test_a_run_lock_is_exclusive_and_dropped_only_when_every_holder_is_gone(tmp_path, holder):
+    path = tmp_path / 'locks' / 'run.lock'
+    proc = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, str(path), holder], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == 'held'
+        assert not FileLock(path).acquire(blocking=False)
+        proc.kill()
+        proc.wait()
+        lock = FileLock(path)
+        assert lock.acquire(blocking=False) == (holder == 'alone')  # a training child still holds its run
+    finally:
+        subprocess.run(['pkill', '-9', '-s', str(proc.pid)])  # the holder's session: the child too
+    lock.release()
+
+
+@pytest.mark.slow
+def test_workers_share_an_experiment_without_training_a_run_twice(photo_dir, tmp_path):
+    opt = experiment_options(photo_dir, arms=['random_real', 'coverage'])
+    held = FileLock(tmp_path / 'experiments' / 'pytest_report' / 'locks' / 'EDSR_coverage_5pct_s0.lock')
+    assert held.acquire()  # as if another worker were training it: this one leaves it alone
+    proc = report(tmp_path, opt)
+    held.release()
+    runs = tmp_path / 'experiments' / 'pytest_report' / 'runs'
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (runs / 'EDSR_random_real_5pct_s0.json').is_file() and not (runs / 'EDSR_coverage_5pct_s0.log').exists()
+    assert '2 of 3 training runs finished' in (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
+    finished_before = (runs / 'EDSR_full_pool_s0.json').read_text()
+
+    opt['seeds'] = [0, 1]
+    proc = report(tmp_path, opt, None, '--workers', '2')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (runs / 'EDSR_full_pool_s0.json').read_text() == finished_before
+    for name in ('full_pool_s0', 'full_pool_s1', 'random_real_5pct_s0', 'random_real_5pct_s1', 'coverage_5pct_s0',
+                 'coverage_5pct_s1'):
+        assert json.loads((runs / f'EDSR_{name}.json').read_text())['last_iter'] == 20
+        assert (runs / f'EDSR_{name}.log').read_text().count('Start training from epoch: 0, iter: 0') == 1, name
+    assert '6 of 6 training runs finished' in (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()

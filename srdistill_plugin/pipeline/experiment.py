@@ -5,7 +5,9 @@ Work goes to ``experiments/<name>/``, the report to ``results/<name>/report.{md,
 distillation through its stage manifests, each student through BasicSR's ``--auto_resume`` and its result file
 under ``experiments/<name>/runs/``; a result made with other settings stops the run (one line) instead of being
 mixed in. Every student keeps its best checkpoint on held-out pool photographs (never the test sets), which is
-what the test figures are read on.
+what the test figures are read on. Several workers may advance one experiment at once (``--workers N``, or the
+same command in several shells): each run is trained by whichever worker locks it first, the data stages and the
+report are made under a lock (``experiments/<name>/locks/``).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from tqdm import tqdm
 
 from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.features import colour_texture_descriptor
+from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.json_store import JsonStore
 from srdistill_plugin.core.lmdb_io import read_meta_keys
 from srdistill_plugin.core.manifest import read_manifest, write_manifest
@@ -123,17 +126,18 @@ def check_experiment(exp: dict, root: Path) -> dict:
 
 
 def plan_runs(exp: dict) -> list[Run]:
-    """Every training, the most telling first: per student (the sweep student first) the full pool's first
-    seed, then budget by budget from the one nearest 0.68 % (every seed and arm), the full pool's other seeds
-    after the first budget."""
+    """Every training, the most telling first: per student (the sweep student first) the full pool's first seed,
+    every seed and arm at the budget nearest 0.68 % (where the targets are read), then seed by seed the other
+    budgets outwards from it (a whole budget curve before a second seed), the full pool's other seeds last."""
     runs = []
+    seeds = exp['seeds']
     for student in sorted(exp['students'], key=lambda s: s != exp['sweep_student']):
         budgets = exp['budgets_percent'] if student == exp['sweep_student'] else exp['student_budgets_percent']
-        runs.append(Run(student, FULL_POOL, None, exp['seeds'][0]))
-        for i, b in enumerate(sorted(budgets, key=lambda b: abs(math.log(b / 0.68)))):
-            runs += [Run(student, arm, b, seed) for seed in exp['seeds'] for arm in exp['arms']]
-            if i == 0:
-                runs += [Run(student, FULL_POOL, None, seed) for seed in exp['seeds'][1:]]
+        first, *others = sorted(budgets, key=lambda b: abs(math.log(b / 0.68)))
+        runs.append(Run(student, FULL_POOL, None, seeds[0]))
+        runs += [Run(student, arm, first, seed) for seed in seeds for arm in exp['arms']]
+        runs += [Run(student, arm, b, seed) for seed in seeds for b in others for arm in exp['arms']]
+        runs += [Run(student, FULL_POOL, None, seed) for seed in seeds[1:]]
     return runs
 
 
@@ -147,17 +151,20 @@ class Experiment:
         self.scale = exp['scale']
         self.times = JsonStore(self.work / 'stage_times.json')
         self.train_dir = self.val_dir = None
+        self.data_lock = FileLock(self.work / 'locks' / 'data.lock')  # pool split, LMDBs, distillation stages
+        self.report_lock = FileLock(self.work / 'locks' / 'report.lock')
 
     # --- data ------------------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        val = self.exp['validation']
-        start = time.perf_counter()
-        self.train_dir, self.val_dir = data.split_pool(self.root / self.exp['pool'], self.work, val['holdout_images'],
-                                                       val['crop_size'], self.scale)
-        fp = self.exp['full_pool']
-        data.full_pool_lmdb(self.train_dir, self.work, fp['crop_size'], fp['step'], self.scale)
-        if self.times.get('prepare: pool split + full-pool LMDB') is None:
-            self.times.put('prepare: pool split + full-pool LMDB', time.perf_counter() - start)
+        val, fp = self.exp['validation'], self.exp['full_pool']
+        with self.data_lock:
+            start = time.perf_counter()
+            self.train_dir, self.val_dir = data.split_pool(self.root / self.exp['pool'], self.work,
+                                                           val['holdout_images'], val['crop_size'], self.scale)
+            data.full_pool_lmdb(self.train_dir, self.work, fp['crop_size'], fp['step'], self.scale)
+            self.times = JsonStore(self.times.path)  # another worker may have recorded it
+            if self.times.get('prepare: pool split + full-pool LMDB') is None:
+                self.times.put('prepare: pool split + full-pool LMDB', time.perf_counter() - start)
 
     def lmdb(self, run: Run) -> Path:
         if run.budget is None:
@@ -232,11 +239,12 @@ class Experiment:
         name = f'net_g_{iteration}.pth' if iteration % self.exp['sr_train']['eval_every'] == 0 else 'net_g_latest.pth'
         return self.work / 'experiments' / run_name / 'models' / name
 
-    def train(self, run: Run) -> None:
+    def train(self, run: Run, lock_fd: int | None = None) -> None:
         """BasicSR training of ``run`` in chunks of ``eval_every`` iterations (each resumes the last), the
         validation PSNR measured after each; with ``patience_evals`` > 0 it stops once the validation PSNR has not
         improved by ``convergence.min_gain_db`` for that many evaluations (a small set has converged: it overfits
-        from there). Seconds and iterations of every chunk are recorded."""
+        from there). Seconds and iterations of every chunk are recorded. ``lock_fd`` (the run's lock) is handed to
+        each training process, so the run stays locked while one lives."""
         sr = self.exp['sr_train']
         opt_file = self.work / 'runs' / f'{run.name}.yml'
         opt_file.parent.mkdir(parents=True, exist_ok=True)
@@ -248,7 +256,7 @@ class Experiment:
             target = min(target, sr['total_iter'])
             if str(target) not in clock.data:
                 start = time.perf_counter()
-                self.train_until(run, opt_file, target)
+                self.train_until(run, opt_file, target, lock_fd)
                 clock.put(str(target), {'seconds': time.perf_counter() - start,
                                         'iterations': target - max(map(int, clock.data), default=0)})
             for it in range(sr['eval_every'], target + 1, sr['eval_every']):
@@ -267,12 +275,13 @@ class Experiment:
             return False
         return max(values[-patience:]) < max(values[:-patience]) + self.exp['convergence']['min_gain_db']
 
-    def train_until(self, run: Run, opt_file: Path, target: int) -> None:
+    def train_until(self, run: Run, opt_file: Path, target: int, lock_fd: int | None = None) -> None:
         cmd = [sys.executable, '-m', 'srdistill_plugin.commands.train', '-opt', str(opt_file), '--auto_resume',
                '--force_yml', f'train:total_iter={target}']
         log = self.work / 'runs' / f'{run.name}.log'
         with open(log, 'a') as out:
-            result = subprocess.run(cmd, cwd=self.root, stdout=out, stderr=subprocess.STDOUT)
+            result = subprocess.run(cmd, cwd=self.root, stdout=out, stderr=subprocess.STDOUT,
+                                    pass_fds=() if lock_fd is None else (lock_fd, ))
         if result.returncode:
             raise RuntimeError(f'training {run.name} failed (exit {result.returncode}); see {log}')
 
@@ -295,16 +304,23 @@ class Experiment:
                 'seconds_per_iter': sum(s['seconds'] for s in spans) / max(sum(s['iterations'] for s in spans), 1),
                 'num_train_images': len(read_meta_keys(self.lmdb(run)))}
 
-    def run_one(self, run: Run) -> dict:
-        path = self.result_path(run)
-        if path.is_file():
-            return json.loads(path.read_text())
-        if run.budget is not None:
-            data.distilled_set(self.exp, self.work, self.train_dir, run.arm, run.budget)
-        self.train(run)
-        result = self.measure(run)
-        write_manifest(path, result)
-        return result
+    def run_one(self, run: Run) -> bool:
+        """Train, test and record ``run`` unless it is recorded already or another worker holds it; return
+        whether this call trained it."""
+        lock = FileLock(self.work / 'locks' / f'{run.name}.lock')
+        if self.result_path(run).is_file() or not lock.acquire(blocking=False):
+            return False
+        try:
+            if self.result_path(run).is_file():  # finished by another worker meanwhile
+                return False
+            if run.budget is not None:
+                with self.data_lock:
+                    data.distilled_set(self.exp, self.work, self.train_dir, run.arm, run.budget)
+            self.train(run, lock.fd)
+            write_manifest(self.result_path(run), self.measure(run))
+            return True
+        finally:
+            lock.release()
 
     def stored_results(self, runs: list[Run]) -> list[dict]:
         return [json.loads(self.result_path(r).read_text()) for r in runs if self.result_path(r).is_file()]
@@ -355,6 +371,8 @@ def run_experiment(exp: dict, root: Path, train: bool = True) -> Path:
     experiment.check_stored_settings(runs)
     if train:
         for run in tqdm(runs, desc=f'{exp["name"]}: runs', unit='run'):
-            experiment.run_one(run)
-            write_report(experiment, runs)  # a readable report after every run
-    return write_report(experiment, runs)
+            if experiment.run_one(run):
+                with experiment.report_lock:
+                    write_report(experiment, runs)  # a readable report after every run
+    with experiment.report_lock:
+        return write_report(experiment, runs)
