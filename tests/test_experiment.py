@@ -13,6 +13,7 @@ import yaml
 
 from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
+from srdistill_plugin.pipeline.report import describe_crossing
 
 from .conftest import SET5
 from .test_distillation import tiny_options
@@ -35,6 +36,13 @@ def test_k_center_greedy_covers_clusters_before_repeating_one():
     assert k_center_greedy(features[:3], 5) == k_center_greedy(features[:3], 3) + k_center_greedy(features[:3], 2)
     assert coverage(features, features[picks]) < coverage(features, features[:4])  # four of one cluster cover less
     assert diversity(features[picks]) > diversity(features[:4]) and diversity(features[:1]) == 0
+
+
+def test_the_report_names_where_two_arms_cross():
+    points = [(0.1, -0.5), (0.68, -0.1), (2, 0.2), (10, 0.3)]
+    text = describe_crossing('coverage', 'random_real', points, 'budget', lambda b: f'{b:g} %')
+    assert text.startswith('coverage vs random_real: crosses to above between 0.68 % and 2 % (0.1 %: -0.50')
+    assert 'below at every budget measured' in describe_crossing('a', 'b', points[:2], 'budget', str)
 
 
 def experiment_options(photo_dir, **changes) -> dict:
@@ -107,7 +115,7 @@ def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, t
         assert 10 < r['test_best']['Set5']['psnr'] < 40 and r['seconds_per_iter'] > 0  # 20 iterations: far from bicubic
     md = (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
     assert '9 of 9 training runs finished' in md and all(f'| {st} | distilled | 5 % |' in md for st in STUDENTS)
-    assert md and 'NOT CLIP features' in md and 'Convergence rule' in md
+    assert md and 'NOT CLIP features' in md and 'Convergence rule' in md and 'coverage vs full pool: ' in md
     for figure in ('psnr_vs_budget.png', 'psnr_vs_iteration.png', 'gradient_energy.png', 'crops.png',
                    'preview_coverage.png', 'preview_distilled.png'):
         assert f']({figure})' in md

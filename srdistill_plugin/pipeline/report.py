@@ -62,6 +62,31 @@ def seconds_to_plateau(curve: dict[int, float], seconds_per_iter: float) -> floa
     return first * seconds_per_iter
 
 
+def sign_changes(points: list[tuple[float, float]]) -> list[tuple[float, float, int]]:
+    """Where a difference changes sign along sorted ``(x, difference)`` points: ``(x_before, x_after, new_sign)``."""
+    changes, last = [], None
+    for x, d in points:
+        sign = 1 if d > 0 else -1
+        if last is not None and sign != last[1]:
+            changes.append((last[0], x, sign))
+        last = (x, sign)
+    return changes
+
+
+def describe_crossing(name: str, other: str, points: list[tuple[float, float]], unit: str, fmt) -> str:
+    """One clause: ``name`` above/below ``other`` along ``points`` and where it crosses (``fmt`` formats an x)."""
+    if not points:
+        return f'{name} vs {other}: no common points yet'
+    side = {1: 'above', -1: 'below'}
+    spans = ', '.join(f'{fmt(x)}: {d:+.2f}' for x, d in points)
+    changes = sign_changes(points)
+    if not changes:
+        where = f'{side[1 if points[0][1] > 0 else -1]} at every {unit} measured'
+    else:
+        where = '; '.join(f'crosses to {side[sg]} between {fmt(a)} and {fmt(b)}' for a, b, sg in changes)
+    return f'{name} vs {other}: {where} ({spans} dB)'
+
+
 class Report:
     """Blocks of content rendered twice: markdown (images as files) and HTML (images embedded)."""
 
@@ -235,6 +260,9 @@ def write_report(experiment, runs: list) -> Path:
     report.heading('Targets')
     report.text(targets_text(exp, groups, sets, budget, default, student))
 
+    report.heading('Where the arms cross')
+    report.text(crossings_text(exp, groups, sets, budget, default, student))
+
     report.heading(f'Test PSNR by budget ({student})')
     header = ['arm', 'budget', 'patches'] + [f'{s} PSNR / SSIM' for s in sets] + ['best iter', 'seeds']
     rows = [['bicubic', '-', '-'] + [f'{bicubic[s]["psnr"]:.2f} / {bicubic[s]["ssim"]:.4f}' for s in sets] + ['-', '-']]
@@ -323,11 +351,45 @@ def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, defaul
         lines.append(part)
     arm_t = seconds_to_plateau(mean_curve(arm_runs), np.mean([r['seconds_per_iter'] for r in arm_runs]))
     full_t = seconds_to_plateau(mean_curve(full_runs), np.mean([r['seconds_per_iter'] for r in full_runs]))
+    arm_t_min = exp['sr_train']['eval_every'] * np.mean([r['seconds_per_iter'] for r in arm_runs])
     lines.append(f'time to within {TIME_TOLERANCE_DB} dB of the own validation plateau: {default} {arm_t:.0f} s, '
                  f'full pool {full_t:.0f} s, ratio {arm_t / max(full_t, 1e-9):.2f} (target ≤ 0.10: '
                  f'{"met" if arm_t <= 0.1 * full_t else "missed"}; the full pool\'s plateau is only that of this run '
-                 'length, see the convergence rule)')
+                 f'length, see the convergence rule; the curves are read every {exp["sr_train"]["eval_every"]:,} '
+                 f'iterations, so the shortest measurable time is {arm_t_min:.0f} s = {arm_t_min / max(full_t, 1e-9):.2f} '
+                 'of the full pool\'s)')
     return f'At {budget:g} % ({student}, best-on-validation checkpoints, mean of seeds): ' + '; '.join(lines) + '.'
+
+
+def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, default: str, student: str) -> str:
+    """Where the default arm crosses the others: over budgets (test PSNR on the first set) and over iterations
+    (validation PSNR at the target budget), each as the differences it is read from."""
+    def psnr(runs: list[dict]) -> float:
+        return float(np.mean([r['test_best'][sets[0]]['psnr'] for r in runs]))
+
+    mine = {k[2]: psnr(v) for k, v in groups.items() if k[:2] == (student, default)}
+    parts = []
+    for other in [a for a in exp['arms'] if a != default]:
+        theirs = {k[2]: psnr(v) for k, v in groups.items() if k[:2] == (student, other)}
+        points = [(b, mine[b] - theirs[b]) for b in sorted(set(mine) & set(theirs))]
+        parts.append(describe_crossing(default, other, points, 'budget', lambda b: f'{b:g} %'))
+    full = groups.get((student, FULL_POOL, None))
+    if full:
+        points = [(b, mine[b] - psnr(full)) for b in sorted(mine)]
+        parts.append(describe_crossing(default, 'full pool', points, 'budget', lambda b: f'{b:g} %'))
+    text = f'Over budgets ({student}, test PSNR on {sets[0]}, {default} minus the other): ' + '; '.join(parts) + '.'
+    arm_runs = groups.get((student, default, budget))
+    if not arm_runs:
+        return text
+    mine_curve, parts = mean_curve(arm_runs), []
+    for other, key in [(a, (student, a, budget)) for a in exp['arms'] if a != default] + [
+            ('full pool', (student, FULL_POOL, None))]:
+        if groups.get(key):
+            theirs = mean_curve(groups[key])
+            points = [(it, mine_curve[it] - theirs[it]) for it in sorted(set(mine_curve) & set(theirs))]
+            parts.append(describe_crossing(default, other, points, 'iteration', lambda it: f'{it:,}'))
+    return (text + f' Over iterations (validation PSNR at {budget:g} %, mean of seeds, while both ran): '
+            + '; '.join(parts) + '.')
 
 
 def convergence_text(exp: dict, groups: dict) -> str:
