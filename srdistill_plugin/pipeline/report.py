@@ -250,7 +250,8 @@ def write_report(experiment, runs: list) -> Path:
     report.text(f'{finished}. Pool: {exp["pool"]} minus {exp["validation"]["holdout_images"]} held-out '
                 f'photographs (validation: the best checkpoint of every run is chosen on them; the test sets are '
                 f'never used for a choice). Test: {", ".join(sets)}, PSNR/SSIM on Y, border {experiment.scale}. '
-                f'Seeds {exp["seeds"]}; tables give the mean over the finished seeds ± half their range. '
+                f'Seeds {exp["seeds"]} of the SR training (each set is made once, with manual_seed '
+                f'{exp.get("manual_seed", 0)}); tables give the mean over the finished seeds ± half their range. '
                 f'Threads: {exp["threads"]}.')
     diagnostics = experiment.diagnostics()
     features = next((d['feature_description'] for k, d in diagnostics.items() if k != 'pool'), None)
