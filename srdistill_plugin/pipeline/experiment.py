@@ -308,10 +308,10 @@ class Experiment:
         """Train, test and record ``run`` unless it is recorded already or another worker holds it; return
         whether this call trained it."""
         lock = FileLock(self.work / 'locks' / f'{run.name}.lock')
-        if self.result_path(run).is_file() or not lock.acquire(blocking=False):
+        if not lock.acquire(blocking=False):
             return False
         try:
-            if self.result_path(run).is_file():  # finished by another worker meanwhile
+            if self.result_path(run).is_file():
                 return False
             if run.budget is not None:
                 with self.data_lock:

@@ -368,16 +368,17 @@ def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, defa
     def psnr(runs: list[dict]) -> float:
         return float(np.mean([r['test_best'][sets[0]]['psnr'] for r in runs]))
 
-    mine = {k[2]: psnr(v) for k, v in groups.items() if k[:2] == (student, default)}
+    def by_budget(arm: str) -> dict:
+        return {k[2]: psnr(v) for k, v in groups.items() if k[:2] == (student, arm)}
+
+    mine = by_budget(default)
+    others = {a: by_budget(a) for a in exp['arms'] if a != default}
+    if groups.get((student, FULL_POOL, None)):
+        others['full pool'] = dict.fromkeys(mine, psnr(groups[(student, FULL_POOL, None)]))
     parts = []
-    for other in [a for a in exp['arms'] if a != default]:
-        theirs = {k[2]: psnr(v) for k, v in groups.items() if k[:2] == (student, other)}
+    for other, theirs in others.items():
         points = [(b, mine[b] - theirs[b]) for b in sorted(set(mine) & set(theirs))]
         parts.append(describe_crossing(default, other, points, 'budget', lambda b: f'{b:g} %'))
-    full = groups.get((student, FULL_POOL, None))
-    if full:
-        points = [(b, mine[b] - psnr(full)) for b in sorted(mine)]
-        parts.append(describe_crossing(default, 'full pool', points, 'budget', lambda b: f'{b:g} %'))
     text = f'Over budgets ({student}, test PSNR on {sets[0]}, {default} minus the other): ' + '; '.join(parts) + '.'
     arm_runs = groups.get((student, default, budget))
     if not arm_runs:
