@@ -9,10 +9,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
+from srdistill_plugin.pipeline.experiment import check_experiment, plan_runs, select_runs
 from srdistill_plugin.pipeline.report import describe_crossing
 
 from .conftest import SET5
@@ -88,10 +90,28 @@ def test_bad_options_stop_before_any_work(photo_dir, tmp_path, change, message):
     assert not (tmp_path / 'experiments').exists()
 
 
-def test_workers_must_be_a_positive_count(photo_dir, tmp_path):
-    proc = report(tmp_path, experiment_options(photo_dir), None, '--workers', '0')
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == \
-        'error: --workers: expected a positive integer, got 0'
+@pytest.mark.parametrize('args, message', [
+    (['--workers', '0'], 'error: --workers: expected a positive integer, got 0'),
+    (['--num_gpu', '2'], 'error: --num_gpu: expected 0 (CPU) or 1, got 2'),
+    (['--runs', 'EDSR_*', 'SwinIR_*'], "error: --runs: 'SwinIR_*' matches none of the runs (e.g. EDSR_full_pool_s0, "
+                                       "EDSR_distilled_5pct_s0)"),
+    pytest.param(['--num_gpu', '1'], 'error: --num_gpu 1: this machine has no CUDA device that torch can use',
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a CUDA device')),
+])
+def test_bad_worker_options_stop_before_any_work(photo_dir, tmp_path, args, message):
+    proc = report(tmp_path, experiment_options(photo_dir), None, *args)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == message, proc.stderr
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_run_patterns_pick_runs_pattern_by_pattern(photo_dir, tmp_path):
+    exp = check_experiment(experiment_options(photo_dir, seeds=[0, 1], students=STUDENTS), tmp_path)
+    names = [r.name for r in select_runs(plan_runs(exp), ['SwinIR_*pct_s1', '*_coverage_*', 'SwinIR_*pct_*'])]
+    assert names[0] == 'SwinIR_random_real_5pct_s1' and names[:3] == [
+        'SwinIR_random_real_5pct_s1', 'SwinIR_coverage_5pct_s1', 'SwinIR_distilled_5pct_s1']
+    assert names[3:] == ['EDSR_coverage_5pct_s0', 'EDSR_coverage_5pct_s1', 'SRResNet_coverage_5pct_s0',
+                         'SRResNet_coverage_5pct_s1', 'SwinIR_coverage_5pct_s0', 'SwinIR_random_real_5pct_s0',
+                         'SwinIR_distilled_5pct_s0']
 
 
 @pytest.mark.slow
@@ -116,6 +136,8 @@ def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, t
     md = (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
     assert '9 of 9 training runs finished' in md and all(f'| {st} | distilled | 5 % |' in md for st in STUDENTS)
     assert md and 'NOT CLIP features' in md and 'Convergence rule' in md and 'coverage vs full pool: ' in md
+    prepare_seconds = float(md.split('| prepare: pool split + full-pool LMDB | ')[1].split(' ')[0])
+    assert prepare_seconds > 0 and '| EDSR | full_pool | full pool | ' in md and ' | cpu: 1 thread |' in md
     for figure in ('psnr_vs_budget.png', 'psnr_vs_iteration.png', 'gradient_energy.png', 'crops.png',
                    'preview_coverage.png', 'preview_distilled.png'):
         assert f']({figure})' in md
@@ -162,11 +184,16 @@ def test_a_run_lock_is_exclusive_and_dropped_only_when_every_holder_is_gone(tmp_
 @pytest.mark.slow
 def test_workers_share_an_experiment_without_training_a_run_twice(photo_dir, tmp_path):
     opt = experiment_options(photo_dir, arms=['random_real', 'coverage'])
+    runs = tmp_path / 'experiments' / 'pytest_report' / 'runs'
+    proc = report(tmp_path, opt, None, '--runs', 'EDSR_random_*', '--no-report')  # one run, no report
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in runs.glob('*.json') if p.name.count('.') == 1) == ['EDSR_random_real_5pct_s0.json']
+    assert json.loads((runs / 'EDSR_random_real_5pct_s0.json').read_text())['device'].startswith('cpu: ')
+    assert not (tmp_path / 'results').exists()
     held = FileLock(tmp_path / 'experiments' / 'pytest_report' / 'locks' / 'EDSR_coverage_5pct_s0.lock')
     assert held.acquire()  # as if another worker were training it: this one leaves it alone
     proc = report(tmp_path, opt)
     held.release()
-    runs = tmp_path / 'experiments' / 'pytest_report' / 'runs'
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (runs / 'EDSR_random_real_5pct_s0.json').is_file() and not (runs / 'EDSR_coverage_5pct_s0.log').exists()
     assert '2 of 3 training runs finished' in (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()

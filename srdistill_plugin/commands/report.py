@@ -1,7 +1,10 @@
 """Distill -> train -> test -> report, resumable: ``srdistill-report -opt options/report/<name>.yml``.
 
 Writes ``results/<name>/report.md`` and ``report.html``; work under ``experiments/<name>/``. ``--workers N`` trains
-N runs at a time (each with the options' ``threads``; keep N x threads within the machine's cores).
+N runs at a time (each with the options' ``threads``; keep N x threads within the machine's cores). On a machine
+with a GPU, ``--num_gpu 1 --runs 'SwinIR_*'`` trains only the SwinIR runs there (the device is recorded with each
+run, and the report says which runs were trained where); ``--no-report`` leaves the report to a later
+``--report-only``.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
 from srdistill_plugin.cli import run_cli
 from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.pipeline.experiment import load_experiment, run_experiment
+from srdistill_plugin.pipeline.experiment import check_worker, load_experiment, run_experiment
 
 
 def report(root: Path) -> None:
@@ -22,21 +25,32 @@ def report(root: Path) -> None:
     parser.add_argument('-opt', required=True, help='experiment options (YAML)')
     parser.add_argument('--report-only', action='store_true', help='write the report from the finished runs only')
     parser.add_argument('--workers', type=int, default=1, help='runs trained at a time (default 1)')
+    parser.add_argument('--num_gpu', type=int, default=0, help='1: train on the GPU (BasicSR num_gpu; default 0)')
+    parser.add_argument('--runs', nargs='+', metavar='PATTERN',
+                        help="train only the runs whose names match these patterns, e.g. 'SwinIR_*' (default: all)")
+    parser.add_argument('--no-report', action='store_true', help='train only; write the report later')
     args = parser.parse_args()
     if args.workers < 1:
         raise SRDistillError(f'--workers: expected a positive integer, got {args.workers}')
     exp = load_experiment(args.opt, root)
+    worker = {'num_gpu': args.num_gpu, 'runs': args.runs}
+    check_worker(exp, **worker)
+    helper_args = (['--num_gpu', str(args.num_gpu)] + (['--no-report'] if args.no_report else [])
+                   + (['--runs', *args.runs] if args.runs else []))
     helpers = [] if args.report_only else [
-        subprocess.Popen([sys.executable, '-m', 'srdistill_plugin.commands.report', '-opt', os.path.abspath(args.opt)],
-                         cwd=root) for _ in range(args.workers - 1)]
+        subprocess.Popen([sys.executable, '-m', 'srdistill_plugin.commands.report', '-opt', os.path.abspath(args.opt),
+                          *helper_args], cwd=root) for _ in range(args.workers - 1)]
     try:
-        path = run_experiment(exp, root, train=not args.report_only)
+        path = run_experiment(exp, root, train=not args.report_only, report=not args.no_report, **worker)
         failed = sum(p.wait() != 0 for p in helpers)
     finally:
         for p in helpers:
             p.kill()
     if failed:
         raise SRDistillError(f'{failed} of {args.workers} workers failed (their errors are printed above)')
+    if args.no_report:
+        print(f'trained; write the report with: srdistill-report -opt {args.opt} --report-only')
+        return
     path = run_experiment(exp, root, train=False) if helpers else path  # the report of every worker's runs
     print(f'report: {path} (and {path.with_suffix(".html")})')
 

@@ -12,6 +12,7 @@ report are made under a lock (``experiments/<name>/locks/``).
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import math
 import os
@@ -144,8 +145,11 @@ def plan_runs(exp: dict) -> list[Run]:
 class Experiment:
     """The state of one experiment on disk and the steps that advance it."""
 
-    def __init__(self, exp: dict, root: Path):
-        self.exp, self.root = exp, root
+    def __init__(self, exp: dict, root: Path, num_gpu: int = 0):
+        self.exp, self.root, self.num_gpu = exp, root, num_gpu
+        self.eval_device = torch.device('cuda' if num_gpu else 'cpu')  # where students are evaluated
+        self.device = (f'cuda: {torch.cuda.get_device_name(0)}' if num_gpu
+                       else f'cpu: {exp["threads"]} thread{"s" if exp["threads"] != 1 else ""}')
         self.work = root / 'experiments' / exp['name']
         self.results = root / 'results' / exp['name']
         self.scale = exp['scale']
@@ -158,12 +162,12 @@ class Experiment:
     def prepare_data(self) -> None:
         val, fp = self.exp['validation'], self.exp['full_pool']
         with self.data_lock:
-            start = time.perf_counter()
+            start, built = time.perf_counter(), not (self.work / 'data' / FULL_POOL / 'HR.lmdb').is_dir()
             self.train_dir, self.val_dir = data.split_pool(self.root / self.exp['pool'], self.work,
                                                            val['holdout_images'], val['crop_size'], self.scale)
             data.full_pool_lmdb(self.train_dir, self.work, fp['crop_size'], fp['step'], self.scale)
-            self.times = JsonStore(self.times.path)  # another worker may have recorded it
-            if self.times.get('prepare: pool split + full-pool LMDB') is None:
+            if built:  # timed only where this call made it
+                self.times = JsonStore(self.times.path)
                 self.times.put('prepare: pool split + full-pool LMDB', time.perf_counter() - start)
 
     def lmdb(self, run: Run) -> Path:
@@ -173,7 +177,7 @@ class Experiment:
 
     def stage_times(self) -> dict[str, float]:
         """Wall seconds of the data stages, as their manifests recorded them."""
-        times = dict(self.times.data)
+        times = dict(JsonStore(self.times.path).data)  # as every worker recorded them
         for stage in data.SHARED_STAGES:
             manifest = self.work / 'experiments' / 'distill_base' / 'stages' / f'{stage}.json'
             if manifest.is_file() and 'seconds' in read_manifest(manifest):
@@ -215,7 +219,8 @@ class Experiment:
         size = len(read_meta_keys(lmdb))
         enlarge = max(1, math.ceil(200 * sr['batch_size'] / size))  # an epoch of at least 200 iterations
         return {
-            'name': run.name, 'model_type': 'SRModel', 'scale': self.scale, 'num_gpu': 0, 'manual_seed': run.seed,
+            'name': run.name, 'model_type': 'SRModel', 'scale': self.scale, 'num_gpu': self.num_gpu,
+            'manual_seed': run.seed,
             'datasets': {'train': {
                 'name': run.name, 'type': 'HROnlyDataset', 'dataroot_gt': str(lmdb), 'io_backend': {'type': 'lmdb'},
                 'gt_size': sr['gt_size'], 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
@@ -257,11 +262,12 @@ class Experiment:
             if str(target) not in clock.data:
                 start = time.perf_counter()
                 self.train_until(run, opt_file, target, lock_fd)
-                clock.put(str(target), {'seconds': time.perf_counter() - start,
+                clock.put(str(target), {'seconds': time.perf_counter() - start, 'device': self.device,
                                         'iterations': target - max(map(int, clock.data), default=0)})
             for it in range(sr['eval_every'], target + 1, sr['eval_every']):
                 if curve.get(str(it)) is None:
-                    net = load_student(self.exp['students'][run.student]['network_g'], self.checkpoint(run.name, it))
+                    net = load_student(self.exp['students'][run.student]['network_g'], self.checkpoint(run.name, it),
+                                       self.eval_device)
                     curve.put(str(it), evaluate(net, self.val_dir, self.scale, ssim=False)['psnr'])
             if self.stalled(curve.data):
                 break
@@ -296,12 +302,13 @@ class Experiment:
         net_opt = self.exp['students'][run.student]['network_g']
 
         def test(it: int) -> dict:
-            net = load_student(net_opt, self.checkpoint(run.name, it))
+            net = load_student(net_opt, self.checkpoint(run.name, it), self.eval_device)
             return {Path(s).name: evaluate(net, self.root / s, self.scale) for s in self.exp['test_sets']}
         return {'run': run.name, 'student': run.student, 'arm': run.arm, 'budget': run.budget, 'seed': run.seed,
                 'val_curve': curve, 'best_iter': best, 'last_iter': last, 'test_best': test(best),
                 'test_last': test(last), 'stopped_early': last < self.exp['sr_train']['total_iter'],
                 'seconds_per_iter': sum(s['seconds'] for s in spans) / max(sum(s['iterations'] for s in spans), 1),
+                'device': ', '.join(sorted({s.get('device', 'cpu') for s in spans})),
                 'num_train_images': len(read_meta_keys(self.lmdb(run)))}
 
     def run_one(self, run: Run) -> bool:
@@ -357,22 +364,51 @@ def load_experiment(opt_path: str, root: Path) -> dict:
     return check_experiment(exp, root)
 
 
-def run_experiment(exp: dict, root: Path, train: bool = True) -> Path:
-    """Advance the experiment as far as it goes (``train`` False: only report what is finished); return the
-    report's path."""
+def select_runs(runs: list[Run], patterns: list[str] | None) -> list[Run]:
+    """The runs whose names match one of the shell-style ``patterns`` (e.g. ``SwinIR_*pct_*``), pattern by pattern
+    (None: all runs, in plan order); a pattern that matches no run is an error."""
+    if patterns is None:
+        return runs
+    chosen = []
+    for pattern in patterns:
+        matched = [r for r in runs if fnmatch.fnmatchcase(r.name, pattern) and r not in chosen]
+        if not any(fnmatch.fnmatchcase(r.name, pattern) for r in runs):
+            raise SRDistillError(f'--runs: {pattern!r} matches none of the runs (e.g. {runs[0].name}, {runs[-1].name})')
+        chosen += matched
+    return chosen
+
+
+def check_worker(exp: dict, num_gpu: int, runs: list[str] | None) -> None:
+    """One line for a worker's options that cannot work (before anything runs)."""
+    if num_gpu not in (0, 1):
+        raise SRDistillError(f'--num_gpu: expected 0 (CPU) or 1, got {num_gpu}')
+    if num_gpu and not torch.cuda.is_available():
+        raise SRDistillError('--num_gpu 1: this machine has no CUDA device that torch can use')
+    select_runs(plan_runs(exp), runs)
+
+
+def run_experiment(exp: dict, root: Path, train: bool = True, report: bool = True, num_gpu: int = 0,
+                   runs: list[str] | None = None) -> Path | None:
+    """Advance the experiment as far as it goes and return the report's path. ``train`` False: only report what
+    is finished; ``report`` False: train only (no report); ``num_gpu`` 1: BasicSR trains on the GPU (the device
+    is recorded with every run, and students are evaluated there too); ``runs``: train only the runs matching these
+    name patterns, in their order."""
     from .report import write_report
 
+    check_worker(exp, num_gpu, runs)
     torch.set_num_threads(int(exp['threads']))
     for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
         os.environ[var] = str(exp['threads'])
-    experiment = Experiment(exp, root)
-    runs = plan_runs(exp)
+    experiment = Experiment(exp, root, num_gpu)
+    planned = plan_runs(exp)
     experiment.prepare_data()
-    experiment.check_stored_settings(runs)
+    experiment.check_stored_settings(planned)
     if train:
-        for run in tqdm(runs, desc=f'{exp["name"]}: runs', unit='run'):
-            if experiment.run_one(run):
+        for run in tqdm(select_runs(planned, runs), desc=f'{exp["name"]}: runs', unit='run'):
+            if experiment.run_one(run) and report:
                 with experiment.report_lock:
-                    write_report(experiment, runs)  # a readable report after every run
+                    write_report(experiment, planned)  # a readable report after every run
+    if not report:
+        return None
     with experiment.report_lock:
-        return write_report(experiment, runs)
+        return write_report(experiment, planned)

@@ -36,8 +36,8 @@ def paired_set(folder: str, scale: int) -> tuple[tuple[str, np.ndarray, np.ndarr
     return tuple(pairs)
 
 
-def load_student(network_opt: dict, checkpoint: Path) -> torch.nn.Module:
-    """A BasicSR network with the EMA weights of ``checkpoint`` when it has them."""
+def load_student(network_opt: dict, checkpoint: Path, device: torch.device | str = 'cpu') -> torch.nn.Module:
+    """A BasicSR network with the EMA weights of ``checkpoint`` when it has them, on ``device``."""
     net = build_network(dict(network_opt))
     try:
         state = torch.load(checkpoint, map_location='cpu', weights_only=True)
@@ -45,7 +45,7 @@ def load_student(network_opt: dict, checkpoint: Path) -> torch.nn.Module:
         raise SRDistillError(f'{checkpoint}: cannot read the checkpoint ({first_line(err)})') from err
     net.load_state_dict(state.get('params_ema', state.get('params', state)))
     net.pad_multiple = int(network_opt.get('window_size', 1))  # window attention (SwinIR) needs padded inputs
-    return net.eval()
+    return net.eval().to(device)
 
 
 @torch.no_grad()
@@ -53,7 +53,7 @@ def super_resolve(net: torch.nn.Module | None, lr: np.ndarray, scale: int) -> np
     """uint8 BGR SR image of a uint8 BGR LR image (``net`` None: MATLAB bicubic)."""
     if net is None:
         return (bicubic_upscale(lr.astype(np.float32) / 255., scale) * 255.).round().astype(np.uint8)
-    x = img2tensor(lr.astype(np.float32) / 255., bgr2rgb=True, float32=True)[None]
+    x = img2tensor(lr.astype(np.float32) / 255., bgr2rgb=True, float32=True)[None].to(next(net.parameters()).device)
     h, w = x.shape[2:]
     multiple = getattr(net, 'pad_multiple', 1)
     pad_h, pad_w = -h % multiple, -w % multiple  # mirrored, as BasicSR's SwinIRModel.test pads

@@ -285,7 +285,7 @@ def write_report(experiment, runs: list) -> Path:
 
     report.heading('Students (one option swap each)')
     report.text(convergence_text(exp, groups))
-    header = ['student', 'arm', 'budget'] + [f'{s} PSNR' for s in sets] + ['s / iter']
+    header = ['student', 'arm', 'budget'] + [f'{s} PSNR' for s in sets] + ['s / iter', 'trained on']
     rows = []
     for key in sorted(groups, key=lambda k: (k[0], k[2] is not None, k[2] or 0, k[1])):
         if key[0] != student and key[2] not in (None, *exp['student_budgets_percent']):
@@ -293,7 +293,7 @@ def write_report(experiment, runs: list) -> Path:
         rs = groups[key]
         rows.append([key[0], key[1], _budget_label(key[2])]
                     + ['{:.2f} ± {:.2f}'.format(*mean_spread([r['test_best'][s]['psnr'] for r in rs])) for s in sets]
-                    + [f'{np.mean([r["seconds_per_iter"] for r in rs]):.3f}'])
+                    + [seconds_per_iter_cell(rs), trained_on(rs)])
     report.table(header, rows)
 
     report.heading('The distilled sets')
@@ -323,16 +323,30 @@ def write_report(experiment, runs: list) -> Path:
 
     report.heading('Wall times')
     times = experiment.stage_times()
-    rows = [[k, f'{v:.0f}'] for k, v in times.items()]
+    rows = [[k, f'{v:.1f}'] for k, v in times.items()]
     train_s = defaultdict(float)
     for r in results:
-        train_s[r['student']] += r['seconds_per_iter'] * r.get('last_iter', exp['sr_train']['total_iter'])
-    rows += [[f'SR training, {k} (all its runs)', f'{v:.0f}'] for k, v in train_s.items()]
+        iterations = r.get('last_iter', exp['sr_train']['total_iter'])
+        train_s[r['student'], trained_on([r])] += r['seconds_per_iter'] * iterations
+    rows += [[f'SR training, {k} on {device} (all its runs)', f'{v:.1f}'] for (k, device), v in train_s.items()]
     report.table(['stage', 'seconds'], rows)
 
     (out / 'report.md').write_text(report.markdown())
     (out / 'report.html').write_text(report.html(f'srdistill report {exp["name"]}'))
     return out / 'report.md'
+
+
+def trained_on(results: list[dict]) -> str:
+    """The devices that trained ``results`` (runs recorded before devices were recorded trained on the CPU)."""
+    return ', '.join(sorted({r.get('device', 'cpu') for r in results}))
+
+
+def seconds_per_iter_cell(results: list[dict]) -> str:
+    """Mean seconds per iteration of ``results``; '-' where they were trained on more than one device (not
+    comparable)."""
+    if ', ' in trained_on(results):
+        return '-'
+    return f'{np.mean([r["seconds_per_iter"] for r in results]):.3f}'
 
 
 def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, default: str, student: str) -> str:
@@ -350,16 +364,25 @@ def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, defaul
             rnd = np.mean([r['test_best'][s]['psnr'] for r in random_runs])
             part += f', {default} − random_real {arm - rnd:+.2f} dB (target ≥ +0.3: {"met" if arm - rnd >= 0.3 else "missed"})'
         lines.append(part)
+    devices = trained_on(arm_runs + full_runs)
+    if ', ' in devices:
+        lines.append(f'time to plateau not compared: the runs were trained on different devices ({devices})')
+    else:
+        lines.append(time_target_text(exp, arm_runs, full_runs, default) + f'; trained on {devices})')
+    return f'At {budget:g} % ({student}, best-on-validation checkpoints, mean of seeds): ' + '; '.join(lines) + '.'
+
+
+def time_target_text(exp: dict, arm_runs: list[dict], full_runs: list[dict], default: str) -> str:
+    """Seconds to within ``TIME_TOLERANCE_DB`` of the own plateau, the default arm against the full pool."""
     arm_t = seconds_to_plateau(mean_curve(arm_runs), np.mean([r['seconds_per_iter'] for r in arm_runs]))
     full_t = seconds_to_plateau(mean_curve(full_runs), np.mean([r['seconds_per_iter'] for r in full_runs]))
     arm_t_min = exp['sr_train']['eval_every'] * np.mean([r['seconds_per_iter'] for r in arm_runs])
-    lines.append(f'time to within {TIME_TOLERANCE_DB} dB of the own validation plateau: {default} {arm_t:.0f} s, '
-                 f'full pool {full_t:.0f} s, ratio {arm_t / max(full_t, 1e-9):.2f} (target ≤ 0.10: '
-                 f'{"met" if arm_t <= 0.1 * full_t else "missed"}; the full pool\'s plateau is only that of this run '
-                 f'length, see the convergence rule; the curves are read every {exp["sr_train"]["eval_every"]:,} '
-                 f'iterations, so the shortest measurable time is {arm_t_min:.0f} s = {arm_t_min / max(full_t, 1e-9):.2f} '
-                 'of the full pool\'s)')
-    return f'At {budget:g} % ({student}, best-on-validation checkpoints, mean of seeds): ' + '; '.join(lines) + '.'
+    return (f'time to within {TIME_TOLERANCE_DB} dB of the own validation plateau: {default} {arm_t:.0f} s, '
+            f'full pool {full_t:.0f} s, ratio {arm_t / max(full_t, 1e-9):.2f} (target ≤ 0.10: '
+            f'{"met" if arm_t <= 0.1 * full_t else "missed"}; the full pool\'s plateau is only that of this run '
+            f'length, see the convergence rule; the curves are read every {exp["sr_train"]["eval_every"]:,} '
+            f'iterations, so the shortest measurable time is {arm_t_min:.0f} s = {arm_t_min / max(full_t, 1e-9):.2f} '
+            'of the full pool\'s')
 
 
 def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, default: str, student: str) -> str:
