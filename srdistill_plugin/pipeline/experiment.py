@@ -148,8 +148,8 @@ class Experiment:
     def __init__(self, exp: dict, root: Path, num_gpu: int = 0):
         self.exp, self.root, self.num_gpu = exp, root, num_gpu
         self.eval_device = torch.device('cuda' if num_gpu else 'cpu')  # where students are evaluated
-        self.device = (f'cuda: {torch.cuda.get_device_name(0)}' if num_gpu
-                       else f'cpu: {exp["threads"]} thread{"s" if exp["threads"] != 1 else ""}')
+        self.cpu_device = f'cpu: {exp["threads"]} thread{"s" if exp["threads"] != 1 else ""}'
+        self.device = f'cuda: {torch.cuda.get_device_name(0)}' if num_gpu else self.cpu_device
         self.work = root / 'experiments' / exp['name']
         self.results = root / 'results' / exp['name']
         self.scale = exp['scale']
@@ -308,7 +308,7 @@ class Experiment:
                 'val_curve': curve, 'best_iter': best, 'last_iter': last, 'test_best': test(best),
                 'test_last': test(last), 'stopped_early': last < self.exp['sr_train']['total_iter'],
                 'seconds_per_iter': sum(s['seconds'] for s in spans) / max(sum(s['iterations'] for s in spans), 1),
-                'device': ', '.join(sorted({s.get('device', 'cpu') for s in spans})),
+                'device': ', '.join(sorted({s.get('device', self.cpu_device) for s in spans})),
                 'num_train_images': len(read_meta_keys(self.lmdb(run)))}
 
     def run_one(self, run: Run) -> bool:
@@ -330,7 +330,9 @@ class Experiment:
             lock.release()
 
     def stored_results(self, runs: list[Run]) -> list[dict]:
-        return [json.loads(self.result_path(r).read_text()) for r in runs if self.result_path(r).is_file()]
+        """The finished runs' results (those recorded before devices were recorded ran on this CPU setting)."""
+        return [{'device': self.cpu_device, **json.loads(self.result_path(r).read_text())}
+                for r in runs if self.result_path(r).is_file()]
 
     # --- data diagnostics ------------------------------------------------------------------------------------
     def diagnostics(self) -> dict:

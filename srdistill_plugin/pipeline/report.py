@@ -337,8 +337,8 @@ def write_report(experiment, runs: list) -> Path:
 
 
 def trained_on(results: list[dict]) -> str:
-    """The devices that trained ``results`` (runs recorded before devices were recorded trained on the CPU)."""
-    return ', '.join(sorted({r.get('device', 'cpu') for r in results}))
+    """The devices that trained ``results``."""
+    return ', '.join(sorted({r['device'] for r in results}))
 
 
 def seconds_per_iter_cell(results: list[dict]) -> str:
