@@ -373,10 +373,10 @@ def select_runs(runs: list[Run], patterns: list[str] | None) -> list[Run]:
         return runs
     chosen = []
     for pattern in patterns:
-        matched = [r for r in runs if fnmatch.fnmatchcase(r.name, pattern) and r not in chosen]
-        if not any(fnmatch.fnmatchcase(r.name, pattern) for r in runs):
+        matched = [r for r in runs if fnmatch.fnmatchcase(r.name, pattern)]
+        if not matched:
             raise SRDistillError(f'--runs: {pattern!r} matches none of the runs (e.g. {runs[0].name}, {runs[-1].name})')
-        chosen += matched
+        chosen += [r for r in matched if r not in chosen]
     return chosen
 
 
