@@ -136,8 +136,10 @@ def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, t
     md = (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
     assert '9 of 9 training runs finished' in md and all(f'| {st} | distilled | 5 % |' in md for st in STUDENTS)
     assert md and 'NOT CLIP features' in md and 'Convergence rule' in md and 'coverage vs full pool: ' in md
-    prepare_seconds = float(md.split('| prepare: pool split + full-pool LMDB | ')[1].split(' ')[0])
-    assert prepare_seconds > 0 and '| EDSR | full_pool | full pool | ' in md and ' | cpu: 1 thread |' in md
+    recorded = json.loads((tmp_path / 'experiments' / 'pytest_report' / 'stage_times.json').read_text())
+    prepare_seconds = recorded['prepare: pool split + full-pool LMDB']
+    assert prepare_seconds > 0 and f'| prepare: pool split + full-pool LMDB | {prepare_seconds:.2f} |' in md
+    assert '| EDSR | full_pool | full pool | ' in md and ' | cpu: 1 thread |' in md
     for figure in ('psnr_vs_budget.png', 'psnr_vs_iteration.png', 'gradient_energy.png', 'crops.png',
                    'preview_coverage.png', 'preview_distilled.png'):
         assert f']({figure})' in md

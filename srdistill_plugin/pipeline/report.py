@@ -323,7 +323,7 @@ def write_report(experiment, runs: list) -> Path:
 
     report.heading('Wall times')
     times = experiment.stage_times()
-    rows = [[k, f'{v:.1f}'] for k, v in times.items()]
+    rows = [[k, f'{v:.2f}'] for k, v in times.items()]  # a tiny pool prepares in hundredths
     train_s = defaultdict(float)
     for r in results:
         iterations = r.get('last_iter', exp['sr_train']['total_iter'])
