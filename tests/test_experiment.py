@@ -15,7 +15,7 @@ import yaml
 from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
 from srdistill_plugin.pipeline.experiment import check_experiment, plan_runs, select_runs
-from srdistill_plugin.pipeline.report import describe_crossing
+from srdistill_plugin.pipeline.report import convergence_text, describe_crossing
 
 from .conftest import SET5
 from .test_distillation import tiny_options
@@ -46,6 +46,14 @@ def test_the_report_names_where_two_arms_cross():
     assert text.startswith('coverage vs random_real: crosses to above between 0.68 % and 2 % (0.1 %: -0.50')
     assert 'below at every budget measured' in describe_crossing('a', 'b', points[:2], 'budget', str)
 
+
+def test_the_convergence_rule_reads_each_students_full_pool_and_names_the_missing_ones():
+    exp = {'students': {'EDSR': {}, 'SwinIR': {}}, 'seeds': [0, 1], 'sr_train': {'total_iter': 10},
+           'convergence': {'min_gain_db': 0.05, 'window_fraction': 0.2}}
+    rising = {'val_curve': {'5': 20.0, '8': 20.5, '10': 21.0}}
+    text = convergence_text(exp, {('EDSR', 'full_pool', None): [rising]})
+    assert 'EDSR: full pool (1 of 2 seeds) gained +0.500 dB over the last 20% of its 10 iterations, NOT converged' in text
+    assert 'SwinIR: no full-pool run finished yet, not measured' in text
 
 def experiment_options(photo_dir, **changes) -> dict:
     distill = tiny_options(photo_dir, 'unused')

@@ -422,13 +422,17 @@ def convergence_text(exp: dict, groups: dict) -> str:
     parts = []
     for student in exp['students']:
         runs = groups.get((student, FULL_POOL, None))
-        if runs:
+        if not runs:
+            parts.append(f'{student}: no full-pool run finished yet, not measured')
+        else:
             curve = mean_curve(runs)
             gain = convergence_gain(curve, rule['window_fraction'])
             verdict = 'converged' if gain < rule['min_gain_db'] else 'NOT converged (still rising)'
-            stopped = ' (stopped early: no gain for patience_evals evaluations)' if max(curve) < exp['sr_train']['total_iter'] else ''
-            parts.append(f'{student}: full pool gained {gain:+.3f} dB over the last '
-                         f'{rule["window_fraction"]:.0%} of its {max(curve)} iterations{stopped}, {verdict}')
+            stopped = (' (stopped early: no gain for patience_evals evaluations)'
+                       if max(curve) < exp['sr_train']['total_iter'] else '')
+            parts.append(f'{student}: full pool ({len(runs)} of {len(exp["seeds"])} seeds) gained {gain:+.3f} dB '
+                         f'over the last {rule["window_fraction"]:.0%} of its {max(curve)} iterations{stopped}, '
+                         f'{verdict}')
     return (f'Convergence rule: a student is converged when its full-pool validation PSNR (mean of seeds) gains '
             f'< {rule["min_gain_db"]} dB over the last {rule["window_fraction"]:.0%} of its iterations. '
-            + ('; '.join(parts) if parts else 'No full-pool run finished yet.') + '.')
+            + '; '.join(parts) + '.')
