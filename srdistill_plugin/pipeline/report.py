@@ -15,12 +15,12 @@ import numpy as np
 
 from srdistill_plugin.core.json_store import JsonStore
 
+from .experiment import FULL_POOL
 from .experiment_eval import evaluate, load_student, paired_set, super_resolve
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
-FULL_POOL = 'full_pool'
 TIME_TOLERANCE_DB = 0.2  # "within 0.2 dB of its plateau"
 
 
