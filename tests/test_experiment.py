@@ -55,6 +55,7 @@ def test_the_convergence_rule_reads_each_students_full_pool_and_names_the_missin
     assert 'EDSR: full pool (1 of 2 seeds) gained +0.500 dB over the last 20% of its 10 iterations, NOT converged' in text
     assert 'SwinIR: no full-pool run finished yet, not measured' in text
 
+
 def experiment_options(photo_dir, **changes) -> dict:
     distill = tiny_options(photo_dir, 'unused')
     for key in ('name', 'scale', 'num_gpu', 'manual_seed', 'pool', 'output'):
