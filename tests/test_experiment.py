@@ -14,7 +14,7 @@ import yaml
 
 from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
-from srdistill_plugin.pipeline.experiment import check_experiment, plan_runs, select_runs
+from srdistill_plugin.pipeline.experiment import FULL_POOL, Experiment, Run, check_experiment, plan_runs, select_runs
 from srdistill_plugin.pipeline.report import convergence_text, describe_crossing
 
 from .conftest import SET5
@@ -48,7 +48,7 @@ def test_the_report_names_where_two_arms_cross():
 
 
 def test_the_convergence_rule_reads_each_students_full_pool_and_names_the_missing_ones():
-    exp = {'students': {'EDSR': {}, 'SwinIR': {}}, 'seeds': [0, 1], 'sr_train': {'total_iter': 10},
+    exp = {'students': {'EDSR': {}, 'SwinIR': {}}, 'seeds': [0, 1], 'sr_train': {'total_iter': 10, 'max_iter': 10},
            'convergence': {'min_gain_db': 0.05, 'window_fraction': 0.2}}
     rising = {'val_curve': {'5': 20.0, '8': 20.5, '10': 21.0}}
     text = convergence_text(exp, {('EDSR', 'full_pool', None): [rising]})
@@ -82,6 +82,23 @@ def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subproc
                           cwd=tmp_path, capture_output=True, text=True, env=env)
 
 
+def test_a_run_still_rising_at_total_iter_trains_on_until_converged_or_max_iter(photo_dir, tmp_path):
+    sr = {'total_iter': 20, 'eval_every': 10, 'patience_evals': 0}
+    capped = Experiment(check_experiment(experiment_options(photo_dir, sr_train=sr), tmp_path), tmp_path)
+    longer = Experiment(check_experiment(experiment_options(photo_dir, sr_train={**sr, 'max_iter': 40}), tmp_path),
+                        tmp_path)
+    rising, flat = {'10': 20.0, '20': 21.0}, {'10': 20.0, '20': 21.0, '30': 21.01}
+    assert capped.next_target(0, {}) == longer.next_target(0, {}) == 20  # no patience: one chunk to total_iter
+    assert capped.next_target(20, rising) is None and longer.next_target(20, rising) == 30
+    assert longer.next_target(30, flat) is None  # +0.006 dB over the last 20 %: converged
+    assert longer.next_target(40, {**rising, '30': 22.0, '40': 23.0}) is None  # max_iter
+    run = Run('EDSR', FULL_POOL, None, 0)
+    assert capped.settings(run) == longer.settings(run)  # raising max_iter continues runs; it does not redo them
+    capped.result_path(run).parent.mkdir(parents=True)
+    capped.result_path(run).write_text(json.dumps({'last_iter': 20, 'val_curve': rising}))
+    assert not capped.unfinished(run) and longer.unfinished(run)
+
+
 @pytest.mark.parametrize('change, message', [
     ({'arms': ['random_real', 'magic']}, "option arms: unknown arm 'magic'"),
     ({'students': {'X': {'network_g': {'type': 'NoSuchNet', 'upscale': 4}}}},
@@ -92,6 +109,7 @@ def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subproc
     ({'pool': 'no/such/folder'}, 'option pool: '),
     ({'test_sets': ['no/Set5']}, 'option test_sets: '),
     ({'sr_train': {'total_iters': 10}}, "option sr_train: unknown keys ['total_iters']"),
+    ({'sr_train': {'total_iter': 20, 'max_iter': 10}}, 'option sr_train.max_iter: expected an integer >= total_iter'),
 ])
 def test_bad_options_stop_before_any_work(photo_dir, tmp_path, change, message):
     proc = report(tmp_path, experiment_options(photo_dir, **change))

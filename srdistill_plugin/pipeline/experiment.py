@@ -41,9 +41,17 @@ from .experiment_eval import evaluate, load_student, pool_reference_patches, set
 
 FULL_POOL = 'full_pool'
 SR_TRAIN_DEFAULTS = {'total_iter': 12000, 'batch_size': 16, 'gt_size': 64, 'lr': 5e-4, 'ema_decay': 0.999,
-                     'milestones_fraction': [0.6, 0.85], 'eval_every': 1000, 'patience_evals': 0}
+                     'milestones_fraction': [0.6, 0.85], 'eval_every': 1000, 'patience_evals': 0,
+                     'max_iter': None}
 CONVERGENCE_DEFAULTS = {'min_gain_db': 0.05, 'window_fraction': 0.2}
 REQUIRED = ('name', 'scale', 'pool', 'test_sets', 'arms', 'budgets_percent', 'seeds', 'students', 'distill')
+
+
+def convergence_gain(curve: dict, window_fraction: float) -> float:
+    """Validation PSNR gained over the last ``window_fraction`` of the iterations of ``curve`` (iteration ->
+    PSNR; the iterations may be JSON strings)."""
+    xs, ys = zip(*sorted((int(it), psnr) for it, psnr in curve.items()))
+    return float(ys[-1] - np.interp(xs[-1] * (1 - window_fraction), xs, ys))
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,11 @@ def check_experiment(exp: dict, root: Path) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == 'patience_evals' else 1):
             _fail(f'sr_train.{key}', f'expected a {"non-negative" if key == "patience_evals" else "positive"} integer, '
                   f'got {value!r}')
+    sr = exp['sr_train']
+    if sr['max_iter'] is None:
+        sr['max_iter'] = sr['total_iter']
+    if not isinstance(sr['max_iter'], int) or isinstance(sr['max_iter'], bool) or sr['max_iter'] < sr['total_iter']:
+        _fail('sr_train.max_iter', f'expected an integer >= total_iter ({sr["total_iter"]}), got {sr["max_iter"]!r}')
     if exp['sr_train']['gt_size'] % scale:
         _fail('sr_train.gt_size', f'{exp["sr_train"]["gt_size"]} is not a multiple of scale {scale}')
     exp['convergence'] = {**CONVERGENCE_DEFAULTS, **exp.get('convergence', {})}
@@ -198,8 +211,10 @@ class Experiment:
     # --- students --------------------------------------------------------------------------------------------
     def settings(self, run: Run) -> dict:
         """Everything a run's result depends on (a stored result with other settings is never reused)."""
+        # max_iter is left out: raising it continues the runs the old cap cut off (see ``unfinished``)
+        sr = {k: v for k, v in self.exp['sr_train'].items() if k != 'max_iter'}
         return json.loads(json.dumps({'network_g': self.exp['students'][run.student]['network_g'],
-                                      'sr_train': self.exp['sr_train'], 'data': self.data_settings(run),
+                                      'sr_train': sr, 'data': self.data_settings(run),
                                       'seed': run.seed, 'scale': self.scale}))
 
     def result_path(self, run: Run) -> Path:
@@ -245,20 +260,17 @@ class Experiment:
         return self.work / 'experiments' / run_name / 'models' / name
 
     def train(self, run: Run, lock_fd: int | None = None) -> None:
-        """BasicSR training of ``run`` in chunks of ``eval_every`` iterations (each resumes the last), the
-        validation PSNR measured after each; with ``patience_evals`` > 0 it stops once the validation PSNR has not
-        improved by ``convergence.min_gain_db`` for that many evaluations (a small set has converged: it overfits
-        from there). Seconds and iterations of every chunk are recorded. ``lock_fd`` (the run's lock) is handed to
-        each training process, so the run stays locked while one lives."""
+        """BasicSR training of ``run`` in the chunks of ``next_target`` (each resumes the last), the validation
+        PSNR measured after each. Seconds and iterations of every chunk are recorded. ``lock_fd`` (the run's lock)
+        is handed to each training process, so the run stays locked while one lives."""
         sr = self.exp['sr_train']
         opt_file = self.work / 'runs' / f'{run.name}.yml'
         opt_file.parent.mkdir(parents=True, exist_ok=True)
         opt_file.write_text(yaml.safe_dump(self.train_options(run)))
         self.result_path(run).with_suffix('.settings.json').write_text(json.dumps(self.settings(run)))
         clock, curve = self.store(run, 'time'), self.store(run, 'curve')
-        chunk = sr['eval_every'] if sr['patience_evals'] else sr['total_iter']
-        for target in range(chunk, sr['total_iter'] + chunk, chunk):
-            target = min(target, sr['total_iter'])
+        target = self.next_target(0, curve.data)
+        while target is not None:
             if str(target) not in clock.data:
                 start = time.perf_counter()
                 self.train_until(run, opt_file, target, lock_fd)
@@ -269,8 +281,28 @@ class Experiment:
                     net = load_student(self.exp['students'][run.student]['network_g'], self.checkpoint(run.name, it),
                                        self.eval_device)
                     curve.put(str(it), evaluate(net, self.val_dir, self.scale, ssim=False)['psnr'])
-            if self.stalled(curve.data):
-                break
+            target = self.next_target(target, curve.data)
+
+    def next_target(self, done: int, curve: dict) -> int | None:
+        """The iteration to train to after ``done``, or None when the run is finished: chunks of ``eval_every``
+        (with ``patience_evals`` > 0; else one chunk) up to ``total_iter``, stopping early once the validation PSNR
+        has not improved by ``convergence.min_gain_db`` for ``patience_evals`` evaluations (a small set has
+        converged: it overfits from there); past ``total_iter`` (at the last learning rate), ``eval_every`` more
+        at a time up to ``max_iter`` while the run is not converged by the convergence rule."""
+        sr = self.exp['sr_train']
+        if done and self.stalled(curve):
+            return None
+        if done < sr['total_iter']:
+            return min(done + (sr['eval_every'] if sr['patience_evals'] else sr['total_iter']), sr['total_iter'])
+        rule = self.exp['convergence']
+        if done < sr['max_iter'] and convergence_gain(curve, rule['window_fraction']) >= rule['min_gain_db']:
+            return min(done + sr['eval_every'], sr['max_iter'])
+        return None
+
+    def unfinished(self, run: Run) -> bool:
+        """Whether a recorded run would train further under these options (``max_iter`` raised since)."""
+        result = json.loads(self.result_path(run).read_text())
+        return self.next_target(result['last_iter'], result['val_curve']) is not None
 
     def stalled(self, curve: dict) -> bool:
         """Whether the last ``patience_evals`` validation points all fall short of the best before them by the
@@ -318,7 +350,7 @@ class Experiment:
         if not lock.acquire(blocking=False):
             return False
         try:
-            if self.result_path(run).is_file():
+            if self.result_path(run).is_file() and not self.unfinished(run):
                 return False
             if run.budget is not None:
                 with self.data_lock:

@@ -15,7 +15,7 @@ import numpy as np
 
 from srdistill_plugin.core.json_store import JsonStore
 
-from .experiment import FULL_POOL
+from .experiment import FULL_POOL, convergence_gain
 from .experiment_eval import evaluate, load_student, paired_set, super_resolve
 
 matplotlib.use('Agg')
@@ -41,18 +41,6 @@ def mean_curve(runs: list[dict]) -> dict[int, float]:
     """Validation PSNR per iteration, averaged over seeds (iterations all seeds have)."""
     iters = set.intersection(*(set(r['val_curve']) for r in runs))  # JSON keys: iterations as strings
     return {int(it): float(np.mean([r['val_curve'][it] for r in runs])) for it in sorted(iters, key=int)}
-
-
-def value_at(curve: dict[int, float], it: float) -> float:
-    """Linear interpolation of ``curve`` at iteration ``it`` (clamped to its ends)."""
-    xs, ys = zip(*sorted(curve.items()))
-    return float(np.interp(it, xs, ys))
-
-
-def convergence_gain(curve: dict[int, float], window_fraction: float) -> float:
-    """Validation PSNR gained over the last ``window_fraction`` of the iterations."""
-    last = max(curve)
-    return curve[last] - value_at(curve, last * (1 - window_fraction))
 
 
 def seconds_to_plateau(curve: dict[int, float], seconds_per_iter: float) -> float:
@@ -428,11 +416,17 @@ def convergence_text(exp: dict, groups: dict) -> str:
             curve = mean_curve(runs)
             gain = convergence_gain(curve, rule['window_fraction'])
             verdict = 'converged' if gain < rule['min_gain_db'] else 'NOT converged (still rising)'
-            stopped = (' (stopped early: no gain for patience_evals evaluations)'
-                       if max(curve) < exp['sr_train']['total_iter'] else '')
+            sr = exp['sr_train']
+            stopped = (' (stopped early: no gain for patience_evals evaluations)' if max(curve) < sr['total_iter']
+                       else f' (continued past total_iter {sr["total_iter"]:,} at the last learning rate)'
+                       if max(curve) > sr['total_iter'] else '')
             parts.append(f'{student}: full pool ({len(runs)} of {len(exp["seeds"])} seeds) gained {gain:+.3f} dB '
                          f'over the last {rule["window_fraction"]:.0%} of its {max(curve)} iterations{stopped}, '
                          f'{verdict}')
+    cap = exp['sr_train']['max_iter']
+    extension = (f'A run still gaining that much at total_iter trains on at the last learning rate, '
+                 f'{exp["sr_train"]["eval_every"]:,} iterations at a time, until it is converged or reaches max_iter '
+                 f'{cap:,}. ' if cap > exp['sr_train']['total_iter'] else '')
     return (f'Convergence rule: a student is converged when its full-pool validation PSNR (mean of seeds) gains '
-            f'< {rule["min_gain_db"]} dB over the last {rule["window_fraction"]:.0%} of its iterations. '
+            f'< {rule["min_gain_db"]} dB over the last {rule["window_fraction"]:.0%} of its iterations. ' + extension
             + '; '.join(parts) + '.')
