@@ -287,12 +287,12 @@ class Experiment:
         """The iteration to train to after ``done``, or None when the run is finished: chunks of ``eval_every``
         (with ``patience_evals`` > 0; else one chunk) up to ``total_iter``, stopping early once the validation PSNR
         has not improved by ``convergence.min_gain_db`` for ``patience_evals`` evaluations (a small set has
-        converged: it overfits from there); past ``total_iter`` (at the last learning rate), ``eval_every`` more
-        at a time up to ``max_iter`` while the run is not converged by the convergence rule."""
+        converged: it overfits from there); from ``total_iter`` on (at the last learning rate) the convergence
+        rule alone decides: ``eval_every`` more at a time up to ``max_iter`` while the run is not converged."""
         sr = self.exp['sr_train']
-        if done and self.stalled(curve):
-            return None
         if done < sr['total_iter']:
+            if done and self.stalled(curve):
+                return None
             return min(done + (sr['eval_every'] if sr['patience_evals'] else sr['total_iter']), sr['total_iter'])
         rule = self.exp['convergence']
         if done < sr['max_iter'] and convergence_gain(curve, rule['window_fraction']) >= rule['min_gain_db']:
