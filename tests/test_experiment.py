@@ -96,6 +96,7 @@ def test_a_run_still_rising_at_total_iter_trains_on_until_converged_or_max_iter(
     slow = {str(it): 21 + 0.002 * it for it in range(10, 201, 10)}  # +0.02 dB per evaluation
     assert patient.next_target(10, {'10': 20.0}) == 20 and patient.next_target(20, rising) == 30
     assert patient.stalled(slow) and patient.next_target(200, slow) == 210  # +0.08 dB over the last 20 %: on
+    assert patient.next_target(10, slow) == 20  # replaying a finished run's chunks: the curve up to 10 counts
     assert longer.next_target(40, {**rising, '30': 22.0, '40': 23.0}) is None  # max_iter
     run = Run('EDSR', FULL_POOL, None, 0)
     assert capped.settings(run) == longer.settings(run)  # raising max_iter continues runs; it does not redo them

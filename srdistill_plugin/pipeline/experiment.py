@@ -288,8 +288,10 @@ class Experiment:
         (with ``patience_evals`` > 0; else one chunk) up to ``total_iter``, stopping early once the validation PSNR
         has not improved by ``convergence.min_gain_db`` for ``patience_evals`` evaluations (a small set has
         converged: it overfits from there); from ``total_iter`` on (at the last learning rate) the convergence
-        rule alone decides: ``eval_every`` more at a time up to ``max_iter`` while the run is not converged."""
+        rule alone decides: ``eval_every`` more at a time up to ``max_iter`` while the run is not converged. Only
+        the points of ``curve`` up to ``done`` count (a resumed run replays its chunks)."""
         sr = self.exp['sr_train']
+        curve = {it: psnr for it, psnr in curve.items() if int(it) <= done}
         if done < sr['total_iter']:
             if done and self.stalled(curve):
                 return None
