@@ -129,8 +129,8 @@ def check_experiment(exp: dict, root: Path) -> dict:
         sr['max_iter'] = sr['total_iter']
     if not isinstance(sr['max_iter'], int) or isinstance(sr['max_iter'], bool) or sr['max_iter'] < sr['total_iter']:
         _fail('sr_train.max_iter', f'expected an integer >= total_iter ({sr["total_iter"]}), got {sr["max_iter"]!r}')
-    if exp['sr_train']['gt_size'] % scale:
-        _fail('sr_train.gt_size', f'{exp["sr_train"]["gt_size"]} is not a multiple of scale {scale}')
+    if sr['gt_size'] % scale:
+        _fail('sr_train.gt_size', f'{sr["gt_size"]} is not a multiple of scale {scale}')
     exp['convergence'] = {**CONVERGENCE_DEFAULTS, **exp.get('convergence', {})}
     exp['validation'] = {'holdout_images': 4, 'crop_size': 256, **exp.get('validation', {})}
     exp['full_pool'] = {'crop_size': 192, 'step': 192, **exp.get('full_pool', {})}

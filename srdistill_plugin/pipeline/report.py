@@ -406,7 +406,7 @@ def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, defa
 
 
 def convergence_text(exp: dict, groups: dict) -> str:
-    rule = exp['convergence']
+    rule, sr = exp['convergence'], exp['sr_train']
     parts = []
     for student in exp['students']:
         runs = groups.get((student, FULL_POOL, None))
@@ -416,17 +416,15 @@ def convergence_text(exp: dict, groups: dict) -> str:
             curve = mean_curve(runs)
             gain = convergence_gain(curve, rule['window_fraction'])
             verdict = 'converged' if gain < rule['min_gain_db'] else 'NOT converged (still rising)'
-            sr = exp['sr_train']
             stopped = (' (stopped early: no gain for patience_evals evaluations)' if max(curve) < sr['total_iter']
                        else f' (continued past total_iter {sr["total_iter"]:,} at the last learning rate)'
                        if max(curve) > sr['total_iter'] else '')
             parts.append(f'{student}: full pool ({len(runs)} of {len(exp["seeds"])} seeds) gained {gain:+.3f} dB '
                          f'over the last {rule["window_fraction"]:.0%} of its {max(curve)} iterations{stopped}, '
                          f'{verdict}')
-    cap = exp['sr_train']['max_iter']
     extension = (f'A run still gaining that much at total_iter trains on at the last learning rate, '
-                 f'{exp["sr_train"]["eval_every"]:,} iterations at a time, until it is converged or reaches max_iter '
-                 f'{cap:,}. ' if cap > exp['sr_train']['total_iter'] else '')
+                 f'{sr["eval_every"]:,} iterations at a time, until it is converged or reaches max_iter '
+                 f'{sr["max_iter"]:,}. ' if sr['max_iter'] > sr['total_iter'] else '')
     return (f'Convergence rule: a student is converged when its full-pool validation PSNR (mean of seeds) gains '
             f'< {rule["min_gain_db"]} dB over the last {rule["window_fraction"]:.0%} of its iterations. ' + extension
             + '; '.join(parts) + '.')
