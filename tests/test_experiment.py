@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ import yaml
 
 from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
-from srdistill_plugin.pipeline.experiment import FULL_POOL, Experiment, Run, check_experiment, plan_runs, select_runs
+from srdistill_plugin.pipeline.experiment import (FULL_POOL, Experiment, Run, check_experiment, plan_runs,
+                                                  seconds_per_iter, select_runs)
 from srdistill_plugin.pipeline.report import convergence_text, describe_crossing
 
 from .conftest import SET5
@@ -104,6 +106,26 @@ def test_a_run_still_rising_at_total_iter_trains_on_until_converged_or_max_iter(
     capped.result_path(run).write_text(json.dumps({'last_iter': 20, 'val_curve': rising}))
     assert not capped.unfinished(run) and longer.unfinished(run)
 
+
+
+def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_its_replay(photo_dir, tmp_path,
+                                                                                         monkeypatch):
+    sr = {'total_iter': 30, 'eval_every': 10, 'patience_evals': 5}
+    exp = Experiment(check_experiment(experiment_options(photo_dir, sr_train=sr), tmp_path), tmp_path)
+    run = Run('EDSR', FULL_POOL, None, 0)
+    monkeypatch.setattr(exp, 'train_options', lambda run: {})
+    monkeypatch.setattr(exp, 'train_until', lambda *args: time.sleep(0.05))  # BasicSR resuming: nothing to train
+    exp.store(run, 'curve').put('10', 20.0)  # chunk 10 recorded; chunk 20 trained and saved, its time not recorded
+    exp.store(run, 'curve').put('20', 21.0)
+    exp.store(run, 'curve').put('30', 22.0)
+    exp.store(run, 'time').put('10', {'seconds': 4.0, 'device': 'cpu: 1 thread', 'iterations': 10})
+    exp.checkpoint(run.name, 20).parent.mkdir(parents=True)
+    exp.checkpoint(run.name, 20).write_bytes(b'saved')
+    exp.train(run)
+    clock = exp.store(run, 'time').data
+    assert clock['20']['seconds'] is None and clock['30']['seconds'] >= 0.05
+    assert [clock[k]['iterations'] for k in ('10', '20', '30')] == [10, 10, 10]
+    assert seconds_per_iter(clock.values()) == pytest.approx((4.0 + clock['30']['seconds']) / 20)
 
 @pytest.mark.parametrize('change, message', [
     ({'arms': ['random_real', 'magic']}, "option arms: unknown arm 'magic'"),

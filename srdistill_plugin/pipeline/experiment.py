@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,13 @@ def convergence_gain(curve: dict, window_fraction: float) -> float:
     PSNR; the iterations may be JSON strings)."""
     xs, ys = zip(*sorted((int(it), psnr) for it, psnr in curve.items()))
     return float(ys[-1] - np.interp(xs[-1] * (1 - window_fraction), xs, ys))
+
+
+def seconds_per_iter(spans: Iterable[dict]) -> float:
+    """Mean wall seconds per iteration over the timed chunks (``seconds`` None: trained by a worker that died
+    before recording its time; its replay took no training)."""
+    timed = [s for s in spans if s['seconds'] is not None]
+    return sum(s['seconds'] for s in timed) / max(sum(s['iterations'] for s in timed), 1)
 
 
 @dataclass(frozen=True)
@@ -272,9 +280,11 @@ class Experiment:
         target = self.next_target(0, curve.data)
         while target is not None:
             if str(target) not in clock.data:
+                untimed = self.chunk_on_disk(run.name, target)  # a worker died between this chunk's end and its record
                 start = time.perf_counter()
                 self.train_until(run, opt_file, target, lock_fd)
-                clock.put(str(target), {'seconds': time.perf_counter() - start, 'device': self.device,
+                clock.put(str(target), {'seconds': None if untimed else time.perf_counter() - start,
+                                        'device': self.device,
                                         'iterations': target - max(map(int, clock.data), default=0)})
             for it in range(sr['eval_every'], target + 1, sr['eval_every']):
                 if curve.get(str(it)) is None:
@@ -282,6 +292,11 @@ class Experiment:
                                        self.eval_device)
                     curve.put(str(it), evaluate(net, self.val_dir, self.scale, ssim=False)['psnr'])
             target = self.next_target(target, curve.data)
+
+    def chunk_on_disk(self, run_name: str, target: int) -> bool:
+        """Whether the chunk ending at ``target`` was trained already (its checkpoint is saved; only checkpoints
+        at multiples of ``eval_every`` name their iteration)."""
+        return target % self.exp['sr_train']['eval_every'] == 0 and self.checkpoint(run_name, target).is_file()
 
     def next_target(self, done: int, curve: dict) -> int | None:
         """The iteration to train to after ``done``, or None when the run is finished: chunks of ``eval_every``
@@ -341,7 +356,7 @@ class Experiment:
         return {'run': run.name, 'student': run.student, 'arm': run.arm, 'budget': run.budget, 'seed': run.seed,
                 'val_curve': curve, 'best_iter': best, 'last_iter': last, 'test_best': test(best),
                 'test_last': test(last), 'stopped_early': last < self.exp['sr_train']['total_iter'],
-                'seconds_per_iter': sum(s['seconds'] for s in spans) / max(sum(s['iterations'] for s in spans), 1),
+                'seconds_per_iter': seconds_per_iter(spans),
                 'device': ', '.join(sorted({s.get('device', self.cpu_device) for s in spans})),
                 'num_train_images': len(read_meta_keys(self.lmdb(run)))}
 
