@@ -15,8 +15,8 @@ import yaml
 
 from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
-from srdistill_plugin.pipeline.experiment import (FULL_POOL, Experiment, Run, check_experiment, plan_runs,
-                                                  seconds_per_iter, select_runs)
+from srdistill_plugin.pipeline.experiment import (FULL_POOL, Experiment, Run, check_experiment, convergence_gain,
+                                                  plan_runs, seconds_per_iter, select_runs)
 from srdistill_plugin.pipeline.report import convergence_text, describe_crossing
 
 from .conftest import SET5
@@ -50,12 +50,23 @@ def test_the_report_names_where_two_arms_cross():
 
 
 def test_the_convergence_rule_reads_each_students_full_pool_and_names_the_missing_ones():
-    exp = {'students': {'EDSR': {}, 'SwinIR': {}}, 'seeds': [0, 1], 'sr_train': {'total_iter': 10, 'max_iter': 10},
+    exp = {'students': {'EDSR': {}, 'SwinIR': {}}, 'seeds': [0, 1],
+           'sr_train': {'total_iter': 10, 'max_iter': 10, 'eval_every': 10},
            'convergence': {'min_gain_db': 0.05, 'window_fraction': 0.2}}
-    rising = {'val_curve': {'5': 20.0, '8': 20.5, '10': 21.0}}
+    rising = {'seed': 0, 'val_curve': {'5': 20.0, '8': 20.5, '10': 21.0}}
     text = convergence_text(exp, {('EDSR', 'full_pool', None): [rising]})
-    assert 'EDSR: full pool (1 of 2 seeds) gained +0.500 dB over the last 20% of its 10 iterations, NOT converged' in text
+    assert ('EDSR: full pool (1 of 2 seeds): seed 0 +0.500 dB over the last 20% of its 10 iterations; NOT converged'
+            in text)
     assert 'SwinIR: no full-pool run finished yet, not measured' in text
+    # seeds stopped by the rule at different iterations: each is read at its own end, not the mean up to the shorter
+    exp['sr_train']['max_iter'] = 50
+    short = {'seed': 1, 'val_curve': {'10': 21.0, '20': 21.1}}
+    long = {'seed': 0, 'val_curve': {'10': 21.0, '20': 21.2, '30': 21.3, '40': 21.35, '50': 21.39}}
+    text = convergence_text(exp, {('EDSR', 'full_pool', None): [short, long]})
+    assert ('EDSR: full pool (2 of 2 seeds): seed 0 +0.040 dB over the last 20% of its 50 iterations (continued past '
+            'total_iter at the last learning rate), seed 1 +0.040 dB over the last 20% of its 20 iterations '
+            '(continued past total_iter at the last learning rate); converged') in text
+    assert convergence_gain({'10': 21.0, '20': 21.15}, 0.2) >= 0.05  # their mean up to 20 would read still rising
 
 
 def experiment_options(photo_dir, **changes) -> dict:

@@ -406,25 +406,29 @@ def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, defa
 
 
 def convergence_text(exp: dict, groups: dict) -> str:
+    """The convergence rule's verdict per student, read on each full-pool seed at its own last iteration (the
+    rule that also ends a run past ``total_iter``; seeds may stop at different iterations)."""
     rule, sr = exp['convergence'], exp['sr_train']
     parts = []
     for student in exp['students']:
-        runs = groups.get((student, FULL_POOL, None))
+        runs = sorted(groups.get((student, FULL_POOL, None), []), key=lambda r: r['seed'])
         if not runs:
             parts.append(f'{student}: no full-pool run finished yet, not measured')
-        else:
-            curve = mean_curve(runs)
-            gain = convergence_gain(curve, rule['window_fraction'])
-            verdict = 'converged' if gain < rule['min_gain_db'] else 'NOT converged (still rising)'
-            stopped = (' (stopped early: no gain for patience_evals evaluations)' if max(curve) < sr['total_iter']
-                       else f' (continued past total_iter {sr["total_iter"]:,} at the last learning rate)'
-                       if max(curve) > sr['total_iter'] else '')
-            parts.append(f'{student}: full pool ({len(runs)} of {len(exp["seeds"])} seeds) gained {gain:+.3f} dB '
-                         f'over the last {rule["window_fraction"]:.0%} of its {max(curve)} iterations{stopped}, '
-                         f'{verdict}')
-    extension = (f'A run still gaining that much at total_iter trains on at the last learning rate, '
-                 f'{sr["eval_every"]:,} iterations at a time, until it is converged or reaches max_iter '
+            continue
+        gains, seeds = [], []
+        for r in runs:
+            last = max(map(int, r['val_curve']))
+            gains.append(convergence_gain(r['val_curve'], rule['window_fraction']))
+            how = (' (stopped early: no gain for patience_evals evaluations)' if last < sr['total_iter']
+                   else ' (continued past total_iter at the last learning rate)' if last > sr['total_iter'] else '')
+            seeds.append(f'seed {r["seed"]} {gains[-1]:+.3f} dB over the last {rule["window_fraction"]:.0%} of its '
+                         f'{last:,} iterations{how}')
+        verdict = 'converged' if max(gains) < rule['min_gain_db'] else 'NOT converged (still rising)'
+        parts.append(f'{student}: full pool ({len(runs)} of {len(exp["seeds"])} seeds): {", ".join(seeds)}; '
+                     f'{verdict}')
+    extension = (f'A run still gaining that much at total_iter ({sr["total_iter"]:,}) trains on at the last learning '
+                 f'rate, {sr["eval_every"]:,} iterations at a time, until it is converged or reaches max_iter '
                  f'{sr["max_iter"]:,}. ' if sr['max_iter'] > sr['total_iter'] else '')
-    return (f'Convergence rule: a student is converged when its full-pool validation PSNR (mean of seeds) gains '
-            f'< {rule["min_gain_db"]} dB over the last {rule["window_fraction"]:.0%} of its iterations. ' + extension
-            + '; '.join(parts) + '.')
+    return (f'Convergence rule: a student is converged when the full-pool validation PSNR of each of its seeds gains '
+            f'< {rule["min_gain_db"]} dB over the last {rule["window_fraction"]:.0%} of that run\'s iterations. '
+            + extension + ' | '.join(parts) + '.')
