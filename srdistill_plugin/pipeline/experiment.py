@@ -294,8 +294,9 @@ class Experiment:
             target = self.next_target(target, curve.data)
 
     def chunk_on_disk(self, run_name: str, target: int) -> bool:
-        """Whether the chunk ending at ``target`` was trained already (its checkpoint is saved; only checkpoints
-        at multiples of ``eval_every`` name their iteration)."""
+        """Whether the chunk ending at ``target`` was trained already, so that resuming it trains nothing: BasicSR
+        saves a training state only at multiples of ``save_checkpoint_freq`` (= ``eval_every``); a chunk ending
+        elsewhere is retrained from the state before it."""
         return target % self.exp['sr_train']['eval_every'] == 0 and self.checkpoint(run_name, target).is_file()
 
     def next_target(self, done: int, curve: dict) -> int | None:
