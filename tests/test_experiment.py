@@ -118,7 +118,6 @@ def test_a_run_still_rising_at_total_iter_trains_on_until_converged_or_max_iter(
     assert not capped.unfinished(run) and longer.unfinished(run)
 
 
-
 def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_its_replay(photo_dir, tmp_path,
                                                                                          monkeypatch):
     sr = {'total_iter': 30, 'eval_every': 10, 'patience_evals': 5}
@@ -137,6 +136,7 @@ def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_
     assert clock['20']['seconds'] is None and clock['30']['seconds'] >= 0.05
     assert [clock[k]['iterations'] for k in ('10', '20', '30')] == [10, 10, 10]
     assert seconds_per_iter(clock.values()) == pytest.approx((4.0 + clock['30']['seconds']) / 20)
+
 
 @pytest.mark.parametrize('change, message', [
     ({'arms': ['random_real', 'magic']}, "option arms: unknown arm 'magic'"),
