@@ -27,6 +27,7 @@ from srdistill_plugin.core.kernel_estimation import (KernelGANConfig, kernel_pre
                                                      train_kernel_gan)
 from srdistill_plugin.core.kernels import degrade, eval_kernel, random_mzsr_kernel
 from srdistill_plugin.core.matlab_resize import matlab_resize
+from srdistill_plugin.core.safe_load import load_checkpoint
 from srdistill_plugin.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
 from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
 
@@ -129,7 +130,7 @@ def main() -> None:
     work = Path(args.work)
     (work / 'true_kernels').mkdir(parents=True, exist_ok=True)
     net = MZSRNet(upscale=SCALE)
-    net.load_state_dict(torch.load(args.model, map_location='cpu', weights_only=True)['params'])
+    net.load_state_dict(load_checkpoint(args.model)['params'])
     net.eval()
     cache = ResultCache(work / f'eval_{args.tag}.json')
     settings = f'it{args.estimate_iters}/seed{args.seed}/steps{args.mzsr_steps}/def{args.default_kernel}'

@@ -31,6 +31,7 @@ from srdistill_plugin.core.imageio import list_images, read_image
 from srdistill_plugin.core.kernels import degrade, eval_kernel
 from srdistill_plugin.core.matlab_resize import matlab_resize
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill_plugin.core.safe_load import load_checkpoint
 from srdistill_plugin.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
 from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
 
@@ -102,7 +103,7 @@ def training_seconds(experiment: Path) -> float:
 
 def load_net(path: Path, **kwargs) -> MZSRNet:
     net = MZSRNet(upscale=SCALE, **kwargs)
-    net.load_state_dict(torch.load(path, map_location='cpu', weights_only=True)['params'])
+    net.load_state_dict(load_checkpoint(path)['params'])
     return net.eval()
 
 

@@ -8,10 +8,11 @@ Applied once, by :mod:`srdistill_plugin.mm` only (the BasicSR side needs none of
    import ``mmcv.ops`` names at module level, which makes ``register_all_modules()`` fail. When the real module
    cannot be imported, a stand-in module is installed whose attributes raise a clear error **when used**, so
    every other module registers and only those models (which srdistill does not use) stay unavailable.
-3. MMEngine checkpoints -- they hold the message hub's history (numpy arrays rebuilt through ``getattr``), which
-   torch >= 2.6 refuses to unpickle with its new default ``weights_only=True``; mmengine 0.10.7 does not pass the
-   flag. Local checkpoint files are loaded with ``weights_only=False`` again, as with the torch mmengine targets:
-   only load checkpoints you trust (your own runs), as with any pickle.
+3. MMEngine checkpoints -- mmengine 0.10.7 calls ``torch.load`` without ``weights_only``. Local checkpoint files are
+   read weights-only (:func:`srdistill_plugin.core.safe_load.load_checkpoint`) with exactly what MMEngine's own
+   checkpoints hold besides tensors allowed: the message hub's ``HistoryBuffer`` with its numpy arrays, numpy
+   scalars and dtypes, and ``getattr`` restricted to the buffer's statistics methods. Anything else is refused
+   before it runs.
 4. MMEngine's ``--launcher pytorch`` calls ``torch.cuda.set_device`` before ``init_process_group``, which fails on
    a machine without GPUs; there the process group is initialised directly (gloo), as torch itself allows.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import pickle
 import sys
 import types
 
@@ -77,14 +79,37 @@ class _OpsStandinFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
+_HISTORY_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_statistic(owner, name: str):
+    """``getattr`` as MMEngine's pickled ``HistoryBuffer`` statistics need it, and nothing more."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if owner is HistoryBuffer and name in _HISTORY_STATISTICS:
+        return getattr(owner, name)
+    raise pickle.UnpicklingError(f'GLOBAL builtins.getattr({owner!r}, {name!r}) was not an allowed global')
+
+
+def mmengine_checkpoint_globals() -> list:
+    """What an MMEngine checkpoint holds besides tensors and containers (fix 3)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    dtypes = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                          np.uint32, np.uint64, np.float16, np.float32, np.float64)]
+    return [HistoryBuffer, np.ndarray, np.dtype, multiarray.scalar, multiarray._reconstruct, *dtypes,
+            (_history_statistic, 'builtins.getattr')]
+
+
 def _load_local_checkpoint(filename: str, map_location=None):
-    """MMEngine's local-file checkpoint loader with ``weights_only=False`` (see fix 3)."""
+    """MMEngine's local-file checkpoint loader, weights-only (see fix 3)."""
     import os.path as osp
 
-    import torch
+    from srdistill_plugin.core.safe_load import load_checkpoint
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    return load_checkpoint(filename, map_location, allowed=mmengine_checkpoint_globals())
 
 
 def _init_dist_pytorch_cpu_aware(backend, init_backend='torch', **kwargs) -> None:

@@ -54,12 +54,19 @@ def test_components_build_from_the_config(labelled_lmdb):
     assert degraded['img'].shape == (16, 15, 3) and degraded['kernel'].shape == (21, 21)  # the paper's evaluation kernels
 
 
-def test_runner_trains_a_few_iterations_on_the_lmdb(labelled_lmdb, tmp_path):
-    proc = run_tool('tools/mm_train.py', 'configs/swinir_distilled_x4.py', '--work-dir', str(tmp_path), '--cfg-options',
-                    f'train_dataloader.dataset.data_root={labelled_lmdb}', 'train_cfg.max_iters=4',
-                    'train_cfg.val_interval=4', 'default_hooks.logger.interval=2', 'default_hooks.checkpoint.interval=4',
-                    'train_dataloader.batch_size=2')
+def test_runner_trains_resumes_and_tests_from_its_weights_only_checkpoints(labelled_lmdb, tmp_path):
+    """Training, ``--resume`` and ``mm_test`` (``load_from``) read MMEngine's own checkpoints weights-only."""
+    args = ('configs/swinir_distilled_x4.py', '--work-dir', str(tmp_path), '--cfg-options',
+            f'train_dataloader.dataset.data_root={labelled_lmdb}', 'train_cfg.val_interval=4',
+            'default_hooks.logger.interval=2', 'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=2')
+    proc = run_tool('tools/mm_train.py', *args, 'train_cfg.max_iters=4')
     assert (tmp_path / 'iter_4.pth').is_file()
+    assert 'PSNR:' in proc.stdout + proc.stderr
+    proc = run_tool('tools/mm_train.py', *args, 'train_cfg.max_iters=6', '--resume')
+    assert 'resumed epoch: 0, iter: 4' in proc.stdout + proc.stderr and (tmp_path / 'iter_6.pth').is_file()
+    proc = run_tool('tools/mm_test.py', 'configs/swinir_distilled_x4.py', str(tmp_path / 'iter_6.pth'),
+                    '--work-dir', str(tmp_path / 'test'))
+    assert f'Load checkpoint from {tmp_path / "iter_6.pth"}' in proc.stdout + proc.stderr
     assert 'PSNR:' in proc.stdout + proc.stderr
 
 

@@ -4,7 +4,8 @@ BasicSR's ``save_network`` / ``save_training_state`` call ``torch.save`` straigh
 it fails three times (a full disk, a read-only folder), log "Just ignore it" and train on without checkpoints; a
 kill during the write leaves a truncated file under the final name. ``atomic_checkpoints()`` changes both for the
 duration of a run: every ``torch.save`` to a path goes to ``<name>.tmp`` and is renamed when complete, and a failed
-write is raised once BasicSR's retries are spent. ``load_network`` failures name the file.
+write is raised once BasicSR's retries are spent. ``load_network`` reads weights-only (``core/safe_load.py``)
+and its failures name the file.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 from basicsr.models.base_model import BaseModel
 
 from .errors import SRDistillError, first_line
+from .safe_load import UnsafeCheckpointError, load_checkpoint
 
 
 def atomic_save(save, obj, path, *args, **kwargs) -> None:
@@ -60,12 +62,18 @@ def _saving(method):
 
 
 def _loading(method):
-    def load_naming_the_file(self, net, load_path, *args, **kwargs):
+    def load_weights_only_naming_the_file(self, net, load_path, *args, **kwargs):
+        original = torch.load
+        torch.load = lambda path, map_location=None, **_: load_checkpoint(path, map_location)
         try:
             return method(self, net, load_path, *args, **kwargs)
+        except UnsafeCheckpointError:
+            raise
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError) as err:
             raise SRDistillError(f'{load_path}: cannot load the network weights ({first_line(err)})') from err
-    return load_naming_the_file
+        finally:
+            torch.load = original
+    return load_weights_only_naming_the_file
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from mmengine.logging import MessageHub
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights, task_query_loss
+from srdistill_plugin.core.safe_load import load_checkpoint
 from srdistill_plugin.core.zero_shot import mzsr_adapt
 
 MODELS.register_module(module=MZSRNet)
@@ -35,7 +36,7 @@ def load_basicsr_params(path: str) -> dict:
     """The network weights of a BasicSR checkpoint (``params``, else ``params_ema``), with a clear error."""
     if not Path(path).is_file():
         raise SRDistillError(f'option model.pretrained_basicsr: {path} does not exist')
-    checkpoint = torch.load(path, map_location='cpu')
+    checkpoint = load_checkpoint(path)
     for key in ('params', 'params_ema'):
         if key in checkpoint:
             return checkpoint[key]

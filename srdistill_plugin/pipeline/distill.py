@@ -35,6 +35,7 @@ from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
 from srdistill_plugin.core.lmdb_io import atomic_lmdb, estimate_map_size
 from srdistill_plugin.core.manifest import read_manifest, write_manifest
 from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches, select_patches
+from srdistill_plugin.core.safe_load import load_checkpoint
 from srdistill_plugin.core.set_diagnostics import k_center_greedy
 from srdistill_plugin.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
@@ -357,7 +358,7 @@ class DistillRun:
 
     def load_generator(self):
         ft = read_manifest(self.manifest('finetune'))
-        checkpoint = torch.load(ft['checkpoint'], map_location='cpu')
+        checkpoint = load_checkpoint(ft['checkpoint'])
         ft_opt = yaml.safe_load(Path(ft['options']).read_text())
         net = build_network(ft_opt['network_g'])
         net.load_state_dict(checkpoint.get('params_ema', checkpoint['params']))

@@ -16,6 +16,7 @@ from srdistill_plugin.core.degradations import bicubic_upscale
 from srdistill_plugin.core.errors import SRDistillError, first_line
 from srdistill_plugin.core.features import colour_texture_descriptor
 from srdistill_plugin.core.imageio import list_images, read_image
+from srdistill_plugin.core.safe_load import load_checkpoint
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, gradient_energy
 from srdistill_plugin.data.hr_source import HRImageSource
 from srdistill_plugin.data.hr_only_dataset import read_class_info
@@ -40,7 +41,7 @@ def load_student(network_opt: dict, checkpoint: Path, device: torch.device | str
     """A BasicSR network with the EMA weights of ``checkpoint`` when it has them, on ``device``."""
     net = build_network(dict(network_opt))
     try:
-        state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+        state = load_checkpoint(checkpoint)
     except (OSError, RuntimeError, EOFError) as err:
         raise SRDistillError(f'{checkpoint}: cannot read the checkpoint ({first_line(err)})') from err
     net.load_state_dict(state.get('params_ema', state.get('params', state)))

@@ -28,6 +28,7 @@ from basicsr.utils.options import parse_options
 
 from srdistill_plugin.core.checkpoint_io import atomic_checkpoints
 from srdistill_plugin.core.errors import SRDistillError, first_line
+from srdistill_plugin.core.safe_load import UnsafeCheckpointError, load_checkpoint
 from srdistill_plugin.samplers import build_sampler
 
 from . import distributed
@@ -57,7 +58,9 @@ def load_resume_state(opt: dict) -> dict | None:
     candidates = training_states_newest_first(opt) if opt['auto_resume'] else [explicit] if explicit else []
     for path in candidates:
         try:
-            state = torch.load(path, map_location=device)
+            state = load_checkpoint(path, map_location=device)
+        except UnsafeCheckpointError as err:
+            raise SRDistillError(f'option path.resume_state: {err}') from err
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
             if not opt['auto_resume']:
                 raise SRDistillError(f'option path.resume_state: cannot read {path} ({first_line(err)})') from err

@@ -19,6 +19,7 @@ from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill_plugin.core.errors import SRDistillError, first_line
 from srdistill_plugin.core.io_checks import check_output_folder
 from srdistill_plugin.core.kernel_estimation import KernelGANConfig
+from srdistill_plugin.core.safe_load import UnsafeCheckpointError, load_checkpoint
 from srdistill_plugin.core.zero_shot import STEP_SCHEDULES, mzsr_adapt
 from srdistill_plugin.data.mzsr_dataset import ZeroShotLRDataset
 from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
@@ -70,9 +71,11 @@ def load_model(path: str, scale: int) -> MZSRNet:
     if trained is not None and trained != scale:
         raise SRDistillError(f'{path}: this model was trained for scale {trained}, not --scale {scale}')
     try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        state = load_checkpoint(path)
         net = MZSRNet(upscale=scale)
         net.load_state_dict(state.get('params', state))
+    except UnsafeCheckpointError:
+        raise
     except Exception as err:  # truncated file, another network's weights, ...
         raise SRDistillError(f'{path}: not a loadable MZSRNet checkpoint ({first_line(err)})') from err
     return net.eval()

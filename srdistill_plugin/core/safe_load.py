@@ -1,0 +1,51 @@
+"""Checkpoints are data: every checkpoint the project reads goes through :func:`load_checkpoint`.
+
+``torch.load(..., weights_only=True)`` rebuilds tensors, numbers, strings and containers only; a pickle that names
+any other global (``os.system``, ``builtins.open``, an arbitrary class) is refused before anything of it runs.
+Frameworks whose own checkpoints hold a few harmless classes (MMEngine's message hub) pass exactly those as
+``allowed`` -- never ``weights_only=False``.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from typing import Any, Iterable
+
+import torch
+
+from .errors import SRDistillError
+
+_REFUSED_GLOBAL = re.compile(r'GLOBAL (\S+) was not an allowed global')
+
+
+class UnsafeCheckpointError(SRDistillError):
+    """A checkpoint whose pickle would call or build something other than tensors and plain containers."""
+
+
+def refused_part(err: BaseException) -> str | None:
+    """What torch's weights-only unpickler refused (``builtins.open``, ``to build <class ...>``), if ``err`` is
+    that refusal."""
+    text = str(err)
+    if 'Weights only load failed' not in text:
+        return None
+    found = _REFUSED_GLOBAL.search(text)
+    if found:
+        return found.group(1)
+    reason = text.split('WeightsUnpickler error:', 1)[-1].strip().splitlines()
+    return f'"{reason[0]}"' if reason else 'an instruction outside the weights-only set'
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu', allowed: Iterable[Any] = ()) -> Any:
+    """``torch.load(path, weights_only=True)`` with ``allowed`` extra globals; a refusal is one line naming the
+    file and the refused global (:class:`UnsafeCheckpointError`). Other read errors propagate unchanged."""
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.serialization.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = refused_part(err)
+        if refused is None:
+            raise
+        raise UnsafeCheckpointError(
+            f'{os.fspath(path)}: refused to load: its pickle asks for {refused}, which is not a tensor, number or '
+            'container (checkpoints are read weights-only, because a checkpoint holding code could run it)') from err
