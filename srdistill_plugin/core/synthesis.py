@@ -14,7 +14,9 @@ from torch import nn
 
 
 def ddim_timesteps(scheduler: DDIMScheduler, steps: int, strength: float) -> torch.Tensor:
-    """About ``steps`` DDIM timesteps, all below ``strength * T`` (``strength`` 1 = the full chain)."""
+    """About ``steps`` DDIM timesteps, all below ``strength * T`` (``strength`` in (0, 1]; 1 = the full chain)."""
+    if not 0 < strength <= 1 or steps < 1:
+        raise ValueError(f'ddim_timesteps: steps {steps} must be >= 1 and strength {strength} in (0, 1]')
     total = scheduler.config.num_train_timesteps
     scheduler.set_timesteps(max(steps, math.ceil(steps / strength)))
     return scheduler.timesteps[scheduler.timesteps < strength * total]
@@ -22,13 +24,18 @@ def ddim_timesteps(scheduler: DDIMScheduler, steps: int, strength: float) -> tor
 
 @torch.no_grad()
 def sample(net: nn.Module, scheduler: DDIMScheduler, classes: torch.Tensor, size: int, steps: int,
-           generator: torch.Generator, init: torch.Tensor | None = None, strength: float = 1.) -> torch.Tensor:
-    """Images in [0, 1], NCHW, one per entry of ``classes``; ``init`` (in [0, 1]) switches on SDEdit. A latent
-    model (one with ``encode`` / ``decode`` / ``latent_shape``) is sampled in its latent space and decoded."""
+           generator: torch.Generator, init: torch.Tensor | None = None, strength: float = 1.,
+           device: torch.device | str = 'cpu') -> torch.Tensor:
+    """Images in [0, 1], NCHW, one per entry of ``classes``, on ``device`` (where ``net`` is); ``init`` (in [0, 1])
+    switches on SDEdit. The noise comes from the CPU ``generator``, so a seed gives the same draws on any device. A
+    latent model (one with ``encode`` / ``decode`` / ``latent_shape``) is sampled in its latent space and decoded."""
     latent = hasattr(net, 'encode')
-    timesteps = ddim_timesteps(scheduler, steps, strength if init is not None else 1.)
-    noise = torch.randn((len(classes), *(net.latent_shape(size) if latent else (3, size, size))), generator=generator)
+    timesteps = ddim_timesteps(scheduler, steps, strength if init is not None else 1.).to(device)
+    noise = torch.randn((len(classes), *(net.latent_shape(size) if latent else (3, size, size))),
+                        generator=generator).to(device)
+    classes = classes.to(device)
     if init is not None:
+        init = init.to(device, torch.float32)
         start = net.encode(init * 2 - 1) if latent else init * 2 - 1
         x = scheduler.add_noise(start, noise, timesteps[:1].repeat(len(classes)))
     else:

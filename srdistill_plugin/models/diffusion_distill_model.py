@@ -14,6 +14,7 @@ from basicsr.models.base_model import BaseModel
 from basicsr.utils.registry import MODEL_REGISTRY
 from diffusers import DDPMScheduler
 
+from srdistill_plugin.core.precision import autocast, check_amp
 from srdistill_plugin.core.diffusion_losses import (EmbeddingMemory, embed, minimax_terms, predicted_x0,
                                                     sobel_gradients)
 
@@ -36,7 +37,8 @@ def noise_scheduler(opt: dict) -> DDPMScheduler:
 class DiffusionDistillModel(BaseModel):
     """``train.diffusion``: ``max_timestep`` (train only on t < this: the low-noise range that SDEdit-style
     synthesis uses; default all), ``lambda_rep``, ``lambda_div``, ``lambda_sr`` (0 disables a term),
-    ``memory_size`` (per-class queue length, 64)."""
+    ``memory_size`` (per-class queue length, 64). ``train.amp``: ``bf16`` / ``fp16`` autocast on CUDA (fp16 with
+    a gradient scaler); ignored on the CPU."""
 
     def __init__(self, opt: dict):
         super().__init__(opt)
@@ -63,6 +65,8 @@ class DiffusionDistillModel(BaseModel):
                 self.model_ema(0)
             self.net_g_ema.eval()
         self.net_g.train()
+        self.amp = check_amp(train_opt.get('amp'), 'train.amp') if self.device.type == 'cuda' else None
+        self.grad_scaler = torch.amp.GradScaler('cuda') if self.amp == 'fp16' else None
         d = train_opt.get('diffusion', {})
         self.max_timestep = int(d.get('max_timestep', self.scheduler.config.num_train_timesteps))
         self.lambdas = {k: float(d.get(f'lambda_{k}', 0)) for k in ('rep', 'div', 'sr')}
@@ -79,7 +83,8 @@ class DiffusionDistillModel(BaseModel):
         self.gt = data['gt'].to(self.device) * 2 - 1
         self.class_ids = data['class_id'].to(self.device)
 
-    def optimize_parameters(self, current_iter: int):
+    def losses(self) -> tuple[OrderedDict, torch.Tensor]:
+        """The named loss terms of the current batch and their weighted total."""
         bare, classes = self.get_bare_model(self.net_g), self.class_ids
         latent = hasattr(bare, 'encode')  # a latent diffusion model: the diffusion runs on VAE latents
         x0 = bare.encode(self.gt) if latent else self.gt
@@ -102,9 +107,19 @@ class DiffusionDistillModel(BaseModel):
                 losses['l_sr'] = (weight * (sobel_gradients(image_pred) - sobel_gradients(self.gt)).abs()).mean()
             self.generated_memory.push(emb, classes)
         total = losses['l_eps'] + sum(self.lambdas[k[2:]] * v for k, v in losses.items() if k != 'l_eps')
+        return losses, total
+
+    def optimize_parameters(self, current_iter: int):
+        with autocast(self.amp, self.device):
+            losses, total = self.losses()
         self.optimizer_g.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer_g.step()
+        if self.grad_scaler is None:
+            total.backward()
+            self.optimizer_g.step()
+        else:
+            self.grad_scaler.scale(total).backward()
+            self.grad_scaler.step(self.optimizer_g)
+            self.grad_scaler.update()
         self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)

@@ -9,6 +9,7 @@ stages write their outputs atomically.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 import itertools
 import json
 import logging
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -34,6 +36,7 @@ from srdistill_plugin.core.hub import diffusers_config
 from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
 from srdistill_plugin.core.lmdb_io import atomic_lmdb, estimate_map_size
 from srdistill_plugin.core.manifest import read_manifest, write_manifest
+from srdistill_plugin.core.precision import autocast
 from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches, select_patches
 from srdistill_plugin.core.safe_load import load_checkpoint
 from srdistill_plugin.core.set_diagnostics import k_center_greedy
@@ -41,13 +44,15 @@ from srdistill_plugin.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
+from .distill_options import check_distill_options, noise_sigma, strength, synthesis_device, synthesis_mode
+
 STAGES = ('select', 'categorize', 'finetune', 'synthesize')
 # The options each stage's result depends on (cumulative: a stage depends on everything before it).
 STAGE_OPTIONS = {'select': ('pool', 'scale', 'select'), 'categorize': ('categorize', 'manual_seed'),
                  'finetune': ('finetune', 'num_gpu'), 'synthesize': ('synthesize', 'output')}
-SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'selected_noise', 'random_real', 'coverage')
 GENERATIVE_MODES = ('sdedit', 'noise')  # the modes that need the fine-tuned diffusion model
 SEEDED_MODES = ('sdedit', 'selected_real', 'selected_noise')  # the modes that start from the selected patches
+PREVIEW_PER_CLASS = 8
 
 
 def spread_over_images(members: np.ndarray, images: list[int]) -> list[int]:
@@ -71,8 +76,8 @@ class DistillRun:
         self.stage_dir = self.exp_dir / 'stages'
         self.seed = int(opt.get('manual_seed', 0))
         self._patch_features = None  # the grouping feature extractor, loaded when coverage selection needs it
-        self.synthesis_mode(opt.get('synthesize', {}))  # option errors before hours of work, not after
-        self.noise_sigma(opt.get('synthesize', {}))
+        check_distill_options(opt)  # option errors before hours of work, not after
+        self.device = synthesis_device(opt)
         self.check_model_folders()
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO,
@@ -272,53 +277,104 @@ class DistillRun:
                                  f'the pool ({selection["pool_pixels"]} px)')
         return per_class
 
-    def synthesize(self) -> None:
-        syn = self.opt.get('synthesize', {})
-        mode = self.synthesis_mode(syn)
-        selection, categories = read_manifest(self.manifest('select')), read_manifest(self.manifest('categorize'))
+    def class_budgets(self, per_class: int, class_sizes: list[int]) -> list[int]:
+        """``per_class`` for every pseudo-class; an empty one is skipped (warned) and its budget goes to the others."""
+        empty = [c for c, n in enumerate(class_sizes) if n == 0]
+        if len(empty) == len(class_sizes):
+            raise SRDistillError(f'{self.manifest("categorize")}: every pseudo-class is empty (no selected patches)')
+        budgets = [0 if n == 0 else per_class for n in class_sizes]
+        spare = per_class * len(empty)
+        full = [c for c, n in enumerate(class_sizes) if n]
+        for i, c in enumerate(full):
+            budgets[c] += spare // len(full) + (i < spare % len(full))
+        for c in empty:
+            self.logger.warning(f'[synthesize] pseudo-class {c} has no selected patches: skipped, its {per_class} '
+                                'patches are shared among the other classes')
+        return budgets
+
+    def synthesized_batches(self, mode: str, syn: dict, selection: dict, num_classes: int, per_class: int,
+                            size: int) -> Iterator[tuple[list[np.ndarray], int, np.ndarray | None]]:
+        """``(uint8 BGR patches, class, their seed patches or None)``, one batch at a time, on ``self.device``."""
+        rng = np.random.default_rng(self.seed)
+        if mode == 'random_real':
+            yield from self.random_real_patches(selection, per_class * num_classes, size, rng)
+            return
         patches = SelectedPatchDataset({'stage_dir': str(self.stage_dir)})
+        class_ids = np.array(patches.class_ids)
+        budgets = self.class_budgets(per_class, [int(np.count_nonzero(class_ids == c)) for c in range(num_classes)])
+        generator = torch.Generator().manual_seed(self.seed)
+        net, scheduler = self.load_generator() if mode in GENERATIVE_MODES else (None, None)
+        sigma, batch, amp = noise_sigma(syn) / 255, int(syn.get('batch', 16)), syn.get('amp') or None
+        for c in range(num_classes):
+            members = np.flatnonzero(class_ids == c)
+            if not budgets[c]:
+                continue
+            if mode in SEEDED_MODES:  # the same seeds for all three: the best patches, spread over images
+                ranked = spread_over_images(members, [patches.patches[m][0] for m in members])
+                picks = list(itertools.islice(itertools.cycle(ranked), budgets[c]))
+            elif mode == 'coverage':
+                picks = self.coverage_picks(patches, members, budgets[c], syn)
+            else:
+                picks = rng.choice(members, budgets[c], replace=len(members) < budgets[c])
+            for start in tqdm(range(0, len(picks), batch), desc=f'synthesize ({mode}) class {c}/{num_classes}',
+                              unit='batch'):
+                chunk = picks[start:start + batch]
+                real = np.stack([patches.patch(i)[:, :, ::-1] for i in chunk])  # RGB
+                if mode in ('selected_real', 'coverage'):
+                    out = real
+                elif mode == 'selected_noise':
+                    noise = torch.randn(real.shape, generator=generator, dtype=torch.float64).numpy()
+                    out = np.clip(real + sigma * noise, 0, 1)
+                else:
+                    init = torch.from_numpy(real.copy()).permute(0, 3, 1, 2) if mode == 'sdedit' else None
+                    with autocast(amp, self.device):
+                        out = sample(net, scheduler, torch.full((len(chunk), ), c), size, int(syn.get('steps', 10)),
+                                     generator, init, strength(syn), self.device)
+                    out = out.float().permute(0, 2, 3, 1).cpu().numpy()
+                seeds = None if mode == 'noise' else np.stack([to_uint8(r[:, :, ::-1]) for r in real])
+                yield [to_uint8(o[:, :, ::-1]) for o in out], c, seeds
+
+    def synthesize(self) -> None:
+        """Stream the synthesized patches into the output LMDB as they are made (bounded memory; atomic)."""
+        syn = self.opt.get('synthesize', {})
+        mode = synthesis_mode(syn)
+        selection, categories = read_manifest(self.manifest('select')), read_manifest(self.manifest('categorize'))
         num_classes, size = categories['num_classes'], selection['options']['patch_size']
         per_class = self.budget(selection, num_classes)
-        rng = np.random.default_rng(self.seed)
-        images, classes, residuals = [], [], []
-        if mode == 'random_real':
-            images, classes = self.random_real_patches(selection, per_class * num_classes, size, rng)
-        else:
-            generator = torch.Generator().manual_seed(self.seed)
-            net, scheduler = self.load_generator() if mode in GENERATIVE_MODES else (None, None)
-            sigma = self.noise_sigma(syn) / 255
-            batch = int(syn.get('batch', 16))
-            for c in tqdm(range(num_classes), desc=f'synthesize ({mode})', unit='class'):
-                members = np.flatnonzero(np.array(patches.class_ids) == c)
-                if mode in SEEDED_MODES:  # the same seeds for all three: the best patches, spread over images
-                    ranked = spread_over_images(members, [patches.patches[m][0] for m in members])
-                    picks = list(itertools.islice(itertools.cycle(ranked), per_class))
-                elif mode == 'coverage':
-                    picks = self.coverage_picks(patches, members, per_class, syn)
-                else:
-                    picks = rng.choice(members, per_class, replace=len(members) < per_class)
-                for start in range(0, len(picks), batch):
-                    chunk = picks[start:start + batch]
-                    real = np.stack([patches.patch(i)[:, :, ::-1] for i in chunk])  # RGB
-                    if mode in ('selected_real', 'coverage'):
-                        out = real
-                    elif mode == 'selected_noise':
-                        noise = torch.randn(real.shape, generator=generator, dtype=torch.float64).numpy()
-                        out = np.clip(real + sigma * noise, 0, 1)
-                    else:
-                        init = torch.from_numpy(real.copy()).permute(0, 3, 1, 2) if mode == 'sdedit' else None
-                        out = sample(net, scheduler, torch.full((len(chunk), ), c), size, int(syn.get('steps', 10)),
-                                     generator, init, float(syn.get('strength', 0.3))).permute(0, 2, 3, 1).numpy()
-                    new = [to_uint8(o[:, :, ::-1]) for o in out]
-                    if mode != 'noise':
-                        residuals += [n.astype(np.float64) - to_uint8(r[:, :, ::-1]) for n, r in zip(new, real)]
-                    images += new
-                    classes += [c] * len(chunk)
-        stats = {'seed_residual_std': float(np.std(residuals))} if residuals else {}
-        if stats:
+        out = self.root / self.opt['output']
+        out.mkdir(parents=True, exist_ok=True)
+        keys, classes, preview, shown = [], [], [], Counter()
+        residual = np.zeros(3)  # count, sum and sum of squares of (output - seed)
+        map_size = estimate_map_size(per_class * num_classes * size * size * 3)
+        with atomic_lmdb(out / 'HR.lmdb', map_size, overwrite=True) as writer:
+            for images, c, seeds in self.synthesized_batches(mode, syn, selection, num_classes, per_class, size):
+                for img in images:
+                    keys.append(f'c{c:02d}_{len(keys):05d}')
+                    classes.append(c)
+                    writer.put(keys[-1], img)
+                    if shown[c] < PREVIEW_PER_CLASS:
+                        shown[c] += 1
+                        preview.append((img, c))
+                if seeds is not None:
+                    diff = np.stack(images).astype(np.float64) - seeds
+                    residual += (diff.size, diff.sum(), np.square(diff).sum())
+            (writer.tmp / 'class_info.txt').write_text(''.join(f'{k} {c}\n' for k, c in zip(keys, classes)))
+        stats = {}
+        if residual[0]:
+            mean = residual[1] / residual[0]
+            stats['seed_residual_std'] = float(np.sqrt(max(residual[2] / residual[0] - mean ** 2, 0.)))
             self.logger.info(f'[synthesize] std of (output - seed patch): {stats["seed_residual_std"]:.2f} '
                              '(8-bit levels)')
-        self.write_distilled(images, classes, mode, size, stats)
+        cv2.imwrite(str(out / 'preview.png'), preview_grid(*map(list, zip(*preview)), per_row=PREVIEW_PER_CLASS))
+        categories = read_manifest(self.manifest('categorize'))
+        payload = {'mode': mode, 'num_images': len(keys), 'patch_size': size, 'lmdb': str(out / 'HR.lmdb'),
+                   'feature_mode': categories['feature_mode'], 'feature_description': categories['feature_description'],
+                   'classes': dict(zip(keys, classes)), 'options': self.opt.get('synthesize', {}), 'device': str(self.device),
+                   **stats}
+        write_manifest(out / 'manifest.json', payload)
+        write_manifest(self.manifest('synthesize'), {k: v for k, v in payload.items() if k != 'classes'})
+        self.logger.info(f'[synthesize] {len(keys)} HR patches ({mode}, {self.device}) -> {out / "HR.lmdb"}; '
+                         f'preview {out / "preview.png"}')
 
     def coverage_picks(self, patches: SelectedPatchDataset, members: np.ndarray, count: int, syn: dict) -> list[int]:
         """``coverage``: greedy k-center in the grouping feature space among the class's most informative
@@ -329,32 +385,18 @@ class DistillRun:
         features = np.stack([self._patch_features(patches.patch(i)) for i in candidates])
         return [int(candidates[i]) for i in k_center_greedy(features, count)]
 
-    @staticmethod
-    def synthesis_mode(syn: dict) -> str:
-        mode = syn.get('mode', 'sdedit')
-        if mode not in SYNTH_MODES:
-            raise SRDistillError(f'option synthesize.mode: expected one of {SYNTH_MODES}, got {mode!r}')
-        return mode
-
-    @staticmethod
-    def noise_sigma(syn: dict) -> float:
-        """``synthesize.noise_sigma``: the std of the Gaussian noise of ``selected_noise`` (8-bit levels)."""
-        sigma = syn.get('noise_sigma', 0)
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma < 0:
-            raise SRDistillError(f'option synthesize.noise_sigma: expected a number >= 0 (8-bit levels), got {sigma!r}')
-        return float(sigma)
-
-    def random_real_patches(self, selection: dict, count: int, size: int, rng: np.random.Generator):
-        """The random-subset baseline: uniformly random patches of the whole pool (no scoring, no classes)."""
+    def random_real_patches(self, selection: dict, count: int, size: int,
+                            rng: np.random.Generator) -> Iterator[tuple[list[np.ndarray], int, None]]:
+        """The random-subset baseline: uniformly random patches of the whole pool (no scoring, no classes),
+        yielded image by image."""
         paths = selection['images']
         picks = rng.integers(len(paths), size=count)
-        images = []
         for i in tqdm(sorted(set(picks.tolist())), desc='synthesize (random_real)', unit='img'):
-            img = read_image(paths[i])
+            img, images = read_image(paths[i]), []
             for _ in range(int((picks == i).sum())):
                 y, x = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
                 images.append(to_uint8(img[y:y + size, x:x + size]))
-        return images, [0] * len(images)
+            yield images, 0, None
 
     def load_generator(self):
         ft = read_manifest(self.manifest('finetune'))
@@ -362,25 +404,8 @@ class DistillRun:
         ft_opt = yaml.safe_load(Path(ft['options']).read_text())
         net = build_network(ft_opt['network_g'])
         net.load_state_dict(checkpoint.get('params_ema', checkpoint['params']))
+        net.to(self.device)
         latent = hasattr(net, 'encode')  # latents are not bounded to [-1, 1]
         scheduler = DDIMScheduler(**schedule_options(ft_opt.get('diffusion', {})), clip_sample=not latent)
         return net.eval(), scheduler
-
-    def write_distilled(self, images: list[np.ndarray], classes: list[int], mode: str, size: int,
-                        stats: dict) -> None:
-        out = self.root / self.opt['output']
-        out.mkdir(parents=True, exist_ok=True)
-        keys = [f'c{c:02d}_{i:05d}' for i, c in enumerate(classes)]
-        with atomic_lmdb(out / 'HR.lmdb', estimate_map_size(len(images) * size * size * 3), overwrite=True) as writer:
-            for key, img in zip(keys, images):
-                writer.put(key, img)
-            (writer.tmp / 'class_info.txt').write_text(''.join(f'{k} {c}\n' for k, c in zip(keys, classes)))
-        cv2.imwrite(str(out / 'preview.png'), preview_grid(images, classes))
-        categories = read_manifest(self.manifest('categorize'))
-        payload = {'mode': mode, 'num_images': len(images), 'patch_size': size, 'lmdb': str(out / 'HR.lmdb'),
-                   'feature_mode': categories['feature_mode'], 'feature_description': categories['feature_description'],
-                   'classes': {k: c for k, c in zip(keys, classes)}, 'options': self.opt.get('synthesize', {}), **stats}
-        write_manifest(out / 'manifest.json', payload)
-        write_manifest(self.manifest('synthesize'), {k: v for k, v in payload.items() if k != 'classes'})
-        self.logger.info(f'[synthesize] {len(images)} HR patches ({mode}) -> {out / "HR.lmdb"}; preview {out / "preview.png"}')
 

@@ -38,6 +38,7 @@ from srdistill_plugin.core.manifest import read_manifest, write_manifest
 from srdistill_plugin.core.set_diagnostics import gradient_energy
 
 from . import experiment_data as data
+from .distill_options import check_distill_options
 from .experiment_eval import evaluate, load_student, pool_reference_patches, set_diagnostics
 
 FULL_POOL = 'full_pool'
@@ -143,7 +144,7 @@ def check_experiment(exp: dict, root: Path) -> dict:
     exp['validation'] = {'holdout_images': 4, 'crop_size': 256, **exp.get('validation', {})}
     exp['full_pool'] = {'crop_size': 192, 'step': 192, **exp.get('full_pool', {})}
     exp.setdefault('threads', 2)
-    data.DistillRun.synthesis_mode(exp['distill'].get('synthesize', {}))
+    check_distill_options(exp['distill'])
     return exp
 
 

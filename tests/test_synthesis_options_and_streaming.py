@@ -1,0 +1,98 @@
+"""Synthesis at scale: options that used to fail late or silently are one line at start (nothing written), an
+empty pseudo-class gives its budget to the others, and patches stream into the LMDB (bounded memory)."""
+from __future__ import annotations
+
+import tracemalloc
+
+import cv2
+import pytest
+
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.lmdb_io import read_meta_keys
+from srdistill_plugin.core.sample_images import load_skimage_photos
+from srdistill_plugin.pipeline.distill import DistillRun
+
+from .conftest import run_tool
+from .test_distillation import tiny_options
+
+BAD_OPTIONS = [
+    (('synthesize', 'strength'), 0, 'option synthesize.strength: expected a number in (0, 1]'),
+    (('synthesize', 'strength'), -0.2, 'option synthesize.strength: expected a number in (0, 1]'),
+    (('synthesize', 'strength'), 1.5, 'option synthesize.strength: expected a number in (0, 1]'),
+    (('synthesize', 'steps'), 0, 'option synthesize.steps: expected an integer >= 1, got 0'),
+    (('synthesize', 'batch'), 2.5, 'option synthesize.batch: expected an integer >= 1, got 2.5'),
+    (('synthesize', 'amp'), 'fp8', "option synthesize.amp: expected false, bf16 or fp16, got 'fp8'"),
+    (('finetune', 'train', 'diffusion', 'max_timestep'), 2000,
+     'option finetune.train.diffusion.max_timestep: expected an integer in [1, 1000], got 2000'),
+    (('finetune', 'train', 'diffusion', 'max_timestep'), 0,
+     'option finetune.train.diffusion.max_timestep: expected an integer in [1, 1000], got 0'),
+    (('finetune', 'train', 'amp'), 'half', "option finetune.train.amp: expected false, bf16 or fp16, got 'half'"),
+    (('num_gpu', ), -1, "option num_gpu: expected an integer >= 0 or 'auto', got -1"),
+]
+
+
+def with_option(opt: dict, keys: tuple[str, ...], value) -> dict:
+    section = opt
+    for key in keys[:-1]:
+        section = section[key]
+    section[keys[-1]] = value
+    return opt
+
+
+@pytest.mark.parametrize('keys, value, message', BAD_OPTIONS)
+def test_bad_synthesis_and_finetune_options_stop_at_start(photo_dir, tmp_path, keys, value, message):
+    opt = with_option(tiny_options(photo_dir, tmp_path / 'out'), keys, value)
+    with pytest.raises(SRDistillError) as info:
+        DistillRun(opt, root=tmp_path)
+    assert str(info.value).startswith(message) and '\n' not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written: no experiment folder, no log, no output
+
+
+def test_bad_option_through_the_command_is_one_line_exit_2(photo_dir, tmp_path):
+    import yaml
+
+    opt = with_option(tiny_options(photo_dir, tmp_path / 'out'), ('synthesize', 'strength'), 0)
+    (tmp_path / 'bad.yml').write_text(yaml.safe_dump(opt))
+    proc = run_tool('-m', 'srdistill_plugin.commands.distill', '-opt', str(tmp_path / 'bad.yml'), cwd=tmp_path,
+                    check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith('error: option synthesize.strength: expected a number')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.yml']
+
+
+def test_an_empty_pseudo_class_gives_its_budget_to_the_others(photo_dir, tmp_path, caplog):
+    run = DistillRun(tiny_options(photo_dir, tmp_path / 'out', mode='selected_real'), root=tmp_path)
+    assert run.class_budgets(5, [10, 10, 10]) == [5, 5, 5]
+    assert run.class_budgets(5, [3, 0, 10, 0]) == [10, 0, 10, 0]
+    assert run.class_budgets(4, [3, 0, 10, 7]) == [6, 0, 5, 5]
+    with pytest.raises(SRDistillError, match='every pseudo-class is empty'):
+        run.class_budgets(4, [0, 0])
+
+
+@pytest.fixture(scope='module')
+def large_pool(tmp_path_factory):
+    """The bundled photographs at full size (about 4 megapixels): room for 2,000 patches of 32x32."""
+    folder = tmp_path_factory.mktemp('pool')
+    for name, img in load_skimage_photos().items():
+        cv2.imwrite(str(folder / f'{name}.png'), img)
+    return folder
+
+
+@pytest.mark.slow
+def test_synthesis_streams_into_the_lmdb_with_bounded_memory(large_pool, tmp_path):
+    """Python-tracked peak memory (numpy buffers included) while synthesizing 200 and then 2,000 patches: holding
+    the set (6 MB of uint8) and its float64 seed residuals (49 MB) would grow it by ~55 MB."""
+    opt = tiny_options(large_pool, tmp_path / 'out', mode='selected_noise', noise_sigma=4)
+    opt['select'] = {'patch_size': 32, 'stride': 32, 'keep_fraction': 0.25}
+    run = DistillRun(opt, root=tmp_path)
+    run.run(('select', 'categorize', 'finetune'))
+    peaks = {}
+    for total in (200, 2000):
+        opt['synthesize']['per_class'] = -(-total // opt['categorize']['num_classes'])
+        tracemalloc.start()
+        run.synthesize()
+        peaks[total] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert len(read_meta_keys(tmp_path / 'out' / 'HR.lmdb')) >= total
+    growth_mb = (peaks[2000] - peaks[200]) / 2 ** 20
+    assert growth_mb < 5, f'peak memory grew by {growth_mb:.1f} MB from 200 to 2,000 patches'
