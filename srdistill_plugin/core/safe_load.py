@@ -17,6 +17,7 @@ import torch
 from .errors import SRDistillError
 
 _REFUSED_GLOBAL = re.compile(r'GLOBAL (\S+) was not an allowed global')
+_REFUSALS = ('Can only build', 'Trying to call reduce', 'Unsupported global')  # code it would build or call
 
 
 class UnsafeCheckpointError(SRDistillError):
@@ -24,16 +25,15 @@ class UnsafeCheckpointError(SRDistillError):
 
 
 def refused_part(err: BaseException) -> str | None:
-    """What torch's weights-only unpickler refused (``builtins.open``, ``to build <class ...>``), if ``err`` is
-    that refusal."""
+    """What torch's weights-only unpickler refused (``builtins.open``, ``"Can only build ..."``), if ``err`` is that
+    refusal; ``None`` for other read errors (a truncated or foreign file is not a pickle to refuse)."""
     text = str(err)
-    if 'Weights only load failed' not in text:
-        return None
     found = _REFUSED_GLOBAL.search(text)
     if found:
         return found.group(1)
-    reason = text.split('WeightsUnpickler error:', 1)[-1].strip().splitlines()
-    return f'"{reason[0]}"' if reason else 'an instruction outside the weights-only set'
+    reason = next((line.strip() for line in text.split('WeightsUnpickler error:', 1)[-1].splitlines() if line.strip()),
+                  '')
+    return f'"{reason}"' if reason.startswith(_REFUSALS) else None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu', allowed: Iterable[Any] = ()) -> Any:
