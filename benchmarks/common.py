@@ -44,11 +44,17 @@ def y_metrics(sr: torch.Tensor, hr: torch.Tensor, border: int) -> tuple[float, f
             float(calculate_ssim(sr_img, hr_img, border, test_y_channel=True)))
 
 
+def repo_relative(text: str) -> str:
+    """``text`` with this machine's paths written relative to the repository (``benchmarks/work/...``,
+    ``../shared/...``), so a results file reads the same on every clone."""
+    return text.replace(f'{ROOT}{os.sep}', '').replace(f'{ROOT.parent}{os.sep}', f'..{os.sep}')
+
+
 def write_results(name: str, payload: dict, markdown: str) -> None:
-    """``benchmarks/results/<name>.json`` and ``.md``."""
+    """``benchmarks/results/<name>.json`` and ``.md``, paths relative to the repository."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f'{name}.json').write_text(json.dumps(payload, indent=2))
-    (RESULTS / f'{name}.md').write_text(markdown)
+    (RESULTS / f'{name}.json').write_text(repo_relative(json.dumps(payload, indent=2)))
+    (RESULTS / f'{name}.md').write_text(repo_relative(markdown))
     print(markdown)
 
 

@@ -57,7 +57,7 @@ def test_basicsr_load_network_and_resume_state_refuse_code(malicious, tmp_path):
     from basicsr.models.base_model import BaseModel
 
     from srdistill_plugin.core.checkpoint_io import atomic_checkpoints
-    from srdistill_plugin.pipeline.train import load_resume_state
+    from srdistill_plugin.engine.train import load_resume_state
 
     path, marker = malicious
     model = BaseModel({'num_gpu': 0, 'is_train': False, 'dist': False})
@@ -74,9 +74,9 @@ def test_basicsr_load_network_and_resume_state_refuse_code(malicious, tmp_path):
 
 def test_plugin_loaders_refuse_code(malicious, tmp_path):
     from srdistill_plugin.core.manifest import write_manifest
-    from srdistill_plugin.pipeline.distill import DistillRun
-    from srdistill_plugin.pipeline.experiment_eval import load_student
-    from srdistill_plugin.pipeline.zero_shot_inference import load_model
+    from srdistill_plugin.distill.runner import DistillRun
+    from srdistill_plugin.experiment.evaluate import load_student
+    from srdistill_plugin.zero_shot.inference import load_model
 
     path, marker = malicious
     refused(lambda: load_model(str(path), 2), path, marker)

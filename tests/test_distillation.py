@@ -13,7 +13,7 @@ from srdistill_plugin.core.features import ClipImageEncoder, cluster
 from srdistill_plugin.core.imageio import read_image
 from srdistill_plugin.core.lmdb_io import read_meta_keys
 from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches, select_patches
-from srdistill_plugin.pipeline.distill import DistillRun
+from srdistill_plugin.distill.runner import DistillRun
 from srdistill_plugin.samplers import build_sampler
 
 pytestmark = pytest.mark.slow
@@ -200,7 +200,7 @@ def test_a_finished_stage_is_not_reused_with_other_options(photo_dir, tmp_path):
 
 
 def test_selected_patches_are_spread_over_source_images():
-    from srdistill_plugin.pipeline.distill import spread_over_images
+    from srdistill_plugin.distill.runner import spread_over_images
     assert spread_over_images(np.array([10, 11, 12, 20, 13, 21]), [1, 1, 1, 2, 1, 2]) == [10, 20, 11, 21, 12, 13]
 
 

@@ -131,7 +131,7 @@ def test_mmagic_launcher_outside_torchrun_is_one_line():
 
 def test_distillation_finetune_stage_runs_in_two_processes(photo_dir, tmp_path):
     from srdistill_plugin.core.lmdb_io import read_meta_keys as keys
-    from srdistill_plugin.pipeline.distill import DistillRun
+    from srdistill_plugin.distill.runner import DistillRun
 
     from .test_distillation import tiny_options
 

@@ -15,9 +15,9 @@ import yaml
 
 from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
-from srdistill_plugin.pipeline.experiment import (FULL_POOL, Experiment, Run, check_experiment, convergence_gain,
+from srdistill_plugin.experiment.runner import (FULL_POOL, Experiment, Run, check_experiment, convergence_gain,
                                                   plan_runs, seconds_per_iter, select_runs)
-from srdistill_plugin.pipeline.report import convergence_text, describe_crossing
+from srdistill_plugin.experiment.report import convergence_text, describe_crossing
 
 from .conftest import SET5
 from .test_distillation import tiny_options

@@ -10,7 +10,7 @@ import pytest
 from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.lmdb_io import read_meta_keys
 from srdistill_plugin.core.sample_images import load_skimage_photos
-from srdistill_plugin.pipeline.distill import DistillRun
+from srdistill_plugin.distill.runner import DistillRun
 
 from .conftest import run_tool
 from .test_distillation import tiny_options

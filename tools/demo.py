@@ -11,7 +11,7 @@ from pathlib import Path
 
 from srdistill_plugin.cli import run_cli
 from srdistill_plugin.core.sample_images import export_skimage_photos
-from srdistill_plugin.pipeline.experiment import load_experiment, run_experiment
+from srdistill_plugin.experiment.runner import load_experiment, run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ import yaml
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
 from srdistill_plugin.cli import run_cli
 from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.pipeline.distill import STAGES, DistillRun
+from srdistill_plugin.distill.runner import STAGES, DistillRun
 
 
 def distill(root: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
 from srdistill_plugin.cli import run_cli
 from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.pipeline.experiment import check_worker, load_experiment, run_experiment
+from srdistill_plugin.experiment.runner import check_worker, load_experiment, run_experiment
 
 
 def report(root: Path) -> None:

@@ -200,10 +200,10 @@ def run_one(root: Path, rel: Path, work: Path, device: str, iters: int) -> None:
     opt = yaml.safe_load(path.read_text())
     kind = kind_of(rel, opt)
     if kind == 'distill':
-        from srdistill_plugin.pipeline.distill import DistillRun
+        from srdistill_plugin.distill.runner import DistillRun
         DistillRun(distill_options(opt, stem, data, work, iters, num_gpu), root=work).run()
     elif kind == 'experiment':
-        from srdistill_plugin.pipeline.experiment import load_experiment, run_experiment
+        from srdistill_plugin.experiment.runner import load_experiment, run_experiment
         exp_file = work / f'{stem}.yml'
         exp_file.write_text(yaml.safe_dump(experiment_options(opt, stem, data, iters)))
         run_experiment(load_experiment(str(exp_file), work), work, num_gpu=num_gpu)

@@ -6,7 +6,7 @@ import sys
 
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
 from srdistill_plugin.cli import check_options_file, run_cli
-from srdistill_plugin.pipeline.test import test_pipeline
+from srdistill_plugin.engine.test import test_pipeline
 
 
 def run_test(root: str) -> None:

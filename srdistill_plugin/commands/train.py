@@ -6,7 +6,7 @@ import sys
 
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
 from srdistill_plugin.cli import check_options_file, run_cli
-from srdistill_plugin.pipeline.train import train_pipeline
+from srdistill_plugin.engine.train import train_pipeline
 
 
 def train(root: str) -> None:

@@ -26,6 +26,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import SRDistillError
+from .imageio import image_size, list_images, read_image
+from .io_checks import check_output_folder
 from .matlab_resize import matlab_resize
 
 
@@ -333,3 +335,33 @@ def estimate_folder(paths: list[Path], out_dir: Path, scale: int, cfg: KernelGAN
         bar.set_postfix(last=f"{manifest['images'][path.stem]['seconds']:.0f}s")
         done[path.stem] = kernel_file
     return done
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Float32 RGB [0, 1] (greyscale replicated, 16-bit scaled, alpha dropped)."""
+    return np.ascontiguousarray(read_image(path)[:, :, ::-1])
+
+
+def input_images(source: str | Path, min_size: int) -> list[Path]:
+    """The images of a folder (or one file), each checked to be decodable-sized and at least ``min_size`` px."""
+    source = Path(source)
+    paths = [source] if source.is_file() else list_images(source)
+    for path in paths:
+        width, height = image_size(path)
+        if min(width, height) < min_size:
+            raise SRDistillError(f"{path}: image is {width}x{height}, smaller than the estimator's {min_size}px crop")
+    return paths
+
+
+def check_estimation_scale(scale: int) -> int:
+    if scale not in (2, 4):
+        raise SRDistillError(f'option --scale: kernel estimation supports 2 or 4, got {scale}')
+    return scale
+
+
+def estimate_kernels(source: str | Path, out_dir: str | Path, scale: int, cfg: KernelGANConfig) -> dict[str, Path]:
+    """Check everything, then estimate (skipping kernels already there from the same settings)."""
+    check_estimation_scale(scale)
+    paths = input_images(source, cfg.crop_size)
+    check_output_folder(Path(out_dir))
+    return estimate_folder(paths, Path(out_dir), scale, cfg, read_rgb)

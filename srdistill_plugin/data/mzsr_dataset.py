@@ -147,8 +147,7 @@ class KernelDegradedDataset(data.Dataset):
 
 
 def _estimate_kernels(opt: dict, scale: int, name: str) -> None:
-    from srdistill_plugin.core.kernel_estimation import KernelGANConfig
-    from srdistill_plugin.pipeline.estimate_kernels import estimate_kernels
+    from srdistill_plugin.core.kernel_estimation import KernelGANConfig, estimate_kernels
 
     if not opt.get('kernel_dir') or opt.get('kernel_file'):
         raise SRDistillError(f'dataset {name}: kernel: estimate needs kernel_dir (where the estimated kernels go)')

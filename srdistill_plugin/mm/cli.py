@@ -47,7 +47,7 @@ def parse_config(description: str, with_checkpoint: bool) -> tuple[Config, argpa
 def configure_distributed(cfg: Config, launcher: str) -> None:
     """Backend from ``env_cfg.dist_cfg.backend`` (gloo chosen without GPUs, NCCL with them), the torchrun
     environment checked, and on CPU a DDP wrapper without CUDA ``device_ids`` (MMEngine's default passes them)."""
-    from srdistill_plugin.pipeline.distributed import choose_backend
+    from srdistill_plugin.engine.distributed import choose_backend
 
     if launcher == 'pytorch':
         missing = [v for v in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if v not in os.environ]
@@ -67,7 +67,7 @@ def finish_distributed(model: torch.nn.Module) -> None:
     import torch.distributed as dist
     from mmengine.logging import MMLogger
 
-    from srdistill_plugin.pipeline.distributed import rank_weight_spread
+    from srdistill_plugin.engine.distributed import rank_weight_spread
 
     if dist.is_available() and dist.is_initialized():
         spread = rank_weight_spread(getattr(model, 'module', model))

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from basicsr.models import build_model
 
 import srdistill_plugin  # noqa: F401
-from srdistill_plugin.pipeline.train import plugin_train_hooks
+from srdistill_plugin.engine.train import plugin_train_hooks
 
 STEPS = 3
 

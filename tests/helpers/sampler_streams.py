@@ -11,7 +11,7 @@ import torch.distributed as dist
 from basicsr.data import build_dataset
 
 import srdistill_plugin  # noqa: F401
-from srdistill_plugin.pipeline.distributed import init_dist
+from srdistill_plugin.engine.distributed import init_dist
 from srdistill_plugin.samplers import build_sampler
 
 

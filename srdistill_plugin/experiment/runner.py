@@ -36,24 +36,17 @@ from srdistill_plugin.core.json_store import JsonStore
 from srdistill_plugin.core.lmdb_io import read_meta_keys
 from srdistill_plugin.core.manifest import read_manifest, write_manifest
 from srdistill_plugin.core.set_diagnostics import gradient_energy
+from srdistill_plugin.distill.options import check_distill_options
 
-from . import experiment_data as data
-from .distill_options import check_distill_options
-from .experiment_eval import evaluate, load_student, pool_reference_patches, set_diagnostics
+from . import data
+from .evaluate import evaluate, load_student, pool_reference_patches, set_diagnostics
+from .results import FULL_POOL, convergence_gain
 
-FULL_POOL = 'full_pool'
 SR_TRAIN_DEFAULTS = {'total_iter': 12000, 'batch_size': 16, 'gt_size': 64, 'lr': 5e-4, 'ema_decay': 0.999,
                      'milestones_fraction': [0.6, 0.85], 'eval_every': 1000, 'patience_evals': 0,
                      'max_iter': None}
 CONVERGENCE_DEFAULTS = {'min_gain_db': 0.05, 'window_fraction': 0.2}
 REQUIRED = ('name', 'scale', 'pool', 'test_sets', 'arms', 'budgets_percent', 'seeds', 'students', 'distill')
-
-
-def convergence_gain(curve: dict, window_fraction: float) -> float:
-    """Validation PSNR gained over the last ``window_fraction`` of the iterations of ``curve`` (iteration ->
-    PSNR; the iterations may be JSON strings)."""
-    xs, ys = zip(*sorted((int(it), psnr) for it, psnr in curve.items()))
-    return float(ys[-1] - np.interp(xs[-1] * (1 - window_fraction), xs, ys))
 
 
 def seconds_per_iter(spans: Iterable[dict]) -> float:

@@ -15,8 +15,8 @@ import numpy as np
 
 from srdistill_plugin.core.json_store import JsonStore
 
-from .experiment import FULL_POOL, convergence_gain
-from .experiment_eval import evaluate, load_student, paired_set, super_resolve
+from .results import FULL_POOL, convergence_gain
+from .evaluate import evaluate, load_student, paired_set, super_resolve
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)

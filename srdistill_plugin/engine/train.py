@@ -7,7 +7,7 @@
 * ``--force_yml manual_seed=N`` takes effect (BasicSR seeds the random generators before it applies
   ``--force_yml``, so the override was logged but not used);
 * checkpoints are written atomically and a failed write stops the run (``core/checkpoint_io.py``);
-* ``--launcher pytorch|slurm`` works on CPU-only machines with gloo (``pipeline/distributed.py``), and a
+* ``--launcher pytorch|slurm`` works on CPU-only machines with gloo (``engine/distributed.py``), and a
   distributed run ends by checking that every rank holds rank 0's weights (logged).
 """
 from __future__ import annotations

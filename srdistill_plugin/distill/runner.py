@@ -44,7 +44,7 @@ from srdistill_plugin.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
-from .distill_options import check_distill_options, noise_sigma, strength, synthesis_device, synthesis_mode
+from .options import check_distill_options, noise_sigma, strength, synthesis_device, synthesis_mode
 
 STAGES = ('select', 'categorize', 'finetune', 'synthesize')
 # The options each stage's result depends on (cumulative: a stage depends on everything before it).

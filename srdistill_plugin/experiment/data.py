@@ -16,7 +16,7 @@ from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
 from srdistill_plugin.core.manifest import write_manifest
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
 
-from .distill import STAGES, DistillRun
+from srdistill_plugin.distill.runner import STAGES, DistillRun
 
 # arm -> synthesis mode of the distillation stage runner
 ARM_MODES = {'random_real': 'random_real', 'selected_real': 'selected_real', 'coverage': 'coverage',

@@ -1,0 +1,1 @@
+"""The distillation stages (select -> categorize -> finetune -> synthesize) and their option checks."""

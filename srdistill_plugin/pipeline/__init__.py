@@ -1,1 +1,0 @@
-"""Entry pipelines that extend BasicSR's where it lacks something (sampler choice, CPU resume, metrics files)."""

@@ -1,0 +1,86 @@
+"""The package's layout: one folder per job, imports only downwards, no import circle (read from the source)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / 'srdistill_plugin'
+# Each folder's floor: a module may import its own floor and the floors below it, never one above.
+FLOORS = {'core': 0, 'utils': 0, 'compat': 0, 'metrics': 1, 'archs': 1, 'samplers': 1, 'data': 2, 'models': 2,
+          'engine': 3, 'distill': 4, 'zero_shot': 4, 'experiment': 5, 'cli': 5, 'commands': 6, 'mm': 6,
+          '__init__': 6}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix('').parts
+    return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every ``srdistill_plugin`` module imported anywhere in the file (functions included), relative ones resolved."""
+    package = module_name(path) if path.name == '__init__.py' else module_name(path).rsplit('.', 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ''
+            if node.level:
+                base = '.'.join(package.split('.')[:len(package.split('.')) - node.level + 1] + ([base] if base else []))
+            found |= {base} | {f'{base}.{a.name}' for a in node.names}
+    return {name for name in found if name.startswith('srdistill_plugin')}
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in PACKAGE.rglob('*.py')}
+    return {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
+
+
+def floor(module: str) -> int:
+    parts = module.split('.')
+    return FLOORS[parts[1] if len(parts) > 1 else '__init__']
+
+
+def test_every_folder_has_a_floor():
+    assert {m.split('.')[1] for m in graph() if '.' in m} <= set(FLOORS)
+
+
+def test_no_module_imports_a_higher_floor():
+    upward = sorted(f'{a} -> {b}' for a, deps in graph().items() for b in deps
+                    if floor(b) > floor(a))
+    assert upward == []
+
+
+def test_no_import_circle():
+    edges = graph()
+    state: dict[str, int] = {}
+    circles = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                circles.append(' -> '.join(trail[trail.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for start in sorted(edges):
+        if start not in state:
+            visit(start, [start])
+    assert circles == []
+
+
+def test_the_report_reads_results_and_never_imports_the_runner():
+    assert 'srdistill_plugin.experiment.runner' not in graph()['srdistill_plugin.experiment.report']
+
+
+def test_results_files_name_no_machine_paths():
+    """Results files are read on other clones: paths in them are relative to the repository."""
+    import re
+
+    absolute = re.compile(r'(^|[\s"\'(=`])/([\w.-]+/){2,}')
+    offending = [f'{path.relative_to(PACKAGE.parent)}:{n}' for path in sorted((PACKAGE.parent / 'benchmarks' / 'results').rglob('*'))
+                 if path.suffix in ('.md', '.json', '.html', '.txt')
+                 for n, line in enumerate(path.read_text().splitlines(), 1) if absolute.search(line)]
+    assert offending == []
