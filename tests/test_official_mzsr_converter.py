@@ -2,22 +2,18 @@
 pretrained network where ``../shared`` has it (37.48 dB on Set5 x2), and one-line errors with exit status 2."""
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill_plugin.core.tf_bundle import BundleError, TensorBundle
+from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 
 from .conftest import ROOT, SHARED, run_tool
 from .helpers.tf_bundle_writer import mzsr_like, write_bundle
 
 SCRIPT = ROOT / 'scripts' / 'convert_official_mzsr.py'
-_spec = importlib.util.spec_from_file_location('convert_official_mzsr', SCRIPT)
-converter = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(converter)
 
 
 def test_reader_returns_every_tensor_with_its_dtype_and_shape(tmp_path):
@@ -73,7 +69,7 @@ def test_bad_bundles_are_one_line_naming_the_file(tmp_path, damage, expected):
     elif damage == 'not_a_bundle':
         (tmp_path / 'ckpt.index').write_bytes(b'PNG, not a LevelDB table' * 4)
     with pytest.raises(BundleError, match=expected) as info:
-        converter.convert(str(prefix))
+        official_mzsr_state_dict(str(prefix))
     assert str(prefix) in str(info.value) and '\n' not in str(info.value)
     if damage == 'missing_shard':
         out = tmp_path / 'net.pth'
@@ -94,7 +90,7 @@ def test_official_pretrained_network_scores_its_set5_x2_figure(tmp_path):
     from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
 
     net = MZSRNet(upscale=2)
-    net.load_state_dict(converter.convert(str(SHARED / 'mzsr_official' / 'Pretrained')))
+    net.load_state_dict(official_mzsr_state_dict(str(SHARED / 'mzsr_official' / 'Pretrained')))
     scores = []
     for path in list_images(ROOT / 'datasets' / 'Set5' / 'HR'):
         hr = torch.from_numpy(mod_crop(read_image(path), 2)[:, :, ::-1].copy()).permute(2, 0, 1)[None]
