@@ -80,7 +80,8 @@ def test_results_files_name_no_machine_paths():
     import re
 
     absolute = re.compile(r'(^|[\s"\'(=`])/([\w.-]+/){2,}')
-    offending = [f'{path.relative_to(PACKAGE.parent)}:{n}' for path in sorted((PACKAGE.parent / 'benchmarks' / 'results').rglob('*'))
+    results = sorted((PACKAGE.parent / 'benchmarks' / 'results').rglob('*'))
+    offending = [f'{path.relative_to(PACKAGE.parent)}:{n}' for path in results
                  if path.suffix in ('.md', '.json', '.html', '.txt')
                  for n, line in enumerate(path.read_text().splitlines(), 1) if absolute.search(line)]
     assert offending == []

@@ -216,8 +216,8 @@ def run_one(root: Path, rel: Path, work: Path, device: str, iters: int) -> None:
 
 
 def peak_memory_mb() -> float:
-    """Largest resident set of this process's finished children (kilobytes on Linux), in MB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """The largest resident set of this process or any of its finished children, in MB (Linux reports kB)."""
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
 
 
 def main_smoke(args: argparse.Namespace) -> int:
@@ -239,7 +239,8 @@ def main_smoke(args: argparse.Namespace) -> int:
                                    '--iters', str(args.iters)], stdout=f, stderr=subprocess.STDOUT, cwd=work)
         seconds, status = time.perf_counter() - start, 'pass' if proc.returncode == 0 else 'FAIL'
         failed += proc.returncode != 0
-        rows.append((str(rel), status, seconds, peak_memory_mb()))
+        peak = work / 'logs' / (rel.as_posix().replace('/', '_') + '.peak_mb')
+        rows.append((str(rel), status, seconds, float(peak.read_text()) if peak.is_file() else float('nan')))
         print(f'{status:4}  {rel}  {seconds:.1f} s  peak RSS {rows[-1][3]:.0f} MB'
               + ('' if proc.returncode == 0 else f'  (log: {log})'), flush=True)
     print(f'{len(files) - failed} passed, {failed} failed')
@@ -253,8 +254,9 @@ def write_table(out: Path, rows: list[tuple[str, str, float, float]], args: argp
     device = torch.cuda.get_device_name(0) if args.device == 'cuda' else f'CPU ({os.cpu_count()} cores)'
     lines = [f'# Smoke run of every shipped option file ({device})', '',
              f'`srdistill-smoke --device {args.device} --iters {args.iters}`: tiny data, {args.iters} iterations, '
-             'random-initialised weights where a test needs weights (plumbing, not quality). Peak RSS is the largest '
-             'child process so far.', '', '| file | result | seconds | peak RSS (MB) |', '|---|---|---|---|']
+             'random-initialised weights where a test needs weights (plumbing, not quality). Peak RSS: the largest '
+             'resident set of the file\'s own processes.', '',
+             '| file | result | seconds | peak RSS (MB) |', '|---|---|---|---|']
     lines += [f'| `{f}` | {s} | {t:.1f} | {m:.0f} |' for f, s, t, m in rows]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text('\n'.join(lines) + '\n')
@@ -279,8 +281,11 @@ def main(argv: list[str] | None = None) -> None:
         if not torch.cuda.is_available():
             raise SRDistillError('--device cuda: torch sees no CUDA device on this machine')
     if args.one:
-        run_cli(lambda: run_one(Path(args.root).resolve(), Path(args.one), Path(args.work).resolve(), args.device,
-                                args.iters))
+        work = Path(args.work).resolve()
+        try:
+            run_cli(lambda: run_one(Path(args.root).resolve(), Path(args.one), work, args.device, args.iters))
+        finally:  # this file's own peak (its process and the processes it ran), for the parent's line
+            (work / 'logs' / (args.one.replace('/', '_') + '.peak_mb')).write_text(f'{peak_memory_mb():.0f}')
         return
     code = [0]
     run_cli(lambda: code.__setitem__(0, main_smoke(args)))

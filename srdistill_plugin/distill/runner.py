@@ -366,11 +366,10 @@ class DistillRun:
             self.logger.info(f'[synthesize] std of (output - seed patch): {stats["seed_residual_std"]:.2f} '
                              '(8-bit levels)')
         cv2.imwrite(str(out / 'preview.png'), preview_grid(*map(list, zip(*preview)), per_row=PREVIEW_PER_CLASS))
-        categories = read_manifest(self.manifest('categorize'))
         payload = {'mode': mode, 'num_images': len(keys), 'patch_size': size, 'lmdb': str(out / 'HR.lmdb'),
                    'feature_mode': categories['feature_mode'], 'feature_description': categories['feature_description'],
-                   'classes': dict(zip(keys, classes)), 'options': self.opt.get('synthesize', {}), 'device': str(self.device),
-                   **stats}
+                   'classes': dict(zip(keys, classes)), 'options': self.opt.get('synthesize', {}),
+                   'device': str(self.device), **stats}
         write_manifest(out / 'manifest.json', payload)
         write_manifest(self.manifest('synthesize'), {k: v for k, v in payload.items() if k != 'classes'})
         self.logger.info(f'[synthesize] {len(keys)} HR patches ({mode}, {self.device}) -> {out / "HR.lmdb"}; '

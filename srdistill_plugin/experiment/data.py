@@ -15,7 +15,6 @@ from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
 from srdistill_plugin.core.manifest import write_manifest
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
-
 from srdistill_plugin.distill.runner import STAGES, DistillRun
 
 # arm -> synthesis mode of the distillation stage runner
