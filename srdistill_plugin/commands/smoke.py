@@ -150,6 +150,8 @@ def experiment_options(opt: dict, stem: str, data: dict, iters: int) -> dict:
                validation={'holdout_images': 2, 'crop_size': 128}, full_pool={'crop_size': 128, 'step': 128})
     opt['sr_train'] = {**opt.get('sr_train', {}), 'total_iter': 2 * iters, 'eval_every': iters, 'max_iter': None,
                        'batch_size': 2, 'gt_size': 64}
+    categorize = opt['distill'].setdefault('categorize', {})
+    categorize['num_classes'] = min(int(categorize.get('num_classes', 2)), 2)  # six small training photographs
     ft = opt['distill'].setdefault('finetune', {})
     ft.setdefault('train', {})['total_iter'] = iters
     ft['logger'] = {**ft.get('logger', {}), 'print_freq': 1, 'save_checkpoint_freq': iters, 'use_tb_logger': False}
