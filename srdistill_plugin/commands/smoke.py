@@ -14,6 +14,7 @@ import fnmatch
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -42,13 +43,15 @@ def kind_of(path: Path, opt: dict | None) -> str:
         return 'mmagic_test' if 'test' in path.parts else 'mmagic_train'
     if 'report' in path.parts:
         return 'experiment'
-    if 'pool' in opt and 'synthesize' in opt or 'distill' in path.name:
+    if 'pool' in opt and 'synthesize' in opt:
         return 'distill'
     return 'basicsr_train' if 'train' in opt and 'datasets' in opt and 'train' in opt['datasets'] else 'basicsr_test'
 
 
 def build_tiny_data(root: Path, work: Path) -> dict[str, Path]:
     """Eight bundled photographs cropped to 256x256, their HR LMDB (with class ids) and x2 / x4 LR LMDBs."""
+    from srdistill_plugin.core.degradations import bicubic_downscale
+    from srdistill_plugin.core.imageio import read_image, to_uint8
     from srdistill_plugin.core.kernels import eval_kernel
     from srdistill_plugin.core.lmdb_io import read_meta_keys
     from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
@@ -56,14 +59,22 @@ def build_tiny_data(root: Path, work: Path) -> dict[str, Path]:
 
     data = work / 'data'
     done = data / 'done.json'
-    if done.is_file():
+    if done.is_file() and 'paired' in json.loads(done.read_text()):  # built by this version: reuse
         return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
+    shutil.rmtree(data, ignore_errors=True)  # unfinished, or made by another version: rebuilt whole
     photos = data / 'photos'
-    photos.mkdir(parents=True, exist_ok=True)
+    photos.mkdir(parents=True)
     for name, img in sorted(load_skimage_photos().items())[:8]:
         h, w = img.shape[:2]
         side = min(h, w, 256)
         cv2.imwrite(str(photos / f'{name}.png'), img[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2])
+    for scale in (2, 4):  # a paired disk set in the benchmark layout: HR/<stem>.png, LR_bicubic/X<s>/<stem>x<s>.png
+        (data / 'paired' / 'LR_bicubic' / f'X{scale}').mkdir(parents=True, exist_ok=True)
+        for photo in photos.glob('*.png'):
+            hr = read_image(photo)
+            cv2.imwrite(str(data / 'paired' / 'LR_bicubic' / f'X{scale}' / f'{photo.stem}x{scale}.png'),
+                        to_uint8(bicubic_downscale(hr, scale)))
+    shutil.copytree(photos, data / 'paired' / 'HR', dirs_exist_ok=True)
     kernels = data / 'kernels'  # one blur kernel per photo, for the given-LR zero-shot options
     kernels.mkdir(exist_ok=True)
     for photo in photos.glob('*.png'):
@@ -71,7 +82,7 @@ def build_tiny_data(root: Path, work: Path) -> dict[str, Path]:
     lmdbs = prepare_lmdbs(photos, data / 'lmdb', PrepareOptions(scales=(2, 4)))
     keys = read_meta_keys(lmdbs['HR'])
     (lmdbs['HR'] / 'class_info.txt').write_text(''.join(f'{k} {i % 2}\n' for i, k in enumerate(keys)))
-    paths = {'photos': photos, 'kernels': kernels, 'hr_lmdb': lmdbs['HR'], 'set5': root / 'datasets' / 'Set5',
+    paths = {'photos': photos, 'paired': data / 'paired', 'kernels': kernels, 'hr_lmdb': lmdbs['HR'], 'set5': root / 'datasets' / 'Set5',
              **{f'lr_lmdb_x{s}': lmdbs[f'X{s}'] for s in (2, 4)}}
     done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
     return paths
@@ -94,13 +105,15 @@ def basicsr_options(opt: dict, stem: str, data: dict, work: Path, root: Path, it
     for dataset in opt.get('datasets', {}).values():
         dataset.update(num_worker_per_gpu=0, prefetch_mode=None)
         lmdb = (dataset.get('io_backend') or {}).get('type') == 'lmdb'
+        paired = 'dataroot_gt' in dataset and 'dataroot_lq' in dataset  # else HR only, or LR only (zero-shot)
         if 'dataroot_gt' in dataset:
             local = root / str(dataset['dataroot_gt'])
-            dataset['dataroot_gt'] = str(data['hr_lmdb'] if lmdb else local if local.exists() else data['photos'])
+            tiny = data['paired'] / 'HR' if paired else data['photos']
+            dataset['dataroot_gt'] = str(data['hr_lmdb'] if lmdb else local if local.exists() else tiny)
         if 'dataroot_lq' in dataset:
             local = root / str(dataset['dataroot_lq'])
-            dataset['dataroot_lq'] = str(data[f'lr_lmdb_x{scale}'] if lmdb else local if local.exists()
-                                         else data['photos'])
+            tiny = data['paired'] / 'LR_bicubic' / f'X{scale}' if paired else data['photos']
+            dataset['dataroot_lq'] = str(data[f'lr_lmdb_x{scale}'] if lmdb else local if local.exists() else tiny)
         if 'kernel_dir' in dataset and not (root / str(dataset['kernel_dir'])).exists():
             dataset['kernel_dir'] = str(data['kernels'])
         dataset.pop('meta_info_file', None)
@@ -176,6 +189,10 @@ def mmagic_args(path: Path, data: dict, work: Path, iters: int) -> list[str]:
             if 'indices' not in loader['dataset']:
                 overrides.append(f'{key}.dataset.indices=[0]')
         return [str(ckpt), *out, '--cfg-options', *overrides]
+    weights = cfg.model.get('pretrained_basicsr')
+    if weights and not (path.parents[1] / weights).is_file():  # configs/<file>: relative to the clone's root
+        generator = {k: v for k, v in cfg.model.generator.items()}
+        overrides.append(f'model.pretrained_basicsr={random_weights(generator, work / f"{path.stem}_random_init.pth")}')
     dataset = cfg.train_dataloader.dataset
     key = 'dataroot_gt' if 'dataroot_gt' in dataset else 'data_root'
     overrides += [f'train_dataloader.dataset.{key}={data["hr_lmdb"]}', f'train_cfg.max_iters={iters}',
