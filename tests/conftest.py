@@ -1,12 +1,19 @@
 """Shared fixtures: small real photographs (scikit-image's bundled ones) and the repository paths."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
 import pytest
+
+if os.environ.get('PYTEST_XDIST_WORKER'):  # `pytest -n 2` on 2 cores: one thread per worker and per tool it runs
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    os.environ.setdefault('MKL_NUM_THREADS', '1')
+    import torch
+    torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
 from srdistill_plugin.core.sample_images import load_skimage_photos
 
