@@ -177,7 +177,8 @@ class ZeroShotLRDataset(data.Dataset):
         name = str(opt.get('name'))
         self.scale = check_scale(opt.get('scale'), f'datasets.{name}.scale')
         self.downsample = _choice(opt, 'downsample', 'direct', DOWNSAMPLE_MODES, f'datasets.{name}')
-        self.lq_paths = list_images(opt['dataroot_lq'])
+        single = Path(opt['dataroot_lq'])
+        self.lq_paths = [single] if single.is_file() else list_images(single)  # one photo, or a folder of them
         self.gt_paths = self._paired_hr(opt)  # HR checks first: they are cheap, the estimation is not
         if opt.get('kernel') == 'estimate':
             _estimate_kernels(opt, self.scale, name)

@@ -19,28 +19,36 @@ from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill_plugin.core.errors import SRDistillError, first_line
 from srdistill_plugin.core.io_checks import check_output_folder
 from srdistill_plugin.core.kernel_estimation import KernelGANConfig
+from srdistill_plugin.core.kernels import EVAL_KERNELS as NAMED_KERNELS
+from srdistill_plugin.core.kernels import eval_kernel
 from srdistill_plugin.core.safe_load import UnsafeCheckpointError, load_checkpoint
 from srdistill_plugin.core.zero_shot import STEP_SCHEDULES, mzsr_adapt
 from srdistill_plugin.data.mzsr_dataset import ZeroShotLRDataset
 from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
 
-DEFAULT_MODEL = 'experiments/MZSR_meta_x2_cpu/models/net_g_latest.pth'
+from .zoo import DEFAULT_MODEL, ZOO, zoo_model
+
+DEFAULT_KERNELS = {'direct': 'gd2.0', 'bicubic': 'gb1.3'}  # the centres of the meta-training kernels
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument('--input', required=True, help='folder of LR images (any size)')
-    p.add_argument('--kernel', required=True,
-                   help="one kernel file for all images (.mat, .npy, .txt), a folder of <LR stem>.mat|.npy|.txt, or "
-                        "'estimate': each image's kernel estimated from the image itself (saved in OUTPUT/kernels)")
+    p.add_argument('input_path', nargs='?', metavar='INPUT', help='an LR image or a folder of them (or --input)')
+    p.add_argument('--input', help='an LR image or a folder of LR images (any size)')
+    p.add_argument('--kernel', default=None,
+                   help="one kernel file for all images (.mat, .npy, .txt), a folder of <LR stem>.mat|.npy|.txt, "
+                        "'estimate' (each image's kernel estimated from the image itself, saved in OUTPUT/kernels), or "
+                        f"a named kernel of the paper ({', '.join(NAMED_KERNELS)}; default gd2.0, gb1.3 for a "
+                        "bicubic-subsampling model)")
     p.add_argument('--estimate-iters', type=int, default=KernelGANConfig.max_iters,
                    help='kernel-estimation iterations per image with --kernel estimate')
     p.add_argument('--output', required=True, help='folder for the SR images and results.json')
     p.add_argument('--steps', type=int, default=10, help='adaptation steps per image (default 10; the paper: 1 or 10)')
-    p.add_argument('--model', default=DEFAULT_MODEL, help=f'meta-learned weights (default {DEFAULT_MODEL})')
-    p.add_argument('--scale', type=int, default=2)
-    p.add_argument('--downsample', choices=('direct', 'bicubic'), default='direct',
-                   help='how the LR was made from the blurred image (the model must be meta-trained for it)')
+    p.add_argument('--model', default=DEFAULT_MODEL,
+                   help=f'a shipped model ({", ".join(ZOO)}; default {DEFAULT_MODEL}) or a BasicSR .pth file')
+    p.add_argument('--scale', type=int, default=None, help="default: the shipped model's, else 2")
+    p.add_argument('--downsample', choices=('direct', 'bicubic'), default=None,
+                   help="how the LR was made from the blurred image (default: the shipped model's, else direct)")
     p.add_argument('--schedule', choices=sorted(STEP_SCHEDULES), default=None,
                    help='official step sizes (default: direct_x2, bicubic_x2 or direct_x4 from --downsample/--scale)')
     p.add_argument('--gt', default=None, help='optional folder of HR images (same stems, or see --filename-tmpl)')
@@ -59,6 +67,27 @@ def trained_scale(model_path: Path) -> int | None:
         if isinstance(scale, int):
             return scale
     return None
+
+
+def resolve_model(args: argparse.Namespace) -> argparse.Namespace:
+    """``--model``: a file, or a shipped model whose scale and subsampling fill in ``--scale`` / ``--downsample``
+    (given ones must agree). The input comes from ``--input`` or the positional path."""
+    if bool(args.input) == bool(args.input_path):
+        raise SRDistillError('give the LR image(s) once: as INPUT or as --input')
+    args.input = args.input or args.input_path
+    if Path(args.model).is_file() or args.model not in ZOO:
+        args.scale, args.downsample = args.scale or 2, args.downsample or 'direct'
+        args.kernel = args.kernel or DEFAULT_KERNELS[args.downsample]
+        return args
+    path, model = zoo_model(args.model)
+    for option, given, trained in (('--scale', args.scale, model.scale), ('--downsample', args.downsample,
+                                                                            model.downsample)):
+        if given is not None and given != trained:
+            raise SRDistillError(f'option {option}: the shipped {args.model} model is for {trained}, got {given}')
+    args.model, args.scale, args.downsample = str(path), model.scale, model.downsample
+    args.schedule = args.schedule or model.schedule
+    args.kernel = args.kernel or DEFAULT_KERNELS[model.downsample]
+    return args
 
 
 def load_model(path: str, scale: int) -> MZSRNet:
@@ -90,7 +119,7 @@ def write_png(path: Path, img: np.ndarray) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+    args = resolve_model(parse_args(argv))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.scale not in (2, 3, 4):
@@ -100,7 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.output)
     net = load_model(args.model, args.scale)  # what can fail quickly fails before any estimation or adaptation
     check_output_folder(out)
-    if args.kernel == 'estimate':  # the dataset checks the images, then estimates into OUTPUT/kernels
+    if args.kernel in NAMED_KERNELS:
+        kernel_source = out / f'kernel_{args.kernel}.npy'
+        np.save(kernel_source, eval_kernel(args.kernel)[0])
+        kernel_opts = {'kernel_file': str(kernel_source)}
+    elif args.kernel == 'estimate':  # the dataset checks the images, then estimates into OUTPUT/kernels
         kernel_source = out / 'kernels'
         kernel_opts = {'kernel': 'estimate', 'kernel_dir': str(kernel_source),
                        'kernel_estimation': {'max_iters': args.estimate_iters}}

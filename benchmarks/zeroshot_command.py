@@ -1,0 +1,106 @@
+"""The zero-shot command as a user runs it: ``srdistill-zeroshot`` on a 256x256 LR photograph the project ships
+(Set5's img_002, MATLAB-bicubic downscaled, then centre-cropped), with each shipped model, 1 and 10 steps, the default
+kernel. Records the command's wall time (process start to SR image written) and the adaptation time it reports. Then
+the shipped x2 models' quality on the paper's protocol through the same command (``--gt``): Set5 degraded by g^d_2.0
+(directx2) and g^b_1.3 (bicubicx2), MZSR(1) and MZSR(10).
+
+    python -m benchmarks.zeroshot_command [--threads 2]
+
+Writes benchmarks/results/zeroshot_command_cpu.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+from benchmarks.common import ROOT, pin_threads, write_results
+from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5, degraded
+from benchmarks.mzsr_official_start import PAPER_MZSR1_SET5
+from srdistill_plugin.core.degradations import bicubic_downscale
+from srdistill_plugin.core.imageio import read_image, to_uint8
+from srdistill_plugin.zero_shot.zoo import ZOO
+
+SIDE = 256
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--threads', type=int, default=2)
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    env_info = pin_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        hr = read_image(ROOT / 'datasets' / 'Set5' / 'HR' / 'img_002.png')
+        lr = bicubic_downscale(hr, 2)
+        y, x = (lr.shape[0] - SIDE) // 2, (lr.shape[1] - SIDE) // 2
+        photo = Path(tmp) / 'photo.png'
+        cv2.imwrite(str(photo), to_uint8(lr[max(y, 0):y + SIDE, max(x, 0):x + SIDE]))
+        size = read_image(photo).shape[:2]
+        env = {**os.environ, 'OMP_NUM_THREADS': str(args.threads)}
+        for model in ZOO:
+            for steps in (1, 10):
+                out = Path(tmp) / f'{model}_{steps}'
+                start = time.perf_counter()
+                subprocess.run(['srdistill-zeroshot', str(photo), '--output', str(out), '--model', model,
+                                '--steps', str(steps), '--threads', str(args.threads)], check=True, env=env, cwd=tmp)
+                wall = time.perf_counter() - start
+                summary = json.loads((out / 'results.json').read_text())
+                rows.append({'model': model, 'steps': steps, 'wall_s': wall,
+                             'adapt_s': summary['mean_adapt_time_s']})
+                print(rows[-1], flush=True)
+        quality = set5_quality(Path(tmp), env)
+    table = '| model | steps | command wall time (s) | adaptation (s) |\n|---|---|---|---|\n' + '\n'.join(
+        f'| {r["model"]} | {r["steps"]} | {r["wall_s"]:.1f} | {r["adapt_s"]:.2f} |' for r in rows)
+    quality_table = ('| model | Set5 kernel | bicubic (paper) | MZSR(1) | MZSR(10) | paper MZSR(1) |\n|---|---|---|---|---|---|\n'
+                     + '\n'.join(f'| {m} | {k} | {PAPER_BICUBIC_SET5[k]:.2f} | {q[1]:.2f} | {q[10]:.2f} | '
+                                  f'{PAPER_MZSR1_SET5[k]:.2f} |' for (m, k), q in quality.items()))
+    markdown = (f'# srdistill-zeroshot on a {size[1]}x{size[0]} LR photograph (cpu)\n\nThe shipped weights, the '
+                f'default kernel, Set5 img_002 downscaled x2 (MATLAB bicubic) and centre-cropped. Wall time: the whole '
+                f'command (Python start, imports, model load, adaptation, inference, PNG write). Threads: '
+                f'{env_info["torch_threads"]} on {env_info["device"]}.\n\n{table}\n\n## The shipped x2 models on the '
+                f'paper\'s protocol (Set5, PSNR on 8-bit Y, border 2, through the same command with --gt)\n\n'
+                f'{quality_table}\n\nHow the weights were trained: `srdistill_plugin/zero_shot/weights/zoo.json`.\n')
+    write_results('zeroshot_command_cpu', {'env': env_info, 'lr_size': list(size), 'rows': rows,
+                                           'quality': {f'{m}/{k}': q for (m, k), q in quality.items()}}, markdown)
+
+
+def set5_quality(tmp: Path, env: dict) -> dict:
+    """Mean PSNR of MZSR(1) and MZSR(10) over Set5 degraded as the paper degrades it, per shipped x2 model."""
+    import torch
+
+    from srdistill_plugin.core.degradations import mod_crop
+    from srdistill_plugin.core.imageio import list_images
+
+    quality = {}
+    for model, kernel in (('directx2', 'gd2.0'), ('bicubicx2', 'gb1.3')):
+        lr_dir, hr_dir = tmp / f'set5_{kernel}' / 'LR', tmp / f'set5_{kernel}' / 'HR'
+        lr_dir.mkdir(parents=True)
+        hr_dir.mkdir()
+        for path in list_images(ROOT / 'datasets' / 'Set5' / 'HR'):
+            hr = mod_crop(read_image(path), 2)
+            lr = degraded(torch.from_numpy(hr[:, :, ::-1].copy()).permute(2, 0, 1)[None], kernel)[0]
+            cv2.imwrite(str(hr_dir / path.name), to_uint8(hr))
+            cv2.imwrite(str(lr_dir / path.name), to_uint8(lr[0].permute(1, 2, 0).numpy()[:, :, ::-1]))
+        quality[(model, kernel)] = {}
+        for steps in (1, 10):
+            out = tmp / f'q_{model}_{steps}'
+            subprocess.run(['srdistill-zeroshot', '--input', str(lr_dir), '--gt', str(hr_dir), '--output', str(out),
+                            '--model', model, '--kernel', kernel, '--steps', str(steps)], check=True, env=env)
+            quality[(model, kernel)][steps] = json.loads((out / 'results.json').read_text())['mean_psnr_y8']
+            print(model, kernel, steps, quality[(model, kernel)][steps], flush=True)
+    return quality
+
+
+if __name__ == '__main__':
+    main()

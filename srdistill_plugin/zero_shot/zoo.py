@@ -1,0 +1,35 @@
+"""The MZSR weights the package ships, by name: the project's own CPU-scale pretraining and meta-transfer
+(``scripts/train_mzsr_zoo.py``; ``weights/zoo.json`` records how each was trained)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from srdistill_plugin.core.errors import SRDistillError
+
+WEIGHTS = Path(__file__).resolve().parent / 'weights'
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    file: str
+    scale: int
+    downsample: str  # how its meta-training tasks made the LR: direct subsampling or bicubic
+    schedule: str  # the official test-time step sizes for it
+
+
+ZOO = {'directx2': ZooModel('mzsr_directx2.pth', 2, 'direct', 'direct_x2'),
+       'bicubicx2': ZooModel('mzsr_bicubicx2.pth', 2, 'bicubic', 'bicubic_x2'),
+       'directx4': ZooModel('mzsr_directx4.pth', 4, 'direct', 'direct_x4')}
+DEFAULT_MODEL = 'directx2'
+
+
+def zoo_model(name: str) -> tuple[Path, ZooModel]:
+    """The shipped weights of ``name`` and what they were trained for."""
+    if name not in ZOO:
+        raise SRDistillError(f'option --model: {name!r} is neither a file nor a shipped model ({", ".join(ZOO)})')
+    path = WEIGHTS / ZOO[name].file
+    if not path.is_file():
+        raise SRDistillError(f'{path}: the shipped {name} weights are missing from this install '
+                             '(python scripts/train_mzsr_zoo.py trains them)')
+    return path, ZOO[name]
