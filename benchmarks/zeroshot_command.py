@@ -1,5 +1,5 @@
 """The zero-shot command as a user runs it: ``srdistill-zeroshot`` on a 256x256 LR photograph the project ships
-(Set5's img_002, MATLAB-bicubic downscaled, then centre-cropped), with each shipped model, 1 and 10 steps, the default
+(Set5's img_001, 512x512, MATLAB-bicubic downscaled), with each shipped model, 1 and 10 steps, the default
 kernel. Records the command's wall time (process start to SR image written) and the adaptation time it reports. Then
 the shipped x2 models' quality on the paper's protocol through the same command (``--gt``): Set5 degraded by g^d_2.0
 (directx2) and g^b_1.3 (bicubicx2), MZSR(1) and MZSR(10).
@@ -41,7 +41,7 @@ def main() -> None:
     env_info = pin_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        hr = read_image(ROOT / 'datasets' / 'Set5' / 'HR' / 'img_002.png')
+        hr = read_image(ROOT / 'datasets' / 'Set5' / 'HR' / 'img_001.png')
         lr = bicubic_downscale(hr, 2)
         y, x = (lr.shape[0] - SIDE) // 2, (lr.shape[1] - SIDE) // 2
         photo = Path(tmp) / 'photo.png'
@@ -66,7 +66,7 @@ def main() -> None:
                      + '\n'.join(f'| {m} | {k} | {PAPER_BICUBIC_SET5[k]:.2f} | {q[1]:.2f} | {q[10]:.2f} | '
                                   f'{PAPER_MZSR1_SET5[k]:.2f} |' for (m, k), q in quality.items()))
     markdown = (f'# srdistill-zeroshot on a {size[1]}x{size[0]} LR photograph (cpu)\n\nThe shipped weights, the '
-                f'default kernel, Set5 img_002 downscaled x2 (MATLAB bicubic) and centre-cropped. Wall time: the whole '
+                f'default kernel, Set5 img_001 downscaled x2 (MATLAB bicubic). Wall time: the whole '
                 f'command (Python start, imports, model load, adaptation, inference, PNG write). Threads: '
                 f'{env_info["torch_threads"]} on {env_info["device"]}.\n\n{table}\n\n## The shipped x2 models on the '
                 f'paper\'s protocol (Set5, PSNR on 8-bit Y, border 2, through the same command with --gt)\n\n'
