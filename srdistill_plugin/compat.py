@@ -88,7 +88,7 @@ def _history_statistic(owner, name: str):
 
     if owner is HistoryBuffer and name in _HISTORY_STATISTICS:
         return getattr(owner, name)
-    raise pickle.UnpicklingError(f'GLOBAL builtins.getattr({owner!r}, {name!r}) was not an allowed global')
+    raise pickle.UnpicklingError(f'Unsupported global: getattr of {name!r} on {owner!r} (only HistoryBuffer statistics)')
 
 
 def mmengine_checkpoint_globals() -> list:

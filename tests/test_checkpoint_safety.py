@@ -14,6 +14,14 @@ from .conftest import ROOT, run_tool
 REFUSAL = 'refused to load: its pickle asks for'
 
 
+class ReachesPastTheStatistics:
+    """``getattr(HistoryBuffer, '__init__')``: the one callable MMEngine's loader allows, asked for something else."""
+
+    def __reduce__(self):
+        from mmengine.logging.history_buffer import HistoryBuffer
+        return getattr, (HistoryBuffer, '__init__')
+
+
 class WritesAMarker:
     """Unpickling this object would open (create) the marker file: what a malicious checkpoint does."""
 
@@ -97,6 +105,10 @@ def test_mmengine_loaders_refuse_code(malicious):
     path, marker = malicious
     refused(lambda: CheckpointLoader.load_checkpoint(str(path)), path, marker)
     refused(lambda: load_basicsr_params(str(path)), path, marker)
+    sneaky = path.with_name('getattr.pth')
+    torch.save({'state_dict': {}, 'message_hub': ReachesPastTheStatistics()}, sneaky)
+    with pytest.raises(UnsafeCheckpointError, match="getattr of '__init__'"):
+        CheckpointLoader.load_checkpoint(str(sneaky))
     proc = run_tool('tools/mm_test.py', 'configs/test/mzsr_x2_gd2.0.py', str(path), '--work-dir',
                     str(path.parent / 'work'), check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
