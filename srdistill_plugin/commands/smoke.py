@@ -27,8 +27,6 @@ import yaml
 from srdistill_plugin.cli import run_cli
 from srdistill_plugin.core.errors import SRDistillError
 
-SMALL = {'total_iter', 'max_iters', 'iterations', 'max_iter'}
-
 
 def option_files(root: Path, patterns: list[str]) -> list[Path]:
     """Every shipped option file (``options/**/*.yml``, ``configs/**/*.py`` but ``_base_``), filtered by glob."""
