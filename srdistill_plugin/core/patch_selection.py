@@ -41,7 +41,7 @@ class SelectionOptions:
             raise SRDistillError(f'option select.keep_fraction: must be in (0, 1], got {self.keep_fraction}')
 
 
-def _box_mean(values: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def box_means(values: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Means of ``values`` over every ``size``-square window at ``stride``: (means, ys, xs)."""
     integral = cv2.integral(values.astype(np.float64))
     h, w = values.shape
@@ -59,10 +59,10 @@ def score_patches(img: np.ndarray, opts: SelectionOptions) -> tuple[np.ndarray, 
     y = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     if opts.score == 'bicubic_psnr':
         rebuilt = cv2.cvtColor(bicubic_upscale(bicubic_downscale(img, opts.scale, False), opts.scale), cv2.COLOR_BGR2GRAY)
-        mse, ys, xs = _box_mean((y - rebuilt) ** 2, opts.patch_size, opts.stride)
+        mse, ys, xs = box_means((y - rebuilt) ** 2, opts.patch_size, opts.stride)
         return 10 * np.log10(1. / np.maximum(mse.ravel(), 1e-10)), ys, xs
     gx, gy = cv2.Sobel(y, cv2.CV_32F, 1, 0), cv2.Sobel(y, cv2.CV_32F, 0, 1)
-    grad, ys, xs = _box_mean(np.sqrt(gx ** 2 + gy ** 2), opts.patch_size, opts.stride)
+    grad, ys, xs = box_means(np.sqrt(gx ** 2 + gy ** 2), opts.patch_size, opts.stride)
     return grad.ravel(), ys, xs
 
 

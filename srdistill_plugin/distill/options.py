@@ -8,7 +8,12 @@ import torch
 from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.precision import check_amp
 
-SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'selected_noise', 'random_real', 'coverage')
+SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'selected_noise', 'random_real', 'coverage', 'random_selected',
+               'random_proportional', 'herding')
+POOL_MODES = ('random_proportional', 'herding')  # drawn from every grid patch of the pool, not the selected ones
+CLASS_BUDGETS = ('proportional', 'equal')
+SEED_SELECTIONS = ('selected', 'herding')
+HERDING_FEATURES = ('sr_stats', 'clip')
 
 
 def _number(value) -> bool:
@@ -47,6 +52,46 @@ def strength(syn: dict) -> float:
     return float(value)
 
 
+def class_budget(syn: dict) -> str:
+    """``synthesize.class_budget``: ``equal`` (the paper's: every pseudo-class the same number of patches) or
+    ``proportional`` (to the class's share of the pool's patches); the pool-wide modes default to proportional."""
+    value = syn.get('class_budget', 'proportional' if synthesis_mode(syn) in POOL_MODES else 'equal')
+    if value not in CLASS_BUDGETS:
+        raise SRDistillError(f'option synthesize.class_budget: expected one of {CLASS_BUDGETS}, got {value!r}')
+    return value
+
+
+def informative_share(syn: dict) -> float:
+    """``synthesize.informative_share``: the fraction of each class's herding budget given to its most
+    informative patches before herding fills the rest, in [0, 1]."""
+    value = syn.get('informative_share', 0)
+    if not _number(value) or not 0 <= value <= 1:
+        raise SRDistillError(f'option synthesize.informative_share: expected a number in [0, 1], got {value!r}')
+    return float(value)
+
+
+def seed_selection(syn: dict) -> str:
+    """``synthesize.seed_selection``: which real patches the seeded modes start from: ``selected`` (the most
+    informative kept patches, the paper's) or ``herding`` (the representative patches of the herding mode)."""
+    value = syn.get('seed_selection', 'selected')
+    if value not in SEED_SELECTIONS:
+        raise SRDistillError(f'option synthesize.seed_selection: expected one of {SEED_SELECTIONS}, got {value!r}')
+    return value
+
+
+def herding_features(opt: dict) -> str:
+    """``synthesize.herding_features``: ``sr_stats`` (band-pass, residual, orientation and colour statistics of
+    each patch) or ``clip`` (the categorize stage's CLIP encoder, which needs its weights named)."""
+    value = (opt.get('synthesize') or {}).get('herding_features', 'sr_stats')
+    if value not in HERDING_FEATURES:
+        raise SRDistillError(f'option synthesize.herding_features: expected one of {HERDING_FEATURES}, got {value!r}')
+    clip = (opt.get('categorize') or {}).get('clip') or {}
+    if value == 'clip' and not (clip.get('pretrained') or str(clip.get('model', '')).startswith('hf-hub:')):
+        raise SRDistillError('option synthesize.herding_features: clip needs CLIP weights (categorize.clip.pretrained '
+                             'or an hf-hub: model), none given')
+    return value
+
+
 def synthesis_device(opt: dict) -> torch.device:
     """``num_gpu`` as BasicSR reads it: 0 runs on the CPU, ``auto`` or >= 1 on the first CUDA device."""
     num_gpu = opt.get('num_gpu', 0)
@@ -68,6 +113,11 @@ def check_distill_options(opt: dict) -> None:
     strength(syn)
     _integer(syn, 'steps', 'synthesize.steps', 10)
     _integer(syn, 'batch', 'synthesize.batch', 16)
+    _integer(syn, 'herding_reference', 'synthesize.herding_reference', 4096)
+    class_budget(syn)
+    informative_share(syn)
+    seed_selection(syn)
+    herding_features(opt)
     check_amp(syn.get('amp'), 'synthesize.amp')
     synthesis_device(opt)
     ft = opt.get('finetune') or {}

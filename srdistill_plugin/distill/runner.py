@@ -38,13 +38,16 @@ from srdistill_plugin.core.lmdb_io import atomic_lmdb, estimate_map_size
 from srdistill_plugin.core.manifest import read_manifest, write_manifest
 from srdistill_plugin.core.precision import autocast
 from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches, select_patches
+from srdistill_plugin.core.representative import kernel_herding, proportional_split
 from srdistill_plugin.core.safe_load import load_checkpoint
-from srdistill_plugin.core.set_diagnostics import k_center_greedy
+from srdistill_plugin.core.set_diagnostics import k_center_greedy, pairwise_distances
 from srdistill_plugin.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
-from .options import check_distill_options, noise_sigma, strength, synthesis_device, synthesis_mode
+from .options import (POOL_MODES, check_distill_options, class_budget, herding_features, informative_share,
+                      noise_sigma, seed_selection, strength, synthesis_device, synthesis_mode)
+from .pool import PoolGrid
 
 STAGES = ('select', 'categorize', 'finetune', 'synthesize')
 # The options each stage's result depends on (cumulative: a stage depends on everything before it).
@@ -52,6 +55,7 @@ STAGE_OPTIONS = {'select': ('pool', 'scale', 'select'), 'categorize': ('categori
                  'finetune': ('finetune', 'num_gpu'), 'synthesize': ('synthesize', 'output')}
 GENERATIVE_MODES = ('sdedit', 'noise')  # the modes that need the fine-tuned diffusion model
 SEEDED_MODES = ('sdedit', 'selected_real', 'selected_noise')  # the modes that start from the selected patches
+REAL_MODES = ('selected_real', 'coverage', 'random_selected', 'random_proportional', 'herding')  # real patches as is
 PREVIEW_PER_CLASS = 8
 
 
@@ -277,20 +281,92 @@ class DistillRun:
                                  f'the pool ({selection["pool_pixels"]} px)')
         return per_class
 
-    def class_budgets(self, per_class: int, class_sizes: list[int]) -> list[int]:
-        """``per_class`` for every pseudo-class; an empty one is skipped (warned) and its budget goes to the others."""
+    def class_budgets(self, per_class: int, class_sizes: list[int], policy: str = 'equal',
+                      pool_sizes: list[int] | None = None) -> list[int]:
+        """Patches per pseudo-class: ``equal`` gives each ``per_class``, ``proportional`` splits the same total in
+        proportion to the classes' shares of the pool's patches (``pool_sizes``). A class with no patches to draw
+        from (``class_sizes``) is skipped (warned) and its budget goes to the others."""
         empty = [c for c, n in enumerate(class_sizes) if n == 0]
         if len(empty) == len(class_sizes):
             raise SRDistillError(f'{self.manifest("categorize")}: every pseudo-class is empty (no selected patches)')
+        for c in empty:
+            self.logger.warning(f'[synthesize] pseudo-class {c} has no patches to draw from: skipped, its budget is '
+                                'shared among the other classes')
+        if policy == 'proportional':
+            return proportional_split(per_class * len(class_sizes),
+                                      [0 if n == 0 else p for n, p in zip(class_sizes, pool_sizes)])
         budgets = [0 if n == 0 else per_class for n in class_sizes]
         spare = per_class * len(empty)
         full = [c for c, n in enumerate(class_sizes) if n]
         for i, c in enumerate(full):
             budgets[c] += spare // len(full) + (i < spare % len(full))
-        for c in empty:
-            self.logger.warning(f'[synthesize] pseudo-class {c} has no selected patches: skipped, its {per_class} '
-                                'patches are shared among the other classes')
         return budgets
+
+    def pool_image_classes(self) -> list[int]:
+        """The pseudo-class of every pool image: the categorize stage's, and for the images it did not see (no
+        selected patch) the class of the nearest centroid in the same feature space."""
+        categories = read_manifest(self.manifest('categorize'))
+        classes = np.array(categories['image_classes'])
+        unseen = np.flatnonzero(classes < 0)
+        if len(unseen):
+            features = np.load(self.stage_dir / 'categorize_features.npy')
+            labels = classes[classes >= 0]  # the rows of the saved features, in image order
+            centroids = np.stack([features[labels == c].mean(0) for c in range(categories['num_classes'])])
+            extract = self.feature_extractor()[2]
+            images = read_manifest(self.manifest('select'))['images']
+            for i in tqdm(unseen, desc='synthesize: classes of unselected images', unit='img'):
+                classes[i] = int(np.argmin(pairwise_distances(extract(read_image(images[i]))[None], centroids)))
+        return classes.tolist()
+
+    def pool_grid(self, selection: dict, with_features: bool) -> PoolGrid:
+        opts = SelectionOptions(**selection['options'])
+        if not with_features:
+            return PoolGrid(selection['images'], self.pool_image_classes(), opts)
+        space = herding_features(self.opt)
+        extract = self.feature_extractor()[2] if space == 'clip' else None
+        return PoolGrid(selection['images'], self.pool_image_classes(), opts, space, extract)
+
+    def class_picks(self, mode: str, syn: dict, selection: dict, num_classes: int, per_class: int,
+                    rng: np.random.Generator):
+        """``(patch source, {class: source indices})``: which real patches every class starts from."""
+        herded = mode == 'herding' or (mode in SEEDED_MODES and seed_selection(syn) == 'herding')
+        pool_wide = herded or mode in POOL_MODES
+        grid = (self.pool_grid(selection, with_features=herded)
+                if pool_wide or class_budget(syn) == 'proportional' else None)
+        source = grid if pool_wide else SelectedPatchDataset({'stage_dir': str(self.stage_dir)})
+        class_ids = np.asarray(source.class_ids)
+        if mode == 'random_selected':  # uniform among the kept patches, whatever their class
+            picks = rng.choice(len(class_ids), per_class * num_classes, replace=len(class_ids) < per_class * num_classes)
+            return source, {c: picks[class_ids[picks] == c].tolist() for c in range(num_classes)}
+        budgets = self.class_budgets(per_class, np.bincount(class_ids, minlength=num_classes).tolist(),
+                                     class_budget(syn), grid.class_sizes(num_classes) if grid is not None else None)
+        picks = {}
+        for c in range(num_classes):
+            members = np.flatnonzero(class_ids == c)
+            if not budgets[c]:
+                continue
+            if herded:
+                picks[c] = self.herding_picks(grid, members, budgets[c], syn, rng)
+            elif mode in SEEDED_MODES:  # the same seeds for all three: the best patches, spread over images
+                ranked = spread_over_images(members, [source.patches[m][0] for m in members])
+                picks[c] = list(itertools.islice(itertools.cycle(ranked), budgets[c]))
+            elif mode == 'coverage':
+                picks[c] = self.coverage_picks(source, members, budgets[c], syn)
+            else:
+                picks[c] = rng.choice(members, budgets[c], replace=len(members) < budgets[c]).tolist()
+        return source, picks
+
+    def herding_picks(self, grid: PoolGrid, members: np.ndarray, count: int, syn: dict,
+                      rng: np.random.Generator) -> list[int]:
+        """Kernel herding over the class's grid patches towards a random reference sample of them, after the class's
+        ``informative_share`` most informative patches (spread over images)."""
+        ranked = grid.ranked(members)
+        best = spread_over_images(ranked, grid.image[ranked].tolist())[:round(informative_share(syn) * count)]
+        reference = rng.choice(members, min(len(members), int(syn.get('herding_reference', 4096))), replace=False)
+        local = {m: i for i, m in enumerate(members.tolist())}
+        chosen = kernel_herding(grid.features[members], count, grid.features[reference],
+                                preselected=[local[m] for m in best])
+        return members[chosen].tolist()
 
     def synthesized_batches(self, mode: str, syn: dict, selection: dict, num_classes: int, per_class: int,
                             size: int) -> Iterator[tuple[list[np.ndarray], int, np.ndarray | None]]:
@@ -299,28 +375,18 @@ class DistillRun:
         if mode == 'random_real':
             yield from self.random_real_patches(selection, per_class * num_classes, size, rng)
             return
-        patches = SelectedPatchDataset({'stage_dir': str(self.stage_dir)})
-        class_ids = np.array(patches.class_ids)
-        budgets = self.class_budgets(per_class, [int(np.count_nonzero(class_ids == c)) for c in range(num_classes)])
+        source, picks_by_class = self.class_picks(mode, syn, selection, num_classes, per_class, rng)
         generator = torch.Generator().manual_seed(self.seed)
         net, scheduler = self.load_generator() if mode in GENERATIVE_MODES else (None, None)
         sigma, batch, amp = noise_sigma(syn) / 255, int(syn.get('batch', 16)), syn.get('amp') or None
-        for c in range(num_classes):
-            members = np.flatnonzero(class_ids == c)
-            if not budgets[c]:
-                continue
-            if mode in SEEDED_MODES:  # the same seeds for all three: the best patches, spread over images
-                ranked = spread_over_images(members, [patches.patches[m][0] for m in members])
-                picks = list(itertools.islice(itertools.cycle(ranked), budgets[c]))
-            elif mode == 'coverage':
-                picks = self.coverage_picks(patches, members, budgets[c], syn)
-            else:
-                picks = rng.choice(members, budgets[c], replace=len(members) < budgets[c])
+        for c, picks in picks_by_class.items():
+            if isinstance(source, PoolGrid):
+                picks = sorted(picks, key=lambda i: source.image[i])  # image by image: one image decoded at a time
             for start in tqdm(range(0, len(picks), batch), desc=f'synthesize ({mode}) class {c}/{num_classes}',
                               unit='batch'):
                 chunk = picks[start:start + batch]
-                real = np.stack([patches.patch(i)[:, :, ::-1] for i in chunk])  # RGB
-                if mode in ('selected_real', 'coverage'):
+                real = np.stack([source.patch(i)[:, :, ::-1] for i in chunk])  # RGB
+                if mode in REAL_MODES:
                     out = real
                 elif mode == 'selected_noise':
                     noise = torch.randn(real.shape, generator=generator, dtype=torch.float64).numpy()

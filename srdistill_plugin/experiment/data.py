@@ -19,7 +19,8 @@ from srdistill_plugin.distill.runner import STAGES, DistillRun
 
 # arm -> synthesis mode of the distillation stage runner
 ARM_MODES = {'random_real': 'random_real', 'selected_real': 'selected_real', 'coverage': 'coverage',
-             'distilled': 'sdedit', 'selected_noise': 'selected_noise', 'noise': 'noise'}
+             'distilled': 'sdedit', 'selected_noise': 'selected_noise', 'noise': 'noise',
+             'random_selected': 'random_selected', 'random_proportional': 'random_proportional', 'herding': 'herding'}
 SHARED_STAGES = STAGES[:3]  # select, categorize, finetune: once per pool and settings
 
 
@@ -62,13 +63,22 @@ def full_pool_lmdb(train_dir: Path, work: Path, crop_size: int, step: int, scale
     return lmdb
 
 
+def arm_mode(exp: dict, arm: str) -> tuple[str, dict]:
+    """``(synthesis mode, synthesize overrides)`` of ``arm``: a built-in arm (``ARM_MODES``) or one of the
+    experiment's ``custom_arms`` (``{name: {arm: <built-in arm>, <synthesize option>: value, ...}}``)."""
+    custom = dict((exp.get('custom_arms') or {}).get(arm) or {})
+    base = custom.pop('arm', arm)
+    return ARM_MODES[base], custom
+
+
 def distill_options(exp: dict, train_dir: Path, arm: str, budget: float | None) -> dict:
     """tools/distill.py options of one arm at one budget (``budget`` None: the shared stages only)."""
     opt = copy.deepcopy(exp['distill'])
     tag = 'base' if budget is None else f'{arm}_{budget:g}pct'
     opt.update(name=f'distill_{tag}', scale=exp['scale'], manual_seed=exp.get('manual_seed', 0), num_gpu=0,
                pool=str(train_dir.resolve()), output=f'data/{tag}')
-    opt['synthesize'] = {**opt.get('synthesize', {}), 'mode': ARM_MODES.get(arm, 'sdedit')}
+    mode, overrides = arm_mode(exp, arm) if budget is not None else ('sdedit', {})
+    opt['synthesize'] = {**opt.get('synthesize', {}), **overrides, 'mode': mode}
     if budget is not None:
         opt['synthesize']['budget_percent'] = budget
     return opt
@@ -78,7 +88,7 @@ def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: floa
     """Run (or resume) the distillation of ``arm`` at ``budget`` % of the pool's pixels; its stages select,
     categorize and finetune are adopted from the shared base run (each manifest records its wall time)."""
     base = DistillRun(distill_options(exp, train_dir, 'distilled', None), root=work)
-    needs_generator = ARM_MODES[arm] in ('sdedit', 'noise')
+    needs_generator = arm_mode(exp, arm)[0] in ('sdedit', 'noise')
     base.run(SHARED_STAGES if needs_generator else SHARED_STAGES[:2])
     run = DistillRun(distill_options(exp, train_dir, arm, budget), root=work)
     run.adopt_stages(base, SHARED_STAGES if needs_generator else SHARED_STAGES[:2])

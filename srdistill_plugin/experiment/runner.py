@@ -89,9 +89,18 @@ def check_experiment(exp: dict, root: Path) -> dict:
         for sub in ('HR', f'LR_bicubic/X{scale}'):
             if not (root / folder / sub).is_dir():
                 _fail('test_sets', f'{root / folder / sub} does not exist')
-    unknown = [a for a in exp['arms'] if a not in data.ARM_MODES]
+    custom = exp.get('custom_arms') or {}
+    if not isinstance(custom, dict):
+        _fail('custom_arms', f'expected a mapping of arm name -> {{arm: <built-in arm>, <synthesize option>: value}}, '
+              f'got {custom!r}')
+    for name, spec in custom.items():
+        if name in data.ARM_MODES or not isinstance(spec, dict) or spec.get('arm') not in data.ARM_MODES:
+            _fail(f'custom_arms.{name}', f'expected a new name with arm: one of {sorted(data.ARM_MODES)}, got '
+                  f'{spec!r}')
+    unknown = [a for a in exp['arms'] if a not in data.ARM_MODES and a not in custom]
     if unknown or not exp['arms']:
-        _fail('arms', f'unknown arm {unknown[0] if unknown else None!r}; expected some of {sorted(data.ARM_MODES)}')
+        _fail('arms', f'unknown arm {unknown[0] if unknown else None!r}; expected some of {sorted(data.ARM_MODES)} '
+              'or a name defined under custom_arms')
     exp.setdefault('default_arm', exp['arms'][0])
     if exp['default_arm'] not in exp['arms']:
         _fail('default_arm', f'{exp["default_arm"]!r} is not one of the arms {exp["arms"]}')
@@ -138,6 +147,10 @@ def check_experiment(exp: dict, root: Path) -> dict:
     exp['full_pool'] = {'crop_size': 192, 'step': 192, **exp.get('full_pool', {})}
     exp.setdefault('threads', 2)
     check_distill_options(exp['distill'])
+    for arm in exp['arms']:
+        mode, overrides = data.arm_mode(exp, arm)
+        check_distill_options({**exp['distill'], 'synthesize': {**exp['distill'].get('synthesize', {}), **overrides,
+                                                                 'mode': mode}})
     return exp
 
 
