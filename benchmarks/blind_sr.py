@@ -17,19 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from basicsr.utils import tensor2img
 
 from benchmarks.common import ROOT, ResultCache, mean, pin_threads, write_results
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.degradations import mod_crop
-from srdistill_plugin.core.imageio import list_images, read_image
 from srdistill_plugin.core.kernel_estimation import (KernelGANConfig, kernel_preview, kernel_psnr, postprocess_kernel,
                                                      train_kernel_gan)
 from srdistill_plugin.core.kernels import degrade, eval_kernel, random_mzsr_kernel
 from srdistill_plugin.core.matlab_resize import matlab_resize
-from srdistill_plugin.core.safe_load import load_checkpoint
 from srdistill_plugin.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
-from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
+from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, y8_psnr
 
 SCALE = 2
 DEFAULT_MODEL = ROOT / 'benchmarks/work/mzsr/experiments/MZSR_meta_x2_cpu_direct/models/net_g_latest.pth'
@@ -54,7 +50,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def psnr(sr: torch.Tensor, hr: torch.Tensor) -> float:
-    return calculate_psnr_y8(tensor2img([sr.detach().clamp(0, 1)]), tensor2img([hr]), SCALE)
+    return y8_psnr(sr, hr, SCALE)
 
 
 def evaluate(args, net: MZSRNet, hr: torch.Tensor, true_k: np.ndarray, zssr: bool) -> dict:
@@ -129,26 +125,23 @@ def main() -> None:
     env = pin_threads(args.threads)
     work = Path(args.work)
     (work / 'true_kernels').mkdir(parents=True, exist_ok=True)
-    net = MZSRNet(upscale=SCALE)
-    net.load_state_dict(load_checkpoint(args.model)['params'])
-    net.eval()
+    net = load_mzsr(Path(args.model), SCALE)
     cache = ResultCache(work / f'eval_{args.tag}.json')
     settings = f'it{args.estimate_iters}/seed{args.seed}/steps{args.mzsr_steps}/def{args.default_kernel}'
     results, figure = {}, []
     for set_dir in map(Path, args.sets):
         rng = np.random.default_rng(args.seed)
         rows = []
-        for path in list_images(set_dir / 'HR'):
+        for stem, hr in benchmark_images(set_dir, SCALE):
             true_k = random_mzsr_kernel(rng, SCALE)
-            np.save(work / 'true_kernels' / f'{set_dir.name}_{path.stem}.npy', true_k)
+            np.save(work / 'true_kernels' / f'{set_dir.name}_{stem}.npy', true_k)
             zssr = set_dir.name in args.zssr_sets
-            key = f'{set_dir.name}/{path.stem}/{settings}/zssr={zssr}/aligned/v2'
+            key = f'{set_dir.name}/{stem}/{settings}/zssr={zssr}/aligned/v2'
             if cache.get(key) is None:
                 print(f'{key}', flush=True)
-                hr = torch.from_numpy(mod_crop(read_image(path), SCALE)[:, :, ::-1].copy()).permute(2, 0, 1)[None]
-                cache.put(key, {'image': path.stem, **evaluate(args, net, hr, true_k, zssr)})
+                cache.put(key, {'image': stem, **evaluate(args, net, hr, true_k, zssr)})
             rows.append(cache.get(key))
-            figure.append((f"{set_dir.name.replace('Set', 'S')}/{path.stem[-3:]}", true_k,
+            figure.append((f"{set_dir.name.replace('Set', 'S')}/{stem[-3:]}", true_k,
                            np.array(cache.get(key)['estimated_kernel'])))
         results[set_dir.name] = rows
     kernel_figure(figure, ROOT / 'benchmarks' / 'results' / f'blind_sr_{args.tag}_kernels.png')

@@ -21,28 +21,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from basicsr.metrics import calculate_ssim
-from basicsr.utils import tensor2img
 
-from benchmarks.common import ROOT, ResultCache, mean, pin_threads, run_tool, write_results
-from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.degradations import mod_crop
-from srdistill_plugin.core.imageio import list_images, read_image
-from srdistill_plugin.core.kernels import degrade, eval_kernel
+from benchmarks.common import ROOT, ResultCache, mean, pin_threads, write_results
+from srdistill_plugin.core.kernels import eval_kernel
 from srdistill_plugin.core.matlab_resize import matlab_resize
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
-from srdistill_plugin.core.safe_load import load_checkpoint
-from srdistill_plugin.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
-from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
+from srdistill_plugin.core.zero_shot import ZSSRConfig
+from srdistill_plugin.zero_shot.protocol import (benchmark_images, load_mzsr, mzsr_rows, official_lr, y8_metrics,
+                                                 zssr_rows)
+from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain, training_seconds
 
 SCALE = 2
 PAPER_BICUBIC_SET5 = {'gd0.2': 30.24, 'gd2.0': 28.73, 'gdani': 28.15, 'gb1.3': 30.54}
-# arm -> (options file, extra --force_yml entries)
-META_ARMS = {
-    'direct': ('options/mzsr_meta_x2_cpu.yml', []),
-    'son_lr': ('options/mzsr_meta_x2_cpu.yml', ['datasets:train:support=son_lr']),
-    'first_order': ('options/mzsr_meta_x2_cpu.yml', ['train:meta:first_order=true']),
-    'bicubic': ('options/mzsr_meta_bicubic_x2_cpu.yml', []),
+META_ARMS = {  # the meta-training arms, each from the same bicubic pretraining
+    'direct': TrainingRun('MZSR_meta_x2_cpu_direct', 'options/mzsr_meta_x2_cpu.yml'),
+    'son_lr': TrainingRun('MZSR_meta_x2_cpu_son_lr', 'options/mzsr_meta_x2_cpu.yml', ('datasets:train:support=son_lr', )),
+    'first_order': TrainingRun('MZSR_meta_x2_cpu_first_order', 'options/mzsr_meta_x2_cpu.yml',
+                               ('train:meta:first_order=true', )),
+    'bicubic': TrainingRun('MZSR_meta_x2_cpu_bicubic', 'options/mzsr_meta_bicubic_x2_cpu.yml'),
 }
 
 
@@ -70,85 +66,19 @@ def parse_args() -> argparse.Namespace:
 
 def train_networks(args, work: Path) -> tuple[dict[str, Path], dict[str, float]]:
     """Pool LMDB -> bicubic pretraining -> one meta-training per arm; returns the checkpoints and wall times."""
-    times, exp = {}, work / 'experiments'
-    lmdb = work / 'pool' / 'HR.lmdb'
+    lmdb, times = work / 'pool' / 'HR.lmdb', {}
     if not lmdb.exists():
         start = time.perf_counter()
         prepare_lmdbs(args.pool, lmdb.parent, PrepareOptions(crop_size=192, step=192, scales=(SCALE, )))
         times['prepare_s'] = time.perf_counter() - start
-    common = [f'datasets:train:dataroot_gt={lmdb}', f'path:experiments_root={exp}', 'logger:use_tb_logger=False']
-    times['pretrain_s'] = run_tool('tools/train.py', '-opt', 'options/mzsr_pretrain_x2_cpu.yml', '--auto_resume',
-                                   '--force_yml', *common, f'train:total_iter={args.pretrain_iters}')
-    nets = {'pretrained': exp / 'MZSR_pretrain_x2_cpu' / 'models' / 'net_g_latest.pth'}
-    for arm, (options, extra) in META_ARMS.items():
-        name = f'MZSR_meta_x2_cpu_{arm}'
-        times[f'meta_{arm}_s'] = run_tool('tools/train.py', '-opt', options, '--auto_resume', '--force_yml', *common,
-                                          *extra, f'name={name}', f'train:total_iter={args.meta_iters}',
-                                          f'path:pretrain_network_g={nets["pretrained"]}', 'val:val_freq=1000000')
-        nets[arm] = exp / name / 'models' / 'net_g_latest.pth'
-    return nets, times
-
-
-def training_seconds(experiment: Path) -> float:
-    """Training time of an experiment summed over its BasicSR logs ("Time consumed" of every run that finished), so
-    a resumed benchmark still reports what the training cost."""
-    total = 0.
-    for log in experiment.glob('train_*.log'):
-        for line in log.read_text().splitlines():
-            if 'End of training. Time consumed:' in line:
-                h, m, sec = line.rsplit(' ', 1)[-1].split(':')
-                total += 3600 * int(h) + 60 * int(m) + float(sec)
-    return total
-
-
-def load_net(path: Path, **kwargs) -> MZSRNet:
-    net = MZSRNet(upscale=SCALE, **kwargs)
-    net.load_state_dict(load_checkpoint(path)['params'])
-    return net.eval()
-
-
-def metrics(sr: torch.Tensor, hr: torch.Tensor) -> tuple[float, float]:
-    """Official PSNR (8-bit-rounded Y) and BasicSR's SSIM on Y, border ``SCALE``."""
-    sr_img, hr_img = tensor2img([sr.detach().clamp(0, 1)]), tensor2img([hr])
-    return (calculate_psnr_y8(sr_img, hr_img, SCALE),
-            float(calculate_ssim(sr_img, hr_img, SCALE, test_y_channel=True)))
-
-
-def degraded(hr: torch.Tensor, kernel_name: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """The official LR input of ``hr`` (8-bit) for a named kernel, with the kernel and the subsampling."""
-    kernel_np, downsample = eval_kernel(kernel_name)
-    kernel = torch.from_numpy(kernel_np)
-    lr = (degrade(hr, kernel, SCALE, downsample).clamp(0, 1) * 255).round() / 255
-    return lr, kernel, downsample
-
-
-def evaluate_mzsr(net: MZSRNet, lr, kernel, downsample, hr, steps: tuple[int, ...], schedule: str) -> dict:
-    row = {}
-    for n in steps:
-        adapted, seconds = mzsr_adapt(net, lr, kernel, SCALE, n, downsample, schedule=schedule)
-        with torch.no_grad():
-            row[f'mzsr{n}'] = (*metrics(adapted(lr), hr), seconds)
-    return row
-
-
-def evaluate_zssr(args, lr, kernel, downsample, hr, kernel_shift: bool) -> dict:
-    """ZSSR on its given-kernel protocol (CPU crop); PSNR of the raw network every 50 steps and the final output."""
-    torch.manual_seed(0)
-    net, curve, spent, clock = MZSRNet(upscale=SCALE, bias=False, init_variance=0.1), [], [0.], [time.perf_counter()]
-
-    def on_test(it: int, model: torch.nn.Module) -> None:
-        spent[0] += time.perf_counter() - clock[0]  # evaluation time is not training time
-        with torch.no_grad():
-            curve.append((it, spent[0], metrics(model(lr), hr)[0]))
-        model.train()
-        clock[0] = time.perf_counter()
-
-    cfg = ZSSRConfig(crop_size=args.zssr_crop, max_iters=args.zssr_max_iters, kernel_shift=kernel_shift)
-    iters = zssr_train(net, lr, kernel, SCALE, cfg, downsample, on_test=on_test)
-    spent[0] += time.perf_counter() - clock[0]
-    final = zssr_infer(net, lr, kernel, SCALE, cfg, downsample)
-    prefix = 'zssr_shift' if kernel_shift else 'zssr'
-    return {f'{prefix}_curve': curve, f'{prefix}_final': (*metrics(final, hr), spent[0]), f'{prefix}_iters': iters}
+    pretrain = TrainingRun('MZSR_pretrain_x2_cpu', 'options/mzsr_pretrain_x2_cpu.yml',
+                           (f'train:total_iter={args.pretrain_iters}', ))
+    arms = {arm: TrainingRun(run.name, run.options, (*run.overrides, f'train:total_iter={args.meta_iters}',
+                                                     'val:val_freq=1000000'))
+            for arm, run in META_ARMS.items()}
+    nets, seconds = meta_transfer_chain(ROOT, work / 'experiments', [f'datasets:train:dataroot_gt={lmdb}',
+                                                                     'logger:use_tb_logger=False'], pretrain, arms)
+    return nets, {**times, **seconds}
 
 
 def file_hash(path: Path) -> str:
@@ -280,7 +210,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     paths, times = train_networks(args, work)
     times.update({f'{arm}_training_s': training_seconds(path.parent.parent) for arm, path in paths.items()})
-    nets = {arm: load_net(path) for arm, path in paths.items()}
+    nets = {arm: load_mzsr(path, SCALE) for arm, path in paths.items()}
     version = {arm: file_hash(path) for arm, path in paths.items()}
     cache = ResultCache(work / f'eval_{args.tag}.json')
     results, ablation = {}, {}
@@ -292,20 +222,22 @@ def main() -> None:
             zssr = set_dir.name in args.zssr_sets and kernel_name in args.zssr_kernels
             ablate = set_dir.name in args.ablation_sets and kernel_name in args.ablation_kernels
             rows, ablation_rows = [], []
-            for path in list_images(set_dir / 'HR'):
-                hr = torch.from_numpy(mod_crop(read_image(path), SCALE)[:, :, ::-1].copy()).permute(2, 0, 1)[None]
-                lr, kernel, downsample = degraded(hr, kernel_name)
-                base = f'{set_dir.name}/{kernel_name}/{path.stem}'
+            for stem, hr in benchmark_images(set_dir, SCALE):
+                lr, kernel, downsample = official_lr(hr, kernel_name, SCALE)
+                base = f'{set_dir.name}/{kernel_name}/{stem}'
                 key = f'{base}/{arm}:{version[arm]}/pre:{version["pretrained"]}/steps={steps}/zssr={zssr}/shift-both'
                 if cache.get(key) is None:
                     print(f'evaluating {base} ({arm})', flush=True)
                     with torch.no_grad():
-                        row = {'bicubic': (*metrics(matlab_resize(lr, SCALE), hr), 0.),
-                               'pretrained': (*metrics(nets['pretrained'](lr), hr), 0.)}
-                    row.update(evaluate_mzsr(nets[arm], lr, kernel, downsample, hr, steps, schedule))
+                        row = {'bicubic': (*y8_metrics(matlab_resize(lr, SCALE), hr, SCALE), 0.),
+                               'pretrained': (*y8_metrics(nets['pretrained'](lr), hr, SCALE), 0.)}
+                    row.update(mzsr_rows(nets[arm], lr, kernel, downsample, hr, SCALE, steps, schedule))
                     if zssr:  # aligned with the MZSR LR grid, and the official kernel_shift for comparison
-                        row.update(evaluate_zssr(args, lr, kernel, downsample, hr, kernel_shift=False))
-                        row.update(evaluate_zssr(args, lr, kernel, downsample, hr, kernel_shift=True))
+                        for shift in (False, True):
+                            cfg = ZSSRConfig(crop_size=args.zssr_crop, max_iters=args.zssr_max_iters,
+                                             kernel_shift=shift)
+                            row.update(zssr_rows(lr, kernel, downsample, hr, SCALE, cfg,
+                                                 prefix='zssr_shift' if shift else 'zssr'))
                     cache.put(key, row)
                 rows.append(cache.get(key))
                 if ablate:
@@ -314,8 +246,8 @@ def main() -> None:
                         akey = f'{base}/ablation/{other}:{version[other]}'
                         if cache.get(akey) is None:
                             print(f'evaluating {base} (ablation {other})', flush=True)
-                            cache.put(akey, evaluate_mzsr(nets[other], lr, kernel, downsample, hr, (0, 1, 10),
-                                                          'direct_x2'))
+                            cache.put(akey, mzsr_rows(nets[other], lr, kernel, downsample, hr, SCALE, (0, 1, 10),
+                                                      'direct_x2'))
                         entry[other] = cache.get(akey)
                     ablation_rows.append(entry)
             results[f'{set_dir.name}/{kernel_name}'] = rows

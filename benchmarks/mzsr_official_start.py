@@ -14,13 +14,12 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import ROOT, mean, pin_threads, write_results
-from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5, SCALE, degraded, evaluate_mzsr, metrics
+from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5, SCALE
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.degradations import mod_crop
-from srdistill_plugin.core.imageio import list_images, read_image
 from srdistill_plugin.core.kernels import eval_kernel
 from srdistill_plugin.core.matlab_resize import matlab_resize
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
+from srdistill_plugin.zero_shot.protocol import benchmark_images, mzsr_rows, official_lr, y8_psnr
 
 PAPER_MZSR1_SET5 = {'gd0.2': 33.14, 'gd2.0': 35.20, 'gdani': 34.05, 'gb1.3': 35.18}
 
@@ -34,11 +33,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def hr_images(set_dir: Path) -> list[torch.Tensor]:
-    return [torch.from_numpy(mod_crop(read_image(p), SCALE)[:, :, ::-1].copy()).permute(2, 0, 1)[None]
-            for p in list_images(set_dir / 'HR')]
-
-
 def main() -> None:
     args = parse_args()
     env = pin_threads(args.threads)
@@ -47,20 +41,20 @@ def main() -> None:
     net.eval()
     summary, lines = {}, []
     for set_dir in map(Path, args.sets):
-        images = hr_images(set_dir)
+        images = [hr for _, hr in benchmark_images(set_dir, SCALE)]
         with torch.no_grad():
-            rows = [(metrics(matlab_resize(lr, SCALE), hr)[0], metrics(net(lr), hr)[0])
+            rows = [(y8_psnr(matlab_resize(lr, SCALE), hr, SCALE), y8_psnr(net(lr), hr, SCALE))
                     for hr in images for lr in [(matlab_resize(hr, 1 / SCALE).clamp(0, 1) * 255).round() / 255]]
         summary[f'{set_dir.name}/bicubic_lr'] = {'bicubic': mean(r[0] for r in rows), 'pretrained': mean(r[1] for r in rows)}
         for kernel_name in PAPER_BICUBIC_SET5:
             schedule = 'bicubic_x2' if eval_kernel(kernel_name)[1] == 'bicubic' else 'direct_x2'
             rows = []
             for hr in images:
-                lr, kernel, downsample = degraded(hr, kernel_name)
+                lr, kernel, downsample = official_lr(hr, kernel_name, SCALE)
                 with torch.no_grad():
-                    row = {'bicubic': metrics(matlab_resize(lr, SCALE), hr)[0]}
-                row.update({k: v[0] for k, v in evaluate_mzsr(net, lr, kernel, downsample, hr, (0, 1, 10),
-                                                               schedule).items()})
+                    row = {'bicubic': y8_psnr(matlab_resize(lr, SCALE), hr, SCALE)}
+                row.update({k: v[0] for k, v in mzsr_rows(net, lr, kernel, downsample, hr, SCALE, (0, 1, 10),
+                                                           schedule).items()})
                 rows.append(row)
             summary[f'{set_dir.name}/{kernel_name}'] = {k: mean(r[k] for r in rows) for k in rows[0]}
             print(set_dir.name, kernel_name, summary[f'{set_dir.name}/{kernel_name}'], flush=True)

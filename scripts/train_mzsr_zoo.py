@@ -13,9 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,6 +20,7 @@ import torch
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill_plugin.core.sample_images import export_skimage_photos
 from srdistill_plugin.core.safe_load import load_checkpoint
+from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain
 from srdistill_plugin.zero_shot.zoo import WEIGHTS, ZOO
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,30 +58,22 @@ def pool_lmdb(folders: list[str], work: Path) -> Path:
     return lmdb
 
 
-def train(options: str, force: list[str], threads: int) -> float:
-    start = time.perf_counter()
-    env = {**os.environ, 'OMP_NUM_THREADS': str(threads)}
-    subprocess.run([sys.executable, 'tools/train.py', '-opt', options, '--auto_resume', '--force_yml', *force],
-                   cwd=ROOT, check=True, env=env)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     args = parse_args()
     work = Path(args.work)
     lmdb = pool_lmdb(args.pool, work)
-    common = [f'datasets:train:dataroot_gt={lmdb}', f'path:experiments_root={work / "experiments"}',
-              'logger:use_tb_logger=False']
+    common = [f'datasets:train:dataroot_gt={lmdb}', 'logger:use_tb_logger=False']
     record_file = WEIGHTS / 'zoo.json'
     records = json.loads(record_file.read_text()) if record_file.is_file() else {}
     for name in args.models:
         scale, meta_options, extra = META[name]
-        pretrained = work / 'experiments' / f'zoo_pretrain_x{scale}' / 'models' / 'net_g_latest.pth'
-        seconds = train('options/mzsr_pretrain_x2_cpu.yml', [*common, f'name=zoo_pretrain_x{scale}', f'scale={scale}',
-                        f'network_g:upscale={scale}', f'train:total_iter={args.pretrain_iters}'], args.threads)
-        seconds += train(meta_options, [*common, *extra, f'name=zoo_meta_{name}', f'path:pretrain_network_g={pretrained}',
-                                        f'train:total_iter={args.meta_iters}', 'val:val_freq=1000000000'], args.threads)
-        params = load_checkpoint(work / 'experiments' / f'zoo_meta_{name}' / 'models' / 'net_g_latest.pth')['params']
+        pretrain = TrainingRun(f'zoo_pretrain_x{scale}', 'options/mzsr_pretrain_x2_cpu.yml',
+                               (f'scale={scale}', f'network_g:upscale={scale}', f'train:total_iter={args.pretrain_iters}'))
+        meta = TrainingRun(f'zoo_meta_{name}', meta_options,
+                           (*extra, f'train:total_iter={args.meta_iters}', 'val:val_freq=1000000000'))
+        nets, times = meta_transfer_chain(ROOT, work / 'experiments', common, pretrain, {name: meta}, args.threads)
+        seconds = sum(times.values())
+        params = load_checkpoint(nets[name])['params']
         WEIGHTS.mkdir(parents=True, exist_ok=True)
         tmp = WEIGHTS / f'.{ZOO[name].file}.tmp'
         torch.save({'params': params}, tmp)

@@ -204,3 +204,38 @@ def test_bad_kernel_files_and_folders_are_named(tmp_path):
         find_kernel(tmp_path, 'bird')
     with pytest.raises(SRDistillError, match='the 21x21 kernel is larger than the 8x8 image'):
         degrade(torch.rand(1, 3, 8, 8), torch.from_numpy(eval_kernel('gd2.0')[0]), 2)
+
+
+def test_the_benchmarks_protocol_functions_give_the_papers_bicubic_column_and_the_datasets_lr():
+    """zero_shot.protocol (what the benchmarks call) makes the same LR as the validation dataset and reads the
+    paper's Set5 bicubic figure for g^d_2.0."""
+    from srdistill_plugin.zero_shot.protocol import benchmark_images, official_lr, y8_psnr
+
+    psnrs = []
+    for (_, hr), item in zip(benchmark_images(SET5, 2), _set5('gd2.0')):
+        lr, _, downsample = official_lr(hr, 'gd2.0', 2)
+        assert downsample == 'direct' and torch.equal(lr[0], item['lq'])
+        psnrs.append(y8_psnr(BicubicUpsampler(scale=2)(lr), hr, 2))
+    assert np.mean(psnrs) == pytest.approx(PAPER_BICUBIC_SET5['gd2.0'], abs=0.02)
+
+
+def test_the_meta_transfer_chain_starts_every_arm_from_the_pretraining(tmp_path, monkeypatch):
+    from srdistill_plugin.zero_shot import training
+
+    calls = []
+    monkeypatch.setattr(training, 'train_run', lambda options, overrides, cwd, threads: calls.append(
+        (options, overrides)) or 1.5)
+    pretrain = training.TrainingRun('pre', 'p.yml', ('train:total_iter=3', ))
+    arms = {'a': training.TrainingRun('meta_a', 'm.yml', ('x=1', )), 'b': training.TrainingRun('meta_b', 'n.yml')}
+    nets, seconds = training.meta_transfer_chain(tmp_path, tmp_path / 'exp', ['c=2'], pretrain, arms)
+    assert nets == {'pretrained': tmp_path / 'exp/pre/models/net_g_latest.pth',
+                    'a': tmp_path / 'exp/meta_a/models/net_g_latest.pth',
+                    'b': tmp_path / 'exp/meta_b/models/net_g_latest.pth'}
+    assert seconds == {'pretrain_s': 1.5, 'meta_a_s': 1.5, 'meta_b_s': 1.5}
+    start = f'path:pretrain_network_g={nets["pretrained"]}'
+    assert calls == [('p.yml', ['c=2', f'path:experiments_root={tmp_path / "exp"}', 'name=pre', 'train:total_iter=3']),
+                     ('m.yml', ['c=2', f'path:experiments_root={tmp_path / "exp"}', 'name=meta_a', 'x=1', start]),
+                     ('n.yml', ['c=2', f'path:experiments_root={tmp_path / "exp"}', 'name=meta_b', start])]
+    (tmp_path / 'train_x.log').write_text('... End of training. Time consumed: 0:01:02.5\n'
+                                          '... End of training. Time consumed: 1:00:00\n')
+    assert training.training_seconds(tmp_path) == pytest.approx(3662.5)

@@ -28,6 +28,17 @@ BAD_OPTIONS = [
      'option finetune.train.diffusion.max_timestep: expected an integer in [1, 1000], got 0'),
     (('finetune', 'train', 'amp'), 'half', "option finetune.train.amp: expected false, bf16 or fp16, got 'half'"),
     (('num_gpu', ), -1, "option num_gpu: expected an integer >= 0 or 'auto', got -1"),
+    (('synthesize', 'class_budget'), 'uniform',
+     "option synthesize.class_budget: expected one of ('proportional', 'equal'), got 'uniform'"),
+    (('synthesize', 'informative_share'), 1.5, 'option synthesize.informative_share: expected a number in [0, 1]'),
+    (('synthesize', 'informative_share'), -0.1, 'option synthesize.informative_share: expected a number in [0, 1]'),
+    (('synthesize', 'herding_features'), 'dino',
+     "option synthesize.herding_features: expected one of ('sr_stats', 'clip'), got 'dino'"),
+    (('synthesize', 'herding_features'), 'clip',
+     'option synthesize.herding_features: clip needs CLIP weights (categorize.clip.pretrained'),
+    (('synthesize', 'seed_selection'), 'best',
+     "option synthesize.seed_selection: expected one of ('selected', 'herding'), got 'best'"),
+    (('synthesize', 'mode'), 'kmeans', 'option synthesize.mode: expected one of'),
 ]
 
 

@@ -7,19 +7,26 @@ adapters through peft (``lora_rank``) so that only the adapters and the class em
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
-from diffusers import UNet2DModel
 from torch import nn
 
 from srdistill_plugin.core.errors import SRDistillError, first_line
 
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
+
+# diffusers is imported where a network is built, not at registration: every BasicSR run imports this package's
+# archs, and most (the SR students) never build a diffusion model.
+
 LORA_TARGETS = ('to_q', 'to_k', 'to_v', 'to_out.0', 'conv1', 'conv2')
 
 
-def load_pretrained_unet(folder: str, num_classes: int, lora_rank: int = 0) -> UNet2DModel:
+def load_pretrained_unet(folder: str, num_classes: int, lora_rank: int = 0) -> 'UNet2DModel':
     """A local pretrained ``UNet2DModel`` with a new ``num_classes`` embedding (and LoRA adapters if rank > 0)."""
+    from diffusers import UNet2DModel
     path = Path(folder)
     if not (path / 'config.json').is_file():
         raise SRDistillError(f'option network_g.pretrained_dir: {path} is not a diffusers UNet2DModel folder '
@@ -58,6 +65,8 @@ class ClassConditionalUNet(nn.Module):
         if pretrained_dir:
             self.unet = load_pretrained_unet(pretrained_dir, num_classes, lora_rank)
             return
+        from diffusers import UNet2DModel
+
         levels = range(len(block_out_channels))
         self.unet = UNet2DModel(
             sample_size=sample_size, in_channels=3, out_channels=3, block_out_channels=tuple(block_out_channels),

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
-from diffusers import AutoencoderKL, Transformer2DModel, UNet2DConditionModel
 from torch import nn
 
 from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.hub import diffusers_config, load_diffusers
 
-DENOISERS = {'Transformer2DModel': Transformer2DModel, 'UNet2DConditionModel': UNet2DConditionModel}
+DENOISERS = ('Transformer2DModel', 'UNet2DConditionModel')  # diffusers classes, imported when a network is built
 ATTENTION_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0']
 
 
@@ -33,7 +32,9 @@ def denoiser_class(name: str):
     if cls_name not in DENOISERS:
         raise SRDistillError(f'option network_g.denoiser_dir: {name} holds {cls_name or "no diffusers model"}; '
                              f'expected one of {sorted(DENOISERS)}')
-    return DENOISERS[cls_name]
+    import diffusers
+
+    return getattr(diffusers, cls_name)
 
 
 @ARCH_REGISTRY.register()
@@ -45,6 +46,8 @@ class LatentClassConditionalDenoiser(nn.Module):
                  class_tokens: int = 4, sample_size: int | None = None):
         super().__init__()
         self.num_classes = num_classes
+        from diffusers import AutoencoderKL, Transformer2DModel
+
         self.vae = load_diffusers(AutoencoderKL, vae_dir, 'network_g.vae_dir').requires_grad_(False)
         self.scaling = float(self.vae.config.scaling_factor)
         self.denoiser = load_diffusers(denoiser_class(denoiser_dir), denoiser_dir, 'network_g.denoiser_dir')

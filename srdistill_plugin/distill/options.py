@@ -54,8 +54,10 @@ def strength(syn: dict) -> float:
 
 def class_budget(syn: dict) -> str:
     """``synthesize.class_budget``: ``equal`` (the paper's: every pseudo-class the same number of patches) or
-    ``proportional`` (to the class's share of the pool's patches); the pool-wide modes default to proportional."""
-    value = syn.get('class_budget', 'proportional' if synthesis_mode(syn) in POOL_MODES else 'equal')
+    ``proportional`` (to the class's share of the pool's patches); the pool-wide modes and herding seeds default to
+    proportional."""
+    pool_wide = synthesis_mode(syn) in POOL_MODES or syn.get('seed_selection') == 'herding'
+    value = syn.get('class_budget', 'proportional' if pool_wide else 'equal')
     if value not in CLASS_BUDGETS:
         raise SRDistillError(f'option synthesize.class_budget: expected one of {CLASS_BUDGETS}, got {value!r}')
     return value

@@ -15,6 +15,7 @@ import numpy as np
 
 from srdistill_plugin.core.json_store import JsonStore
 
+from . import verdicts
 from .results import FULL_POOL, convergence_gain
 from .evaluate import evaluate, load_student, paired_set, super_resolve
 
@@ -247,7 +248,21 @@ def write_report(experiment, runs: list) -> Path:
         report.text(f'Grouping features: {features}.')
 
     report.heading('Targets')
-    report.text(targets_text(exp, groups, sets, budget, default, student))
+    lines = verdicts.targets_text(exp, groups, sets, budget, student)
+    if groups.get((student, default, budget)) and groups.get((student, FULL_POOL, None)):
+        lines.append(plateau_text(exp, groups[(student, default, budget)], groups[(student, FULL_POOL, None)], default))
+    report.text('; '.join(lines) + '. Where a target is missed, the one-choice differences below say which choice '
+                'costs what.')
+
+    report.heading('Default arm (chosen on validation)')
+    report.text(verdicts.choice_text(exp, groups, budget))
+
+    rows = verdicts.decomposition_rows(exp, groups, sets, budget, student)
+    if rows:
+        report.heading('Why: one choice at a time')
+        report.text(f'Test PSNR difference between two arms that differ in one choice ({student}, {budget:g} %, '
+                    'best-on-validation checkpoints, mean of seeds); negative: the choice costs that much.')
+        report.table(['arms', 'the one choice'] + [f'{s} Δ dB' for s in sets] + ['seeds'], rows)
 
     report.heading('Where the arms cross')
     report.text(crossings_text(exp, groups, sets, budget, default, student))
@@ -337,40 +352,17 @@ def seconds_per_iter_cell(results: list[dict]) -> str:
     return f'{np.mean([r["seconds_per_iter"] for r in results]):.3f}'
 
 
-def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, default: str, student: str) -> str:
-    """The issue's targets read on the sweep student at the budget nearest 0.68 %."""
-    arm_runs = groups.get((student, default, budget))
-    random_runs, full_runs = groups.get((student, 'random_real', budget)), groups.get((student, FULL_POOL, None))
-    if not (arm_runs and full_runs):
-        return f'Not measurable yet: {default} at {budget:g} % and the full pool must both have finished.'
-    lines = []
-    for s in sets:
-        arm = np.mean([r['test_best'][s]['psnr'] for r in arm_runs])
-        full = np.mean([r['test_best'][s]['psnr'] for r in full_runs])
-        part = f'{s}: {default} − full pool {arm - full:+.2f} dB (target ≥ −0.2: {"met" if arm - full >= -0.2 else "missed"})'
-        if random_runs:
-            rnd = np.mean([r['test_best'][s]['psnr'] for r in random_runs])
-            part += f', {default} − random_real {arm - rnd:+.2f} dB (target ≥ +0.3: {"met" if arm - rnd >= 0.3 else "missed"})'
-        lines.append(part)
+def plateau_text(exp: dict, arm_runs: list[dict], full_runs: list[dict], default: str) -> str:
+    """Seconds to within ``TIME_TOLERANCE_DB`` of the own validation plateau, the default arm against the full pool
+    (compared only when both trained on one device)."""
     devices = trained_on(arm_runs + full_runs)
     if ', ' in devices:
-        lines.append(f'time to plateau not compared: the runs were trained on different devices ({devices})')
-    else:
-        lines.append(time_target_text(exp, arm_runs, full_runs, default) + f'; trained on {devices})')
-    return f'At {budget:g} % ({student}, best-on-validation checkpoints, mean of seeds): ' + '; '.join(lines) + '.'
-
-
-def time_target_text(exp: dict, arm_runs: list[dict], full_runs: list[dict], default: str) -> str:
-    """Seconds to within ``TIME_TOLERANCE_DB`` of the own plateau, the default arm against the full pool."""
+        return f'time to plateau not compared: the runs were trained on different devices ({devices})'
     arm_t = seconds_to_plateau(mean_curve(arm_runs), np.mean([r['seconds_per_iter'] for r in arm_runs]))
     full_t = seconds_to_plateau(mean_curve(full_runs), np.mean([r['seconds_per_iter'] for r in full_runs]))
-    arm_t_min = exp['sr_train']['eval_every'] * np.mean([r['seconds_per_iter'] for r in arm_runs])
     return (f'time to within {TIME_TOLERANCE_DB} dB of the own validation plateau: {default} {arm_t:.0f} s, '
-            f'full pool {full_t:.0f} s, ratio {arm_t / max(full_t, 1e-9):.2f} (target ≤ 0.10: '
-            f'{"met" if arm_t <= 0.1 * full_t else "missed"}; the full pool\'s plateau is only that of this run '
-            f'length, see the convergence rule; the curves are read every {exp["sr_train"]["eval_every"]:,} '
-            f'iterations, so the shortest measurable time is {arm_t_min:.0f} s = {arm_t_min / max(full_t, 1e-9):.2f} '
-            'of the full pool\'s')
+            f'full pool {full_t:.0f} s, ratio {arm_t / max(full_t, 1e-9):.2f} (read every '
+            f'{exp["sr_train"]["eval_every"]:,} iterations; trained on {devices})')
 
 
 def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, default: str, student: str) -> str:

@@ -6,17 +6,20 @@ BasicSR's train loop gives it logging, tensorboard, checkpoints, resume and EMA;
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.models.base_model import BaseModel
 from basicsr.utils.registry import MODEL_REGISTRY
-from diffusers import DDPMScheduler
 
 from srdistill_plugin.core.precision import autocast, check_amp
 from srdistill_plugin.core.diffusion_losses import (EmbeddingMemory, embed, minimax_terms, predicted_x0,
                                                     sobel_gradients)
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler
 
 
 def schedule_options(opt: dict) -> dict:
@@ -28,8 +31,10 @@ def schedule_options(opt: dict) -> dict:
     return schedule
 
 
-def noise_scheduler(opt: dict) -> DDPMScheduler:
+def noise_scheduler(opt: dict) -> 'DDPMScheduler':
     """The training noise schedule of the ``diffusion`` options."""
+    from diffusers import DDPMScheduler  # here, not at import: SR runs import this module and never need it
+
     return DDPMScheduler(**schedule_options(opt))
 
 

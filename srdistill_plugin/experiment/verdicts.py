@@ -1,0 +1,145 @@
+"""What the report concludes from the finished runs: the arm chosen on validation (never on the test sets), what
+each design choice of the selection costs (pairs of arms that differ in one choice), and the targets.
+
+Everything here reads result dicts grouped as ``{(student, arm, budget): [result per seed]}``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .results import FULL_POOL
+
+# (arm, the arm it differs from in one choice, the choice): the built-in arms' one-step differences
+BUILT_IN_PAIRS = [
+    ('random_selected', 'random_real', 'draw only among the kept most-informative patches (select.keep_fraction)'),
+    ('selected_real', 'random_selected', 'the most informative kept patches (spread over images) instead of uniform '
+     'among them, equal class budgets'),
+    ('coverage', 'selected_real', 'k-center coverage among the kept patches instead of the most informative'),
+    ('random_proportional', 'random_real', 'uniform within pseudo-classes, budgets proportional to the pool'),
+    ('herding', 'random_proportional', 'kernel herding (SR features) instead of uniform within each class'),
+    ('distilled', 'selected_real', 'SDEdit re-synthesis of the same seed patches'),
+]
+TARGET_VS_RANDOM_DB = 0.15     # default arm - random_real at the target budget, every student
+TARGET_VS_FULL_DB = -0.3       # default arm - full pool at the target budget (the paper's headline: SwinIR)
+TARGET_EVERY_BUDGET_DB = -0.05  # default arm - random_real at every budget
+
+
+def test_psnr(runs: list[dict], test_set: str) -> float:
+    return float(np.mean([r['test_best'][test_set]['psnr'] for r in runs]))
+
+
+def best_validation(runs: list[dict]) -> float:
+    """Mean over seeds of the best validation PSNR (the checkpoint every test figure is read on)."""
+    return float(np.mean([max(r['val_curve'].values()) for r in runs]))
+
+
+def validation_choice(groups: dict, arms: list[str], budget: float) -> tuple[str | None, dict[str, float], str]:
+    """``(best arm, {arm: mean validation PSNR}, what was averaged)`` at ``budget``: the mean over every student and
+    seed that finished for *every* arm (so that arms are compared on the same runs)."""
+    students = sorted({k[0] for k in groups})
+    runs = {(s, a): {r['seed']: r for r in groups.get((s, a, budget), [])} for s in students for a in arms}
+    common = [(s, seed) for s in students
+              for seed in set.intersection(*(set(runs[s, a]) for a in arms)) if all(runs[s, a] for a in arms)]
+    if not common:
+        return None, {}, 'no student and seed has finished every arm yet'
+    scores = {a: float(np.mean([max(runs[s, a][seed]['val_curve'].values()) for s, seed in common])) for a in arms}
+    what = ', '.join(f'{s} seed {seed}' for s, seed in sorted(common))
+    return max(scores, key=scores.get), scores, what
+
+
+def choice_text(exp: dict, groups: dict, budget: float) -> str:
+    best, scores, what = validation_choice(groups, exp['arms'], budget)
+    if best is None:
+        return f'Not decidable yet at {budget:g} %: {what}.'
+    ranking = ', '.join(f'{a} {v:.2f}' for a, v in sorted(scores.items(), key=lambda kv: -kv[1]))
+    text = (f'Mean best validation PSNR at {budget:g} % over {what} (held-out pool photographs; the test sets play '
+            f'no part): {ranking} dB. Best on validation: **{best}**')
+    if 'random_real' in scores and best != 'random_real':
+        text += f', {scores[best] - scores["random_real"]:+.2f} dB over random_real'
+    elif best == 'random_real':
+        runner_up = max((a for a in scores if a != best), key=scores.get, default=None)
+        if runner_up:
+            text += (f': uniformly random real patches beat every selection arm (by {scores[best] - scores[runner_up]:.2f}'
+                     f' dB over the next, {runner_up})')
+    shipped = exp['default_arm']
+    text += (f'. The options\' default_arm is {shipped}' +
+             (' (the same).' if shipped == best else f' — differs: set default_arm: {best} to follow validation.'))
+    return text
+
+
+def pairs(exp: dict) -> list[tuple[str, str, str]]:
+    """The one-choice pairs among the experiment's arms: the built-in ones and every custom arm against its base."""
+    arms = set(exp['arms'])
+    found = [(a, b, why) for a, b, why in BUILT_IN_PAIRS if a in arms and b in arms]
+    for name, spec in (exp.get('custom_arms') or {}).items():
+        base = spec['arm']
+        changes = ', '.join(f'{k}: {v}' for k, v in spec.items() if k != 'arm')
+        if name in arms and base in arms:
+            found.append((name, base, changes))
+    return found
+
+
+def decomposition_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[list[str]]:
+    """One row per one-choice pair with both arms finished: the test PSNR difference it makes, per set."""
+    rows = []
+    for arm, other, why in pairs(exp):
+        mine, theirs = groups.get((student, arm, budget)), groups.get((student, other, budget))
+        if mine and theirs:
+            rows.append([f'{arm} − {other}', why]
+                        + [f'{test_psnr(mine, s) - test_psnr(theirs, s):+.2f}' for s in sets]
+                        + [f'{len(mine)} / {len(theirs)}'])
+    return rows
+
+
+def _met(value: float, target: float) -> str:
+    return f'target ≥ {target:+.2f}: {"met" if value >= target else "missed"}'
+
+
+def budget_reaching(curve: dict[float, float], level: float) -> float | None:
+    """The smallest budget at which the piecewise-linear (in log budget) curve reaches ``level``; None if never."""
+    points = sorted(curve.items())
+    for (b0, p0), (b1, p1) in zip([(None, None)] + points, points):
+        if p1 >= level:
+            if b0 is None or p0 >= level:
+                return b1
+            t = (level - p0) / (p1 - p0)
+            return float(math.exp(math.log(b0) + t * (math.log(b1) - math.log(b0))))
+    return None
+
+
+def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[str]:
+    """Issue 22's targets on the default arm, one line each (best-on-validation checkpoints, mean of seeds)."""
+    default = exp['default_arm']
+    lines = []
+    for s_name in sorted({k[0] for k in groups}):
+        arm, rnd = groups.get((s_name, default, budget)), groups.get((s_name, 'random_real', budget))
+        full = groups.get((s_name, FULL_POOL, None))
+        parts = []
+        for s in sets:
+            if arm and rnd and default != 'random_real':
+                d = test_psnr(arm, s) - test_psnr(rnd, s)
+                parts.append(f'{s}: − random_real {d:+.2f} dB ({_met(d, TARGET_VS_RANDOM_DB)})')
+            if arm and full:
+                d = test_psnr(arm, s) - test_psnr(full, s)
+                parts.append(f'{s}: − full pool {d:+.2f} dB ({_met(d, TARGET_VS_FULL_DB)})')
+        if parts:
+            lines.append(f'{s_name}, {default} at {budget:g} %: ' + '; '.join(parts))
+    mine = {k[2]: test_psnr(v, sets[0]) for k, v in groups.items() if k[:2] == (student, default)}
+    rnd = {k[2]: test_psnr(v, sets[0]) for k, v in groups.items() if k[:2] == (student, 'random_real')}
+    common = sorted(set(mine) & set(rnd))
+    if common and default != 'random_real':
+        worst = min(common, key=lambda b: mine[b] - rnd[b])
+        lines.append(f'{student}, every budget measured ({", ".join(f"{b:g} %" for b in common)}), {sets[0]}: worst '
+                     f'{default} − random_real {mine[worst] - rnd[worst]:+.2f} dB at {worst:g} % '
+                     f'({_met(mine[worst] - rnd[worst], TARGET_EVERY_BUDGET_DB)})')
+    if budget in rnd and len(mine) > 1:
+        reach = budget_reaching(mine, rnd[budget])
+        verdict = ('never reached in the budgets measured' if reach is None
+                   else f'{reach:.2f} % (target ≤ {budget / 2:.2f} %: {"met" if reach <= budget / 2 else "missed"})')
+        lines.append(f'{student}, data efficiency on {sets[0]}: the budget at which {default} reaches random_real '
+                     f'@ {budget:g} % ({rnd[budget]:.2f} dB): {verdict}')
+    if default == 'random_real':
+        lines.append('The default arm is random_real: the targets against random_real are not applicable')
+    return lines or [f'Not measurable yet: {default} at {budget:g} % has not finished.']

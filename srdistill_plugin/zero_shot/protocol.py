@@ -1,0 +1,89 @@
+"""The zero-shot papers' evaluation protocol as library functions (MZSR: JWSoh/MZSR; ZSSR: assafshocher/ZSSR).
+
+LR: a named kernel (variance convention, 21x21), correlation with symmetric borders, subsampling on the official
+grid, rounded to 8 bits. Metrics: PSNR on the 8-bit-rounded Y channel and BasicSR's SSIM on Y, border = scale. One
+row per image and method, ``(psnr, ssim, seconds)``; the benchmarks only choose sets, kernels and arms, and format.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from basicsr.metrics import calculate_ssim
+from basicsr.utils import tensor2img
+
+from srdistill_plugin.archs.mzsr_arch import MZSRNet
+from srdistill_plugin.core.degradations import mod_crop
+from srdistill_plugin.core.imageio import list_images, read_image
+from srdistill_plugin.core.kernels import degrade, eval_kernel
+from srdistill_plugin.core.safe_load import load_checkpoint
+from srdistill_plugin.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
+from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
+
+
+def benchmark_images(set_dir: Path, scale: int) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(stem, 1x3xHxW RGB [0, 1] HR mod-cropped to scale)`` of every image in ``set_dir/HR``."""
+    for path in list_images(Path(set_dir) / 'HR'):
+        yield path.stem, torch.from_numpy(mod_crop(read_image(path), scale)[:, :, ::-1].copy()).permute(2, 0, 1)[None]
+
+
+def official_lr(hr: torch.Tensor, kernel_name: str, scale: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``(8-bit LR, kernel, subsampling)`` of ``hr`` degraded by a named kernel (``core.kernels.EVAL_KERNELS``)."""
+    kernel_np, downsample = eval_kernel(kernel_name)
+    kernel = torch.from_numpy(kernel_np)
+    lr = (degrade(hr, kernel, scale, downsample).clamp(0, 1) * 255).round() / 255
+    return lr, kernel, downsample
+
+
+def y8_psnr(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> float:
+    """The official PSNR: Y rounded to 8 bits, ``scale`` border pixels cropped."""
+    return calculate_psnr_y8(tensor2img([sr.detach().clamp(0, 1)]), tensor2img([hr]), scale)
+
+
+def y8_metrics(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float]:
+    """``(official PSNR, BasicSR's SSIM on Y)``, border ``scale``."""
+    sr_img, hr_img = tensor2img([sr.detach().clamp(0, 1)]), tensor2img([hr])
+    return (calculate_psnr_y8(sr_img, hr_img, scale),
+            float(calculate_ssim(sr_img, hr_img, scale, test_y_channel=True)))
+
+
+def load_mzsr(path: Path, scale: int, **kwargs) -> MZSRNet:
+    """An ``MZSRNet`` with the ``params`` of a (weights-only) checkpoint, in eval mode."""
+    net = MZSRNet(upscale=scale, **kwargs)
+    net.load_state_dict(load_checkpoint(path)['params'])
+    return net.eval()
+
+
+def mzsr_rows(net: MZSRNet, lr: torch.Tensor, kernel: torch.Tensor, downsample: str, hr: torch.Tensor, scale: int,
+              steps: tuple[int, ...], schedule: str) -> dict[str, tuple[float, float, float]]:
+    """``{'mzsr<n>': (psnr, ssim, adaptation seconds)}``: ``net`` adapted ``n`` steps on the LR image itself."""
+    rows = {}
+    for n in steps:
+        adapted, seconds = mzsr_adapt(net, lr, kernel, scale, n, downsample, schedule=schedule)
+        with torch.no_grad():
+            rows[f'mzsr{n}'] = (*y8_metrics(adapted(lr), hr, scale), seconds)
+    return rows
+
+
+def zssr_rows(lr: torch.Tensor, kernel: torch.Tensor, downsample: str, hr: torch.Tensor, scale: int,
+              config: ZSSRConfig, seed: int = 0, prefix: str = 'zssr') -> dict:
+    """ZSSR from scratch on the LR image (the official given-kernel protocol): the raw network's PSNR at every test
+    point (``<prefix>_curve``: iteration, training seconds so far, PSNR; evaluation time excluded), the final output
+    (``<prefix>_final``: psnr, ssim, training seconds) and the iterations run (``<prefix>_iters``)."""
+    torch.manual_seed(seed)
+    net, curve, spent, clock = MZSRNet(upscale=scale, bias=False, init_variance=0.1), [], [0.], [time.perf_counter()]
+
+    def on_test(it: int, model: torch.nn.Module) -> None:
+        spent[0] += time.perf_counter() - clock[0]
+        with torch.no_grad():
+            curve.append((it, spent[0], y8_psnr(model(lr), hr, scale)))
+        model.train()
+        clock[0] = time.perf_counter()
+
+    iters = zssr_train(net, lr, kernel, scale, config, downsample, on_test=on_test, seed=seed)
+    spent[0] += time.perf_counter() - clock[0]
+    final = zssr_infer(net, lr, kernel, scale, config, downsample)
+    return {f'{prefix}_curve': curve, f'{prefix}_final': (*y8_metrics(final, hr, scale), spent[0]),
+            f'{prefix}_iters': iters}

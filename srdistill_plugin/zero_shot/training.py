@@ -1,0 +1,60 @@
+"""MZSR's two training stages as one resumable chain: bicubic pretraining, then one meta-transfer run per arm from
+it, each a BasicSR run of ``srdistill-train`` resumed with ``--auto_resume`` (what the MZSR benchmark and the zoo
+script both train; a killed chain continues where it stopped)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def train_run(options: str | Path, overrides: list[str], cwd: Path, threads: int | None = None) -> float:
+    """One BasicSR training (``options`` with ``--force_yml overrides``), resumed if it ran before; its wall seconds."""
+    env = dict(os.environ, **({'OMP_NUM_THREADS': str(threads)} if threads else {}))
+    cmd = [sys.executable, '-m', 'srdistill_plugin.commands.train', '-opt', str(options), '--auto_resume',
+           '--force_yml', *overrides]
+    print('$', ' '.join(cmd), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, env=env)
+    return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One BasicSR run of the chain: its experiment ``name``, options file and ``--force_yml`` overrides."""
+    name: str
+    options: str
+    overrides: tuple[str, ...] = ()
+
+
+def meta_transfer_chain(cwd: Path, experiments_root: Path, common: list[str], pretrain: TrainingRun,
+                        arms: dict[str, TrainingRun], threads: int | None = None
+                        ) -> tuple[dict[str, Path], dict[str, float]]:
+    """Train ``pretrain``, then every meta arm from its last checkpoint, all under ``experiments_root`` with the
+    ``common`` overrides. Returns the last checkpoint of each (``'pretrained'`` and the arms) and the wall seconds of
+    each call (``pretrain_s``, ``meta_<arm>_s``)."""
+    def train(run: TrainingRun, *extra: str) -> float:
+        return train_run(run.options, [*common, f'path:experiments_root={experiments_root}', f'name={run.name}',
+                                       *run.overrides, *extra], cwd, threads)
+
+    nets = {'pretrained': experiments_root / pretrain.name / 'models' / 'net_g_latest.pth'}
+    seconds = {'pretrain_s': train(pretrain)}
+    for arm, run in arms.items():
+        seconds[f'meta_{arm}_s'] = train(run, f'path:pretrain_network_g={nets["pretrained"]}')
+        nets[arm] = experiments_root / run.name / 'models' / 'net_g_latest.pth'
+    return nets, seconds
+
+
+def training_seconds(experiment: Path) -> float:
+    """Training time of a BasicSR experiment folder summed over its logs ("Time consumed" of every run that
+    finished), so a resumed chain still reports what its training cost."""
+    total = 0.
+    for log in Path(experiment).glob('train_*.log'):
+        for line in log.read_text().splitlines():
+            if 'End of training. Time consumed:' in line:
+                h, m, sec = line.rsplit(' ', 1)[-1].split(':')
+                total += 3600 * int(h) + 60 * int(m) + float(sec)
+    return total

@@ -1,0 +1,211 @@
+"""The arms that take selection apart (issue 22): uniform among the kept patches, uniform within classes over the
+whole pool with proportional or equal class budgets, and kernel herding in an SR feature space; their options are
+checked before any work."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.imageio import read_image
+from srdistill_plugin.core.manifest import read_manifest
+from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches
+from srdistill_plugin.core.representative import kernel_herding, proportional_split, sr_patch_features
+from srdistill_plugin.core.set_diagnostics import pairwise_distances
+from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
+from srdistill_plugin.distill.pool import PoolGrid
+from srdistill_plugin.distill.runner import DistillRun, spread_over_images
+from srdistill_plugin.experiment.runner import check_experiment
+
+from .conftest import ROOT, SET5
+from .test_distillation import tiny_options
+from .test_experiment import experiment_options
+
+
+def mmd(a: np.ndarray, b: np.ndarray, gamma: float = 0.5) -> float:
+    def k(x, y):
+        return np.exp(-gamma * pairwise_distances(x, y) ** 2).mean()
+    return float(k(a, a) + k(b, b) - 2 * k(a, b))
+
+
+def mixture(seed: int = 0) -> np.ndarray:
+    """1,000 points: 80 % around (0, 0), 20 % around (6, 0)."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(0, 1, (800, 2)), rng.normal((6, 0), 1, (200, 2))])
+
+
+def test_kernel_herding_matches_the_pool_better_than_random_draws():
+    pool = mixture()
+    picks = kernel_herding(pool, 20)
+    assert len(set(picks)) == 20
+    assert Counter(pool[picks, 0] > 3)[True] in (4, 5)  # the 20 % mode gets its share
+    herded = mmd(pool[picks], pool)
+    rng = np.random.default_rng(1)
+    random = [mmd(pool[rng.choice(len(pool), 20, replace=False)], pool) for _ in range(40)]
+    assert herded < np.percentile(random, 10), (herded, np.median(random))
+
+
+def test_kernel_herding_starts_from_the_preselected_rows_and_repeats_only_when_exhausted():
+    pool = mixture()[:30]
+    picks = kernel_herding(pool, 35, preselected=[7, 3])
+    assert picks[:2] == [7, 3]
+    assert sorted(picks[:30]) == list(range(30)) and len(picks) == 35
+
+
+def test_proportional_split_keeps_the_total_and_skips_empty_classes():
+    assert proportional_split(98, [500, 0, 1500]) == [25, 0, 73]
+    assert sum(proportional_split(7, [1, 1, 1])) == 7
+    assert proportional_split(5, [0, 0]) == [0, 0]
+
+
+def test_sr_features_share_the_selection_grid_and_read_detail_and_orientation():
+    img = np.full((96, 128, 3), 0.5, np.float32)
+    img[:, 64:] = 0.5 + 0.3 * np.sin(np.arange(64) / 2)[None, :, None]  # vertical stripes on the right
+    opts = SelectionOptions(patch_size=32, stride=32, scale=4)
+    features, ys, xs = sr_patch_features(img, 32, 32, 4)
+    _, ys2, xs2 = score_patches(img, opts)
+    assert features.shape == (len(ys2), 11) and (ys == ys2).all() and (xs == xs2).all()
+    flat, striped = features[xs == 0], features[xs == 96]
+    assert (striped[:, :5] > flat[:, :5] + 3).all()  # residual, bands and gradient energy (log)
+    assert (striped[:, 5] > 0.9).all()  # gradients along x: cos 2θ = 1
+
+
+@pytest.fixture(scope='module')
+def categorized(photo_dir, tmp_path_factory):
+    """A distillation run on the bundled photographs with its select and categorize stages done."""
+    root = tmp_path_factory.mktemp('arms')
+    run = DistillRun(tiny_options(photo_dir, root / 'out', mode='selected_real', per_class=6), root=root)
+    run.run(('select', 'categorize'))
+    return root, run
+
+
+def picks_of(run: DistillRun, **synthesize):
+    syn = {**run.opt['synthesize'], **synthesize}
+    selection = read_manifest(run.manifest('select'))
+    num_classes = read_manifest(run.manifest('categorize'))['num_classes']
+    return run.class_picks(syn['mode'], syn, selection, num_classes, 6, np.random.default_rng(0))
+
+
+def test_random_selected_draws_only_kept_patches_whatever_their_class(categorized):
+    _, run = categorized
+    source, picks = picks_of(run, mode='random_selected')
+    assert isinstance(source, SelectedPatchDataset)
+    chosen = [i for members in picks.values() for i in members]
+    assert len(chosen) == 18 and all(source.class_ids[i] == c for c, members in picks.items() for i in members)
+
+
+@pytest.mark.parametrize('mode', ['random_proportional', 'herding'])
+def test_pool_wide_arms_draw_from_every_patch_with_proportional_class_budgets(categorized, mode):
+    _, run = categorized
+    source, picks = picks_of(run, mode=mode)
+    assert isinstance(source, PoolGrid) and len(source) > len(SelectedPatchDataset({'stage_dir': run.stage_dir}))
+    sizes = source.class_sizes(3)
+    assert [len(picks.get(c, [])) for c in range(3)] == proportional_split(18, sizes)
+    assert all(source.class_ids[i] == c for c, members in picks.items() for i in members)
+    _, equal = picks_of(run, mode=mode, class_budget='equal')
+    assert [len(equal[c]) for c in range(3)] == [6, 6, 6]
+    if mode == 'herding':  # not the most informative: representative of the class
+        info = source.info[[i for m in picks.values() for i in m]]
+        assert np.median(info) < np.percentile(source.info, 90)
+
+
+def test_herding_informative_share_one_is_the_most_informative_patches_spread_over_images(categorized):
+    _, run = categorized
+    grid, picks = picks_of(run, mode='herding', informative_share=1)
+    for c, members in picks.items():
+        ranked = grid.ranked(np.flatnonzero(grid.class_ids == c))
+        assert members == spread_over_images(ranked, grid.image[ranked].tolist())[:len(members)]
+
+
+def test_sdedit_on_herding_seeds_starts_from_the_herded_patches(categorized):
+    _, run = categorized
+    grid, seeds = picks_of(run, mode='sdedit', seed_selection='herding')
+    _, herded = picks_of(run, mode='herding')
+    assert isinstance(grid, PoolGrid) and seeds == herded
+
+
+def test_images_without_a_kept_patch_get_the_nearest_centroids_class(categorized):
+    _, run = categorized
+    classes = run.pool_image_classes()
+    categories = read_manifest(run.manifest('categorize'))
+    assert all(c >= 0 for c in classes)
+    assert [c for c, seen in zip(classes, categories['image_classes']) if seen >= 0] == \
+        [c for c in categories['image_classes'] if c >= 0]
+
+
+def test_a_herding_run_writes_its_set_and_patches_equal_the_pool_crops(categorized):
+    root, run = categorized
+    run.opt['synthesize'] = {**run.opt['synthesize'], 'mode': 'herding'}
+    run.synthesize()
+    manifest = read_manifest(root / 'out' / 'manifest.json')
+    assert manifest['mode'] == 'herding' and manifest['num_images'] == 18
+    assert manifest['seed_residual_std'] == 0  # real pool patches, unchanged
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'arms': ['random_real', 'herding_x']}, "option arms: unknown arm 'herding_x'"),
+    ({'arms': ['h'], 'default_arm': 'h', 'custom_arms': {'h': {'arm': 'kmeans'}}}, 'option custom_arms.h: expected a new name with arm:'),
+    ({'arms': ['h'], 'default_arm': 'h', 'custom_arms': {'h': {'arm': 'herding', 'informative_share': 2}}},
+     'option synthesize.informative_share: expected a number in [0, 1], got 2'),
+    ({'arms': ['h'], 'default_arm': 'h', 'custom_arms': {'h': {'arm': 'herding', 'class_budget': 'equal_ish'}}},
+     "option synthesize.class_budget: expected one of ('proportional', 'equal'), got 'equal_ish'"),
+    ({'arms': ['h'], 'default_arm': 'h', 'custom_arms': {'h': {'arm': 'herding', 'herding_features': 'clip'}}},
+     'option synthesize.herding_features: clip needs CLIP weights'),
+])
+def test_bad_arm_options_stop_before_any_work(photo_dir, change, message):
+    with pytest.raises(SRDistillError) as info:
+        check_experiment(experiment_options(photo_dir, **change), ROOT)
+    assert str(info.value).startswith(message) and '\n' not in str(info.value)
+
+
+def test_the_shipped_arms_experiment_checks(photo_dir):
+    import yaml
+
+    exp = yaml.safe_load((ROOT / 'options/report/sunhays80_x4_arms.yml').read_text())
+    exp.update(pool=str(photo_dir), test_sets=[str(SET5)])  # ../shared is not on every machine
+    exp = check_experiment(exp, ROOT)
+    assert {'random_selected', 'random_equal', 'herding_i25'} <= set(exp['arms'])
+
+
+def result(student, arm, budget, seed, val, set5):
+    return {'student': student, 'arm': arm, 'budget': budget, 'seed': seed, 'val_curve': {'1000': val - 1, '2000': val},
+            'test_best': {'Set5': {'psnr': set5}}}
+
+
+def test_the_default_is_chosen_on_validation_over_the_runs_every_arm_has():
+    from srdistill_plugin.experiment.report import group_results
+    from srdistill_plugin.experiment.verdicts import choice_text, validation_choice
+
+    runs = [result('EDSR', 'random_real', 0.68, 0, 27.0, 29.6), result('EDSR', 'herding', 0.68, 0, 27.2, 29.5),
+            result('EDSR', 'random_real', 0.68, 1, 27.0, 29.6),  # seed 1 has no herding run: not compared
+            result('SwinIR', 'random_real', 0.68, 0, 27.5, 29.9), result('SwinIR', 'herding', 0.68, 0, 27.4, 30.1)]
+    best, scores, what = validation_choice(group_results(runs), ['random_real', 'herding'], 0.68)
+    assert best == 'herding' and scores == pytest.approx({'random_real': 27.25, 'herding': 27.3})
+    assert what == 'EDSR seed 0, SwinIR seed 0'  # the test PSNR (random_real higher on EDSR) plays no part
+    exp = {'arms': ['random_real', 'herding'], 'default_arm': 'random_real'}
+    assert 'differs: set default_arm: herding' in choice_text(exp, group_results(runs), 0.68)
+
+
+def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_read_the_curve():
+    from srdistill_plugin.experiment.report import group_results
+    from srdistill_plugin.experiment.verdicts import budget_reaching, decomposition_rows, targets_text
+
+    exp = {'arms': ['random_real', 'random_selected', 'random_proportional', 'random_equal', 'herding'],
+           'custom_arms': {'random_equal': {'arm': 'random_proportional', 'class_budget': 'equal'}},
+           'default_arm': 'herding'}
+    runs = [result('EDSR', 'random_real', 0.68, 0, 27, 29.58), result('EDSR', 'random_selected', 0.68, 0, 27, 28.9),
+            result('EDSR', 'random_proportional', 0.68, 0, 27, 29.6), result('EDSR', 'random_equal', 0.68, 0, 27, 29.4),
+            result('EDSR', 'herding', 0.68, 0, 27, 29.7), result('EDSR', 'herding', 0.3, 0, 27, 29.2),
+            result('EDSR', 'random_real', 0.3, 0, 27, 29.3)]
+    rows = decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
+    assert [r[0] for r in rows] == ['random_selected − random_real', 'random_proportional − random_real',
+                                    'herding − random_proportional', 'random_equal − random_proportional']
+    assert [r[2] for r in rows] == ['-0.68', '+0.02', '+0.10', '-0.20'] and rows[3][1] == 'class_budget: equal'
+    assert budget_reaching({0.3: 29.2, 0.68: 29.7}, 29.58) == pytest.approx(0.3 * (0.68 / 0.3) ** 0.76)
+    assert budget_reaching({0.3: 29.2}, 29.58) is None and budget_reaching({0.3: 29.7}, 29.58) == 0.3
+    lines = targets_text(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
+    assert lines[0] == 'EDSR, herding at 0.68 %: Set5: − random_real +0.12 dB (target ≥ +0.15: missed)'
+    assert 'worst herding − random_real -0.10 dB at 0.3 % (target ≥ -0.05: missed)' in lines[1]
+    assert 'reaches random_real @ 0.68 % (29.58 dB): 0.56 % (target ≤ 0.34 %: missed)' in lines[2]
