@@ -19,7 +19,7 @@ from srdistill_plugin.experiment.runner import (FULL_POOL, Experiment, Run, chec
                                                   plan_runs, seconds_per_iter, select_runs)
 from srdistill_plugin.experiment.report import convergence_text, describe_crossing
 
-from .conftest import SET5
+from .conftest import SET5, run_main
 from .test_distillation import tiny_options
 from .test_fault_tolerance import FAULT_SITE
 
@@ -95,6 +95,13 @@ def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subproc
                           cwd=tmp_path, capture_output=True, text=True, env=env)
 
 
+def report_in_process(tmp_path, opt: dict, monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from srdistill_plugin.commands.report import main
+
+    (tmp_path / 'report.yml').write_text(yaml.safe_dump(opt))
+    return run_main(main, ['-opt', 'report.yml', *args], tmp_path, monkeypatch, capsys)
+
+
 def test_a_run_still_rising_at_total_iter_trains_on_until_converged_or_max_iter(photo_dir, tmp_path):
     sr = {'total_iter': 20, 'eval_every': 10, 'patience_evals': 0}
     capped = Experiment(check_experiment(experiment_options(photo_dir, sr_train=sr), tmp_path), tmp_path)
@@ -150,9 +157,15 @@ def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_
     ({'sr_train': {'total_iters': 10}}, "option sr_train: unknown keys ['total_iters']"),
     ({'sr_train': {'total_iter': 20, 'max_iter': 10}}, 'option sr_train.max_iter: expected an integer >= total_iter'),
 ])
-def test_bad_options_stop_before_any_work(photo_dir, tmp_path, change, message):
-    proc = report(tmp_path, experiment_options(photo_dir, **change))
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(f'error: {message}'), proc.stderr
+def test_bad_options_stop_before_any_work(photo_dir, tmp_path, change, message, monkeypatch, capsys):
+    code, _, err = report_in_process(tmp_path, experiment_options(photo_dir, **change), monkeypatch, capsys)
+    assert code == 2 and err.strip().splitlines()[-1].startswith(f'error: {message}'), err
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_a_bad_option_through_the_command_is_one_line_exit_2(photo_dir, tmp_path):
+    proc = report(tmp_path, experiment_options(photo_dir, arms=['random_real', 'magic']))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: option arms: unknown arm")
     assert not (tmp_path / 'experiments').exists()
 
 
@@ -164,9 +177,9 @@ def test_bad_options_stop_before_any_work(photo_dir, tmp_path, change, message):
     pytest.param(['--num_gpu', '1'], 'error: --num_gpu 1: this machine has no CUDA device that torch can use',
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a CUDA device')),
 ])
-def test_bad_worker_options_stop_before_any_work(photo_dir, tmp_path, args, message):
-    proc = report(tmp_path, experiment_options(photo_dir), None, *args)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == message, proc.stderr
+def test_bad_worker_options_stop_before_any_work(photo_dir, tmp_path, args, message, monkeypatch, capsys):
+    code, _, err = report_in_process(tmp_path, experiment_options(photo_dir), monkeypatch, capsys, *args)
+    assert code == 2 and err.strip().splitlines()[-1] == message, err
     assert not (tmp_path / 'experiments').exists()
 
 

@@ -15,7 +15,7 @@ from srdistill_plugin.core.kernel_estimation import (KernelGANConfig, LinearDown
 from srdistill_plugin.core.kernels import degrade, gaussian_kernel
 from srdistill_plugin.core.matlab_resize import matlab_resize
 
-from .conftest import run_tool
+from .conftest import run_main, run_tool
 
 TINY = dict(g_channels=8, d_channels=8, crop_size=32)
 
@@ -93,7 +93,7 @@ def test_tool_saves_kernels_and_resumes(photo_dir, tmp_path):
     ('scale', 'kernel estimation supports 2 or 4, got 3'),
     ('readonly', 'output folder cannot be written'),
 ])
-def test_tool_bad_inputs_are_one_line_and_exit_2(photo_dir, tmp_path, case, message):
+def test_tool_bad_inputs_are_one_line_and_exit_2(photo_dir, tmp_path, case, message, monkeypatch, capsys):
     folder = _photos(photo_dir, tmp_path)
     out, scale = tmp_path / 'kernels', '2'
     if case == 'small':
@@ -103,9 +103,16 @@ def test_tool_bad_inputs_are_one_line_and_exit_2(photo_dir, tmp_path, case, mess
     else:
         (tmp_path / 'file').write_text('x')
         out = tmp_path / 'file' / 'kernels'
-    proc = run_tool('tools/estimate_kernel.py', '--input', str(folder), '--output', str(out), '--scale', scale,
-                    check=False)
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    args = ['--input', str(folder), '--output', str(out), '--scale', scale]
+    if case == 'scale':  # one case through the script itself, the others in this process (the same main)
+        proc = run_tool('tools/estimate_kernel.py', *args, check=False)
+        code, err = proc.returncode, proc.stderr
+    else:
+        from srdistill_plugin.cli import run_cli
+        from srdistill_plugin.zero_shot.estimate_kernels import main
+
+        code, _, err = run_main(lambda: run_cli(main), args, tmp_path, monkeypatch, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_official_filtering_keeps_the_strongest_taps_and_can_be_turned_off():

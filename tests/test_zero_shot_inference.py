@@ -15,7 +15,7 @@ from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.kernels import degrade, eval_kernel
 
-from .conftest import run_tool
+from .conftest import run_main, run_tool
 
 SCRIPT = 'inference/inference_mzsr.py'
 
@@ -70,7 +70,7 @@ def test_inference_adapts_every_odd_sized_photo_and_saves_sr_images(lr_photos, t
     ('missing_model', 'model file does not exist'),
     ('bad_scale', 'option --scale: expected 2, 3 or 4, got 5'),
 ])
-def test_bad_inference_inputs_are_one_line_and_exit_2(lr_photos, tmp_path, case, message):
+def test_bad_inference_inputs_are_one_line_and_exit_2(lr_photos, tmp_path, case, message, monkeypatch, capsys):
     extra: list[str] = []
     if case == 'missing_kernel':
         (lr_photos / 'kernels' / 'rocket.mat').unlink()
@@ -87,17 +87,30 @@ def test_bad_inference_inputs_are_one_line_and_exit_2(lr_photos, tmp_path, case,
     elif case == 'bad_scale':
         extra = ['--scale', '5']
     out = tmp_path / 'sr'
-    proc = run_tool(*_args(lr_photos, out, *extra), check=False)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    code, _, err = inference_in_process(_args(lr_photos, out, *extra), tmp_path, monkeypatch, capsys)
+    assert code == 2, err[-2000:]
+    assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists() or not any(out.glob('*.png'))  # nothing adapted, nothing written
 
 
-def test_unwritable_output_folder_is_named(lr_photos, tmp_path):
+def test_unwritable_output_folder_is_named(lr_photos, tmp_path, monkeypatch, capsys):
     blocker = tmp_path / 'file'
     blocker.write_text('not a folder')
-    proc = run_tool(*_args(lr_photos, blocker / 'sr'), check=False)
-    assert proc.returncode == 2 and 'output folder cannot be written' in proc.stderr
+    code, _, err = inference_in_process(_args(lr_photos, blocker / 'sr'), tmp_path, monkeypatch, capsys)
+    assert code == 2 and 'output folder cannot be written' in err
+
+
+def test_a_bad_input_through_the_script_is_one_line_exit_2(lr_photos, tmp_path):
+    proc = run_tool(*_args(lr_photos, tmp_path / 'sr', '--scale', '5'), check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == 'error: option --scale: expected 2, 3 or 4, got 5'
+
+
+def inference_in_process(args: list[str], cwd: Path, monkeypatch, capsys) -> tuple[int, str, str]:
+    """``inference/inference_mzsr.py <args[1:]>`` in this process (``args[0]`` is the script)."""
+    from srdistill_plugin.cli import run_cli
+    from srdistill_plugin.zero_shot.inference import main
+
+    return run_main(lambda: run_cli(main), args[1:], cwd, monkeypatch, capsys)
 
 
 def test_given_lr_dataset_pairs_hr_by_template_and_works_without_hr(lr_photos, tmp_path):
