@@ -41,6 +41,44 @@ def test_train_items_have_matching_lr_and_hr(hr_lmdb):
     assert 0 <= item['lq'].min() and item['lq'].max() <= 1
 
 
+def test_rgb_permutation_and_mixup_keep_the_pair_consistent(photo_dir):
+    import random
+
+    import numpy as np
+
+    from srdistill_plugin.core.degradations import bicubic_downscale
+
+    def dataset(**changes):  # image files: several datasets open at once (one LMDB may not be opened twice)
+        return build_dataset({**yaml.safe_load(TRAIN_YAML.format(root=photo_dir)), 'io_backend': {'type': 'disk'},
+                              **changes})
+
+    plain, permuted = dataset(), dataset(rgb_permute=1)
+    def seeded(dataset, index, seed):  # crops draw from numpy, flips and the augmentations from random
+        random.seed(seed)
+        np.random.seed(seed)
+        return dataset[index]
+
+    a, b = seeded(plain, 2, 3)['gt'], seeded(permuted, 2, 3)['gt']
+    assert not torch.equal(a, b) and sorted(a.sum((1, 2)).tolist()) == pytest.approx(sorted(b.sum((1, 2)).tolist()))
+    mixed = dataset(mixup={'prob': 1, 'alpha': 1.2})
+    item, crop = seeded(mixed, 1, 0), seeded(plain, 1, 0)['gt']  # the same first crop, before mixing
+    assert not torch.allclose(item['gt'], crop)
+    hr = item['gt'].permute(1, 2, 0).numpy()[:, :, ::-1]
+    lr = np.ascontiguousarray(bicubic_downscale(np.ascontiguousarray(hr), 4)[:, :, ::-1]).transpose(2, 0, 1)
+    assert np.abs(lr - item['lq'].numpy()).max() < 1e-5  # LR made from the mixed HR
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'rgb_permute': 1.5}, 'option rgb_permute: expected a probability in [0, 1], got 1.5'),
+    ({'mixup': {'prob': 0.5, 'alpha': 0}}, 'option mixup.alpha: expected a number > 0, got 0'),
+    ({'mixup': {'p': 0.5}}, 'option mixup: expected {prob: [0, 1], alpha: > 0}'),
+])
+def test_bad_augmentation_options_are_named(hr_lmdb, change, message):
+    with pytest.raises(SRDistillError) as info:
+        build_dataset({**yaml.safe_load(TRAIN_YAML.format(root=hr_lmdb)), **change})
+    assert str(info.value).startswith(message)
+
+
 def test_val_items_are_whole_mod_cropped_images_from_a_folder():
     dataset = build_dataset({'name': 'Set5', 'type': 'HROnlyDataset', 'dataroot_gt': str(SET5 / 'HR'),
                              'io_backend': {'type': 'disk'}, 'phase': 'val', 'scale': 4})

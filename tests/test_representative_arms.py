@@ -153,6 +153,9 @@ def test_a_herding_run_writes_its_set_and_patches_equal_the_pool_crops(categoriz
      "option synthesize.class_budget: expected one of ('proportional', 'equal'), got 'equal_ish'"),
     ({'arms': ['h'], 'default_arm': 'h', 'custom_arms': {'h': {'arm': 'herding', 'herding_features': 'clip'}}},
      'option synthesize.herding_features: clip needs CLIP weights'),
+    ({'sr_train': {'augment': {'mixup': {'prob': 0.5, 'alpha': -1}}}},
+     'option sr_train.augment.mixup.alpha: expected a number > 0, got -1'),
+    ({'sr_train': {'augment': {'cutmix': 0.5}}}, 'option sr_train.augment: expected {rgb_permute: p, mixup:'),
 ])
 def test_bad_arm_options_stop_before_any_work(photo_dir, change, message):
     with pytest.raises(SRDistillError) as info:

@@ -1,6 +1,7 @@
 """HR-only dataset: reads HR images (LMDB or folder) and makes the LR input on the fly by MATLAB bicubic."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,25 @@ def read_class_info(path: Path, keys: list[str]) -> list[int]:
     return [int(table[k]) for k in keys]
 
 
+def check_augmentations(opt: dict, prefix: str = '') -> tuple[float, dict | None]:
+    """``(rgb_permute probability, mixup options or None)``, checked (one line naming ``<prefix><option>``)."""
+    def probability(value, option: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise SRDistillError(f'option {option}: expected a probability in [0, 1], got {value!r}')
+        return float(value)
+
+    rgb = probability(opt.get('rgb_permute', 0), f'{prefix}rgb_permute')
+    mixup = opt.get('mixup')
+    if not mixup:
+        return rgb, None
+    if not isinstance(mixup, dict) or set(mixup) - {'prob', 'alpha'}:
+        raise SRDistillError(f'option {prefix}mixup: expected {{prob: [0, 1], alpha: > 0}}, got {mixup!r}')
+    alpha = mixup.get('alpha', 1.2)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise SRDistillError(f'option {prefix}mixup.alpha: expected a number > 0, got {alpha!r}')
+    return rgb, {'prob': probability(mixup.get('prob', 1.0), f'{prefix}mixup.prob'), 'alpha': float(alpha)}
+
+
 @DATASET_REGISTRY.register()
 class HROnlyDataset(data.Dataset):
     """HR images only; LR = bicubic ``1/scale`` of the (cropped, augmented) HR, quantized to 8 bits.
@@ -37,6 +57,10 @@ class HROnlyDataset(data.Dataset):
         use_hflip, use_rot: augmentation in training.  phase: 'train' crops; other phases use whole mod-cropped images.
         class_info: optional ``key class_id`` file (default: ``class_info.txt`` inside dataroot_gt if present);
             gives ``class_ids`` for :class:`ClassBalancedSampler`.
+        rgb_permute: probability of shuffling the HR crop's colour channels (training; 0: off).
+        mixup: ``{prob, alpha}``: with probability ``prob`` the HR crop is mixed with another item's,
+            ``lam * a + (1 - lam) * b`` with ``lam ~ Beta(alpha, alpha)`` (training; the LR is made from the mix, so
+            the pair stays consistent).
     """
 
     def __init__(self, opt: dict):
@@ -54,12 +78,23 @@ class HROnlyDataset(data.Dataset):
         self.keys, self.paths = self.source.keys, self.source.paths
         class_info = Path(opt['class_info']) if opt.get('class_info') else self.root / CLASS_INFO
         self.class_ids = read_class_info(class_info, self.keys) if class_info.is_file() else None
+        self.rgb_permute, self.mixup = check_augmentations(opt)
+
+    def training_crop(self, index: int) -> np.ndarray:
+        gt = random_crop(self.source.read(index), self.gt_size, self.paths[index])
+        gt = augment(gt, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+        if self.rgb_permute and random.random() < self.rgb_permute:
+            gt = gt[:, :, random.sample(range(3), 3)]
+        return gt
 
     def __getitem__(self, index: int) -> dict:
-        gt = self.source.read(index)
         if self.train:
-            gt = random_crop(gt, self.gt_size, self.paths[index])
-            gt = augment(gt, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+            gt = self.training_crop(index)
+            if self.mixup and random.random() < self.mixup['prob']:
+                lam = random.betavariate(self.mixup['alpha'], self.mixup['alpha'])
+                gt = lam * gt + (1 - lam) * self.training_crop(random.randrange(len(self)))
+        else:
+            gt = self.source.read(index)
         gt = np.ascontiguousarray(mod_crop(gt, self.scale))
         lq = bicubic_downscale(gt, self.scale)
         lq, gt = img2tensor([lq, gt], bgr2rgb=True, float32=True)

@@ -36,6 +36,7 @@ from srdistill_plugin.core.json_store import JsonStore
 from srdistill_plugin.core.lmdb_io import read_meta_keys
 from srdistill_plugin.core.manifest import read_manifest, write_manifest
 from srdistill_plugin.core.set_diagnostics import gradient_energy
+from srdistill_plugin.data.hr_only_dataset import check_augmentations
 from srdistill_plugin.distill.options import check_distill_options
 
 from . import data
@@ -44,7 +45,7 @@ from .results import FULL_POOL, convergence_gain
 
 SR_TRAIN_DEFAULTS = {'total_iter': 12000, 'batch_size': 16, 'gt_size': 64, 'lr': 5e-4, 'ema_decay': 0.999,
                      'milestones_fraction': [0.6, 0.85], 'eval_every': 1000, 'patience_evals': 0,
-                     'max_iter': None}
+                     'max_iter': None, 'augment': {}}
 CONVERGENCE_DEFAULTS = {'min_gain_db': 0.05, 'window_fraction': 0.2}
 REQUIRED = ('name', 'scale', 'pool', 'test_sets', 'arms', 'budgets_percent', 'seeds', 'students', 'distill')
 
@@ -140,6 +141,9 @@ def check_experiment(exp: dict, root: Path) -> dict:
         sr['max_iter'] = sr['total_iter']
     if not isinstance(sr['max_iter'], int) or isinstance(sr['max_iter'], bool) or sr['max_iter'] < sr['total_iter']:
         _fail('sr_train.max_iter', f'expected an integer >= total_iter ({sr["total_iter"]}), got {sr["max_iter"]!r}')
+    if not isinstance(sr['augment'], dict) or set(sr['augment']) - {'rgb_permute', 'mixup'}:
+        _fail('sr_train.augment', f'expected {{rgb_permute: p, mixup: {{prob: p, alpha: a}}}}, got {sr["augment"]!r}')
+    check_augmentations(sr['augment'], 'sr_train.augment.')
     if sr['gt_size'] % scale:
         _fail('sr_train.gt_size', f'{sr["gt_size"]} is not a multiple of scale {scale}')
     exp['convergence'] = {**CONVERGENCE_DEFAULTS, **exp.get('convergence', {})}
@@ -227,7 +231,7 @@ class Experiment:
     def settings(self, run: Run) -> dict:
         """Everything a run's result depends on (a stored result with other settings is never reused)."""
         # max_iter is left out: raising it continues the runs the old cap cut off (see ``unfinished``)
-        sr = {k: v for k, v in self.exp['sr_train'].items() if k != 'max_iter'}
+        sr = {k: v for k, v in self.exp['sr_train'].items() if k != 'max_iter' and not (k == 'augment' and not v)}
         return json.loads(json.dumps({'network_g': self.exp['students'][run.student]['network_g'],
                                       'sr_train': sr, 'data': self.data_settings(run),
                                       'seed': run.seed, 'scale': self.scale}))
@@ -254,7 +258,8 @@ class Experiment:
             'datasets': {'train': {
                 'name': run.name, 'type': 'HROnlyDataset', 'dataroot_gt': str(lmdb), 'io_backend': {'type': 'lmdb'},
                 'gt_size': sr['gt_size'], 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
-                'batch_size_per_gpu': sr['batch_size'], 'dataset_enlarge_ratio': enlarge, 'prefetch_mode': None}},
+                'batch_size_per_gpu': sr['batch_size'], 'dataset_enlarge_ratio': enlarge, 'prefetch_mode': None,
+                **sr['augment']}},
             'network_g': self.exp['students'][run.student]['network_g'],
             'path': {'experiments_root': str(self.work / 'experiments'), 'pretrain_network_g': None,
                      'strict_load_g': True, 'resume_state': None},
