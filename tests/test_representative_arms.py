@@ -184,11 +184,15 @@ def test_the_default_is_chosen_on_validation_over_the_runs_every_arm_has():
     runs = [result('EDSR', 'random_real', 0.68, 0, 27.0, 29.6), result('EDSR', 'herding', 0.68, 0, 27.2, 29.5),
             result('EDSR', 'random_real', 0.68, 1, 27.0, 29.6),  # seed 1 has no herding run: not compared
             result('SwinIR', 'random_real', 0.68, 0, 27.5, 29.9), result('SwinIR', 'herding', 0.68, 0, 27.4, 30.1)]
-    best, scores, what = validation_choice(group_results(runs), ['random_real', 'herding'], 0.68)
+    runs.append(result('SwinIR', 'coverage', 0.68, 1, 28.0, 30.0))  # no run in common with the others: left out
+    arms = ['random_real', 'herding', 'coverage', 'distilled']
+    best, scores, what, left_out = validation_choice(group_results(runs), arms, 0.68)
     assert best == 'herding' and scores == pytest.approx({'random_real': 27.25, 'herding': 27.3})
     assert what == 'EDSR seed 0, SwinIR seed 0'  # the test PSNR (random_real higher on EDSR) plays no part
-    exp = {'arms': ['random_real', 'herding'], 'default_arm': 'random_real'}
-    assert 'differs: set default_arm: herding' in choice_text(exp, group_results(runs), 0.68)
+    assert left_out == ['coverage', 'distilled']
+    text = choice_text({'arms': arms, 'default_arm': 'random_real'}, group_results(runs), 0.68)
+    assert 'differs: set default_arm: herding' in text and 'Not compared (no run in common with the others yet): ' \
+        'coverage, distilled.' in text
 
 
 def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_read_the_curve():

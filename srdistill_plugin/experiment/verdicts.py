@@ -35,22 +35,27 @@ def best_validation(runs: list[dict]) -> float:
     return float(np.mean([max(r['val_curve'].values()) for r in runs]))
 
 
-def validation_choice(groups: dict, arms: list[str], budget: float) -> tuple[str | None, dict[str, float], str]:
-    """``(best arm, {arm: mean validation PSNR}, what was averaged)`` at ``budget``: the mean over every student and
-    seed that finished for *every* arm (so that arms are compared on the same runs)."""
-    students = sorted({k[0] for k in groups})
-    runs = {(s, a): {r['seed']: r for r in groups.get((s, a, budget), [])} for s in students for a in arms}
-    common = [(s, seed) for s in students
-              for seed in set.intersection(*(set(runs[s, a]) for a in arms)) if all(runs[s, a] for a in arms)]
-    if not common:
-        return None, {}, 'no student and seed has finished every arm yet'
-    scores = {a: float(np.mean([max(runs[s, a][seed]['val_curve'].values()) for s, seed in common])) for a in arms}
-    what = ', '.join(f'{s} seed {seed}' for s, seed in sorted(common))
-    return max(scores, key=scores.get), scores, what
+def validation_choice(groups: dict, arms: list[str], budget: float
+                      ) -> tuple[str | None, dict[str, float], str, list[str]]:
+    """``(best arm, {arm: mean best validation PSNR}, the runs averaged, arms left out)`` at ``budget``: arms are
+    compared on the same (student, seed) runs only: those every compared arm has finished; an arm that would leave
+    no run in common (fewest runs first) is left out until some are in common."""
+    done = {a: {(r['student'], r['seed']): r for k, rs in groups.items() if k[1:] == (a, budget) for r in rs}
+            for a in arms}
+    compared = sorted((a for a in arms if done[a]), key=lambda a: (-len(done[a]), arms.index(a)))
+    while compared and not set.intersection(*(set(done[a]) for a in compared)):
+        compared.pop()
+    left_out = [a for a in arms if a not in compared]
+    if not compared:
+        return None, {}, 'no run has finished yet', left_out
+    common = sorted(set.intersection(*(set(done[a]) for a in compared)))
+    scores = {a: float(np.mean([max(done[a][run]['val_curve'].values()) for run in common])) for a in compared}
+    what = ', '.join(f'{student} seed {seed}' for student, seed in common)
+    return max(scores, key=scores.get), scores, what, left_out
 
 
 def choice_text(exp: dict, groups: dict, budget: float) -> str:
-    best, scores, what = validation_choice(groups, exp['arms'], budget)
+    best, scores, what, left_out = validation_choice(groups, exp['arms'], budget)
     if best is None:
         return f'Not decidable yet at {budget:g} %: {what}.'
     ranking = ', '.join(f'{a} {v:.2f}' for a, v in sorted(scores.items(), key=lambda kv: -kv[1]))
@@ -66,6 +71,8 @@ def choice_text(exp: dict, groups: dict, budget: float) -> str:
     shipped = exp['default_arm']
     text += (f'. The options\' default_arm is {shipped}' +
              (' (the same).' if shipped == best else f' — differs: set default_arm: {best} to follow validation.'))
+    if left_out:
+        text += f' Not compared (no run in common with the others yet): {", ".join(left_out)}.'
     return text
 
 
