@@ -39,6 +39,7 @@ BAD_OPTIONS = [
     (('synthesize', 'seed_selection'), 'best',
      "option synthesize.seed_selection: expected one of ('selected', 'herding'), got 'best'"),
     (('synthesize', 'mode'), 'kmeans', 'option synthesize.mode: expected one of'),
+    (('synthesize', 'draw_seed'), -1, 'option synthesize.draw_seed: expected an integer >= 0, got -1'),
 ]
 
 

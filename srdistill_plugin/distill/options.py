@@ -72,6 +72,16 @@ def informative_share(syn: dict) -> float:
     return float(value)
 
 
+def draw_seed(syn: dict, manual_seed: int) -> int:
+    """``synthesize.draw_seed``: the seed of which patches the random and herding modes draw (default
+    ``manual_seed``): another value draws another set of the same kind, to measure how much the draw alone moves a
+    student trained on it."""
+    value = syn.get('draw_seed', manual_seed)
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
+        raise SRDistillError(f'option synthesize.draw_seed: expected an integer >= 0, got {value!r}')
+    return int(value)
+
+
 def seed_selection(syn: dict) -> str:
     """``synthesize.seed_selection``: which real patches the seeded modes start from: ``selected`` (the most
     informative kept patches, the paper's) or ``herding`` (the representative patches of the herding mode)."""
@@ -119,6 +129,7 @@ def check_distill_options(opt: dict) -> None:
     class_budget(syn)
     informative_share(syn)
     seed_selection(syn)
+    draw_seed(syn, 0)
     herding_features(opt)
     check_amp(syn.get('amp'), 'synthesize.amp')
     synthesis_device(opt)

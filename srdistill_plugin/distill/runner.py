@@ -45,7 +45,7 @@ from srdistill_plugin.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
-from .options import (POOL_MODES, check_distill_options, class_budget, herding_features, informative_share,
+from .options import (POOL_MODES, check_distill_options, class_budget, draw_seed, herding_features, informative_share,
                       noise_sigma, seed_selection, strength, synthesis_device, synthesis_mode)
 from .pool import PoolGrid
 
@@ -371,7 +371,7 @@ class DistillRun:
     def synthesized_batches(self, mode: str, syn: dict, selection: dict, num_classes: int, per_class: int,
                             size: int) -> Iterator[tuple[list[np.ndarray], int, np.ndarray | None]]:
         """``(uint8 BGR patches, class, their seed patches or None)``, one batch at a time, on ``self.device``."""
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(draw_seed(syn, self.seed))
         if mode == 'random_real':
             yield from self.random_real_patches(selection, per_class * num_classes, size, rng)
             return
