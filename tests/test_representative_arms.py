@@ -216,3 +216,16 @@ def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_
     assert lines[0] == 'EDSR, herding at 0.68 %: Set5: − random_real +0.12 dB (target ≥ +0.15: missed)'
     assert 'worst herding − random_real -0.10 dB at 0.3 % (target ≥ -0.05: missed)' in lines[1]
     assert 'reaches random_real @ 0.68 % (29.58 dB): 0.56 % (target ≤ 0.34 %: missed)' in lines[2]
+
+
+def test_draw_seed_draws_another_set_of_the_same_kind(categorized):
+    root, run = categorized
+    sets = []
+    for seed in (None, 0, 1):
+        syn = {**run.opt['synthesize'], 'mode': 'random_proportional'}
+        run.opt['synthesize'] = syn if seed is None else {**syn, 'draw_seed': seed}
+        run.synthesize()
+        manifest = read_manifest(root / 'out' / 'manifest.json')
+        sets.append((sorted(manifest['classes'].values()), (root / 'out' / 'HR.lmdb' / 'data.mdb').read_bytes()))
+    assert sets[0] == sets[1]  # the default is manual_seed (0)
+    assert sets[2][0] == sets[0][0] and sets[2][1] != sets[0][1]  # the same class budgets, other patches
