@@ -319,12 +319,10 @@ class DistillRun:
         return classes.tolist()
 
     def pool_grid(self, selection: dict, with_features: bool) -> PoolGrid:
-        opts = SelectionOptions(**selection['options'])
-        if not with_features:
-            return PoolGrid(selection['images'], self.pool_image_classes(), opts)
-        space = herding_features(self.opt)
+        space = herding_features(self.opt) if with_features else None
         extract = self.feature_extractor()[2] if space == 'clip' else None
-        return PoolGrid(selection['images'], self.pool_image_classes(), opts, space, extract)
+        return PoolGrid(selection['images'], self.pool_image_classes(), SelectionOptions(**selection['options']),
+                        space, extract)
 
     def class_picks(self, mode: str, syn: dict, selection: dict, num_classes: int, per_class: int,
                     rng: np.random.Generator):

@@ -15,7 +15,7 @@ from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
 from srdistill_plugin.core.manifest import write_manifest
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
-from srdistill_plugin.distill.runner import STAGES, DistillRun
+from srdistill_plugin.distill.runner import GENERATIVE_MODES, STAGES, DistillRun
 
 # arm -> synthesis mode of the distillation stage runner
 ARM_MODES = {'random_real': 'random_real', 'selected_real': 'selected_real', 'coverage': 'coverage',
@@ -88,7 +88,7 @@ def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: floa
     """Run (or resume) the distillation of ``arm`` at ``budget`` % of the pool's pixels; its stages select,
     categorize and finetune are adopted from the shared base run (each manifest records its wall time)."""
     base = DistillRun(distill_options(exp, train_dir, 'distilled', None), root=work)
-    needs_generator = arm_mode(exp, arm)[0] in ('sdedit', 'noise')
+    needs_generator = arm_mode(exp, arm)[0] in GENERATIVE_MODES
     base.run(SHARED_STAGES if needs_generator else SHARED_STAGES[:2])
     run = DistillRun(distill_options(exp, train_dir, arm, budget), root=work)
     run.adopt_stages(base, SHARED_STAGES if needs_generator else SHARED_STAGES[:2])
