@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 
 from benchmarks.common import ROOT, pin_threads, write_results
-from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5, degraded
+from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5
 from benchmarks.mzsr_official_start import PAPER_MZSR1_SET5
 from srdistill_plugin.core.degradations import bicubic_downscale
 from srdistill_plugin.core.imageio import read_image, to_uint8
@@ -81,6 +81,7 @@ def set5_quality(tmp: Path, env: dict) -> dict:
 
     from srdistill_plugin.core.degradations import mod_crop
     from srdistill_plugin.core.imageio import list_images
+    from srdistill_plugin.zero_shot.protocol import official_lr
 
     quality = {}
     for model, kernel in (('directx2', 'gd2.0'), ('bicubicx2', 'gb1.3')):
@@ -89,7 +90,7 @@ def set5_quality(tmp: Path, env: dict) -> dict:
         hr_dir.mkdir()
         for path in list_images(ROOT / 'datasets' / 'Set5' / 'HR'):
             hr = mod_crop(read_image(path), 2)
-            lr = degraded(torch.from_numpy(hr[:, :, ::-1].copy()).permute(2, 0, 1)[None], kernel)[0]
+            lr = official_lr(torch.from_numpy(hr[:, :, ::-1].copy()).permute(2, 0, 1)[None], kernel, 2)[0]
             cv2.imwrite(str(hr_dir / path.name), to_uint8(hr))
             cv2.imwrite(str(lr_dir / path.name), to_uint8(lr[0].permute(1, 2, 0).numpy()[:, :, ::-1]))
         quality[(model, kernel)] = {}

@@ -85,3 +85,21 @@ def test_results_files_name_no_machine_paths():
                  if path.suffix in ('.md', '.json', '.html', '.txt')
                  for n, line in enumerate(path.read_text().splitlines(), 1) if absolute.search(line)]
     assert offending == []
+
+
+def test_every_name_the_scripts_import_from_the_project_exists():
+    """The benchmarks, scripts and tools run rarely: a name they import that the library renamed fails here, not in a
+    user's hour-long run."""
+    import importlib
+    import importlib.util
+
+    root = PACKAGE.parent
+    missing = []
+    for path in sorted([*root.glob('benchmarks/*.py'), *root.glob('scripts/*.py'), *root.glob('tools/*.py')]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or '').split('.')[0] in (
+                    'srdistill_plugin', 'benchmarks'):
+                module = importlib.import_module(node.module)
+                missing += [f'{path.relative_to(root)}: {node.module}.{a.name}' for a in node.names
+                            if not hasattr(module, a.name) and importlib.util.find_spec(f'{node.module}.{a.name}') is None]
+    assert missing == []
