@@ -4,12 +4,18 @@ benchmarks/results/mzsr_adaptation_<tag>{.json,.md,.png}.
 
   python -m benchmarks.mzsr_adaptation --threads 2                       # ../shared data; ~1.5 h on 2 cores
   python -m benchmarks.mzsr_adaptation --pretrain-iters 20000 --meta-iters 5000 --tag gpu
+  python -m benchmarks.mzsr_adaptation --start official --meta-iters 1000 --arm-iters bicubic=600 --threads 1
 
 Protocol (JWSoh/MZSR, assafshocher/ZSSR): kernels named by their variance, 21x21; LR = correlation (symmetric
 borders) + subsampling on the official grid, rounded to 8 bits; PSNR on the 8-bit-rounded Y channel, border 2.
 The Set5 bicubic column is checked against the paper's (30.24 / 28.73 / 28.15 / 30.54 dB) first.
 Meta-training arms: `direct` (official tasks: LR -> HR support, second order), the ablations `son_lr` (son -> LR
 support) and `first_order`, and `bicubic` (bicubic-subsampling tasks; the model the paper tests g^b_1.3 with).
+`--start official` skips the pretraining and meta-transfers from the official large-scale pretrained network
+(../shared/data/mzsr_official, converted without TensorFlow; never shipped): arms `direct` and `bicubic`, the official
+task settings (5 inner steps, 8 + 8 patches) with 32x32 patches and meta-batch 2 on the CPU (`--task-settings
+official`: 64x64 and 5, about 10x the time); ZSSR is start-independent and is read from the own-start results by
+benchmarks/mzsr_paper_table.py.
 Every stage resumes: training through --auto_resume, evaluation from a per-image cache keyed by the checkpoint.
 """
 from __future__ import annotations
@@ -27,6 +33,8 @@ from srdistill_plugin.core.kernels import eval_kernel
 from srdistill_plugin.core.matlab_resize import matlab_resize
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill_plugin.core.zero_shot import ZSSRConfig
+from srdistill_plugin.core.checkpoint_io import atomic_save
+from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 from srdistill_plugin.zero_shot.protocol import (benchmark_images, load_mzsr, mzsr_rows, official_lr, y8_metrics,
                                                  zssr_rows)
 from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain, training_seconds
@@ -40,42 +48,79 @@ META_ARMS = {  # the meta-training arms, each from the same bicubic pretraining
                                ('train:meta:first_order=true', )),
     'bicubic': TrainingRun('MZSR_meta_x2_cpu_bicubic', 'options/mzsr_meta_bicubic_x2_cpu.yml'),
 }
+OFFICIAL_ARMS = {  # meta-transfer from the official pretrained network (IS_TRANSFER), official task settings
+    'direct': TrainingRun('MZSR_meta_x2_official_direct', 'options/mzsr_meta_x2_official_start.yml'),
+    'bicubic': TrainingRun('MZSR_meta_x2_official_bicubic', 'options/mzsr_meta_bicubic_x2_official_start.yml'),
+}
+CPU_TASKS = ('datasets:train:gt_size=32', 'datasets:train:batch_size_per_gpu=2')  # official: 64 and 5
 
 
 def parse_args() -> argparse.Namespace:
     shared = ROOT.parent / 'shared' / 'data'
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--start', choices=('own', 'official'), default='own',
+                   help='own: bicubic pretraining here; official: the converted official pretrained network')
+    p.add_argument('--prefix', default=str(shared / 'mzsr_official' / 'Pretrained'),
+                   help='the official checkpoint prefix (--start official)')
+    p.add_argument('--task-settings', choices=('cpu', 'official'), default='cpu',
+                   help='--start official: 32x32 patches and meta-batch 2 (cpu) or 64x64 and 5 (official)')
     p.add_argument('--pool', default=str(shared / 'pool' / 'SunHays80'), help='HR photos for (meta-)training')
     p.add_argument('--sets', nargs='+', default=[str(shared / 'benchmarks' / s) for s in ('Set5', 'Set14')],
                    help='benchmark folders, each with an HR/ subfolder')
     p.add_argument('--kernels', nargs='+', default=list(PAPER_BICUBIC_SET5))
     p.add_argument('--pretrain-iters', type=int, default=1500)
     p.add_argument('--meta-iters', type=int, default=500)
-    p.add_argument('--mzsr10-sets', nargs='+', default=['Set5'], help='sets on which MZSR(10) runs')
-    p.add_argument('--ablation-sets', nargs='+', default=['Set5'])
+    p.add_argument('--arm-iters', nargs='*', default=[], metavar='ARM=N', help='meta-iterations of one arm')
+    p.add_argument('--mzsr10-sets', nargs='*', help='sets on which MZSR(10) runs (own: Set5; official: all)')
+    p.add_argument('--ablation-sets', nargs='*', help='(own: Set5; official: none)')
     p.add_argument('--ablation-kernels', nargs='+', default=['gd2.0', 'gdani'])
-    p.add_argument('--zssr-sets', nargs='+', default=['Set5'], help='sets on which ZSSR runs (it is slow)')
+    p.add_argument('--zssr-sets', nargs='*', help='sets on which ZSSR runs (it is slow; own: Set5, official: none)')
     p.add_argument('--zssr-kernels', nargs='+', default=['gd2.0'])
     p.add_argument('--zssr-max-iters', type=int, default=1000)
     p.add_argument('--zssr-crop', type=int, default=64, help='ZSSR crop size (the official: 128)')
     p.add_argument('--threads', type=int, default=2)
-    p.add_argument('--work', default=str(ROOT / 'benchmarks' / 'work' / 'mzsr'))
-    p.add_argument('--tag', default='cpu', help='suffix of the result files')
-    return p.parse_args()
+    p.add_argument('--work', help='benchmarks/work/mzsr (own) or benchmarks/work/mzsr_official')
+    p.add_argument('--pool-lmdb', default=str(ROOT / 'benchmarks' / 'work' / 'mzsr' / 'pool' / 'HR.lmdb'),
+                   help='the pool as 192x192 crops (made from --pool when missing)')
+    p.add_argument('--tag', help='suffix of the result files (cpu / official_cpu)')
+    args = p.parse_args()
+    own, names = args.start == 'own', [Path(s).name for s in args.sets]
+    defaults = {'mzsr10_sets': ['Set5'] if own else names, 'ablation_sets': ['Set5'] if own else [],
+                'zssr_sets': ['Set5'] if own else [], 'tag': 'cpu' if own else 'official_cpu',
+                'work': str(ROOT / 'benchmarks' / 'work' / ('mzsr' if own else 'mzsr_official'))}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.arm_iters = {arm: int(n) for arm, n in (item.split('=', 1) for item in args.arm_iters)}
+    return args
+
+
+def meta_iters(args, arm: str) -> int:
+    return args.arm_iters.get(arm, args.meta_iters)
 
 
 def train_networks(args, work: Path) -> tuple[dict[str, Path], dict[str, float]]:
-    """Pool LMDB -> bicubic pretraining -> one meta-training per arm; returns the checkpoints and wall times."""
-    lmdb, times = work / 'pool' / 'HR.lmdb', {}
+    """Pool LMDB -> bicubic pretraining (or the converted official network) -> one meta-training per arm; returns
+    the checkpoints and wall times."""
+    lmdb, times = Path(args.pool_lmdb), {}
     if not lmdb.exists():
         start = time.perf_counter()
         prepare_lmdbs(args.pool, lmdb.parent, PrepareOptions(crop_size=192, step=192, scales=(SCALE, )))
         times['prepare_s'] = time.perf_counter() - start
-    pretrain = TrainingRun('MZSR_pretrain_x2_cpu', 'options/mzsr_pretrain_x2_cpu.yml',
-                           (f'train:total_iter={args.pretrain_iters}', ))
-    arms = {arm: TrainingRun(run.name, run.options, (*run.overrides, f'train:total_iter={args.meta_iters}',
-                                                     'val:val_freq=1000000'))
-            for arm, run in META_ARMS.items()}
+    if args.start == 'own':
+        pretrain = TrainingRun('MZSR_pretrain_x2_cpu', 'options/mzsr_pretrain_x2_cpu.yml',
+                               (f'train:total_iter={args.pretrain_iters}', ))
+        arms = {arm: TrainingRun(run.name, run.options, (*run.overrides, f'train:total_iter={meta_iters(args, arm)}',
+                                                         'val:val_freq=1000000'))
+                for arm, run in META_ARMS.items()}
+    else:
+        pretrain = work / 'mzsr_official_x2.pth'
+        if not pretrain.exists():
+            atomic_save(torch.save, {'params': official_mzsr_state_dict(args.prefix)}, pretrain)
+        tasks = CPU_TASKS if args.task_settings == 'cpu' else ()
+        arms = {arm: TrainingRun(run.name, run.options, (*tasks, f'train:total_iter={meta_iters(args, arm)}',
+                                                         'val:val_freq=200'))
+                for arm, run in OFFICIAL_ARMS.items()}
     nets, seconds = meta_transfer_chain(ROOT, work / 'experiments', [f'datasets:train:dataroot_gt={lmdb}',
                                                                      'logger:use_tb_logger=False'], pretrain, arms)
     return nets, {**times, **seconds}
@@ -115,6 +160,8 @@ def summarize(results: dict, ablation: dict, args) -> tuple[dict, str]:
             s['zssr_shift_final'] = mean(r['zssr_shift_final'][0] for r in rows)
         summary[key] = s
         lines.append(f'| {set_name} | {kernel} | ' + ' | '.join(cells + zssr_cells) + ' |')
+    if not ablation:
+        return summary, '\n'.join(lines)
     lines += ['', '### Ablation (Set5; MZSR(0) / MZSR(1) / MZSR(10), PSNR dB)', '',
               '| arm | ' + ' | '.join(sorted({k.split('/')[1] for k in ablation})) + ' |',
               '|---' * (1 + len({k.split('/')[1] for k in ablation})) + '|']
@@ -137,7 +184,7 @@ def analysis(summary: dict, args) -> str:
         out.append(f"- MZSR(1) below bicubic on {', '.join(low)}: the kernel's variance (0.2) lies outside the "
                    f"meta-training kernels (the official generator draws variances in [1, {2.5 * SCALE:g}]), and the "
                    f"meta-learned start assumes that much blur (MZSR(0) is below the bicubic-pretrained network there "
-                   f"too); {args.meta_iters} meta-iterations have not made one step enough to undo it (MZSR(10) "
+                   f"too); {meta_iters(args, 'direct')} meta-iterations have not made one step enough to undo it (MZSR(10) "
                    f"recovers part of the gap).")
     gd = summary.get('Set5/gd2.0', {})
     if gd.get('zssr_final') and gd.get('mzsr10', 0) < gd['zssr_final']:
@@ -145,12 +192,32 @@ def analysis(summary: dict, args) -> str:
                    f"(MZSR(0) {gd['mzsr0']:.2f} dB) and adaptation adds little (+{gd['mzsr1'] - gd['mzsr0']:.2f} dB for "
                    f"one step, +{gd['mzsr10'] - gd['mzsr0']:.2f} for ten); the paper's initialisation is sensitive to "
                    f"one step after 100,000 meta-iterations with 5 inner steps and 8 + 8 patches of 64 px, "
-                   f"{100000 // args.meta_iters}x the iterations run here with 2 inner steps and 4 + 4 patches of "
-                   f"32 px. A longer run (options/mzsr_meta_x2.yml on a GPU) is what would move MZSR(1)/(10).")
+                   f"{100000 // meta_iters(args, 'direct')}x the iterations run here ({task_text(args)}). A longer "
+                   f"run (options/mzsr_meta_x2.yml on a GPU) is what would move MZSR(1)/(10).")
     if gd.get('zssr_shift_final'):
         out.append(f"- ZSSR with its official kernel_shift reads {gd['zssr_shift_final']:.2f} dB against "
                    f"{gd['zssr_final']:.2f} without: the shift puts its sons one HR pixel off the MZSR LR grid.")
     return '\n'.join(out) or '- none'
+
+
+def task_text(args) -> str:
+    if args.start == 'own':
+        return '4 support + 4 query patches of 32x32, meta-batch 2, 2 inner steps'
+    size, batch = (32, 2) if args.task_settings == 'cpu' else (64, 5)
+    return f'8 support + 8 query patches of {size}x{size}, meta-batch {batch}, 5 inner steps'
+
+
+def training_text(args) -> str:
+    """How the compared networks were trained, for the results file."""
+    iters = ', '.join(f'{arm} {meta_iters(args, arm)}' for arm in (META_ARMS if args.start == 'own' else OFFICIAL_ARMS))
+    if args.start == 'own':
+        return (f'Training (CPU-scaled, options/mzsr_*_x2_cpu.yml): {args.pretrain_iters} bicubic pretraining '
+                f'iterations; meta-iterations per arm: {iters} ({task_text(args)}, second order, MAML++ annealed '
+                f'weights) on {args.pool}.')
+    return (f'Start: the official large-scale pretrained network ({args.prefix}, converted by '
+            f'scripts/convert_official_mzsr.py; not shipped), the "pretrained" column. Meta-transfer from it '
+            f'(options/mzsr_meta*_x2_official_start.yml): meta-iterations per arm: {iters} ({task_text(args)}, '
+            f'second order, MAML++ annealed weights, meta lr 1e-4) on {args.pool}.')
 
 
 def targets(summary: dict) -> str:
@@ -209,7 +276,8 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     paths, times = train_networks(args, work)
-    times.update({f'{arm}_training_s': training_seconds(path.parent.parent) for arm, path in paths.items()})
+    times.update({f'{arm}_training_s': training_seconds(path.parent.parent) for arm, path in paths.items()
+                  if arm != 'pretrained' or args.start == 'own'})
     nets = {arm: load_mzsr(path, SCALE) for arm, path in paths.items()}
     version = {arm: file_hash(path) for arm, path in paths.items()}
     cache = ResultCache(work / f'eval_{args.tag}.json')
@@ -254,14 +322,13 @@ def main() -> None:
             if ablate:
                 ablation[f'{set_dir.name}/{kernel_name}'] = ablation_rows
     summary, table = summarize(results, ablation, args)
-    plot_curves(results, ROOT / 'benchmarks' / 'results' / f'mzsr_adaptation_{args.tag}.png')
+    if any(all('zssr_curve' in r for r in rows) for rows in results.values()):
+        plot_curves(results, ROOT / 'benchmarks' / 'results' / f'mzsr_adaptation_{args.tag}.png')
     markdown = (f'# MZSR vs ZSSR, x2, on the papers\' protocol ({args.tag})\n\n'
                 f'PSNR (dB) on the Y channel rounded to 8 bits, border 2 (the official evaluation), mean over each '
                 f'set. LR: the paper\'s kernels (variance convention, 21x21), correlation with symmetric borders, '
                 f'official subsampling grid, 8-bit. g^b_1.3 uses the bicubic-subsampling model and its step sizes. '
-                f'Training (CPU-scaled, options/mzsr_*_x2_cpu.yml): {args.pretrain_iters} bicubic pretraining '
-                f'iterations; {args.meta_iters} meta-iterations per arm (4 support + 4 query patches of 32x32, '
-                f'meta-batch 2, 2 inner steps, second order, MAML++ annealed weights) on {args.pool}. ZSSR: official '
+                f'{training_text(args)} ZSSR (where run): official '
                 f'given-kernel protocol (affine fathers, 2 back-projections) with crop {args.zssr_crop} (official 128) '
                 f'and up to {args.zssr_max_iters} iterations, the kernel on the MZSR LR grid (kernel_shift off; the '
                 f'last column: with ZSSR\'s official kernel_shift, one HR pixel off this grid); "steps to MZSR(1)" '
@@ -274,6 +341,7 @@ def main() -> None:
                 + '.\nWall times of this invocation and training time per network summed over its BasicSR '
                 'logs (s): ' + ', '.join(f'{k} {v:.0f}' for k, v in times.items()) + '\n')
     write_results(f'mzsr_adaptation_{args.tag}', {'args': vars(args), 'env': env, 'times': times,
+                                                   'training': training_text(args),
                                                    'checkpoints': version, 'summary': summary, 'per_image': results,
                                                    'ablation': ablation}, markdown)
 

@@ -236,6 +236,11 @@ def test_the_meta_transfer_chain_starts_every_arm_from_the_pretraining(tmp_path,
     assert calls == [('p.yml', ['c=2', f'path:experiments_root={tmp_path / "exp"}', 'name=pre', 'train:total_iter=3']),
                      ('m.yml', ['c=2', f'path:experiments_root={tmp_path / "exp"}', 'name=meta_a', 'x=1', start]),
                      ('n.yml', ['c=2', f'path:experiments_root={tmp_path / "exp"}', 'name=meta_b', start])]
+    calls.clear()  # a given start (the converted official network): no pretraining, every arm from that file
+    nets, seconds = training.meta_transfer_chain(tmp_path, tmp_path / 'exp', [], tmp_path / 'official.pth', arms)
+    assert nets['pretrained'] == tmp_path / 'official.pth' and set(seconds) == {'meta_a_s', 'meta_b_s'}
+    assert [c[0] for c in calls] == ['m.yml', 'n.yml']
+    assert all(c[1][-1] == f'path:pretrain_network_g={tmp_path / "official.pth"}' for c in calls)
     (tmp_path / 'train_x.log').write_text('... End of training. Time consumed: 0:01:02.5\n'
                                           '... End of training. Time consumed: 1:00:00\n')
     assert training.training_seconds(tmp_path) == pytest.approx(3662.5)

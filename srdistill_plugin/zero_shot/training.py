@@ -30,18 +30,21 @@ class TrainingRun:
     overrides: tuple[str, ...] = ()
 
 
-def meta_transfer_chain(cwd: Path, experiments_root: Path, common: list[str], pretrain: TrainingRun,
+def meta_transfer_chain(cwd: Path, experiments_root: Path, common: list[str], pretrain: TrainingRun | Path,
                         arms: dict[str, TrainingRun], threads: int | None = None
                         ) -> tuple[dict[str, Path], dict[str, float]]:
-    """Train ``pretrain``, then every meta arm from its last checkpoint, all under ``experiments_root`` with the
-    ``common`` overrides. Returns the last checkpoint of each (``'pretrained'`` and the arms) and the wall seconds of
-    each call (``pretrain_s``, ``meta_<arm>_s``)."""
+    """Train ``pretrain`` (or take it as given when it is a weights file, e.g. the converted official network), then
+    every meta arm from it, all under ``experiments_root`` with the ``common`` overrides. Returns the last checkpoint
+    of each (``'pretrained'`` and the arms) and the wall seconds of each call (``pretrain_s``, ``meta_<arm>_s``)."""
     def train(run: TrainingRun, *extra: str) -> float:
         return train_run(run.options, [*common, f'path:experiments_root={experiments_root}', f'name={run.name}',
                                        *run.overrides, *extra], cwd, threads)
 
-    nets = {'pretrained': experiments_root / pretrain.name / 'models' / 'net_g_latest.pth'}
-    seconds = {'pretrain_s': train(pretrain)}
+    if isinstance(pretrain, TrainingRun):
+        nets = {'pretrained': experiments_root / pretrain.name / 'models' / 'net_g_latest.pth'}
+        seconds = {'pretrain_s': train(pretrain)}
+    else:
+        nets, seconds = {'pretrained': Path(pretrain)}, {}
     for arm, run in arms.items():
         seconds[f'meta_{arm}_s'] = train(run, f'path:pretrain_network_g={nets["pretrained"]}')
         nets[arm] = experiments_root / run.name / 'models' / 'net_g_latest.pth'
