@@ -244,3 +244,17 @@ def test_the_meta_transfer_chain_starts_every_arm_from_the_pretraining(tmp_path,
     (tmp_path / 'train_x.log').write_text('... End of training. Time consumed: 0:01:02.5\n'
                                           '... End of training. Time consumed: 1:00:00\n')
     assert training.training_seconds(tmp_path) == pytest.approx(3662.5)
+
+
+def test_the_paper_table_states_each_official_start_target_with_its_margin():
+    from benchmarks.mzsr_paper_table import targets
+
+    official = {'Set5/gd2.0': {'bicubic': 28.73, 'mzsr1': 35.15, 'mzsr10': 35.30},
+                'Set5/gd0.2': {'bicubic': 30.24, 'mzsr1': 30.10}}
+    lines = targets(official, {'Set5/gd2.0': 34.95})
+    assert lines[0].endswith(': met (35.15, +0.05)')
+    assert lines[1].endswith(': met (35.30 vs 34.95 + 0.3, +0.05)')
+    assert 'gd0.2' in lines[2] and lines[2].endswith('NOT met (30.10; -0.14 vs bicubic, -3.04 vs the paper)')
+    assert 'gd2.0' in lines[3] and ': met (35.15;' in lines[3]
+    official['Set5/gd2.0']['mzsr10'] = 35.20
+    assert 'NOT met' in targets(official, {'Set5/gd2.0': 34.95})[1]
