@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--wrong-kernel', default='gd0.2', help='a kernel far from every task kernel (sensitivity)')
     p.add_argument('--estimate-iters', type=int, default=KernelGANConfig.max_iters)
     p.add_argument('--mzsr-steps', type=int, default=10)
-    p.add_argument('--zssr-sets', nargs='+', default=['Set5'])
+    p.add_argument('--zssr-sets', nargs='*', default=['Set5'], help='sets on which ZSSR runs (none: skip it)')
     p.add_argument('--zssr-max-iters', type=int, default=1000)
     p.add_argument('--zssr-crop', type=int, default=64)
     p.add_argument('--seed', type=int, default=0)
@@ -253,7 +253,7 @@ def main() -> None:
                 f'(official 3000). MZSR: meta-learned x2 models {models}; {args.mzsr_steps} steps. Default '
                 f'kernel: {args.default_kernel}; wrong kernel: {args.wrong_kernel}. ZSSR: official given-kernel '
                 f'protocol without kernel_shift (the estimated kernels are centred on the MZSR LR grid), crop '
-                f'{args.zssr_crop}, {args.zssr_max_iters} iterations, on {", ".join(args.zssr_sets)}. PSNR on '
+                f'{args.zssr_crop}, {args.zssr_max_iters} iterations, on {", ".join(args.zssr_sets) or "no set (not run)"}. PSNR on '
                 f'8-bit-rounded Y, border 2. Threads: {env["torch_threads"]} on {env["device"]}.\n\n{table}'
                 f'\n\n## Targets\n{targets}\n\n## What limits it ({best}: the model with the best true-kernel '
                 f'figure)\n{analysis(overall, closed_all, total_gap)}\n\nKernels: '
