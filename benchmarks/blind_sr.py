@@ -49,6 +49,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--zssr-max-iters', type=int, default=1000)
     p.add_argument('--zssr-crop', type=int, default=64)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--shard', default='0/1', metavar='K/N',
+                   help='evaluate only the images whose index in their set is K modulo N (the kernels stay those of '
+                        'the whole run), e.g. to share a set between processes with their own --work; merge the caches '
+                        'and rerun without it for the results file')
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--work', default=str(ROOT / 'benchmarks' / 'work' / 'blind_sr'))
     p.add_argument('--tag', default='cpu')
@@ -139,12 +143,15 @@ def evaluate_all(args, work: Path, nets: dict[str, MZSRNet], versions: dict[str,
     """``{set: [{'image', <estimation fields>, 'models': {name: <MZSR rows>}}]}``, resumed from the cache."""
     cache = ResultCache(work / f'eval_{args.tag}.json')
     settings = f'it{args.estimate_iters}/seed{args.seed}'
+    shard, shards = map(int, args.shard.split('/'))
     results = {}
     for set_dir in map(Path, args.sets):
         rng = np.random.default_rng(args.seed)
         rows = []
-        for stem, hr in benchmark_images(set_dir, SCALE):
+        for index, (stem, hr) in enumerate(benchmark_images(set_dir, SCALE)):
             true_k = random_mzsr_kernel(rng, SCALE)
+            if index % shards != shard:
+                continue
             np.save(work / 'true_kernels' / f'{set_dir.name}_{stem}.npy', true_k)
             lr = (degrade(hr, torch.from_numpy(true_k), SCALE).clamp(0, 1) * 255).round() / 255
             zssr = set_dir.name in args.zssr_sets
@@ -224,6 +231,8 @@ def main() -> None:
     nets = {name: load_mzsr(Path(path), SCALE) for name, path in args.models.items()}
     versions = {name: file_hash(Path(path)) for name, path in args.models.items()}
     results = evaluate_all(args, work, nets, versions)
+    if args.shard != '0/1':
+        return
     kernel_figure([(f"{set_name.replace('Set', 'S')}/{r['image'][-3:]}",
                     np.load(work / 'true_kernels' / f"{set_name}_{r['image']}.npy"), np.array(r['estimated_kernel']))
                    for set_name, rows in results.items() for r in rows],

@@ -244,6 +244,10 @@ def test_the_meta_transfer_chain_starts_every_arm_from_the_pretraining(tmp_path,
     (tmp_path / 'train_x.log').write_text('... End of training. Time consumed: 0:01:02.5\n'
                                           '... End of training. Time consumed: 1:00:00\n')
     assert training.training_seconds(tmp_path) == pytest.approx(3662.5)
+    (tmp_path / 'train_y.log').write_text(  # stopped before its end: its start to its last line
+        '2026-11-30 14:24:57,500 INFO: Start training from epoch: 0, iter: 0\n'
+        '2026-11-30 15:39:17,500 INFO: [MZSR_..][epoch:  1, iter:     800, lr:(1.000e-04,)]\n')
+    assert training.training_seconds(tmp_path) == pytest.approx(3662.5 + 4460)
 
 
 def test_the_paper_table_states_each_official_start_target_with_its_margin():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 
@@ -52,12 +53,26 @@ def meta_transfer_chain(cwd: Path, experiments_root: Path, common: list[str], pr
 
 
 def training_seconds(experiment: Path) -> float:
-    """Training time of a BasicSR experiment folder summed over its logs ("Time consumed" of every run that
-    finished), so a resumed chain still reports what its training cost."""
+    """Training time of a BasicSR experiment folder summed over its logs: the "Time consumed" of every run that
+    finished, and for a run stopped before its end (killed to resume later) the time from its start to its last log
+    line, so a chain resumed in chunks still reports what its training cost."""
+    def stamp(line: str) -> datetime | None:
+        try:
+            return datetime.strptime(line[:23], '%Y-%m-%d %H:%M:%S,%f')
+        except ValueError:
+            return None
+
     total = 0.
     for log in Path(experiment).glob('train_*.log'):
-        for line in log.read_text().splitlines():
-            if 'End of training. Time consumed:' in line:
+        lines = log.read_text().splitlines()
+        ended = [line for line in lines if 'End of training. Time consumed:' in line]
+        if ended:
+            for line in ended:
                 h, m, sec = line.rsplit(' ', 1)[-1].split(':')
                 total += 3600 * int(h) + 60 * int(m) + float(sec)
+            continue
+        started = next((stamp(line) for line in lines if 'Start training from' in line), None)
+        last = next((t for t in map(stamp, reversed(lines)) if t), None)
+        if started and last:
+            total += (last - started).total_seconds()
     return total
