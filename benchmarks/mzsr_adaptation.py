@@ -37,7 +37,7 @@ from srdistill_plugin.core.checkpoint_io import atomic_save
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 from srdistill_plugin.zero_shot.protocol import (benchmark_images, load_mzsr, mzsr_rows, official_lr, y8_metrics,
                                                  zssr_rows)
-from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain, training_seconds
+from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain, training_seconds, validation_curve
 
 SCALE = 2
 PAPER_BICUBIC_SET5 = {'gd0.2': 30.24, 'gd2.0': 28.73, 'gdani': 28.15, 'gb1.3': 30.54}
@@ -278,6 +278,7 @@ def main() -> None:
     paths, times = train_networks(args, work)
     times.update({f'{arm}_training_s': training_seconds(path.parent.parent) for arm, path in paths.items()
                   if arm != 'pretrained' or args.start == 'own'})
+    curves = {arm: validation_curve(path.parent.parent) for arm, path in paths.items() if arm != 'pretrained'}
     nets = {arm: load_mzsr(path, SCALE) for arm, path in paths.items()}
     version = {arm: file_hash(path) for arm, path in paths.items()}
     cache = ResultCache(work / f'eval_{args.tag}.json')
@@ -339,9 +340,12 @@ def main() -> None:
                     f'{k}: ' + '/'.join(f'{v:.2f}' for v in s['adapt_time_s'].values())
                     for k, s in summary.items() if '/' in k and 'adapt_time_s' in s)
                 + '.\nWall times of this invocation and training time per network summed over its BasicSR '
-                'logs (s): ' + ', '.join(f'{k} {v:.0f}' for k, v in times.items()) + '\n')
+                'logs (s): ' + ', '.join(f'{k} {v:.0f}' for k, v in times.items()) + '\n'
+                + ''.join(f'\nValidation during training, {arm} (MZSR(1) PSNR on its options\' validation set, by '
+                          f'iteration): ' + ', '.join(f'{it}: {v:.2f}' for it, v in sorted(curve.items())) + '\n'
+                          for arm, curve in curves.items() if curve))
     write_results(f'mzsr_adaptation_{args.tag}', {'args': vars(args), 'env': env, 'times': times,
-                                                   'training': training_text(args),
+                                                   'training': training_text(args), 'val_curves': curves,
                                                    'checkpoints': version, 'summary': summary, 'per_image': results,
                                                    'ablation': ablation}, markdown)
 

@@ -76,3 +76,19 @@ def training_seconds(experiment: Path) -> float:
         if started and last:
             total += (last - started).total_seconds()
     return total
+
+
+def validation_curve(experiment: Path) -> dict[int, float]:
+    """``{iteration: validation PSNR}`` read from a BasicSR experiment folder's logs (the first metric of each
+    "Validation" block, at the iteration of the log line before it), over every resumed chunk."""
+    curve, last_iter, in_block = {}, None, False
+    for log in sorted(Path(experiment).glob('train_*.log')):
+        for line in log.read_text().splitlines():
+            if 'iter:' in line and '[epoch:' in line:
+                last_iter = int(line.split('iter:', 1)[1].split(',', 1)[0].strip().replace(',', ''))
+            elif ' INFO: Validation ' in line:
+                in_block = True
+            elif in_block and line.strip().startswith('#') and last_iter is not None:
+                curve[last_iter] = float(line.split(':', 1)[1].split()[0])
+                in_block = False
+    return curve
