@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -47,7 +48,9 @@ def y_metrics(sr: torch.Tensor, hr: torch.Tensor, border: int) -> tuple[float, f
 def repo_relative(text: str) -> str:
     """``text`` with this machine's paths written relative to the repository (``benchmarks/work/...``,
     ``../shared/...``), so a results file reads the same on every clone."""
-    return text.replace(f'{ROOT}{os.sep}', '').replace(f'{ROOT.parent}{os.sep}', f'..{os.sep}')
+    start = r'(?<![\w.\-/])'  # an absolute path starts here, not inside a relative one (benchmarks/work/...)
+    text = re.sub(start + re.escape(f'{ROOT}{os.sep}'), '', text)
+    return re.sub(start + re.escape(f'{ROOT.parent}{os.sep}'), f'..{os.sep}', text)
 
 
 def write_results(name: str, payload: dict, markdown: str) -> None:

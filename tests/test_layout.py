@@ -103,3 +103,10 @@ def test_every_name_the_scripts_import_from_the_project_exists():
                 missing += [f'{path.relative_to(root)}: {node.module}.{a.name}' for a in node.names
                             if not hasattr(module, a.name) and importlib.util.find_spec(f'{node.module}.{a.name}') is None]
     assert missing == []
+
+
+def test_results_paths_are_made_relative_only_where_an_absolute_path_starts():
+    from benchmarks.common import ROOT, repo_relative
+
+    text = f'saved in benchmarks/work/blind_sr, {ROOT}/benchmarks/work/x and `{ROOT.parent}/shared/data` ({ROOT}/a)'
+    assert repo_relative(text) == 'saved in benchmarks/work/blind_sr, benchmarks/work/x and `../shared/data` (a)'
