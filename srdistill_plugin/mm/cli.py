@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 
 import torch
@@ -81,9 +82,14 @@ def run(cfg: Config, action: str) -> None:
     """Build the Runner and ``train()`` or ``test()``; a wrong type name or argument in the config ends as MMEngine's
     own one-line message (through :class:`SRDistillError`) instead of a traceback from deep inside the build."""
     try:
-        result = getattr(Runner.from_cfg(cfg), action)()
+        runner = Runner.from_cfg(cfg)
+        result = getattr(runner, action)()
         if action == 'train':
             finish_distributed(result)
+            # The DDP wrapper still holds the process group: release it while the interpreter is whole, so that
+            # gloo's threads are not torn down during finalization (seen as a rare SIGABRT at exit on 2 CPU ranks).
+            del runner, result
+            gc.collect()
     except KeyError as err:
         if 'registry' not in str(err):
             raise
