@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import ROOT, ResultCache, mean, pin_threads, write_results
-from benchmarks.mzsr_adaptation import file_hash
+from benchmarks.common import ROOT, ResultCache, file_hash, mean, pin_threads, write_results
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill_plugin.core.kernel_estimation import (KernelGANConfig, kernel_preview, kernel_psnr, postprocess_kernel,
                                                      train_kernel_gan)

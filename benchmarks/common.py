@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts: thread pinning, running the tools, Y-channel metrics, result files."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -59,6 +60,11 @@ def write_results(name: str, payload: dict, markdown: str) -> None:
     (RESULTS / f'{name}.json').write_text(repo_relative(json.dumps(payload, indent=2)))
     (RESULTS / f'{name}.md').write_text(repo_relative(markdown))
     print(markdown)
+
+
+def file_hash(path: Path) -> str:
+    """A short content hash of a weights file: the key that ties cached evaluations to the weights they read."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
 
 
 def mean(values) -> float:

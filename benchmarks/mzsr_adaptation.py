@@ -21,14 +21,13 @@ Every stage resumes: training through --auto_resume, evaluation from a per-image
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.common import ROOT, ResultCache, mean, pin_threads, write_results
+from benchmarks.common import ROOT, ResultCache, file_hash, mean, pin_threads, write_results
 from srdistill_plugin.core.kernels import eval_kernel
 from srdistill_plugin.core.matlab_resize import matlab_resize
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
@@ -124,10 +123,6 @@ def train_networks(args, work: Path) -> tuple[dict[str, Path], dict[str, float]]
     nets, seconds = meta_transfer_chain(ROOT, work / 'experiments', [f'datasets:train:dataroot_gt={lmdb}',
                                                                      'logger:use_tb_logger=False'], pretrain, arms)
     return nets, {**times, **seconds}
-
-
-def file_hash(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()[:10]
 
 
 def summarize(results: dict, ablation: dict, args) -> tuple[dict, str]:
