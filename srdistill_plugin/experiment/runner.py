@@ -16,8 +16,6 @@ import fnmatch
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from srdistill_plugin.distill.options import check_distill_options
 
 from . import data
 from .evaluate import evaluate, load_student, pool_reference_patches, set_diagnostics
+from .launch import run_training
 from .results import FULL_POOL, convergence_gain
 
 SR_TRAIN_DEFAULTS = {'total_iter': 12000, 'batch_size': 16, 'gt_size': 64, 'lr': 5e-4, 'ema_decay': 0.999,
@@ -344,14 +343,11 @@ class Experiment:
         return max(values[-patience:]) < max(values[:-patience]) + self.exp['convergence']['min_gain_db']
 
     def train_until(self, run: Run, opt_file: Path, target: int, lock_fd: int | None = None) -> None:
-        cmd = [sys.executable, '-m', 'srdistill_plugin.commands.train', '-opt', str(opt_file), '--auto_resume',
-               '--force_yml', f'train:total_iter={target}']
+        args = ['-opt', str(opt_file), '--auto_resume', '--force_yml', f'train:total_iter={target}']
         log = self.work / 'runs' / f'{run.name}.log'
-        with open(log, 'a') as out:
-            result = subprocess.run(cmd, cwd=self.root, stdout=out, stderr=subprocess.STDOUT,
-                                    pass_fds=() if lock_fd is None else (lock_fd, ))
-        if result.returncode:
-            raise RuntimeError(f'training {run.name} failed (exit {result.returncode}); see {log}')
+        code = run_training(args, self.root, log, int(self.exp['threads']), lock_fd)
+        if code:
+            raise RuntimeError(f'training {run.name} failed (exit {code}); see {log}')
 
     def store(self, run: Run, kind: str) -> JsonStore:
         return JsonStore(self.work / 'runs' / f'{run.name}.{kind}.json')
