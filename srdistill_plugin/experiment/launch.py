@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import runpy
 import sys
 from multiprocessing.context import BaseContext
 from multiprocessing.reduction import DupFd
 from pathlib import Path
 
-_PRELOAD = ['srdistill_plugin.commands.train']
+TRAIN_COMMAND = 'srdistill_plugin.commands.train'
 _context: BaseContext | None = None
 
 
@@ -20,7 +21,7 @@ def _forkserver() -> BaseContext:
     global _context
     if _context is None:
         _context = multiprocessing.get_context('forkserver')
-        _context.set_forkserver_preload(_PRELOAD)
+        _context.set_forkserver_preload([TRAIN_COMMAND])
     return _context
 
 
@@ -43,8 +44,6 @@ def _train_child(args: list[str], root: str, log: str, threads: int, lock_fd) ->
     """In the forked child: output to ``log``, ``lock_fd`` (an int once unpickled) kept open for the child's life."""
     import torch
 
-    from srdistill_plugin.commands.train import main
-
     out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     for fd in (1, 2):
         os.dup2(out, fd)
@@ -52,7 +51,7 @@ def _train_child(args: list[str], root: str, log: str, threads: int, lock_fd) ->
     os.chdir(root)
     torch.set_num_threads(threads)
     sys.argv = ['srdistill-train', *args]
-    main(root)
+    runpy.run_module(TRAIN_COMMAND, run_name='__main__', alter_sys=True)  # the command, as a program would run it
 
 
 def run_training(args: list[str], root: Path, log: Path, threads: int, lock_fd: int | None = None) -> int:
