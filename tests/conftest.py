@@ -18,6 +18,8 @@ if os.environ.get('PYTEST_XDIST_WORKER'):  # `pytest -n 2` on 2 cores: one threa
 
 from srdistill_plugin.core.sample_images import load_skimage_photos
 
+from .helpers.warm_python import run_python
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / 'shared' / 'data'
 SET5 = ROOT / 'datasets' / 'Set5'
@@ -36,8 +38,9 @@ def photo_dir(tmp_path_factory) -> Path:
 
 
 def run_tool(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python <args>`` as a user would, capturing its output."""
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
+    """Run ``python <args>`` as a user would, capturing its output: a process of its own, forked from one that has
+    imported torch, BasicSR and the plugin already (tests/helpers/warm_python.py)."""
+    proc = run_python(list(args), cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
     return proc

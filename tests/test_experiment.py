@@ -20,6 +20,7 @@ from srdistill_plugin.experiment.runner import (FULL_POOL, Experiment, Run, chec
 from srdistill_plugin.experiment.report import convergence_text, describe_crossing
 
 from .conftest import SET5, run_main
+from .helpers.warm_python import run_python
 from .test_distillation import tiny_options
 from .test_fault_tolerance import FAULT_SITE
 
@@ -87,12 +88,13 @@ def experiment_options(photo_dir, **changes) -> dict:
 
 
 def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subprocess.CompletedProcess:
+    """The report command in a process of its own (a new interpreter where a fault is injected at its start)."""
     (tmp_path / 'report.yml').write_text(yaml.safe_dump(opt))
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    if fault:
-        env.update(SRDISTILL_FAULT=fault, PYTHONPATH=str(FAULT_SITE))
-    return subprocess.run([sys.executable, '-m', 'srdistill_plugin.commands.report', '-opt', 'report.yml', *args],
-                          cwd=tmp_path, capture_output=True, text=True, env=env)
+    cmd = ['-m', 'srdistill_plugin.commands.report', '-opt', 'report.yml', *args]
+    if not fault:
+        return run_python(cmd, tmp_path)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'SRDISTILL_FAULT': fault, 'PYTHONPATH': str(FAULT_SITE)}
+    return subprocess.run([sys.executable, *cmd], cwd=tmp_path, capture_output=True, text=True, env=env)
 
 
 def report_in_process(tmp_path, opt: dict, monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -197,7 +199,7 @@ def test_run_patterns_pick_runs_pattern_by_pattern(photo_dir, tmp_path):
 def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, tmp_path):
     opt = experiment_options(photo_dir, students=STUDENTS, arms=['coverage', 'distilled'])
     killed = report(tmp_path, opt, fault='kill:torch.save:1:coverage_5pct_s0/models/net_g_20')
-    assert killed.returncode != 0 and 'failed (exit -9)' in killed.stderr  # a student's training died mid-write
+    assert killed.returncode != 0 and 'failed (killed by SIGKILL)' in killed.stderr  # a student's training died mid-write
     runs = tmp_path / 'experiments' / 'pytest_report' / 'runs'
     assert (runs / 'EDSR_full_pool_s0.json').is_file() and not (runs / 'EDSR_coverage_5pct_s0.json').exists()
     finished_before = (runs / 'EDSR_full_pool_s0.json').read_text()

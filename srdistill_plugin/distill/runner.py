@@ -43,6 +43,7 @@ from srdistill_plugin.core.safe_load import load_checkpoint
 from srdistill_plugin.core.set_diagnostics import k_center_greedy, pairwise_distances
 from srdistill_plugin.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
+from srdistill_plugin.engine.launch import exit_text, run_training
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
 from .options import (POOL_MODES, check_distill_options, class_budget, draw_seed, herding_features, informative_share,
@@ -259,12 +260,18 @@ class DistillRun:
             return
         opt_file = self.exp_dir / 'finetune.yml'
         opt_file.write_text(yaml.safe_dump(self.finetune_options()))
-        train = ['-m', 'srdistill_plugin.commands.train', '-opt', str(opt_file.resolve()), '--auto_resume']
+        train = ['-opt', str(opt_file.resolve()), '--auto_resume']
         processes = self.finetune_processes()
-        cmd = ([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={processes}', *train,
-                '--launcher', 'pytorch'] if processes > 1 else [sys.executable, *train])
-        self.logger.info(f'[finetune] BasicSR training: {" ".join(cmd)}')
-        subprocess.run(cmd, cwd=self.root, check=True)
+        if processes > 1:
+            cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={processes}',
+                   '-m', 'srdistill_plugin.commands.train', *train, '--launcher', 'pytorch']
+            self.logger.info(f'[finetune] BasicSR training: {" ".join(cmd)}')
+            subprocess.run(cmd, cwd=self.root, check=True)
+        else:
+            self.logger.info(f'[finetune] BasicSR training: srdistill-train {" ".join(train)}')
+            code = run_training(train, self.root)
+            if code:
+                raise RuntimeError(f'[finetune] the BasicSR training failed ({exit_text(code)})')
         write_manifest(self.manifest('finetune'), {'checkpoint': str(self.checkpoint()), 'options': str(opt_file)})
 
     # --- stage 4 -------------------------------------------------------------------------------------------

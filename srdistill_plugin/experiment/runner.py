@@ -36,10 +36,10 @@ from srdistill_plugin.core.manifest import read_manifest, write_manifest
 from srdistill_plugin.core.set_diagnostics import gradient_energy
 from srdistill_plugin.data.hr_only_dataset import check_augmentations
 from srdistill_plugin.distill.options import check_distill_options
+from srdistill_plugin.engine.launch import exit_text, run_training
 
 from . import data
 from .evaluate import evaluate, load_student, pool_reference_patches, set_diagnostics
-from .launch import run_training
 from .results import FULL_POOL, convergence_gain
 
 SR_TRAIN_DEFAULTS = {'total_iter': 12000, 'batch_size': 16, 'gt_size': 64, 'lr': 5e-4, 'ema_decay': 0.999,
@@ -347,7 +347,7 @@ class Experiment:
         log = self.work / 'runs' / f'{run.name}.log'
         code = run_training(args, self.root, log, int(self.exp['threads']), lock_fd)
         if code:
-            raise RuntimeError(f'training {run.name} failed (exit {code}); see {log}')
+            raise RuntimeError(f'training {run.name} failed ({exit_text(code)}); see {log}')
 
     def store(self, run: Run, kind: str) -> JsonStore:
         return JsonStore(self.work / 'runs' / f'{run.name}.{kind}.json')
