@@ -18,6 +18,9 @@ import pytest
 import torch
 import yaml
 
+from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill_plugin.distill.runner import DistillRun
+
 from .conftest import ROOT, SET5
 from .test_distillation import tiny_options
 from .test_mzsr import _mzsr_options
@@ -88,10 +91,11 @@ def test_prepare_killed_while_writing_the_lmdb_reruns_to_the_same_lmdbs(photo_di
 # --- distillation (the deterministic real-patch path) ---------------------------------------------------------------
 @pytest.fixture(scope='module')
 def reference_distillation(photo_dir, tmp_path_factory):
+    """The uninterrupted run the killed ones are compared with (in this process: the command runs in each test)."""
     folder = tmp_path_factory.mktemp('reference')
     opt = tiny_options(photo_dir, 'distilled', mode='selected_real')
     (folder / 'distill.yml').write_text(yaml.safe_dump(opt))
-    ok(command('distill', '-opt', 'distill.yml', cwd=folder))
+    DistillRun(opt, root=folder).run()
     return folder
 
 
@@ -154,7 +158,8 @@ def tiny_sr_options(tmp_path: Path, lmdb: str) -> Path:
 
 @pytest.fixture()
 def sr_project(photo_dir, tmp_path):
-    ok(command('prepare', '--input', photo_dir, '--output', 'data', '--scales', '4', cwd=tmp_path))
+    """The LMDB ``srdistill-prepare --scales 4`` writes (its command is killed above), and training options on it."""
+    prepare_lmdbs(photo_dir, tmp_path / 'data', PrepareOptions(scales=(4, )))
     return tiny_sr_options(tmp_path, 'data/HR.lmdb')
 
 
