@@ -252,8 +252,10 @@ def test_the_meta_transfer_chain_starts_every_arm_from_the_pretraining(tmp_path,
         '2026-11-30 14:45:34,638 INFO: [MZSR_..][epoch:  0, iter:     200, lr:(1.000e-04,)] [eta: 1:21:32]\n'
         '2026-11-30 14:45:39,980 INFO: Validation Set5_gd2.0\n\t # psnr: 34.6197\tBest: 34.6197 @ 200 iter\n'
         '\t # ssim: 0.9396\tBest: 0.9396 @ 200 iter\n'
-        '2026-11-30 14:46:35,482 INFO: [MZSR_..][epoch:  0, iter:     210, lr:(1.000e-04,)]\n')
-    assert training.validation_curve(tmp_path) == {200: 34.6197}
+        '2026-11-30 14:46:35,482 INFO: [MZSR_..][epoch:  0, iter:     210, lr:(1.000e-04,)]\n'
+        '2026-11-30 17:32:30,482 INFO: [MZSR_..][epoch:  1, iter:   1,200, lr:(1.000e-04,)]\n'
+        '2026-11-30 17:32:36,122 INFO: Validation Set5_gd2.0\n\t # psnr: 33.1795\tBest: 34.6197 @ 200 iter\n')
+    assert training.validation_curve(tmp_path) == {200: 34.6197, 1200: 33.1795}  # BasicSR writes 1,200
 
 
 def test_the_paper_table_states_each_official_start_target_with_its_margin():

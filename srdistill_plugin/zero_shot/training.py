@@ -4,6 +4,7 @@ script both train; a killed chain continues where it stopped)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -85,7 +86,7 @@ def validation_curve(experiment: Path) -> dict[int, float]:
     for log in sorted(Path(experiment).glob('train_*.log')):
         for line in log.read_text().splitlines():
             if 'iter:' in line and '[epoch:' in line:
-                last_iter = int(line.split('iter:', 1)[1].split(',', 1)[0].strip().replace(',', ''))
+                last_iter = int(re.search(r'iter:\s*([\d,]+)', line).group(1).replace(',', ''))  # 1,000
             elif ' INFO: Validation ' in line:
                 in_block = True
             elif in_block and line.strip().startswith('#') and last_iter is not None:
