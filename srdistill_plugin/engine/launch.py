@@ -32,15 +32,19 @@ class TrainingServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        if self.sock is not None:  # a server that stopped: its socket goes with it
+            self.sock.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.proc = subprocess.Popen([sys.executable, '-m', __name__, str(theirs.fileno())], pass_fds=(theirs.fileno(), ))
+        self.proc = subprocess.Popen([sys.executable, '-m', __name__, str(theirs.fileno())],
+                                     pass_fds=(theirs.fileno(), ))
         theirs.close()
         self.sock = ours
 
     def run(self, args: list[str], root: Path, log: Path | None, threads: int | None, lock_fd: int | None) -> int:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
-        request = json.dumps({'args': list(args), 'cwd': str(root), 'log': log and str(log), 'threads': threads}).encode()
+        request = json.dumps({'args': list(args), 'cwd': str(root), 'log': log and str(log),
+                              'threads': threads}).encode()
         socket.send_fds(self.sock, [request], [] if lock_fd is None else [lock_fd])
         reply = self.sock.recv(_MAX_MESSAGE)
         if not reply:
@@ -62,7 +66,6 @@ def run_training(args: list[str], root: Path, log: Path | None = None, threads: 
 def exit_text(code: int) -> str:
     """An exit status as a person reads it: ``exit 2``, ``killed by SIGKILL``."""
     return f'killed by {signal.Signals(-code).name}' if code < 0 else f'exit {code}'
-
 
 
 def _train_child(request: dict) -> int:
