@@ -218,6 +218,34 @@ def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_
     assert 'reaches random_real @ 0.68 % (29.58 dB): 0.56 % (target ≤ 0.34 %: missed)' in lines[2]
 
 
+def test_redraws_are_pooled_like_seeds_for_the_choice_the_targets_and_the_draws_table():
+    from srdistill_plugin.experiment.report import group_results
+    from srdistill_plugin.experiment.verdicts import choice_text, draw_families, draw_gap_text, draw_rows, targets_text
+
+    exp = {'arms': ['random_real', 'herding', 'random_real_draw1', 'herding_draw1', 'herding_i25'], 'manual_seed': 0,
+           'custom_arms': {'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1},
+                           'herding_draw1': {'arm': 'herding', 'draw_seed': 1},
+                           'herding_i25': {'arm': 'herding', 'informative_share': 0.25}},
+           'default_arm': 'herding'}
+    assert draw_families(exp) == {'random_real': 'random_real', 'random_real_draw1': 'random_real', 'herding': 'herding',
+                                  'herding_draw1': 'herding', 'herding_i25': 'herding_i25'}
+    runs = [result('EDSR', 'random_real', 0.68, 0, 30.5, 29.6), result('EDSR', 'random_real_draw1', 0.68, 0, 30.3, 29.2),
+            result('EDSR', 'herding', 0.68, 0, 30.6, 29.4), result('EDSR', 'herding_draw1', 0.68, 0, 30.5, 29.4),
+            result('EDSR', 'herding_i25', 0.68, 0, 30.45, 28.6)]
+    # one draw each, herding_i25 (30.45) would beat random_real_draw1; pooled, random_real averages 30.4
+    text = choice_text(exp, group_results(runs), 0.68)
+    assert 'herding 30.55, herding_i25 30.45, random_real 30.40 dB' in text
+    assert 'every finished draw (random_real 2, herding 2)' in text and '(the same)' in text
+    lines = targets_text(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
+    assert lines[0] == 'EDSR, herding at 0.68 %: Set5: − random_real +0.00 dB (target ≥ +0.15: missed)'
+    rows = draw_rows(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
+    assert rows == [['random_real', '2', '30.40 ± 0.14 (30.30–30.50)', '29.40 ± 0.28 (29.20–29.60)'],
+                    ['herding', '2', '30.55 ± 0.07 (30.50–30.60)', '29.40 ± 0.00 (29.40–29.40)']]
+    gap = draw_gap_text(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
+    assert 'validation +0.15 ± 0.11 dB (within two standard errors); Set5 +0.00 ± 0.20 dB (within' in gap
+    assert draw_gap_text(exp, group_results(runs[:3]), ['Set5'], 0.68, 'EDSR') is None  # one herding draw
+
+
 def test_draw_seed_draws_another_set_of_the_same_kind(categorized):
     root, run = categorized
     sets = []

@@ -264,6 +264,17 @@ def write_report(experiment, runs: list) -> Path:
                     'best-on-validation checkpoints, mean of seeds); negative: the choice costs that much.')
         report.table(['arms', 'the one choice'] + [f'{s} Δ dB' for s in sets] + ['seeds'], rows)
 
+    rows = verdicts.draw_rows(exp, groups, sets, budget, student)
+    if rows:
+        report.heading('Draws: how much is the set\'s draw')
+        report.text(f'Arms drawn more than once (synthesize.draw_seed; everything else equal), {student} at '
+                    f'{budget:g} %: best validation and test PSNR over the draws, mean ± sample std (min–max), '
+                    'each draw the mean of its seeds. The targets and the default arm above pool the draws.')
+        report.table(['arm', 'draws', 'validation PSNR'] + [f'{s} PSNR' for s in sets], rows)
+        gap = verdicts.draw_gap_text(exp, groups, sets, budget, student)
+        if gap:
+            report.text(gap)
+
     report.heading('Where the arms cross')
     report.text(crossings_text(exp, groups, sets, budget, default, student))
 

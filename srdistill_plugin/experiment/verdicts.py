@@ -5,7 +5,9 @@ Everything here reads result dicts grouped as ``{(student, arm, budget): [result
 """
 from __future__ import annotations
 
+import json
 import math
+from collections import defaultdict
 
 import numpy as np
 
@@ -35,13 +37,44 @@ def best_validation(runs: list[dict]) -> float:
     return float(np.mean([max(r['val_curve'].values()) for r in runs]))
 
 
+def draw_families(exp: dict) -> dict[str, str]:
+    """``{arm: its family}``: arms whose settings differ only in ``draw_seed`` are draws of one kind of set; a
+    family is named after its draw with the lowest seed (an arm without redraws is its own family)."""
+    custom, kinds = exp.get('custom_arms') or {}, defaultdict(list)
+    for arm in exp['arms']:
+        spec = dict(custom.get(arm, {'arm': arm}))
+        draw = spec.pop('draw_seed', exp.get('manual_seed', 0))
+        kinds[json.dumps(spec, sort_keys=True)].append((draw, arm))
+    return {arm: min(members)[1] for members in kinds.values() for _, arm in members}
+
+
+def pool_draws(exp: dict, groups: dict) -> tuple[dict, list[str]]:
+    """``groups`` with each family's draws merged under the family's name (a draw counts like a seed), and the
+    families in the order of ``exp['arms']``."""
+    family, pooled = draw_families(exp), defaultdict(list)
+    for (student, arm, budget), runs in groups.items():
+        pooled[(student, family.get(arm, arm), budget)] += [{**r, 'draw_of': arm} for r in runs]
+    return dict(pooled), list(dict.fromkeys(family[a] for a in exp['arms']))
+
+
+def draw_values(runs: list[dict], value) -> list[float]:
+    """``value(run)`` per draw of a pooled group (averaged over that draw's seeds), draws in name order."""
+    per_draw = defaultdict(list)
+    for r in runs:
+        per_draw[r.get('draw_of', r['arm'])].append(value(r))
+    return [float(np.mean(per_draw[d])) for d in sorted(per_draw)]
+
+
 def validation_choice(groups: dict, arms: list[str], budget: float
                       ) -> tuple[str | None, dict[str, float], str, list[str]]:
     """``(best arm, {arm: mean best validation PSNR}, the runs averaged, arms left out)`` at ``budget``: arms are
-    compared on the same (student, seed) runs only: those every compared arm has finished; an arm that would leave
-    no run in common (fewest runs first) is left out until some are in common."""
-    done = {a: {(r['student'], r['seed']): r for k, rs in groups.items() if k[1:] == (a, budget) for r in rs}
-            for a in arms}
+    compared on the same (student, seed) runs only: those every compared arm has finished (over all its draws
+    where ``groups`` pools draws); an arm that would leave no run in common (fewest runs first) is left out until
+    some are in common."""
+    done = {a: defaultdict(list) for a in arms}
+    for a in arms:
+        for r in (r for k, rs in groups.items() if k[1:] == (a, budget) for r in rs):
+            done[a][(r['student'], r['seed'])].append(r)
     compared = sorted((a for a in arms if done[a]), key=lambda a: (-len(done[a]), arms.index(a)))
     while compared and not set.intersection(*(set(done[a]) for a in compared)):
         compared.pop()
@@ -49,13 +82,19 @@ def validation_choice(groups: dict, arms: list[str], budget: float
     if not compared:
         return None, {}, 'no run has finished yet', left_out
     common = sorted(set.intersection(*(set(done[a]) for a in compared)))
-    scores = {a: float(np.mean([max(done[a][run]['val_curve'].values()) for run in common])) for a in compared}
+    scores = {a: float(np.mean([best_validation(done[a][run]) for run in common])) for a in compared}
     what = ', '.join(f'{student} seed {seed}' for student, seed in common)
+    draws = {a: len({r.get('draw_of', a) for k, rs in groups.items() if k[1:] == (a, budget) for r in rs})
+             for a in compared}
+    if max(draws.values()) > 1:
+        what += ' and every finished draw (' + ', '.join(f'{a} {n}' for a, n in draws.items() if n > 1) + ')'
     return max(scores, key=scores.get), scores, what, left_out
 
 
 def choice_text(exp: dict, groups: dict, budget: float) -> str:
-    best, scores, what, left_out = validation_choice(groups, exp['arms'], budget)
+    """The validation choice among the arms, every family of draws pooled (``groups`` as grouped by seed)."""
+    groups, arms = pool_draws(exp, groups)
+    best, scores, what, left_out = validation_choice(groups, arms, budget)
     if best is None:
         return f'Not decidable yet at {budget:g} %: {what}.'
     ranking = ', '.join(f'{a} {v:.2f}' for a, v in sorted(scores.items(), key=lambda kv: -kv[1]))
@@ -117,8 +156,10 @@ def budget_reaching(curve: dict[float, float], level: float) -> float | None:
 
 
 def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[str]:
-    """Issue 22's targets on the default arm, one line each (best-on-validation checkpoints, mean of seeds)."""
+    """Issue 22's targets on the default arm, one line each (best-on-validation checkpoints, mean of seeds and of
+    every family's draws)."""
     default = exp['default_arm']
+    groups, _ = pool_draws(exp, groups)
     lines = []
     for s_name in sorted({k[0] for k in groups}):
         arm, rnd = groups.get((s_name, default, budget)), groups.get((s_name, 'random_real', budget))
@@ -150,3 +191,47 @@ def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, studen
     if default == 'random_real':
         lines.append('The default arm is random_real: the targets against random_real are not applicable')
     return lines or [f'Not measurable yet: {default} at {budget:g} % has not finished.']
+
+
+def _mean_sd(values: list[float]) -> str:
+    return f'{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} ({min(values):.2f}–{max(values):.2f})'
+
+
+def _per_draw(runs: list[dict], sets: list[str]) -> dict[str, list[float]]:
+    """Best validation and test PSNR per draw of a pooled group: ``{'validation': [...], set: [...]}``."""
+    values = {'validation': draw_values(runs, lambda r: max(r['val_curve'].values()))}
+    values.update({s: draw_values(runs, lambda r, s=s: r['test_best'][s]['psnr']) for s in sets})
+    return values
+
+
+def draw_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[list[str]]:
+    """One row per family of draws with at least two finished: PSNR mean ± sample std over its draws (min–max)."""
+    pooled, families = pool_draws(exp, groups)
+    rows = []
+    for family in families:
+        values = _per_draw(pooled.get((student, family, budget), []), sets)
+        if len(values['validation']) > 1:
+            rows.append([family, str(len(values['validation']))] + [_mean_sd(v) for v in values.values()])
+    return rows
+
+
+def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
+    """The default family's mean over its draws against random_real's, with the standard error of the difference
+    (sample std over draws); None until both have two draws."""
+    pooled, _ = pool_draws(exp, groups)
+    default = exp['default_arm']
+    mine = _per_draw(pooled.get((student, default, budget), []), sets)
+    rnd = _per_draw(pooled.get((student, 'random_real', budget), []), sets)
+    if default == 'random_real' or min(len(mine['validation']), len(rnd['validation'])) < 2:
+        return None
+    parts = []
+    for what in mine:
+        a, b = np.array(mine[what]), np.array(rnd[what])
+        gap = a.mean() - b.mean()
+        se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+        verdict = 'within' if abs(gap) < 2 * se else 'beyond'
+        parts.append(f'{what} {gap:+.2f} ± {se:.2f} dB ({verdict} two standard errors)')
+    return (f'{default} − random_real over {len(mine["validation"])} / {len(rnd["validation"])} draws ({student}, '
+            f'{budget:g} %, mean of each draw\'s seeds; ± the standard error of the difference): ' + '; '.join(parts)
+            + '. One draw of a set moves test PSNR by the std above, so a single-draw gap smaller than about '
+            'two of those stds is the draw, not the arm.')
