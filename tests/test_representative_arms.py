@@ -220,7 +220,8 @@ def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_
 
 def test_redraws_are_pooled_like_seeds_for_the_choice_the_targets_and_the_draws_table():
     from srdistill_plugin.experiment.report import group_results
-    from srdistill_plugin.experiment.verdicts import choice_text, draw_families, draw_gap_text, draw_rows, targets_text
+    from srdistill_plugin.experiment.verdicts import (choice_text, decomposition_rows, draw_families, draw_gap_text,
+                                                      draw_rows, targets_text)
 
     exp = {'arms': ['random_real', 'herding', 'random_real_draw1', 'herding_draw1', 'herding_i25'], 'manual_seed': 0,
            'custom_arms': {'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1},
@@ -244,6 +245,8 @@ def test_redraws_are_pooled_like_seeds_for_the_choice_the_targets_and_the_draws_
     gap = draw_gap_text(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
     assert 'validation +0.15 ± 0.11 dB (within two standard errors); Set5 +0.00 ± 0.20 dB (within' in gap
     assert draw_gap_text(exp, group_results(runs[:3]), ['Set5'], 0.68, 'EDSR') is None  # one herding draw
+    assert [r[0] for r in decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')] == [
+        'herding_i25 − herding']  # redraws are read in the Draws table, not as a choice
 
 
 def test_draw_seed_draws_another_set_of_the_same_kind(categorized):

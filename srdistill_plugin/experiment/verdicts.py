@@ -116,13 +116,14 @@ def choice_text(exp: dict, groups: dict, budget: float) -> str:
 
 
 def pairs(exp: dict) -> list[tuple[str, str, str]]:
-    """The one-choice pairs among the experiment's arms: the built-in ones and every custom arm against its base."""
+    """The one-choice pairs among the experiment's arms: the built-in ones and every custom arm against its base
+    (redraws excepted: the Draws table reads them together)."""
     arms = set(exp['arms'])
     found = [(a, b, why) for a, b, why in BUILT_IN_PAIRS if a in arms and b in arms]
     for name, spec in (exp.get('custom_arms') or {}).items():
         base = spec['arm']
         changes = ', '.join(f'{k}: {v}' for k, v in spec.items() if k != 'arm')
-        if name in arms and base in arms:
+        if name in arms and base in arms and set(spec) != {'arm', 'draw_seed'}:
             found.append((name, base, changes))
     return found
 
