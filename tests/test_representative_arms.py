@@ -243,7 +243,8 @@ def test_redraws_are_pooled_like_seeds_for_the_choice_the_targets_and_the_draws_
     assert rows == [['random_real', '2', '30.40 ± 0.14 (30.30–30.50)', '29.40 ± 0.28 (29.20–29.60)'],
                     ['herding', '2', '30.55 ± 0.07 (30.50–30.60)', '29.40 ± 0.00 (29.40–29.40)']]
     gap = draw_gap_text(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
-    assert 'validation +0.15 ± 0.11 dB (within two standard errors); Set5 +0.00 ± 0.20 dB (within' in gap
+    assert 'herding − random_real over 2 / 2 draws: validation +0.15 ± 0.11 dB (within two standard errors); ' \
+        'Set5 +0.00 ± 0.20 dB (within' in gap and 'herding_i25' not in gap  # one draw: no standard error
     assert draw_gap_text(exp, group_results(runs[:3]), ['Set5'], 0.68, 'EDSR') is None  # one herding draw
     assert [r[0] for r in decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')] == [
         'herding_i25 − herding']  # redraws are read in the Draws table, not as a choice

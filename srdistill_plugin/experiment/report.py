@@ -378,7 +378,8 @@ def plateau_text(exp: dict, arm_runs: list[dict], full_runs: list[dict], default
 
 def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, default: str, student: str) -> str:
     """Where the default arm crosses the others: over budgets (test PSNR on the first set) and over iterations
-    (validation PSNR at the target budget), each as the differences it is read from."""
+    (validation PSNR at the target budget), each as the differences it is read from; redraws pooled."""
+    groups, arms = verdicts.pool_draws(exp, groups)
     def psnr(runs: list[dict]) -> float:
         return float(np.mean([r['test_best'][sets[0]]['psnr'] for r in runs]))
 
@@ -386,7 +387,7 @@ def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, defa
         return {k[2]: psnr(v) for k, v in groups.items() if k[:2] == (student, arm)}
 
     mine = by_budget(default)
-    others = {a: by_budget(a) for a in exp['arms'] if a != default}
+    others = {a: by_budget(a) for a in arms if a != default}
     if groups.get((student, FULL_POOL, None)):
         others['full pool'] = dict.fromkeys(mine, psnr(groups[(student, FULL_POOL, None)]))
     parts = []
@@ -398,7 +399,7 @@ def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, defa
     if not arm_runs:
         return text
     mine_curve, parts = mean_curve(arm_runs), []
-    for other, key in [(a, (student, a, budget)) for a in exp['arms'] if a != default] + [
+    for other, key in [(a, (student, a, budget)) for a in arms if a != default] + [
             ('full pool', (student, FULL_POOL, None))]:
         if groups.get(key):
             theirs = mean_curve(groups[key])

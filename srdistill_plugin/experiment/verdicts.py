@@ -217,22 +217,26 @@ def draw_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: 
 
 
 def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
-    """The default family's mean over its draws against random_real's, with the standard error of the difference
-    (sample std over draws); None until both have two draws."""
-    pooled, _ = pool_draws(exp, groups)
-    default = exp['default_arm']
-    mine = _per_draw(pooled.get((student, default, budget), []), sets)
+    """Each family of draws against random_real's: the gap of their means over draws, with the standard error of
+    the difference (sample std over draws); None until random_real and another family have two draws each."""
+    pooled, families = pool_draws(exp, groups)
     rnd = _per_draw(pooled.get((student, 'random_real', budget), []), sets)
-    if default == 'random_real' or min(len(mine['validation']), len(rnd['validation'])) < 2:
+    sentences = []
+    for family in families:
+        mine = _per_draw(pooled.get((student, family, budget), []), sets)
+        if family == 'random_real' or min(len(mine['validation']), len(rnd['validation'])) < 2:
+            continue
+        parts = []
+        for what in mine:
+            a, b = np.array(mine[what]), np.array(rnd[what])
+            gap = a.mean() - b.mean()
+            se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+            parts.append(f'{what} {gap:+.2f} ± {se:.2f} dB ({"within" if abs(gap) < 2 * se else "beyond"} two '
+                         'standard errors)')
+        sentences.append(f'{family} − random_real over {len(mine["validation"])} / {len(rnd["validation"])} draws: '
+                         + '; '.join(parts))
+    if not sentences:
         return None
-    parts = []
-    for what in mine:
-        a, b = np.array(mine[what]), np.array(rnd[what])
-        gap = a.mean() - b.mean()
-        se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-        verdict = 'within' if abs(gap) < 2 * se else 'beyond'
-        parts.append(f'{what} {gap:+.2f} ± {se:.2f} dB ({verdict} two standard errors)')
-    return (f'{default} − random_real over {len(mine["validation"])} / {len(rnd["validation"])} draws ({student}, '
-            f'{budget:g} %, mean of each draw\'s seeds; ± the standard error of the difference): ' + '; '.join(parts)
-            + '. One draw of a set moves test PSNR by the std above, so a single-draw gap smaller than about '
-            'two of those stds is the draw, not the arm.')
+    return (f'{student}, {budget:g} %, mean of each draw\'s seeds, ± the standard error of the difference: '
+            + '. '.join(sentences) + '. One draw of a set moves test PSNR by the std above, so a single-draw gap '
+            'smaller than about two of those stds is the draw, not the arm.')
