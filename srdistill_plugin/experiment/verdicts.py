@@ -84,8 +84,7 @@ def validation_choice(groups: dict, arms: list[str], budget: float
     common = sorted(set.intersection(*(set(done[a]) for a in compared)))
     scores = {a: float(np.mean([best_validation(done[a][run]) for run in common])) for a in compared}
     what = ', '.join(f'{student} seed {seed}' for student, seed in common)
-    draws = {a: len({r.get('draw_of', a) for k, rs in groups.items() if k[1:] == (a, budget) for r in rs})
-             for a in compared}
+    draws = {a: len({r.get('draw_of', a) for rs in done[a].values() for r in rs}) for a in compared}
     if max(draws.values()) > 1:
         what += ' and every finished draw (' + ', '.join(f'{a} {n}' for a, n in draws.items() if n > 1) + ')'
     return max(scores, key=scores.get), scores, what, left_out
