@@ -156,6 +156,16 @@ def test_a_herding_run_writes_its_set_and_patches_equal_the_pool_crops(categoriz
     ({'sr_train': {'augment': {'mixup': {'prob': 0.5, 'alpha': -1}}}},
      'option sr_train.augment.mixup.alpha: expected a number > 0, got -1'),
     ({'sr_train': {'augment': {'cutmix': 0.5}}}, 'option sr_train.augment: expected {rgb_permute: p, mixup:'),
+    ({'arms': ['r'], 'default_arm': 'r', 'custom_arms': {'r': {'arm': 'random_real', 'sr_train': {'total_iter': 5}}}},
+     "option custom_arms.r.sr_train: expected a mapping of some of ['augment', 'ema_decay', 'gt_size', 'batch_size', "
+     "'lr'], got {'total_iter': 5}"),
+    ({'arms': ['r'], 'default_arm': 'r', 'custom_arms': {'r': {'arm': 'random_real', 'sr_train': {'gt_size': 30}}}},
+     'option custom_arms.r.sr_train.gt_size: 30 is not a multiple of scale 4'),
+    ({'arms': ['r'], 'default_arm': 'r', 'custom_arms': {'r': {'arm': 'random_real', 'sr_train': {'ema_decay': 1}}}},
+     'option custom_arms.r.sr_train.ema_decay: expected a number in [0, 1), got 1'),
+    ({'arms': ['r'], 'default_arm': 'r',
+      'custom_arms': {'r': {'arm': 'random_real', 'sr_train': {'augment': {'rgb_permute': 2}}}}},
+     'option custom_arms.r.sr_train.augment.rgb_permute: expected a probability in [0, 1], got 2'),
 ])
 def test_bad_arm_options_stop_before_any_work(photo_dir, change, message):
     with pytest.raises(SRDistillError) as info:
@@ -261,3 +271,42 @@ def test_draw_seed_draws_another_set_of_the_same_kind(categorized):
         sets.append((sorted(manifest['classes'].values()), (root / 'out' / 'HR.lmdb' / 'data.mdb').read_bytes()))
     assert sets[0] == sets[1]  # the default is manual_seed (0)
     assert sets[2][0] == sets[0][0] and sets[2][1] != sets[0][1]  # the same class budgets, other patches
+
+
+def test_a_recipe_arm_trains_on_the_set_without_it_and_is_read_against_it(photo_dir, tmp_path):
+    from srdistill_plugin.experiment.data import set_arm
+    from srdistill_plugin.experiment.report import group_results
+    from srdistill_plugin.experiment.runner import Experiment, Run
+    from srdistill_plugin.experiment.verdicts import choice_text, decomposition_rows, recipe_text
+
+    rgb = {'augment': {'rgb_permute': 1.0}}
+    custom = {'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1},
+              'random_real_rgb': {'arm': 'random_real', 'sr_train': rgb},
+              'random_real_draw1_rgb': {'arm': 'random_real', 'draw_seed': 1, 'sr_train': rgb},
+              'herding_rgb': {'arm': 'herding', 'draw_seed': 3, 'sr_train': rgb}}  # no arm has its set: its own
+    arms = ['random_real', 'random_real_draw1', 'random_real_rgb', 'random_real_draw1_rgb', 'herding_rgb']
+    exp = check_experiment(experiment_options(photo_dir, arms=arms, default_arm='random_real', custom_arms=custom),
+                           ROOT)
+    assert [set_arm(exp, a) for a in arms] == ['random_real', 'random_real_draw1', 'random_real', 'random_real_draw1',
+                                               'herding_rgb']
+    experiment = Experiment(exp, tmp_path)
+    plain, recipe = Run('EDSR', 'random_real', 5, 0), Run('EDSR', 'random_real_rgb', 5, 0)
+    assert experiment.lmdb(recipe) == experiment.lmdb(plain)  # one set, made once
+    assert experiment.sr_train(recipe)['augment'] == {'rgb_permute': 1.0} and experiment.sr_train(plain)['augment'] == {}
+    experiment.train_dir = photo_dir
+    mine, theirs = experiment.settings(recipe), experiment.settings(plain)
+    assert mine['data'] == theirs['data'] and mine['sr_train'] == {**theirs['sr_train'], **rgb}
+    assert experiment.set_arms() == ['random_real', 'random_real_draw1', 'herding_rgb']
+
+    runs = [result('EDSR', 'random_real', 5, 0, 30.5, 29.6), result('EDSR', 'random_real_draw1', 5, 0, 30.3, 29.2),
+            result('EDSR', 'random_real_rgb', 5, 0, 30.7, 29.7),
+            result('EDSR', 'random_real_draw1_rgb', 5, 0, 30.4, 29.5), result('EDSR', 'herding_rgb', 5, 0, 31.0, 30.0)]
+    groups = group_results(runs)
+    rows = decomposition_rows(exp, groups, ['Set5'], 5, 'EDSR')
+    assert [(r[0], r[2]) for r in rows] == [('random_real_rgb − random_real', '+0.10'),
+                                            ('random_real_draw1_rgb − random_real_draw1', '+0.30')]
+    text = recipe_text(exp, groups, ['Set5'], 5, 'EDSR')
+    assert "random_real_rgb ({'augment': {'rgb_permute': 1.0}}) − the same sets without it, paired over 2 draws: " \
+        'validation +0.15 ± 0.05 dB; Set5 +0.20 ± 0.10 dB' in text and 'herding_rgb' not in text
+    # the recipes (31.0, 30.55) take no part in the choice of the set
+    assert 'Best on validation: **random_real**' in choice_text(exp, groups, 5)

@@ -63,12 +63,30 @@ def full_pool_lmdb(train_dir: Path, work: Path, crop_size: int, step: int, scale
     return lmdb
 
 
+def arm_spec(exp: dict, arm: str) -> dict:
+    """``arm`` as ``{arm: <built-in arm>, <synthesize option>: value, ..., sr_train: {...}}``: a built-in arm
+    (``ARM_MODES``) is ``{arm: arm}``, a custom one its entry in the experiment's ``custom_arms``."""
+    return dict((exp.get('custom_arms') or {}).get(arm) or {'arm': arm})
+
+
 def arm_mode(exp: dict, arm: str) -> tuple[str, dict]:
-    """``(synthesis mode, synthesize overrides)`` of ``arm``: a built-in arm (``ARM_MODES``) or one of the
-    experiment's ``custom_arms`` (``{name: {arm: <built-in arm>, <synthesize option>: value, ...}}``)."""
-    custom = dict((exp.get('custom_arms') or {}).get(arm) or {})
-    base = custom.pop('arm', arm)
-    return ARM_MODES[base], custom
+    """``(synthesis mode, synthesize overrides)`` of ``arm`` (its ``sr_train`` recipe is not the set's)."""
+    spec = arm_spec(exp, arm)
+    spec.pop('sr_train', None)
+    return ARM_MODES[spec.pop('arm')], spec
+
+
+def set_arm(exp: dict, arm: str) -> str:
+    """The arm whose distilled set ``arm`` trains on: a custom arm that only changes the SR training
+    (``sr_train``) trains on the set of the arm with the same set options (the built-in arm, or the custom arm
+    that differs from it by ``sr_train`` alone), so both read one set; any other arm is its own."""
+    spec = arm_spec(exp, arm)
+    if not spec.pop('sr_train', None):
+        return arm
+    if set(spec) == {'arm'}:
+        return spec['arm']
+    same = [name for name, other in (exp.get('custom_arms') or {}).items() if other == spec]
+    return same[0] if same else arm
 
 
 def distill_options(exp: dict, train_dir: Path, arm: str, budget: float | None) -> dict:

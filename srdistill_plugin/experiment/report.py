@@ -275,6 +275,12 @@ def write_report(experiment, runs: list) -> Path:
         if gap:
             report.text(gap)
 
+    recipe = verdicts.recipe_text(exp, groups, sets, budget, student)
+    if recipe:
+        report.heading('Recipe: SR training on a tiny set')
+        report.text(recipe + ' A recipe changes how the student trains (custom_arms.<name>.sr_train), not the set; '
+                    'it is read against the set without it and takes no part in the choice of the default arm.')
+
     report.heading('Where the arms cross')
     report.text(crossings_text(exp, groups, sets, budget, default, student))
 

@@ -45,6 +45,8 @@ from .results import FULL_POOL, convergence_gain
 SR_TRAIN_DEFAULTS = {'total_iter': 12000, 'batch_size': 16, 'gt_size': 64, 'lr': 5e-4, 'ema_decay': 0.999,
                      'milestones_fraction': [0.6, 0.85], 'eval_every': 1000, 'patience_evals': 0,
                      'max_iter': None, 'augment': {}}
+# what a custom arm's ``sr_train`` recipe may change (never the iteration schedule, which every arm shares)
+RECIPE_KEYS = ('augment', 'ema_decay', 'gt_size', 'batch_size', 'lr')
 CONVERGENCE_DEFAULTS = {'min_gain_db': 0.05, 'window_fraction': 0.2}
 REQUIRED = ('name', 'scale', 'pool', 'test_sets', 'arms', 'budgets_percent', 'seeds', 'students', 'distill')
 
@@ -72,6 +74,26 @@ class Run:
 
 def _fail(option: str, message: str) -> None:
     raise SRDistillError(f'option {option}: {message}')
+
+
+def _check_sr_train(sr: dict, prefix: str, scale: int) -> None:
+    """The integer, augmentation and patch-size options among ``sr`` (an experiment's or an arm's recipe)."""
+    for key in ('total_iter', 'batch_size', 'gt_size', 'eval_every', 'patience_evals'):
+        value = sr.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == 'patience_evals' else 1):
+            _fail(f'{prefix}.{key}', f'expected a {"non-negative" if key == "patience_evals" else "positive"} integer, '
+                  f'got {value!r}')
+    augment = sr.get('augment', {})
+    if not isinstance(augment, dict) or set(augment) - {'rgb_permute', 'mixup'}:
+        _fail(f'{prefix}.augment', f'expected {{rgb_permute: p, mixup: {{prob: p, alpha: a}}}}, got {augment!r}')
+    check_augmentations(augment, f'{prefix}.augment.')
+    lr, ema = sr.get('lr', 1e-4), sr.get('ema_decay', 0)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
+        _fail(f'{prefix}.lr', f'expected a positive number, got {lr!r}')
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
+        _fail(f'{prefix}.ema_decay', f'expected a number in [0, 1), got {ema!r}')
+    if sr.get('gt_size', scale) % scale:
+        _fail(f'{prefix}.gt_size', f'{sr["gt_size"]} is not a multiple of scale {scale}')
 
 
 def check_experiment(exp: dict, root: Path) -> dict:
@@ -130,21 +152,17 @@ def check_experiment(exp: dict, root: Path) -> dict:
     if unknown:
         _fail('sr_train', f'unknown keys {sorted(unknown)}')
     exp['sr_train'] = {**SR_TRAIN_DEFAULTS, **exp.get('sr_train', {})}
-    for key in ('total_iter', 'batch_size', 'gt_size', 'eval_every', 'patience_evals'):
-        value = exp['sr_train'][key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == 'patience_evals' else 1):
-            _fail(f'sr_train.{key}', f'expected a {"non-negative" if key == "patience_evals" else "positive"} integer, '
-                  f'got {value!r}')
     sr = exp['sr_train']
+    _check_sr_train(sr, 'sr_train', scale)
     if sr['max_iter'] is None:
         sr['max_iter'] = sr['total_iter']
     if not isinstance(sr['max_iter'], int) or isinstance(sr['max_iter'], bool) or sr['max_iter'] < sr['total_iter']:
         _fail('sr_train.max_iter', f'expected an integer >= total_iter ({sr["total_iter"]}), got {sr["max_iter"]!r}')
-    if not isinstance(sr['augment'], dict) or set(sr['augment']) - {'rgb_permute', 'mixup'}:
-        _fail('sr_train.augment', f'expected {{rgb_permute: p, mixup: {{prob: p, alpha: a}}}}, got {sr["augment"]!r}')
-    check_augmentations(sr['augment'], 'sr_train.augment.')
-    if sr['gt_size'] % scale:
-        _fail('sr_train.gt_size', f'{sr["gt_size"]} is not a multiple of scale {scale}')
+    for name, spec in ((n, s) for n, s in custom.items() if 'sr_train' in s):
+        recipe = spec['sr_train']
+        if not isinstance(recipe, dict) or not recipe or set(recipe) - set(RECIPE_KEYS):
+            _fail(f'custom_arms.{name}.sr_train', f'expected a mapping of some of {list(RECIPE_KEYS)}, got {recipe!r}')
+        _check_sr_train(recipe, f'custom_arms.{name}.sr_train', scale)
     exp['convergence'] = {**CONVERGENCE_DEFAULTS, **exp.get('convergence', {})}
     exp['validation'] = {'holdout_images': 4, 'crop_size': 256, **exp.get('validation', {})}
     exp['full_pool'] = {'crop_size': 192, 'step': 192, **exp.get('full_pool', {})}
@@ -204,7 +222,11 @@ class Experiment:
     def lmdb(self, run: Run) -> Path:
         if run.budget is None:
             return self.work / 'data' / FULL_POOL / 'HR.lmdb'
-        return self.work / 'data' / f'{run.arm}_{run.budget:g}pct' / 'HR.lmdb'
+        return self.work / 'data' / f'{data.set_arm(self.exp, run.arm)}_{run.budget:g}pct' / 'HR.lmdb'
+
+    def set_arms(self) -> list[str]:
+        """The arms whose distilled sets the experiment makes (a recipe arm trains on another arm's set)."""
+        return list(dict.fromkeys(data.set_arm(self.exp, arm) for arm in self.exp['arms']))
 
     def stage_times(self) -> dict[str, float]:
         """Wall seconds of the data stages, as their manifests recorded them."""
@@ -213,7 +235,7 @@ class Experiment:
             manifest = self.work / 'experiments' / 'distill_base' / 'stages' / f'{stage}.json'
             if manifest.is_file() and 'seconds' in read_manifest(manifest):
                 times[f'distill: {stage}'] = read_manifest(manifest)['seconds']
-        for arm in self.exp['arms']:
+        for arm in self.set_arms():
             for b in self.exp['budgets_percent']:
                 manifest = self.work / 'experiments' / f'distill_{arm}_{b:g}pct' / 'stages' / 'synthesize.json'
                 if manifest.is_file() and 'seconds' in read_manifest(manifest):
@@ -224,13 +246,13 @@ class Experiment:
         if run.budget is None:
             return {'pool': str((self.root / self.exp['pool']).resolve()), 'validation': self.exp['validation'],
                     'full_pool': self.exp['full_pool']}
-        return data.distill_options(self.exp, self.train_dir, run.arm, run.budget)
+        return data.distill_options(self.exp, self.train_dir, data.set_arm(self.exp, run.arm), run.budget)
 
     # --- students --------------------------------------------------------------------------------------------
     def settings(self, run: Run) -> dict:
         """Everything a run's result depends on (a stored result with other settings is never reused)."""
         # max_iter is left out: raising it continues the runs the old cap cut off (see ``unfinished``)
-        sr = {k: v for k, v in self.exp['sr_train'].items() if k != 'max_iter' and not (k == 'augment' and not v)}
+        sr = {k: v for k, v in self.sr_train(run).items() if k != 'max_iter' and not (k == 'augment' and not v)}
         return json.loads(json.dumps({'network_g': self.exp['students'][run.student]['network_g'],
                                       'sr_train': sr, 'data': self.data_settings(run),
                                       'seed': run.seed, 'scale': self.scale}))
@@ -246,8 +268,12 @@ class Experiment:
                 raise SRDistillError(f'{path}: run {run.name} was started with other settings; use a new experiment '
                                      'name, or delete this file and the run\'s folder to redo it')
 
+    def sr_train(self, run: Run) -> dict:
+        """The SR training options of ``run``: the experiment's ``sr_train`` with its arm's recipe overrides."""
+        return {**self.exp['sr_train'], **data.arm_spec(self.exp, run.arm).get('sr_train', {})}
+
     def train_options(self, run: Run) -> dict:
-        sr = self.exp['sr_train']
+        sr = self.sr_train(run)
         lmdb = self.lmdb(run)
         size = len(read_meta_keys(lmdb))
         enlarge = max(1, math.ceil(200 * sr['batch_size'] / size))  # an epoch of at least 200 iterations
@@ -380,7 +406,8 @@ class Experiment:
                 return False
             if run.budget is not None:
                 with self.data_lock:
-                    data.distilled_set(self.exp, self.work, self.train_dir, run.arm, run.budget)
+                    data.distilled_set(self.exp, self.work, self.train_dir, data.set_arm(self.exp, run.arm),
+                                       run.budget)
             self.train(run, lock.fd)
             write_manifest(self.result_path(run), self.measure(run))
             return True
@@ -403,7 +430,7 @@ class Experiment:
             np.save(ref_file, np.stack([colour_texture_descriptor(p) for p in reference]))
             store.put('pool', {'gradient_energy': [gradient_energy(p) for p in reference]})
         ref_features = np.load(ref_file)
-        for arm in self.exp['arms']:
+        for arm in self.set_arms():
             for b in self.exp['budgets_percent']:
                 key, lmdb = f'{arm}_{b:g}pct', self.work / 'data' / f'{arm}_{b:g}pct' / 'HR.lmdb'
                 if store.get(key) is None and lmdb.is_dir():

@@ -11,6 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .data import set_arm
 from .results import FULL_POOL
 
 # (arm, the arm it differs from in one choice, the choice): the built-in arms' one-step differences
@@ -91,9 +92,11 @@ def validation_choice(groups: dict, arms: list[str], budget: float
 
 
 def choice_text(exp: dict, groups: dict, budget: float) -> str:
-    """The validation choice among the arms, every family of draws pooled (``groups`` as grouped by seed)."""
+    """The validation choice among the arms' sets (recipe arms, which change the training, are read apart), every
+    family of draws pooled (``groups`` as grouped by seed)."""
     groups, arms = pool_draws(exp, groups)
-    best, scores, what, left_out = validation_choice(groups, arms, budget)
+    recipes = {a for a, spec in (exp.get('custom_arms') or {}).items() if 'sr_train' in spec}
+    best, scores, what, left_out = validation_choice(groups, [a for a in arms if a not in recipes], budget)
     if best is None:
         return f'Not decidable yet at {budget:g} %: {what}.'
     ranking = ', '.join(f'{a} {v:.2f}' for a, v in sorted(scores.items(), key=lambda kv: -kv[1]))
@@ -115,11 +118,17 @@ def choice_text(exp: dict, groups: dict, budget: float) -> str:
 
 
 def pairs(exp: dict) -> list[tuple[str, str, str]]:
-    """The one-choice pairs among the experiment's arms: the built-in ones and every custom arm against its base
-    (redraws excepted: the Draws table reads them together)."""
+    """The one-choice pairs among the experiment's arms: the built-in ones, every recipe arm against the arm that
+    trains on its set without the recipe, and every other custom arm against its base (redraws excepted: the Draws
+    table reads them together)."""
     arms = set(exp['arms'])
     found = [(a, b, why) for a, b, why in BUILT_IN_PAIRS if a in arms and b in arms]
     for name, spec in (exp.get('custom_arms') or {}).items():
+        if 'sr_train' in spec:
+            same_set = set_arm(exp, name)
+            if name in arms and same_set in arms and same_set != name:
+                found.append((name, same_set, f'sr_train: {spec["sr_train"]}'))
+            continue
         base = spec['arm']
         changes = ', '.join(f'{k}: {v}' for k, v in spec.items() if k != 'arm')
         if name in arms and base in arms and set(spec) != {'arm', 'draw_seed'}:
@@ -239,3 +248,36 @@ def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, stude
     return (f'{student}, {budget:g} %, mean of each draw\'s seeds, ± the standard error of the difference: '
             + '. '.join(sentences) + '. One draw of a set moves test PSNR by the std above, so a single-draw gap '
             'smaller than about two of those stds is the draw, not the arm.')
+
+
+def recipe_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
+    """Each family of recipe arms (custom arms with ``sr_train`` overrides) against the same sets trained without
+    the recipe, paired draw by draw (same set, same seeds): mean difference ± its standard error over the draws."""
+    family, custom = draw_families(exp), exp.get('custom_arms') or {}
+    paired = defaultdict(lambda: defaultdict(list))  # family -> what -> [difference per draw]
+    for arm in exp['arms']:
+        other = set_arm(exp, arm)
+        if 'sr_train' not in custom.get(arm, {}) or other == arm:
+            continue
+        mine, theirs = groups.get((student, arm, budget), []), groups.get((student, other, budget), [])
+        seeds = sorted({r['seed'] for r in mine} & {r['seed'] for r in theirs})
+        if not seeds:
+            continue
+        def mean_of(runs, value):
+            return float(np.mean([value(r) for r in runs if r['seed'] in seeds]))
+        values = {'validation': lambda r: max(r['val_curve'].values())}
+        values.update({s: (lambda r, s=s: r['test_best'][s]['psnr']) for s in sets})
+        for what, value in values.items():
+            paired[family[arm]][what].append(mean_of(mine, value) - mean_of(theirs, value))
+    sentences = []
+    for name, diffs in paired.items():
+        n = len(diffs['validation'])
+        parts = [f'{what} {np.mean(d):+.2f}' + (f' ± {np.std(d, ddof=1) / math.sqrt(n):.2f}' if n > 1 else '')
+                 + ' dB' for what, d in diffs.items()]
+        sentences.append(f'{name} ({custom[name]["sr_train"]}) − the same set{"s" if n > 1 else ""} without it, '
+                         f'paired over {n} draw{"s" if n > 1 else ""}: ' + '; '.join(parts))
+    if not sentences:
+        return None
+    return (f'{student}, {budget:g} %, best validation and test PSNR, each pair on one set and the same SR seeds'
+            f'{" (± standard error of the mean paired difference)" if any(len(d["validation"]) > 1 for d in paired.values()) else ""}: '
+            + '. '.join(sentences) + '.')
