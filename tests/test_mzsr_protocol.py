@@ -270,3 +270,19 @@ def test_the_paper_table_states_each_official_start_target_with_its_margin():
     assert 'gd2.0' in lines[3] and ': met (35.15;' in lines[3]
     official['Set5/gd2.0']['mzsr10'] = 35.20
     assert 'NOT met' in targets(official, {'Set5/gd2.0': 34.95})[1]
+
+
+def test_the_stability_benchmark_reads_branches_and_lists_checkpoints(tmp_path):
+    from benchmarks.mzsr_meta_stability import checkpoints, parse_branch
+
+    assert parse_branch('patch64@1000:1100=datasets:train:gt_size=64,train:meta:loss_weights=uniform') == {
+        'name': 'patch64', 'start': 1000, 'end': 1100,
+        'overrides': ['datasets:train:gt_size=64', 'train:meta:loss_weights=uniform']}
+    for spec in ('patch64@1000=x', 'patch64@1100:1000=x', 'patch64:1000:1100'):
+        with pytest.raises(SRDistillError, match='option --branch: '):
+            parse_branch(spec)
+    (tmp_path / 'models').mkdir()
+    for name in ('net_g_50.pth', 'net_g_100.pth', 'net_g_200.pth', 'net_g_latest.pth'):
+        (tmp_path / 'models' / name).write_bytes(b'')
+    assert list(checkpoints(tmp_path, 100)) == [100, 200]
+    assert list(checkpoints(tmp_path, 50, first=100)) == [100, 200]

@@ -1,0 +1,185 @@
+"""Where a meta-transfer run goes over its iterations: MZSR(0/1/10) of every saved checkpoint on Set5 and on held-out
+photographs (scikit-image's colour photos, in no training or test set), and branches that continue the run from one
+of its checkpoints with one change (loss weights, patch size, meta-batch). Writes
+benchmarks/results/mzsr_meta_stability_<tag>{.json,.md,.png}.
+
+  python -m benchmarks.mzsr_meta_stability --threads 1 \\
+      --branch uniform@1000:1100=train:meta:loss_weights=uniform --branch patch64@1000:1100=datasets:train:gt_size=64
+
+The base run is the official-start direct arm of benchmarks/mzsr_adaptation.py (``--start official``); a branch
+``NAME@FROM:TO=OVERRIDE[,OVERRIDE]`` copies its training state at FROM and trains to TO with the base run's options,
+the CPU task settings and the overrides (``--force_yml`` syntax), resumably. Evaluation is cached per checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.common import ROOT, ResultCache, file_hash, pin_threads, write_results  # noqa: E402
+from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS  # noqa: E402
+from srdistill_plugin.core.errors import SRDistillError  # noqa: E402
+from srdistill_plugin.core.sample_images import load_skimage_photos  # noqa: E402
+from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr  # noqa: E402
+from srdistill_plugin.zero_shot.training import train_run  # noqa: E402
+
+SCALE, STEPS = 2, (0, 1, 10)
+HELD_OUT = ('astronaut', 'coffee', 'chelsea', 'rocket', 'stereo_motorcycle_left')  # colour photographs
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--work', default=str(ROOT / 'benchmarks' / 'work' / 'mzsr_official'))
+    p.add_argument('--base', default=OFFICIAL_ARMS['direct'].name, help='the experiment folder of the base run')
+    p.add_argument('--options', default=OFFICIAL_ARMS['direct'].options)
+    p.add_argument('--pool-lmdb', default=str(ROOT / 'benchmarks' / 'work' / 'mzsr' / 'pool' / 'HR.lmdb'))
+    p.add_argument('--set', default=str(ROOT.parent / 'shared' / 'data' / 'benchmarks' / 'Set5'))
+    p.add_argument('--kernel', default='gd2.0')
+    p.add_argument('--every', type=int, default=100, help='evaluate the checkpoints at multiples of this')
+    p.add_argument('--branch', action='append', default=[], metavar='NAME@FROM:TO=OVERRIDE[,OVERRIDE]')
+    p.add_argument('--crop', type=int, default=256, help='centre crop of each held-out photograph')
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--tag', default='official_cpu')
+    args = p.parse_args()
+    args.branches = [parse_branch(spec) for spec in args.branch]
+    return args
+
+
+def parse_branch(spec: str) -> dict:
+    """``NAME@FROM:TO=OVERRIDE[,OVERRIDE]`` -> ``{name, start, end, overrides}`` (one line naming a bad spec)."""
+    try:
+        head, overrides = spec.split('=', 1)
+        name, span = head.split('@')
+        start, end = map(int, span.split(':'))
+    except ValueError:
+        raise SRDistillError(f'option --branch: expected NAME@FROM:TO=OVERRIDE[,OVERRIDE], got {spec!r}') from None
+    if not 0 < start < end:
+        raise SRDistillError(f'option --branch: {spec!r} needs 0 < FROM < TO')
+    return {'name': name, 'start': start, 'end': end, 'overrides': overrides.split(',')}
+
+
+def train_branch(args, branch: dict) -> Path:
+    """The branch's experiment folder, trained (or resumed) to its end from the base run's state at its start."""
+    experiments = Path(args.work) / 'experiments'
+    base, folder = experiments / args.base, experiments / f'{args.base}_{branch["name"]}'
+    state = base / 'training_states' / f'{branch["start"]}.state'
+    if not state.is_file():
+        raise SRDistillError(f'{state}: the base run has no training state at iteration {branch["start"]}')
+    if not folder.is_dir():
+        tmp = folder.with_name(folder.name + '.tmp')
+        shutil.rmtree(tmp, ignore_errors=True)
+        for sub, name in (('training_states', state.name), ('models', f'net_g_{branch["start"]}.pth')):
+            (tmp / sub).mkdir(parents=True)
+            shutil.copy2(base / sub / name, tmp / sub / name)
+        tmp.rename(folder)
+    train_run(args.options, [f'datasets:train:dataroot_gt={args.pool_lmdb}', 'logger:use_tb_logger=False',
+                             f'path:experiments_root={experiments}', f'name={folder.name}',
+                             f'path:pretrain_network_g={Path(args.work) / "mzsr_official_x2.pth"}', *CPU_TASKS,
+                             f'train:total_iter={branch["end"]}', 'val:val_freq=1000000', *branch['overrides']],
+              ROOT, args.threads)
+    return folder
+
+
+def held_out_photos(crop: int) -> list[tuple[str, torch.Tensor]]:
+    """Centre crops of the held-out colour photographs as ``(name, 1x3xHxW RGB [0, 1])``."""
+    photos, out = load_skimage_photos(), []
+    for name in HELD_OUT:
+        img = photos[name]
+        y, x = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
+        rgb = img[y:y + crop, x:x + crop, ::-1].astype(np.float32) / 255
+        out.append((name, torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None]))
+    return out
+
+
+def checkpoints(folder: Path, every: int, first: int = 0) -> dict[int, Path]:
+    found = {int(p.stem.rsplit('_', 1)[1]): p for p in (folder / 'models').glob('net_g_[0-9]*.pth')}
+    return {it: found[it] for it in sorted(found) if it % every == 0 and it >= first}
+
+
+def evaluate(cache: ResultCache, path: Path, images: dict, kernel: str) -> dict[str, dict[str, float]]:
+    """``{image set: {'mzsr<n>': mean PSNR}}`` of one checkpoint (cached by its hash)."""
+    key = f'{file_hash(path)}/{kernel}/steps={STEPS}'
+    if cache.get(key) is None:
+        print(f'evaluating {path}', flush=True)
+        net, row = load_mzsr(path, SCALE), {}
+        for set_name, items in images.items():
+            per_image = []
+            for _, hr in items:
+                lr, k, downsample = official_lr(hr, kernel, SCALE)
+                per_image.append({n: v[0] for n, v in mzsr_rows(net, lr, k, downsample, hr, SCALE, STEPS,
+                                                                   'direct_x2').items()})
+            row[set_name] = {n: float(np.mean([r[n] for r in per_image])) for n in per_image[0]}
+        cache.put(key, row)
+    return cache.get(key)
+
+
+def plot(curves: dict, path: Path, set_names: list[str]) -> None:
+    fig, axes = plt.subplots(1, len(set_names), figsize=(6 * len(set_names), 4), squeeze=False)
+    for ax, set_name in zip(axes[0], set_names):
+        for (run, rows), colour in zip(curves.items(), plt.cm.tab10.colors):
+            its = sorted(rows)
+            for n, style in (('mzsr0', ':'), ('mzsr1', '-'), ('mzsr10', '--')):
+                ax.plot(its, [rows[i][set_name][n] for i in its], style, color=colour,
+                        label=f'{run} {n.upper().replace("MZSR", "MZSR(")})')
+        ax.set(title=set_name, xlabel='meta-iteration', ylabel='PSNR (dB, 8-bit Y)')
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    args = parse_args()
+    env = pin_threads(args.threads)
+    base = Path(args.work) / 'experiments' / args.base
+    runs = {'base': (base, 0)}
+    for branch in args.branches:
+        runs[branch['name']] = (train_branch(args, branch), branch['start'])
+    images = {Path(args.set).name: list(benchmark_images(Path(args.set), SCALE)),
+              'held-out photos': held_out_photos(args.crop)}
+    cache = ResultCache(Path(args.work) / f'stability_{args.tag}.json')
+    curves = {name: {it: evaluate(cache, path, images, args.kernel) for it, path in checkpoints(folder, args.every,
+                                                                                               first).items()}
+              for name, (folder, first) in runs.items()}
+    set_names = list(images)
+    header = '| run | iteration | ' + ' | '.join(f'{s} MZSR(0) / (1) / (10)' for s in set_names) + ' |'
+    lines = [header, '|' + '---|' * (2 + len(set_names))]
+    for name, rows in curves.items():
+        for it, row in rows.items():
+            lines.append(f'| {name} | {it} | ' + ' | '.join(' / '.join(f'{row[s][n]:.2f}' for n in ('mzsr0', 'mzsr1',
+                                                                                                  'mzsr10'))
+                                                            for s in set_names) + ' |')
+    best = {name: {s: max(rows, key=lambda it: rows[it][s]['mzsr1']) for s in set_names}
+            for name, rows in curves.items() if rows}
+    best_lines = [f'- {name}: best MZSR(1) ' + ', '.join(f'on {s} at {it} ({curves[name][it][s]["mzsr1"]:.2f} dB)'
+                                                          for s, it in b.items()) for name, b in best.items()]
+    branches = [f'- {b["name"]}: from {b["start"]} to {b["end"]} with {", ".join(b["overrides"])}'
+                for b in args.branches] or ['- none']
+    plot(curves, ROOT / 'benchmarks' / 'results' / f'mzsr_meta_stability_{args.tag}.png', set_names)
+    markdown = (f'# MZSR meta-transfer over its iterations ({args.tag})\n\n'
+                f'Every checkpoint at a multiple of {args.every} of `{args.base}` (options {args.options}, the CPU task '
+                f'settings: 8 + 8 patches of 32x32, meta-batch 2, 5 inner steps) and of its branches, adapted 0, 1 and '
+                f'10 steps (official direct_x2 step sizes) to each image degraded by {args.kernel} (the paper\'s LR '
+                f'protocol). PSNR (dB) on 8-bit Y, border 2, mean per image set. Held-out photos: centre '
+                f'{args.crop}x{args.crop} crops of scikit-image\'s {", ".join(HELD_OUT)} (in no training, validation '
+                f'or test set of the project), so a checkpoint can be chosen without the test sets. Threads: '
+                f'{args.threads} on CPU.\n\nBranches (each continues the base run from its training state; every '
+                f'other option as the base run):\n' + '\n'.join(branches) + '\n\n' + '\n'.join(lines) + '\n\n'
+                '## Best checkpoint by MZSR(1)\n' + '\n'.join(best_lines) + '\n\n'
+                f'![curves](mzsr_meta_stability_{args.tag}.png)\n')
+    write_results(f'mzsr_meta_stability_{args.tag}', {'args': {k: v for k, v in vars(args).items()}, 'env': env,
+                                                      'curves': {n: {str(i): r for i, r in rows.items()}
+                                                                 for n, rows in curves.items()}}, markdown)
+    print(markdown)
+
+
+if __name__ == '__main__':
+    main()
