@@ -84,3 +84,20 @@ def test_manual_seed_given_by_force_yml_is_the_one_used(photo_dir, tmp_path):
     first = next(iter(weights['a']))
     assert torch.equal(weights['a'][first], weights['b'][first])  # same seed, same network
     assert not torch.equal(weights['a'][first], weights['c'][first])  # BasicSR alone would train seed 0 again
+
+
+@pytest.mark.parametrize('train, message', [
+    ({'total_iter': 100, 'optim_g': {'type': 'Adam', 'lr': '1e-5'}},
+     "option train.optim_g.lr: expected a number, got '1e-5' (YAML reads 1e-4 as text: write 1.0e-4 or !!float 1e-4)"),
+    ({'total_iter': '1e5', 'optim_g': {'lr': 1e-4}}, "option train.total_iter: expected an integer, got '1e5'"),
+    ({'total_iter': 10, 'optim_d': {'lr': 1e-4, 'weight_decay': True}},
+     'option train.optim_d.weight_decay: expected a number, got True'),
+])
+def test_numbers_read_as_text_are_named_at_start(train, message):
+    from srdistill_plugin.core.errors import SRDistillError
+    from srdistill_plugin.engine.train import check_numeric_train_options
+
+    check_numeric_train_options({'train': {'total_iter': 10, 'optim_g': {'lr': 2e-4, 'weight_decay': 0}}})
+    with pytest.raises(SRDistillError) as info:
+        check_numeric_train_options({'train': train})
+    assert str(info.value).startswith(message)

@@ -72,10 +72,28 @@ def load_resume_state(opt: dict) -> dict | None:
     return None
 
 
+def check_numeric_train_options(opt: dict) -> None:
+    """Numbers that YAML may have read as text (``1e-4`` without a dot or ``!!float`` is a string): name the option
+    at start instead of a TypeError inside the optimizer or the loop."""
+    train = opt.get('train') or {}
+    checks = [('train.total_iter', train.get('total_iter'), (int, ))]
+    checks += [(f'train.{name}.{key}', value[key], (int, float)) for name, value in train.items()
+               if name.startswith('optim_') and isinstance(value, dict) for key in ('lr', 'weight_decay') if key in value]
+    for option, value, kinds in checks:
+        if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
+            continue
+        hint = ' (YAML reads 1e-4 as text: write 1.0e-4 or !!float 1e-4)' if isinstance(value, str) else ''
+        raise SRDistillError(f'option {option}: expected {"an integer" if kinds == (int, ) else "a number"}, got '
+                             f'{value!r}{hint}')
+
+
 def parse_options_seeded(root_path: str, is_train: bool = True) -> tuple[dict, object]:
-    """BasicSR's ``parse_options``, then the generators seeded with the final ``manual_seed`` (+ rank). With no
-    override this re-seeds with the same seed before anything random happens, so results do not change."""
+    """BasicSR's ``parse_options`` (its numeric training options checked), then the generators seeded with the final
+    ``manual_seed`` (+ rank). With no override this re-seeds with the same seed before anything random happens, so
+    results do not change."""
     opt, args = parse_options(root_path, is_train)
+    if is_train:
+        check_numeric_train_options(opt)
     set_random_seed(opt['manual_seed'] + opt['rank'])
     return opt, args
 
