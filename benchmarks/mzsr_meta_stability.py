@@ -175,7 +175,7 @@ def main() -> None:
                 f'other option as the base run):\n' + '\n'.join(branches) + '\n\n' + '\n'.join(lines) + '\n\n'
                 '## Best checkpoint by MZSR(1)\n' + '\n'.join(best_lines) + '\n\n'
                 f'![curves](mzsr_meta_stability_{args.tag}.png)\n')
-    write_results(f'mzsr_meta_stability_{args.tag}', {'args': {k: v for k, v in vars(args).items()}, 'env': env,
+    write_results(f'mzsr_meta_stability_{args.tag}', {'args': vars(args), 'env': env,
                                                       'curves': {n: {str(i): r for i, r in rows.items()}
                                                                  for n, rows in curves.items()}}, markdown)
     print(markdown)

@@ -76,6 +76,11 @@ def arm_mode(exp: dict, arm: str) -> tuple[str, dict]:
     return ARM_MODES[spec.pop('arm')], spec
 
 
+def recipe(exp: dict, arm: str) -> dict:
+    """The SR-training overrides of ``arm`` (``custom_arms.<arm>.sr_train``; empty for an arm that changes the set)."""
+    return arm_spec(exp, arm).get('sr_train') or {}
+
+
 def set_arm(exp: dict, arm: str) -> str:
     """The arm whose distilled set ``arm`` trains on: a custom arm that only changes the SR training
     (``sr_train``) trains on the set of the arm with the same set options (the built-in arm, or the custom arm

@@ -270,7 +270,7 @@ class Experiment:
 
     def sr_train(self, run: Run) -> dict:
         """The SR training options of ``run``: the experiment's ``sr_train`` with its arm's recipe overrides."""
-        return {**self.exp['sr_train'], **data.arm_spec(self.exp, run.arm).get('sr_train', {})}
+        return {**self.exp['sr_train'], **data.recipe(self.exp, run.arm)}
 
     def train_options(self, run: Run) -> dict:
         sr = self.sr_train(run)

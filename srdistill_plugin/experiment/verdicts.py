@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .data import set_arm
+from .data import recipe, set_arm
 from .results import FULL_POOL
 
 # (arm, the arm it differs from in one choice, the choice): the built-in arms' one-step differences
@@ -95,8 +95,7 @@ def choice_text(exp: dict, groups: dict, budget: float) -> str:
     """The validation choice among the arms' sets (recipe arms, which change the training, are read apart), every
     family of draws pooled (``groups`` as grouped by seed)."""
     groups, arms = pool_draws(exp, groups)
-    recipes = {a for a, spec in (exp.get('custom_arms') or {}).items() if 'sr_train' in spec}
-    best, scores, what, left_out = validation_choice(groups, [a for a in arms if a not in recipes], budget)
+    best, scores, what, left_out = validation_choice(groups, [a for a in arms if not recipe(exp, a)], budget)
     if best is None:
         return f'Not decidable yet at {budget:g} %: {what}.'
     ranking = ', '.join(f'{a} {v:.2f}' for a, v in sorted(scores.items(), key=lambda kv: -kv[1]))
@@ -206,11 +205,16 @@ def _mean_sd(values: list[float]) -> str:
     return f'{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} ({min(values):.2f}–{max(values):.2f})'
 
 
+def _measures(sets: list[str]) -> dict:
+    """``{'validation': run -> best validation PSNR, set: run -> test PSNR of the best checkpoint}``."""
+    measures = {'validation': lambda r: max(r['val_curve'].values())}
+    measures.update({s: (lambda r, s=s: r['test_best'][s]['psnr']) for s in sets})
+    return measures
+
+
 def _per_draw(runs: list[dict], sets: list[str]) -> dict[str, list[float]]:
     """Best validation and test PSNR per draw of a pooled group: ``{'validation': [...], set: [...]}``."""
-    values = {'validation': draw_values(runs, lambda r: max(r['val_curve'].values()))}
-    values.update({s: draw_values(runs, lambda r, s=s: r['test_best'][s]['psnr']) for s in sets})
-    return values
+    return {what: draw_values(runs, value) for what, value in _measures(sets).items()}
 
 
 def draw_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[list[str]]:
@@ -253,31 +257,24 @@ def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, stude
 def recipe_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
     """Each family of recipe arms (custom arms with ``sr_train`` overrides) against the same sets trained without
     the recipe, paired draw by draw (same set, same seeds): mean difference ± its standard error over the draws."""
-    family, custom = draw_families(exp), exp.get('custom_arms') or {}
+    family, measures = draw_families(exp), _measures(sets)
     paired = defaultdict(lambda: defaultdict(list))  # family -> what -> [difference per draw]
-    for arm in exp['arms']:
-        other = set_arm(exp, arm)
-        if 'sr_train' not in custom.get(arm, {}) or other == arm:
-            continue
-        mine, theirs = groups.get((student, arm, budget), []), groups.get((student, other, budget), [])
-        seeds = sorted({r['seed'] for r in mine} & {r['seed'] for r in theirs})
-        if not seeds:
-            continue
-        def mean_of(runs, value):
-            return float(np.mean([value(r) for r in runs if r['seed'] in seeds]))
-        values = {'validation': lambda r: max(r['val_curve'].values())}
-        values.update({s: (lambda r, s=s: r['test_best'][s]['psnr']) for s in sets})
-        for what, value in values.items():
-            paired[family[arm]][what].append(mean_of(mine, value) - mean_of(theirs, value))
+    for arm in (a for a in exp['arms'] if recipe(exp, a) and set_arm(exp, a) != a):
+        mine, theirs = groups.get((student, arm, budget), []), groups.get((student, set_arm(exp, arm), budget), [])
+        seeds = {r['seed'] for r in mine} & {r['seed'] for r in theirs}
+        for what, value in measures.items() if seeds else ():
+            gap = np.mean([value(r) for r in mine if r['seed'] in seeds]) - np.mean(
+                [value(r) for r in theirs if r['seed'] in seeds])
+            paired[family[arm]][what].append(float(gap))
     sentences = []
     for name, diffs in paired.items():
         n = len(diffs['validation'])
         parts = [f'{what} {np.mean(d):+.2f}' + (f' ± {np.std(d, ddof=1) / math.sqrt(n):.2f}' if n > 1 else '')
                  + ' dB' for what, d in diffs.items()]
-        sentences.append(f'{name} ({custom[name]["sr_train"]}) − the same set{"s" if n > 1 else ""} without it, '
-                         f'paired over {n} draw{"s" if n > 1 else ""}: ' + '; '.join(parts))
+        sentences.append(f'{name} ({recipe(exp, name)}) − the same set{"s" if n > 1 else ""} without it, paired over '
+                         f'{n} draw{"s" if n > 1 else ""}: ' + '; '.join(parts))
     if not sentences:
         return None
+    se = any(len(d['validation']) > 1 for d in paired.values())
     return (f'{student}, {budget:g} %, best validation and test PSNR, each pair on one set and the same SR seeds'
-            f'{" (± standard error of the mean paired difference)" if any(len(d["validation"]) > 1 for d in paired.values()) else ""}: '
-            + '. '.join(sentences) + '.')
+            + (' (± standard error of the mean paired difference)' if se else '') + ': ' + '. '.join(sentences) + '.')
