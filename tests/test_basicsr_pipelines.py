@@ -88,16 +88,51 @@ def test_manual_seed_given_by_force_yml_is_the_one_used(photo_dir, tmp_path):
 
 @pytest.mark.parametrize('train, message', [
     ({'total_iter': 100, 'optim_g': {'type': 'Adam', 'lr': '1e-5'}},
-     "option train.optim_g.lr: expected a number, got '1e-5' (YAML reads 1e-4 as text: write 1.0e-4 or !!float 1e-4)"),
+     "option train.optim_g.lr: expected a number, got '1e-5' (YAML and --force_yml read 1e-4 as text: write !!float 1e-4 or 0.0001)"),
     ({'total_iter': '1e5', 'optim_g': {'lr': 1e-4}}, "option train.total_iter: expected an integer, got '1e5'"),
     ({'total_iter': 10, 'optim_d': {'lr': 1e-4, 'weight_decay': True}},
      'option train.optim_d.weight_decay: expected a number, got True'),
 ])
 def test_numbers_read_as_text_are_named_at_start(train, message):
     from srdistill_plugin.core.errors import SRDistillError
-    from srdistill_plugin.engine.train import check_numeric_train_options
+    from srdistill_plugin.engine.train import check_train_options
 
-    check_numeric_train_options({'train': {'total_iter': 10, 'optim_g': {'lr': 2e-4, 'weight_decay': 0}}})
+    check_train_options({'train': {'total_iter': 10, 'optim_g': {'lr': 2e-4, 'weight_decay': 0}}})
     with pytest.raises(SRDistillError) as info:
-        check_numeric_train_options({'train': train})
+        check_train_options({'train': train})
     assert str(info.value).startswith(message)
+
+
+def resumable_model(lr: float, resume_lr: str):
+    """A stand-in for a BasicSR model: one Adam optimizer and BasicSR's MultiStepRestartLR, with its options."""
+    from types import SimpleNamespace
+
+    import torch
+    from basicsr.models.lr_scheduler import MultiStepRestartLR
+
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+    model = SimpleNamespace(optimizers=[optimizer], schedulers=[MultiStepRestartLR(optimizer, [1000], gamma=0.5)])
+    model.opt = {'train': {'optim_g': {'type': 'Adam', 'lr': lr}, 'resume_lr': resume_lr}}
+    return model
+
+
+@pytest.mark.parametrize('resume_lr, expected', [('state', 1e-4), ('options', 2.5e-5)])
+def test_resume_lr_options_sets_the_options_learning_rate(resume_lr, expected):
+    from srdistill_plugin.engine.train import resume_training
+
+    saved = resumable_model(1e-4, 'state')
+    state = {'optimizers': [o.state_dict() for o in saved.optimizers],
+             'schedulers': [s.state_dict() for s in saved.schedulers]}
+    model = resumable_model(2.5e-5, resume_lr)
+    resume_training(model, state)
+    model.schedulers[0].step()
+    assert model.optimizers[0].param_groups[0]['lr'] == pytest.approx(expected)
+    assert model.schedulers[0].base_lrs == [pytest.approx(expected)]
+
+
+def test_bad_resume_lr_choice_is_named():
+    from srdistill_plugin.core.errors import SRDistillError
+    from srdistill_plugin.engine.train import check_train_options
+
+    with pytest.raises(SRDistillError, match=r"option train.resume_lr: expected one of \['state', 'options'\], got 'opt'"):
+        check_train_options({'train': {'total_iter': 10, 'resume_lr': 'opt'}})

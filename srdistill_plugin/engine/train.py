@@ -8,7 +8,9 @@
   ``--force_yml``, so the override was logged but not used);
 * checkpoints are written atomically and a failed write stops the run (``core/checkpoint_io.py``);
 * ``--launcher pytorch|slurm`` works on CPU-only machines with gloo (``engine/distributed.py``), and a
-  distributed run ends by checking that every rank holds rank 0's weights (logged).
+  distributed run ends by checking that every rank holds rank 0's weights (logged);
+* ``train.resume_lr: options`` resumes with the learning rates of the ``train.optim_*`` options instead of the
+  state's (BasicSR restores the state's), so a run can be continued with a new learning rate (default ``state``).
 """
 from __future__ import annotations
 
@@ -72,28 +74,61 @@ def load_resume_state(opt: dict) -> dict | None:
     return None
 
 
-def check_numeric_train_options(opt: dict) -> None:
+RESUME_LR_CHOICES = ('state', 'options')
+_basicsr_resume_training = BaseModel.resume_training
+
+
+def optimizer_options(train: dict) -> list[tuple[str, dict]]:
+    """The ``train.optim_*`` options in the order they are written (BasicSR builds its optimizers in that order)."""
+    return [(name, value) for name, value in train.items() if name.startswith('optim_') and isinstance(value, dict)]
+
+
+def resume_training(model: BaseModel, resume_state: dict) -> None:
+    """BasicSR's ``resume_training``; with ``train.resume_lr: options`` each optimizer then takes the learning rate of
+    its ``train.optim_*`` option (its schedulers' base rates too), logged."""
+    _basicsr_resume_training(model, resume_state)
+    train = model.opt.get('train') or {}
+    if train.get('resume_lr', 'state') != 'options':
+        return
+    named = optimizer_options(train)
+    if len(named) != len(model.optimizers):
+        raise SRDistillError(f'option train.resume_lr: options needs one train.optim_* option per optimizer '
+                             f'({len(model.optimizers)}), got {[name for name, _ in named]}')
+    for index, ((name, value), optimizer) in enumerate(zip(named, model.optimizers)):
+        before = optimizer.param_groups[0]['lr']
+        for group in optimizer.param_groups:
+            group['lr'] = group['initial_lr'] = value['lr']
+        for scheduler in model.schedulers[index:index + 1]:
+            scheduler.base_lrs = [value['lr']] * len(optimizer.param_groups)
+        get_root_logger().info(f'train.resume_lr: options: {name} resumes at lr {value["lr"]:.3e} (the state had '
+                               f'{before:.3e})')
+
+
+def check_train_options(opt: dict) -> None:
     """Numbers that YAML may have read as text (``1e-4`` without a dot or ``!!float`` is a string): name the option
-    at start instead of a TypeError inside the optimizer or the loop."""
+    at start instead of a TypeError inside the optimizer or the loop; ``train.resume_lr`` is one of its choices."""
     train = opt.get('train') or {}
+    if train.get('resume_lr', 'state') not in RESUME_LR_CHOICES:
+        raise SRDistillError(f'option train.resume_lr: expected one of {list(RESUME_LR_CHOICES)}, got '
+                             f'{train["resume_lr"]!r}')
     checks = [('train.total_iter', train.get('total_iter'), (int, ))]
-    checks += [(f'train.{name}.{key}', value[key], (int, float)) for name, value in train.items()
-               if name.startswith('optim_') and isinstance(value, dict) for key in ('lr', 'weight_decay') if key in value]
+    checks += [(f'train.{name}.{key}', value[key], (int, float)) for name, value in optimizer_options(train)
+               for key in ('lr', 'weight_decay') if key in value]
     for option, value, kinds in checks:
         if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
             continue
-        hint = ' (YAML reads 1e-4 as text: write 1.0e-4 or !!float 1e-4)' if isinstance(value, str) else ''
+        hint = ' (YAML and --force_yml read 1e-4 as text: write !!float 1e-4 or 0.0001)' if isinstance(value, str) else ''
         raise SRDistillError(f'option {option}: expected {"an integer" if kinds == (int, ) else "a number"}, got '
                              f'{value!r}{hint}')
 
 
 def parse_options_seeded(root_path: str, is_train: bool = True) -> tuple[dict, object]:
-    """BasicSR's ``parse_options`` (its numeric training options checked), then the generators seeded with the final
+    """BasicSR's ``parse_options`` (its training options checked), then the generators seeded with the final
     ``manual_seed`` (+ rank). With no override this re-seeds with the same seed before anything random happens, so
     results do not change."""
     opt, args = parse_options(root_path, is_train)
     if is_train:
-        check_numeric_train_options(opt)
+        check_train_options(opt)
     set_random_seed(opt['manual_seed'] + opt['rank'])
     return opt, args
 
@@ -116,7 +151,8 @@ def plugin_train_hooks(built_models: list | None = None) -> Iterator[None]:
              (basicsr_train, 'parse_options', parse_options_seeded),
              (basicsr_train, 'build_model', build_and_keep),
              (basicsr_options, 'init_dist', distributed.init_dist),
-             (BaseModel, 'model_to_device', distributed.model_to_device)]
+             (BaseModel, 'model_to_device', distributed.model_to_device),
+             (BaseModel, 'resume_training', resume_training)]
     saved = [getattr(owner, name) for owner, name, _ in hooks]
     for owner, name, hook in hooks:
         setattr(owner, name, hook)
