@@ -117,7 +117,8 @@ def check_train_options(opt: dict) -> None:
     for option, value, kinds in checks:
         if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
             continue
-        hint = ' (YAML and --force_yml read 1e-4 as text: write !!float 1e-4 or 0.0001)' if isinstance(value, str) else ''
+        text = isinstance(value, str)
+        hint = ' (YAML and --force_yml read 1e-4 as text: write !!float 1e-4 or 0.0001)' if text else ''
         raise SRDistillError(f'option {option}: expected {"an integer" if kinds == (int, ) else "a number"}, got '
                              f'{value!r}{hint}')
 
