@@ -310,3 +310,26 @@ def test_a_recipe_arm_trains_on_the_set_without_it_and_is_read_against_it(photo_
         'validation +0.15 ± 0.05 dB; Set5 +0.20 ± 0.10 dB' in text and 'herding_rgb' not in text
     # the recipes (31.0, 30.55) take no part in the choice of the set
     assert 'Best on validation: **random_real**' in choice_text(exp, groups, 5)
+
+
+def test_a_family_under_a_recipe_is_read_against_random_real_under_the_same_recipe():
+    from srdistill_plugin.experiment.report import group_results
+    from srdistill_plugin.experiment.verdicts import draw_gap_text, random_reference
+
+    rgb = {'augment': {'rgb_permute': 1.0}}
+    custom = {'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1},
+              'random_real_rgb': {'arm': 'random_real', 'sr_train': rgb},
+              'random_real_draw1_rgb': {'arm': 'random_real', 'draw_seed': 1, 'sr_train': rgb},
+              'herding_rgb': {'arm': 'herding', 'sr_train': rgb},
+              'herding_draw1_rgb': {'arm': 'herding', 'draw_seed': 1, 'sr_train': rgb}}
+    exp = {'arms': ['random_real', 'random_real_draw1', *custom.keys() - {'random_real_draw1'}], 'manual_seed': 0,
+           'custom_arms': custom}
+    assert [random_reference(exp, a) for a in ('random_real_draw1', 'random_real_rgb', 'herding_draw1_rgb')] == [
+        'random_real', 'random_real', 'random_real_rgb']
+    runs = [result('EDSR', 'random_real', 5, 0, 30.5, 29.6), result('EDSR', 'random_real_draw1', 5, 0, 30.3, 29.2),
+            result('EDSR', 'random_real_rgb', 5, 0, 30.7, 29.8),
+            result('EDSR', 'random_real_draw1_rgb', 5, 0, 30.5, 29.6), result('EDSR', 'herding_rgb', 5, 0, 30.6, 29.7), result('EDSR', 'herding_draw1_rgb', 5, 0, 30.4, 29.5)]
+    gap = draw_gap_text(exp, group_results(runs), ['Set5'], 5, 'EDSR')
+    assert 'random_real_rgb − random_real over 2 / 2 draws: validation +0.20 ± 0.14 dB' in gap
+    assert 'herding_rgb − random_real_rgb over 2 / 2 draws: validation -0.10 ± 0.14 dB' in gap
+    assert 'herding_rgb − random_real over' not in gap

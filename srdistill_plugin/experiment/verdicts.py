@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .data import recipe, set_arm
+from .data import arm_spec, recipe, set_arm
 from .results import FULL_POOL
 
 # (arm, the arm it differs from in one choice, the choice): the built-in arms' one-step differences
@@ -228,15 +228,27 @@ def draw_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: 
     return rows
 
 
+def random_reference(exp: dict, arm: str) -> str:
+    """The arm a family of draws is read against: random_real trained with the same SR recipe when ``arm`` has one
+    and another set (herding under RGB permutation against random_real under it), else random_real itself."""
+    mine = recipe(exp, arm)
+    if not mine or arm_spec(exp, arm)['arm'] == 'random_real':
+        return 'random_real'
+    same = [a for a in exp['arms'] if arm_spec(exp, a)['arm'] == 'random_real' and recipe(exp, a) == mine]
+    return draw_families(exp)[same[0]] if same else 'random_real'
+
+
 def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
-    """Each family of draws against random_real's: the gap of their means over draws, with the standard error of
-    the difference (sample std over draws); None until random_real and another family have two draws each."""
+    """Each family of draws against random_real's (under the same SR recipe, ``random_reference``): the gap of their
+    means over draws, with the standard error of the difference (sample std over draws); None until a pair of
+    families has two draws each."""
     pooled, families = pool_draws(exp, groups)
-    rnd = _per_draw(pooled.get((student, 'random_real', budget), []), sets)
     sentences = []
     for family in families:
+        reference = random_reference(exp, family)
         mine = _per_draw(pooled.get((student, family, budget), []), sets)
-        if family == 'random_real' or min(len(mine['validation']), len(rnd['validation'])) < 2:
+        rnd = _per_draw(pooled.get((student, reference, budget), []), sets)
+        if family == reference or min(len(mine['validation']), len(rnd['validation'])) < 2:
             continue
         parts = []
         for what in mine:
@@ -245,7 +257,7 @@ def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, stude
             se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
             parts.append(f'{what} {gap:+.2f} ± {se:.2f} dB ({"within" if abs(gap) < 2 * se else "beyond"} two '
                          'standard errors)')
-        sentences.append(f'{family} − random_real over {len(mine["validation"])} / {len(rnd["validation"])} draws: '
+        sentences.append(f'{family} − {reference} over {len(mine["validation"])} / {len(rnd["validation"])} draws: '
                          + '; '.join(parts))
     if not sentences:
         return None
