@@ -1,7 +1,8 @@
 """Where a meta-transfer run goes over its iterations: MZSR(0/1/10) of every saved checkpoint on Set5 and on held-out
 photographs (scikit-image's colour photos, in no training or test set), and branches that continue the run from one
-of its checkpoints with one change (loss weights, patch size, meta-batch). Writes
-benchmarks/results/mzsr_meta_stability_<tag>{.json,.md,.png}.
+of its checkpoints with one change (loss weights, patch size, meta-batch, meta learning rate). Writes
+benchmarks/results/mzsr_meta_stability_<tag>{.json,.md,.png}. ``--schedule`` sets the test-time step sizes
+(default: the official direct_x2; task_lr: the meta-training inner step size at every step).
 
   python -m benchmarks.mzsr_meta_stability --threads 1 \\
       --branch uniform@1000:1100=train:meta:loss_weights=uniform --branch patch64@1000:1100=datasets:train:gt_size=64
@@ -26,11 +27,15 @@ import torch  # noqa: E402
 from benchmarks.common import ROOT, ResultCache, file_hash, pin_threads, write_results  # noqa: E402
 from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS  # noqa: E402
 from srdistill_plugin.core.errors import SRDistillError  # noqa: E402
+from srdistill_plugin.core.zero_shot import STEP_SCHEDULES  # noqa: E402
 from srdistill_plugin.core.sample_images import load_skimage_photos  # noqa: E402
 from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr  # noqa: E402
 from srdistill_plugin.zero_shot.training import train_run  # noqa: E402
 
 SCALE, STEPS = 2, (0, 1, 10)
+STEP_NOTES = {'direct_x2': 'official direct_x2 step sizes: 2e-2, then 1e-2 x 3, then 5e-3',
+              'task_lr': 'step size 1e-2 at every step, the meta-training inner step size (official TASK_LR); not '
+                         'the official test schedule'}
 HELD_OUT = ('astronaut', 'coffee', 'chelsea', 'rocket', 'stereo_motorcycle_left')  # colour photographs
 
 
@@ -42,6 +47,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--pool-lmdb', default=str(ROOT / 'benchmarks' / 'work' / 'mzsr' / 'pool' / 'HR.lmdb'))
     p.add_argument('--set', default=str(ROOT.parent / 'shared' / 'data' / 'benchmarks' / 'Set5'))
     p.add_argument('--kernel', default='gd2.0')
+    p.add_argument('--schedule', choices=sorted(STEP_SCHEDULES), default='direct_x2', help='test-time step sizes')
     p.add_argument('--every', type=int, default=100, help='evaluate the checkpoints at multiples of this')
     p.add_argument('--branch', action='append', default=[], metavar='NAME@FROM:TO=OVERRIDE[,OVERRIDE]')
     p.add_argument('--crop', type=int, default=256, help='centre crop of each held-out photograph')
@@ -103,9 +109,10 @@ def checkpoints(folder: Path, every: int, first: int = 0) -> dict[int, Path]:
     return {it: found[it] for it in sorted(found) if it % every == 0 and it >= first}
 
 
-def evaluate(cache: ResultCache, path: Path, images: dict, kernel: str) -> dict[str, dict[str, float]]:
-    """``{image set: {'mzsr<n>': mean PSNR}}`` of one checkpoint (cached by its hash)."""
-    key = f'{file_hash(path)}/{kernel}/steps={STEPS}'
+def evaluate(cache: ResultCache, path: Path, images: dict, kernel: str,
+             schedule: str = 'direct_x2') -> dict[str, dict[str, float]]:
+    """``{image set: {'mzsr<n>': mean PSNR}}`` of one checkpoint adapted with ``schedule`` (cached by its hash)."""
+    key = f'{file_hash(path)}/{kernel}/steps={STEPS}' + ('' if schedule == 'direct_x2' else f'/{schedule}')
     if cache.get(key) is None:
         print(f'evaluating {path}', flush=True)
         net, row = load_mzsr(path, SCALE), {}
@@ -114,7 +121,7 @@ def evaluate(cache: ResultCache, path: Path, images: dict, kernel: str) -> dict[
             for _, hr in items:
                 lr, k, downsample = official_lr(hr, kernel, SCALE)
                 per_image.append({n: v[0] for n, v in mzsr_rows(net, lr, k, downsample, hr, SCALE, STEPS,
-                                                                   'direct_x2').items()})
+                                                                   schedule).items()})
             row[set_name] = {n: float(np.mean([r[n] for r in per_image])) for n in per_image[0]}
         cache.put(key, row)
     return cache.get(key)
@@ -146,8 +153,8 @@ def main() -> None:
     images = {Path(args.set).name: list(benchmark_images(Path(args.set), SCALE)),
               'held-out photos': held_out_photos(args.crop)}
     cache = ResultCache(Path(args.work) / f'stability_{args.tag}.json')
-    curves = {name: {it: evaluate(cache, path, images, args.kernel) for it, path in checkpoints(folder, args.every,
-                                                                                               first).items()}
+    curves = {name: {it: evaluate(cache, path, images, args.kernel, args.schedule)
+                     for it, path in checkpoints(folder, args.every, first).items()}
               for name, (folder, first) in runs.items()}
     set_names = list(images)
     header = '| run | iteration | ' + ' | '.join(f'{s} MZSR(0) / (1) / (10)' for s in set_names) + ' |'
@@ -167,7 +174,7 @@ def main() -> None:
     markdown = (f'# MZSR meta-transfer over its iterations ({args.tag})\n\n'
                 f'Every checkpoint at a multiple of {args.every} of `{args.base}` (options {args.options}, the CPU task '
                 f'settings: 8 + 8 patches of 32x32, meta-batch 2, 5 inner steps) and of its branches, adapted 0, 1 and '
-                f'10 steps (official direct_x2 step sizes) to each image degraded by {args.kernel} (the paper\'s LR '
+                f'10 steps ({STEP_NOTES.get(args.schedule, args.schedule)}) to each image degraded by {args.kernel} (the paper\'s LR '
                 f'protocol). PSNR (dB) on 8-bit Y, border 2, mean per image set. Held-out photos: centre '
                 f'{args.crop}x{args.crop} crops of scikit-image\'s {", ".join(HELD_OUT)} (in no training, validation '
                 f'or test set of the project), so a checkpoint can be chosen without the test sets. Threads: '

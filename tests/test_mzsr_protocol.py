@@ -139,6 +139,7 @@ def test_official_step_size_schedules():
     assert mzsr_step_sizes(6) == [2e-2, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3]
     assert mzsr_step_sizes(5, 'bicubic_x2') == [1e-2, 1e-2, 1e-2, 1e-3, 1e-3]
     assert mzsr_step_sizes(6, 'direct_x4') == [1e-2, 5e-3, 5e-3, 5e-3, 5e-3, 1e-3]
+    assert mzsr_step_sizes(3, 'task_lr') == [1e-2] * 3  # the step size the start was meta-trained for
     with pytest.raises(SRDistillError, match='unknown adaptation schedule'):
         mzsr_step_sizes(1, 'fast')
 
