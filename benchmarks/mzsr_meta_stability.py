@@ -127,6 +127,16 @@ def evaluate(cache: ResultCache, path: Path, images: dict, kernel: str,
     return cache.get(key)
 
 
+def best_text(rows: dict, set_names: list[str], steps: str) -> str:
+    """Where ``steps`` (mzsr1 / mzsr10) is best on the test set, and which checkpoint the held-out photos choose
+    (read on the test set too)."""
+    test, held_out = set_names
+    on_test = max(rows, key=lambda it: rows[it][test][steps])
+    chosen = max(rows, key=lambda it: rows[it][held_out][steps])
+    return (f'MZSR({steps[4:]}) best on {test} at {on_test} ({rows[on_test][test][steps]:.2f} dB); the {held_out} '
+            f'choose {chosen} ({rows[chosen][held_out][steps]:.2f} dB there, {test} {rows[chosen][test][steps]:.2f})')
+
+
 def plot(curves: dict, path: Path, set_names: list[str]) -> None:
     fig, axes = plt.subplots(1, len(set_names), figsize=(6 * len(set_names), 4), squeeze=False)
     for ax, set_name in zip(axes[0], set_names):
@@ -164,10 +174,8 @@ def main() -> None:
             lines.append(f'| {name} | {it} | ' + ' | '.join(' / '.join(f'{row[s][n]:.2f}' for n in ('mzsr0', 'mzsr1',
                                                                                                   'mzsr10'))
                                                             for s in set_names) + ' |')
-    best = {name: {s: max(rows, key=lambda it: rows[it][s]['mzsr1']) for s in set_names}
-            for name, rows in curves.items() if rows}
-    best_lines = [f'- {name}: best MZSR(1) ' + ', '.join(f'on {s} at {it} ({curves[name][it][s]["mzsr1"]:.2f} dB)'
-                                                          for s, it in b.items()) for name, b in best.items()]
+    best_lines = [f'- {name}: ' + '; '.join(best_text(rows, set_names, steps) for steps in ('mzsr1', 'mzsr10'))
+                  for name, rows in curves.items() if rows]
     branches = [f'- {b["name"]}: from {b["start"]} to {b["end"]} with {", ".join(b["overrides"])}'
                 for b in args.branches] or ['- none']
     plot(curves, ROOT / 'benchmarks' / 'results' / f'mzsr_meta_stability_{args.tag}.png', set_names)
@@ -180,7 +188,7 @@ def main() -> None:
                 f'or test set of the project), so a checkpoint can be chosen without the test sets. Threads: '
                 f'{args.threads} on CPU.\n\nBranches (each continues the base run from its training state; every '
                 f'other option as the base run):\n' + '\n'.join(branches) + '\n\n' + '\n'.join(lines) + '\n\n'
-                '## Best checkpoint by MZSR(1)\n' + '\n'.join(best_lines) + '\n\n'
+                '## Best checkpoints\n' + '\n'.join(best_lines) + '\n\n'
                 f'![curves](mzsr_meta_stability_{args.tag}.png)\n')
     write_results(f'mzsr_meta_stability_{args.tag}', {'args': vars(args), 'env': env,
                                                       'curves': {n: {str(i): r for i, r in rows.items()}

@@ -274,7 +274,7 @@ def test_the_paper_table_states_each_official_start_target_with_its_margin():
 
 
 def test_the_stability_benchmark_reads_branches_and_lists_checkpoints(tmp_path):
-    from benchmarks.mzsr_meta_stability import checkpoints, parse_branch
+    from benchmarks.mzsr_meta_stability import best_text, checkpoints, parse_branch
 
     assert parse_branch('patch64@1000:1100=datasets:train:gt_size=64,train:meta:loss_weights=uniform') == {
         'name': 'patch64', 'start': 1000, 'end': 1100,
@@ -287,3 +287,7 @@ def test_the_stability_benchmark_reads_branches_and_lists_checkpoints(tmp_path):
         (tmp_path / 'models' / name).write_bytes(b'')
     assert list(checkpoints(tmp_path, 100)) == [100, 200]
     assert list(checkpoints(tmp_path, 50, first=100)) == [100, 200]
+    rows = {100: {'Set5': {'mzsr1': 30., 'mzsr10': 31.}, 'held-out photos': {'mzsr1': 29., 'mzsr10': 28.}},
+            200: {'Set5': {'mzsr1': 29., 'mzsr10': 32.}, 'held-out photos': {'mzsr1': 29.5, 'mzsr10': 27.}}}
+    assert best_text(rows, ['Set5', 'held-out photos'], 'mzsr1') == (
+        'MZSR(1) best on Set5 at 100 (30.00 dB); the held-out photos choose 200 (29.50 dB there, Set5 29.00)')
