@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--options', default=OFFICIAL_ARMS['direct'].options)
     p.add_argument('--pool-lmdb', default=str(ROOT / 'benchmarks' / 'work' / 'mzsr' / 'pool' / 'HR.lmdb'))
     p.add_argument('--set', default=str(ROOT.parent / 'shared' / 'data' / 'benchmarks' / 'Set5'))
-    p.add_argument('--kernel', default='gd2.0')
+    p.add_argument('--kernel', nargs='+', default=['gd2.0'], help='LR kernels (several: a curve per run and kernel)')
     p.add_argument('--schedule', choices=sorted(STEP_SCHEDULES), default='direct_x2', help='test-time step sizes')
     p.add_argument('--every', type=int, default=100, help='evaluate the checkpoints at multiples of this')
     p.add_argument('--branch', action='append', default=[], metavar='NAME@FROM:TO=OVERRIDE[,OVERRIDE]')
@@ -163,9 +163,10 @@ def main() -> None:
     images = {Path(args.set).name: list(benchmark_images(Path(args.set), SCALE)),
               'held-out photos': held_out_photos(args.crop)}
     cache = ResultCache(Path(args.work) / f'stability_{args.tag}.json')
-    curves = {name: {it: evaluate(cache, path, images, args.kernel, args.schedule)
-                     for it, path in checkpoints(folder, args.every, first).items()}
-              for name, (folder, first) in runs.items()}
+    curves = {name if len(args.kernel) == 1 else f'{name} {kernel}':
+              {it: evaluate(cache, path, images, kernel, args.schedule)
+               for it, path in checkpoints(folder, args.every, first).items()}
+              for name, (folder, first) in runs.items() for kernel in args.kernel}
     set_names = list(images)
     header = '| run | iteration | ' + ' | '.join(f'{s} MZSR(0) / (1) / (10)' for s in set_names) + ' |'
     lines = [header, '|' + '---|' * (2 + len(set_names))]
@@ -182,10 +183,11 @@ def main() -> None:
     markdown = (f'# MZSR meta-transfer over its iterations ({args.tag})\n\n'
                 f'Every checkpoint at a multiple of {args.every} of `{args.base}` (options {args.options}, the CPU task '
                 f'settings: 8 + 8 patches of 32x32, meta-batch 2, 5 inner steps) and of its branches, adapted 0, 1 and '
-                f'10 steps ({STEP_NOTES.get(args.schedule, args.schedule)}) to each image degraded by {args.kernel} (the paper\'s LR '
-                f'protocol). PSNR (dB) on 8-bit Y, border 2, mean per image set. Held-out photos: centre '
-                f'{args.crop}x{args.crop} crops of scikit-image\'s {", ".join(HELD_OUT)} (in no training, validation '
-                f'or test set of the project), so a checkpoint can be chosen without the test sets. Threads: '
+                f'10 steps ({STEP_NOTES.get(args.schedule, args.schedule)}) to each image degraded by '
+                f'{" / ".join(args.kernel)} (the paper\'s LR protocol). PSNR (dB) on 8-bit Y, border 2, mean per '
+                f'image set. Held-out photos: centre {args.crop}x{args.crop} crops of scikit-image\'s '
+                f'{", ".join(HELD_OUT)} (in no training, validation or test set of the project), so a checkpoint can '
+                f'be chosen without the test sets. Threads: '
                 f'{args.threads} on CPU.\n\nBranches (each continues the base run from its training state; every '
                 f'other option as the base run):\n' + '\n'.join(branches) + '\n\n' + '\n'.join(lines) + '\n\n'
                 '## Best checkpoints\n' + '\n'.join(best_lines) + '\n\n'
