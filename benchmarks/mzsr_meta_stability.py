@@ -27,8 +27,8 @@ import torch  # noqa: E402
 from benchmarks.common import ROOT, ResultCache, file_hash, pin_threads, write_results  # noqa: E402
 from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS  # noqa: E402
 from srdistill_plugin.core.errors import SRDistillError  # noqa: E402
-from srdistill_plugin.core.zero_shot import STEP_SCHEDULES  # noqa: E402
 from srdistill_plugin.core.sample_images import load_skimage_photos  # noqa: E402
+from srdistill_plugin.core.zero_shot import STEP_SCHEDULES  # noqa: E402
 from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr  # noqa: E402
 from srdistill_plugin.zero_shot.training import train_run  # noqa: E402
 

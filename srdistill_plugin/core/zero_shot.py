@@ -27,7 +27,7 @@ STEP_SCHEDULES: dict[str, Callable[[int], float]] = {
     'multiscale': lambda i: 1e-2 if i < 3 else 5e-3,
     'bicubic_x2': lambda i: 1e-2 if i < 3 else 1e-3,
     'direct_x4': lambda i: 1e-2 if i == 0 else 5e-3 if i < 5 else 1e-3,
-    'task_lr': lambda i: 1e-2,  # not a test.py schedule: the meta-training inner step size (config.py TASK_LR) throughout
+    'task_lr': lambda i: 1e-2,  # not in test.py: the meta-training inner step size (config.py TASK_LR) throughout
 }
 
 
