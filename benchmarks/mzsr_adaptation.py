@@ -71,6 +71,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--pretrain-iters', type=int, default=1500)
     p.add_argument('--meta-iters', type=int, default=500)
     p.add_argument('--arm-iters', nargs='*', default=[], metavar='ARM=N', help='meta-iterations of one arm')
+    p.add_argument('--arm-checkpoint', nargs='*', default=[], metavar='ARM=N',
+                   help='evaluate an arm at its checkpoint of iteration N (e.g. the one benchmarks.mzsr_meta_stability '
+                        'chooses on held-out photos) instead of its last')
     p.add_argument('--mzsr10-sets', nargs='*', help='sets on which MZSR(10) runs (own: Set5; official: all)')
     p.add_argument('--ablation-sets', nargs='*', help='(own: Set5; official: none)')
     p.add_argument('--ablation-kernels', nargs='+', default=['gd2.0', 'gdani'])
@@ -91,12 +94,35 @@ def parse_args() -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.arm_iters = {arm: int(n) for arm, n in (item.split('=', 1) for item in args.arm_iters)}
+    for option in ('arm_iters', 'arm_checkpoint'):
+        pairs = [item.split('=', 1) for item in getattr(args, option)]
+        if any(len(pair) != 2 or not pair[1].isdigit() for pair in pairs):
+            p.error(f"--{option.replace('_', '-')}: expected ARM=N with N a whole number, got {getattr(args, option)}")
+        setattr(args, option, {arm: int(n) for arm, n in pairs})
     return args
 
 
 def meta_iters(args, arm: str) -> int:
     return args.arm_iters.get(arm, args.meta_iters)
+
+
+def evaluated_iters(args, arm: str) -> int:
+    """The meta-iteration of the checkpoint the benchmark evaluates for ``arm``."""
+    return args.arm_checkpoint.get(arm, meta_iters(args, arm))
+
+
+def chosen_checkpoints(nets: dict[str, Path], chosen: dict[str, int]) -> dict[str, Path]:
+    """Replace each arm's last checkpoint by the one of its chosen iteration; a missing file or arm ends the run with
+    one line naming it."""
+    out = dict(nets)
+    for arm, iteration in chosen.items():
+        if arm not in nets or arm == 'pretrained':
+            raise SystemExit(f'--arm-checkpoint: unknown arm {arm!r} (arms: {sorted(set(nets) - {"pretrained"})})')
+        path = nets[arm].with_name(f'net_g_{iteration}.pth')
+        if not path.is_file():
+            raise SystemExit(f'--arm-checkpoint {arm}={iteration}: no checkpoint {path}')
+        out[arm] = path
+    return out
 
 
 def train_networks(args, work: Path) -> tuple[dict[str, Path], dict[str, float]]:
@@ -180,7 +206,7 @@ def analysis(summary: dict, args) -> str:
         out.append(f"- MZSR(1) below bicubic on {', '.join(low)}: the kernel's variance (0.2) lies outside the "
                    f"meta-training kernels (the official generator draws variances in [1, {2.5 * SCALE:g}]), and the "
                    f"meta-learned start assumes that much blur (MZSR(0) is below the bicubic-pretrained network there "
-                   f"too); {meta_iters(args, 'direct')} meta-iterations have not made one step enough to undo it (MZSR(10) "
+                   f"too); {evaluated_iters(args, 'direct')} meta-iterations have not made one step enough to undo it (MZSR(10) "
                    f"recovers part of the gap).")
     gd = summary.get('Set5/gd2.0', {})
     if gd.get('zssr_final') and gd.get('mzsr10', 0) < gd['zssr_final']:
@@ -191,7 +217,7 @@ def analysis(summary: dict, args) -> str:
                  f"+{ten:.2f} for ten), but not yet to where the paper's one step lands")
         out.append(f"- MZSR(10) below ZSSR on Set5/gd2.0: {state}; the paper's initialisation is sensitive to "
                    f"one step after 100,000 meta-iterations with 5 inner steps and 8 + 8 patches of 64 px, "
-                   f"{100000 // meta_iters(args, 'direct')}x the iterations run here ({task_text(args)}). A longer "
+                   f"{100000 // evaluated_iters(args, 'direct')}x the iterations evaluated here ({task_text(args)}). A longer "
                    f"run at the official task settings (on a GPU) is what would move MZSR(1)/(10).")
     if gd.get('zssr_shift_final'):
         out.append(f"- ZSSR with its official kernel_shift reads {gd['zssr_shift_final']:.2f} dB against "
@@ -208,7 +234,9 @@ def task_text(args) -> str:
 
 def training_text(args) -> str:
     """How the compared networks were trained, for the results file."""
-    iters = ', '.join(f'{arm} {meta_iters(args, arm)}' for arm in (META_ARMS if args.start == 'own' else OFFICIAL_ARMS))
+    iters = ', '.join(f'{arm} {meta_iters(args, arm)}' + (f' (evaluated at its checkpoint {args.arm_checkpoint[arm]})'
+                                                          if arm in args.arm_checkpoint else '')
+                      for arm in (META_ARMS if args.start == 'own' else OFFICIAL_ARMS))
     if args.start == 'own':
         return (f'Training (CPU-scaled, options/mzsr_*_x2_cpu.yml): {args.pretrain_iters} bicubic pretraining '
                 f'iterations; meta-iterations per arm: {iters} ({task_text(args)}, second order, MAML++ annealed '
@@ -275,6 +303,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     paths, times = train_networks(args, work)
+    paths = chosen_checkpoints(paths, args.arm_checkpoint)
     times.update({f'{arm}_training_s': training_seconds(path.parent.parent) for arm, path in paths.items()
                   if arm != 'pretrained' or args.start == 'own'})
     curves = {arm: validation_curve(path.parent.parent) for arm, path in paths.items() if arm != 'pretrained'}

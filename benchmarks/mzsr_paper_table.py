@@ -67,7 +67,8 @@ def analysis(own: dict, official: dict) -> list[str]:
     out.append('One adaptation step (MZSR(1) − MZSR(0), Set5): ' + '; '.join(
         f"{k} own {gains['own'].get(k, float('nan')):+.2f}, official {g:+.2f}" for k, g in gains['official'].items())
         + '. The paper\'s method is the step: where it adds little, the meta-learned start does the work.')
-    iters = official['args'].get('meta_iters')
+    iters = official['args'].get('arm_iters', {}).get('direct', official['args'].get('meta_iters'))
+    chosen = official['args'].get('arm_checkpoint', {}).get('direct')
     for arm, curve in official.get('val_curves', {}).items():
         if curve:
             points = sorted((int(it), v) for it, v in curve.items())
@@ -76,9 +77,11 @@ def analysis(own: dict, official: dict) -> list[str]:
                        + f" — the last 200 iterations moved it {points[-1][1] - points[-2][1]:+.2f} dB"
                        if len(points) > 1 else '')
     if iters:
+        at = (f'; the direct columns are its checkpoint {chosen} ({100 * chosen / 100000:.1f} %), chosen on held-out '
+              f'photos by benchmarks/mzsr_meta_stability.py' if chosen else '')
         out.append(f'The official-start run is {iters} meta-iterations for the direct arm ({100 * iters / 100000:.1f} % '
-                   f"of the paper's 100,000), with 32x32 patches and meta-batch 2 on the CPU: the figures above are "
-                   f"where a CPU session's run stands, not a converged reproduction.")
+                   f"of the paper's 100,000), with 32x32 patches and meta-batch 2 on the CPU{at}: the figures above "
+                   f"are where a CPU session's run stands, not a converged reproduction.")
     return out
 
 
