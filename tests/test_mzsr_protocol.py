@@ -291,3 +291,18 @@ def test_the_stability_benchmark_reads_branches_and_lists_checkpoints(tmp_path):
             200: {'Set5': {'mzsr1': 29., 'mzsr10': 32.}, 'held-out photos': {'mzsr1': 29.5, 'mzsr10': 27.}}}
     assert best_text(rows, ['Set5', 'held-out photos'], 'mzsr1') == (
         'MZSR(1) best on Set5 at 100 (30.00 dB); the held-out photos choose 200 (29.50 dB there, Set5 29.00)')
+
+
+def test_the_adaptation_benchmark_evaluates_a_chosen_checkpoint_or_names_what_is_missing(tmp_path):
+    from benchmarks.mzsr_adaptation import chosen_checkpoints
+
+    models = tmp_path / 'models'
+    models.mkdir()
+    (models / 'net_g_900.pth').write_bytes(b'')
+    nets = {'pretrained': tmp_path / 'start.pth', 'direct': models / 'net_g_latest.pth'}
+    assert chosen_checkpoints(nets, {'direct': 900}) == {**nets, 'direct': models / 'net_g_900.pth'}
+    assert chosen_checkpoints(nets, {}) == nets
+    with pytest.raises(SystemExit, match=r'--arm-checkpoint direct=800: no checkpoint .*net_g_800\.pth'):
+        chosen_checkpoints(nets, {'direct': 800})
+    with pytest.raises(SystemExit, match=r"unknown arm 'bicubic'"):
+        chosen_checkpoints(nets, {'bicubic': 900})
