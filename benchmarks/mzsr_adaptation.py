@@ -53,6 +53,9 @@ OFFICIAL_ARMS = {  # meta-transfer from the official pretrained network (IS_TRAN
     'bicubic': TrainingRun('MZSR_meta_x2_official_bicubic', 'options/mzsr_meta_bicubic_x2_official_start.yml'),
 }
 CPU_TASKS = ('datasets:train:gt_size=32', 'datasets:train:batch_size_per_gpu=2')  # official: 64 and 5
+STEP_NOTES = {'direct_x2': 'official direct_x2 step sizes: 2e-2, then 1e-2 x 3, then 5e-3',
+              'task_lr': 'step size 1e-2 at every step, the meta-training inner step size (official TASK_LR); not '
+                         'the official test schedule'}
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,6 +80,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--mzsr10-sets', nargs='*', help='sets on which MZSR(10) runs (own: Set5; official: all)')
     p.add_argument('--ablation-sets', nargs='*', help='(own: Set5; official: none)')
     p.add_argument('--ablation-kernels', nargs='+', default=['gd2.0', 'gdani'])
+    p.add_argument('--direct-schedule', choices=sorted(STEP_NOTES), default='direct_x2',
+                   help='test-time step sizes of the direct model (g^b_1.3 keeps bicubic_x2)')
     p.add_argument('--zssr-sets', nargs='*', help='sets on which ZSSR runs (it is slow; own: Set5, official: none)')
     p.add_argument('--zssr-kernels', nargs='+', default=['gd2.0'])
     p.add_argument('--zssr-max-iters', type=int, default=1000)
@@ -206,8 +211,8 @@ def analysis(summary: dict, args) -> str:
         out.append(f"- MZSR(1) below bicubic on {', '.join(low)}: the kernel's variance (0.2) lies outside the "
                    f"meta-training kernels (the official generator draws variances in [1, {2.5 * SCALE:g}]), and the "
                    f"meta-learned start assumes that much blur (MZSR(0) is below the bicubic-pretrained network there "
-                   f"too); {evaluated_iters(args, 'direct')} meta-iterations have not made one step enough to undo it (MZSR(10) "
-                   f"recovers part of the gap).")
+                   f"too); {evaluated_iters(args, 'direct')} meta-iterations have not made one step enough to undo "
+                   f"it (MZSR(10) recovers part of the gap).")
     gd = summary.get('Set5/gd2.0', {})
     if gd.get('zssr_final') and gd.get('mzsr10', 0) < gd['zssr_final']:
         one, ten = gd['mzsr1'] - gd['mzsr0'], gd['mzsr10'] - gd['mzsr0']
@@ -217,8 +222,8 @@ def analysis(summary: dict, args) -> str:
                  f"+{ten:.2f} for ten), but not yet to where the paper's one step lands")
         out.append(f"- MZSR(10) below ZSSR on Set5/gd2.0: {state}; the paper's initialisation is sensitive to "
                    f"one step after 100,000 meta-iterations with 5 inner steps and 8 + 8 patches of 64 px, "
-                   f"{100000 // evaluated_iters(args, 'direct')}x the iterations evaluated here ({task_text(args)}). A longer "
-                   f"run at the official task settings (on a GPU) is what would move MZSR(1)/(10).")
+                   f"{100000 // evaluated_iters(args, 'direct')}x the iterations evaluated here ({task_text(args)}). "
+                   f"A longer run at the official task settings (on a GPU) is what would move MZSR(1)/(10).")
     if gd.get('zssr_shift_final'):
         out.append(f"- ZSSR with its official kernel_shift reads {gd['zssr_shift_final']:.2f} dB against "
                    f"{gd['zssr_final']:.2f} without: the shift puts its sons one HR pixel off the MZSR LR grid.")
@@ -314,7 +319,7 @@ def main() -> None:
     for set_dir in map(Path, args.sets):
         for kernel_name in args.kernels:
             arm = 'bicubic' if eval_kernel(kernel_name)[1] == 'bicubic' else 'direct'
-            schedule = 'bicubic_x2' if arm == 'bicubic' else 'direct_x2'
+            schedule = 'bicubic_x2' if arm == 'bicubic' else args.direct_schedule
             steps = (0, 1, 10) if set_dir.name in args.mzsr10_sets else (0, 1)
             zssr = set_dir.name in args.zssr_sets and kernel_name in args.zssr_kernels
             ablate = set_dir.name in args.ablation_sets and kernel_name in args.ablation_kernels
@@ -322,7 +327,8 @@ def main() -> None:
             for stem, hr in benchmark_images(set_dir, SCALE):
                 lr, kernel, downsample = official_lr(hr, kernel_name, SCALE)
                 base = f'{set_dir.name}/{kernel_name}/{stem}'
-                key = f'{base}/{arm}:{version[arm]}/pre:{version["pretrained"]}/steps={steps}'
+                key = (f'{base}/{arm}:{version[arm]}/pre:{version["pretrained"]}/steps={steps}'
+                       + ('' if schedule in ('direct_x2', 'bicubic_x2') else f'/{schedule}'))
                 if cache.get(key) is None:
                     print(f'evaluating {base} ({arm})', flush=True)
                     with torch.no_grad():
@@ -363,7 +369,8 @@ def main() -> None:
     markdown = (f'# MZSR vs ZSSR, x2, on the papers\' protocol ({args.tag})\n\n'
                 f'PSNR (dB) on the Y channel rounded to 8 bits, border 2 (the official evaluation), mean over each '
                 f'set. LR: the paper\'s kernels (variance convention, 21x21), correlation with symmetric borders, '
-                f'official subsampling grid, 8-bit. g^b_1.3 uses the bicubic-subsampling model and its step sizes. '
+                f'official subsampling grid, 8-bit. Adaptation of the direct model: '
+                f'{STEP_NOTES[args.direct_schedule]}; g^b_1.3 uses the bicubic-subsampling model and its step sizes. '
                 f'{training_text(args)} ZSSR (where run): official '
                 f'given-kernel protocol (affine fathers, 2 back-projections) with crop {args.zssr_crop} (official 128) '
                 f'and up to {args.zssr_max_iters} iterations, the kernel on the MZSR LR grid (kernel_shift off; the '

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import ROOT, ResultCache, file_hash, pin_threads, write_results  # noqa: E402
-from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS  # noqa: E402
+from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS, STEP_NOTES  # noqa: E402
 from srdistill_plugin.core.errors import SRDistillError  # noqa: E402
 from srdistill_plugin.core.sample_images import load_skimage_photos  # noqa: E402
 from srdistill_plugin.core.zero_shot import STEP_SCHEDULES  # noqa: E402
@@ -33,9 +33,6 @@ from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzs
 from srdistill_plugin.zero_shot.training import train_run  # noqa: E402
 
 SCALE, STEPS = 2, (0, 1, 10)
-STEP_NOTES = {'direct_x2': 'official direct_x2 step sizes: 2e-2, then 1e-2 x 3, then 5e-3',
-              'task_lr': 'step size 1e-2 at every step, the meta-training inner step size (official TASK_LR); not '
-                         'the official test schedule'}
 HELD_OUT = ('astronaut', 'coffee', 'chelsea', 'rocket', 'stereo_motorcycle_left')  # colour photographs
 
 

@@ -12,7 +12,7 @@ import argparse
 import json
 
 from benchmarks.common import RESULTS, write_results
-from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5
+from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5, STEP_NOTES
 from benchmarks.mzsr_official_start import PAPER_MZSR1_SET5
 
 PAPER_SET5_GD2 = {'mzsr10': 36.05, 'zssr': 34.90}  # the paper's Set5 x2 MZSR(10) and ZSSR on g^d_2.0
@@ -108,7 +108,9 @@ def main() -> None:
     markdown = (f'# MZSR x2: the paper\'s table beside both starts ({args.tag})\n\nPSNR (dB) on the Y channel rounded '
                 f'to 8 bits, border 2, mean over each set, the paper\'s kernels and LR (see the two source files). '
                 f'"pretrained": the start before meta-transfer (own: {own["args"].get("pretrain_iters")} bicubic '
-                f'iterations on the pool; official: the converted official network). "–": not run. Sources: '
+                f'iterations on the pool; official: the converted official network). Adaptation of the official '
+                f'start\'s direct model: {STEP_NOTES[official["args"].get("direct_schedule", "direct_x2")]}. '
+                f'"–": not run. Sources: '
                 f'`benchmarks/results/mzsr_adaptation_{args.own}.md` (own start) and '
                 f'`benchmarks/results/mzsr_adaptation_{args.official}.md` (official start), where the training of '
                 f'each model is stated.\n\n' + '\n'.join(lines) + '\n\n## Targets (issue 23)\n'
