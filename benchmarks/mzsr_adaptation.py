@@ -5,6 +5,8 @@ benchmarks/results/mzsr_adaptation_<tag>{.json,.md,.png}.
   python -m benchmarks.mzsr_adaptation --threads 2                       # ../shared data; ~1.5 h on 2 cores
   python -m benchmarks.mzsr_adaptation --pretrain-iters 20000 --meta-iters 5000 --tag gpu
   python -m benchmarks.mzsr_adaptation --start official --meta-iters 1000 --arm-iters bicubic=600 --threads 1
+  python -m benchmarks.mzsr_adaptation --start official --meta-iters 1600 --arm-iters bicubic=600 \
+      --arm-checkpoint direct=900 --zssr-sets Set5 Set14 --zssr-shift aligned --tag official_cpu_ho900
 
 Protocol (JWSoh/MZSR, assafshocher/ZSSR): kernels named by their variance, 21x21; LR = correlation (symmetric
 borders) + subsampling on the official grid, rounded to 8 bits; PSNR on the 8-bit-rounded Y channel, border 2.
@@ -16,6 +18,8 @@ support) and `first_order`, and `bicubic` (bicubic-subsampling tasks; the model 
 task settings (5 inner steps, 8 + 8 patches) with 32x32 patches and meta-batch 2 on the CPU (`--task-settings
 official`: 64x64 and 5, about 10x the time); ZSSR is start-independent and is read from the own-start results by
 benchmarks/mzsr_paper_table.py.
+`--arm-checkpoint direct=N` evaluates the checkpoint benchmarks/mzsr_meta_stability.py chose on held-out photos
+instead of the last one; `--direct-schedule task_lr` adapts at the meta-training step size (not the official one).
 Every stage resumes: training through --auto_resume, evaluation from a per-image cache keyed by the checkpoint
 (ZSSR, which no checkpoint enters, keyed by its own settings).
 """
