@@ -78,7 +78,7 @@ def analysis(own: dict, official: dict) -> list[str]:
                        if len(points) > 1 else '')
     if iters:
         at = (f'; the direct columns are its checkpoint {chosen} ({100 * chosen / 100000:.1f} %), chosen on held-out '
-              f'photos by benchmarks/mzsr_meta_stability.py' if chosen else '')
+              f'photos (their MZSR(10)) by benchmarks/mzsr_meta_stability.py' if chosen else '')
         out.append(f'The official-start run is {iters} meta-iterations for the direct arm ({100 * iters / 100000:.1f} % '
                    f"of the paper's 100,000), with 32x32 patches and meta-batch 2 on the CPU{at}: the figures above "
                    f"are where a CPU session's run stands, not a converged reproduction.")
