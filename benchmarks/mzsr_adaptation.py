@@ -111,6 +111,10 @@ def parse_args() -> argparse.Namespace:
         if any(len(pair) != 2 or not pair[1].isdigit() for pair in pairs):
             p.error(f"--{option.replace('_', '-')}: expected ARM=N with N a whole number, got {getattr(args, option)}")
         setattr(args, option, {arm: int(n) for arm, n in pairs})
+        arms = META_ARMS if own else OFFICIAL_ARMS
+        if set(getattr(args, option)) - set(arms):
+            p.error(f"--{option.replace('_', '-')}: unknown arm in {sorted(getattr(args, option))}; the "
+                    f"{args.start} start trains {sorted(arms)}")
     return args
 
 
