@@ -1,11 +1,14 @@
 """Where a meta-transfer run goes over its iterations: MZSR(0/1/10) of every saved checkpoint on Set5 and on held-out
 photographs (scikit-image's colour photos, in no training or test set), and branches that continue the run from one
-of its checkpoints with one change (loss weights, patch size, meta-batch, meta learning rate). Writes
+of its checkpoints with one change (loss weights, patch size, meta-batch, meta learning rate), and running averages
+of its checkpoints (``--average W``: at iteration t, the mean weights of the checkpoints saved in (t - W, t]). Writes
 benchmarks/results/mzsr_meta_stability_<tag>{.json,.md,.png}. ``--schedule`` sets the test-time step sizes
 (default: the official direct_x2; task_lr: the meta-training inner step size at every step).
 
   python -m benchmarks.mzsr_meta_stability --threads 1 \\
       --branch uniform@1000:1100=train:meta:loss_weights=uniform --branch patch64@1000:1100=datasets:train:gt_size=64
+
+A checkpoint average is written once to ``<work>/averages/<base>_avg<W>/net_g_<t>.pth`` (complete or absent).
 
 The base run is the official-start direct arm of benchmarks/mzsr_adaptation.py (``--start official``); a branch
 ``NAME@FROM:TO=OVERRIDE[,OVERRIDE]`` copies its training state at FROM and trains to TO with the base run's options,
@@ -26,7 +29,9 @@ import torch  # noqa: E402
 
 from benchmarks.common import ROOT, ResultCache, file_hash, pin_threads, write_results  # noqa: E402
 from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS, STEP_NOTES  # noqa: E402
+from srdistill_plugin.core.checkpoint_io import atomic_save  # noqa: E402
 from srdistill_plugin.core.errors import SRDistillError  # noqa: E402
+from srdistill_plugin.core.safe_load import load_checkpoint  # noqa: E402
 from srdistill_plugin.core.sample_images import load_skimage_photos  # noqa: E402
 from srdistill_plugin.core.zero_shot import STEP_SCHEDULES  # noqa: E402
 from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr  # noqa: E402
@@ -47,11 +52,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--schedule', choices=sorted(STEP_SCHEDULES), default='direct_x2', help='test-time step sizes')
     p.add_argument('--every', type=int, default=100, help='evaluate the checkpoints at multiples of this')
     p.add_argument('--branch', action='append', default=[], metavar='NAME@FROM:TO=OVERRIDE[,OVERRIDE]')
+    p.add_argument('--average', action='append', type=int, default=[], metavar='W',
+                   help='also evaluate running averages of the base run\'s checkpoints over windows of W iterations')
     p.add_argument('--crop', type=int, default=256, help='centre crop of each held-out photograph')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--tag', default='official_cpu')
     args = p.parse_args()
     args.branches = [parse_branch(spec) for spec in args.branch]
+    if any(w <= 0 for w in args.average):
+        p.error(f'--average: expected a positive window in iterations, got {min(args.average)}')
     return args
 
 
@@ -88,6 +97,23 @@ def train_branch(args, branch: dict) -> Path:
                              f'train:total_iter={branch["end"]}', 'val:val_freq=1000000', *branch['overrides']],
               ROOT, args.threads)
     return folder
+
+
+def average_checkpoints(base: Path, out: Path, window: int, every: int) -> Path:
+    """``out/models/net_g_<t>.pth`` for every multiple t of ``every`` from ``window`` on: the mean ``params`` of
+    ``base``'s checkpoints saved in (t - window, t] (a point is written once, through a temporary name)."""
+    saved = checkpoints(base, 1)
+    (out / 'models').mkdir(parents=True, exist_ok=True)
+    for t in (t for t in saved if t % every == 0 and t >= window):
+        target = out / 'models' / f'net_g_{t}.pth'
+        if target.is_file():
+            continue
+        members = [saved[i] for i in saved if t - window < i <= t]
+        params = [load_checkpoint(path)['params'] for path in members]
+        mean = {k: torch.stack([p[k].float() for p in params]).mean(0) for k in params[0]}
+        atomic_save(torch.save, {'params': mean, 'members': [int(path.stem.rsplit('_', 1)[1]) for path in members]},
+                    target)
+    return out
 
 
 def held_out_photos(crop: int) -> list[tuple[str, torch.Tensor]]:
@@ -157,6 +183,9 @@ def main() -> None:
     runs = {'base': (base, 0)}
     for branch in args.branches:
         runs[branch['name']] = (train_branch(args, branch), branch['start'])
+    for window in args.average:
+        folder = Path(args.work) / 'averages' / f'{args.base}_avg{window}'
+        runs[f'avg{window}'] = (average_checkpoints(base, folder, window, args.every), window)
     images = {Path(args.set).name: list(benchmark_images(Path(args.set), SCALE)),
               'held-out photos': held_out_photos(args.crop)}
     cache = ResultCache(Path(args.work) / f'stability_{args.tag}.json')
@@ -174,8 +203,11 @@ def main() -> None:
                                                             for s in set_names) + ' |')
     best_lines = [f'- {name}: ' + '; '.join(best_text(rows, set_names, steps) for steps in ('mzsr1', 'mzsr10'))
                   for name, rows in curves.items() if rows]
+    saved = list(checkpoints(base, 1))
     branches = [f'- {b["name"]}: from {b["start"]} to {b["end"]} with {", ".join(b["overrides"])}'
-                for b in args.branches] or ['- none']
+                for b in args.branches]
+    branches += [f'- avg{w}: at each iteration t, the mean weights of the base run\'s checkpoints saved in (t - {w}, t] '
+                 f'(one every {saved[1] - saved[0]} iterations); not trained further' for w in args.average]
     plot(curves, ROOT / 'benchmarks' / 'results' / f'mzsr_meta_stability_{args.tag}.png', set_names)
     markdown = (f'# MZSR meta-transfer over its iterations ({args.tag})\n\n'
                 f'Every checkpoint at a multiple of {args.every} of `{args.base}` (options {args.options}, the CPU task '
@@ -186,7 +218,7 @@ def main() -> None:
                 f'{", ".join(HELD_OUT)} (in no training, validation or test set of the project), so a checkpoint can '
                 f'be chosen without the test sets. Threads: '
                 f'{args.threads} on CPU.\n\nBranches (each continues the base run from its training state; every '
-                f'other option as the base run):\n' + '\n'.join(branches) + '\n\n' + '\n'.join(lines) + '\n\n'
+                f'other option as the base run) and averages:\n' + '\n'.join(branches or ['- none']) + '\n\n' + '\n'.join(lines) + '\n\n'
                 '## Best checkpoints\n' + '\n'.join(best_lines) + '\n\n'
                 f'![curves](mzsr_meta_stability_{args.tag}.png)\n')
     write_results(f'mzsr_meta_stability_{args.tag}', {'args': vars(args), 'env': env,
