@@ -166,6 +166,12 @@ def test_a_herding_run_writes_its_set_and_patches_equal_the_pool_crops(categoriz
     ({'arms': ['r'], 'default_arm': 'r',
       'custom_arms': {'r': {'arm': 'random_real', 'sr_train': {'augment': {'rgb_permute': 2}}}}},
      'option custom_arms.r.sr_train.augment.rgb_permute: expected a probability in [0, 1], got 2'),
+    ({'arms': ['random_real', 'f'], 'custom_arms': {'f': {'arm': 'full_pool'}}},
+     'option custom_arms.f: an arm on the full_pool changes only its SR training'),
+    ({'arms': ['random_real', 'f'], 'custom_arms': {'f': {'arm': 'full_pool', 'draw_seed': 1, 'sr_train': {'lr': 1e-4}}}},
+     'option custom_arms.f: an arm on the full_pool changes only its SR training'),
+    ({'arms': ['f', 'random_real'], 'default_arm': 'f', 'custom_arms': {'f': {'arm': 'full_pool', 'sr_train': {'lr': 1e-4}}}},
+     "option default_arm: 'f' is not one of the arms that make a set: ['random_real']"),
 ])
 def test_bad_arm_options_stop_before_any_work(photo_dir, change, message):
     with pytest.raises(SRDistillError) as info:
@@ -333,3 +339,34 @@ def test_a_family_under_a_recipe_is_read_against_random_real_under_the_same_reci
     assert 'random_real_rgb − random_real over 2 / 2 draws: validation +0.20 ± 0.14 dB' in gap
     assert 'herding_rgb − random_real_rgb over 2 / 2 draws: validation -0.10 ± 0.14 dB' in gap
     assert 'herding_rgb − random_real over' not in gap
+
+
+def test_a_recipe_on_the_full_pool_trains_the_pool_last_and_reads_the_sets_under_it_against_it(photo_dir, tmp_path):
+    from srdistill_plugin.experiment.report import group_results
+    from srdistill_plugin.experiment.runner import Experiment, Run, plan_runs
+    from srdistill_plugin.experiment.verdicts import choice_text, recipe_text
+
+    rgb = {'augment': {'rgb_permute': 1.0}}
+    custom = {'random_real_rgb': {'arm': 'random_real', 'sr_train': rgb},
+              'full_pool_rgb': {'arm': 'full_pool', 'sr_train': rgb}}
+    exp = check_experiment(experiment_options(photo_dir, arms=['random_real', 'random_real_rgb', 'full_pool_rgb'],
+                                              default_arm='random_real', seeds=[0, 1], custom_arms=custom), ROOT)
+    assert [r.name for r in plan_runs(exp)] == [
+        'EDSR_full_pool_s0', 'EDSR_random_real_5pct_s0', 'EDSR_random_real_rgb_5pct_s0', 'EDSR_random_real_5pct_s1',
+        'EDSR_random_real_rgb_5pct_s1', 'EDSR_full_pool_s1', 'EDSR_full_pool_rgb_s0', 'EDSR_full_pool_rgb_s1']
+    experiment = Experiment(exp, tmp_path)
+    experiment.train_dir = photo_dir
+    plain, pool_rgb = Run('EDSR', 'full_pool', None, 0), Run('EDSR', 'full_pool_rgb', None, 0)
+    assert experiment.lmdb(pool_rgb) == experiment.lmdb(plain) and experiment.set_arms() == ['random_real']
+    mine, theirs = experiment.settings(pool_rgb), experiment.settings(plain)
+    assert mine['data'] == theirs['data'] and mine['sr_train'] == {**theirs['sr_train'], **rgb}
+
+    runs = [result('EDSR', 'full_pool', None, 0, 31.0, 30.0), result('EDSR', 'full_pool_rgb', None, 0, 31.4, 30.3),
+            result('EDSR', 'random_real', 5, 0, 30.5, 29.6), result('EDSR', 'random_real_rgb', 5, 0, 30.7, 29.7)]
+    groups = group_results(runs)
+    text = recipe_text(exp, groups, ['Set5'], 5, 'EDSR')
+    assert "full_pool_rgb ({'augment': {'rgb_permute': 1.0}}) − the same set without it, paired over 1 draw: " \
+        'validation +0.40 dB; Set5 +0.30 dB' in text
+    assert ('random_real_rgb (1 draw) − full_pool_rgb (the full pool under the same recipe, 1 seed(s)): Set5 -0.60 dB '
+            '(without the recipe, random_real (1 draw) − full_pool: Set5 -0.40 dB)') in text
+    assert 'Best on validation: **random_real**' in choice_text(exp, groups, 5)

@@ -17,6 +17,8 @@ from srdistill_plugin.core.manifest import write_manifest
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill_plugin.distill.runner import GENERATIVE_MODES, STAGES, DistillRun
 
+from .results import FULL_POOL
+
 # arm -> synthesis mode of the distillation stage runner
 ARM_MODES = {'random_real': 'random_real', 'selected_real': 'selected_real', 'coverage': 'coverage',
              'distilled': 'sdedit', 'selected_noise': 'selected_noise', 'noise': 'noise',
@@ -79,6 +81,12 @@ def arm_mode(exp: dict, arm: str) -> tuple[str, dict]:
 def recipe(exp: dict, arm: str) -> dict:
     """The SR-training overrides of ``arm`` (``custom_arms.<arm>.sr_train``; empty for an arm that changes the set)."""
     return arm_spec(exp, arm).get('sr_train') or {}
+
+
+def is_full_pool(exp: dict, arm: str) -> bool:
+    """Whether ``arm`` trains on the whole pool (``full_pool``, or a custom arm ``{arm: full_pool, sr_train: ...}``
+    that trains it under a recipe)."""
+    return arm_spec(exp, arm)['arm'] == FULL_POOL
 
 
 def set_arm(exp: dict, arm: str) -> str:

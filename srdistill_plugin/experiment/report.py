@@ -16,6 +16,7 @@ import numpy as np
 from srdistill_plugin.core.json_store import JsonStore
 
 from . import verdicts
+from .data import is_full_pool
 from .results import FULL_POOL, convergence_gain
 from .evaluate import evaluate, load_student, paired_set, super_resolve
 
@@ -158,9 +159,14 @@ def plot_psnr_vs_budget(path: Path, groups: dict, student: str, arms: list[str],
     plt.close(fig)
 
 
-def plot_curves(path: Path, groups: dict, student: str, budget: float, arms: list[str]) -> None:
+def arm_keys(exp: dict, arms: list[str], budget: float) -> list[tuple[str, float | None]]:
+    """``(arm, budget)`` of the full pool and each arm at ``budget`` (an arm on the full pool: at None)."""
+    return [(FULL_POOL, None)] + [(a, None if is_full_pool(exp, a) else budget) for a in arms]
+
+
+def plot_curves(path: Path, groups: dict, student: str, keys: list[tuple[str, float | None]]) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for arm, b in [(FULL_POOL, None)] + [(a, budget) for a in arms]:
+    for arm, b in keys:
         runs = groups.get((student, arm, b))
         if runs:
             curve = mean_curve(runs)
@@ -200,7 +206,7 @@ def zoomed_crops(path: Path, experiment, groups: dict, student: str, budget: flo
     y, x = np.unravel_index(np.argmax(energy[24:-24, 24:-24]), energy[24:-24, 24:-24].shape)
     box = (slice(y, y + 48), slice(x, x + 48))
     columns, labels = [super_resolve(None, lr, scale)[box]], ['bicubic']
-    for arm, b in [(FULL_POOL, None)] + [(a, budget) for a in arms]:
+    for arm, b in arm_keys(experiment.exp, arms, budget):
         r = min(groups.get((student, arm, b), []), key=lambda run: run['seed'], default=None)
         if r:
             net = load_student(experiment.exp['students'][student]['network_g'],
@@ -300,7 +306,7 @@ def write_report(experiment, runs: list) -> Path:
         plot_psnr_vs_budget(out / 'psnr_vs_budget.png', groups, student, arms, sets, bicubic)
         report.figure('psnr_vs_budget.png', 'Test PSNR of the best-on-validation checkpoint vs budget (log x); '
                       'bars: seed range; black: full pool; dotted: bicubic.')
-        plot_curves(out / 'psnr_vs_iteration.png', groups, student, budget, arms)
+        plot_curves(out / 'psnr_vs_iteration.png', groups, student, arm_keys(exp, arms, budget))
         report.figure('psnr_vs_iteration.png', f'Validation PSNR vs iteration at {budget:g} % and the full pool.')
 
     report.heading('Students (one option swap each)')
@@ -386,6 +392,8 @@ def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, defa
     """Where the default arm crosses the others: over budgets (test PSNR on the first set) and over iterations
     (validation PSNR at the target budget), each as the differences it is read from; redraws pooled."""
     groups, arms = verdicts.pool_draws(exp, groups)
+    arms = [a for a in arms if not is_full_pool(exp, a)]
+
     def psnr(runs: list[dict]) -> float:
         return float(np.mean([r['test_best'][sets[0]]['psnr'] for r in runs]))
 

@@ -68,7 +68,7 @@ class Run:
 
     @property
     def name(self) -> str:
-        data_tag = FULL_POOL if self.budget is None else f'{self.arm}_{self.budget:g}pct'
+        data_tag = self.arm if self.budget is None else f'{self.arm}_{self.budget:g}pct'
         return f'{self.student}_{data_tag}_s{self.seed}'
 
 
@@ -116,16 +116,21 @@ def check_experiment(exp: dict, root: Path) -> dict:
         _fail('custom_arms', f'expected a mapping of arm name -> {{arm: <built-in arm>, <synthesize option>: value}}, '
               f'got {custom!r}')
     for name, spec in custom.items():
-        if name in data.ARM_MODES or not isinstance(spec, dict) or spec.get('arm') not in data.ARM_MODES:
-            _fail(f'custom_arms.{name}', f'expected a new name with arm: one of {sorted(data.ARM_MODES)}, got '
-                  f'{spec!r}')
+        if name in (*data.ARM_MODES, FULL_POOL) or not isinstance(spec, dict) or spec.get('arm') not in (
+                *data.ARM_MODES, FULL_POOL):
+            _fail(f'custom_arms.{name}', f'expected a new name with arm: one of {sorted(data.ARM_MODES)} or '
+                  f'{FULL_POOL}, got {spec!r}')
+        if spec['arm'] == FULL_POOL and set(spec) != {'arm', 'sr_train'}:
+            _fail(f'custom_arms.{name}', f'an arm on the {FULL_POOL} changes only its SR training: expected {{arm: '
+                  f'{FULL_POOL}, sr_train: {{...}}}}, got {spec!r}')
     unknown = [a for a in exp['arms'] if a not in data.ARM_MODES and a not in custom]
     if unknown or not exp['arms']:
         _fail('arms', f'unknown arm {unknown[0] if unknown else None!r}; expected some of {sorted(data.ARM_MODES)} '
               'or a name defined under custom_arms')
     exp.setdefault('default_arm', exp['arms'][0])
-    if exp['default_arm'] not in exp['arms']:
-        _fail('default_arm', f'{exp["default_arm"]!r} is not one of the arms {exp["arms"]}')
+    set_arms = [a for a in exp['arms'] if not data.is_full_pool(exp, a)]
+    if exp['default_arm'] not in set_arms:
+        _fail('default_arm', f'{exp["default_arm"]!r} is not one of the arms that make a set: {set_arms}')
     for b in exp['budgets_percent']:
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < 100:
             _fail('budgets_percent', f'{b!r} is not a percentage of the pool between 0 and 100 (exclusive; the '
@@ -168,7 +173,7 @@ def check_experiment(exp: dict, root: Path) -> dict:
     exp['full_pool'] = {'crop_size': 192, 'step': 192, **exp.get('full_pool', {})}
     exp.setdefault('threads', 2)
     check_distill_options(exp['distill'])
-    for arm in exp['arms']:
+    for arm in (a for a in exp['arms'] if not data.is_full_pool(exp, a)):
         mode, overrides = data.arm_mode(exp, arm)
         check_distill_options({**exp['distill'], 'synthesize': {**exp['distill'].get('synthesize', {}), **overrides,
                                                                  'mode': mode}})
@@ -178,16 +183,20 @@ def check_experiment(exp: dict, root: Path) -> dict:
 def plan_runs(exp: dict) -> list[Run]:
     """Every training, the most telling first: per student (the sweep student first) the full pool's first seed,
     every seed and arm at the budget nearest 0.68 % (where the targets are read), then seed by seed the other
-    budgets outwards from it (a whole budget curve before a second seed), the full pool's other seeds last."""
+    budgets outwards from it (a whole budget curve before a second seed), the full pool's other seeds last, and
+    last the full pool under each recipe arm on it (``{arm: full_pool, sr_train: ...}``), seed by seed."""
     runs = []
     seeds = exp['seeds']
+    set_arms = [a for a in exp['arms'] if not data.is_full_pool(exp, a)]
+    pool_arms = [a for a in exp['arms'] if data.is_full_pool(exp, a)]
     for student in sorted(exp['students'], key=lambda s: s != exp['sweep_student']):
         budgets = exp['budgets_percent'] if student == exp['sweep_student'] else exp['student_budgets_percent']
         first, *others = sorted(budgets, key=lambda b: abs(math.log(b / 0.68)))
         runs.append(Run(student, FULL_POOL, None, seeds[0]))
-        runs += [Run(student, arm, first, seed) for seed in seeds for arm in exp['arms']]
-        runs += [Run(student, arm, b, seed) for seed in seeds for b in others for arm in exp['arms']]
+        runs += [Run(student, arm, first, seed) for seed in seeds for arm in set_arms]
+        runs += [Run(student, arm, b, seed) for seed in seeds for b in others for arm in set_arms]
         runs += [Run(student, FULL_POOL, None, seed) for seed in seeds[1:]]
+        runs += [Run(student, arm, None, seed) for seed in seeds for arm in pool_arms]
     return runs
 
 
@@ -226,7 +235,8 @@ class Experiment:
 
     def set_arms(self) -> list[str]:
         """The arms whose distilled sets the experiment makes (a recipe arm trains on another arm's set)."""
-        return list(dict.fromkeys(data.set_arm(self.exp, arm) for arm in self.exp['arms']))
+        return list(dict.fromkeys(data.set_arm(self.exp, arm) for arm in self.exp['arms']
+                                  if not data.is_full_pool(self.exp, arm)))
 
     def stage_times(self) -> dict[str, float]:
         """Wall seconds of the data stages, as their manifests recorded them."""

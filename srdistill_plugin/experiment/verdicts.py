@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .data import arm_spec, recipe, set_arm
+from .data import arm_spec, is_full_pool, recipe, set_arm
 from .results import FULL_POOL
 
 # (arm, the arm it differs from in one choice, the choice): the built-in arms' one-step differences
@@ -272,7 +272,8 @@ def recipe_text(exp: dict, groups: dict, sets: list[str], budget: float, student
     family, measures = draw_families(exp), _measures(sets)
     paired = defaultdict(lambda: defaultdict(list))  # family -> what -> [difference per draw]
     for arm in (a for a in exp['arms'] if recipe(exp, a) and set_arm(exp, a) != a):
-        mine, theirs = groups.get((student, arm, budget), []), groups.get((student, set_arm(exp, arm), budget), [])
+        b = None if is_full_pool(exp, arm) else budget
+        mine, theirs = groups.get((student, arm, b), []), groups.get((student, set_arm(exp, arm), b), [])
         seeds = {r['seed'] for r in mine} & {r['seed'] for r in theirs}
         for what, value in measures.items() if seeds else ():
             gap = np.mean([value(r) for r in mine if r['seed'] in seeds]) - np.mean(
@@ -285,8 +286,37 @@ def recipe_text(exp: dict, groups: dict, sets: list[str], budget: float, student
                  + ' dB' for what, d in diffs.items()]
         sentences.append(f'{name} ({recipe(exp, name)}) − the same set{"s" if n > 1 else ""} without it, paired over '
                          f'{n} draw{"s" if n > 1 else ""}: ' + '; '.join(parts))
+    sentences += full_pool_gaps(exp, groups, sets, budget, student)
     if not sentences:
         return None
     se = any(len(d['validation']) > 1 for d in paired.values())
     return (f'{student}, {budget:g} %, best validation and test PSNR, each pair on one set and the same SR seeds'
             + (' (± standard error of the mean paired difference)' if se else '') + ': ' + '. '.join(sentences) + '.')
+
+
+def full_pool_gaps(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[str]:
+    """Per recipe on the full pool (``{arm: full_pool, sr_train: ...}``): each family of sets trained under the same
+    recipe minus the full pool under it (means over draws and seeds), beside the same gap without the recipe."""
+    pooled, families = pool_draws(exp, groups)
+    plain_full = pooled.get((student, FULL_POOL, None))
+    sentences = []
+    for full_arm in (a for a in families if is_full_pool(exp, a) and pooled.get((student, a, None))):
+        full = pooled[(student, full_arm, None)]
+        for family in (f for f in families if not is_full_pool(exp, f) and recipe(exp, f) == recipe(exp, full_arm)):
+            mine, plain = pooled.get((student, family, budget)), pooled.get((student, set_arm(exp, family), budget))
+            if not mine:
+                continue
+            gaps = [f'{s} {test_psnr(mine, s) - test_psnr(full, s):+.2f} dB' for s in sets]
+            text = (f'{family} ({_draws(mine)}) − {full_arm} (the full pool under the same recipe, {len(full)} '
+                    'seed(s)): ' + ', '.join(gaps))
+            if plain and plain_full:
+                text += (f' (without the recipe, {set_arm(exp, family)} ({_draws(plain)}) − {FULL_POOL}: '
+                         + ', '.join(f'{s} {test_psnr(plain, s) - test_psnr(plain_full, s):+.2f} dB' for s in sets)
+                         + ')')
+            sentences.append(text)
+    return sentences
+
+
+def _draws(runs: list[dict]) -> str:
+    n = len({r.get('draw_of', r['arm']) for r in runs})
+    return f'{n} draw{"s" if n > 1 else ""}'
