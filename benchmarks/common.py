@@ -16,7 +16,9 @@ import torch
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 
+from srdistill_plugin.core.checkpoint_io import atomic_save
 from srdistill_plugin.core.json_store import JsonStore as ResultCache  # noqa: F401  (used by the benchmarks)
+from srdistill_plugin.core.safe_load import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results'
@@ -65,6 +67,25 @@ def write_results(name: str, payload: dict, markdown: str) -> None:
 def file_hash(path: Path) -> str:
     """A short content hash of a weights file: the key that ties cached evaluations to the weights they read."""
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
+
+
+def saved_checkpoints(models: Path) -> dict[int, Path]:
+    """``{iteration: path}`` of the ``net_g_<iteration>.pth`` files in a BasicSR ``models`` folder, in order."""
+    found = {int(p.stem.rsplit('_', 1)[1]): p for p in Path(models).glob('net_g_[0-9]*.pth')}
+    return dict(sorted(found.items()))
+
+
+def average_checkpoint(models: Path, end: int, window: int, out: Path) -> Path:
+    """``out``: the mean ``params`` of the checkpoints in ``models`` saved at iterations in (end - window, end]
+    (with ``members``: those iterations); written once, through a temporary name."""
+    members = [path for it, path in saved_checkpoints(models).items() if end - window < it <= end]
+    if not out.is_file():
+        params = [load_checkpoint(path)['params'] for path in members]
+        mean_params = {k: torch.stack([p[k].float() for p in params]).mean(0) for k in params[0]}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save(torch.save, {'params': mean_params,
+                                 'members': [int(p.stem.rsplit('_', 1)[1]) for p in members]}, out)
+    return out
 
 
 def mean(values) -> float:

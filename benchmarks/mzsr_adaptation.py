@@ -19,7 +19,7 @@ task settings (5 inner steps, 8 + 8 patches) with 32x32 patches and meta-batch 2
 official`: 64x64 and 5, about 10x the time); ZSSR is start-independent and is read from the own-start results by
 benchmarks/mzsr_paper_table.py.
 `--arm-checkpoint direct=N` evaluates the checkpoint benchmarks/mzsr_meta_stability.py chose on held-out photos
-instead of the last one; `--direct-schedule task_lr` adapts at the meta-training step size (not the official one).
+instead of the last one, `--arm-average direct=W` the mean weights of its checkpoints saved in (N - W, N]; `--direct-schedule task_lr` adapts at the meta-training step size (not the official one).
 Every stage resumes: training through --auto_resume, evaluation from a per-image cache keyed by the checkpoint
 (ZSSR, which no checkpoint enters, keyed by its own settings).
 """
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import ROOT, ResultCache, file_hash, mean, pin_threads, write_results
+from benchmarks.common import ROOT, ResultCache, average_checkpoint, file_hash, mean, pin_threads, write_results
 from srdistill_plugin.core.kernels import eval_kernel
 from srdistill_plugin.core.matlab_resize import matlab_resize
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
@@ -81,6 +81,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--arm-checkpoint', nargs='*', default=[], metavar='ARM=N',
                    help='evaluate an arm at its checkpoint of iteration N (e.g. the one benchmarks.mzsr_meta_stability '
                         'chooses on held-out photos) instead of its last')
+    p.add_argument('--arm-average', nargs='*', default=[], metavar='ARM=W',
+                   help='evaluate the mean weights of an arm\'s checkpoints saved in the last W iterations up to the '
+                        'evaluated one (written once to <work>/averages/<run>_avg<W>/)')
     p.add_argument('--mzsr10-sets', nargs='*', help='sets on which MZSR(10) runs (own: Set5; official: all)')
     p.add_argument('--ablation-sets', nargs='*', help='(own: Set5; official: none)')
     p.add_argument('--ablation-kernels', nargs='+', default=['gd2.0', 'gdani'])
@@ -106,10 +109,11 @@ def parse_args() -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    for option in ('arm_iters', 'arm_checkpoint'):
+    for option in ('arm_iters', 'arm_checkpoint', 'arm_average'):
         pairs = [item.split('=', 1) for item in getattr(args, option)]
-        if any(len(pair) != 2 or not pair[1].isdigit() for pair in pairs):
-            p.error(f"--{option.replace('_', '-')}: expected ARM=N with N a whole number, got {getattr(args, option)}")
+        if any(len(pair) != 2 or not pair[1].isdigit() or not int(pair[1]) for pair in pairs):
+            p.error(f"--{option.replace('_', '-')}: expected ARM=N with N a positive whole number, got "
+                    f"{getattr(args, option)}")
         setattr(args, option, {arm: int(n) for arm, n in pairs})
         arms = META_ARMS if own else OFFICIAL_ARMS
         if set(getattr(args, option)) - set(arms):
@@ -138,6 +142,17 @@ def chosen_checkpoints(nets: dict[str, Path], chosen: dict[str, int]) -> dict[st
         if not path.is_file():
             raise SystemExit(f'--arm-checkpoint {arm}={iteration}: no checkpoint {path}')
         out[arm] = path
+    return out
+
+
+def averaged_checkpoints(args, nets: dict[str, Path], work: Path) -> dict[str, Path]:
+    """Replace each arm of ``--arm-average`` by the mean weights of its checkpoints saved in the window up to its
+    evaluated iteration."""
+    out = dict(nets)
+    for arm, window in args.arm_average.items():
+        end, models = evaluated_iters(args, arm), nets[arm].parent
+        out[arm] = average_checkpoint(models, end, window, work / 'averages' / f'{models.parent.name}_avg{window}'
+                                      / 'models' / f'net_g_{end}.pth')
     return out
 
 
@@ -250,10 +265,17 @@ def task_text(args) -> str:
     return f'8 support + 8 query patches of {size}x{size}, meta-batch {batch}, 5 inner steps'
 
 
+def evaluated_text(args, arm: str) -> str:
+    """Which weights of ``arm`` are evaluated where not its last checkpoint."""
+    end, window = evaluated_iters(args, arm), args.arm_average.get(arm)
+    if window:
+        return f' (evaluated as the mean weights of its checkpoints saved in ({end - window}, {end}])'
+    return f' (evaluated at its checkpoint {end})' if arm in args.arm_checkpoint else ''
+
+
 def training_text(args) -> str:
     """How the compared networks were trained, for the results file."""
-    iters = ', '.join(f'{arm} {meta_iters(args, arm)}' + (f' (evaluated at its checkpoint {args.arm_checkpoint[arm]})'
-                                                          if arm in args.arm_checkpoint else '')
+    iters = ', '.join(f'{arm} {meta_iters(args, arm)}' + evaluated_text(args, arm)
                       for arm in (META_ARMS if args.start == 'own' else OFFICIAL_ARMS))
     if args.start == 'own':
         return (f'Training (CPU-scaled, options/mzsr_*_x2_cpu.yml): {args.pretrain_iters} bicubic pretraining '
@@ -325,6 +347,7 @@ def main() -> None:
     times.update({f'{arm}_training_s': training_seconds(path.parent.parent) for arm, path in paths.items()
                   if arm != 'pretrained' or args.start == 'own'})
     curves = {arm: validation_curve(path.parent.parent) for arm, path in paths.items() if arm != 'pretrained'}
+    paths = averaged_checkpoints(args, paths, work)
     nets = {arm: load_mzsr(path, SCALE) for arm, path in paths.items()}
     version = {arm: file_hash(path) for arm, path in paths.items()}
     cache = ResultCache(work / f'eval_{args.tag}.json')

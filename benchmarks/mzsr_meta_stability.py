@@ -27,11 +27,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.common import ROOT, ResultCache, file_hash, pin_threads, write_results  # noqa: E402
+from benchmarks.common import (ROOT, ResultCache, average_checkpoint, file_hash, pin_threads,  # noqa: E402
+                               saved_checkpoints, write_results)
 from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS, STEP_NOTES  # noqa: E402
-from srdistill_plugin.core.checkpoint_io import atomic_save  # noqa: E402
 from srdistill_plugin.core.errors import SRDistillError  # noqa: E402
-from srdistill_plugin.core.safe_load import load_checkpoint  # noqa: E402
 from srdistill_plugin.core.sample_images import load_skimage_photos  # noqa: E402
 from srdistill_plugin.core.zero_shot import STEP_SCHEDULES  # noqa: E402
 from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr  # noqa: E402
@@ -100,19 +99,10 @@ def train_branch(args, branch: dict) -> Path:
 
 
 def average_checkpoints(base: Path, out: Path, window: int, every: int) -> Path:
-    """``out/models/net_g_<t>.pth`` for every multiple t of ``every`` from ``window`` on: the mean ``params`` of
-    ``base``'s checkpoints saved in (t - window, t] (a point is written once, through a temporary name)."""
-    saved = checkpoints(base, 1)
-    (out / 'models').mkdir(parents=True, exist_ok=True)
-    for t in (t for t in saved if t % every == 0 and t >= window):
-        target = out / 'models' / f'net_g_{t}.pth'
-        if target.is_file():
-            continue
-        members = [saved[i] for i in saved if t - window < i <= t]
-        params = [load_checkpoint(path)['params'] for path in members]
-        mean = {k: torch.stack([p[k].float() for p in params]).mean(0) for k in params[0]}
-        atomic_save(torch.save, {'params': mean, 'members': [int(path.stem.rsplit('_', 1)[1]) for path in members]},
-                    target)
+    """``out/models/net_g_<t>.pth`` for every multiple t of ``every`` from ``window`` on: the mean weights of
+    ``base``'s checkpoints saved in (t - window, t]."""
+    for t in (t for t in saved_checkpoints(base / 'models') if t % every == 0 and t >= window):
+        average_checkpoint(base / 'models', t, window, out / 'models' / f'net_g_{t}.pth')
     return out
 
 
@@ -128,8 +118,7 @@ def held_out_photos(crop: int) -> list[tuple[str, torch.Tensor]]:
 
 
 def checkpoints(folder: Path, every: int, first: int = 0) -> dict[int, Path]:
-    found = {int(p.stem.rsplit('_', 1)[1]): p for p in (folder / 'models').glob('net_g_[0-9]*.pth')}
-    return {it: found[it] for it in sorted(found) if it % every == 0 and it >= first}
+    return {it: p for it, p in saved_checkpoints(folder / 'models').items() if it % every == 0 and it >= first}
 
 
 def evaluate(cache: ResultCache, path: Path, images: dict, kernel: str,

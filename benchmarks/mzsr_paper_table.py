@@ -77,8 +77,12 @@ def analysis(own: dict, official: dict) -> list[str]:
                        + f" — the last 200 iterations moved it {points[-1][1] - points[-2][1]:+.2f} dB"
                        if len(points) > 1 else '')
     if iters:
-        at = (f'; the direct columns are its checkpoint {chosen} ({100 * chosen / 100000:.1f} %), chosen on held-out '
-              f'photos (their MZSR(10)) by benchmarks/mzsr_meta_stability.py' if chosen else '')
+        window = official['args'].get('arm_average', {}).get('direct')
+        end = chosen or iters
+        weights = (f'the mean weights of its checkpoints saved in ({end - window}, {end}]' if window
+                   else f'its checkpoint {end}')
+        at = (f'; the direct columns are {weights} ({100 * end / 100000:.1f} %), chosen on held-out photos by '
+              'benchmarks/mzsr_meta_stability.py' if chosen or window else '')
         out.append(f'The official-start run is {iters} meta-iterations for the direct arm ({100 * iters / 100000:.1f} % '
                    f"of the paper's 100,000), with 32x32 patches and meta-batch 2 on the CPU{at}: the figures above "
                    f"are where a CPU session's run stands, not a converged reproduction.")

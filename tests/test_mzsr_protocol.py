@@ -306,3 +306,20 @@ def test_the_adaptation_benchmark_evaluates_a_chosen_checkpoint_or_names_what_is
         chosen_checkpoints(nets, {'direct': 800})
     with pytest.raises(SystemExit, match=r"unknown arm 'bicubic'"):
         chosen_checkpoints(nets, {'bicubic': 900})
+
+
+def test_a_checkpoint_average_is_the_mean_of_the_window_and_is_written_once(tmp_path):
+    from benchmarks.common import average_checkpoint
+
+    models = tmp_path / 'run' / 'models'
+    models.mkdir(parents=True)
+    for it, value in ((100, 1.), (200, 2.), (300, 4.)):
+        torch.save({'params': {'w': torch.full((2, 2), value)}}, models / f'net_g_{it}.pth')
+    torch.save({'params': {'w': torch.zeros(2, 2)}}, models / 'net_g_latest.pth')  # not a numbered checkpoint
+    out = average_checkpoint(models, 300, 200, tmp_path / 'avg' / 'net_g_300.pth')
+    saved = torch.load(out, weights_only=True)
+    assert saved['members'] == [200, 300] and torch.equal(saved['params']['w'], torch.full((2, 2), 3.))
+    before = out.read_bytes()
+    torch.save({'params': {'w': torch.full((2, 2), 9.)}}, models / 'net_g_250.pth')
+    assert average_checkpoint(models, 300, 200, out).read_bytes() == before  # written once
+    assert not list(out.parent.glob('*.tmp'))
