@@ -149,6 +149,22 @@ def best_text(rows: dict, set_names: list[str], steps: str) -> str:
             f'choose {chosen} ({rows[chosen][held_out][steps]:.2f} dB there, {test} {rows[chosen][test][steps]:.2f})')
 
 
+def joint_choice_text(per_kernel: dict[str, dict], set_names: list[str], steps: str) -> str:
+    """The checkpoint the held-out photos choose by ``steps`` averaged over every kernel (``{kernel: rows}`` of one
+    run), with its test-set figure per kernel: one start for every blur, chosen without the test sets."""
+    test, held_out = set_names
+    common = sorted(set.intersection(*(set(rows) for rows in per_kernel.values())))
+    if not common:
+        return 'no checkpoint evaluated on every kernel'
+
+    def score(it: int) -> float:
+        return float(np.mean([rows[it][held_out][steps] for rows in per_kernel.values()]))
+    chosen = max(common, key=score)
+    return (f'MZSR({steps[4:]}) averaged over {" / ".join(per_kernel)}: the {held_out} choose {chosen} '
+            f'({score(chosen):.2f} dB there); {test} there ' + ' / '.join(
+                f'{rows[chosen][test][steps]:.2f}' for rows in per_kernel.values()))
+
+
 def plot(curves: dict, path: Path, set_names: list[str]) -> None:
     fig, axes = plt.subplots(1, len(set_names), figsize=(6 * len(set_names), 4), squeeze=False)
     for ax, set_name in zip(axes[0], set_names):
@@ -192,6 +208,10 @@ def main() -> None:
                                                             for s in set_names) + ' |')
     best_lines = [f'- {name}: ' + '; '.join(best_text(rows, set_names, steps) for steps in ('mzsr1', 'mzsr10'))
                   for name, rows in curves.items() if rows]
+    if len(args.kernel) > 1:
+        best_lines += [f'- {name}, one checkpoint for every kernel: ' + '; '.join(
+            joint_choice_text({k: curves[f'{name} {k}'] for k in args.kernel}, set_names, steps)
+            for steps in ('mzsr1', 'mzsr10')) for name in runs if all(curves[f'{name} {k}'] for k in args.kernel)]
     saved = list(checkpoints(base, 1))
     branches = [f'- {b["name"]}: from {b["start"]} to {b["end"]} with {", ".join(b["overrides"])}'
                 for b in args.branches]

@@ -323,3 +323,14 @@ def test_a_checkpoint_average_is_the_mean_of_the_window_and_is_written_once(tmp_
     torch.save({'params': {'w': torch.full((2, 2), 9.)}}, models / 'net_g_250.pth')
     assert average_checkpoint(models, 300, 200, out).read_bytes() == before  # written once
     assert not list(out.parent.glob('*.tmp'))
+
+
+def test_one_checkpoint_for_every_kernel_is_chosen_on_the_held_out_mean():
+    from benchmarks.mzsr_meta_stability import joint_choice_text
+
+    def row(test, held):
+        return {'Set5': {'mzsr1': test}, 'held-out photos': {'mzsr1': held}}
+    per_kernel = {'gd2.0': {800: row(34.9, 32.0), 1400: row(32.7, 30.6)},
+                  'gd0.2': {800: row(30.5, 28.8), 1400: row(31.4, 29.2), 1600: row(31.0, 29.9)}}
+    assert joint_choice_text(per_kernel, ['Set5', 'held-out photos'], 'mzsr1') == (
+        'MZSR(1) averaged over gd2.0 / gd0.2: the held-out photos choose 800 (30.40 dB there); Set5 there 34.90 / 30.50')
