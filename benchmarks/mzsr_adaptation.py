@@ -19,7 +19,8 @@ task settings (5 inner steps, 8 + 8 patches) with 32x32 patches and meta-batch 2
 official`: 64x64 and 5, about 10x the time); ZSSR is start-independent and is read from the own-start results by
 benchmarks/mzsr_paper_table.py.
 `--arm-checkpoint direct=N` evaluates the checkpoint benchmarks/mzsr_meta_stability.py chose on held-out photos
-instead of the last one, `--arm-average direct=W` the mean weights of its checkpoints saved in (N - W, N]; `--direct-schedule task_lr` adapts at the meta-training step size (not the official one).
+instead of the last one, `--arm-average direct=W` the mean weights of its checkpoints saved in (N - W, N];
+`--direct-schedule task_lr` adapts at the meta-training step size (not the official one).
 Every stage resumes: training through --auto_resume, evaluation from a per-image cache keyed by the checkpoint
 (ZSSR, which no checkpoint enters, keyed by its own settings).
 """

@@ -212,11 +212,13 @@ def main() -> None:
         best_lines += [f'- {name}, one checkpoint for every kernel: ' + '; '.join(
             joint_choice_text({k: curves[f'{name} {k}'] for k in args.kernel}, set_names, steps)
             for steps in ('mzsr1', 'mzsr10')) for name in runs if all(curves[f'{name} {k}'] for k in args.kernel)]
-    saved = list(checkpoints(base, 1))
     branches = [f'- {b["name"]}: from {b["start"]} to {b["end"]} with {", ".join(b["overrides"])}'
                 for b in args.branches]
-    branches += [f'- avg{w}: at each iteration t, the mean weights of the base run\'s checkpoints saved in (t - {w}, t] '
-                 f'(one every {saved[1] - saved[0]} iterations); not trained further' for w in args.average]
+    if args.average:
+        saved = list(saved_checkpoints(base / 'models'))
+        branches += [f'- avg{w}: at each iteration t, the mean weights of the base run\'s checkpoints saved in '
+                     f'(t - {w}, t] (one every {saved[1] - saved[0]} iterations); not trained further'
+                     for w in args.average]
     plot(curves, ROOT / 'benchmarks' / 'results' / f'mzsr_meta_stability_{args.tag}.png', set_names)
     markdown = (f'# MZSR meta-transfer over its iterations ({args.tag})\n\n'
                 f'Every checkpoint at a multiple of {args.every} of `{args.base}` (options {args.options}, the CPU task '
@@ -227,7 +229,8 @@ def main() -> None:
                 f'{", ".join(HELD_OUT)} (in no training, validation or test set of the project), so a checkpoint can '
                 f'be chosen without the test sets. Threads: '
                 f'{args.threads} on CPU.\n\nBranches (each continues the base run from its training state; every '
-                f'other option as the base run) and averages:\n' + '\n'.join(branches or ['- none']) + '\n\n' + '\n'.join(lines) + '\n\n'
+                f'other option as the base run) and averages:\n' + '\n'.join(branches or ['- none']) + '\n\n'
+                + '\n'.join(lines) + '\n\n'
                 '## Best checkpoints\n' + '\n'.join(best_lines) + '\n\n'
                 f'![curves](mzsr_meta_stability_{args.tag}.png)\n')
     write_results(f'mzsr_meta_stability_{args.tag}', {'args': vars(args), 'env': env,

@@ -89,6 +89,11 @@ def is_full_pool(exp: dict, arm: str) -> bool:
     return arm_spec(exp, arm)['arm'] == FULL_POOL
 
 
+def arms_on_sets(exp: dict) -> list[str]:
+    """The experiment's arms that train on a distilled set (every arm but those on the full pool), in order."""
+    return [a for a in exp['arms'] if not is_full_pool(exp, a)]
+
+
 def set_arm(exp: dict, arm: str) -> str:
     """The arm whose distilled set ``arm`` trains on: a custom arm that only changes the SR training
     (``sr_train``) trains on the set of the arm with the same set options (the built-in arm, or the custom arm

@@ -115,9 +115,9 @@ def check_experiment(exp: dict, root: Path) -> dict:
     if not isinstance(custom, dict):
         _fail('custom_arms', f'expected a mapping of arm name -> {{arm: <built-in arm>, <synthesize option>: value}}, '
               f'got {custom!r}')
+    bases = (*data.ARM_MODES, FULL_POOL)
     for name, spec in custom.items():
-        if name in (*data.ARM_MODES, FULL_POOL) or not isinstance(spec, dict) or spec.get('arm') not in (
-                *data.ARM_MODES, FULL_POOL):
+        if name in bases or not isinstance(spec, dict) or spec.get('arm') not in bases:
             _fail(f'custom_arms.{name}', f'expected a new name with arm: one of {sorted(data.ARM_MODES)} or '
                   f'{FULL_POOL}, got {spec!r}')
         if spec['arm'] == FULL_POOL and set(spec) != {'arm', 'sr_train'}:
@@ -128,9 +128,9 @@ def check_experiment(exp: dict, root: Path) -> dict:
         _fail('arms', f'unknown arm {unknown[0] if unknown else None!r}; expected some of {sorted(data.ARM_MODES)} '
               'or a name defined under custom_arms')
     exp.setdefault('default_arm', exp['arms'][0])
-    set_arms = [a for a in exp['arms'] if not data.is_full_pool(exp, a)]
-    if exp['default_arm'] not in set_arms:
-        _fail('default_arm', f'{exp["default_arm"]!r} is not one of the arms that make a set: {set_arms}')
+    if exp['default_arm'] not in data.arms_on_sets(exp):
+        _fail('default_arm', f'{exp["default_arm"]!r} is not one of the arms that make a set: '
+              f'{data.arms_on_sets(exp)}')
     for b in exp['budgets_percent']:
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < 100:
             _fail('budgets_percent', f'{b!r} is not a percentage of the pool between 0 and 100 (exclusive; the '
@@ -173,7 +173,7 @@ def check_experiment(exp: dict, root: Path) -> dict:
     exp['full_pool'] = {'crop_size': 192, 'step': 192, **exp.get('full_pool', {})}
     exp.setdefault('threads', 2)
     check_distill_options(exp['distill'])
-    for arm in (a for a in exp['arms'] if not data.is_full_pool(exp, a)):
+    for arm in data.arms_on_sets(exp):
         mode, overrides = data.arm_mode(exp, arm)
         check_distill_options({**exp['distill'], 'synthesize': {**exp['distill'].get('synthesize', {}), **overrides,
                                                                  'mode': mode}})
@@ -187,8 +187,8 @@ def plan_runs(exp: dict) -> list[Run]:
     last the full pool under each recipe arm on it (``{arm: full_pool, sr_train: ...}``), seed by seed."""
     runs = []
     seeds = exp['seeds']
-    set_arms = [a for a in exp['arms'] if not data.is_full_pool(exp, a)]
-    pool_arms = [a for a in exp['arms'] if data.is_full_pool(exp, a)]
+    set_arms = data.arms_on_sets(exp)
+    pool_arms = [a for a in exp['arms'] if a not in set_arms]
     for student in sorted(exp['students'], key=lambda s: s != exp['sweep_student']):
         budgets = exp['budgets_percent'] if student == exp['sweep_student'] else exp['student_budgets_percent']
         first, *others = sorted(budgets, key=lambda b: abs(math.log(b / 0.68)))
@@ -235,8 +235,7 @@ class Experiment:
 
     def set_arms(self) -> list[str]:
         """The arms whose distilled sets the experiment makes (a recipe arm trains on another arm's set)."""
-        return list(dict.fromkeys(data.set_arm(self.exp, arm) for arm in self.exp['arms']
-                                  if not data.is_full_pool(self.exp, arm)))
+        return list(dict.fromkeys(data.set_arm(self.exp, arm) for arm in data.arms_on_sets(self.exp)))
 
     def stage_times(self) -> dict[str, float]:
         """Wall seconds of the data stages, as their manifests recorded them."""
