@@ -32,7 +32,9 @@ def basicsr_arm(args, work: Path) -> dict:
     run_tool('tools/train.py', '-opt', 'options/swinir_distilled_x4.yml', '--auto_resume', '--force_yml', f'name={name}',
              f'datasets:train:dataroot_gt={args.lmdb}', f'path:experiments_root={work}', f'train:total_iter={args.iters}',
              'val:val_freq=1000000', 'logger:use_tb_logger=False', f'logger:save_checkpoint_freq={args.iters}',
-             'train:ema_decay=0', f'logger:print_freq={max(args.iters // 20, 1)}')
+             'train:ema_decay=0', f'logger:print_freq={max(args.iters // 20, 1)}',
+             # the MMagic config's crops and batch; it has no RGB permutation (the BasicSR options' tiny-set recipe)
+             'datasets:train:gt_size=64', 'datasets:train:batch_size_per_gpu=8', 'datasets:train:rgb_permute=0')
     wall = time.perf_counter() - start
     log = ''.join(p.read_text() for p in (work / name).glob('train_*.log'))
     psnr = float(re.findall(r'# psnr: ([\d.]+)', log)[-1])
