@@ -172,6 +172,10 @@ def test_a_herding_run_writes_its_set_and_patches_equal_the_pool_crops(categoriz
      'option custom_arms.f: an arm on the full_pool changes only its SR training'),
     ({'arms': ['f', 'random_real'], 'default_arm': 'f', 'custom_arms': {'f': {'arm': 'full_pool', 'sr_train': {'lr': 1e-4}}}},
      "option default_arm: 'f' is not one of the arms that make a set: ['random_real']"),
+    ({'arms': ['r'], 'default_arm': 'r', 'custom_arms': {'r': {'arm': 'random_real', 'patch_size': 16}}},
+     'option custom_arms.r: the set of r has 16-px patches, smaller than its training crops (gt_size 32)'),
+    ({'arms': ['h'], 'default_arm': 'h', 'custom_arms': {'h': {'arm': 'herding', 'patch_size': 48}}},
+     'option synthesize.patch_size: only random_real draws patches of another size than select.patch_size'),
 ])
 def test_bad_arm_options_stop_before_any_work(photo_dir, change, message):
     with pytest.raises(SRDistillError) as info:

@@ -2,6 +2,7 @@
 empty pseudo-class gives its budget to the others, and patches stream into the LMDB (bounded memory)."""
 from __future__ import annotations
 
+import json
 import tracemalloc
 
 import cv2
@@ -13,7 +14,7 @@ from srdistill_plugin.core.sample_images import load_skimage_photos
 from srdistill_plugin.distill.runner import DistillRun
 
 from .conftest import run_tool
-from .test_distillation import tiny_options
+from .test_distillation import lmdb_images, tiny_options
 
 BAD_OPTIONS = [
     (('synthesize', 'strength'), 0, 'option synthesize.strength: expected a number in (0, 1]'),
@@ -40,6 +41,11 @@ BAD_OPTIONS = [
      "option synthesize.seed_selection: expected one of ('selected', 'herding'), got 'best'"),
     (('synthesize', 'mode'), 'kmeans', 'option synthesize.mode: expected one of'),
     (('synthesize', 'draw_seed'), -1, 'option synthesize.draw_seed: expected an integer >= 0, got -1'),
+    (('synthesize', 'patch_size'), 18, 'option synthesize.patch_size: 18 is not a multiple of scale 4'),
+    (('synthesize', 'patch_size'), 2, 'option synthesize.patch_size: expected an integer >= 4, got 2'),
+    (('synthesize', 'patch_size'), 16,
+     "option synthesize.patch_size: only random_real draws patches of another size than select.patch_size (32); "
+     "mode 'sdedit' got 16"),
 ]
 
 
@@ -70,6 +76,19 @@ def test_bad_option_through_the_command_is_one_line_exit_2(photo_dir, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith('error: option synthesize.strength: expected a number')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.yml']
+
+
+def test_random_real_draws_smaller_patches_at_the_same_pixel_budget(photo_dir, tmp_path):
+    sizes = {}
+    for patch in (32, 16):
+        opt = tiny_options(photo_dir, tmp_path / f'p{patch}', mode='random_real', per_class=None, budget_percent=3,
+                           patch_size=patch) | {'name': f'pytest_p{patch}'}
+        DistillRun(opt, root=tmp_path).run()
+        manifest = json.loads((tmp_path / f'p{patch}' / 'manifest.json').read_text())
+        images = lmdb_images(tmp_path / f'p{patch}' / 'HR.lmdb')
+        assert manifest['patch_size'] == patch and images.shape[-2:] == (patch, patch)
+        sizes[patch] = len(images)
+    assert 4 * sizes[32] <= sizes[16] <= 4 * sizes[32] + 3  # per-class rounding of three pseudo-classes
 
 
 def test_an_empty_pseudo_class_gives_its_budget_to_the_others(photo_dir, tmp_path, caplog):

@@ -104,6 +104,24 @@ def herding_features(opt: dict) -> str:
     return value
 
 
+def set_patch_size(opt: dict) -> int:
+    """``synthesize.patch_size``: the side (HR pixels) of the set's patches. Every mode makes patches of
+    ``select.patch_size`` (64), the size it scores, groups and generates; ``random_real`` may draw another size at
+    the same pixel budget (smaller: more patches from more places of the pool)."""
+    syn = opt.get('synthesize') or {}
+    select_size = (opt.get('select') or {}).get('patch_size', 64)
+    if 'patch_size' not in syn:
+        return select_size
+    scale = opt.get('scale', 1)
+    value = _integer(syn, 'patch_size', 'synthesize.patch_size', select_size, low=scale)
+    if value % scale:
+        raise SRDistillError(f'option synthesize.patch_size: {value} is not a multiple of scale {scale}')
+    if synthesis_mode(syn) != 'random_real' and value != select_size:
+        raise SRDistillError(f'option synthesize.patch_size: only random_real draws patches of another size than '
+                             f'select.patch_size ({select_size}); mode {synthesis_mode(syn)!r} got {value}')
+    return value
+
+
 def synthesis_device(opt: dict) -> torch.device:
     """``num_gpu`` as BasicSR reads it: 0 runs on the CPU, ``auto`` or >= 1 on the first CUDA device."""
     num_gpu = opt.get('num_gpu', 0)
@@ -131,6 +149,7 @@ def check_distill_options(opt: dict) -> None:
     seed_selection(syn)
     draw_seed(syn, 0)
     herding_features(opt)
+    set_patch_size(opt)
     check_amp(syn.get('amp'), 'synthesize.amp')
     synthesis_device(opt)
     ft = opt.get('finetune') or {}

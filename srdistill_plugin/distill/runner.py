@@ -47,7 +47,7 @@ from srdistill_plugin.engine.launch import exit_text, run_training
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
 from .options import (POOL_MODES, check_distill_options, class_budget, draw_seed, herding_features, informative_share,
-                      noise_sigma, seed_selection, strength, synthesis_device, synthesis_mode)
+                      noise_sigma, seed_selection, set_patch_size, strength, synthesis_device, synthesis_mode)
 from .pool import PoolGrid
 
 STAGES = ('select', 'categorize', 'finetune', 'synthesize')
@@ -275,9 +275,11 @@ class DistillRun:
         write_manifest(self.manifest('finetune'), {'checkpoint': str(self.checkpoint()), 'options': str(opt_file)})
 
     # --- stage 4 -------------------------------------------------------------------------------------------
-    def budget(self, selection: dict, num_classes: int) -> int:
+    def budget(self, selection: dict, num_classes: int, size: int) -> int:
+        """Patches per pseudo-class of side ``size``: ``synthesize.budget_percent`` of the pool's pixels, else
+        ``synthesize.per_class``."""
         syn = self.opt.get('synthesize', {})
-        patch_px = selection['options']['patch_size'] ** 2
+        patch_px = size ** 2
         if syn.get('budget_percent') is not None:
             total = math.ceil(float(syn['budget_percent']) / 100 * selection['pool_pixels'] / patch_px)
             per_class = math.ceil(total / num_classes)
@@ -410,8 +412,8 @@ class DistillRun:
         syn = self.opt.get('synthesize', {})
         mode = synthesis_mode(syn)
         selection, categories = read_manifest(self.manifest('select')), read_manifest(self.manifest('categorize'))
-        num_classes, size = categories['num_classes'], selection['options']['patch_size']
-        per_class = self.budget(selection, num_classes)
+        num_classes, size = categories['num_classes'], set_patch_size(self.opt)
+        per_class = self.budget(selection, num_classes, size)
         out = self.root / self.opt['output']
         out.mkdir(parents=True, exist_ok=True)
         keys, classes, preview, shown = [], [], [], Counter()
@@ -462,7 +464,7 @@ class DistillRun:
         paths = selection['images']
         picks = rng.integers(len(paths), size=count)
         for i in tqdm(sorted(set(picks.tolist())), desc='synthesize (random_real)', unit='img'):
-            img, images = read_image(paths[i]), []
+            img, images = read_image(paths[i], min_size=size), []
             for _ in range(int((picks == i).sum())):
                 y, x = rng.integers(img.shape[0] - size + 1), rng.integers(img.shape[1] - size + 1)
                 images.append(to_uint8(img[y:y + size, x:x + size]))

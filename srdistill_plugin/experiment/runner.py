@@ -35,7 +35,7 @@ from srdistill_plugin.core.lmdb_io import read_meta_keys
 from srdistill_plugin.core.manifest import read_manifest, write_manifest
 from srdistill_plugin.core.set_diagnostics import gradient_energy
 from srdistill_plugin.data.hr_only_dataset import check_augmentations
-from srdistill_plugin.distill.options import check_distill_options
+from srdistill_plugin.distill.options import check_distill_options, set_patch_size
 from srdistill_plugin.engine.launch import exit_text, run_training
 
 from . import data
@@ -175,8 +175,14 @@ def check_experiment(exp: dict, root: Path) -> dict:
     check_distill_options(exp['distill'])
     for arm in data.arms_on_sets(exp):
         mode, overrides = data.arm_mode(exp, arm)
-        check_distill_options({**exp['distill'], 'synthesize': {**exp['distill'].get('synthesize', {}), **overrides,
-                                                                 'mode': mode}})
+        arm_distill = {**exp['distill'], 'scale': scale,
+                       'synthesize': {**exp['distill'].get('synthesize', {}), **overrides, 'mode': mode}}
+        check_distill_options(arm_distill)
+        gt_size = {**exp['sr_train'], **data.recipe(exp, arm)}['gt_size']
+        if set_patch_size(arm_distill) < gt_size:
+            _fail(f'custom_arms.{arm}' if arm in custom else 'sr_train.gt_size',
+                  f'the set of {arm} has {set_patch_size(arm_distill)}-px patches, smaller than its training crops '
+                  f'(gt_size {gt_size})')
     return exp
 
 
