@@ -4,6 +4,7 @@ and refusing to mix results made with other settings."""
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -230,6 +231,13 @@ def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, t
     assert html.count('data:image/png;base64,') == md.count('![') and 'src="psnr' not in html
     embedded = html.split('data:image/png;base64,')[1].split('"')[0]
     assert base64.b64decode(embedded)[:4] == b'\x89PNG'
+
+    assert 'region: bicubic, full_pool, coverage, distilled, HR (EDSR, 5 %' in md
+    shutil.rmtree(tmp_path / 'experiments' / 'pytest_report' / 'experiments' / 'EDSR_coverage_5pct_s0' / 'models')
+    proc = report(tmp_path, opt, None, '--report-only')  # a run kept as its result alone still reports, uncropped
+    md = (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
+    assert proc.returncode == 0 and '9 of 9 training runs finished' in md and '| EDSR | coverage | 5 % |' in md
+    assert 'region: bicubic, full_pool, distilled, HR (EDSR, 5 %' in md
 
     opt['sr_train']['lr'] = 1e-3  # the same experiment name with other settings: refused, nothing mixed
     proc = report(tmp_path, opt)

@@ -197,7 +197,8 @@ def plot_gradient_energy(path: Path, diagnostics: dict, budget: float, arms: lis
 
 def zoomed_crops(path: Path, experiment, groups: dict, student: str, budget: float, arms: list[str]) -> list[str]:
     """One benchmark region (the most detailed 48 px of the first test image) from bicubic, every arm's best
-    seed-0 network, and HR, side by side; returns the column labels."""
+    seed-0 network, and HR, side by side; returns the column labels (a run kept as its result alone, without its
+    checkpoints, has no column)."""
     scale = experiment.scale
     folder = experiment.root / experiment.exp['test_sets'][0]
     name, lr, hr = paired_set(str(folder), scale)[0]
@@ -208,7 +209,7 @@ def zoomed_crops(path: Path, experiment, groups: dict, student: str, budget: flo
     columns, labels = [super_resolve(None, lr, scale)[box]], ['bicubic']
     for arm, b in arm_keys(experiment.exp, arms, budget):
         r = min(groups.get((student, arm, b), []), key=lambda run: run['seed'], default=None)
-        if r:
+        if r and experiment.checkpoint(r['run'], r['best_iter']).is_file():
             net = load_student(experiment.exp['students'][student]['network_g'],
                                experiment.checkpoint(r['run'], r['best_iter']))
             columns.append(super_resolve(net, lr, scale)[box])
