@@ -159,8 +159,9 @@ def experiment_options(opt: dict, stem: str, data: dict, iters: int) -> dict:
     opt.update(name=f'smoke_{stem}', pool=str(data['photos']), test_sets=[str(data['set5'])],
                budgets_percent=[budget], student_budgets_percent=[budget], seeds=opt['seeds'][:1],
                validation={'holdout_images': 2, 'crop_size': 128}, full_pool={'crop_size': 128, 'step': 128})
-    opt['sr_train'] = {**opt.get('sr_train', {}), 'total_iter': 2 * iters, 'eval_every': iters, 'max_iter': None,
-                       'batch_size': 2, 'gt_size': 64}
+    sr = opt.get('sr_train', {})
+    opt['sr_train'] = {**sr, 'total_iter': 2 * iters, 'eval_every': iters, 'max_iter': None, 'batch_size': 2,
+                       'gt_size': min(sr.get('gt_size', 64), 64)}  # crops that fit every arm's set patches
     categorize = opt['distill'].setdefault('categorize', {})
     categorize['num_classes'] = min(int(categorize.get('num_classes', 2)), 2)  # six small training photographs
     ft = opt['distill'].setdefault('finetune', {})
