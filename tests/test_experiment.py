@@ -106,7 +106,7 @@ def report_in_process(tmp_path, opt: dict, monkeypatch, capsys, *args: str) -> t
 
 
 def test_a_run_still_rising_at_total_iter_trains_on_until_converged_or_max_iter(photo_dir, tmp_path):
-    sr = {'total_iter': 20, 'eval_every': 10, 'patience_evals': 0}
+    sr = {'total_iter': 20, 'eval_every': 10, 'patience_evals': 0, 'gt_size': 32}
     capped = Experiment(check_experiment(experiment_options(photo_dir, sr_train=sr), tmp_path), tmp_path)
     longer = Experiment(check_experiment(experiment_options(photo_dir, sr_train={**sr, 'max_iter': 40}), tmp_path),
                         tmp_path)
@@ -130,7 +130,7 @@ def test_a_run_still_rising_at_total_iter_trains_on_until_converged_or_max_iter(
 
 def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_its_replay(photo_dir, tmp_path,
                                                                                          monkeypatch):
-    sr = {'total_iter': 30, 'eval_every': 10, 'patience_evals': 5}
+    sr = {'total_iter': 30, 'eval_every': 10, 'patience_evals': 5, 'gt_size': 32}
     exp = Experiment(check_experiment(experiment_options(photo_dir, sr_train=sr), tmp_path), tmp_path)
     run = Run('EDSR', FULL_POOL, None, 0)
     monkeypatch.setattr(exp, 'train_options', lambda run: {})
