@@ -213,6 +213,8 @@ def test_the_default_is_chosen_on_validation_over_the_runs_every_arm_has():
     text = choice_text({'arms': arms, 'default_arm': 'random_real'}, group_results(runs), 0.68)
     assert 'differs: set default_arm: herding' in text and 'Not compared (no run in common with the others yet): ' \
         'coverage, distilled.' in text
+    text = choice_text({'arms': arms, 'default_arm': 'distilled'}, group_results(runs), 0.68)
+    assert 'default_arm is distilled, with no run compared yet: nothing follows for it.' in text
 
 
 def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_read_the_curve():

@@ -109,8 +109,12 @@ def choice_text(exp: dict, groups: dict, budget: float) -> str:
             text += (f': uniformly random real patches beat every selection arm (by {scores[best] - scores[runner_up]:.2f}'
                      f' dB over the next, {runner_up})')
     shipped = exp['default_arm']
-    text += (f'. The options\' default_arm is {shipped}' +
-             (' (the same).' if shipped == best else f' — differs: set default_arm: {best} to follow validation.'))
+    if shipped == best:
+        text += f'. The options\' default_arm is {shipped} (the same).'
+    elif shipped not in scores:
+        text += f'. The options\' default_arm is {shipped}, with no run compared yet: nothing follows for it.'
+    else:
+        text += f'. The options\' default_arm is {shipped} — differs: set default_arm: {best} to follow validation.'
     if left_out:
         text += f' Not compared (no run in common with the others yet): {", ".join(left_out)}.'
     return text
