@@ -6,6 +6,7 @@ from numbers import Integral, Real
 import torch
 
 from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.patch_selection import SelectionOptions
 from srdistill_plugin.core.precision import check_amp
 
 SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'selected_noise', 'random_real', 'coverage', 'random_selected',
@@ -109,7 +110,7 @@ def set_patch_size(opt: dict) -> int:
     ``select.patch_size`` (64), the size it scores, groups and generates; ``random_real`` may draw another size at
     the same pixel budget (smaller: more patches from more places of the pool)."""
     syn = opt.get('synthesize') or {}
-    select_size = (opt.get('select') or {}).get('patch_size', 64)
+    select_size = (opt.get('select') or {}).get('patch_size', SelectionOptions.patch_size)
     if 'patch_size' not in syn:
         return select_size
     scale = opt.get('scale', 1)

@@ -209,9 +209,9 @@ def zoomed_crops(path: Path, experiment, groups: dict, student: str, budget: flo
     columns, labels = [super_resolve(None, lr, scale)[box]], ['bicubic']
     for arm, b in arm_keys(experiment.exp, arms, budget):
         r = min(groups.get((student, arm, b), []), key=lambda run: run['seed'], default=None)
-        if r and experiment.checkpoint(r['run'], r['best_iter']).is_file():
-            net = load_student(experiment.exp['students'][student]['network_g'],
-                               experiment.checkpoint(r['run'], r['best_iter']))
+        checkpoint = experiment.checkpoint(r['run'], r['best_iter']) if r else None
+        if checkpoint and checkpoint.is_file():
+            net = load_student(experiment.exp['students'][student]['network_g'], checkpoint)
             columns.append(super_resolve(net, lr, scale)[box])
             labels.append(arm)
     columns.append(hr[box])

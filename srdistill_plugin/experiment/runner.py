@@ -178,11 +178,10 @@ def check_experiment(exp: dict, root: Path) -> dict:
         arm_distill = {**exp['distill'], 'scale': scale,
                        'synthesize': {**exp['distill'].get('synthesize', {}), **overrides, 'mode': mode}}
         check_distill_options(arm_distill)
-        gt_size = {**exp['sr_train'], **data.recipe(exp, arm)}['gt_size']
-        if set_patch_size(arm_distill) < gt_size:
+        patch, gt_size = set_patch_size(arm_distill), {**exp['sr_train'], **data.recipe(exp, arm)}['gt_size']
+        if patch < gt_size:
             _fail(f'custom_arms.{arm}' if arm in custom else 'sr_train.gt_size',
-                  f'the set of {arm} has {set_patch_size(arm_distill)}-px patches, smaller than its training crops '
-                  f'(gt_size {gt_size})')
+                  f'the set of {arm} has {patch}-px patches, smaller than its training crops (gt_size {gt_size})')
     return exp
 
 
