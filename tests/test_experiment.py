@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -16,6 +17,7 @@ import yaml
 
 from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
+from srdistill_plugin.distill.runner import GENERATIVE_MODES, DistillRun
 from srdistill_plugin.experiment.runner import (FULL_POOL, Experiment, Run, check_experiment, convergence_gain,
                                                   plan_runs, seconds_per_iter, select_runs)
 from srdistill_plugin.experiment.report import convergence_text, describe_crossing
@@ -299,3 +301,38 @@ def test_workers_share_an_experiment_without_training_a_run_twice(photo_dir, tmp
         assert json.loads((runs / f'EDSR_{name}.json').read_text())['last_iter'] == 20
         assert (runs / f'EDSR_{name}.log').read_text().count('Start training from epoch: 0, iter: 0') == 1, name
     assert '6 of 6 training runs finished' in (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
+
+
+
+def test_a_set_without_the_generator_does_not_wait_for_another_workers_fine_tuning(photo_dir, tmp_path, monkeypatch):
+    exp = check_experiment(experiment_options(photo_dir, arms=['random_real', 'distilled'], default_arm='random_real'), tmp_path)
+    experiment = Experiment(exp, tmp_path)
+    experiment.prepare_data()
+    runs = {run.arm: run for run in plan_runs(exp) if run.budget is not None}
+    fine_tuning, finish, lock_free_while_fine_tuning, trained = threading.Event(), threading.Event(), [], []
+    fine_tune = DistillRun.finetune
+
+    def slow_fine_tune(run):  # a long fine-tuning of the generator, which must hold its lock
+        if run.opt['synthesize']['mode'] not in GENERATIVE_MODES:
+            return fine_tune(run)  # a real-patch set's stage only records that it needs no generator
+        probe = FileLock(experiment.work / 'locks' / 'generator.lock')
+        lock_free_while_fine_tuning.append(probe.acquire(blocking=False))
+        probe.release()
+        fine_tuning.set()
+        finish.wait(300)
+        return fine_tune(run)
+
+    monkeypatch.setattr(DistillRun, 'finetune', slow_fine_tune)
+    workers = {arm: threading.Thread(target=lambda arm=arm: trained.append((arm, experiment.run_one(runs[arm]))))
+               for arm in ('distilled', 'random_real')}
+    workers['distilled'].start()
+    try:
+        assert fine_tuning.wait(120)
+        workers['random_real'].start()  # a second worker, on a set that needs no generator
+        workers['random_real'].join(300)
+        assert not workers['random_real'].is_alive() and trained == [('random_real', True)]
+    finally:
+        finish.set()
+        for worker in workers.values():
+            worker.join() if worker.is_alive() else None
+    assert trained == [('random_real', True), ('distilled', True)] and lock_free_while_fine_tuning == [False]

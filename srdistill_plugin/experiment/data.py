@@ -12,6 +12,7 @@ import cv2
 
 from srdistill_plugin.core.degradations import bicubic_downscale, mod_crop
 from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
 from srdistill_plugin.core.manifest import write_manifest
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
@@ -122,13 +123,24 @@ def distill_options(exp: dict, train_dir: Path, arm: str, budget: float | None) 
 
 def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: float) -> Path:
     """Run (or resume) the distillation of ``arm`` at ``budget`` % of the pool's pixels; its stages select,
-    categorize and finetune are adopted from the shared base run (each manifest records its wall time)."""
+    categorize and finetune are adopted from the shared base run (each manifest records its wall time).
+
+    Safe for several workers on one work folder, each step under its own lock (``work/locks``): the shared select
+    and categorize stages under ``data.lock``, the generator's fine-tuning under ``generator.lock`` (only arms that
+    sample from it wait for it), and the set's own stages under a lock of its own."""
+    locks = work / 'locks'
     base = DistillRun(distill_options(exp, train_dir, 'distilled', None), root=work)
     needs_generator = arm_mode(exp, arm)[0] in GENERATIVE_MODES
-    base.run(SHARED_STAGES if needs_generator else SHARED_STAGES[:2])
-    run = DistillRun(distill_options(exp, train_dir, arm, budget), root=work)
-    run.adopt_stages(base, SHARED_STAGES if needs_generator else SHARED_STAGES[:2])
-    run.run()
+    with FileLock(locks / 'data.lock'):
+        base.run(SHARED_STAGES[:2])
+    if needs_generator:
+        with FileLock(locks / 'generator.lock'):
+            base.run(SHARED_STAGES[2:])
+    shared = SHARED_STAGES if needs_generator else SHARED_STAGES[:2]
+    with FileLock(locks / f'set_{arm}_{budget:g}pct.lock'):
+        run = DistillRun(distill_options(exp, train_dir, arm, budget), root=work)
+        run.adopt_stages(base, shared)
+        run.run()
     lmdb = work / 'data' / f'{arm}_{budget:g}pct' / 'HR.lmdb'
     if not lmdb.is_dir():
         raise SRDistillError(f'{lmdb}: the distillation finished without writing its LMDB')

@@ -218,7 +218,7 @@ class Experiment:
         self.scale = exp['scale']
         self.times = JsonStore(self.work / 'stage_times.json')
         self.train_dir = self.val_dir = None
-        self.data_lock = FileLock(self.work / 'locks' / 'data.lock')  # pool split, LMDBs, distillation stages
+        self.data_lock = FileLock(self.work / 'locks' / 'data.lock')  # pool split, LMDBs, shared distillation stages
         self.report_lock = FileLock(self.work / 'locks' / 'report.lock')
 
     # --- data ------------------------------------------------------------------------------------------------
@@ -418,10 +418,8 @@ class Experiment:
         try:
             if self.result_path(run).is_file() and not self.unfinished(run):
                 return False
-            if run.budget is not None:
-                with self.data_lock:
-                    data.distilled_set(self.exp, self.work, self.train_dir, data.set_arm(self.exp, run.arm),
-                                       run.budget)
+            if run.budget is not None:  # takes the data locks it needs
+                data.distilled_set(self.exp, self.work, self.train_dir, data.set_arm(self.exp, run.arm), run.budget)
             self.train(run, lock.fd)
             write_manifest(self.result_path(run), self.measure(run))
             return True
