@@ -238,6 +238,12 @@ def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_
     assert lines[0] == 'EDSR, herding at 0.68 %: Set5: − random_real +0.12 dB (target ≥ +0.15: missed)'
     assert 'worst herding − random_real -0.10 dB at 0.3 % (target ≥ -0.05: missed)' in lines[1]
     assert 'reaches random_real @ 0.68 % (29.58 dB): 0.56 % (target ≤ 0.34 %: missed)' in lines[2]
+    alone = [r for r in runs if r['arm'] == 'herding']  # an experiment without random_real or the full pool
+    assert targets_text(exp, group_results(alone), ['Set5'], 0.68, 'EDSR') == [
+        'Not measurable in this experiment: herding at 0.68 % has no random_real run at that budget and no finished '
+        'full pool to be read against']
+    assert targets_text(exp, group_results(alone[1:]), ['Set5'], 0.68, 'EDSR') == [
+        'Not measurable yet: herding at 0.68 % has not finished']
 
 
 def test_redraws_are_pooled_like_seeds_for_the_choice_the_targets_and_the_draws_table():

@@ -202,7 +202,12 @@ def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, studen
                      f'@ {budget:g} % ({rnd[budget]:.2f} dB): {verdict}')
     if default == 'random_real':
         lines.append('The default arm is random_real: the targets against random_real are not applicable')
-    return lines or [f'Not measurable yet: {default} at {budget:g} % has not finished.']
+    if lines:
+        return lines
+    if any(k[1:] == (default, budget) for k in groups):
+        return [f'Not measurable in this experiment: {default} at {budget:g} % has no random_real run at that budget '
+                'and no finished full pool to be read against']
+    return [f'Not measurable yet: {default} at {budget:g} % has not finished']
 
 
 def _mean_sd(values: list[float]) -> str:
