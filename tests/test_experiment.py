@@ -303,9 +303,9 @@ def test_workers_share_an_experiment_without_training_a_run_twice(photo_dir, tmp
     assert '6 of 6 training runs finished' in (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
 
 
-
 def test_a_set_without_the_generator_does_not_wait_for_another_workers_fine_tuning(photo_dir, tmp_path, monkeypatch):
-    exp = check_experiment(experiment_options(photo_dir, arms=['random_real', 'distilled'], default_arm='random_real'), tmp_path)
+    opt = experiment_options(photo_dir, arms=['random_real', 'distilled'], default_arm='random_real')
+    exp = check_experiment(opt, tmp_path)
     experiment = Experiment(exp, tmp_path)
     experiment.prepare_data()
     runs = {run.arm: run for run in plan_runs(exp) if run.budget is not None}
@@ -334,5 +334,6 @@ def test_a_set_without_the_generator_does_not_wait_for_another_workers_fine_tuni
     finally:
         finish.set()
         for worker in workers.values():
-            worker.join() if worker.is_alive() else None
+            if worker.is_alive():
+                worker.join()
     assert trained == [('random_real', True), ('distilled', True)] and lock_free_while_fine_tuning == [False]

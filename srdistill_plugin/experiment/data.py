@@ -121,6 +121,11 @@ def distill_options(exp: dict, train_dir: Path, arm: str, budget: float | None) 
     return opt
 
 
+def data_lock(work: Path) -> FileLock:
+    """The lock of an experiment's shared data: the pool split, the full-pool LMDB, the select and categorize stages."""
+    return FileLock(work / 'locks' / 'data.lock')
+
+
 def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: float) -> Path:
     """Run (or resume) the distillation of ``arm`` at ``budget`` % of the pool's pixels; its stages select,
     categorize and finetune are adopted from the shared base run (each manifest records its wall time).
@@ -128,16 +133,14 @@ def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: floa
     Safe for several workers on one work folder, each step under its own lock (``work/locks``): the shared select
     and categorize stages under ``data.lock``, the generator's fine-tuning under ``generator.lock`` (only arms that
     sample from it wait for it), and the set's own stages under a lock of its own."""
-    locks = work / 'locks'
     base = DistillRun(distill_options(exp, train_dir, 'distilled', None), root=work)
-    needs_generator = arm_mode(exp, arm)[0] in GENERATIVE_MODES
-    with FileLock(locks / 'data.lock'):
-        base.run(SHARED_STAGES[:2])
-    if needs_generator:
-        with FileLock(locks / 'generator.lock'):
-            base.run(SHARED_STAGES[2:])
-    shared = SHARED_STAGES if needs_generator else SHARED_STAGES[:2]
-    with FileLock(locks / f'set_{arm}_{budget:g}pct.lock'):
+    shared = SHARED_STAGES if arm_mode(exp, arm)[0] in GENERATIVE_MODES else SHARED_STAGES[:2]
+    with data_lock(work):
+        base.run(shared[:2])
+    if shared[2:]:
+        with FileLock(work / 'locks' / 'generator.lock'):
+            base.run(shared[2:])
+    with FileLock(work / 'locks' / f'set_{arm}_{budget:g}pct.lock'):
         run = DistillRun(distill_options(exp, train_dir, arm, budget), root=work)
         run.adopt_stages(base, shared)
         run.run()

@@ -218,7 +218,7 @@ class Experiment:
         self.scale = exp['scale']
         self.times = JsonStore(self.work / 'stage_times.json')
         self.train_dir = self.val_dir = None
-        self.data_lock = FileLock(self.work / 'locks' / 'data.lock')  # pool split, LMDBs, shared distillation stages
+        self.data_lock = data.data_lock(self.work)
         self.report_lock = FileLock(self.work / 'locks' / 'report.lock')
 
     # --- data ------------------------------------------------------------------------------------------------
