@@ -122,8 +122,8 @@ def choice_text(exp: dict, groups: dict, budget: float) -> str:
 
 def pairs(exp: dict) -> list[tuple[str, str, str]]:
     """The one-choice pairs among the experiment's arms: the built-in ones, every recipe arm against the arm that
-    trains on its set without the recipe, and every other custom arm against its base (redraws excepted: the Draws
-    table reads them together)."""
+    trains on its set without the recipe, and every other custom arm against its base arm's set of the same draw
+    (redraws excepted: the Draws table reads them together)."""
     arms = set(exp['arms'])
     found = [(a, b, why) for a, b, why in BUILT_IN_PAIRS if a in arms and b in arms]
     for name, spec in (exp.get('custom_arms') or {}).items():
@@ -132,11 +132,23 @@ def pairs(exp: dict) -> list[tuple[str, str, str]]:
             if name in arms and same_set in arms and same_set != name:
                 found.append((name, same_set, f'sr_train: {spec["sr_train"]}'))
             continue
-        base = spec['arm']
-        changes = ', '.join(f'{k}: {v}' for k, v in spec.items() if k != 'arm')
-        if name in arms and base in arms and set(spec) != {'arm', 'draw_seed'}:
+        changes = ', '.join(f'{k}: {v}' for k, v in spec.items() if k not in ('arm', 'draw_seed'))
+        base = same_draw_base(exp, spec)
+        if name in arms and base is not None and changes:
             found.append((name, base, changes))
     return found
+
+
+def same_draw_base(exp: dict, spec: dict) -> str | None:
+    """The experiment's arm that draws ``spec``'s built-in arm with the same ``draw_seed`` and nothing else changed
+    (None if there is none): a custom arm on draw 1 is read against its base's draw 1, never against draw 0."""
+    first = exp.get('manual_seed', 0)
+    draw = spec.get('draw_seed', first)
+    for arm in exp['arms']:
+        other = arm_spec(exp, arm)
+        if other.pop('draw_seed', first) == draw and other == {'arm': spec['arm']}:
+            return arm
+    return None
 
 
 def decomposition_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[list[str]]:
