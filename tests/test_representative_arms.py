@@ -278,7 +278,6 @@ def test_redraws_are_pooled_like_seeds_for_the_choice_the_targets_and_the_draws_
         'herding_i25 − herding']  # redraws are read in the Draws table, not as a choice
 
 
-
 def test_a_custom_arm_on_another_draw_is_read_against_its_base_on_that_draw():
     from srdistill_plugin.experiment.report import group_results
     from srdistill_plugin.experiment.verdicts import decomposition_rows
@@ -297,6 +296,7 @@ def test_a_custom_arm_on_another_draw_is_read_against_its_base_on_that_draw():
     # draw 2 has no share-0 run: no row, rather than a difference of two choices read as one
     assert [r[:3] for r in rows] == [['herding_i25 − herding', 'informative_share: 0.25', '-0.20'],
                                      ['herding_i25_draw1 − herding_draw1', 'informative_share: 0.25', '-0.30']]
+
 
 def test_draw_seed_draws_another_set_of_the_same_kind(categorized):
     root, run = categorized

@@ -38,13 +38,18 @@ def best_validation(runs: list[dict]) -> float:
     return float(np.mean([max(r['val_curve'].values()) for r in runs]))
 
 
+def draw_and_kind(exp: dict, arm: str) -> tuple[int, dict]:
+    """``(draw_seed, the rest of its spec)`` of ``arm``: arms of one kind differ only in the draw."""
+    spec = arm_spec(exp, arm)
+    return spec.pop('draw_seed', exp.get('manual_seed', 0)), spec
+
+
 def draw_families(exp: dict) -> dict[str, str]:
     """``{arm: its family}``: arms whose settings differ only in ``draw_seed`` are draws of one kind of set; a
     family is named after its draw with the lowest seed (an arm without redraws is its own family)."""
-    custom, kinds = exp.get('custom_arms') or {}, defaultdict(list)
+    kinds = defaultdict(list)
     for arm in exp['arms']:
-        spec = dict(custom.get(arm, {'arm': arm}))
-        draw = spec.pop('draw_seed', exp.get('manual_seed', 0))
+        draw, spec = draw_and_kind(exp, arm)
         kinds[json.dumps(spec, sort_keys=True)].append((draw, arm))
     return {arm: min(members)[1] for members in kinds.values() for _, arm in members}
 
@@ -142,13 +147,8 @@ def pairs(exp: dict) -> list[tuple[str, str, str]]:
 def same_draw_base(exp: dict, spec: dict) -> str | None:
     """The experiment's arm that draws ``spec``'s built-in arm with the same ``draw_seed`` and nothing else changed
     (None if there is none): a custom arm on draw 1 is read against its base's draw 1, never against draw 0."""
-    first = exp.get('manual_seed', 0)
-    draw = spec.get('draw_seed', first)
-    for arm in exp['arms']:
-        other = arm_spec(exp, arm)
-        if other.pop('draw_seed', first) == draw and other == {'arm': spec['arm']}:
-            return arm
-    return None
+    wanted = (spec.get('draw_seed', exp.get('manual_seed', 0)), {'arm': spec['arm']})
+    return next((arm for arm in exp['arms'] if draw_and_kind(exp, arm) == wanted), None)
 
 
 def decomposition_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[list[str]]:
