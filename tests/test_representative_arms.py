@@ -231,7 +231,8 @@ def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_
     rows = decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
     assert [r[0] for r in rows] == ['random_selected − random_real', 'random_proportional − random_real',
                                     'herding − random_proportional', 'random_equal − random_proportional']
-    assert [r[2] for r in rows] == ['-0.68', '+0.02', '+0.10', '-0.20'] and rows[3][1] == 'class_budget: equal'
+    assert [r[3] for r in rows] == ['-0.68', '+0.02', '+0.10', '-0.20'] and rows[3][1] == 'class_budget: equal'
+    assert {r[2] for r in rows} == {'0.68 %'}  # herding and random_real at 0.3 % are not one choice apart
     assert budget_reaching({0.3: 29.2, 0.68: 29.7}, 29.58) == pytest.approx(0.3 * (0.68 / 0.3) ** 0.76)
     assert budget_reaching({0.3: 29.2}, 29.58) is None and budget_reaching({0.3: 29.7}, 29.58) == 0.3
     lines = targets_text(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
@@ -294,8 +295,23 @@ def test_a_custom_arm_on_another_draw_is_read_against_its_base_on_that_draw():
             result('EDSR', 'herding_i50_draw2', 0.68, 0, 30.6, 29.9)]
     rows = decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
     # draw 2 has no share-0 run: no row, rather than a difference of two choices read as one
-    assert [r[:3] for r in rows] == [['herding_i25 − herding', 'informative_share: 0.25', '-0.20'],
-                                     ['herding_i25_draw1 − herding_draw1', 'informative_share: 0.25', '-0.30']]
+    assert [r[:4] for r in rows] == [['herding_i25 − herding', 'informative_share: 0.25', '0.68 %', '-0.20'],
+                                     ['herding_i25_draw1 − herding_draw1', 'informative_share: 0.25', '0.68 %', '-0.30']]
+
+
+def test_the_one_choice_table_reads_every_budget_and_random_real_is_never_read_against_itself():
+    from srdistill_plugin.experiment.report import group_results
+    from srdistill_plugin.experiment.verdicts import decomposition_rows, targets_text
+
+    exp = {'arms': ['random_real', 'random_selected', 'herding'], 'default_arm': 'random_real'}
+    runs = [result('EDSR', 'random_real', 2, 0, 30.9, 30.0), result('EDSR', 'random_selected', 2, 0, 30.5, 29.7),
+            result('EDSR', 'random_real', 0.1, 0, 29.8, 28.4), result('EDSR', 'random_selected', 0.1, 0, 28.2, 25.8),
+            result('EDSR', 'herding', 0.1, 0, 28.7, 26.7)]
+    rows = decomposition_rows(exp, group_results(runs), ['Set5'], 2, 'EDSR')
+    assert [(r[0], r[2], r[3]) for r in rows] == [('random_selected − random_real', '2 %', '-0.30'),
+                                                  ('random_selected − random_real', '0.1 %', '-2.60')]
+    lines = targets_text(exp, group_results(runs), ['Set5'], 2, 'EDSR')
+    assert lines == ['The default arm is random_real: the targets against random_real are not applicable']
 
 
 def test_draw_seed_draws_another_set_of_the_same_kind(categorized):
@@ -341,7 +357,7 @@ def test_a_recipe_arm_trains_on_the_set_without_it_and_is_read_against_it(photo_
             result('EDSR', 'random_real_draw1_rgb', 5, 0, 30.4, 29.5), result('EDSR', 'herding_rgb', 5, 0, 31.0, 30.0)]
     groups = group_results(runs)
     rows = decomposition_rows(exp, groups, ['Set5'], 5, 'EDSR')
-    assert [(r[0], r[2]) for r in rows] == [('random_real_rgb − random_real', '+0.10'),
+    assert [(r[0], r[3]) for r in rows] == [('random_real_rgb − random_real', '+0.10'),
                                             ('random_real_draw1_rgb − random_real_draw1', '+0.30')]
     text = recipe_text(exp, groups, ['Set5'], 5, 'EDSR')
     assert "random_real_rgb ({'augment': {'rgb_permute': 1.0}}) − the same sets without it, paired over 2 draws: " \

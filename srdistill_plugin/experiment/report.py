@@ -267,9 +267,10 @@ def write_report(experiment, runs: list) -> Path:
     rows = verdicts.decomposition_rows(exp, groups, sets, budget, student)
     if rows:
         report.heading('Why: one choice at a time')
-        report.text(f'Test PSNR difference between two arms that differ in one choice ({student}, {budget:g} %, '
-                    'best-on-validation checkpoints, mean of seeds); negative: the choice costs that much.')
-        report.table(['arms', 'the one choice'] + [f'{s} Δ dB' for s in sets] + ['seeds'], rows)
+        report.text(f'Test PSNR difference between two arms that differ in one choice ({student}, {budget:g} % first, '
+                    'then every other budget where both ran; best-on-validation checkpoints, mean of seeds); negative: '
+                    'the choice costs that much.')
+        report.table(['arms', 'the one choice', 'budget'] + [f'{s} Δ dB' for s in sets] + ['seeds'], rows)
 
     rows = verdicts.draw_rows(exp, groups, sets, budget, student)
     if rows:
