@@ -186,6 +186,7 @@ def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, studen
     """Issue 22's targets on the default arm, one line each (best-on-validation checkpoints, mean of seeds and of
     every family's draws)."""
     default = exp['default_arm']
+    vs_random = default != 'random_real'  # random_real read against itself would be vacuous
     groups, _ = pool_draws(exp, groups)
     lines = []
     for s_name in sorted({k[0] for k in groups}):
@@ -193,7 +194,7 @@ def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, studen
         full = groups.get((s_name, FULL_POOL, None))
         parts = []
         for s in sets:
-            if arm and rnd and default != 'random_real':
+            if arm and rnd and vs_random:
                 d = test_psnr(arm, s) - test_psnr(rnd, s)
                 parts.append(f'{s}: − random_real {d:+.2f} dB ({_met(d, TARGET_VS_RANDOM_DB)})')
             if arm and full:
@@ -204,18 +205,18 @@ def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, studen
     mine = {k[2]: test_psnr(v, sets[0]) for k, v in groups.items() if k[:2] == (student, default)}
     rnd = {k[2]: test_psnr(v, sets[0]) for k, v in groups.items() if k[:2] == (student, 'random_real')}
     common = sorted(set(mine) & set(rnd))
-    if common and default != 'random_real':
+    if common and vs_random:
         worst = min(common, key=lambda b: mine[b] - rnd[b])
         lines.append(f'{student}, every budget measured ({", ".join(f"{b:g} %" for b in common)}), {sets[0]}: worst '
                      f'{default} − random_real {mine[worst] - rnd[worst]:+.2f} dB at {worst:g} % '
                      f'({_met(mine[worst] - rnd[worst], TARGET_EVERY_BUDGET_DB)})')
-    if budget in rnd and len(mine) > 1 and default != 'random_real':  # random_real against itself: vacuous
+    if budget in rnd and len(mine) > 1 and vs_random:
         reach = budget_reaching(mine, rnd[budget])
         verdict = ('never reached in the budgets measured' if reach is None
                    else f'{reach:.2f} % (target ≤ {budget / 2:.2f} %: {"met" if reach <= budget / 2 else "missed"})')
         lines.append(f'{student}, data efficiency on {sets[0]}: the budget at which {default} reaches random_real '
                      f'@ {budget:g} % ({rnd[budget]:.2f} dB): {verdict}')
-    if default == 'random_real':
+    if not vs_random:
         lines.append('The default arm is random_real: the targets against random_real are not applicable')
     if lines:
         return lines
