@@ -213,6 +213,10 @@ def test_the_default_is_chosen_on_validation_over_the_runs_every_arm_has():
     text = choice_text({'arms': arms, 'default_arm': 'random_real'}, group_results(runs), 0.68)
     assert 'differs: set default_arm: herding' in text and 'Not compared (no run in common with the others yet): ' \
         'coverage, distilled.' in text
+    assert 'Per student (the same arms, each on its own runs in common): EDSR: herding 27.20, random_real 27.00 dB ' \
+        '(best herding); SwinIR: random_real 27.50, herding 27.40 dB (best random_real).' in text
+    one_student = group_results([r for r in runs if r['student'] == 'EDSR'])
+    assert 'Per student' not in choice_text({'arms': arms, 'default_arm': 'herding'}, one_student, 0.68)
     text = choice_text({'arms': arms, 'default_arm': 'distilled'}, group_results(runs), 0.68)
     assert 'default_arm is distilled, with no run compared yet: nothing follows for it.' in text
 

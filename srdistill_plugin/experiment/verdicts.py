@@ -103,9 +103,8 @@ def choice_text(exp: dict, groups: dict, budget: float) -> str:
     best, scores, what, left_out = validation_choice(groups, [a for a in arms if not recipe(exp, a)], budget)
     if best is None:
         return f'Not decidable yet at {budget:g} %: {what}.'
-    ranking = ', '.join(f'{a} {v:.2f}' for a, v in sorted(scores.items(), key=lambda kv: -kv[1]))
     text = (f'Mean best validation PSNR at {budget:g} % over {what} (held-out pool photographs; the test sets play '
-            f'no part): {ranking} dB. Best on validation: **{best}**')
+            f'no part): {_ranking(scores)} dB. Best on validation: **{best}**')
     if 'random_real' in scores and best != 'random_real':
         text += f', {scores[best] - scores["random_real"]:+.2f} dB over random_real'
     elif best == 'random_real':
@@ -122,7 +121,28 @@ def choice_text(exp: dict, groups: dict, budget: float) -> str:
         text += f'. The options\' default_arm is {shipped} — differs: set default_arm: {best} to follow validation.'
     if left_out:
         text += f' Not compared (no run in common with the others yet): {", ".join(left_out)}.'
+    by_student = per_student_choice(groups, list(scores), budget)
+    if by_student:
+        text += f' Per student (the same arms, each on its own runs in common): {by_student}.'
     return text
+
+
+def _ranking(scores: dict[str, float]) -> str:
+    return ', '.join(f'{a} {v:.2f}' for a, v in sorted(scores.items(), key=lambda kv: -kv[1]))
+
+
+def per_student_choice(groups: dict, arms: list[str], budget: float) -> str | None:
+    """Each student's own validation ranking of ``arms`` at ``budget``, where more than one student ran them (the
+    choice above averages the students; this says whether they agree)."""
+    students = sorted({k[0] for k in groups if k[1] in arms and k[2] == budget})
+    if len(students) < 2:
+        return None
+    parts = []
+    for student in students:
+        best, scores, _, _ = validation_choice({k: v for k, v in groups.items() if k[0] == student}, arms, budget)
+        if best is not None:
+            parts.append(f'{student}: {_ranking(scores)} dB (best {best})')
+    return '; '.join(parts)
 
 
 def pairs(exp: dict) -> list[tuple[str, str, str]]:
