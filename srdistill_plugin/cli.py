@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -12,8 +13,15 @@ from srdistill_plugin.core.errors import SRDistillError
 STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
+
+
 def run_cli(main: Callable[[], object]) -> None:
-    """Call ``main()``; turn :class:`SRDistillError` into one ``error: <message>`` line and ``exit(2)``."""
+    """Call ``main()``; turn :class:`SRDistillError` into one ``error: <message>`` line and ``exit(2)``. SIGTERM
+    (``kill``, a scheduler's cancel) exits like Ctrl-C does, through the command's clean-up: helper processes and
+    trainings it started stop with it."""
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         main()
     except SRDistillError as err:
@@ -25,6 +33,8 @@ def run_cli(main: Callable[[], object]) -> None:
         print(f'error: {err.filename or "output"}: {os.strerror(err.errno)} (nothing was written under a final '
               'name)', file=sys.stderr)
         sys.exit(2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def check_options_file(argv: list[str]) -> None:

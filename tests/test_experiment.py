@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -301,6 +302,33 @@ def test_workers_share_an_experiment_without_training_a_run_twice(photo_dir, tmp
         assert json.loads((runs / f'EDSR_{name}.json').read_text())['last_iter'] == 20
         assert (runs / f'EDSR_{name}.log').read_text().count('Start training from epoch: 0, iter: 0') == 1, name
     assert '6 of 6 training runs finished' in (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
+
+
+def test_sigterm_stops_the_report_its_workers_and_their_trainings(photo_dir, tmp_path):
+    sr = {'total_iter': 100000, 'batch_size': 2, 'gt_size': 32, 'eval_every': 100000, 'patience_evals': 0,
+          'ema_decay': 0, 'lr': 2e-3}  # far longer than the test: a training still running was stopped, not done
+    opt = experiment_options(photo_dir, arms=['random_real'], default_arm='random_real', sr_train=sr)
+    (tmp_path / 'report.yml').write_text(yaml.safe_dump(opt))
+    runs = tmp_path / 'experiments' / 'pytest_report' / 'runs'
+    with open(tmp_path / 'stderr.txt', 'w') as err:
+        proc = subprocess.Popen([sys.executable, '-m', 'srdistill_plugin.commands.report', '-opt', 'report.yml',
+                                 '--workers', '2'], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
+    in_session = ['pgrep', '-s', str(proc.pid)]  # the command, its worker, their training servers and trainings
+    try:
+        deadline = time.monotonic() + 300
+        while sum('Start training from epoch' in log.read_text() for log in runs.glob('*.log')) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / 'stderr.txt').read_text()[-3000:]
+            time.sleep(0.5)
+        proc.terminate()  # as `kill` or a scheduler's cancel: the command alone, not its process group
+        assert proc.wait(60) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 30
+        while subprocess.run(in_session, capture_output=True).returncode == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert subprocess.run(in_session, capture_output=True, text=True).stdout == ''
+        assert not list(runs.glob('*_s0.json'))  # neither run was recorded as finished
+    finally:
+        subprocess.run(['pkill', '-9', '-s', str(proc.pid)])
 
 
 def test_a_set_without_the_generator_does_not_wait_for_another_workers_fine_tuning(photo_dir, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import atexit
 import json
 import os
 import runpy
+import select
 import signal
 import socket
 import subprocess
@@ -101,9 +102,24 @@ def _train_child(request: dict) -> int:
     return code
 
 
+def _wait_unless_client_leaves(sock: socket.socket, pid: int) -> int | None:
+    """The training's wait status; ``None`` where the client went away first (killed, or stopped by SIGTERM): the
+    training is then killed too, so no run trains on unowned (it resumes from its last checkpoint)."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([sock, pidfd], [], [])
+    finally:
+        os.close(pidfd)
+    if pidfd not in ready:  # the client sends nothing while it waits: a readable socket is its end closing
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None
+    return os.waitpid(pid, 0)[1]
+
+
 def serve(fd: int) -> None:
     """Import the training command once, then fork one training process per request and answer its exit status;
-    return when the client is gone."""
+    return when the client is gone (killing the training it asked for)."""
     __import__(TRAIN_COMMAND)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the client and the training, not the server mid-wait
     sock = socket.socket(fileno=fd)
@@ -117,7 +133,9 @@ def serve(fd: int) -> None:
             os._exit(_train_child(json.loads(message)))  # the received lock fd stays open in this process
         for received in fds:
             os.close(received)
-        _, status = os.waitpid(pid, 0)
+        status = _wait_unless_client_leaves(sock, pid)
+        if status is None:
+            return
         try:
             sock.send(json.dumps({'exit': os.waitstatus_to_exitcode(status)}).encode())
         except BrokenPipeError:
