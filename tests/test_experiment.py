@@ -304,7 +304,8 @@ def test_workers_share_an_experiment_without_training_a_run_twice(photo_dir, tmp
     assert '6 of 6 training runs finished' in (tmp_path / 'results' / 'pytest_report' / 'report.md').read_text()
 
 
-def test_sigterm_stops_the_report_its_workers_and_their_trainings(photo_dir, tmp_path):
+@pytest.mark.parametrize('stop, status', [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGKILL, -signal.SIGKILL)])
+def test_stopping_the_report_stops_its_workers_and_their_trainings(photo_dir, tmp_path, stop, status):
     sr = {'total_iter': 100000, 'batch_size': 2, 'gt_size': 32, 'eval_every': 100000, 'patience_evals': 0,
           'ema_decay': 0, 'lr': 2e-3}  # far longer than the test: a training still running was stopped, not done
     opt = experiment_options(photo_dir, arms=['random_real'], default_arm='random_real', sr_train=sr)
@@ -320,8 +321,8 @@ def test_sigterm_stops_the_report_its_workers_and_their_trainings(photo_dir, tmp
         while sum('Start training from epoch' in log.read_text() for log in runs.glob('*.log')) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / 'stderr.txt').read_text()[-3000:]
             time.sleep(0.5)
-        proc.terminate()  # as `kill` or a scheduler's cancel: the command alone, not its process group
-        assert proc.wait(60) == 128 + signal.SIGTERM
+        proc.send_signal(stop)  # as `kill` or a scheduler's cancel: the command alone, not its process group
+        assert proc.wait(60) == status
         deadline = time.monotonic() + 30
         while subprocess.run(in_session, capture_output=True).returncode == 0 and time.monotonic() < deadline:
             time.sleep(0.5)

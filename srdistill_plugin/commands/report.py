@@ -9,7 +9,9 @@ run, and the report says which runs were trained where); ``--no-report`` leaves 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,15 @@ import srdistill_plugin  # noqa: F401  (registers the plugin's types)
 from srdistill_plugin.cli import run_cli
 from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.experiment.runner import check_worker, load_experiment, run_experiment
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _stop_with_parent() -> None:
+    """In a helper worker before it starts (Linux): SIGTERM when the command that started it dies, even by
+    SIGKILL, so no helper trains on alone."""
+    if sys.platform.startswith('linux'):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def report(root: Path) -> None:
@@ -39,7 +50,7 @@ def report(root: Path) -> None:
                    + (['--runs', *args.runs] if args.runs else []))
     helpers = [] if args.report_only else [
         subprocess.Popen([sys.executable, '-m', 'srdistill_plugin.commands.report', '-opt', os.path.abspath(args.opt),
-                          *helper_args], cwd=root) for _ in range(args.workers - 1)]
+                          *helper_args], cwd=root, preexec_fn=_stop_with_parent) for _ in range(args.workers - 1)]
     try:
         path = run_experiment(exp, root, train=not args.report_only, report=not args.no_report, **worker)
         failed = sum(p.wait() != 0 for p in helpers)
