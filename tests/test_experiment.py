@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.file_lock import FileLock
 from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
 from srdistill_plugin.distill.runner import GENERATIVE_MODES, DistillRun
@@ -129,6 +130,23 @@ def test_a_run_still_rising_at_total_iter_trains_on_until_converged_or_max_iter(
     capped.result_path(run).parent.mkdir(parents=True)
     capped.result_path(run).write_text(json.dumps({'last_iter': 20, 'val_curve': rising}))
     assert not capped.unfinished(run) and longer.unfinished(run)
+
+
+def test_stored_run_settings_name_paths_inside_the_repository_relative_to_it(photo_dir, tmp_path):
+    exp = check_experiment(experiment_options(photo_dir), tmp_path)
+    here, moved = Experiment(exp, tmp_path / 'here'), Experiment(exp, tmp_path / 'moved')
+    for experiment in (here, moved):
+        experiment.train_dir = experiment.work / 'pool_train'
+    run = Run('EDSR', 'coverage', 5, 0)
+    settings = here.settings(run)
+    assert settings['data']['pool'] == 'experiments/pytest_report/pool_train' and moved.settings(run) == settings
+    stored = here.result_path(run).with_suffix('.settings.json')
+    stored.parent.mkdir(parents=True)
+    stored.write_text(json.dumps({**settings, 'data': {**settings['data'], 'pool': str(here.train_dir)}}))
+    here.check_stored_settings([run])  # the absolute form older versions stored: the same settings
+    stored.write_text(json.dumps({**settings, 'data': {**settings['data'], 'pool': str(tmp_path / 'elsewhere')}}))
+    with pytest.raises(SRDistillError, match='was started with other settings'):
+        here.check_stored_settings([run])
 
 
 def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_its_replay(photo_dir, tmp_path,

@@ -264,12 +264,24 @@ class Experiment:
 
     # --- students --------------------------------------------------------------------------------------------
     def settings(self, run: Run) -> dict:
-        """Everything a run's result depends on (a stored result with other settings is never reused)."""
+        """Everything a run's result depends on (a stored result with other settings is never reused); paths inside
+        the experiment's root are written relative to it, so a moved or copied repository keeps its runs."""
         # max_iter is left out: raising it continues the runs the old cap cut off (see ``unfinished``)
         sr = {k: v for k, v in self.sr_train(run).items() if k != 'max_iter' and not (k == 'augment' and not v)}
-        return json.loads(json.dumps({'network_g': self.exp['students'][run.student]['network_g'],
-                                      'sr_train': sr, 'data': self.data_settings(run),
-                                      'seed': run.seed, 'scale': self.scale}))
+        return self.portable(json.loads(json.dumps({'network_g': self.exp['students'][run.student]['network_g'],
+                                                    'sr_train': sr, 'data': self.data_settings(run),
+                                                    'seed': run.seed, 'scale': self.scale})))
+
+    def portable(self, value):
+        """``value`` (parsed JSON) with every absolute path under the experiment's root made relative to it."""
+        if isinstance(value, dict):
+            return {k: self.portable(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.portable(v) for v in value]
+        if isinstance(value, str) and os.path.isabs(value):
+            path, root = Path(value), self.root.resolve()
+            return str(path.relative_to(root)) if path.is_relative_to(root) else value
+        return value
 
     def result_path(self, run: Run) -> Path:
         return self.work / 'runs' / f'{run.name}.json'
@@ -278,7 +290,8 @@ class Experiment:
         """Refuse to continue where a run (finished or started) was made with other settings."""
         for run in runs:
             path = self.result_path(run).with_suffix('.settings.json')
-            if path.is_file() and json.loads(path.read_text()) != self.settings(run):
+            # portable(): settings stored before paths were kept relative still match
+            if path.is_file() and self.portable(json.loads(path.read_text())) != self.settings(run):
                 raise SRDistillError(f'{path}: run {run.name} was started with other settings; use a new experiment '
                                      'name, or delete this file and the run\'s folder to redo it')
 
