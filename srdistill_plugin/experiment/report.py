@@ -264,13 +264,16 @@ def write_report(experiment, runs: list) -> Path:
     report.heading('Default arm (chosen on validation)')
     report.text(verdicts.choice_text(exp, groups, budget))
 
-    rows = verdicts.decomposition_rows(exp, groups, sets, budget, student)
-    if rows:
+    by_student = verdicts.decomposition_by_student(exp, groups, sets, budget, student)
+    if by_student:
+        several = len(by_student) > 1  # then a student column leads the rows
         report.heading('Why: one choice at a time')
-        report.text(f'Test PSNR difference between two arms that differ in one choice ({student}, {budget:g} % first, '
-                    'then every other budget where both ran; best-on-validation checkpoints, mean of seeds); negative: '
-                    'the choice costs that much.')
-        report.table(['arms', 'the one choice', 'budget'] + [f'{s} Δ dB' for s in sets] + ['seeds'], rows)
+        report.text(f'Test PSNR difference between two arms that differ in one choice ({", ".join(by_student)}, '
+                    f'{budget:g} % first, then every other budget where both ran; best-on-validation checkpoints, mean '
+                    'of seeds); negative: the choice costs that much.')
+        report.table((['student'] if several else []) + ['arms', 'the one choice', 'budget']
+                     + [f'{s} Δ dB' for s in sets] + ['seeds'],
+                     [([name] if several else []) + row for name, rows in by_student.items() for row in rows])
 
     rows = verdicts.draw_rows(exp, groups, sets, budget, student)
     if rows:

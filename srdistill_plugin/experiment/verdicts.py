@@ -186,6 +186,14 @@ def decomposition_rows(exp: dict, groups: dict, sets: list[str], budget: float, 
     return rows
 
 
+def decomposition_by_student(exp: dict, groups: dict, sets: list[str], budget: float,
+                             first: str) -> dict[str, list[list[str]]]:
+    """``decomposition_rows`` of every student with a finished pair, ``first`` (the sweep student) first."""
+    order = [first] + [s for s in exp['students'] if s != first]
+    found = {s: decomposition_rows(exp, groups, sets, budget, s) for s in order}
+    return {s: rows for s, rows in found.items() if rows}
+
+
 def _met(value: float, target: float) -> str:
     return f'target ≥ {target:+.2f}: {"met" if value >= target else "missed"}'
 
