@@ -251,23 +251,28 @@ def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_
         'Not measurable yet: herding at 0.68 % has not finished']
 
 
-def test_the_one_choice_table_covers_every_student_with_a_pair_the_sweep_student_first():
+def test_the_one_choice_and_draws_tables_cover_every_student_with_rows_the_sweep_student_first():
     from srdistill_plugin.experiment.report import group_results
-    from srdistill_plugin.experiment.verdicts import decomposition_by_student
+    from srdistill_plugin.experiment.verdicts import by_student, decomposition_rows, draw_rows
 
-    exp = {'arms': ['random_real', 'random_selected', 'herding'],
+    exp = {'arms': ['random_real', 'random_selected', 'herding', 'random_real_draw1'], 'manual_seed': 0,
+           'custom_arms': {'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1}},
            'students': {'EDSR': {}, 'SRResNet': {}, 'SwinIR': {}}}
     runs = [result('EDSR', 'random_real', 0.68, 0, 27, 29.5),  # EDSR: herding is two choices from random_real
             result('EDSR', 'herding', 0.68, 0, 27, 29.6),
             result('SwinIR', 'random_real', 0.68, 0, 27, 29.6), result('SwinIR', 'random_selected', 0.68, 0, 27, 29.2),
             result('SRResNet', 'random_selected', 0.68, 0, 27, 29.0)]  # SRResNet has no pair: left out
-    table = decomposition_by_student(exp, group_results(runs), ['Set5'], 0.68, 'SwinIR')
-    assert list(table) == ['SwinIR'] and table['SwinIR'][0][:4] == [
+    def pairs():
+        return by_student(exp, 'SwinIR', lambda s: decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, s))
+
+    assert list(pairs()) == ['SwinIR'] and pairs()['SwinIR'][0][:4] == [
         'random_selected − random_real', 'draw only among the kept most-informative patches (select.keep_fraction)',
         '0.68 %', '-0.40']
-    runs.append(result('SRResNet', 'random_real', 0.68, 0, 27, 29.3))
-    table = decomposition_by_student(exp, group_results(runs), ['Set5'], 0.68, 'SwinIR')
-    assert list(table) == ['SwinIR', 'SRResNet'] and table['SRResNet'][0][3] == '-0.30'
+    runs += [result('SRResNet', 'random_real', 0.68, 0, 27, 29.3),
+             result('SRResNet', 'random_real_draw1', 0.68, 0, 28, 29.5)]
+    assert list(pairs()) == ['SwinIR', 'SRResNet'] and pairs()['SRResNet'][0][3] == '-0.30'
+    draws = by_student(exp, 'SwinIR', lambda s: draw_rows(exp, group_results(runs), ['Set5'], 0.68, s))
+    assert list(draws) == ['SRResNet'] and draws['SRResNet'][0][:2] == ['random_real', '2']  # SwinIR: one draw
 
 
 def test_redraws_are_pooled_like_seeds_for_the_choice_the_targets_and_the_draws_table():

@@ -226,6 +226,13 @@ def zoomed_crops(path: Path, experiment, groups: dict, student: str, budget: flo
     return [f'{name}'] + labels
 
 
+def student_table(report: Report, header: list[str], rows_by_student: dict[str, list[list[str]]]) -> None:
+    """One table of every student's rows; a student column leads them where there is more than one student."""
+    several = len(rows_by_student) > 1
+    report.table((['student'] if several else []) + header,
+                 [([name] if several else []) + row for name, rows in rows_by_student.items() for row in rows])
+
+
 def write_report(experiment, runs: list) -> Path:
     """Render everything finished so far; return the markdown report's path."""
     exp, out = experiment.exp, experiment.results
@@ -264,27 +271,27 @@ def write_report(experiment, runs: list) -> Path:
     report.heading('Default arm (chosen on validation)')
     report.text(verdicts.choice_text(exp, groups, budget))
 
-    by_student = verdicts.decomposition_by_student(exp, groups, sets, budget, student)
-    if by_student:
-        several = len(by_student) > 1  # then a student column leads the rows
+    decomposition = verdicts.by_student(exp, student,
+                                        lambda s: verdicts.decomposition_rows(exp, groups, sets, budget, s))
+    if decomposition:
         report.heading('Why: one choice at a time')
-        report.text(f'Test PSNR difference between two arms that differ in one choice ({", ".join(by_student)}, '
+        report.text(f'Test PSNR difference between two arms that differ in one choice ({", ".join(decomposition)}, '
                     f'{budget:g} % first, then every other budget where both ran; best-on-validation checkpoints, mean '
                     'of seeds); negative: the choice costs that much.')
-        report.table((['student'] if several else []) + ['arms', 'the one choice', 'budget']
-                     + [f'{s} Δ dB' for s in sets] + ['seeds'],
-                     [([name] if several else []) + row for name, rows in by_student.items() for row in rows])
+        student_table(report, ['arms', 'the one choice', 'budget'] + [f'{s} Δ dB' for s in sets] + ['seeds'],
+                      decomposition)
 
-    rows = verdicts.draw_rows(exp, groups, sets, budget, student)
-    if rows:
+    draws = verdicts.by_student(exp, student, lambda s: verdicts.draw_rows(exp, groups, sets, budget, s))
+    if draws:
         report.heading('Draws: how much is the set\'s draw')
-        report.text(f'Arms drawn more than once (synthesize.draw_seed; everything else equal), {student} at '
+        report.text(f'Arms drawn more than once (synthesize.draw_seed; everything else equal), {", ".join(draws)} at '
                     f'{budget:g} %: best validation and test PSNR over the draws, mean ± sample std (min–max), '
                     'each draw the mean of its seeds. The targets and the default arm above pool the draws.')
-        report.table(['arm', 'draws', 'validation PSNR'] + [f'{s} PSNR' for s in sets], rows)
-        gap = verdicts.draw_gap_text(exp, groups, sets, budget, student)
-        if gap:
-            report.text(gap)
+        student_table(report, ['arm', 'draws', 'validation PSNR'] + [f'{s} PSNR' for s in sets], draws)
+        gaps = [verdicts.draw_gap_text(exp, groups, sets, budget, s) for s in draws]
+        if any(gaps):
+            report.text(' '.join(g for g in gaps if g) + ' One draw of a set moves test PSNR by the std above, so a '
+                        'single-draw gap smaller than about two of those stds is the draw, not the arm.')
 
     recipe = verdicts.recipe_text(exp, groups, sets, budget, student)
     if recipe:

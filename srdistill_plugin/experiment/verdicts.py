@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -186,11 +187,9 @@ def decomposition_rows(exp: dict, groups: dict, sets: list[str], budget: float, 
     return rows
 
 
-def decomposition_by_student(exp: dict, groups: dict, sets: list[str], budget: float,
-                             first: str) -> dict[str, list[list[str]]]:
-    """``decomposition_rows`` of every student with a finished pair, ``first`` (the sweep student) first."""
-    order = [first] + [s for s in exp['students'] if s != first]
-    found = {s: decomposition_rows(exp, groups, sets, budget, s) for s in order}
+def by_student(exp: dict, first: str, rows_of: Callable[[str], list]) -> dict[str, list]:
+    """``rows_of(student)`` of every student for which it is not empty, ``first`` (the sweep student) first."""
+    found = {s: rows_of(s) for s in [first] + [s for s in exp['students'] if s != first]}
     return {s: rows for s, rows in found.items() if rows}
 
 
@@ -315,8 +314,7 @@ def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, stude
     if not sentences:
         return None
     return (f'{student}, {budget:g} %, mean of each draw\'s seeds, ± the standard error of the difference: '
-            + '. '.join(sentences) + '. One draw of a set moves test PSNR by the std above, so a single-draw gap '
-            'smaller than about two of those stds is the draw, not the arm.')
+            + '. '.join(sentences) + '.')
 
 
 def recipe_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
