@@ -262,6 +262,7 @@ def test_the_one_choice_and_draws_tables_cover_every_student_with_rows_the_sweep
             result('EDSR', 'herding', 0.68, 0, 27, 29.6),
             result('SwinIR', 'random_real', 0.68, 0, 27, 29.6), result('SwinIR', 'random_selected', 0.68, 0, 27, 29.2),
             result('SRResNet', 'random_selected', 0.68, 0, 27, 29.0)]  # SRResNet has no pair: left out
+
     def pairs():
         return by_student(exp, 'SwinIR', lambda s: decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, s))
 
