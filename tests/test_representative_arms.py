@@ -235,7 +235,7 @@ def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_
     rows = decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
     assert [r[0] for r in rows] == ['random_selected − random_real', 'random_proportional − random_real',
                                     'herding − random_proportional', 'random_equal − random_proportional']
-    assert [r[3] for r in rows] == ['-0.68', '+0.02', '+0.10', '-0.20'] and rows[3][1] == 'class_budget: equal'
+    assert [r[4] for r in rows] == ['-0.68', '+0.02', '+0.10', '-0.20'] and rows[3][1] == 'class_budget: equal'
     assert {r[2] for r in rows} == {'0.68 %'}  # herding and random_real at 0.3 % are not one choice apart
     assert budget_reaching({0.3: 29.2, 0.68: 29.7}, 29.58) == pytest.approx(0.3 * (0.68 / 0.3) ** 0.76)
     assert budget_reaching({0.3: 29.2}, 29.58) is None and budget_reaching({0.3: 29.7}, 29.58) == 0.3
@@ -266,14 +266,14 @@ def test_the_one_choice_and_draws_tables_cover_every_student_with_rows_the_sweep
     def pairs():
         return by_student(exp, 'SwinIR', lambda s: decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, s))
 
-    assert list(pairs()) == ['SwinIR'] and pairs()['SwinIR'][0][:4] == [
+    assert list(pairs()) == ['SwinIR'] and pairs()['SwinIR'][0][:5] == [
         'random_selected − random_real', 'draw only among the kept most-informative patches (select.keep_fraction)',
-        '0.68 %', '-0.40']
+        '0.68 %', '+0.00', '-0.40']
     runs += [result('SRResNet', 'random_real', 0.68, 0, 27, 29.3),
              result('SRResNet', 'random_real_draw1', 0.68, 0, 28, 29.5)]
-    assert list(pairs()) == ['SwinIR', 'SRResNet'] and pairs()['SRResNet'][0][3] == '-0.30'
+    assert list(pairs()) == ['SwinIR', 'SRResNet'] and pairs()['SRResNet'][0][4] == '-0.30'
     draws = by_student(exp, 'SwinIR', lambda s: draw_rows(exp, group_results(runs), ['Set5'], 0.68, s))
-    assert list(draws) == ['SRResNet'] and draws['SRResNet'][0][:2] == ['random_real', '2']  # SwinIR: one draw
+    assert list(draws) == ['SRResNet'] and draws['SRResNet'][0][:3] == ['random_real', '0.68 %', '2']  # SwinIR: one draw
 
 
 def test_redraws_are_pooled_like_seeds_for_the_choice_the_targets_and_the_draws_table():
@@ -298,14 +298,33 @@ def test_redraws_are_pooled_like_seeds_for_the_choice_the_targets_and_the_draws_
     lines = targets_text(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
     assert lines[0] == 'EDSR, herding at 0.68 %: Set5: − random_real +0.00 dB (target ≥ +0.15: missed)'
     rows = draw_rows(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
-    assert rows == [['random_real', '2', '30.40 ± 0.14 (30.30–30.50)', '29.40 ± 0.28 (29.20–29.60)'],
-                    ['herding', '2', '30.55 ± 0.07 (30.50–30.60)', '29.40 ± 0.00 (29.40–29.40)']]
+    assert rows == [['random_real', '0.68 %', '2', '30.40 ± 0.14 (30.30–30.50)', '29.40 ± 0.28 (29.20–29.60)'],
+                    ['herding', '0.68 %', '2', '30.55 ± 0.07 (30.50–30.60)', '29.40 ± 0.00 (29.40–29.40)']]
     gap = draw_gap_text(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
     assert 'herding − random_real over 2 / 2 draws: validation +0.15 ± 0.11 dB (within two standard errors); ' \
         'Set5 +0.00 ± 0.20 dB (within' in gap and 'herding_i25' not in gap  # one draw: no standard error
     assert draw_gap_text(exp, group_results(runs[:3]), ['Set5'], 0.68, 'EDSR') is None  # one herding draw
     assert [r[0] for r in decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')] == [
         'herding_i25 − herding']  # redraws are read in the Draws table, not as a choice
+
+
+def test_the_draws_are_read_at_every_budget_where_a_family_was_drawn_twice():
+    from srdistill_plugin.experiment.report import group_results
+    from srdistill_plugin.experiment.verdicts import draw_gap_text, draw_rows
+
+    exp = {'arms': ['random_real', 'herding', 'random_real_draw1', 'herding_draw1'], 'manual_seed': 0,
+           'custom_arms': {'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1},
+                           'herding_draw1': {'arm': 'herding', 'draw_seed': 1}}}
+    runs = [result('EDSR', 'random_real', 2, 0, 31.0, 30.0), result('EDSR', 'herding', 2, 0, 30.9, 30.1),
+            result('EDSR', 'random_real', 0.1, 0, 29.0, 28.4), result('EDSR', 'random_real_draw1', 0.1, 0, 28.0, 27.0),
+            result('EDSR', 'herding', 0.1, 0, 27.5, 26.7), result('EDSR', 'herding_draw1', 0.1, 0, 27.3, 26.7)]
+    groups = group_results(runs)
+    # drawn twice at 0.1 % only: the rows and gaps are read there, not at the targets' budget (2 %) alone
+    assert [r[:3] for r in draw_rows(exp, groups, ['Set5'], 2, 'EDSR')] == [['random_real', '0.1 %', '2'],
+                                                                           ['herding', '0.1 %', '2']]
+    assert draw_gap_text(exp, groups, ['Set5'], 2, 'EDSR').startswith(
+        'EDSR, 0.1 %, mean of each draw\'s seeds, ± the standard error of the difference: herding − random_real over '
+        '2 / 2 draws: validation -1.10 ± 0.51 dB (beyond two standard errors)')
 
 
 def test_a_custom_arm_on_another_draw_is_read_against_its_base_on_that_draw():
@@ -324,8 +343,9 @@ def test_a_custom_arm_on_another_draw_is_read_against_its_base_on_that_draw():
             result('EDSR', 'herding_i50_draw2', 0.68, 0, 30.6, 29.9)]
     rows = decomposition_rows(exp, group_results(runs), ['Set5'], 0.68, 'EDSR')
     # draw 2 has no share-0 run: no row, rather than a difference of two choices read as one
-    assert [r[:4] for r in rows] == [['herding_i25 − herding', 'informative_share: 0.25', '0.68 %', '-0.20'],
-                                     ['herding_i25_draw1 − herding_draw1', 'informative_share: 0.25', '0.68 %', '-0.30']]
+    assert [r[:5] for r in rows] == [
+        ['herding_i25 − herding', 'informative_share: 0.25', '0.68 %', '-0.40', '-0.20'],
+        ['herding_i25_draw1 − herding_draw1', 'informative_share: 0.25', '0.68 %', '-0.10', '-0.30']]
 
 
 def test_the_one_choice_table_reads_every_budget_and_random_real_is_never_read_against_itself():
@@ -337,10 +357,26 @@ def test_the_one_choice_table_reads_every_budget_and_random_real_is_never_read_a
             result('EDSR', 'random_real', 0.1, 0, 29.8, 28.4), result('EDSR', 'random_selected', 0.1, 0, 28.2, 25.8),
             result('EDSR', 'herding', 0.1, 0, 28.7, 26.7)]
     rows = decomposition_rows(exp, group_results(runs), ['Set5'], 2, 'EDSR')
-    assert [(r[0], r[2], r[3]) for r in rows] == [('random_selected − random_real', '2 %', '-0.30'),
+    assert [(r[0], r[2], r[4]) for r in rows] == [('random_selected − random_real', '2 %', '-0.30'),
                                                   ('random_selected − random_real', '0.1 %', '-2.60')]
     lines = targets_text(exp, group_results(runs), ['Set5'], 2, 'EDSR')
     assert lines == ['The default arm is random_real: the targets against random_real are not applicable']
+
+
+def test_the_one_choice_table_pairs_the_seeds_both_arms_ran_with_the_standard_error_of_the_paired_gap():
+    from srdistill_plugin.experiment.report import group_results
+    from srdistill_plugin.experiment.verdicts import decomposition_rows
+
+    exp = {'arms': ['random_real', 'random_selected', 'random_proportional']}
+    runs = [result('EDSR', 'random_real', 2, 0, 30.9, 30.0), result('EDSR', 'random_selected', 2, 0, 30.5, 29.7),
+            result('EDSR', 'random_real', 2, 1, 30.7, 30.4), result('EDSR', 'random_selected', 2, 1, 30.5, 30.3),
+            result('EDSR', 'random_real', 2, 2, 31.5, 31.0),  # seed 2: random_real alone, paired with nothing
+            result('EDSR', 'random_proportional', 2, 3, 30.0, 29.0)]  # no seed in common with random_real: no row
+    rows = decomposition_rows(exp, group_results(runs), ['Set5'], 2, 'EDSR')
+    # paired gaps: validation -0.4, -0.2 (mean -0.30, SE 0.10); Set5 -0.3, -0.1 (mean -0.20, SE 0.10)
+    assert rows == [['random_selected − random_real',
+                     'draw only among the kept most-informative patches (select.keep_fraction)', '2 %',
+                     '-0.30 ± 0.10', '-0.20 ± 0.10', '0, 1']]
 
 
 def test_draw_seed_draws_another_set_of_the_same_kind(categorized):
@@ -386,7 +422,7 @@ def test_a_recipe_arm_trains_on_the_set_without_it_and_is_read_against_it(photo_
             result('EDSR', 'random_real_draw1_rgb', 5, 0, 30.4, 29.5), result('EDSR', 'herding_rgb', 5, 0, 31.0, 30.0)]
     groups = group_results(runs)
     rows = decomposition_rows(exp, groups, ['Set5'], 5, 'EDSR')
-    assert [(r[0], r[3]) for r in rows] == [('random_real_rgb − random_real', '+0.10'),
+    assert [(r[0], r[4]) for r in rows] == [('random_real_rgb − random_real', '+0.10'),
                                             ('random_real_draw1_rgb − random_real_draw1', '+0.30')]
     text = recipe_text(exp, groups, ['Set5'], 5, 'EDSR')
     assert "random_real_rgb ({'augment': {'rgb_permute': 1.0}}) − the same sets without it, paired over 2 draws: " \

@@ -275,19 +275,22 @@ def write_report(experiment, runs: list) -> Path:
                                         lambda s: verdicts.decomposition_rows(exp, groups, sets, budget, s))
     if decomposition:
         report.heading('Why: one choice at a time')
-        report.text(f'Test PSNR difference between two arms that differ in one choice ({", ".join(decomposition)}, '
-                    f'{budget:g} % first, then every other budget where both ran; best-on-validation checkpoints, mean '
-                    'of seeds); negative: the choice costs that much.')
-        student_table(report, ['arms', 'the one choice', 'budget'] + [f'{s} Δ dB' for s in sets] + ['seeds'],
-                      decomposition)
+        report.text(f'Best validation and test PSNR difference between two arms that differ in one choice '
+                    f'({", ".join(decomposition)}, {budget:g} % first, then every other budget where both ran; '
+                    'best-on-validation checkpoints), paired seed by seed on the SR seeds both arms ran, mean ± the '
+                    'standard error of the paired differences where two or more; negative: the choice costs that '
+                    'much.')
+        student_table(report, ['arms', 'the one choice', 'budget', 'validation Δ dB'] + [f'{s} Δ dB' for s in sets]
+                      + ['seeds'], decomposition)
 
     draws = verdicts.by_student(exp, student, lambda s: verdicts.draw_rows(exp, groups, sets, budget, s))
     if draws:
         report.heading('Draws: how much is the set\'s draw')
-        report.text(f'Arms drawn more than once (synthesize.draw_seed; everything else equal), {", ".join(draws)} at '
-                    f'{budget:g} %: best validation and test PSNR over the draws, mean ± sample std (min–max), '
-                    'each draw the mean of its seeds. The targets and the default arm above pool the draws.')
-        student_table(report, ['arm', 'draws', 'validation PSNR'] + [f'{s} PSNR' for s in sets], draws)
+        report.text(f'Arms drawn more than once (synthesize.draw_seed; everything else equal), {", ".join(draws)}, '
+                    f'at every budget where drawn twice or more ({budget:g} % first): best validation and test PSNR '
+                    'over the draws, mean ± sample std (min–max), each draw the mean of its seeds. The targets and '
+                    'the default arm above pool the draws.')
+        student_table(report, ['arm', 'budget', 'draws', 'validation PSNR'] + [f'{s} PSNR' for s in sets], draws)
         gaps = [verdicts.draw_gap_text(exp, groups, sets, budget, s) for s in draws]
         if any(gaps):
             report.text(' '.join(g for g in gaps if g) + ' One draw of a set moves test PSNR by the std above, so a '

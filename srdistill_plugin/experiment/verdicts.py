@@ -173,18 +173,33 @@ def same_draw_base(exp: dict, spec: dict) -> str | None:
 
 
 def decomposition_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[list[str]]:
-    """One row per one-choice pair and budget with both arms finished: the test PSNR difference it makes, per set;
-    ``budget`` (where the targets are read) first, then the other budgets from the smallest."""
-    budgets = sorted({k[2] for k in groups if k[0] == student and k[2] is not None}, key=lambda b: (b != budget, b))
+    """One row per one-choice pair and budget where both arms ran a seed in common: the best validation and test
+    PSNR difference it makes, paired seed by seed on the seeds both ran (± the standard error of the mean paired
+    difference where two or more); ``budget`` (where the targets are read) first, then the others from the
+    smallest."""
     rows = []
-    for b in budgets:
+    for b in budgets_of(groups, student, budget):
         for arm, other, why in pairs(exp):
-            mine, theirs = groups.get((student, arm, b)), groups.get((student, other, b))
-            if mine and theirs:
-                rows.append([f'{arm} − {other}', why, f'{b:g} %']
-                            + [f'{test_psnr(mine, s) - test_psnr(theirs, s):+.2f}' for s in sets]
-                            + [f'{len(mine)} / {len(theirs)}'])
+            mine = {r['seed']: r for r in groups.get((student, arm, b), [])}
+            theirs = {r['seed']: r for r in groups.get((student, other, b), [])}
+            seeds = sorted(set(mine) & set(theirs))
+            if seeds:
+                cells = [_paired_gap([value(mine[s]) - value(theirs[s]) for s in seeds])
+                         for value in _measures(sets).values()]
+                rows.append([f'{arm} − {other}', why, f'{b:g} %'] + cells + [', '.join(map(str, seeds))])
     return rows
+
+
+def budgets_of(groups: dict, student: str, budget: float) -> list[float]:
+    """The budgets ``student`` ran sets at: ``budget`` (where the targets are read) first, then from the smallest."""
+    return sorted({k[2] for k in groups if k[0] == student and k[2] is not None}, key=lambda b: (b != budget, b))
+
+
+def _paired_gap(diffs: list[float]) -> str:
+    """Mean of paired differences, ± its standard error where there are two or more."""
+    if len(diffs) < 2:
+        return f'{diffs[0]:+.2f}'
+    return f'{np.mean(diffs):+.2f} ± {np.std(diffs, ddof=1) / math.sqrt(len(diffs)):.2f}'
 
 
 def by_student(exp: dict, first: str, rows_of: Callable[[str], list]) -> dict[str, list]:
@@ -270,13 +285,16 @@ def _per_draw(runs: list[dict], sets: list[str]) -> dict[str, list[float]]:
 
 
 def draw_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[list[str]]:
-    """One row per family of draws with at least two finished: PSNR mean ± sample std over its draws (min–max)."""
+    """One row per family of draws and budget with at least two draws finished: PSNR mean ± sample std over its
+    draws (min–max); ``budget`` first, then the others from the smallest."""
     pooled, families = pool_draws(exp, groups)
     rows = []
-    for family in families:
-        values = _per_draw(pooled.get((student, family, budget), []), sets)
-        if len(values['validation']) > 1:
-            rows.append([family, str(len(values['validation']))] + [_mean_sd(v) for v in values.values()])
+    for b in budgets_of(groups, student, budget):
+        for family in families:
+            values = _per_draw(pooled.get((student, family, b), []), sets)
+            if len(values['validation']) > 1:
+                rows.append([family, f'{b:g} %', str(len(values['validation']))]
+                            + [_mean_sd(v) for v in values.values()])
     return rows
 
 
@@ -292,8 +310,14 @@ def random_reference(exp: dict, arm: str) -> str:
 
 def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
     """Each family of draws against random_real's (under the same SR recipe, ``random_reference``): the gap of their
-    means over draws, with the standard error of the difference (sample std over draws); None until a pair of
-    families has two draws each."""
+    means over draws, with the standard error of the difference (sample std over draws), at every budget where a
+    pair of families has two draws each (``budget`` first); None where none has."""
+    texts = [_draw_gaps_at(exp, groups, sets, b, student) for b in budgets_of(groups, student, budget)]
+    return ' '.join(t for t in texts if t) or None
+
+
+def _draw_gaps_at(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
+    """The sentence of ``draw_gap_text`` at one budget."""
     pooled, families = pool_draws(exp, groups)
     sentences = []
     for family in families:
