@@ -279,7 +279,8 @@ def write_report(experiment, runs: list) -> Path:
                     f'({", ".join(decomposition)}, {budget:g} % first, then every other budget where both ran; '
                     'best-on-validation checkpoints), paired seed by seed on the SR seeds both arms ran, mean ± the '
                     'standard error of the paired differences where two or more; negative: the choice costs that '
-                    'much.')
+                    'much. Each arm is one draw of its set: the standard error is the SR seeds\' alone, not the '
+                    'draw\'s (the Draws table, where there is one, gives that).')
         student_table(report, ['arms', 'the one choice', 'budget', 'validation Δ dB'] + [f'{s} Δ dB' for s in sets]
                       + ['seeds'], decomposition)
 
