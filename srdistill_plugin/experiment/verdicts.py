@@ -177,15 +177,14 @@ def decomposition_rows(exp: dict, groups: dict, sets: list[str], budget: float, 
     PSNR difference it makes, paired seed by seed on the seeds both ran (± the standard error of the mean paired
     difference where two or more); ``budget`` (where the targets are read) first, then the others from the
     smallest."""
-    rows = []
+    rows, measures = [], _measures(sets).values()
     for b in budgets_of(groups, student, budget):
         for arm, other, why in pairs(exp):
             mine = {r['seed']: r for r in groups.get((student, arm, b), [])}
             theirs = {r['seed']: r for r in groups.get((student, other, b), [])}
             seeds = sorted(set(mine) & set(theirs))
             if seeds:
-                cells = [_paired_gap([value(mine[s]) - value(theirs[s]) for s in seeds])
-                         for value in _measures(sets).values()]
+                cells = [_paired_gap([value(mine[s]) - value(theirs[s]) for s in seeds]) for value in measures]
                 rows.append([f'{arm} − {other}', why, f'{b:g} %'] + cells + [', '.join(map(str, seeds))])
     return rows
 
@@ -312,13 +311,14 @@ def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, stude
     """Each family of draws against random_real's (under the same SR recipe, ``random_reference``): the gap of their
     means over draws, with the standard error of the difference (sample std over draws), at every budget where a
     pair of families has two draws each (``budget`` first); None where none has."""
-    texts = [_draw_gaps_at(exp, groups, sets, b, student) for b in budgets_of(groups, student, budget)]
+    pooled, families = pool_draws(exp, groups)
+    texts = [_draw_gaps_at(exp, pooled, families, sets, b, student) for b in budgets_of(groups, student, budget)]
     return ' '.join(t for t in texts if t) or None
 
 
-def _draw_gaps_at(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
-    """The sentence of ``draw_gap_text`` at one budget."""
-    pooled, families = pool_draws(exp, groups)
+def _draw_gaps_at(exp: dict, pooled: dict, families: list[str], sets: list[str], budget: float,
+                  student: str) -> str | None:
+    """The sentence of ``draw_gap_text`` at one budget (``pooled, families`` as ``pool_draws`` returns them)."""
     sentences = []
     for family in families:
         reference = random_reference(exp, family)
@@ -357,8 +357,7 @@ def recipe_text(exp: dict, groups: dict, sets: list[str], budget: float, student
     sentences = []
     for name, diffs in paired.items():
         n = len(diffs['validation'])
-        parts = [f'{what} {np.mean(d):+.2f}' + (f' ± {np.std(d, ddof=1) / math.sqrt(n):.2f}' if n > 1 else '')
-                 + ' dB' for what, d in diffs.items()]
+        parts = [f'{what} {_paired_gap(d)} dB' for what, d in diffs.items()]
         sentences.append(f'{name} ({recipe(exp, name)}) − the same set{"s" if n > 1 else ""} without it, paired over '
                          f'{n} draw{"s" if n > 1 else ""}: ' + '; '.join(parts))
     sentences += full_pool_gaps(exp, groups, sets, budget, student)
