@@ -2,6 +2,7 @@
 experiment end to end (distill -> students -> validation-selected tests -> report.md/html), resuming after a kill
 and refusing to mix results made with other settings."""
 import base64
+import copy
 import json
 import os
 import shutil
@@ -147,6 +148,27 @@ def test_stored_run_settings_name_paths_inside_the_repository_relative_to_it(pho
     stored.write_text(json.dumps({**settings, 'data': {**settings['data'], 'pool': str(tmp_path / 'elsewhere')}}))
     with pytest.raises(SRDistillError, match='was started with other settings'):
         here.check_stored_settings([run])
+
+
+def test_fine_tuning_the_generator_longer_redoes_only_the_runs_on_sets_it_samples(photo_dir, tmp_path):
+    exp = check_experiment(experiment_options(photo_dir), tmp_path)
+    longer = copy.deepcopy(exp)
+    longer['distill']['finetune']['train']['total_iter'] += 100
+    before, after = Experiment(exp, tmp_path), Experiment(longer, tmp_path)
+    for experiment in (before, after):
+        experiment.train_dir = experiment.work / 'pool_train'
+    runs = [Run('EDSR', arm, 5, 0) for arm in ('random_real', 'coverage', 'distilled')]
+    for run in runs:
+        stored = before.result_path(run).with_suffix('.settings.json')
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        settings = before.settings(run)
+        settings['data'].setdefault('finetune', exp['distill']['finetune'])  # as versions before this one stored it
+        stored.write_text(json.dumps(settings))
+    assert 'finetune' not in before.settings(runs[0])['data'] and 'finetune' in before.settings(runs[2])['data']
+    before.check_stored_settings(runs)  # the generator's options stored with every set: still the same settings
+    after.check_stored_settings(runs[:2])  # random_real and coverage never sample the generator
+    with pytest.raises(SRDistillError, match='run EDSR_distilled_5pct_s0 was started with other settings'):
+        after.check_stored_settings(runs)
 
 
 def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_its_replay(photo_dir, tmp_path,

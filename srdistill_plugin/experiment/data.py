@@ -95,6 +95,11 @@ def arms_on_sets(exp: dict) -> list[str]:
     return [a for a in exp['arms'] if not is_full_pool(exp, a)]
 
 
+def uses_generator(exp: dict, arm: str) -> bool:
+    """Whether ``arm``'s set is sampled from the fine-tuned generator (so it depends on the ``finetune`` options)."""
+    return arm_mode(exp, arm)[0] in GENERATIVE_MODES
+
+
 def set_arm(exp: dict, arm: str) -> str:
     """The arm whose distilled set ``arm`` trains on: a custom arm that only changes the SR training
     (``sr_train``) trains on the set of the arm with the same set options (the built-in arm, or the custom arm
@@ -134,7 +139,7 @@ def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: floa
     and categorize stages under ``data.lock``, the generator's fine-tuning under ``generator.lock`` (only arms that
     sample from it wait for it), and the set's own stages under a lock of its own."""
     base = DistillRun(distill_options(exp, train_dir, 'distilled', None), root=work)
-    shared = SHARED_STAGES if arm_mode(exp, arm)[0] in GENERATIVE_MODES else SHARED_STAGES[:2]
+    shared = SHARED_STAGES if uses_generator(exp, arm) else SHARED_STAGES[:2]
     with data_lock(work):
         base.run(shared[:2])
     if shared[2:]:

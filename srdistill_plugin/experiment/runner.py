@@ -260,7 +260,11 @@ class Experiment:
         if run.budget is None:
             return {'pool': str((self.root / self.exp['pool']).resolve()), 'validation': self.exp['validation'],
                     'full_pool': self.exp['full_pool']}
-        return data.distill_options(self.exp, self.train_dir, data.set_arm(self.exp, run.arm), run.budget)
+        arm = data.set_arm(self.exp, run.arm)
+        options = data.distill_options(self.exp, self.train_dir, arm, run.budget)
+        if not data.uses_generator(self.exp, arm):
+            options.pop('finetune', None)  # a set the generator never samples: fine-tuning longer redoes none of its runs
+        return options
 
     # --- students --------------------------------------------------------------------------------------------
     def settings(self, run: Run) -> dict:
@@ -290,10 +294,18 @@ class Experiment:
         """Refuse to continue where a run (finished or started) was made with other settings."""
         for run in runs:
             path = self.result_path(run).with_suffix('.settings.json')
-            # portable(): settings stored before paths were kept relative still match
-            if path.is_file() and self.portable(json.loads(path.read_text())) != self.settings(run):
+            if path.is_file() and self.stored_settings(path, run) != self.settings(run):
                 raise SRDistillError(f'{path}: run {run.name} was started with other settings; use a new experiment '
                                      'name, or delete this file and the run\'s folder to redo it')
+
+    def stored_settings(self, path: Path, run: Run) -> dict:
+        """The settings stored at ``path`` as ``settings`` writes them now: paths made portable (older versions
+        stored absolute ones) and, for a set the generator never samples, without the ``finetune`` options older
+        versions recorded for every set."""
+        stored = self.portable(json.loads(path.read_text()))
+        if run.budget is not None and not data.uses_generator(self.exp, data.set_arm(self.exp, run.arm)):
+            stored['data'].pop('finetune', None)
+        return stored
 
     def sr_train(self, run: Run) -> dict:
         """The SR training options of ``run``: the experiment's ``sr_train`` with its arm's recipe overrides."""
