@@ -263,7 +263,7 @@ class Experiment:
         arm = data.set_arm(self.exp, run.arm)
         options = data.distill_options(self.exp, self.train_dir, arm, run.budget)
         if not data.uses_generator(self.exp, arm):
-            options.pop('finetune', None)  # a set the generator never samples: fine-tuning longer redoes none of its runs
+            options.pop('finetune', None)  # fine-tuning the generator longer redoes none of this set's runs
         return options
 
     # --- students --------------------------------------------------------------------------------------------
@@ -294,16 +294,17 @@ class Experiment:
         """Refuse to continue where a run (finished or started) was made with other settings."""
         for run in runs:
             path = self.result_path(run).with_suffix('.settings.json')
-            if path.is_file() and self.stored_settings(path, run) != self.settings(run):
+            settings = self.settings(run)
+            if path.is_file() and self.as_now(json.loads(path.read_text()), settings) != settings:
                 raise SRDistillError(f'{path}: run {run.name} was started with other settings; use a new experiment '
                                      'name, or delete this file and the run\'s folder to redo it')
 
-    def stored_settings(self, path: Path, run: Run) -> dict:
-        """The settings stored at ``path`` as ``settings`` writes them now: paths made portable (older versions
-        stored absolute ones) and, for a set the generator never samples, without the ``finetune`` options older
-        versions recorded for every set."""
-        stored = self.portable(json.loads(path.read_text()))
-        if run.budget is not None and not data.uses_generator(self.exp, data.set_arm(self.exp, run.arm)):
+    def as_now(self, stored: dict, settings: dict) -> dict:
+        """``stored`` settings in the form ``settings`` take now: paths portable (older versions stored absolute
+        ones), and no ``finetune`` options where ``settings`` leave them out (older versions recorded them for
+        every set)."""
+        stored = self.portable(stored)
+        if 'finetune' not in settings['data']:
             stored['data'].pop('finetune', None)
         return stored
 
