@@ -138,3 +138,50 @@ def test_bad_resume_lr_choice_is_named():
 
     with pytest.raises(SRDistillError, match=r"option train.resume_lr: expected one of \['state', 'options'\], got"):
         check_train_options({'train': {'total_iter': 10, 'resume_lr': 'opt'}})
+
+
+def tiny_mzsr_pretrain_options(lmdb, experiments_root):
+    opt = yaml.safe_load((ROOT / 'options/mzsr_pretrain_x2_long.yml').read_text())
+    opt['datasets']['train'].update(dataroot_gt=str(lmdb), gt_size=32, batch_size_per_gpu=2)
+    opt['datasets'].pop('val')
+    opt.pop('val')
+    opt['network_g'].update(num_feat=8, num_layers=3)
+    opt['train'].update(total_iter=2, warmup_iter=-1)
+    opt['train']['scheduler']['periods'] = [6]
+    opt['path']['experiments_root'] = str(experiments_root)
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=2, use_tb_logger=False)
+    return opt
+
+
+def test_resume_state_travels_and_refuses_another_network_or_scale(photo_dir, tmp_path):
+    lmdb = prepare_lmdbs(photo_dir, tmp_path, PrepareOptions(scales=()))['HR']
+    (tmp_path / 'pre.yml').write_text(yaml.safe_dump(tiny_mzsr_pretrain_options(lmdb, tmp_path / 'exp')))
+    run_tool('tools/train.py', '-opt', str(tmp_path / 'pre.yml'))
+    store = tmp_path / 'store'
+    name = 'MZSR_pretrain_x2_long'
+    saved = run_tool('scripts/resume_state.py', 'save', '--name', name, '--to', str(store),
+                     '--experiments-root', str(tmp_path / 'exp'))
+    assert f'saved iteration 2 to {store}' in saved.stdout
+    assert {p.name for p in store.iterdir() if not p.name.startswith('train_')} == {'2.state', 'net_g_2.pth',
+                                                                                   'network.json'}
+    restored = run_tool('scripts/resume_state.py', 'restore', '--name', name, '--to', str(store),
+                        '--experiments-root', str(tmp_path / 'moved'))  # another machine's fresh checkout
+    assert 'restored iteration 2' in restored.stdout
+    moved = yaml.safe_load((tmp_path / 'pre.yml').read_text())
+    moved['path']['experiments_root'] = str(tmp_path / 'moved')
+    (tmp_path / 'moved.yml').write_text(yaml.safe_dump(moved))
+    more = run_tool('tools/train.py', '-opt', str(tmp_path / 'moved.yml'), '--auto_resume', '--force_yml',
+                    'train:total_iter=4')
+    assert 'Resuming training from epoch: 0, iter: 2.' in more.stdout + more.stderr
+    for change, key in [('network_g:num_feat=16', 'network_g'), ('scale=4', 'scale')]:
+        proc = run_tool('tools/train.py', '-opt', str(tmp_path / 'moved.yml'), '--auto_resume', '--force_yml',
+                        'train:total_iter=6', change, check=False)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        line = proc.stderr.strip().splitlines()[-1]
+        assert line.startswith(f'error: option path.resume_state: {tmp_path / "moved" / name / "training_states"}')
+        assert f'was written for {key} ' in line
+    proc = run_tool('tools/train.py', '-opt', str(tmp_path / 'moved.yml'), '--force_yml', 'train:total_iter=8',
+                    check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        "error: option train.scheduler.periods: [6] end at iteration 6, before train.total_iter 8 (BasicSR's cosine "
+        "schedule stops there)")

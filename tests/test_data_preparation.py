@@ -15,6 +15,7 @@ from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.imageio import read_image
 from srdistill_plugin.core.lmdb_io import partial_path, read_meta_keys
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill_plugin.zero_shot.pretrain_pool import PoolSplit, prepare_pretrain_pool
 
 from .conftest import SET5, run_tool
 
@@ -111,3 +112,26 @@ def test_bicubic_x4_of_set5_matches_matlab_reference():
         ref = cv2.imread(str(SET5 / 'LR_bicubic' / 'X4' / f'{hr_path.stem}x4.png'))
         ours = (bicubic_downscale(read_image(hr_path), 4) * 255).round().astype(np.uint8)
         assert psnr(ours, ref) > 45, hr_path.name
+
+
+def test_pool_skips_bad_photographs_with_one_line_each_and_splits_by_photograph(photo_dir, tmp_path, capsys):
+    pool = tmp_path / 'pool'
+    pool.mkdir()
+    for p in sorted(photo_dir.iterdir()):
+        (pool / p.name).write_bytes(p.read_bytes())
+    (pool / 'broken.png').write_bytes(b'\x89PNG not really')
+    cv2.imwrite(str(pool / 'small.png'), np.zeros((40, 40, 3), np.uint8))
+    split = PoolSplit(heldout_every=4, crop_size=64, step=64, min_size=64)
+    lmdbs = prepare_pretrain_pool([pool], tmp_path / 'out', split, with_bundled=False)
+    err = capsys.readouterr().err
+    assert f'skipped: {tmp_path / "out" / "train_photos" / "pool_broken.png"}: cannot decode image' in err
+    assert 'pool_small.png: image is 40x40, smaller than the required 64 px' in err
+    assert 'skipped 2 of 6 images' in err
+    # sorted: astronaut, broken, chelsea, coffee, hubble..., immuno..., rocket, small; indices 2 and 6 are held out
+    heldout = read_meta_keys(lmdbs['heldout'])
+    assert heldout == ['pool_chelsea', 'pool_rocket']
+    assert (tmp_path / 'out' / 'heldout.txt').read_text() == 'pool_chelsea.png\npool_rocket.png\n'
+    train = read_meta_keys(lmdbs['train'])
+    assert {k.rsplit('_s', 1)[0] for k in train} == {'pool_astronaut', 'pool_coffee', 'pool_hubble_deep_field',
+                                                     'pool_immunohistochemistry'}
+    assert len(train) == 4 * 4  # 128x128 photographs in 64x64 tiles

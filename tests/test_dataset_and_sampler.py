@@ -1,6 +1,9 @@
 """HROnlyDataset built from a YAML dict through BasicSR's builder; the sampler registry and ClassBalancedSampler."""
+import math
 from collections import Counter
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -10,6 +13,7 @@ from basicsr.data.data_sampler import EnlargedSampler
 from srdistill_plugin.core.errors import SRDistillError
 from srdistill_plugin.core.lmdb_io import read_meta_keys
 from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill_plugin.data.hr_only_dataset import log_gradient_energy
 from srdistill_plugin.samplers import ClassBalancedSampler, build_sampler
 
 from .conftest import SET5
@@ -146,3 +150,38 @@ def test_default_sampler_is_basicsr_enlarged_and_errors_are_clear():
         build_sampler({'type': 'Nope'}, dataset, 1, 0)
     with pytest.raises(SRDistillError, match='has no class_ids'):
         build_sampler({'type': 'ClassBalancedSampler'}, torch.utils.data.TensorDataset(torch.zeros(2)), 1, 0)
+
+
+def test_log_gradient_energy_is_the_official_flat_patch_statistic():
+    # a 3x3 single-channel ramp: over the top-left 2x2, dy = -3 and dx = -1 everywhere, so mean(dx^2 + dy^2) = 10
+    ramp = np.arange(9, dtype=np.float64).reshape(3, 3, 1)
+    assert log_gradient_energy(ramp) == pytest.approx(math.log(10 + 1e-10))
+    assert log_gradient_energy(np.full((8, 8, 3), 0.5)) == pytest.approx(math.log(1e-10))
+
+
+def test_flat_crops_are_redrawn_and_meta_info_file_picks_keys(tmp_path):
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    busy = flat.copy()
+    busy[:, 32:] = np.random.default_rng(0).integers(0, 255, (64, 32, 3))  # textured right half only
+    folder = tmp_path / 'imgs'
+    folder.mkdir()
+    cv2.imwrite(str(folder / 'a.png'), busy)
+    cv2.imwrite(str(folder / 'b.png'), flat)
+    lmdb = prepare_lmdbs(folder, tmp_path / 'out', PrepareOptions(scales=()))['HR']
+    keys = tmp_path / 'keys.txt'
+    keys.write_text('a\n')
+    opt = yaml.safe_load(TRAIN_YAML.format(root=lmdb)) | {'gt_size': 16, 'meta_info_file': str(keys),
+                                                          'use_hflip': False, 'use_rot': False}
+    dataset = build_dataset(opt | {'min_log_gradient': -6})
+    assert dataset.keys == ['a'] and len(dataset) == 1
+    np.random.seed(0)
+    kept = [log_gradient_energy(dataset[0]['gt'].numpy().transpose(1, 2, 0)) for _ in range(30)]
+    dataset.min_log_gradient = None  # one dataset: py-lmdb opens a database once per process
+    np.random.seed(0)
+    unfiltered = [log_gradient_energy(dataset[0]['gt'].numpy().transpose(1, 2, 0)) for _ in range(30)]
+    assert min(kept) >= -6 and min(unfiltered) < -6
+    keys.write_text('a\nghost\n')
+    with pytest.raises(SRDistillError, match="meta_info_file: .*keys.txt: 1 of its keys are not in the data, e.g. 'ghost'"):
+        build_dataset(opt)
+    with pytest.raises(SRDistillError, match="option min_log_gradient: expected a number, got 'flat'"):
+        build_dataset(opt | {'meta_info_file': None, 'min_log_gradient': 'flat'})

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .atomic_io import atomic_write_text
+
 
 class JsonStore:
     """``store.get(key)`` / ``store.put(key, value)`` over ``path`` (created on the first ``put``)."""
@@ -17,7 +19,4 @@ class JsonStore:
 
     def put(self, key: str, value) -> None:
         self.data[key] = value
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + '.tmp')
-        tmp.write_text(json.dumps(self.data, indent=1))
-        tmp.replace(self.path)
+        atomic_write_text(self.path, json.dumps(self.data, indent=1))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,25 +59,54 @@ def sub_images(img: np.ndarray, opts: PrepareOptions) -> list[np.ndarray]:
             for x in crop_origins(w, opts.crop_size, opts.step, opts.thresh_size)]
 
 
+def readable_images(files: list[Path], min_size: int) -> list[Path]:
+    """The files whose header decodes to an image of at least ``min_size`` px a side; each other one is reported in
+    one line (``skipped: <file>: <why>``) and the count at the end, so a bad photo in a large pool costs nothing."""
+    kept = []
+    for path in files:
+        try:
+            w, h = image_size(path)
+            if min(w, h) < min_size:
+                raise SRDistillError(f'{path}: image is {w}x{h}, smaller than the required {min_size} px')
+            kept.append(path)
+        except SRDistillError as err:
+            tqdm.write(f'skipped: {err}', file=sys.stderr)
+    if len(kept) < len(files):
+        tqdm.write(f'skipped {len(files) - len(kept)} of {len(files)} images', file=sys.stderr)
+    if not kept:
+        raise SRDistillError(f'{files[0].parent}: none of its {len(files)} images can be used')
+    return kept
+
+
 def prepare_lmdbs(input_dir: str | Path, output_dir: str | Path, opts: PrepareOptions,
-                  overwrite: bool = False) -> dict[str, Path]:
+                  overwrite: bool = False, skip_bad: bool = False) -> dict[str, Path]:
     """Write ``HR.lmdb`` and one ``LR_bicubic_X{s}.lmdb`` per scale into ``output_dir``; return their paths.
 
-    All databases are written under temporary names and renamed only after every image went through.
+    All databases are written under temporary names and renamed only after every image went through. With
+    ``skip_bad`` an unreadable or too small image is skipped with one line instead of stopping the run.
     """
     opts.validate()
     files = list_images(input_dir)
+    if skip_bad:
+        files = readable_images(files, opts.min_size)
     output_dir = Path(output_dir)
     names = {'HR': output_dir / 'HR.lmdb', **{f'X{s}': output_dir / f'LR_bicubic_X{s}.lmdb' for s in opts.scales}}
     if not overwrite:
         done = [str(p) for p in names.values() if p.exists()]
         if done:
             raise SRDistillError(f'{done[0]}: already exists (use --overwrite to rebuild)')
-    raw = sum(w * h * 3 for w, h in map(image_size, files))
+    overlap = (opts.crop_size / opts.step) ** 2 if opts.crop_size else 1  # overlapping crops repeat pixels
+    raw = int(overlap * sum(w * h * 3 for w, h in map(image_size, files)))
     writers = {key: AtomicLmdbWriter(path, estimate_map_size(raw), overwrite=overwrite) for key, path in names.items()}
     try:
         for path in tqdm(files, desc='prepare LMDB', unit='img'):
-            img = read_image(path, min_size=opts.min_size)
+            try:
+                img = read_image(path, min_size=opts.min_size)
+            except SRDistillError as err:
+                if not skip_bad:
+                    raise
+                tqdm.write(f'skipped: {err}', file=sys.stderr)
+                continue
             for idx, crop in enumerate(sub_images(img, opts), start=1):
                 key = f'{path.stem}_s{idx:03d}' if opts.crop_size else path.stem
                 writers['HR'].put(key, to_uint8(crop))

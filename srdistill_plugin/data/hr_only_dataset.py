@@ -16,6 +16,30 @@ from srdistill_plugin.core.errors import SRDistillError
 from .hr_source import HRImageSource, random_crop
 
 CLASS_INFO = 'class_info.txt'
+FLAT_PATCH_TRIES = 20
+
+
+def log_gradient_energy(img: np.ndarray) -> float:
+    """``log(mean(dx^2 + dy^2) + 1e-10)`` of a [0, 1] image over all channels, the differences taken from the
+    top-left ``(h-1) x (w-1)`` pixels: the statistic by which the official MZSR pretraining data drops flat patches
+    (kept when it is >= -6)."""
+    img = img.astype(np.float64)
+    dy = img[:-1, :-1] - img[1:, :-1]
+    dx = img[:-1, :-1] - img[:-1, 1:]
+    return float(np.log(np.mean(dy ** 2 + dx ** 2) + 1e-10))
+
+
+def read_key_subset(path: Path, keys: list[str]) -> list[int]:
+    """Indices into ``keys`` of the keys listed in ``path`` (first word of each line, BasicSR's meta_info style)."""
+    if not path.is_file():
+        raise SRDistillError(f'option meta_info_file: {path} does not exist')
+    wanted = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    index = {k: i for i, k in enumerate(keys)}
+    missing = [k for k in wanted if k not in index]
+    if missing or not wanted:
+        detail = f'{len(missing)} of its keys are not in the data, e.g. {missing[0]!r}' if missing else 'no keys'
+        raise SRDistillError(f'option meta_info_file: {path}: {detail}')
+    return [index[k] for k in wanted]
 
 
 def read_class_info(path: Path, keys: list[str]) -> list[int]:
@@ -61,6 +85,10 @@ class HROnlyDataset(data.Dataset):
         mixup: ``{prob, alpha}``: with probability ``prob`` the HR crop is mixed with another item's,
             ``lam * a + (1 - lam) * b`` with ``lam ~ Beta(alpha, alpha)`` (training; the LR is made from the mix, so
             the pair stays consistent).
+        meta_info_file: optional text file of keys (first word per line): only those images are used (e.g. a
+            training / held-out split of one LMDB).
+        min_log_gradient: optional flat-crop filter (training): a crop whose :func:`log_gradient_energy` is below
+            it is drawn again (up to 20 times, then kept); the official MZSR pretraining data uses -6.
     """
 
     def __init__(self, opt: dict):
@@ -75,13 +103,27 @@ class HROnlyDataset(data.Dataset):
                 raise SRDistillError(f'option gt_size: must be a positive multiple of scale {self.scale}, '
                                      f'got {opt.get("gt_size")!r}')
         self.source = HRImageSource(self.root, opt.get('io_backend'))
-        self.keys, self.paths = self.source.keys, self.source.paths
+        self.indices = list(range(len(self.source)))
+        if opt.get('meta_info_file'):
+            self.indices = read_key_subset(Path(opt['meta_info_file']), self.source.keys)
+        self.keys = [self.source.keys[i] for i in self.indices]
+        self.paths = [self.source.paths[i] for i in self.indices]
+        self.min_log_gradient = opt.get('min_log_gradient')
+        if self.min_log_gradient is not None and (isinstance(self.min_log_gradient, bool)
+                                                  or not isinstance(self.min_log_gradient, (int, float))):
+            raise SRDistillError(f'option min_log_gradient: expected a number, got {self.min_log_gradient!r}')
         class_info = Path(opt['class_info']) if opt.get('class_info') else self.root / CLASS_INFO
         self.class_ids = read_class_info(class_info, self.keys) if class_info.is_file() else None
         self.rgb_permute, self.mixup = check_augmentations(opt)
 
     def training_crop(self, index: int) -> np.ndarray:
-        gt = random_crop(self.source.read(index), self.gt_size, self.paths[index])
+        img = self.source.read(self.indices[index])
+        gt = random_crop(img, self.gt_size, self.paths[index])
+        if self.min_log_gradient is not None:
+            for _ in range(FLAT_PATCH_TRIES):
+                if log_gradient_energy(gt) >= self.min_log_gradient:
+                    break
+                gt = random_crop(img, self.gt_size, self.paths[index])
         gt = augment(gt, self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
         if self.rgb_permute and random.random() < self.rgb_permute:
             gt = gt[:, :, random.sample(range(3), 3)]
@@ -94,7 +136,7 @@ class HROnlyDataset(data.Dataset):
                 lam = random.betavariate(self.mixup['alpha'], self.mixup['alpha'])
                 gt = lam * gt + (1 - lam) * self.training_crop(random.randrange(len(self)))
         else:
-            gt = self.source.read(index)
+            gt = self.source.read(self.indices[index])
         gt = np.ascontiguousarray(mod_crop(gt, self.scale))
         lq = bicubic_downscale(gt, self.scale)
         lq, gt = img2tensor([lq, gt], bgr2rgb=True, float32=True)

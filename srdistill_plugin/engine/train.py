@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import json
 import pickle
 import warnings
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from basicsr.models.base_model import BaseModel
 from basicsr.utils import check_resume, get_root_logger, set_random_seed
 from basicsr.utils.options import parse_options
 
+from srdistill_plugin.core.atomic_io import atomic_write_text
 from srdistill_plugin.core.checkpoint_io import atomic_checkpoints
 from srdistill_plugin.core.errors import SRDistillError, first_line
 from srdistill_plugin.core.safe_load import UnsafeCheckpointError, load_checkpoint
@@ -49,6 +51,34 @@ def training_states_newest_first(opt: dict) -> list[Path]:
     return sorted(states, key=lambda p: int(p.stem), reverse=True)
 
 
+NETWORK_RECORD = 'network.json'
+
+
+def network_record(opt: dict) -> dict:
+    """What a resume state is only valid for: the scale and the ``network_g`` options."""
+    return {'scale': opt.get('scale'), 'network_g': opt.get('network_g')}
+
+
+def check_resume_network(opt: dict, state_path: str | Path) -> None:
+    """A resume state written by another network or scale -> one line (its weights would load into a different
+    model, or silently into the same weights at another scale)."""
+    record = Path(opt['path']['experiments_root']) / NETWORK_RECORD
+    if not record.is_file():
+        return
+    before, now = json.loads(record.read_text()), json.loads(json.dumps(network_record(opt)))
+    for key in ('scale', 'network_g'):
+        if before.get(key) != now[key]:
+            raise SRDistillError(f'option path.resume_state: {state_path} was written for {key} {before.get(key)!r}, '
+                                 f'these options have {now[key]!r} (start a new experiment name instead)')
+
+
+def write_network_record(opt: dict) -> None:
+    """Record the scale and network of this run beside its training states (see :func:`check_resume_network`)."""
+    if opt.get('rank', 0) == 0 and opt.get('is_train'):
+        atomic_write_text(Path(opt['path']['experiments_root']) / NETWORK_RECORD,
+                          json.dumps(network_record(opt), indent=2))
+
+
 def load_resume_state(opt: dict) -> dict | None:
     """BasicSR's resume-state loading, on whatever device is available.
 
@@ -68,6 +98,7 @@ def load_resume_state(opt: dict) -> dict | None:
                 raise SRDistillError(f'option path.resume_state: cannot read {path} ({first_line(err)})') from err
             warnings.warn(f'skipping unreadable training state {path}: {first_line(err)}')
             continue
+        check_resume_network(opt, path)
         opt['path']['resume_state'] = str(path)
         check_resume(opt, state['iter'])
         return state
@@ -121,6 +152,19 @@ def check_train_options(opt: dict) -> None:
         hint = ' (YAML and --force_yml read 1e-4 as text: write !!float 1e-4 or 0.0001)' if text else ''
         raise SRDistillError(f'option {option}: expected {"an integer" if kinds == (int, ) else "a number"}, got '
                              f'{value!r}{hint}')
+    check_cosine_periods(train)
+
+
+def check_cosine_periods(train: dict) -> None:
+    """BasicSR's ``CosineAnnealingRestartLR`` fails with a TypeError at the first iteration past its periods: a
+    ``train.total_iter`` beyond them (e.g. raised by ``--force_yml`` to continue a run) is named at start."""
+    scheduler = train.get('scheduler') or {}
+    if scheduler.get('type') != 'CosineAnnealingRestartLR' or not isinstance(train.get('total_iter'), int):
+        return
+    periods = scheduler.get('periods') or []
+    if sum(periods) < train['total_iter']:
+        raise SRDistillError(f'option train.scheduler.periods: {periods} end at iteration {sum(periods)}, before '
+                             f'train.total_iter {train["total_iter"]} (BasicSR\'s cosine schedule stops there)')
 
 
 def parse_options_seeded(root_path: str, is_train: bool = True) -> tuple[dict, object]:
@@ -142,6 +186,7 @@ def plugin_train_hooks(built_models: list | None = None) -> Iterator[None]:
     build_model = basicsr_train.build_model
 
     def build_and_keep(opt):
+        write_network_record(opt)
         model = build_model(opt)
         if built_models is not None:
             built_models.append(model)
