@@ -1,6 +1,7 @@
 """Random access to a set of HR images in a BasicSR LMDB or an image folder, as float32 BGR [0, 1]."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lmdb
@@ -36,8 +37,7 @@ class HRImageSource:
     def read(self, index: int) -> np.ndarray:
         """The ``index``-th image as float32 BGR [0, 1], HWC (greyscale/16-bit/alpha converted)."""
         if self._client is None:  # opened lazily: LMDB handles must not cross dataloader worker forks
-            backend = dict(self.io_opt)
-            self._client = FileClient(backend.pop('type'), **backend)
+            self._client = shared_client(self.io_opt)
         key = self.keys[index] if self.io_opt['type'] == 'lmdb' else self.paths[index]
         try:
             raw = self._client.get(key, 'gt')
@@ -49,6 +49,19 @@ class HRImageSource:
         if img is None:
             raise SRDistillError(f'{self.paths[index]}: cannot decode image')
         return to_float_bgr(img, self.paths[index])
+
+
+_CLIENTS: dict[tuple[int, str], FileClient] = {}
+
+
+def shared_client(io_opt: dict) -> FileClient:
+    """One BasicSR ``FileClient`` per process and database: py-lmdb opens a path only once per process, so two
+    datasets on one LMDB (a training and a validation set, say) share its client."""
+    key = (os.getpid(), repr(sorted(io_opt.items())))
+    if key not in _CLIENTS:
+        backend = dict(io_opt)
+        _CLIENTS[key] = FileClient(backend.pop('type'), **backend)
+    return _CLIENTS[key]
 
 
 def check_lmdb_keys(root: Path, keys: list[str]) -> None:
