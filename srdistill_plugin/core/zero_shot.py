@@ -143,6 +143,13 @@ def zssr_kernel(kernel: torch.Tensor, scale: int, cfg: ZSSRConfig) -> torch.Tens
     return torch.from_numpy(kernel_shift(kernel.cpu().numpy(), scale)) if cfg.kernel_shift else kernel
 
 
+def zssr_on_plateau(steps: list[int], errors: list[float], change_ratio: float) -> bool:
+    """ZSSR's learning-rate test: a line fitted to the reconstruction errors falls by less than its slope's standard
+    error / ``change_ratio`` (then the rate drops 10x)."""
+    (slope, _), cov = np.polyfit(steps, errors, 1, cov=True)
+    return bool(-change_ratio * slope < np.sqrt(cov[0, 0]))
+
+
 def zssr_train(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: int, cfg: ZSSRConfig,
                downsample: str = 'direct', seed: int = 0,
                on_test: Callable[[int, nn.Module], None] | None = None) -> int:
@@ -174,8 +181,7 @@ def zssr_train(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: in
                 on_test(it, net)
         window = max(cfg.slope_range // cfg.test_every, 4)  # a slope with an error bar needs >= 4 points
         if (it + 1) % cfg.check_every == 0 and it - last_change > cfg.min_iters and len(errors) >= 4:
-            (slope, _), cov = np.polyfit(steps[-window:], errors[-window:], 1, cov=True)
-            if -cfg.change_ratio * slope < np.sqrt(cov[0, 0]):
+            if zssr_on_plateau(steps[-window:], errors[-window:], cfg.change_ratio):
                 for group in optimizer.param_groups:
                     group['lr'] /= 10
                 last_change = it

@@ -1,0 +1,153 @@
+"""Algorithms against references worked out by hand (or written out step by step in the test), not against the
+code under test: the MAML inner step and query loss, MZSR's multi-step adaptation schedule, ZSSR's learning-rate
+policy and back-projection, and the class-balanced sampler's uniformity within a class."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+
+from srdistill_plugin.archs.mzsr_arch import MZSRNet
+from srdistill_plugin.core import zero_shot
+from srdistill_plugin.core.class_balance import class_balanced_indices, class_members
+from srdistill_plugin.core.kernels import degrade, eval_kernel
+from srdistill_plugin.core.maml import inner_step, task_query_loss
+from srdistill_plugin.core.zero_shot import ZSSRConfig, back_project, mzsr_adapt, zssr_infer, zssr_on_plateau
+
+
+def scalar_net(w: float) -> nn.Module:
+    """``y = w * x`` in float64."""
+    net = nn.Linear(1, 1, bias=False).double()
+    with torch.no_grad():
+        net.weight.fill_(w)
+    return net
+
+
+SUPPORT = (torch.tensor([[1.], [2.]], dtype=torch.float64), torch.tensor([[2.], [2.]], dtype=torch.float64))
+QUERY = (torch.tensor([[3.]], dtype=torch.float64), torch.tensor([[3.]], dtype=torch.float64))
+
+
+def test_maml_inner_step_is_w_minus_lr_times_the_support_gradient():
+    # L(w) = mean((w x - y)^2) on x = (1, 2), y = (2, 2) at w = 0.5: residuals (-1.5, -1), dL/dw = mean(2 x r) = -3.5;
+    # one step of 0.1: w' = 0.5 + 0.35 = 0.85
+    net = scalar_net(0.5)
+    fast = inner_step(net, dict(net.named_parameters()), *SUPPORT, 0.1, F.mse_loss, first_order=False)
+    assert fast['weight'].item() == pytest.approx(0.85, abs=1e-12)
+
+
+def test_maml_query_loss_and_second_order_meta_gradient_by_hand():
+    net = scalar_net(0.5)
+    params = dict(net.named_parameters())
+    weights = torch.tensor([1.], dtype=torch.float64)
+    loss, per_step = task_query_loss(net, params, SUPPORT, QUERY, 0.1, weights, F.mse_loss, first_order=False)
+    # query at w' = 0.85: (0.85 * 3 - 3)^2 = 0.2025
+    assert loss.item() == pytest.approx(0.2025, abs=1e-12) and per_step == pytest.approx([0.2025], abs=1e-12)
+    # d/dw = dLq/dw' * dw'/dw = 2 * (2.55 - 3) * 3 * (1 - 0.1 * mean(2 x^2)) = -2.7 * 0.5 = -1.35
+    (grad, ) = torch.autograd.grad(loss, [params['weight']])
+    assert grad.item() == pytest.approx(-1.35, abs=1e-12)
+    first_order = task_query_loss(net, params, SUPPORT, QUERY, 0.1, weights, F.mse_loss, first_order=True)[0]
+    (fo_grad, ) = torch.autograd.grad(first_order, [params['weight']])
+    assert fo_grad.item() == pytest.approx(-2.7, abs=1e-12)  # FOMAML: dw'/dw taken as 1
+
+
+def test_maml_weighted_multi_step_query_loss_by_hand():
+    # step 2 from w1 = 0.85: residuals (-1.15, -0.3), dL/dw = mean(-2.3, -1.2) = -1.75, w2 = 1.025,
+    # query (3.075 - 3)^2 = 0.005625; weighted 0.25 * 0.2025 + 0.75 * 0.005625 = 0.05484375
+    net = scalar_net(0.5)
+    weights = torch.tensor([0.25, 0.75], dtype=torch.float64)
+    loss, per_step = task_query_loss(net, dict(net.named_parameters()), SUPPORT, QUERY, 0.1, weights, F.mse_loss)
+    assert per_step == pytest.approx([0.2025, 0.005625], abs=1e-12)
+    assert loss.item() == pytest.approx(0.05484375, abs=1e-12)
+
+
+def test_mzsr_adaptation_follows_a_hand_written_sgd_loop_with_the_official_step_sizes():
+    torch.manual_seed(0)
+    net = MZSRNet(num_feat=4, num_layers=2).double()
+    lr = torch.rand(1, 3, 12, 14, dtype=torch.float64)
+    kernel = torch.from_numpy(eval_kernel('gd2.0')[0]).double()
+    adapted, _ = mzsr_adapt(net, lr, kernel, 2, steps=5, schedule='direct_x2')
+
+    reference = MZSRNet(num_feat=4, num_layers=2).double()
+    reference.load_state_dict(net.state_dict())
+    son = degrade(lr, kernel, 2)
+    for step_size in (2e-2, 1e-2, 1e-2, 1e-2, 5e-3):  # JWSoh/MZSR test.py, the direct x2 model
+        loss = F.l1_loss(reference(son, lr.shape[-2:]), lr)
+        grads = torch.autograd.grad(loss, list(reference.parameters()))
+        with torch.no_grad():
+            for p, g in zip(reference.parameters(), grads):
+                p -= step_size * g
+    for (name, a), b in zip(adapted.named_parameters(), reference.parameters()):
+        assert torch.allclose(a, b, atol=1e-12), name
+    assert not torch.allclose(next(net.parameters()), next(adapted.parameters()))  # the original is untouched
+
+
+def test_zssr_plateau_test_on_hand_made_error_curves():
+    steps = [0, 10, 20, 30]
+    # a straight fall: slope -0.1 with no scatter (standard error 0): still learning, keep the rate
+    assert not zssr_on_plateau(steps, [4., 3., 2., 1.], 1.5)
+    # flat with scatter: slope +0.02 (Sxy 10 / Sxx 500): no fall at all, drop the rate
+    assert zssr_on_plateau(steps, [1., 2., 1., 2.], 1.5)
+    # slope -0.002 (Sxy -1 / Sxx 500) against residuals (.32, -.66, .36, -.02): its standard error
+    # sqrt(0.668 / 2 / 500) = 0.026 exceeds 1.5 * 0.002, the fall is lost in the scatter: drop
+    assert zssr_on_plateau(steps, [2.0, 1.0, 2.0, 1.6], 1.5)
+    # slope -0.101 against residuals of a few hundredths: a real fall, keep the rate
+    assert not zssr_on_plateau(steps, [4.0, 3.1, 1.9, 1.0], 1.5)
+
+
+def test_zssr_learning_rate_only_ever_drops_tenfold(monkeypatch):
+    made = []
+    real_adam = torch.optim.Adam
+
+    def recording_adam(*args, **kwargs):
+        made.append(real_adam(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(torch.optim, 'Adam', recording_adam)
+    cfg = ZSSRConfig(crop_size=16, max_iters=120, min_iters=10, test_every=5, check_every=10, slope_range=20,
+                     lr=1e-3, min_lr=1e-30)
+    rates = []
+    monkeypatch.setattr(zero_shot, 'zssr_on_plateau', lambda *a: rates.append(made[0].param_groups[0]['lr']) or True)
+    torch.manual_seed(0)
+    lr_img = torch.rand(1, 3, 20, 20)
+    zero_shot.zssr_train(MZSRNet(num_feat=4, num_layers=2, upscale=2), lr_img, torch.ones(3, 3) / 9, 2, cfg)
+    # with every check on a plateau, the rate falls 10x at each allowed check (more than min_iters apart)
+    assert rates[:3] == pytest.approx([1e-3, 1e-4, 1e-5])
+    assert made[0].param_groups[0]['lr'] < 1e-5
+
+
+def test_back_projection_of_a_constant_residual_by_hand():
+    # a delta kernel makes the degradation plain subsampling; SR = 0 and LR = 0.3 everywhere: the residual is 0.3,
+    # its bicubic upsampling is 0.3 (the weights sum to 1), so one back-projection gives 0.3 everywhere
+    delta = torch.zeros(5, 5)
+    delta[2, 2] = 1.
+    out = back_project(torch.zeros(1, 1, 8, 8), torch.full((1, 1, 4, 4), 0.3), delta, 2)
+    assert torch.allclose(out, torch.full((1, 1, 8, 8), 0.3), atol=1e-6)
+
+
+def test_zssr_output_is_back_projected_twice_and_again_after_the_median():
+    torch.manual_seed(0)
+    net = MZSRNet(num_feat=4, num_layers=2)
+    nn.init.zeros_(net.body[-1].weight)  # the output starts as the bicubic upsampling
+    kernel = torch.from_numpy(eval_kernel('gd2.0')[0])
+    lr = degrade(torch.rand(1, 3, 20, 24), kernel, 2)
+    cfg = ZSSRConfig(kernel_shift=False)
+    out = zssr_infer(net, lr, kernel, 2, cfg)
+    with torch.no_grad():
+        expected = net(lr).clamp(0, 1)
+        for _ in range(4):  # two on the output, two after the (single-output) median
+            expected = back_project(expected, lr, kernel, 2)
+        plain = zssr_infer(net, lr, kernel, 2, ZSSRConfig(kernel_shift=False, back_projection_iters=0))
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert (degrade(out, kernel, 2) - lr).abs().mean() < 0.7 * (degrade(plain, kernel, 2) - lr).abs().mean()
+
+
+def test_class_balanced_draws_are_uniform_within_each_class():
+    members = class_members([0, 0, 0, 1, 1, 1, 1, 1])
+    draws = np.array(class_balanced_indices(members, 40000, seed=3))
+    counts = np.bincount(draws, minlength=8)
+    per_class = [counts[:3], counts[3:]]
+    assert sum(per_class[0]) == pytest.approx(20000, rel=0.03)  # classes equally often, not members
+    for class_counts in per_class:
+        assert class_counts.min() > 0  # every member, the last one included
+        assert stats.chisquare(class_counts).pvalue > 1e-3  # uniform within the class (fixed seed)
