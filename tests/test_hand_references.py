@@ -151,3 +151,11 @@ def test_class_balanced_draws_are_uniform_within_each_class():
     for class_counts in per_class:
         assert class_counts.min() > 0  # every member, the last one included
         assert stats.chisquare(class_counts).pvalue > 1e-3  # uniform within the class (fixed seed)
+
+
+def test_best_checkpoint_is_the_validation_argmax_and_the_earliest_on_ties():
+    from srdistill_plugin.experiment.runner import best_on_validation
+
+    assert best_on_validation({100: 30.1, 200: 30.5, 300: 30.5, 400: 30.2}) == 200
+    assert best_on_validation({300: 30.5, 100: 30.1, 200: 30.5}) == 200  # order of the records does not matter
+    assert best_on_validation({100: 29.0, 200: 28.0}) == 100

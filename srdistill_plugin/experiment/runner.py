@@ -58,6 +58,11 @@ def seconds_per_iter(spans: Iterable[dict]) -> float:
     return sum(s['seconds'] for s in timed) / max(sum(s['iterations'] for s in timed), 1)
 
 
+def best_on_validation(curve: dict[int, float]) -> int:
+    """The iteration of the highest validation PSNR; the earliest of equal ones."""
+    return max(curve, key=lambda it: (curve[it], -it))
+
+
 @dataclass(frozen=True)
 class Run:
     """One SR training: ``student`` on the data of ``arm`` at ``budget`` % (None for the full pool)."""
@@ -422,7 +427,7 @@ class Experiment:
         """The validation curve, and test PSNR/SSIM of the best checkpoint (by validation) and the last."""
         curve = {int(k): v for k, v in self.store(run, 'curve').data.items()}
         spans = self.store(run, 'time').data.values()
-        best, last = max(curve, key=lambda it: (curve[it], -it)), max(curve)
+        best, last = best_on_validation(curve), max(curve)
         net_opt = self.exp['students'][run.student]['network_g']
 
         def test(it: int) -> dict:
