@@ -185,3 +185,24 @@ def test_resume_state_travels_and_refuses_another_network_or_scale(photo_dir, tm
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
         "error: option train.scheduler.periods: [6] end at iteration 6, before train.total_iter 8 (BasicSR's cosine "
         "schedule stops there)")
+
+
+def test_a_missing_input_names_the_command_that_makes_it_and_a_failed_start_leaves_no_folder(tmp_path):
+    opt = yaml.safe_load((ROOT / 'options/swinir_distilled_x4.yml').read_text())
+    opt['datasets']['train']['dataroot_gt'] = str(tmp_path / 'distilled_x4' / 'HR.lmdb')
+    opt['path']['experiments_root'] = str(tmp_path / 'exp')
+    (tmp_path / 'train.yml').write_text(yaml.safe_dump(opt))
+    old = tmp_path / 'exp' / opt['name']
+    (old / 'models').mkdir(parents=True)
+    (old / 'models' / 'notes.txt').write_text('an earlier run')
+    proc = run_tool('tools/train.py', '-opt', str(tmp_path / 'train.yml'), check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        f'error: {tmp_path / "distilled_x4" / "HR.lmdb"}: not a finished BasicSR LMDB (no meta_info.txt) '
+        '(made by: python tools/distill.py -opt options/distill_x4.yml)')
+    assert [p.name for p in (tmp_path / 'exp').iterdir()] == [opt['name']]  # the earlier folder, not an archive
+    assert (old / 'models' / 'notes.txt').read_text() == 'an earlier run'
+    (old / 'models' / 'notes.txt').unlink()
+    (old / 'models').rmdir()
+    old.rmdir()
+    assert run_tool('tools/train.py', '-opt', str(tmp_path / 'train.yml'), check=False).returncode == 2
+    assert not list((tmp_path / "exp").rglob("*")), list((tmp_path / "exp").rglob("*"))  # nothing made or left

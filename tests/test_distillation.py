@@ -102,6 +102,14 @@ def test_k_larger_than_images_and_empty_pool_are_clear(photo_dir, tmp_path):
     (empty / 'bad.png').write_bytes(b'junk')
     with pytest.raises(SRDistillError, match='bad.png: cannot decode image'):
         DistillRun(tiny_options(empty, tmp_path / 'o'), root=tmp_path).run(('select', ))
+    missing = tiny_options(tmp_path / 'demo' / 'HR_images', tmp_path / 'o')
+    with pytest.raises(SRDistillError, match=r'option pool: .*demo/HR_images: image folder does not exist \(made by: '
+                                             r'srdistill-prepare --skimage --output DIR writes'):
+        DistillRun(missing, root=tmp_path / 'fresh')
+    with pytest.raises(SRDistillError, match=r'HR_images: image folder does not exist \(made by: python tools/prep'):
+        DistillRun(missing | {'pool_made_by': 'python tools/prepare_data.py --skimage --output datasets/demo'},
+                   root=tmp_path / 'fresh')
+    assert not (tmp_path / 'fresh').exists()  # refused before any folder is made
 
 
 def test_budget_larger_than_the_pool_is_refused(photo_dir, tmp_path):

@@ -85,6 +85,7 @@ class HROnlyDataset(data.Dataset):
         mixup: ``{prob, alpha}``: with probability ``prob`` the HR crop is mixed with another item's,
             ``lam * a + (1 - lam) * b`` with ``lam ~ Beta(alpha, alpha)`` (training; the LR is made from the mix, so
             the pair stays consistent).
+        made_by: the command that makes ``dataroot_gt``, named when it is missing.
         meta_info_file: optional text file of keys (first word per line): only those images are used (e.g. a
             training / held-out split of one LMDB).
         min_log_gradient: optional flat-crop filter (training): a crop whose :func:`log_gradient_energy` is below
@@ -102,7 +103,7 @@ class HROnlyDataset(data.Dataset):
             if self.gt_size <= 0 or self.gt_size % self.scale:
                 raise SRDistillError(f'option gt_size: must be a positive multiple of scale {self.scale}, '
                                      f'got {opt.get("gt_size")!r}')
-        self.source = HRImageSource(self.root, opt.get('io_backend'))
+        self.source = HRImageSource(self.root, opt.get('io_backend'), opt.get('made_by'))
         self.indices = list(range(len(self.source)))
         if opt.get('meta_info_file'):
             self.indices = read_key_subset(Path(opt['meta_info_file']), self.source.keys)

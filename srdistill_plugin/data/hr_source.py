@@ -16,9 +16,10 @@ from srdistill_plugin.core.lmdb_io import read_meta_keys
 class HRImageSource:
     """``keys``, ``paths`` and ``read(index)`` over ``dataroot`` with BasicSR's ``io_backend`` options."""
 
-    def __init__(self, dataroot: str | Path, io_backend: dict | None = None):
+    def __init__(self, dataroot: str | Path, io_backend: dict | None = None, made_by: str | None = None):
         self.root = Path(dataroot)
         self.io_opt = dict(io_backend or {'type': 'disk'})
+        check_present(self.root, self.io_opt.get('type'), made_by)
         if self.io_opt['type'] == 'lmdb':
             self.keys = read_meta_keys(self.root)
             check_lmdb_keys(self.root, self.keys)
@@ -49,6 +50,17 @@ class HRImageSource:
         if img is None:
             raise SRDistillError(f'{self.paths[index]}: cannot decode image')
         return to_float_bgr(img, self.paths[index])
+
+
+def check_present(root: Path, backend: str | None, made_by: str | None) -> None:
+    """A missing image folder or unfinished LMDB -> one line that names the command making it (the dataset's
+    ``made_by`` option, else the generic one)."""
+    lmdb_missing = backend == 'lmdb' and not (root / 'meta_info.txt').is_file()
+    if not lmdb_missing and (backend == 'lmdb' or root.is_dir()):
+        return
+    what = 'not a finished BasicSR LMDB (no meta_info.txt)' if lmdb_missing else 'image folder does not exist'
+    hint = made_by and f'made by: {made_by}' or lmdb_missing and 'srdistill-prepare makes LMDBs from a folder of images'
+    raise SRDistillError(f'{root}: {what}' + (f' ({hint})' if hint else ''))
 
 
 _CLIENTS: dict[tuple[int, str], FileClient] = {}

@@ -64,7 +64,7 @@ class MZSRTaskDataset(data.Dataset):
         if smallest <= self.kernel_size // 2:
             raise SRDistillError(f'option gt_size: {self.gt_size} is too small for kernel_size {self.kernel_size} '
                                  f'(the smallest degraded patch, {smallest} px, must exceed half the kernel)')
-        self.source = HRImageSource(opt['dataroot_gt'], opt.get('io_backend'))
+        self.source = HRImageSource(opt['dataroot_gt'], opt.get('io_backend'), opt.get('made_by'))
         self.length = int(opt.get('tasks_per_epoch', 1000))
 
     def __len__(self) -> int:
@@ -115,7 +115,7 @@ class KernelDegradedDataset(data.Dataset):
         super().__init__()
         self.opt = opt
         self.scale = check_scale(opt.get('scale'), 'datasets.*.scale')
-        self.source = HRImageSource(opt['dataroot_gt'], opt.get('io_backend'))
+        self.source = HRImageSource(opt['dataroot_gt'], opt.get('io_backend'), opt.get('made_by'))
         self.downsample = _choice(opt, 'downsample', 'direct', DOWNSAMPLE_MODES, f'datasets.{opt.get("name")}')
         self.shared_kernel, self.kernel_dir = None, None
         if opt.get('kernel'):

@@ -82,6 +82,10 @@ class DistillRun:
         self.seed = int(opt.get('manual_seed', 0))
         self._patch_features = None  # the grouping feature extractor, loaded when coverage selection needs it
         check_distill_options(opt)  # option errors before hours of work, not after
+        if not (self.root / opt['pool']).is_dir():
+            made_by = opt.get('pool_made_by') or 'srdistill-prepare --skimage --output DIR writes the embedded ' \
+                'photographs to DIR/HR_images'
+            raise SRDistillError(f'option pool: {opt["pool"]}: image folder does not exist (made by: {made_by})')
         self.device = synthesis_device(opt)
         self.check_model_folders()
         self.stage_dir.mkdir(parents=True, exist_ok=True)

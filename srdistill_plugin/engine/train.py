@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
+import time
 import warnings
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -179,11 +182,17 @@ def parse_options_seeded(root_path: str, is_train: bool = True) -> tuple[dict, o
 
 
 @contextmanager
-def plugin_train_hooks(built_models: list | None = None) -> Iterator[None]:
+def plugin_train_hooks(built_models: list | None = None, parsed: list | None = None) -> Iterator[None]:
     """Point ``basicsr.train``'s sampler, resume loading, option parsing and model building, BasicSR's ``init_dist``
     and ``BaseModel.model_to_device`` at the plugin's versions, then restore them. Built models are appended to
-    ``built_models``."""
+    ``built_models``, the parsed options to ``parsed``."""
     build_model = basicsr_train.build_model
+
+    def parse_and_keep(root_path, is_train=True):
+        opt, args = parse_options_seeded(root_path, is_train)
+        if parsed is not None:
+            parsed.append(opt)
+        return opt, args
 
     def build_and_keep(opt):
         write_network_record(opt)
@@ -194,7 +203,7 @@ def plugin_train_hooks(built_models: list | None = None) -> Iterator[None]:
 
     hooks = [(basicsr_train, 'EnlargedSampler', sampler_from_dataset_options),
              (basicsr_train, 'load_resume_state', load_resume_state),
-             (basicsr_train, 'parse_options', parse_options_seeded),
+             (basicsr_train, 'parse_options', parse_and_keep),
              (basicsr_train, 'build_model', build_and_keep),
              (basicsr_options, 'init_dist', distributed.init_dist),
              (BaseModel, 'model_to_device', distributed.model_to_device),
@@ -209,11 +218,49 @@ def plugin_train_hooks(built_models: list | None = None) -> Iterator[None]:
             setattr(owner, name, original)
 
 
+def run_folders(opt: dict) -> list[Path]:
+    """The folders BasicSR makes for a training run: the experiment's and its tensorboard log's."""
+    return [Path(opt['path']['experiments_root']), Path(opt['root_path']) / 'tb_logger' / opt['name']]
+
+
+def archive_time(folder: Path) -> float:
+    """When BasicSR archived ``folder`` (``<name>_archived_<%Y%m%d_%H%M%S>``), as a timestamp (0 if unnamed so)."""
+    try:
+        return datetime.strptime(folder.name.rsplit('_archived_', 1)[1], '%Y%m%d_%H%M%S').timestamp()
+    except (IndexError, ValueError):
+        return 0.
+
+
+def remove_unused_run_folders(opt: dict, started: float) -> None:
+    """After a run that failed before its first checkpoint: remove the folders it made and give back the names of
+    the ones BasicSR archived when it made them (``<name>_archived_<time>``), so a failed start leaves nothing. A run
+    with a checkpoint keeps everything."""
+    experiment = Path(opt['path']['experiments_root'])
+    if opt.get('rank', 0) != 0 or not experiment.is_dir() or experiment.stat().st_mtime < started:
+        return
+    if any(experiment.glob('models/*.pth')) or any(experiment.glob('training_states/*.state')):
+        return
+    for folder in run_folders(opt):
+        if not folder.is_dir() or folder.stat().st_mtime < started:
+            continue
+        shutil.rmtree(folder)
+        archived = [p for p in folder.parent.glob(f'{folder.name}_archived_*') if archive_time(p) >= started]
+        if archived:
+            max(archived, key=archive_time).rename(folder)
+
+
 def train_pipeline(root_path: str) -> None:
     """Run BasicSR's ``train_pipeline`` (options from ``sys.argv``: -opt, --launcher, --auto_resume, ...)."""
     models: list = []
-    with plugin_train_hooks(models), atomic_checkpoints():
-        basicsr_train.train_pipeline(root_path)
+    parsed: list = []
+    started = time.time() - 1  # folder times have 1 s resolution on some filesystems
+    try:
+        with plugin_train_hooks(models, parsed), atomic_checkpoints():
+            basicsr_train.train_pipeline(root_path)
+    except Exception:  # an error, not an interrupt: a killed run keeps its log
+        if parsed:
+            remove_unused_run_folders(parsed[-1], started)
+        raise
     if dist.is_available() and dist.is_initialized():
         if models:
             spread = distributed.rank_weight_spread(models[-1].get_bare_model(models[-1].net_g))
