@@ -206,3 +206,17 @@ def test_a_missing_input_names_the_command_that_makes_it_and_a_failed_start_leav
     old.rmdir()
     assert run_tool('tools/train.py', '-opt', str(tmp_path / 'train.yml'), check=False).returncode == 2
     assert not list((tmp_path / "exp").rglob("*")), list((tmp_path / "exp").rglob("*"))  # nothing made or left
+
+
+@pytest.mark.parametrize('path, message', [
+    ({'pretrain_netwrk_g': 'x.pth'}, 'option path.pretrain_network_g: not given; SwinIR has parameters, and a test of '
+                                     'its random initialisation is refused'),
+    ({'pretrain_network_g': 'none/net_g.pth', 'weights_made_by': 'python tools/train.py -opt T.yml'},
+     'option path.pretrain_network_g: none/net_g.pth does not exist (made by: python tools/train.py -opt T.yml)')])
+def test_a_test_without_trained_weights_is_refused_before_any_output(tmp_path, path, message):
+    opt = yaml.safe_load((ROOT / 'options/test/test_swinir_x4_distilled.yml').read_text())
+    opt['path'] = {**path, 'results_root': str(tmp_path / 'results')}
+    (tmp_path / 'test.yml').write_text(yaml.safe_dump(opt))
+    proc = run_tool('tools/test.py', '-opt', str(tmp_path / 'test.yml'), check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == f'error: {message}'
+    assert not (tmp_path / 'results').exists()

@@ -2,22 +2,42 @@
 adaptation time) to ``results/<name>/metrics.json``."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from os import path as osp
 
 import torch
 from basicsr.data import build_dataloader, build_dataset
+from basicsr.archs import build_network
 from basicsr.models import build_model
 from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
 from basicsr.utils.options import dict2str, parse_options
 
 from srdistill_plugin.core.checkpoint_io import atomic_checkpoints
+from srdistill_plugin.core.errors import SRDistillError
+
+
+def check_test_weights(opt: dict) -> None:
+    """A test scores trained weights: a network with parameters and no ``path.pretrain_network_g`` (or a misspelled
+    key) would score its random initialisation (ZSSR, which trains a fresh network on each image, excepted), and a
+    missing file names the command that makes it (``path.weights_made_by``)."""
+    path = opt['path'].get('pretrain_network_g')
+    made_by = opt['path'].get('weights_made_by')
+    hint = f' (made by: {made_by})' if made_by else ''
+    trains_per_image = ((opt.get('val') or {}).get('adaptation') or {}).get('mode') == 'zssr'
+    if path is None and not trains_per_image:
+        if any(p.numel() for p in build_network(copy.deepcopy(opt['network_g'])).parameters()):
+            raise SRDistillError(f'option path.pretrain_network_g: not given; {opt["network_g"]["type"]} has '
+                                 f'parameters, and a test of its random initialisation is refused{hint}')
+    elif not osp.isfile(path):
+        raise SRDistillError(f'option path.pretrain_network_g: {path} does not exist{hint}')
 
 
 def test_pipeline(root_path: str) -> dict[str, dict[str, float]]:
     """Evaluate ``network_g`` on every dataset of the options; return ``{dataset: {metric: value}}``."""
     opt, _ = parse_options(root_path, is_train=False)
+    check_test_weights(opt)
     torch.backends.cudnn.benchmark = True
     make_exp_dirs(opt)
     log_file = osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log")
