@@ -3,7 +3,7 @@ distribution (seeded; kernels saved), then its kernel estimated from the LR imag
 MZSR and ZSSR. Writes benchmarks/results/blind_sr_<tag>{.json,.md,.png}.
 
   python -m benchmarks.blind_sr --threads 2         # the shipped directx2 weights
-  python -m benchmarks.blind_sr --models own=srdistill_plugin/zero_shot/weights/mzsr_directx2.pth official=PATH
+  python -m benchmarks.blind_sr --models own=srdistill/zero_shot/weights/mzsr_directx2.pth official=PATH
 
 Per image: kernel PSNR (FKP's unit: 20 log10(1 / RMSE) between sum-one kernels, centres of mass aligned) of the
 estimate and of the fixed default kernel; PSNR-Y (8-bit-rounded Y, border 2) of bicubic, ZSSR with the estimated
@@ -22,11 +22,11 @@ import torch
 
 from benchmarks.common import ROOT, ResultCache, file_hash, mean, pin_threads, write_results
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.kernel_estimation import (KernelGANConfig, kernel_preview, kernel_psnr, postprocess_kernel,
+from srdistill.core.kernel_estimation import (KernelGANConfig, kernel_preview, kernel_psnr, postprocess_kernel,
                                                      train_kernel_gan)
-from srdistill_plugin.core.kernels import degrade, eval_kernel, random_mzsr_kernel
-from srdistill_plugin.core.matlab_resize import matlab_resize
-from srdistill_plugin.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
+from srdistill.core.kernels import degrade, eval_kernel, random_mzsr_kernel
+from srdistill.core.matlab_resize import matlab_resize
+from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
 from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, y8_psnr
 
 SCALE = 2

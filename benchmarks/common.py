@@ -16,9 +16,9 @@ import torch
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 
-from srdistill_plugin.core.checkpoint_io import atomic_save
-from srdistill_plugin.core.json_store import JsonStore as ResultCache  # noqa: F401  (used by the benchmarks)
-from srdistill_plugin.core.safe_load import load_checkpoint
+from srdistill_plugin.engine.checkpoint_io import atomic_save
+from srdistill.core.json_store import JsonStore as ResultCache  # noqa: F401  (used by the benchmarks)
+from srdistill.core.safe_load import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results'

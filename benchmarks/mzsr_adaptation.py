@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 from benchmarks.common import ROOT, ResultCache, average_checkpoint, file_hash, mean, pin_threads, write_results
-from srdistill_plugin.core.kernels import eval_kernel
-from srdistill_plugin.core.matlab_resize import matlab_resize
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
-from srdistill_plugin.core.zero_shot import ZSSRConfig
-from srdistill_plugin.core.checkpoint_io import atomic_save
+from srdistill.core.kernels import eval_kernel
+from srdistill.core.matlab_resize import matlab_resize
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.zero_shot import ZSSRConfig
+from srdistill_plugin.engine.checkpoint_io import atomic_save
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 from srdistill_plugin.zero_shot.protocol import (benchmark_images, load_mzsr, mzsr_rows, official_lr, y8_metrics,
                                                  zssr_rows)

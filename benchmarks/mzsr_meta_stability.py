@@ -30,9 +30,9 @@ import torch  # noqa: E402
 from benchmarks.common import (ROOT, ResultCache, average_checkpoint, file_hash, pin_threads,  # noqa: E402
                                saved_checkpoints, write_results)
 from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS, STEP_NOTES  # noqa: E402
-from srdistill_plugin.core.errors import SRDistillError  # noqa: E402
-from srdistill_plugin.core.sample_images import load_skimage_photos  # noqa: E402
-from srdistill_plugin.core.zero_shot import STEP_SCHEDULES  # noqa: E402
+from srdistill.core.errors import SRDistillError  # noqa: E402
+from srdistill.core.sample_images import load_skimage_photos  # noqa: E402
+from srdistill.core.zero_shot import STEP_SCHEDULES  # noqa: E402
 from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr  # noqa: E402
 from srdistill_plugin.zero_shot.training import train_run  # noqa: E402
 

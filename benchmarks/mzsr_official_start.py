@@ -16,8 +16,8 @@ import torch
 from benchmarks.common import ROOT, mean, pin_threads, write_results
 from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5, SCALE
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.kernels import eval_kernel
-from srdistill_plugin.core.matlab_resize import matlab_resize
+from srdistill.core.kernels import eval_kernel
+from srdistill.core.matlab_resize import matlab_resize
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 from srdistill_plugin.zero_shot.protocol import benchmark_images, mzsr_rows, official_lr, y8_psnr
 

@@ -23,9 +23,9 @@ import cv2
 from benchmarks.common import ROOT, pin_threads, write_results
 from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5
 from benchmarks.mzsr_official_start import PAPER_MZSR1_SET5
-from srdistill_plugin.core.degradations import bicubic_downscale
-from srdistill_plugin.core.imageio import read_image, to_uint8
-from srdistill_plugin.zero_shot.zoo import ZOO
+from srdistill.core.degradations import bicubic_downscale
+from srdistill.core.imageio import read_image, to_uint8
+from srdistill.zero_shot.zoo import ZOO
 
 SIDE = 256
 
@@ -51,36 +51,45 @@ def main() -> None:
         for model in ZOO:
             for steps in (1, 10):
                 out = Path(tmp) / f'{model}_{steps}'
-                start = time.perf_counter()
-                subprocess.run(['srdistill-zeroshot', str(photo), '--output', str(out), '--model', model,
-                                '--steps', str(steps), '--threads', str(args.threads)], check=True, env=env, cwd=tmp)
-                wall = time.perf_counter() - start
+                torch_s = wall_seconds(['python', '-c', 'import torch'], env, tmp)  # the same moment's baseline
+                wall = wall_seconds(['srdistill-zeroshot', str(photo), '--output', str(out), '--model', model,
+                                     '--steps', str(steps), '--threads', str(args.threads)], env, tmp)
                 summary = json.loads((out / 'results.json').read_text())
-                rows.append({'model': model, 'steps': steps, 'wall_s': wall,
-                             'adapt_s': summary['mean_adapt_time_s']})
+                rows.append({'model': model, 'steps': steps, 'wall_s': wall, 'import_torch_s': torch_s,
+                             'ratio': wall / torch_s, 'adapt_s': summary['mean_adapt_time_s']})
                 print(rows[-1], flush=True)
         quality = set5_quality(Path(tmp), env)
-    table = '| model | steps | command wall time (s) | adaptation (s) |\n|---|---|---|---|\n' + '\n'.join(
-        f'| {r["model"]} | {r["steps"]} | {r["wall_s"]:.1f} | {r["adapt_s"]:.2f} |' for r in rows)
+    table = ('| model | steps | command wall time (s) | `python -c "import torch"` just before (s) | ratio | '
+             'adaptation (s) |\n|---|---|---|---|---|---|\n' + '\n'.join(
+                 f'| {r["model"]} | {r["steps"]} | {r["wall_s"]:.1f} | {r["import_torch_s"]:.1f} | {r["ratio"]:.2f} | '
+                 f'{r["adapt_s"]:.2f} |' for r in rows))
     quality_table = ('| model | Set5 kernel | bicubic (paper) | MZSR(1) | MZSR(10) | paper MZSR(1) |\n|---|---|---|---|---|---|\n'
                      + '\n'.join(f'| {m} | {k} | {PAPER_BICUBIC_SET5[k]:.2f} | {q[1]:.2f} | {q[10]:.2f} | '
                                   f'{PAPER_MZSR1_SET5[k]:.2f} |' for (m, k), q in quality.items()))
     markdown = (f'# srdistill-zeroshot on a {size[1]}x{size[0]} LR photograph (cpu)\n\nThe shipped weights, the '
                 f'default kernel, Set5 img_001 downscaled x2 (MATLAB bicubic). Wall time: the whole '
-                f'command (Python start, imports, model load, adaptation, inference, PNG write). Threads: '
+                f'command (Python start, imports, model load, adaptation, inference, PNG write), each beside a bare '
+                f'`python -c "import torch"` timed just before it (the ratio). Threads: '
                 f'{env_info["torch_threads"]} on {env_info["device"]}.\n\n{table}\n\n## The shipped x2 models on the '
                 f'paper\'s protocol (Set5, PSNR on 8-bit Y, border 2, through the same command with --gt)\n\n'
-                f'{quality_table}\n\nHow the weights were trained: `srdistill_plugin/zero_shot/weights/zoo.json`.\n')
+                f'{quality_table}\n\nHow the weights were trained: `srdistill/zero_shot/weights/zoo.json`.\n')
     write_results('zeroshot_command_cpu', {'env': env_info, 'lr_size': list(size), 'rows': rows,
                                            'quality': {f'{m}/{k}': q for (m, k), q in quality.items()}}, markdown)
+
+
+def wall_seconds(cmd: list[str], env: dict, cwd: str) -> float:
+    """Wall time of one process, start to exit."""
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, cwd=cwd)
+    return time.perf_counter() - start
 
 
 def set5_quality(tmp: Path, env: dict) -> dict:
     """Mean PSNR of MZSR(1) and MZSR(10) over Set5 degraded as the paper degrades it, per shipped x2 model."""
     import torch
 
-    from srdistill_plugin.core.degradations import mod_crop
-    from srdistill_plugin.core.imageio import list_images
+    from srdistill.core.degradations import mod_crop
+    from srdistill.core.imageio import list_images
     from srdistill_plugin.zero_shot.protocol import official_lr
 
     quality = {}

@@ -3,8 +3,8 @@
 
     python inference/inference_mzsr.py --input LR_DIR --kernel K.mat|K_DIR --output DIR --steps 10 [--model PTH]
 """
-from srdistill_plugin.cli import run_cli
-from srdistill_plugin.zero_shot.inference import main
+from srdistill.cli import run_cli
+from srdistill.zero_shot.inference import main
 
 if __name__ == '__main__':
     run_cli(main)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from srdistill_plugin.cli import run_cli
-from srdistill_plugin.core.checkpoint_io import atomic_save
+from srdistill.cli import run_cli
+from srdistill_plugin.engine.checkpoint_io import atomic_save
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 
 

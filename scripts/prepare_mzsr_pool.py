@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from srdistill_plugin.cli import run_cli
+from srdistill.cli import run_cli
 from srdistill_plugin.zero_shot.pretrain_pool import PoolSplit, prepare_pretrain_pool
 
 SHARED = Path(__file__).resolve().parent.parent.parent / 'shared' / 'data'

@@ -13,8 +13,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from srdistill_plugin.cli import run_cli
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.cli import run_cli
+from srdistill.core.errors import SRDistillError
 from srdistill_plugin.engine.train import NETWORK_RECORD
 
 

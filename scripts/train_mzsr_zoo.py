@@ -1,4 +1,4 @@
-"""Train the MZSR weights the package ships (``srdistill_plugin/zero_shot/weights/``): the project's own bicubic
+"""Train the MZSR weights the package ships (``srdistill/zero_shot/weights/``): the project's own bicubic
 pretraining and meta-transfer, CPU-scaled, on a pool of HR photographs (SunHays80 + the bundled photographs by
 default). Every step is a BasicSR run resumed with ``--auto_resume``, so a killed run continues::
 
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
-from srdistill_plugin.core.sample_images import export_skimage_photos
-from srdistill_plugin.core.safe_load import load_checkpoint
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.sample_images import export_skimage_photos
+from srdistill.core.safe_load import load_checkpoint
 from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain
-from srdistill_plugin.zero_shot.zoo import WEIGHTS, ZOO
+from srdistill.zero_shot.zoo import WEIGHTS, ZOO
 
 ROOT = Path(__file__).resolve().parent.parent
 # name -> (pretraining scale, meta options, extra --force_yml of the meta run)

@@ -9,7 +9,7 @@ Applied once, by :mod:`srdistill_plugin.mm` only (the BasicSR side needs none of
    cannot be imported, a stand-in module is installed whose attributes raise a clear error **when used**, so
    every other module registers and only those models (which srdistill does not use) stay unavailable.
 3. MMEngine checkpoints -- mmengine 0.10.7 calls ``torch.load`` without ``weights_only``. Local checkpoint files are
-   read weights-only (:func:`srdistill_plugin.core.safe_load.load_checkpoint`) with exactly what MMEngine's own
+   read weights-only (:func:`srdistill.core.safe_load.load_checkpoint`) with exactly what MMEngine's own
    checkpoints hold besides tensors allowed: the message hub's ``HistoryBuffer`` with its numpy arrays, numpy
    scalars and dtypes, and ``getattr`` restricted to the buffer's statistics methods. Anything else is refused
    before it runs.
@@ -106,7 +106,7 @@ def _load_local_checkpoint(filename: str, map_location=None):
     """MMEngine's local-file checkpoint loader, weights-only (see fix 3)."""
     import os.path as osp
 
-    from srdistill_plugin.core.safe_load import load_checkpoint
+    from srdistill.core.safe_load import load_checkpoint
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     return load_checkpoint(filename, map_location, allowed=mmengine_checkpoint_globals())

@@ -16,7 +16,7 @@ if os.environ.get('PYTEST_XDIST_WORKER'):  # `pytest -n 2` on 2 cores: one threa
     import torch
     torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
-from srdistill_plugin.core.sample_images import load_skimage_photos
+from srdistill.core.sample_images import load_skimage_photos
 
 from .helpers.warm_python import run_python
 

@@ -5,8 +5,8 @@ import re
 import pytest
 import yaml
 
-from srdistill_plugin.core.lmdb_io import read_meta_keys
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.lmdb_io import read_meta_keys
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 
 from .conftest import ROOT, SET5, run_tool
 
@@ -96,7 +96,7 @@ def test_manual_seed_given_by_force_yml_is_the_one_used(photo_dir, tmp_path):
      'option train.optim_d.weight_decay: expected a number, got True'),
 ])
 def test_numbers_read_as_text_are_named_at_start(train, message):
-    from srdistill_plugin.core.errors import SRDistillError
+    from srdistill.core.errors import SRDistillError
     from srdistill_plugin.engine.train import check_train_options
 
     check_train_options({'train': {'total_iter': 10, 'optim_g': {'lr': 2e-4, 'weight_decay': 0}}})
@@ -133,7 +133,7 @@ def test_resume_lr_options_sets_the_options_learning_rate(resume_lr, expected):
 
 
 def test_bad_resume_lr_choice_is_named():
-    from srdistill_plugin.core.errors import SRDistillError
+    from srdistill.core.errors import SRDistillError
     from srdistill_plugin.engine.train import check_train_options
 
     with pytest.raises(SRDistillError, match=r"option train.resume_lr: expected one of \['state', 'options'\], got"):

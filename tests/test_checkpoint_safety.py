@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.safe_load import UnsafeCheckpointError, load_checkpoint
+from srdistill.core.errors import SRDistillError
+from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
 
 from .conftest import ROOT, run_tool
 
@@ -64,7 +64,7 @@ def test_the_core_loader_refuses_code_and_reads_weights(malicious, tmp_path):
 def test_basicsr_load_network_and_resume_state_refuse_code(malicious, tmp_path):
     from basicsr.models.base_model import BaseModel
 
-    from srdistill_plugin.core.checkpoint_io import atomic_checkpoints
+    from srdistill_plugin.engine.checkpoint_io import atomic_checkpoints
     from srdistill_plugin.engine.train import load_resume_state
 
     path, marker = malicious
@@ -81,14 +81,15 @@ def test_basicsr_load_network_and_resume_state_refuse_code(malicious, tmp_path):
 
 
 def test_plugin_loaders_refuse_code(malicious, tmp_path):
-    from srdistill_plugin.core.manifest import write_manifest
+    from srdistill.core.manifest import write_manifest
     from srdistill_plugin.distill.runner import DistillRun
     from srdistill_plugin.experiment.evaluate import load_student
-    from srdistill_plugin.zero_shot.inference import load_model
+    from srdistill.zero_shot.inference import load_model
 
     path, marker = malicious
     refused(lambda: load_model(str(path), 2), path, marker)
     refused(lambda: load_student({'type': 'MZSRNet', 'num_feat': 8, 'num_layers': 2}, path), path, marker)
+    (tmp_path / 'pool').mkdir()
     run = DistillRun({'name': 'evil', 'pool': 'pool', 'output': 'out', 'scale': 4}, root=tmp_path)
     write_manifest(run.manifest('finetune'), {'checkpoint': str(path), 'options': str(tmp_path / 'unused.yml')})
     refused(run.load_generator, path, marker)

@@ -9,12 +9,12 @@ import lmdb
 import numpy as np
 import pytest
 
-from srdistill_plugin.core import prepare as prepare_module
-from srdistill_plugin.core.degradations import bicubic_downscale
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.imageio import read_image
-from srdistill_plugin.core.lmdb_io import partial_path, read_meta_keys
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core import prepare as prepare_module
+from srdistill.core.degradations import bicubic_downscale
+from srdistill.core.errors import SRDistillError
+from srdistill.core.imageio import read_image
+from srdistill.core.lmdb_io import partial_path, read_meta_keys
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill_plugin.zero_shot.pretrain_pool import PoolSplit, prepare_pretrain_pool
 
 from .conftest import SET5, run_tool
@@ -85,7 +85,7 @@ def test_interrupted_write_leaves_no_finished_lmdb(photo_dir, tmp_path, monkeypa
 
 def test_killed_writer_leaves_only_a_temporary_name(photo_dir, tmp_path):
     target = tmp_path / 'HR.lmdb'
-    code = (f'import os, numpy as np\nfrom srdistill_plugin.core.lmdb_io import atomic_lmdb\n'
+    code = (f'import os, numpy as np\nfrom srdistill.core.lmdb_io import atomic_lmdb\n'
             f'with atomic_lmdb({str(target)!r}, 2**24) as w:\n'
             f'    w.put("a", np.zeros((8, 8, 3), np.uint8))\n    os._exit(9)\n')
     assert subprocess.run([sys.executable, '-c', code]).returncode == 9

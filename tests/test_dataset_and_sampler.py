@@ -10,9 +10,9 @@ import yaml
 from basicsr.data import build_dataset
 from basicsr.data.data_sampler import EnlargedSampler
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.lmdb_io import read_meta_keys
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.errors import SRDistillError
+from srdistill.core.lmdb_io import read_meta_keys
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill_plugin.data.hr_only_dataset import log_gradient_energy
 from srdistill_plugin.samplers import ClassBalancedSampler, build_sampler
 
@@ -50,7 +50,7 @@ def test_rgb_permutation_and_mixup_keep_the_pair_consistent(photo_dir):
 
     import numpy as np
 
-    from srdistill_plugin.core.degradations import bicubic_downscale
+    from srdistill.core.degradations import bicubic_downscale
 
     def dataset(**changes):  # image files: several datasets open at once (one LMDB may not be opened twice)
         return build_dataset({**yaml.safe_load(TRAIN_YAML.format(root=photo_dir)), 'io_backend': {'type': 'disk'},

@@ -8,11 +8,11 @@ import pytest
 import torch
 from basicsr.data import build_dataset
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.features import ClipImageEncoder, cluster
-from srdistill_plugin.core.imageio import read_image
-from srdistill_plugin.core.lmdb_io import read_meta_keys
-from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches, select_patches
+from srdistill.core.errors import SRDistillError
+from srdistill.core.features import ClipImageEncoder, cluster
+from srdistill.core.imageio import read_image
+from srdistill.core.lmdb_io import read_meta_keys
+from srdistill.core.patch_selection import SelectionOptions, score_patches, select_patches
 from srdistill_plugin.distill.runner import DistillRun
 from srdistill_plugin.samplers import build_sampler
 

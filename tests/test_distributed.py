@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.lmdb_io import read_meta_keys
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.errors import SRDistillError
+from srdistill.core.lmdb_io import read_meta_keys
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 
 from .conftest import ROOT, run_tool
 from .test_basicsr_pipelines import tiny_swinir_options
@@ -130,7 +130,7 @@ def test_mmagic_launcher_outside_torchrun_is_one_line():
 
 
 def test_distillation_finetune_stage_runs_in_two_processes(photo_dir, tmp_path):
-    from srdistill_plugin.core.lmdb_io import read_meta_keys as keys
+    from srdistill.core.lmdb_io import read_meta_keys as keys
     from srdistill_plugin.distill.runner import DistillRun
 
     from .test_distillation import tiny_options
@@ -218,7 +218,7 @@ def test_two_ranks_draw_disjoint_class_balanced_streams(class_lmdb, tmp_path):
     import json
     from collections import Counter
 
-    from srdistill_plugin.core.class_balance import class_balanced_indices, class_members
+    from srdistill.core.class_balance import class_balanced_indices, class_members
 
     out = tmp_path / 'streams.json'
     run_tool('-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',

@@ -17,9 +17,9 @@ import pytest
 import torch
 import yaml
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.file_lock import FileLock
-from srdistill_plugin.core.set_diagnostics import coverage, diversity, k_center_greedy
+from srdistill.core.errors import SRDistillError
+from srdistill.core.file_lock import FileLock
+from srdistill.core.set_diagnostics import coverage, diversity, k_center_greedy
 from srdistill_plugin.distill.runner import GENERATIVE_MODES, DistillRun
 from srdistill_plugin.experiment.runner import (FULL_POOL, Experiment, Run, check_experiment, convergence_gain,
                                                   plan_runs, seconds_per_iter, select_runs)
@@ -295,7 +295,7 @@ def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, t
 
 HOLD_LOCK = """
 import sys, time, subprocess
-from srdistill_plugin.core.file_lock import FileLock
+from srdistill.core.file_lock import FileLock
 lock = FileLock(sys.argv[1]); lock.acquire()
 if sys.argv[2] == 'child':  # hand the lock to a child that outlives this process
     subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], pass_fds=(lock.fd, ))

@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill_plugin.distill.runner import DistillRun
 
 from .conftest import ROOT, SET5

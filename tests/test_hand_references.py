@@ -9,11 +9,11 @@ from scipy import stats
 from torch import nn
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core import zero_shot
-from srdistill_plugin.core.class_balance import class_balanced_indices, class_members
-from srdistill_plugin.core.kernels import degrade, eval_kernel
-from srdistill_plugin.core.maml import inner_step, task_query_loss
-from srdistill_plugin.core.zero_shot import ZSSRConfig, back_project, mzsr_adapt, zssr_infer, zssr_on_plateau
+from srdistill.core import zero_shot
+from srdistill.core.class_balance import class_balanced_indices, class_members
+from srdistill.core.kernels import degrade, eval_kernel
+from srdistill.core.maml import inner_step, task_query_loss
+from srdistill.core.zero_shot import ZSSRConfig, back_project, mzsr_adapt, zssr_infer, zssr_on_plateau
 
 
 def scalar_net(w: float) -> nn.Module:

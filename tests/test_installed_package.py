@@ -91,7 +91,7 @@ def test_wheel_zeroshot_command_super_resolves_a_photo_with_the_shipped_weights(
     import cv2
     import numpy as np
 
-    from srdistill_plugin.core.kernels import eval_kernel
+    from srdistill.core.kernels import eval_kernel
 
     bin_dir, env = installed
     shutil.copyfile(photo_dir / 'coffee.png', tmp_path / 'photo.png')

@@ -10,10 +10,10 @@ import scipy.io
 import torch
 import torch.nn.functional as F
 
-from srdistill_plugin.core.kernel_estimation import (KernelGANConfig, LinearDownscaler, bicubic_half_kernel,
+from srdistill.core.kernel_estimation import (KernelGANConfig, LinearDownscaler, bicubic_half_kernel,
                                                      center_kernel, estimate_kernel, kernel_psnr, x4_from_x2)
-from srdistill_plugin.core.kernels import degrade, gaussian_kernel
-from srdistill_plugin.core.matlab_resize import matlab_resize
+from srdistill.core.kernels import degrade, gaussian_kernel
+from srdistill.core.matlab_resize import matlab_resize
 
 from .conftest import run_main, run_tool
 
@@ -108,7 +108,7 @@ def test_tool_bad_inputs_are_one_line_and_exit_2(photo_dir, tmp_path, case, mess
         proc = run_tool('tools/estimate_kernel.py', *args, check=False)
         code, err = proc.returncode, proc.stderr
     else:
-        from srdistill_plugin.cli import run_cli
+        from srdistill.cli import run_cli
         from srdistill_plugin.zero_shot.estimate_kernels import main
 
         code, _, err = run_main(lambda: run_cli(main), args, tmp_path, monkeypatch, capsys)
@@ -116,7 +116,7 @@ def test_tool_bad_inputs_are_one_line_and_exit_2(photo_dir, tmp_path, case, mess
 
 
 def test_official_filtering_keeps_the_strongest_taps_and_can_be_turned_off():
-    from srdistill_plugin.core.kernel_estimation import zeroize_negligible
+    from srdistill.core.kernel_estimation import zeroize_negligible
 
     k = gaussian_kernel(15, 4., 1.2, 0.6).astype(np.float64)
     kept = zeroize_negligible(k, 40)

@@ -4,15 +4,17 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / 'srdistill_plugin'
-# Each folder's floor: a module may import its own floor and the floors below it, never one above.
-FLOORS = {'core': 0, 'utils': 0, 'compat': 0, 'metrics': 1, 'archs': 1, 'samplers': 1, 'data': 2, 'models': 2,
-          'engine': 3, 'distill': 4, 'zero_shot': 4, 'experiment': 5, 'cli': 5, 'commands': 6, 'mm': 6,
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / 'srdistill_plugin'  # the BasicSR / MMagic side
+CORE_PACKAGE = ROOT / 'srdistill'  # the framework-free side: it never imports the plugin or a training framework
+# Each folder's floor (in either package): a module may import its own floor and the floors below it, never one above.
+FLOORS = {'core': 0, 'utils': 0, 'compat': 0, 'cli': 0, 'metrics': 1, 'archs': 1, 'samplers': 1, 'data': 2,
+          'models': 2, 'engine': 3, 'distill': 4, 'zero_shot': 4, 'experiment': 5, 'commands': 6, 'mm': 6,
           '__init__': 6}
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix('').parts
+    parts = path.relative_to(ROOT).with_suffix('').parts
     return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
 
 
@@ -28,11 +30,11 @@ def imports_of(path: Path) -> set[str]:
             if node.level:
                 base = '.'.join(package.split('.')[:len(package.split('.')) - node.level + 1] + ([base] if base else []))
             found |= {base} | {f'{base}.{a.name}' for a in node.names}
-    return {name for name in found if name.startswith('srdistill_plugin')}
+    return {name for name in found if name.split('.')[0] in ('srdistill', 'srdistill_plugin')}
 
 
 def graph() -> dict[str, set[str]]:
-    modules = {module_name(p): p for p in PACKAGE.rglob('*.py')}
+    modules = {module_name(p): p for root in (CORE_PACKAGE, PACKAGE) for p in root.rglob('*.py')}
     return {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
 
 
@@ -71,6 +73,28 @@ def test_no_import_circle():
     assert circles == []
 
 
+def test_the_framework_free_package_never_imports_the_plugin_or_a_framework():
+    plugin = sorted(f'{a} -> {b}' for a, deps in graph().items() if a.split('.')[0] == 'srdistill' for b in deps
+                    if b.split('.')[0] == 'srdistill_plugin')
+    assert plugin == []
+    frameworks = ('basicsr', 'mmengine', 'mmagic', 'mmcv', 'torchvision')
+    direct = sorted(f'{path.relative_to(ROOT)}: {name}' for path in CORE_PACKAGE.rglob('*.py')
+                    for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, (ast.Import, ast.ImportFrom))
+                    for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ''])
+                    if name.split('.')[0] in frameworks)
+    assert direct == []
+
+
+def test_the_zero_shot_command_imports_no_training_stack():
+    import subprocess
+    import sys
+
+    code = ('import sys, srdistill.zero_shot.cli; print(sorted(m for m in ("basicsr", "torchvision", "diffusers", '
+            '"transformers", "mmengine", "srdistill_plugin") if m in sys.modules))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == '[]'
+
+
 def test_the_report_reads_results_and_never_imports_the_runner():
     assert 'srdistill_plugin.experiment.runner' not in graph()['srdistill_plugin.experiment.report']
 
@@ -98,7 +122,7 @@ def test_every_name_the_scripts_import_from_the_project_exists():
     for path in sorted([*root.glob('benchmarks/*.py'), *root.glob('scripts/*.py'), *root.glob('tools/*.py')]):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and not node.level and (node.module or '').split('.')[0] in (
-                    'srdistill_plugin', 'benchmarks'):
+                    'srdistill_plugin', 'srdistill', 'benchmarks'):
                 module = importlib.import_module(node.module)
                 missing += [f'{path.relative_to(root)}: {node.module}.{a.name}' for a in node.names
                             if not hasattr(module, a.name) and importlib.util.find_spec(f'{node.module}.{a.name}') is None]

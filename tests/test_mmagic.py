@@ -13,11 +13,11 @@ from mmagic.registry import DATA_SAMPLERS, DATASETS, MODELS, TRANSFORMS
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
-from srdistill_plugin.core.degradations import bicubic_downscale, bicubic_upscale
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.imageio import read_image
-from srdistill_plugin.core.lmdb_io import read_meta_keys
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.degradations import bicubic_downscale, bicubic_upscale
+from srdistill.core.errors import SRDistillError
+from srdistill.core.imageio import read_image
+from srdistill.core.lmdb_io import read_meta_keys
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 
 from .conftest import ROOT, SET5, run_tool
 

@@ -9,11 +9,11 @@ from basicsr.data import build_dataset
 from basicsr.models import build_model
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.kernels import (EVAL_KERNELS, degrade, eval_kernel, gaussian_kernel, load_kernel,
+from srdistill.core.errors import SRDistillError
+from srdistill.core.kernels import (EVAL_KERNELS, degrade, eval_kernel, gaussian_kernel, load_kernel,
                                            random_mzsr_kernel)
-from srdistill_plugin.core.maml import multi_step_loss_weights, task_query_loss
-from srdistill_plugin.core.zero_shot import mzsr_adapt, mzsr_step_sizes
+from srdistill.core.maml import multi_step_loss_weights, task_query_loss
+from srdistill.core.zero_shot import mzsr_adapt, mzsr_step_sizes
 
 from .conftest import SET5
 

@@ -11,11 +11,11 @@ from scipy import ndimage
 
 from srdistill_plugin.archs.bicubic_arch import BicubicUpsampler
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.kernels import degrade, eval_kernel, find_kernel, kernel_shift, load_kernel
-from srdistill_plugin.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights
-from srdistill_plugin.core.matlab_resize import matlab_resize
-from srdistill_plugin.core.zero_shot import (ZSSRConfig, back_project, mzsr_adapt, mzsr_step_sizes, zssr_father,
+from srdistill.core.errors import SRDistillError
+from srdistill.core.kernels import degrade, eval_kernel, find_kernel, kernel_shift, load_kernel
+from srdistill.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights
+from srdistill.core.matlab_resize import matlab_resize
+from srdistill.core.zero_shot import (ZSSRConfig, back_project, mzsr_adapt, mzsr_step_sizes, zssr_father,
                                              zssr_infer, zssr_train)
 from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.tf_bundle import BundleError, TensorBundle
+from srdistill.core.tf_bundle import BundleError, TensorBundle
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 
 from .conftest import ROOT, SHARED, run_tool
@@ -84,9 +84,9 @@ def test_bad_bundles_are_one_line_naming_the_file(tmp_path, damage, expected):
 def test_official_pretrained_network_scores_its_set5_x2_figure(tmp_path):
     from basicsr.utils import tensor2img
 
-    from srdistill_plugin.core.degradations import mod_crop
-    from srdistill_plugin.core.imageio import list_images, read_image
-    from srdistill_plugin.core.matlab_resize import matlab_resize
+    from srdistill.core.degradations import mod_crop
+    from srdistill.core.imageio import list_images, read_image
+    from srdistill.core.matlab_resize import matlab_resize
     from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
 
     net = MZSRNet(upscale=2)

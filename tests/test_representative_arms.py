@@ -8,12 +8,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.imageio import read_image
-from srdistill_plugin.core.manifest import read_manifest
-from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches
-from srdistill_plugin.core.representative import kernel_herding, proportional_split, sr_patch_features
-from srdistill_plugin.core.set_diagnostics import pairwise_distances
+from srdistill.core.errors import SRDistillError
+from srdistill.core.imageio import read_image
+from srdistill.core.manifest import read_manifest
+from srdistill.core.patch_selection import SelectionOptions, score_patches
+from srdistill.core.representative import kernel_herding, proportional_split, sr_patch_features
+from srdistill.core.set_diagnostics import pairwise_distances
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.distill.pool import PoolGrid
 from srdistill_plugin.distill.runner import DistillRun, spread_over_images

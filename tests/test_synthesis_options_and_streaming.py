@@ -8,9 +8,9 @@ import tracemalloc
 import cv2
 import pytest
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.lmdb_io import read_meta_keys
-from srdistill_plugin.core.sample_images import load_skimage_photos
+from srdistill.core.errors import SRDistillError
+from srdistill.core.lmdb_io import read_meta_keys
+from srdistill.core.sample_images import load_skimage_photos
 from srdistill_plugin.distill.runner import DistillRun
 
 from .conftest import run_tool

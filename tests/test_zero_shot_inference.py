@@ -12,8 +12,8 @@ import yaml
 from basicsr.data import build_dataset
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.kernels import degrade, eval_kernel
+from srdistill.core.errors import SRDistillError
+from srdistill.core.kernels import degrade, eval_kernel
 
 from .conftest import run_main, run_tool
 
@@ -107,8 +107,8 @@ def test_a_bad_input_through_the_script_is_one_line_exit_2(lr_photos, tmp_path):
 
 def inference_in_process(args: list[str], cwd: Path, monkeypatch, capsys) -> tuple[int, str, str]:
     """``inference/inference_mzsr.py <args[1:]>`` in this process (``args[0]`` is the script)."""
-    from srdistill_plugin.cli import run_cli
-    from srdistill_plugin.zero_shot.inference import main
+    from srdistill.cli import run_cli
+    from srdistill.zero_shot.inference import main
 
     return run_main(lambda: run_cli(main), args[1:], cwd, monkeypatch, capsys)
 

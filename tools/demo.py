@@ -9,8 +9,8 @@ import json
 import time
 from pathlib import Path
 
-from srdistill_plugin.cli import run_cli
-from srdistill_plugin.core.sample_images import export_skimage_photos
+from srdistill.cli import run_cli
+from srdistill.core.sample_images import export_skimage_photos
 from srdistill_plugin.experiment.runner import load_experiment, run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent

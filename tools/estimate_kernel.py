@@ -2,7 +2,7 @@
 
     python tools/estimate_kernel.py --input LR_DIR --output K_DIR --scale 2|4
 """
-from srdistill_plugin.cli import run_cli
+from srdistill.cli import run_cli
 from srdistill_plugin.zero_shot.estimate_kernels import main
 
 if __name__ == '__main__':

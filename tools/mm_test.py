@@ -1,5 +1,5 @@
 """Test with an MMagic config: ``python tools/mm_test.py configs/test/swinir_x4_benchmarks.py CHECKPOINT``."""
-from srdistill_plugin.cli import run_cli
+from srdistill.cli import run_cli
 from srdistill_plugin.mm.cli import parse_config, run
 
 

@@ -1,5 +1,5 @@
 """Train with an MMagic config: ``python tools/mm_train.py configs/swinir_distilled_x4.py [--resume] [--work-dir D]``."""
-from srdistill_plugin.cli import run_cli
+from srdistill.cli import run_cli
 from srdistill_plugin.mm.cli import parse_config, run
 
 

@@ -5,7 +5,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from srdistill_plugin.core.matlab_resize import matlab_resize
+from srdistill.core.matlab_resize import matlab_resize
 
 
 @ARCH_REGISTRY.register()

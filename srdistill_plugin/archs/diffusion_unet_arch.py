@@ -13,7 +13,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from srdistill_plugin.core.errors import SRDistillError, first_line
+from srdistill.core.errors import SRDistillError, first_line
 
 if TYPE_CHECKING:
     from diffusers import UNet2DModel

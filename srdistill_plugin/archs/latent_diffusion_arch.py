@@ -19,8 +19,8 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.hub import diffusers_config, load_diffusers
+from srdistill.core.errors import SRDistillError
+from srdistill.core.hub import diffusers_config, load_diffusers
 
 DENOISERS = ('Transformer2DModel', 'UNet2DConditionModel')  # diffusers classes, imported when a network is built
 ATTENTION_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0']

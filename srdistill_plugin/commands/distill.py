@@ -10,8 +10,8 @@ import os
 import yaml
 
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
-from srdistill_plugin.cli import run_cli
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.cli import run_cli
+from srdistill.core.errors import SRDistillError
 from srdistill_plugin.distill.runner import STAGES, DistillRun
 
 

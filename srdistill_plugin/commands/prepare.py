@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from srdistill_plugin.cli import run_cli
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
-from srdistill_plugin.core.sample_images import export_skimage_photos
+from srdistill.cli import run_cli
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.sample_images import export_skimage_photos
 
 
 def prepare() -> None:

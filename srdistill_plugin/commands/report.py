@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
-from srdistill_plugin.cli import run_cli
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.cli import run_cli
+from srdistill.core.errors import SRDistillError
 from srdistill_plugin.experiment.runner import check_worker, load_experiment, run_experiment
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 import yaml
 
-from srdistill_plugin.cli import run_cli
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.cli import run_cli
+from srdistill.core.errors import SRDistillError
 
 
 def option_files(root: Path, patterns: list[str]) -> list[Path]:
@@ -48,12 +48,12 @@ def kind_of(path: Path, opt: dict | None) -> str:
 
 def build_tiny_data(root: Path, work: Path) -> dict[str, Path]:
     """Eight bundled photographs cropped to 256x256, their HR LMDB (with class ids) and x2 / x4 LR LMDBs."""
-    from srdistill_plugin.core.degradations import bicubic_downscale
-    from srdistill_plugin.core.imageio import read_image, to_uint8
-    from srdistill_plugin.core.kernels import eval_kernel
-    from srdistill_plugin.core.lmdb_io import read_meta_keys
-    from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
-    from srdistill_plugin.core.sample_images import load_skimage_photos
+    from srdistill.core.degradations import bicubic_downscale
+    from srdistill.core.imageio import read_image, to_uint8
+    from srdistill.core.kernels import eval_kernel
+    from srdistill.core.lmdb_io import read_meta_keys
+    from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
+    from srdistill.core.sample_images import load_skimage_photos
 
     data = work / 'data'
     done = data / 'done.json'

@@ -5,7 +5,7 @@ import os
 import sys
 
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
-from srdistill_plugin.cli import check_options_file, run_cli
+from srdistill.cli import check_options_file, run_cli
 from srdistill_plugin.engine.test import test_pipeline
 
 

@@ -10,8 +10,8 @@ from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from srdistill_plugin.core.degradations import bicubic_downscale, check_scale, mod_crop
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.core.degradations import bicubic_downscale, check_scale, mod_crop
+from srdistill.core.errors import SRDistillError
 
 from .hr_source import HRImageSource, random_crop
 

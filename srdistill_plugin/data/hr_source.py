@@ -8,9 +8,9 @@ import lmdb
 import numpy as np
 from basicsr.utils import FileClient, imfrombytes
 
-from srdistill_plugin.core.errors import SRDistillError, first_line
-from srdistill_plugin.core.imageio import list_images, to_float_bgr
-from srdistill_plugin.core.lmdb_io import read_meta_keys
+from srdistill.core.errors import SRDistillError, first_line
+from srdistill.core.imageio import list_images, to_float_bgr
+from srdistill.core.lmdb_io import read_meta_keys
 
 
 class HRImageSource:

@@ -11,10 +11,11 @@ from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from srdistill_plugin.core.degradations import check_scale, mod_crop
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.imageio import image_size, list_images, read_image
-from srdistill_plugin.core.kernels import degrade, eval_kernel, find_kernel, load_kernel, random_mzsr_kernel
+from srdistill.core.degradations import check_scale, mod_crop
+from srdistill.core.errors import SRDistillError
+from srdistill.core.imageio import read_image
+from srdistill.core.kernels import degrade, eval_kernel, find_kernel, load_kernel, random_mzsr_kernel
+from srdistill.core.zero_shot_inputs import kernels_for, lr_image_paths, paired_hr_paths
 
 from .hr_source import HRImageSource, random_crop
 
@@ -147,7 +148,7 @@ class KernelDegradedDataset(data.Dataset):
 
 
 def _estimate_kernels(opt: dict, scale: int, name: str) -> None:
-    from srdistill_plugin.core.kernel_estimation import KernelGANConfig, estimate_kernels
+    from srdistill.core.kernel_estimation import KernelGANConfig, estimate_kernels
 
     if not opt.get('kernel_dir') or opt.get('kernel_file'):
         raise SRDistillError(f'dataset {name}: kernel: estimate needs kernel_dir (where the estimated kernels go)')
@@ -177,39 +178,18 @@ class ZeroShotLRDataset(data.Dataset):
         name = str(opt.get('name'))
         self.scale = check_scale(opt.get('scale'), f'datasets.{name}.scale')
         self.downsample = _choice(opt, 'downsample', 'direct', DOWNSAMPLE_MODES, f'datasets.{name}')
-        single = Path(opt['dataroot_lq'])
-        self.lq_paths = [single] if single.is_file() else list_images(single)  # one photo, or a folder of them
-        self.gt_paths = self._paired_hr(opt)  # HR checks first: they are cheap, the estimation is not
+        self.lq_paths = lr_image_paths(opt['dataroot_lq'])  # one photo, or a folder of them
+        # HR checks first: they are cheap, the estimation is not
+        self.gt_paths = paired_hr_paths(self.lq_paths, opt.get('dataroot_gt'), opt.get('filename_tmpl', '{}'),
+                                        self.scale)
         if opt.get('kernel') == 'estimate':
             _estimate_kernels(opt, self.scale, name)
         elif opt.get('kernel'):
             raise SRDistillError(f"option datasets.{name}.kernel: only 'estimate' is accepted here, got {opt['kernel']!r}")
-        shared, kernel_dir = _kernel_source(opt, name)
-        self.kernels = [shared if shared is not None else torch.from_numpy(load_kernel(find_kernel(kernel_dir, p.stem)))
-                        for p in self.lq_paths]
-        for path, kernel in zip(self.lq_paths, self.kernels):
-            lw, lh = image_size(path)
-            kh, kw = kernel.shape
-            if kh > lh or kw > lw:
-                raise SRDistillError(f'{path}: the {kw}x{kh} kernel is larger than the {lw}x{lh} image')
-
-    def _paired_hr(self, opt: dict) -> list[Path | None]:
-        """The HR image of every LR image (``None`` without ``dataroot_gt``), each checked to be LR x scale."""
-        if not opt.get('dataroot_gt'):
-            return [None] * len(self.lq_paths)
-        tmpl = opt.get('filename_tmpl', '{}')
-        by_lr_stem = {tmpl.format(p.stem): p for p in list_images(opt['dataroot_gt'])}
-        paired = []
-        for lq_path in self.lq_paths:
-            if lq_path.stem not in by_lr_stem:
-                raise SRDistillError(f'{lq_path}: no HR image for it in {opt["dataroot_gt"]} (filename_tmpl {tmpl!r})')
-            gt_path = by_lr_stem[lq_path.stem]
-            (lw, lh), (gw, gh) = image_size(lq_path), image_size(gt_path)
-            if (gw - gw % self.scale, gh - gh % self.scale) != (lw * self.scale, lh * self.scale):
-                raise SRDistillError(f'{gt_path}: HR is {gw}x{gh}, but LR {lq_path.name} is {lw}x{lh} and scale '
-                                     f'{self.scale} needs {lw * self.scale}x{lh * self.scale}')
-            paired.append(gt_path)
-        return paired
+        given = [k for k in ('kernel_file', 'kernel_dir') if opt.get(k)]
+        if len(given) != 1:
+            raise SRDistillError(f'dataset {name}: give exactly one of kernel_file, kernel_dir (got {given or "none"})')
+        self.kernels = kernels_for(self.lq_paths, opt.get('kernel_file'), opt.get('kernel_dir'))
 
     def __len__(self) -> int:
         return len(self.lq_paths)

@@ -10,8 +10,8 @@ from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from srdistill_plugin.core.imageio import read_image, to_uint8
-from srdistill_plugin.core.manifest import read_manifest
+from srdistill.core.imageio import read_image, to_uint8
+from srdistill.core.manifest import read_manifest
 
 
 @DATASET_REGISTRY.register()

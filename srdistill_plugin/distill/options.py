@@ -5,9 +5,9 @@ from numbers import Integral, Real
 
 import torch
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.patch_selection import SelectionOptions
-from srdistill_plugin.core.precision import check_amp
+from srdistill.core.errors import SRDistillError
+from srdistill.core.patch_selection import SelectionOptions
+from srdistill.core.precision import check_amp
 
 SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'selected_noise', 'random_real', 'coverage', 'random_selected',
                'random_proportional', 'herding')

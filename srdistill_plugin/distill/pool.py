@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from srdistill_plugin.core.imageio import read_image
-from srdistill_plugin.core.patch_selection import SelectionOptions, informativeness, score_patches
-from srdistill_plugin.core.representative import sr_patch_features, standardize
+from srdistill.core.imageio import read_image
+from srdistill.core.patch_selection import SelectionOptions, informativeness, score_patches
+from srdistill.core.representative import sr_patch_features, standardize
 
 
 class PoolGrid:

@@ -30,18 +30,18 @@ from basicsr.utils import get_root_logger, get_time_str
 from diffusers import DDIMScheduler
 from tqdm import tqdm
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.features import HUB_PREFIX, ClipImageEncoder, cluster, colour_texture_descriptor
-from srdistill_plugin.core.hub import diffusers_config
-from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
-from srdistill_plugin.core.lmdb_io import atomic_lmdb, estimate_map_size
-from srdistill_plugin.core.manifest import read_manifest, write_manifest
-from srdistill_plugin.core.precision import autocast
-from srdistill_plugin.core.patch_selection import SelectionOptions, score_patches, select_patches
-from srdistill_plugin.core.representative import kernel_herding, proportional_split
-from srdistill_plugin.core.safe_load import load_checkpoint
-from srdistill_plugin.core.set_diagnostics import k_center_greedy, pairwise_distances
-from srdistill_plugin.core.synthesis import preview_grid, sample
+from srdistill.core.errors import SRDistillError
+from srdistill.core.features import HUB_PREFIX, ClipImageEncoder, cluster, colour_texture_descriptor
+from srdistill.core.hub import diffusers_config
+from srdistill.core.imageio import list_images, read_image, to_uint8
+from srdistill.core.lmdb_io import atomic_lmdb, estimate_map_size
+from srdistill.core.manifest import read_manifest, write_manifest
+from srdistill.core.precision import autocast
+from srdistill.core.patch_selection import SelectionOptions, score_patches, select_patches
+from srdistill.core.representative import kernel_herding, proportional_split
+from srdistill.core.safe_load import load_checkpoint
+from srdistill.core.set_diagnostics import k_center_greedy, pairwise_distances
+from srdistill.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.engine.launch import exit_text, run_training
 from srdistill_plugin.models.diffusion_distill_model import schedule_options

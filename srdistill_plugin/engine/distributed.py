@@ -17,7 +17,7 @@ import yaml
 from basicsr.utils.dist_util import init_dist as basicsr_init_dist
 from torch.nn.parallel import DistributedDataParallel
 
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.core.errors import SRDistillError
 
 BACKENDS = ('gloo', 'nccl')
 TORCHRUN_HINT = 'torchrun --nproc_per_node=N tools/train.py -opt OPTIONS.yml --launcher pytorch'

@@ -14,8 +14,8 @@ from basicsr.models import build_model
 from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
 from basicsr.utils.options import dict2str, parse_options
 
-from srdistill_plugin.core.checkpoint_io import atomic_checkpoints
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill_plugin.engine.checkpoint_io import atomic_checkpoints
+from srdistill.core.errors import SRDistillError
 
 
 def check_test_weights(opt: dict) -> None:

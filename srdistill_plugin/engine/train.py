@@ -32,10 +32,10 @@ from basicsr.models.base_model import BaseModel
 from basicsr.utils import check_resume, get_root_logger, set_random_seed
 from basicsr.utils.options import parse_options
 
-from srdistill_plugin.core.atomic_io import atomic_write_text
-from srdistill_plugin.core.checkpoint_io import atomic_checkpoints
-from srdistill_plugin.core.errors import SRDistillError, first_line
-from srdistill_plugin.core.safe_load import UnsafeCheckpointError, load_checkpoint
+from srdistill.core.atomic_io import atomic_write_text
+from srdistill_plugin.engine.checkpoint_io import atomic_checkpoints
+from srdistill.core.errors import SRDistillError, first_line
+from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
 from srdistill_plugin.samplers import build_sampler
 
 from . import distributed

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import cv2
 
-from srdistill_plugin.core.degradations import bicubic_downscale, mod_crop
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.file_lock import FileLock
-from srdistill_plugin.core.imageio import list_images, read_image, to_uint8
-from srdistill_plugin.core.manifest import write_manifest
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.degradations import bicubic_downscale, mod_crop
+from srdistill.core.errors import SRDistillError
+from srdistill.core.file_lock import FileLock
+from srdistill.core.imageio import list_images, read_image, to_uint8
+from srdistill.core.manifest import write_manifest
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill_plugin.distill.runner import GENERATIVE_MODES, STAGES, DistillRun
 
 from .results import FULL_POOL

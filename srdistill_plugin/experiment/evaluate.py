@@ -12,12 +12,12 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
 
-from srdistill_plugin.core.degradations import bicubic_upscale
-from srdistill_plugin.core.errors import SRDistillError, first_line
-from srdistill_plugin.core.features import colour_texture_descriptor
-from srdistill_plugin.core.imageio import list_images, read_image
-from srdistill_plugin.core.safe_load import load_checkpoint
-from srdistill_plugin.core.set_diagnostics import coverage, diversity, gradient_energy
+from srdistill.core.degradations import bicubic_upscale
+from srdistill.core.errors import SRDistillError, first_line
+from srdistill.core.features import colour_texture_descriptor
+from srdistill.core.imageio import list_images, read_image
+from srdistill.core.safe_load import load_checkpoint
+from srdistill.core.set_diagnostics import coverage, diversity, gradient_energy
 from srdistill_plugin.data.hr_source import HRImageSource
 from srdistill_plugin.data.hr_only_dataset import read_class_info
 

@@ -13,7 +13,7 @@ import cv2
 import matplotlib
 import numpy as np
 
-from srdistill_plugin.core.json_store import JsonStore
+from srdistill.core.json_store import JsonStore
 
 from . import verdicts
 from .data import is_full_pool

@@ -27,13 +27,13 @@ import yaml
 from basicsr.utils.registry import ARCH_REGISTRY
 from tqdm import tqdm
 
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.features import colour_texture_descriptor
-from srdistill_plugin.core.file_lock import FileLock
-from srdistill_plugin.core.json_store import JsonStore
-from srdistill_plugin.core.lmdb_io import read_meta_keys
-from srdistill_plugin.core.manifest import read_manifest, write_manifest
-from srdistill_plugin.core.set_diagnostics import gradient_energy
+from srdistill.core.errors import SRDistillError
+from srdistill.core.features import colour_texture_descriptor
+from srdistill.core.file_lock import FileLock
+from srdistill.core.json_store import JsonStore
+from srdistill.core.lmdb_io import read_meta_keys
+from srdistill.core.manifest import read_manifest, write_manifest
+from srdistill.core.set_diagnostics import gradient_energy
 from srdistill_plugin.data.hr_only_dataset import check_augmentations
 from srdistill_plugin.distill.options import check_distill_options, set_patch_size
 from srdistill_plugin.engine.launch import exit_text, run_training

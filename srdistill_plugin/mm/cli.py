@@ -10,7 +10,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.core.errors import SRDistillError
 
 
 def parse_config(description: str, with_checkpoint: bool) -> tuple[Config, argparse.Namespace]:

@@ -7,7 +7,7 @@ from mmagic.registry import DATASETS
 from mmengine.dataset import BaseDataset
 from torch.utils.data import Dataset
 
-from srdistill_plugin.core.lmdb_io import read_meta_keys
+from srdistill.core.lmdb_io import read_meta_keys
 from srdistill_plugin.data.hr_only_dataset import CLASS_INFO, read_class_info
 from srdistill_plugin.data.mzsr_dataset import MZSRTaskDataset
 

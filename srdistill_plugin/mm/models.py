@@ -11,10 +11,10 @@ from mmagic.registry import MODELS
 from mmengine.logging import MessageHub
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights, task_query_loss
-from srdistill_plugin.core.safe_load import load_checkpoint
-from srdistill_plugin.core.zero_shot import mzsr_adapt
+from srdistill.core.errors import SRDistillError
+from srdistill.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights, task_query_loss
+from srdistill.core.safe_load import load_checkpoint
+from srdistill.core.zero_shot import mzsr_adapt
 
 MODELS.register_module(module=MZSRNet)
 

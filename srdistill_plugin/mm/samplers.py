@@ -5,7 +5,7 @@ from mmagic.registry import DATA_SAMPLERS
 from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Dataset
 
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.core.errors import SRDistillError
 from srdistill_plugin.samplers.class_balanced_sampler import ClassBalancedSampler
 
 

@@ -8,10 +8,10 @@ import torch
 from mmagic.registry import TRANSFORMS
 from mmcv.transforms import BaseTransform
 
-from srdistill_plugin.core.degradations import bicubic_downscale, check_scale, mod_crop
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.imageio import to_float_bgr
-from srdistill_plugin.core.kernels import EVAL_KERNEL_SIZE, degrade, eval_kernel, random_mzsr_kernel
+from srdistill.core.degradations import bicubic_downscale, check_scale, mod_crop
+from srdistill.core.errors import SRDistillError
+from srdistill.core.imageio import to_float_bgr
+from srdistill.core.kernels import EVAL_KERNEL_SIZE, degrade, eval_kernel, random_mzsr_kernel
 
 
 @TRANSFORMS.register_module()

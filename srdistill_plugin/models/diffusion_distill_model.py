@@ -1,7 +1,7 @@
 """Fine-tuning a class-conditional diffusion model on selected patches, as a BasicSR model.
 
 BasicSR's train loop gives it logging, tensorboard, checkpoints, resume and EMA; the objective is in
-:mod:`srdistill_plugin.core.diffusion_losses`.
+:mod:`srdistill.core.diffusion_losses`.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from basicsr.archs import build_network
 from basicsr.models.base_model import BaseModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from srdistill_plugin.core.precision import autocast, check_amp
-from srdistill_plugin.core.diffusion_losses import (EmbeddingMemory, embed, minimax_terms, predicted_x0,
+from srdistill.core.precision import autocast, check_amp
+from srdistill.core.diffusion_losses import (EmbeddingMemory, embed, minimax_terms, predicted_x0,
                                                     sobel_gradients)
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from copy import deepcopy
 from basicsr.data.data_sampler import EnlargedSampler
 from torch.utils.data import Dataset, Sampler
 
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.core.errors import SRDistillError
 
 from .class_balanced_sampler import ClassBalancedSampler
 from .registry import SAMPLER_REGISTRY

@@ -5,7 +5,7 @@ import math
 
 from torch.utils.data import Dataset, Sampler
 
-from srdistill_plugin.core.class_balance import class_balanced_indices, class_members
+from srdistill.core.class_balance import class_balanced_indices, class_members
 
 from .registry import SAMPLER_REGISTRY
 

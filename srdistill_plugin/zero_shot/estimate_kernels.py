@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from srdistill_plugin.core.kernel_estimation import KernelGANConfig, estimate_kernels
+from srdistill.core.kernel_estimation import KernelGANConfig, estimate_kernels
 
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:

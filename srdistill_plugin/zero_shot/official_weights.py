@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.errors import first_line
-from srdistill_plugin.core.tf_bundle import BundleError, TensorBundle
+from srdistill.core.errors import first_line
+from srdistill.core.tf_bundle import BundleError, TensorBundle
 
 
 def official_mzsr_state_dict(prefix: str) -> dict[str, torch.Tensor]:

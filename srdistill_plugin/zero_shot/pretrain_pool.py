@@ -7,11 +7,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from srdistill_plugin.core.atomic_io import atomic_write_text
-from srdistill_plugin.core.errors import SRDistillError
-from srdistill_plugin.core.imageio import list_images
-from srdistill_plugin.core.prepare import PrepareOptions, prepare_lmdbs
-from srdistill_plugin.core.sample_images import export_skimage_photos
+from srdistill.core.atomic_io import atomic_write_text
+from srdistill.core.errors import SRDistillError
+from srdistill.core.imageio import list_images
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.sample_images import export_skimage_photos
 
 SKIMAGE_SOURCE = 'skimage'
 

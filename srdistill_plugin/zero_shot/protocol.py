@@ -15,11 +15,11 @@ from basicsr.metrics import calculate_ssim
 from basicsr.utils import tensor2img
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.degradations import mod_crop
-from srdistill_plugin.core.imageio import list_images, read_image
-from srdistill_plugin.core.kernels import degrade, eval_kernel
-from srdistill_plugin.core.safe_load import load_checkpoint
-from srdistill_plugin.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
+from srdistill.core.degradations import mod_crop
+from srdistill.core.imageio import list_images, read_image
+from srdistill.core.kernels import degrade, eval_kernel
+from srdistill.core.safe_load import load_checkpoint
+from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
 from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
 
 

@@ -11,12 +11,14 @@ import math
 from functools import lru_cache
 
 import torch
-from basicsr.utils.matlab_functions import calculate_weights_indices
+
+from .basicsr_files import basicsr_module
 
 
 @lru_cache(maxsize=64)
 def resize_matrix(in_length: int, out_length: int, scale: float) -> torch.Tensor:
     """The ``(out_length, in_length)`` float64 matrix of MATLAB's bicubic resize along one axis."""
+    calculate_weights_indices = basicsr_module('utils.matlab_functions').calculate_weights_indices
     weights, indices, sym_len_s, _ = calculate_weights_indices(in_length, out_length, scale, 'cubic', 4,
                                                                antialiasing=True)
     source = indices.long() - sym_len_s  # 0-based positions in the input, possibly outside it

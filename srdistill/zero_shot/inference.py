@@ -12,22 +12,21 @@ import cv2
 import numpy as np
 import torch
 import yaml
-from basicsr.utils import tensor2img
 from tqdm import tqdm
 
-from srdistill_plugin.archs.mzsr_arch import MZSRNet
-from srdistill_plugin.core.errors import SRDistillError, first_line
-from srdistill_plugin.core.io_checks import check_output_folder
-from srdistill_plugin.core.kernel_estimation import KernelGANConfig
-from srdistill_plugin.core.kernels import EVAL_KERNELS as NAMED_KERNELS
-from srdistill_plugin.core.kernels import eval_kernel
-from srdistill_plugin.core.safe_load import UnsafeCheckpointError, load_checkpoint
-from srdistill_plugin.core.zero_shot import STEP_SCHEDULES, mzsr_adapt
-from srdistill_plugin.data.mzsr_dataset import ZeroShotLRDataset
-from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
+from srdistill.core.errors import SRDistillError, first_line
+from srdistill.core.io_checks import check_output_folder
+from srdistill.core.kernels import EVAL_KERNELS as NAMED_KERNELS
+from srdistill.core.kernels import eval_kernel
+from srdistill.core.mzsr_net import MZSRNet
+from srdistill.core.official_psnr import psnr_y8
+from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
+from srdistill.core.zero_shot import STEP_SCHEDULES, mzsr_adapt
+from srdistill.core.zero_shot_inputs import kernels_for, lr_image_paths, paired_hr_paths, read_inputs, to_image
 
 from .zoo import DEFAULT_MODEL, ZOO, zoo_model
 
+KERNELGAN_ITERS = 1000  # = KernelGANConfig.max_iters (tested); kernel_estimation is imported only to estimate
 DEFAULT_KERNELS = {'direct': 'gd2.0', 'bicubic': 'gb1.3'}  # the centres of the meta-training kernels
 
 
@@ -40,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "'estimate' (each image's kernel estimated from the image itself, saved in OUTPUT/kernels), or "
                         f"a named kernel of the paper ({', '.join(NAMED_KERNELS)}; default gd2.0, gb1.3 for a "
                         "bicubic-subsampling model)")
-    p.add_argument('--estimate-iters', type=int, default=KernelGANConfig.max_iters,
+    p.add_argument('--estimate-iters', type=int, default=KERNELGAN_ITERS,
                    help='kernel-estimation iterations per image with --kernel estimate')
     p.add_argument('--output', required=True, help='folder for the SR images and results.json')
     p.add_argument('--steps', type=int, default=10, help='adaptation steps per image (default 10; the paper: 1 or 10)')
@@ -118,6 +117,15 @@ def write_png(path: Path, img: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def estimated_kernels(args: argparse.Namespace, lq_paths: list[Path], kernel_dir: Path) -> list[torch.Tensor]:
+    """Each image's kernel estimated from the image itself into ``kernel_dir`` (KernelGAN-style; kernels already
+    there from the same settings are reused)."""
+    from srdistill.core.kernel_estimation import KernelGANConfig, estimate_kernels
+
+    estimate_kernels(args.input, kernel_dir, args.scale, KernelGANConfig(max_iters=args.estimate_iters))
+    return kernels_for(lq_paths, kernel_dir=kernel_dir)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = resolve_model(parse_args(argv))
     if args.threads:
@@ -128,37 +136,36 @@ def main(argv: list[str] | None = None) -> dict:
         raise SRDistillError(f'option --steps: must be >= 0, got {args.steps}')
     out = Path(args.output)
     net = load_model(args.model, args.scale)  # what can fail quickly fails before any estimation or adaptation
+    lq_paths = lr_image_paths(args.input)
+    gt_paths = paired_hr_paths(lq_paths, args.gt, args.filename_tmpl, args.scale)
     check_output_folder(out)
     if args.kernel in NAMED_KERNELS:
         kernel_source = out / f'kernel_{args.kernel}.npy'
         np.save(kernel_source, eval_kernel(args.kernel)[0])
-        kernel_opts = {'kernel_file': str(kernel_source)}
-    elif args.kernel == 'estimate':  # the dataset checks the images, then estimates into OUTPUT/kernels
+        kernels = kernels_for(lq_paths, kernel_file=kernel_source)
+    elif args.kernel == 'estimate':
         kernel_source = out / 'kernels'
-        kernel_opts = {'kernel': 'estimate', 'kernel_dir': str(kernel_source),
-                       'kernel_estimation': {'max_iters': args.estimate_iters}}
+        kernels = estimated_kernels(args, lq_paths, kernel_source)
     else:
         kernel_source = Path(args.kernel)
-        kernel_opts = {'kernel_dir' if kernel_source.is_dir() else 'kernel_file': args.kernel}
-    dataset = ZeroShotLRDataset({'name': 'input', 'dataroot_lq': args.input, 'scale': args.scale,
-                                 'downsample': args.downsample, 'dataroot_gt': args.gt,
-                                 'filename_tmpl': args.filename_tmpl, **kernel_opts})
+        kernels = kernels_for(lq_paths, **{'kernel_dir' if kernel_source.is_dir() else 'kernel_file': kernel_source})
+    inputs = read_inputs(lq_paths, kernels, gt_paths, args.scale)  # every image decoded before the first adaptation
     schedule = args.schedule or ('bicubic_x2' if args.downsample == 'bicubic' else f'direct_x{args.scale}')
     if schedule not in STEP_SCHEDULES:
         raise SRDistillError(f'no official step sizes for scale {args.scale}; give --schedule')
     rows = []
-    bar = tqdm(range(len(dataset)), desc=f'MZSR({args.steps}) x{args.scale}', unit='img')
-    for index in bar:
-        item = dataset[index]
-        adapted, seconds = mzsr_adapt(net, item['lq'][None], item['kernel'], args.scale, args.steps,
-                                      item['downsample'], schedule=schedule)
-        with torch.no_grad():
-            sr = tensor2img(adapted(item['lq'][None]))
-        name = Path(item['lq_path']).stem
+    bar = tqdm(inputs, desc=f'MZSR({args.steps}) x{args.scale}', unit='img')
+    for item in bar:
+        adapted, seconds = mzsr_adapt(net, item.lq[None], item.kernel, args.scale, args.steps, args.downsample,
+                                      schedule=schedule)
+        with torch.no_grad():  # channels-last convolutions: 15-20 % faster forward on the CPU (slower backward)
+            adapted = adapted.to(memory_format=torch.channels_last)
+            sr = to_image(adapted(item.lq[None].contiguous(memory_format=torch.channels_last)))
+        name = item.lq_path.stem
         write_png(out / f'{name}_MZSR{args.steps}.png', sr)
         row = {'image': name, 'adapt_time_s': round(seconds, 4)}
-        if 'gt' in item:
-            row['psnr_y8'] = round(calculate_psnr_y8(sr, tensor2img(item['gt']), crop_border=args.scale), 4)
+        if item.gt is not None:
+            row['psnr_y8'] = round(psnr_y8(sr, to_image(item.gt), crop_border=args.scale), 4)
         rows.append(row)
         bar.set_postfix(adapt=f'{seconds:.2f}s', **({'psnr': f"{row['psnr_y8']:.2f}"} if 'psnr_y8' in row else {}))
     summary = {'model': str(args.model), 'kernel': str(kernel_source), 'steps': args.steps, 'scale': args.scale, 'schedule': schedule,

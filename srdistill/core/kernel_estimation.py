@@ -20,15 +20,17 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from basicsr.utils.matlab_functions import cubic
 from scipy import ndimage, signal
 from torch import nn
 from tqdm import tqdm
 
+from .basicsr_files import basicsr_module
 from .errors import SRDistillError
 from .imageio import image_size, list_images, read_image
 from .io_checks import check_output_folder
 from .matlab_resize import matlab_resize
+
+cubic = basicsr_module('utils.matlab_functions').cubic
 
 
 @dataclass

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
-from basicsr.utils.matlab_functions import imresize
-
+from .basicsr_files import basicsr_module
 from .errors import SRDistillError
+
+imresize = basicsr_module('utils.matlab_functions').imresize
 
 SUPPORTED_SCALES = (2, 3, 4)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.core.errors import SRDistillError
 
 WEIGHTS = Path(__file__).resolve().parent / 'weights'
 

@@ -18,8 +18,8 @@ from typing import Iterator
 import torch
 from basicsr.models.base_model import BaseModel
 
-from .errors import SRDistillError, first_line
-from .safe_load import UnsafeCheckpointError, load_checkpoint
+from srdistill.core.errors import SRDistillError, first_line
+from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
 
 
 def atomic_save(save, obj, path, *args, **kwargs) -> None:

@@ -9,9 +9,11 @@ from typing import Iterator
 import cv2
 import lmdb
 import numpy as np
-from basicsr.utils.lmdb_util import LmdbMaker
 
+from .basicsr_files import basicsr_module
 from .errors import SRDistillError, first_line
+
+LmdbMaker = basicsr_module('utils.lmdb_util').LmdbMaker
 
 META_INFO = 'meta_info.txt'
 

@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Callable
 
-from srdistill_plugin.core.errors import SRDistillError
+from srdistill.core.errors import SRDistillError
 
 STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 

@@ -1,0 +1,116 @@
+"""The results file of the long MZSR pretraining (``options/mzsr_pretrain_x2_long.yml``), rendered from what the
+run left: its logs in the committed resume folder (iterations, learning rate, held-out validation PSNR, wall time)
+and the throughput measured before it started::
+
+    python scripts/pretrain_report.py --throughput        # measure s/iteration per patch and batch size (minutes)
+    python scripts/pretrain_report.py                     # write benchmarks/results/mzsr_pretrain_long/README.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from srdistill.core.atomic_io import atomic_write_text
+from srdistill.core.mzsr_net import MZSRNet
+from srdistill_plugin.zero_shot.training import training_seconds, validation_curve
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDY = ROOT / 'benchmarks' / 'results' / 'mzsr_pretrain_long'
+SHAPES = ((96, 16), (48, 64), (64, 32), (64, 16), (96, 32))  # (HR patch side, batch)
+
+
+def measure_throughput(threads: tuple[int, ...] = (1, 2), repeats: int = 3) -> list[dict]:
+    """Seconds per training step (forward, L1 backward, Adam) of MZSRNet x2 on random data, per shape and threads."""
+    rows = []
+    for n in threads:
+        torch.set_num_threads(n)
+        for side, batch in SHAPES:
+            net = MZSRNet()
+            opt = torch.optim.Adam(net.parameters(), 4e-4)
+            lq, hr = torch.rand(batch, 3, side // 2, side // 2), torch.rand(batch, 3, side, side)
+            times = []
+            for i in range(repeats + 1):
+                start = time.perf_counter()
+                loss = (net(lq) - hr).abs().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if i:  # the first step warms the convolution kernels up
+                    times.append(time.perf_counter() - start)
+            seconds = sorted(times)[len(times) // 2]
+            rows.append({'threads': n, 'patch': side, 'batch': batch, 's_per_iter': seconds,
+                         'hr_mpix_per_s': batch * side * side / seconds / 1e6})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def log_rows(logs: list[Path]) -> dict[int, dict]:
+    """``{iteration: {'lr', 'loss'}}`` from BasicSR's training log lines."""
+    rows = {}
+    pattern = re.compile(r'iter:\s*([\d,]+), lr:\(([\d.e+-]+),\).*l_pix: ([\d.e+-]+)')
+    for log in logs:
+        for match in pattern.finditer(log.read_text()):
+            rows[int(match.group(1).replace(',', ''))] = {'lr': float(match.group(2)), 'loss': float(match.group(3))}
+    return rows
+
+
+def render(study: Path) -> str:
+    resume = study / 'resume'
+    logs = sorted(resume.glob('train_*.log'))
+    rows, curve = log_rows(logs), validation_curve(resume)
+    hours = training_seconds(resume) / 3600
+    last = max(rows, default=0)
+    saved = max((int(p.stem) for p in resume.glob('*.state')), default=None)
+    total = 20000
+    lines = ['# MZSR x2 pretraining at CPU length (in progress)' if last < total else '# MZSR x2 pretraining at CPU length',
+             '',
+             f'Options: `options/mzsr_pretrain_x2_long.yml` (the pool: `scripts/prepare_mzsr_pool.py`). Device: CPU, '
+             f'2 threads (`OMP_NUM_THREADS=2`). Logged so far: iteration {last:,} of {total:,}, {hours:.2f} h of '
+             f'training over {len(logs)} resumed part(s); the committed resume state is iteration {saved}.',
+             '',
+             'Validation: whole held-out pool photographs (`datasets/mzsr_pool/heldout.txt`: 19 photographs of '
+             'SunHays80, T91 and BSD200 in no training set of these weights), MATLAB-bicubic x2 LR, PSNR on 8-bit Y, '
+             'border 2. The checkpoint is chosen there; Set5 and Set14 are read only for the chosen one.', '']
+    if curve:
+        lines += ['| iteration | held-out PSNR (dB) |', '|---|---|']
+        lines += [f'| {it:,} | {curve[it]:.2f} |' for it in sorted(curve)]
+    else:
+        lines += ['No validation yet (every 1,000 iterations).']
+    if rows:
+        lines += ['', '| iteration | learning rate | L1 loss |', '|---|---|---|']
+        lines += [f'| {it:,} | {rows[it]["lr"]:.2e} | {rows[it]["loss"]:.4f} |' for it in sorted(rows)
+                  if it % 1000 == 0 or it == last]
+    throughput = study / 'throughput.json'
+    if throughput.is_file():
+        data = json.loads(throughput.read_text())
+        lines += ['', '## Throughput that chose the patch and batch size', '',
+                  f'{data["device"]}, one training step of MZSRNet x2 (forward, L1 backward, Adam) on random data, '
+                  'median of 3 after a warm-up step.', '',
+                  '| threads | HR patch | batch | s / iteration | HR Mpixel / s |', '|---|---|---|---|---|']
+        lines += [f'| {r["threads"]} | {r["patch"]}² | {r["batch"]} | {r["s_per_iter"]:.2f} | '
+                  f'{r["hr_mpix_per_s"]:.3f} |' for r in data['rows']]
+    return '\n'.join(lines) + '\n'
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--throughput', action='store_true', help='measure s/iteration first (minutes)')
+    args = parser.parse_args()
+    if args.throughput:
+        import platform
+
+        rows = measure_throughput()
+        atomic_write_text(STUDY / 'throughput.json', json.dumps(
+            {'device': f'CPU ({platform.machine()}, {os.cpu_count()} cores)', 'rows': rows}, indent=1))
+    atomic_write_text(STUDY / 'README.md', render(STUDY))
+    print(f'wrote {STUDY / "README.md"}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,1 +1,0 @@
-"""Framework-free logic (plain numpy / torch): every module has one job and is tested on its own."""
