@@ -9,6 +9,7 @@ import sys
 from typing import Callable
 
 from srdistill.core.errors import SRDistillError
+from srdistill.core.options_file import check_force_yml, read_options
 
 STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -38,8 +39,11 @@ def run_cli(main: Callable[[], object]) -> None:
 
 
 def check_options_file(argv: list[str]) -> None:
-    """BasicSR reads a missing ``-opt`` path as YAML text and fails deep inside; name the file instead."""
-    if '-opt' in argv[:-1]:
-        path = argv[argv.index('-opt') + 1]
-        if not os.path.isfile(path):
-            raise SRDistillError(f'-opt: {path} does not exist')
+    """The ``-opt`` file of a BasicSR command: it exists and parses, and every ``--force_yml`` entry fits it (BasicSR
+    reads a missing path as YAML text and fails deep inside, and a syntax error or a bad entry is a traceback)."""
+    if '-opt' not in argv[:-1]:
+        return
+    opt = read_options(argv[argv.index('-opt') + 1])
+    if '--force_yml' in argv:
+        entries = [a for a in argv[argv.index('--force_yml') + 1:] if not a.startswith('-')]
+        check_force_yml(opt, entries)

@@ -220,3 +220,19 @@ def test_a_test_without_trained_weights_is_refused_before_any_output(tmp_path, p
     proc = run_tool('tools/test.py', '-opt', str(tmp_path / 'test.yml'), check=False)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == f'error: {message}'
     assert not (tmp_path / 'results').exists()
+
+
+@pytest.mark.parametrize('tool, text, args, message', [
+    ('tools/train.py', 'name: x\ntrain:\n  total_iter: [1\n', [], 'train.yml:4:1: YAML syntax error'),
+    ('tools/test.py', 'name: x\n  bad indent: 1\n', [], 'train.yml:2:13: YAML syntax error'),
+    ('tools/distill.py', '- a\n- b\n', [], 'train.yml: not a YAML mapping of options'),
+    ('tools/train.py', 'name: x\ntrain: {total_iter: 1}\n', ['--force_yml', 'train:total_iter'],
+     '--force_yml train:total_iter: expected key:subkey=value'),
+    ('tools/train.py', 'name: x\ntrain: {total_iter: 1}\n', ['--force_yml', 'trian:total_iter=5'],
+     "--force_yml trian:total_iter=5: no section 'trian' in the options (there: name, train)")])
+def test_bad_options_files_are_one_line_naming_file_and_line(tmp_path, tool, text, args, message):
+    (tmp_path / 'train.yml').write_text(text)
+    proc = run_tool(tool, '-opt', str(tmp_path / 'train.yml'), *args, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith('error: ') and message in line, line

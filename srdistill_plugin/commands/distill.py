@@ -7,11 +7,10 @@ from __future__ import annotations
 import argparse
 import os
 
-import yaml
 
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
 from srdistill.cli import run_cli
-from srdistill.core.errors import SRDistillError
+from srdistill.core.options_file import read_options
 from srdistill_plugin.distill.runner import STAGES, DistillRun
 
 
@@ -20,10 +19,7 @@ def distill(root: str) -> None:
     parser.add_argument('-opt', required=True, help='distillation options (YAML)')
     parser.add_argument('--stages', nargs='+', choices=STAGES, default=list(STAGES))
     args = parser.parse_args()
-    if not os.path.isfile(args.opt):
-        raise SRDistillError(f'-opt: {args.opt} does not exist')
-    with open(args.opt) as f:
-        opt = yaml.safe_load(f)
+    opt = read_options(args.opt)
     times = DistillRun(opt, root=root).run(tuple(args.stages))
     print('stage times (s):', {k: round(v, 1) for k, v in times.items()})
 

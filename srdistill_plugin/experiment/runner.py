@@ -33,6 +33,7 @@ from srdistill.core.file_lock import FileLock
 from srdistill.core.json_store import JsonStore
 from srdistill.core.lmdb_io import read_meta_keys
 from srdistill.core.manifest import read_manifest, write_manifest
+from srdistill.core.options_file import read_options
 from srdistill.core.set_diagnostics import gradient_energy
 from srdistill_plugin.data.hr_only_dataset import check_augmentations
 from srdistill_plugin.distill.options import check_distill_options, set_patch_size
@@ -485,13 +486,7 @@ class Experiment:
 
 
 def load_experiment(opt_path: str, root: Path) -> dict:
-    if not os.path.isfile(opt_path):
-        raise SRDistillError(f'-opt: {opt_path} does not exist')
-    with open(opt_path) as f:
-        exp = yaml.safe_load(f)
-    if not isinstance(exp, dict):
-        raise SRDistillError(f'{opt_path}: not a YAML mapping of options')
-    return check_experiment(exp, root)
+    return check_experiment(read_options(opt_path), root)
 
 
 def select_runs(runs: list[Run], patterns: list[str] | None) -> list[Run]:

@@ -1,0 +1,42 @@
+"""Reading an options file (YAML) for any command: a missing file, a syntax error or a file that is not a mapping is
+one line naming the file (and the line), never a parser traceback."""
+from __future__ import annotations
+
+import os
+
+import yaml
+
+from .errors import SRDistillError
+
+
+def read_options(path: str | os.PathLike) -> dict:
+    """The mapping in the YAML file at ``path``."""
+    if not os.path.isfile(path):
+        raise SRDistillError(f'-opt: {path} does not exist')
+    try:
+        with open(path) as f:
+            opt = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, 'problem_mark', None)
+        where = f':{mark.line + 1}:{mark.column + 1}' if mark is not None else ''
+        problem = getattr(err, 'problem', None) or str(err).splitlines()[0]
+        raise SRDistillError(f'{path}{where}: YAML syntax error ({problem})') from err
+    if not isinstance(opt, dict):
+        raise SRDistillError(f'{path}: not a YAML mapping of options')
+    return opt
+
+
+def check_force_yml(opt: dict, entries: list[str]) -> None:
+    """BasicSR's ``--force_yml a:b:c=value`` entries: each needs ``=`` and a path whose sections exist in ``opt``
+    (BasicSR fails on either with a traceback, after reading the options)."""
+    for entry in entries:
+        if '=' not in entry:
+            raise SRDistillError(f'--force_yml {entry}: expected key:subkey=value')
+        keys = entry.split('=', 1)[0].split(':')
+        node = opt
+        for depth, key in enumerate(keys[:-1]):
+            if not isinstance(node, dict) or key not in node or not isinstance(node[key], dict):
+                known = sorted(node) if isinstance(node, dict) else []
+                raise SRDistillError(f'--force_yml {entry}: no section {":".join(keys[:depth + 1])!r} in the options'
+                                     + (f' (there: {", ".join(map(str, known))})' if known else ''))
+            node = node[key]
