@@ -2,10 +2,12 @@
 fine-tuning through BasicSR (resumable), synthesis into a BasicSR LMDB, determinism and clear errors."""
 import gc
 import json
+import re
 import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from basicsr.data import build_dataset
 
 from srdistill.core.errors import SRDistillError
@@ -15,6 +17,8 @@ from srdistill.core.lmdb_io import read_meta_keys
 from srdistill.core.patch_selection import SelectionOptions, score_patches, select_patches
 from srdistill_plugin.distill.runner import DistillRun
 from srdistill_plugin.samplers import build_sampler
+
+from .conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -262,3 +266,29 @@ def test_latent_model_finetunes_and_synthesizes_through_the_pipeline(tiny_latent
     opt['finetune']['network_g']['vae_dir'] = str(tmp_path / 'no_vae')
     with pytest.raises(SRDistillError, match='option finetune.network_g.vae_dir: .*no_vae is neither a local diffusers folder'):
         DistillRun(opt, root=tmp_path)
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda o: o.update(selct=o.pop('select', {})), "option selct: unknown (did you mean 'select'?)"),
+    (lambda o: o['select'].update(keep_fracton=0.2), "option select.keep_fracton: unknown (did you mean "
+                                                      "'keep_fraction'?)"),
+    (lambda o: o.setdefault('synthesize', {}).update(per_clas=2), "option synthesize.per_clas: unknown (did you mean "
+                                                                  "'per_class'?)"),
+    (lambda o: o.update(categorize=[7]), 'option categorize: expected a mapping of options, got [7]')])
+def test_misspelled_sections_and_keys_stop_the_run_before_any_stage(photo_dir, tmp_path, change, message):
+    opt = tiny_options(photo_dir, tmp_path / 'out')
+    opt.setdefault('select', {})
+    change(opt)
+    with pytest.raises(SRDistillError, match=re.escape(message)):
+        DistillRun(opt, root=tmp_path / 'fresh')
+    assert not (tmp_path / 'fresh').exists()
+
+
+def test_every_shipped_distillation_file_and_block_uses_known_keys():
+    from srdistill_plugin.distill.options import check_known_keys
+
+    for path in [ROOT / 'options' / 'distill_x4.yml', *sorted((ROOT / 'options' / 'distill_baselines').glob('*.yml'))]:
+        check_known_keys(yaml.safe_load(path.read_text()))
+    for path in sorted((ROOT / 'options' / 'report').glob('*.yml')):
+        exp = yaml.safe_load(path.read_text())
+        check_known_keys(exp.get('distill') or {}, top_level=False)

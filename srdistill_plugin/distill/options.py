@@ -1,6 +1,8 @@
 """The distillation's options that would fail late or silently, checked when a run starts (before any stage)."""
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from numbers import Integral, Real
 
 import torch
@@ -15,6 +17,46 @@ POOL_MODES = ('random_proportional', 'herding')  # drawn from every grid patch o
 CLASS_BUDGETS = ('proportional', 'equal')
 SEED_SELECTIONS = ('selected', 'herding')
 HERDING_FEATURES = ('sr_stats', 'clip')
+
+
+# The keys a distillation file may hold, per section (``finetune`` holds BasicSR options, which BasicSR reads).
+TOP_KEYS = ('name', 'scale', 'num_gpu', 'manual_seed', 'pool', 'pool_made_by', 'output', 'select', 'categorize',
+            'finetune', 'synthesize')
+SECTION_KEYS = {
+    'select': tuple(f.name for f in dataclasses.fields(SelectionOptions) if f.name != 'scale'),
+    'categorize': ('num_classes', 'features', 'clip'),
+    'categorize.clip': ('model', 'pretrained', 'model_config'),
+    'synthesize': ('mode', 'per_class', 'budget_percent', 'steps', 'batch', 'strength', 'noise_sigma', 'amp',
+                   'class_budget', 'seed_selection', 'draw_seed', 'herding_reference', 'herding_features',
+                   'informative_share', 'coverage_candidates', 'patch_size'),
+}
+
+
+def unknown_key(key: str, known: tuple[str, ...], where: str) -> SRDistillError:
+    """One line naming an unknown option and the nearest known one."""
+    near = difflib.get_close_matches(str(key), known, n=1)
+    hint = f'did you mean {near[0]!r}?' if near else f'known: {", ".join(known)}'
+    return SRDistillError(f'option {where}{key}: unknown ({hint})')
+
+
+def check_known_keys(opt: dict, top_level: bool = True) -> None:
+    """Every key of a distillation file (or an experiment's ``distill`` block, ``top_level=False``) is one the
+    stages read: a misspelled section or key stops the run at start instead of leaving its defaults in force."""
+    if top_level:
+        for key in opt:
+            if key not in TOP_KEYS:
+                raise unknown_key(key, TOP_KEYS, '')
+    for section, known in SECTION_KEYS.items():
+        node = opt
+        for part in section.split('.'):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        if not isinstance(node, dict):
+            raise SRDistillError(f'option {section}: expected a mapping of options, got {node!r}')
+        for key in node:
+            if key not in known:
+                raise unknown_key(key, known, f'{section}.')
 
 
 def _number(value) -> bool:
@@ -137,7 +179,8 @@ def synthesis_device(opt: dict) -> torch.device:
 
 
 def check_distill_options(opt: dict) -> None:
-    """Every synthesis and fine-tuning option that is read after hours of work, checked now."""
+    """Every key, and every synthesis and fine-tuning option that is read after hours of work, checked now."""
+    check_known_keys(opt)
     syn = opt.get('synthesize') or {}
     synthesis_mode(syn)
     noise_sigma(syn)
