@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import ROOT, ResultCache, file_hash, mean, pin_threads, write_results
+from benchmarks.common import ROOT, ResultCache, file_hash, mean, pin_threads, result_path, write_results
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill.core.kernel_estimation import (KernelGANConfig, kernel_preview, kernel_psnr, postprocess_kernel,
                                                      train_kernel_gan)
@@ -236,7 +236,7 @@ def main() -> None:
     kernel_figure([(f"{set_name.replace('Set', 'S')}/{r['image'][-3:]}",
                     np.load(work / 'true_kernels' / f"{set_name}_{r['image']}.npy"), np.array(r['estimated_kernel']))
                    for set_name, rows in results.items() for r in rows],
-                  ROOT / 'benchmarks' / 'results' / f'blind_sr_{args.tag}_kernels.png')
+                  result_path(f'blind_sr_{args.tag}_kernels.png'))
     summary, table = tables(results, list(nets), args)
     best = max(nets, key=lambda name: summary[f'all/{name}']['mzsr_true'])
     overall = [{**r, 'image': f"{set_name}/{r['image']}"} for set_name, rows in results.items()

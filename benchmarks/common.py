@@ -56,11 +56,25 @@ def repo_relative(text: str) -> str:
     return re.sub(start + re.escape(f'{ROOT.parent}{os.sep}'), f'..{os.sep}', text)
 
 
+# One folder per study under benchmarks/results (its index: benchmarks/results/README.md), by result-name prefix.
+STUDIES = (('mzsr_adaptation_official_', 'mzsr_official_start'), ('mzsr_paper_table_', 'mzsr_official_start'),
+           ('mzsr_meta_stability_', 'mzsr_official_start'), ('mzsr_official_start_', 'mzsr_official_start'),
+           ('mzsr_adaptation_', 'mzsr_own_start'), ('blind_sr_', 'blind_sr'), ('zeroshot_command_', 'zeroshot_command'),
+           ('mm_parity_', 'mm_parity'), ('smoke_', 'smoke'))
+
+
+def result_path(file_name: str) -> Path:
+    """Where a results file lives: ``benchmarks/results/<study>/<file_name>``."""
+    study = next((folder for prefix, folder in STUDIES if file_name.startswith(prefix)), 'other')
+    return RESULTS / study / file_name
+
+
 def write_results(name: str, payload: dict, markdown: str) -> None:
-    """``benchmarks/results/<name>.json`` and ``.md``, paths relative to the repository."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f'{name}.json').write_text(repo_relative(json.dumps(payload, indent=2)))
-    (RESULTS / f'{name}.md').write_text(repo_relative(markdown))
+    """``<name>.json`` and ``.md`` in the study's folder, paths relative to the repository."""
+    for suffix, text in (('.json', json.dumps(payload, indent=2)), ('.md', markdown)):
+        path = result_path(f'{name}{suffix}')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(repo_relative(text))
     print(markdown)
 
 

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import ROOT, ResultCache, average_checkpoint, file_hash, mean, pin_threads, write_results
+from benchmarks.common import (ROOT, ResultCache, average_checkpoint, file_hash, mean, pin_threads, result_path,
+                               write_results)
 from srdistill.core.kernels import eval_kernel
 from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
@@ -405,7 +406,7 @@ def main() -> None:
                 ablation[f'{set_dir.name}/{kernel_name}'] = ablation_rows
     summary, table = summarize(results, ablation, args)
     if any(all('zssr_curve' in r for r in rows) for rows in results.values()):
-        plot_curves(results, ROOT / 'benchmarks' / 'results' / f'mzsr_adaptation_{args.tag}.png')
+        plot_curves(results, result_path(f'mzsr_adaptation_{args.tag}.png'))
     markdown = (f'# MZSR vs ZSSR, x2, on the papers\' protocol ({args.tag})\n\n'
                 f'PSNR (dB) on the Y channel rounded to 8 bits, border 2 (the official evaluation), mean over each '
                 f'set. LR: the paper\'s kernels (variance convention, 21x21), correlation with symmetric borders, '

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import (ROOT, ResultCache, average_checkpoint, file_hash, pin_threads,  # noqa: E402
-                               saved_checkpoints, write_results)
+                               result_path, saved_checkpoints, write_results)
 from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS, STEP_NOTES  # noqa: E402
 from srdistill.core.errors import SRDistillError  # noqa: E402
 from srdistill.core.sample_images import load_skimage_photos  # noqa: E402
@@ -219,7 +219,7 @@ def main() -> None:
         branches += [f'- avg{w}: at each iteration t, the mean weights of the base run\'s checkpoints saved in '
                      f'(t - {w}, t] (one every {saved[1] - saved[0]} iterations); not trained further'
                      for w in args.average]
-    plot(curves, ROOT / 'benchmarks' / 'results' / f'mzsr_meta_stability_{args.tag}.png', set_names)
+    plot(curves, result_path(f'mzsr_meta_stability_{args.tag}.png'), set_names)
     markdown = (f'# MZSR meta-transfer over its iterations ({args.tag})\n\n'
                 f'Every checkpoint at a multiple of {args.every} of `{args.base}` (options {args.options}, the CPU task '
                 f'settings: 8 + 8 patches of 32x32, meta-batch 2, 5 inner steps) and of its branches, adapted 0, 1 and '

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from benchmarks.common import RESULTS, write_results
+from benchmarks.common import result_path, write_results
 from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5, STEP_NOTES
 from benchmarks.mzsr_official_start import PAPER_MZSR1_SET5
 
@@ -28,7 +28,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def load(tag: str) -> dict:
-    path = RESULTS / f'mzsr_adaptation_{tag}.json'
+    path = result_path(f'mzsr_adaptation_{tag}.json')
     if not path.is_file():
         raise SystemExit(f'{path}: missing (python -m benchmarks.mzsr_adaptation writes it)')
     return json.loads(path.read_text())

@@ -78,7 +78,7 @@ class ZSSRConfig:
     (+1 HR pixel at x2), matching LR images made by ZSSR's own ``imresize`` with that shift. LR made on the official
     MZSR grid - this package's ``degrade``, and MZSR's released inputs - puts LR pixel (0, 0) on HR pixel (0, 0); for
     such LR (and for kernels centred by the kernel estimator) set ``kernel_shift: false``, or ZSSR learns, and
-    back-projects to, an output one HR pixel off (measured in benchmarks/results/mzsr_adaptation_cpu.md).
+    back-projects to, an output one HR pixel off (measured in benchmarks/results/mzsr_own_start/mzsr_adaptation_cpu.md).
     """
     crop_size: int = 128
     lr: float = 1e-3
