@@ -72,7 +72,8 @@ def render(study: Path) -> str:
              '',
              f'Options: `options/mzsr_pretrain_x2_long.yml` (the pool: `scripts/prepare_mzsr_pool.py`). Device: CPU, '
              f'2 threads (`OMP_NUM_THREADS=2`). Logged so far: iteration {last:,} of {total:,}, {hours:.2f} h of '
-             f'training over {len(logs)} resumed part(s); the committed resume state is iteration {saved}.',
+             f'wall time (each part from its start to its last log line, pauses for other work on the machine '
+             f'included) over {len(logs)} part(s); the committed resume state is iteration {saved}.',
              '',
              'Validation: whole held-out pool photographs (`datasets/mzsr_pool/heldout.txt`: 19 photographs of '
              'SunHays80, T91 and BSD200 in no training set of these weights), MATLAB-bicubic x2 LR, PSNR on 8-bit Y, '
