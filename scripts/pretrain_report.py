@@ -77,7 +77,13 @@ def render(study: Path) -> str:
              '',
              'Validation: whole held-out pool photographs (`datasets/mzsr_pool/heldout.txt`: 19 photographs of '
              'SunHays80, T91 and BSD200 in no training set of these weights), MATLAB-bicubic x2 LR, PSNR on 8-bit Y, '
-             'border 2. The checkpoint is chosen there; Set5 and Set14 are read only for the chosen one.', '']
+             'border 2. The checkpoint is chosen there; Set5 and Set14 are read only for the chosen one.', '',
+             'To continue it on any machine (a fresh clone included):', '', '```bash',
+             'python scripts/prepare_mzsr_pool.py --output datasets/mzsr_pool',
+             'python scripts/resume_state.py restore --name MZSR_pretrain_x2_long --to benchmarks/results/mzsr_pretrain_long/resume',
+             'OMP_NUM_THREADS=2 python tools/train.py -opt options/mzsr_pretrain_x2_long.yml --auto_resume',
+             'python scripts/resume_state.py save --name MZSR_pretrain_x2_long --to benchmarks/results/mzsr_pretrain_long/resume',
+             '```', '']
     if curve:
         lines += ['| iteration | held-out PSNR (dB) |', '|---|---|']
         lines += [f'| {it:,} | {curve[it]:.2f} |' for it in sorted(curve)]
