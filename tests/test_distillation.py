@@ -292,3 +292,38 @@ def test_every_shipped_distillation_file_and_block_uses_known_keys():
     for path in sorted((ROOT / 'options' / 'report').glob('*.yml')):
         exp = yaml.safe_load(path.read_text())
         check_known_keys(exp.get('distill') or {}, top_level=False)
+
+
+def official_srdd_kept(path, patch: int, step: int, threshold: float) -> list[tuple[int, int]]:
+    """The official selection, written out from its description (sunwoocho/SRDD src/1_select_patches.py): PIL
+    greyscale of each RGB patch, cv2 INTER_CUBIC down x4 and up, PSNR with peak 255, kept below the threshold."""
+    from PIL import Image
+
+    image = Image.open(path).convert('RGB')
+    kept = []
+    for y in range(0, image.height - patch + 1, step):
+        for x in range(0, image.width - patch + 1, step):
+            grey = np.array(image.crop((x, y, x + patch, y + patch)).convert('L')).astype(np.float32)
+            down = cv2.resize(grey, (patch // 4, patch // 4), interpolation=cv2.INTER_CUBIC)
+            up = cv2.resize(down, (patch, patch), interpolation=cv2.INTER_CUBIC)
+            if 20 * np.log10(255. / np.sqrt(np.mean((grey - up) ** 2))) < threshold:
+                kept.append((y, x))
+    return kept
+
+
+def test_srdd_threshold_selection_keeps_exactly_the_official_patches(photo_dir):
+    path = photo_dir / 'astronaut.png'
+    opts = SelectionOptions(patch_size=32, stride=16, score='srdd_bicubic_psnr', threshold=26., keep_fraction=1.)
+    kept = select_patches([score_patches(read_image(path), opts)], opts)
+    expected = official_srdd_kept(path, 32, 16, 26.)
+    assert 0 < len(expected) < 49  # the threshold splits this photograph's 7 x 7 patches
+    assert sorted((y, x) for _, y, x, _ in kept) == sorted(expected)
+
+
+def test_a_threshold_no_patch_passes_names_the_patches_scored_and_the_best_score(photo_dir, tmp_path):
+    opt = tiny_options(photo_dir, tmp_path / 'out')
+    opt['select'].update(score='srdd_bicubic_psnr', threshold=5., keep_fraction=1.)
+    with pytest.raises(SRDistillError, match=r'option select.threshold: no patch of .* passed the selection \(294 '
+                                             r'patches scored by srdd_bicubic_psnr; the most informative scored '
+                                             r'[\d.]+, threshold 5.0\)'):
+        DistillRun(opt, root=tmp_path).run(('select', ))

@@ -3,6 +3,9 @@
 ``bicubic_psnr``: PSNR between a patch and its bicubic down-up round trip (x``scale``); low = informative.
 ``gradient``: mean Sobel gradient magnitude; high = informative. Both are computed for all patches of an image at
 once from per-pixel maps and box sums, so scoring costs one round trip per image.
+``srdd_bicubic_psnr``: the official SRDD code's score (``src/1_select_patches.py``): each patch on its own, in PIL's
+greyscale (``convert('L')``), down and up by OpenCV's ``INTER_CUBIC`` (x``scale``), PSNR with a peak of 255; the
+paper's selection keeps the patches below ``threshold: 23`` (512-px patches at stride 256).
 """
 from __future__ import annotations
 
@@ -11,17 +14,22 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from PIL import Image
+
 from .degradations import bicubic_downscale, bicubic_upscale, mod_crop
 from .errors import SRDistillError
+from .imageio import to_uint8
 
-SCORES = ('bicubic_psnr', 'gradient')
+SCORES = ('bicubic_psnr', 'gradient', 'srdd_bicubic_psnr')
+LOW_IS_INFORMATIVE = ('bicubic_psnr', 'srdd_bicubic_psnr')
 
 
 @dataclass
 class SelectionOptions:
     """patch_size/stride in HR pixels; per_image: at most this many kept per image (0: no limit);
-    total: at most this many overall (0: no limit); threshold: keep only patches scoring below it (bicubic_psnr,
-    dB) or above it (gradient); keep_fraction: keep this most-informative fraction of all patches (1: all)."""
+    total: at most this many overall (0: no limit); threshold: keep only patches scoring below it (the PSNR scores,
+    dB) or above it (gradient); keep_fraction: keep this most-informative fraction of all patches (1: all; the
+    official SRDD selection is ``threshold`` alone, ``keep_fraction: 1``)."""
     patch_size: int = 64
     stride: int = 32
     score: str = 'bicubic_psnr'
@@ -56,6 +64,8 @@ def score_patches(img: np.ndarray, opts: SelectionOptions) -> tuple[np.ndarray, 
     img = mod_crop(img, opts.scale)
     if min(img.shape[:2]) < opts.patch_size:
         return np.empty(0), np.empty(0, int), np.empty(0, int)
+    if opts.score == 'srdd_bicubic_psnr':
+        return srdd_bicubic_psnr(img, opts.patch_size, opts.stride, opts.scale)
     y = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     if opts.score == 'bicubic_psnr':
         rebuilt = cv2.cvtColor(bicubic_upscale(bicubic_downscale(img, opts.scale, False), opts.scale), cv2.COLOR_BGR2GRAY)
@@ -66,9 +76,27 @@ def score_patches(img: np.ndarray, opts: SelectionOptions) -> tuple[np.ndarray, 
     return grad.ravel(), ys, xs
 
 
+def srdd_bicubic_psnr(img: np.ndarray, size: int, stride: int, scale: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(scores, ys, xs)``: the official SRDD score of every ``size`` patch at ``stride`` of a float BGR image."""
+    grey = np.asarray(Image.fromarray(np.ascontiguousarray(to_uint8(img)[:, :, ::-1])).convert('L'), np.float32)
+    h, w = grey.shape
+    ys, xs = np.meshgrid(np.arange(0, h - size + 1, stride), np.arange(0, w - size + 1, stride), indexing='ij')
+    ys, xs = ys.ravel(), xs.ravel()
+    small = (int(size / scale), int(size / scale))
+    scores = np.empty(len(ys))
+    for i, (y, x) in enumerate(zip(ys, xs)):
+        patch = grey[y:y + size, x:x + size]
+        rebuilt = cv2.resize(cv2.resize(patch, small, interpolation=cv2.INTER_CUBIC), (size, size),
+                             interpolation=cv2.INTER_CUBIC)
+        mse = np.mean((patch - rebuilt) ** 2)
+        scores[i] = np.inf if mse == 0 else 20 * np.log10(255. / np.sqrt(mse))
+    return scores, ys, xs
+
+
 def informativeness(scores: np.ndarray, score: str) -> np.ndarray:
-    """Larger = more informative, for either score."""
-    return -scores if score == 'bicubic_psnr' else scores
+    """Larger = more informative, for any score."""
+    return -scores if score in LOW_IS_INFORMATIVE else scores
 
 
 def select_patches(per_image_scores: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
@@ -79,7 +107,7 @@ def select_patches(per_image_scores: list[tuple[np.ndarray, np.ndarray, np.ndarr
     for image_index, (scores, ys, xs) in enumerate(per_image_scores):
         order = np.argsort(-informativeness(scores, opts.score), kind='stable')
         if opts.threshold is not None:
-            keep = scores < opts.threshold if opts.score == 'bicubic_psnr' else scores > opts.threshold
+            keep = scores < opts.threshold if opts.score in LOW_IS_INFORMATIVE else scores > opts.threshold
             order = order[keep[order]]
         if opts.per_image:
             order = order[:opts.per_image]

@@ -37,7 +37,7 @@ from srdistill.core.imageio import list_images, read_image, to_uint8
 from srdistill.core.lmdb_io import atomic_lmdb, estimate_map_size
 from srdistill.core.manifest import read_manifest, write_manifest
 from srdistill.core.precision import autocast
-from srdistill.core.patch_selection import SelectionOptions, score_patches, select_patches
+from srdistill.core.patch_selection import SelectionOptions, informativeness, score_patches, select_patches
 from srdistill.core.representative import kernel_herding, proportional_split
 from srdistill.core.safe_load import load_checkpoint
 from srdistill.core.set_diagnostics import k_center_greedy, pairwise_distances
@@ -176,9 +176,12 @@ class DistillRun:
             pool_pixels += img.shape[0] * img.shape[1]
             scored.append(score_patches(img, opts))
         kept = select_patches(scored, opts)
-        if not kept:
-            raise SRDistillError(f'select: no patch of {self.opt["pool"]} passed the selection (threshold too strict?)')
         scores = np.concatenate([s[0] for s in scored])
+        if not kept:
+            best = scores[np.argmax(informativeness(scores, opts.score))] if len(scores) else None
+            seen = f'; the most informative scored {best:.2f}' if best is not None else ''
+            raise SRDistillError(f'option select.threshold: no patch of {self.opt["pool"]} passed the selection '
+                                 f'({len(scores)} patches scored by {opts.score}{seen}, threshold {opts.threshold})')
         self.logger.info(f'[select] {len(kept)} of {len(scores)} patches kept; score ({opts.score}) median all '
                          f'{np.median(scores):.2f}, kept {np.median([k[3] for k in kept]):.2f}')
         write_manifest(self.manifest('select'), {
