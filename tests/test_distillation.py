@@ -327,3 +327,27 @@ def test_a_threshold_no_patch_passes_names_the_patches_scored_and_the_best_score
                                              r'patches scored by srdd_bicubic_psnr; the most informative scored '
                                              r'[\d.]+, threshold 5.0\)'):
         DistillRun(opt, root=tmp_path).run(('select', ))
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda o: o['synthesize'].update(guidance_scale=0.5),
+     'option synthesize.guidance_scale: expected a number >= 1 (1: no guidance), got 0.5'),
+    (lambda o: o['synthesize'].update(guidance_scale=4.0),
+     'option synthesize.guidance_scale: 4.0 needs an unconditional class, and the pixel UNet has none')])
+def test_bad_guidance_options_stop_before_any_stage(photo_dir, tmp_path, change, message):
+    opt = tiny_options(photo_dir, tmp_path / 'out', mode='noise')
+    change(opt)
+    with pytest.raises(SRDistillError, match=re.escape(message)):
+        DistillRun(opt, root=tmp_path / 'fresh')
+    assert not (tmp_path / 'fresh').exists()
+
+
+def test_classifier_free_guidance_trains_with_label_dropout_and_samples_every_class(photo_dir, tmp_path):
+    opt = tiny_options(photo_dir, tmp_path / 'out', mode='noise', guidance_scale=4.0)
+    opt['finetune']['network_g']['null_class'] = True
+    opt['finetune']['train']['class_dropout_prob'] = 0.5
+    DistillRun(opt, root=tmp_path).run()
+    keys = read_meta_keys(tmp_path / 'out' / 'HR.lmdb')
+    assert len(keys) == 3 * 2  # 2 per class, 3 pseudo-classes
+    classes = [int(line.split()[1]) for line in (tmp_path / 'out' / 'HR.lmdb' / 'class_info.txt').read_text().splitlines()]
+    assert sorted(set(classes)) == [0, 1, 2]

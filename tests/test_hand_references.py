@@ -159,3 +159,41 @@ def test_best_checkpoint_is_the_validation_argmax_and_the_earliest_on_ties():
     assert best_on_validation({100: 30.1, 200: 30.5, 300: 30.5, 400: 30.2}) == 200
     assert best_on_validation({300: 30.5, 100: 30.1, 200: 30.5}) == 200  # order of the records does not matter
     assert best_on_validation({100: 29.0, 200: 28.0}) == 100
+
+
+class _ToyDenoiser(nn.Module):
+    """eps(x, t, c) = x * (c + 1): class 3 is the null class."""
+    null_class = 3
+
+    def forward(self, x, t, classes):
+        return x * (classes.view(-1, 1, 1, 1).float() + 1)
+
+
+def test_classifier_free_guidance_by_hand():
+    from srdistill.core.synthesis import guided_noise
+
+    net, x = _ToyDenoiser(), torch.full((2, 1, 1, 1), 2.)
+    classes, t = torch.tensor([0, 2]), torch.zeros(2)
+    # eps_class = 2 * (c + 1) = (2, 6); eps_null = 2 * 4 = 8; s = 4: 8 + 4 * (eps_class - 8) = (-16, 0)
+    assert guided_noise(net, x, t, classes, 4.).flatten().tolist() == [-16., 0.]
+    assert guided_noise(net, x, t, classes, 1.).flatten().tolist() == [2., 6.]  # scale 1: the class prediction
+
+
+def test_guidance_scale_one_is_the_conditional_sample_and_a_model_without_null_class_is_refused():
+    from srdistill.core.errors import SRDistillError
+    from srdistill.core.synthesis import guided_noise
+    from srdistill_plugin.archs.diffusion_unet_arch import ClassConditionalUNet
+
+    torch.manual_seed(0)
+    net = ClassConditionalUNet(sample_size=8, num_classes=2, block_out_channels=(8, 8), attention_levels=(),
+                               norm_num_groups=4, null_class=True).eval()
+    assert net.null_class == 2 and net.unet.class_embedding.num_embeddings == 3
+    x, t, c = torch.randn(2, 3, 8, 8), torch.tensor([5, 5]), torch.tensor([0, 1])
+    with torch.no_grad():
+        assert torch.allclose(guided_noise(net, x, t, c, 1.), net(x, t, c))
+        eps_c, eps_n = net(x, t, c), net(x, t, torch.tensor([2, 2]))
+        assert torch.allclose(guided_noise(net, x, t, c, 4.), eps_n + 4 * (eps_c - eps_n), atol=1e-5)
+    plain = ClassConditionalUNet(sample_size=8, num_classes=2, block_out_channels=(8, 8), attention_levels=(),
+                                 norm_num_groups=4)
+    with pytest.raises(SRDistillError, match='needs a generator with an unconditional class'):
+        guided_noise(plain, x, t, c, 4.)

@@ -12,6 +12,8 @@ import torch
 from diffusers import DDIMScheduler
 from torch import nn
 
+from .errors import SRDistillError
+
 
 def ddim_timesteps(scheduler: DDIMScheduler, steps: int, strength: float) -> torch.Tensor:
     """About ``steps`` DDIM timesteps, all below ``strength * T`` (``strength`` in (0, 1]; 1 = the full chain)."""
@@ -22,13 +24,29 @@ def ddim_timesteps(scheduler: DDIMScheduler, steps: int, strength: float) -> tor
     return scheduler.timesteps[scheduler.timesteps < strength * total]
 
 
+def guided_noise(net: nn.Module, x: torch.Tensor, t: torch.Tensor, classes: torch.Tensor,
+                 guidance_scale: float = 1.) -> torch.Tensor:
+    """The predicted noise; with ``guidance_scale`` s != 1, classifier-free guidance as DiT samples:
+    ``eps_null + s * (eps_class - eps_null)``, the null prediction from the model's ``null_class`` (one batch of
+    twice the size)."""
+    if guidance_scale == 1:
+        return net(x, t, classes)
+    if getattr(net, 'null_class', None) is None:
+        raise SRDistillError(f'option synthesize.guidance_scale: {guidance_scale} needs a generator with an '
+                             'unconditional class (a DiT, or the pixel UNet with null_class: true)')
+    null = torch.full_like(classes, net.null_class)
+    eps_class, eps_null = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([classes, null])).chunk(2)
+    return eps_null + guidance_scale * (eps_class - eps_null)
+
+
 @torch.no_grad()
 def sample(net: nn.Module, scheduler: DDIMScheduler, classes: torch.Tensor, size: int, steps: int,
            generator: torch.Generator, init: torch.Tensor | None = None, strength: float = 1.,
-           device: torch.device | str = 'cpu') -> torch.Tensor:
+           device: torch.device | str = 'cpu', guidance_scale: float = 1.) -> torch.Tensor:
     """Images in [0, 1], NCHW, one per entry of ``classes``, on ``device`` (where ``net`` is); ``init`` (in [0, 1])
     switches on SDEdit. The noise comes from the CPU ``generator``, so a seed gives the same draws on any device. A
-    latent model (one with ``encode`` / ``decode`` / ``latent_shape``) is sampled in its latent space and decoded."""
+    latent model (one with ``encode`` / ``decode`` / ``latent_shape``) is sampled in its latent space and decoded.
+    ``guidance_scale``: classifier-free guidance (:func:`guided_noise`; 1: none)."""
     latent = hasattr(net, 'encode')
     timesteps = ddim_timesteps(scheduler, steps, strength if init is not None else 1.).to(device)
     noise = torch.randn((len(classes), *(net.latent_shape(size) if latent else (3, size, size))),
@@ -41,7 +59,7 @@ def sample(net: nn.Module, scheduler: DDIMScheduler, classes: torch.Tensor, size
     else:
         x = noise
     for t in timesteps:
-        eps = net(x, t.repeat(len(classes)), classes)
+        eps = guided_noise(net, x, t.repeat(len(classes)), classes, guidance_scale)
         x = scheduler.step(eps, t, x).prev_sample
     if latent:
         x = net.decode(x)

@@ -55,22 +55,26 @@ class ClassConditionalUNet(nn.Module):
     Self-attention only at the lowest resolution by default (attention at full patch size dominates CPU cost).
     Scale it by options: ``block_out_channels``, ``layers_per_block``, ``attention_levels``; or start from a
     pretrained local model: ``pretrained_dir`` (+ ``lora_rank`` to train LoRA adapters and the class embedding).
+    ``null_class: true`` adds one more embedding, class ``num_classes``: the unconditional input of classifier-free
+    guidance (trained through ``train.class_dropout_prob``).
     """
 
     def __init__(self, sample_size: int = 64, num_classes: int = 7, block_out_channels: tuple = (32, 64, 128),
                  layers_per_block: int = 1, attention_levels: tuple = (2, ), norm_num_groups: int = 16,
-                 pretrained_dir: str | None = None, lora_rank: int = 0):
+                 pretrained_dir: str | None = None, lora_rank: int = 0, null_class: bool = False):
         super().__init__()
         self.num_classes = num_classes
+        self.null_class = num_classes if null_class else None
+        embeddings = num_classes + int(bool(null_class))
         if pretrained_dir:
-            self.unet = load_pretrained_unet(pretrained_dir, num_classes, lora_rank)
+            self.unet = load_pretrained_unet(pretrained_dir, embeddings, lora_rank)
             return
         from diffusers import UNet2DModel
 
         levels = range(len(block_out_channels))
         self.unet = UNet2DModel(
             sample_size=sample_size, in_channels=3, out_channels=3, block_out_channels=tuple(block_out_channels),
-            layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, num_class_embeds=num_classes,
+            layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, num_class_embeds=embeddings,
             down_block_types=tuple('AttnDownBlock2D' if i in attention_levels else 'DownBlock2D' for i in levels),
             up_block_types=tuple('AttnUpBlock2D' if i in attention_levels else 'UpBlock2D' for i in reversed(levels)))
 

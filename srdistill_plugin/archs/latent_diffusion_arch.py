@@ -55,8 +55,10 @@ class LatentClassConditionalDenoiser(nn.Module):
         if sample_size is not None and sample_size % self.downscale:
             raise SRDistillError(f'option network_g: patches of {sample_size} px do not map onto the VAE latent grid '
                                  f'(a multiple of {self.downscale} is needed)')
+        self.null_class = None  # the cross-attention UNet has no unconditional class: no guidance
         if self.is_dit:
             table = self.denoiser.config.num_embeds_ada_norm
+            self.null_class = table  # DiT's label embedding: classes 0..table-1, then the dropped-label class
             if self.denoiser.config.norm_type != 'ada_norm_zero' or not table or table < num_classes:
                 raise SRDistillError(f'option network_g.denoiser_dir: {denoiser_dir} is not a class-conditional DiT '
                                      f'with at least {num_classes} classes (norm_type ada_norm_zero)')

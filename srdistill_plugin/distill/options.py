@@ -28,7 +28,7 @@ SECTION_KEYS = {
     'categorize.clip': ('model', 'pretrained', 'model_config'),
     'synthesize': ('mode', 'per_class', 'budget_percent', 'steps', 'batch', 'strength', 'noise_sigma', 'amp',
                    'class_budget', 'seed_selection', 'draw_seed', 'herding_reference', 'herding_features',
-                   'informative_share', 'coverage_candidates', 'patch_size'),
+                   'informative_share', 'coverage_candidates', 'patch_size', 'guidance_scale'),
 }
 
 
@@ -165,6 +165,22 @@ def set_patch_size(opt: dict) -> int:
     return value
 
 
+def guidance_scale(opt: dict) -> float:
+    """``synthesize.guidance_scale``: classifier-free guidance at sampling (1: none, the default; the paper's DiT:
+    4.0). Above 1 the generator needs an unconditional class: a pretrained DiT has one, the pixel UNet gets one with
+    ``finetune.network_g.null_class: true`` (trained by ``finetune.train.class_dropout_prob``)."""
+    value = (opt.get('synthesize') or {}).get('guidance_scale', 1)
+    if not _number(value) or value < 1:
+        raise SRDistillError(f'option synthesize.guidance_scale: expected a number >= 1 (1: no guidance), got {value!r}')
+    network = (opt.get('finetune') or {}).get('network_g') or {}
+    pixel_unet = network.get('type', 'ClassConditionalUNet') == 'ClassConditionalUNet'
+    if value > 1 and pixel_unet and not network.get('null_class'):
+        raise SRDistillError(f'option synthesize.guidance_scale: {value} needs an unconditional class, and the pixel '
+                             'UNet has none (set finetune.network_g.null_class: true and '
+                             'finetune.train.class_dropout_prob, e.g. 0.1)')
+    return float(value)
+
+
 def synthesis_device(opt: dict) -> torch.device:
     """``num_gpu`` as BasicSR reads it: 0 runs on the CPU, ``auto`` or >= 1 on the first CUDA device."""
     num_gpu = opt.get('num_gpu', 0)
@@ -194,6 +210,7 @@ def check_distill_options(opt: dict) -> None:
     draw_seed(syn, 0)
     herding_features(opt)
     set_patch_size(opt)
+    guidance_scale(opt)
     check_amp(syn.get('amp'), 'synthesize.amp')
     synthesis_device(opt)
     ft = opt.get('finetune') or {}

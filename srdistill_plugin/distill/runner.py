@@ -46,8 +46,9 @@ from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.engine.launch import exit_text, run_training
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
-from .options import (POOL_MODES, check_distill_options, class_budget, draw_seed, herding_features, informative_share,
-                      noise_sigma, seed_selection, set_patch_size, strength, synthesis_device, synthesis_mode)
+from .options import (POOL_MODES, check_distill_options, class_budget, draw_seed, guidance_scale, herding_features,
+                      informative_share, noise_sigma, seed_selection, set_patch_size, strength, synthesis_device,
+                      synthesis_mode)
 from .pool import PoolGrid
 
 STAGES = ('select', 'categorize', 'finetune', 'synthesize')
@@ -409,7 +410,7 @@ class DistillRun:
                     init = torch.from_numpy(real.copy()).permute(0, 3, 1, 2) if mode == 'sdedit' else None
                     with autocast(amp, self.device):
                         out = sample(net, scheduler, torch.full((len(chunk), ), c), size, int(syn.get('steps', 10)),
-                                     generator, init, strength(syn), self.device)
+                                     generator, init, strength(syn), self.device, guidance_scale(self.opt))
                     out = out.float().permute(0, 2, 3, 1).cpu().numpy()
                 seeds = None if mode == 'noise' else np.stack([to_uint8(r[:, :, ::-1]) for r in real])
                 yield [to_uint8(o[:, :, ::-1]) for o in out], c, seeds

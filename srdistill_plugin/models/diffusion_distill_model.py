@@ -14,6 +14,7 @@ from basicsr.archs import build_network
 from basicsr.models.base_model import BaseModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from srdistill.core.errors import SRDistillError
 from srdistill.core.precision import autocast, check_amp
 from srdistill.core.diffusion_losses import (EmbeddingMemory, embed, minimax_terms, predicted_x0,
                                                     sobel_gradients)
@@ -74,6 +75,13 @@ class DiffusionDistillModel(BaseModel):
         self.grad_scaler = torch.amp.GradScaler('cuda') if self.amp == 'fp16' else None
         d = train_opt.get('diffusion', {})
         self.max_timestep = int(d.get('max_timestep', self.scheduler.config.num_train_timesteps))
+        self.class_dropout = float(train_opt.get('class_dropout_prob', 0))
+        if not 0 <= self.class_dropout < 1:
+            raise SRDistillError(f'option train.class_dropout_prob: expected a probability in [0, 1), got '
+                                 f'{self.class_dropout}')
+        if self.class_dropout and getattr(self.get_bare_model(self.net_g), 'null_class', None) is None:
+            raise SRDistillError('option train.class_dropout_prob: the network has no null class to drop labels to '
+                                 '(set network_g.null_class: true)')
         self.lambdas = {k: float(d.get(f'lambda_{k}', 0)) for k in ('rep', 'div', 'sr')}
         num_classes = self.get_bare_model(self.net_g).num_classes
         self.real_memory = EmbeddingMemory(num_classes, int(d.get('memory_size', 64)))
@@ -91,12 +99,18 @@ class DiffusionDistillModel(BaseModel):
     def losses(self) -> tuple[OrderedDict, torch.Tensor]:
         """The named loss terms of the current batch and their weighted total."""
         bare, classes = self.get_bare_model(self.net_g), self.class_ids
+        conditioning = classes
+        if self.class_dropout and getattr(bare, 'null_class', None) is not None and not getattr(bare, 'is_dit', False):
+            # classifier-free guidance's label dropout (a DiT's label embedding drops labels by itself); the
+            # per-class memories of the minimax terms keep the true classes
+            drop = torch.rand(len(classes), device=self.device) < self.class_dropout
+            conditioning = torch.where(drop, torch.full_like(classes, bare.null_class), classes)
         latent = hasattr(bare, 'encode')  # a latent diffusion model: the diffusion runs on VAE latents
         x0 = bare.encode(self.gt) if latent else self.gt
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.max_timestep, (len(x0), ), device=self.device)
         x_t = self.scheduler.add_noise(x0, noise, t)
-        eps = self.net_g(x_t, t, classes)
+        eps = self.net_g(x_t, t, conditioning)
         losses = OrderedDict(l_eps=F.mse_loss(eps, noise))
         if any(self.lambdas.values()):
             alpha_bar = self.scheduler.alphas_cumprod.to(self.device)[t]
