@@ -351,3 +351,31 @@ def test_classifier_free_guidance_trains_with_label_dropout_and_samples_every_cl
     assert len(keys) == 3 * 2  # 2 per class, 3 pseudo-classes
     classes = [int(line.split()[1]) for line in (tmp_path / 'out' / 'HR.lmdb' / 'class_info.txt').read_text().splitlines()]
     assert sorted(set(classes)) == [0, 1, 2]
+
+
+def test_difffit_trains_exactly_the_official_groups_and_starts_as_the_pretrained_dit(tiny_latent_models):
+    from srdistill_plugin.archs.latent_diffusion_arch import LatentClassConditionalDenoiser
+
+    root = tiny_latent_models
+    plain = LatentClassConditionalDenoiser(str(root / 'vae'), str(root / 'dit'), num_classes=3, sample_size=32)
+    fit = LatentClassConditionalDenoiser(str(root / 'vae'), str(root / 'dit'), num_classes=3, sample_size=32,
+                                         difffit=True)
+    names = {n: m for n, m in fit.denoiser.named_modules()}
+    trainable = {n for n, p in fit.denoiser.named_parameters() if p.requires_grad}
+    expected = set()
+    for name, _ in fit.denoiser.named_parameters():  # the groups DiffFit names, read off the module tree
+        owner, leaf = name.rsplit('.', 1)
+        if leaf in ('bias', 'gamma') or 'class_embedder' in name or \
+                type(names[owner]).__name__ in ('LayerNorm', 'GroupNorm'):
+            expected.add(name)
+    assert trainable == expected
+    assert sum(n.endswith('gamma') for n in trainable) == len(fit.denoiser.transformer_blocks) == 1
+    assert any(n.endswith('attn1.to_q.weight') for n, _ in fit.denoiser.named_parameters())  # frozen weights stay
+    assert not any(n.endswith('to_q.weight') for n in trainable)
+    fit.denoiser.load_state_dict({k.replace('transformer_blocks.0.', 'transformer_blocks.0.block.'): v
+                                  for k, v in plain.denoiser.state_dict().items()}, strict=False)
+    z, t, c = torch.randn(2, 4, 16, 16), torch.tensor([10, 500]), torch.tensor([0, 2])
+    with torch.no_grad():
+        assert torch.allclose(fit(z, t, c), plain(z, t, c), atol=1e-5)  # gamma = 1: the pretrained model
+    with pytest.raises(SRDistillError, match='DiffFit fine-tunes a DiT'):
+        LatentClassConditionalDenoiser(str(root / 'vae'), str(root / 'sd_unet'), difffit=True)

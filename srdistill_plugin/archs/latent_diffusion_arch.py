@@ -9,7 +9,10 @@ denoiser in diffusers' ``save_pretrained`` format are accepted (``denoiser_dir``
 * a Stable-Diffusion-style ``UNet2DConditionModel``: conditioned on ``class_tokens`` learned embedding vectors per
   pseudo-class, fed as its cross-attention context (no text encoder is needed).
 
-With ``lora_rank`` > 0 only LoRA adapters (peft) on the attention projections and the class embeddings are trained.
+With ``lora_rank`` > 0 only LoRA adapters (peft) on the attention projections and the class embeddings are trained;
+with ``difffit: true`` (a DiT only) only DiffFit's groups (Xie et al. 2023, as the SRDD code fine-tunes its DiT):
+every bias, the normalisation layers, the class embeddings and a learnable scale ``gamma`` per block (initialised to
+1, so the model starts as the pretrained one).
 Only noise-prediction (epsilon) models are supported. ``vae_dir`` / ``denoiser_dir`` are local diffusers folders or
 hub ids (``org/name[/subfolder]``, fetched into the Hugging Face cache; offline only the cache is used).
 """
@@ -24,6 +27,47 @@ from srdistill.core.hub import diffusers_config, load_diffusers
 
 DENOISERS = ('Transformer2DModel', 'UNet2DConditionModel')  # diffusers classes, imported when a network is built
 ATTENTION_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0']
+
+
+class DiffFitBlock(nn.Module):
+    """A transformer block whose update is scaled by a learnable ``gamma``: ``x + gamma * (block(x) - x)``."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+        self.gamma = nn.Parameter(torch.ones(1))
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return hidden_states + self.gamma * (self.block(hidden_states, *args, **kwargs) - hidden_states)
+
+    def __getattr__(self, name: str):
+        """The wrapped block's attributes too (diffusers reads ``transformer_blocks[0].norm1``)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.block, name)
+
+
+def difffit_parameters(model: nn.Module) -> set[str]:
+    """The names of DiffFit's trainable groups: biases, normalisation layers, ``gamma`` scales, class embeddings."""
+    names = set()
+    for module_name, module in model.named_modules():
+        for name, _ in module.named_parameters(recurse=False):
+            full = f'{module_name}.{name}' if module_name else name
+            if name in ('bias', 'gamma') or isinstance(module, (nn.LayerNorm, nn.GroupNorm)) or 'class_embedder' in full:
+                names.add(full)
+    return names
+
+
+def apply_difffit(denoiser: nn.Module, where: str) -> None:
+    """Wrap every transformer block with a ``gamma`` scale and train DiffFit's groups only."""
+    if not hasattr(denoiser, 'transformer_blocks'):
+        raise SRDistillError(f'option {where}: DiffFit fine-tunes a DiT (transformer blocks with scales); '
+                             f'{type(denoiser).__name__} has none')
+    denoiser.transformer_blocks = nn.ModuleList(DiffFitBlock(b) for b in denoiser.transformer_blocks)
+    trainable = difffit_parameters(denoiser)
+    for name, param in denoiser.named_parameters():
+        param.requires_grad_(name in trainable)
 
 
 def denoiser_class(name: str):
@@ -43,7 +87,7 @@ class LatentClassConditionalDenoiser(nn.Module):
     to the VAE's scaled latents and back (the VAE stays frozen)."""
 
     def __init__(self, vae_dir: str, denoiser_dir: str, num_classes: int = 7, lora_rank: int = 0,
-                 class_tokens: int = 4, sample_size: int | None = None):
+                 class_tokens: int = 4, sample_size: int | None = None, difffit: bool = False):
         super().__init__()
         self.num_classes = num_classes
         from diffusers import AutoencoderKL, Transformer2DModel
@@ -65,6 +109,10 @@ class LatentClassConditionalDenoiser(nn.Module):
         else:
             width = self.denoiser.config.cross_attention_dim
             self.class_context = nn.Parameter(torch.randn(num_classes, class_tokens, width) * width ** -0.5)
+        if difffit:
+            if lora_rank:
+                raise SRDistillError('option network_g: give one of difffit, lora_rank')
+            apply_difffit(self.denoiser, 'network_g.difffit')
         if lora_rank:
             from peft import LoraConfig
             self.denoiser.requires_grad_(False)
