@@ -333,7 +333,9 @@ def test_a_threshold_no_patch_passes_names_the_patches_scored_and_the_best_score
     (lambda o: o['synthesize'].update(guidance_scale=0.5),
      'option synthesize.guidance_scale: expected a number >= 1 (1: no guidance), got 0.5'),
     (lambda o: o['synthesize'].update(guidance_scale=4.0),
-     'option synthesize.guidance_scale: 4.0 needs an unconditional class, and the pixel UNet has none')])
+     'option synthesize.guidance_scale: 4.0 needs an unconditional class, and the pixel UNet has none'),
+    (lambda o: o['synthesize'].update(sampler='euler'),
+     "option synthesize.sampler: expected one of ('ddim', 'ddpm'), got 'euler'")])
 def test_bad_guidance_options_stop_before_any_stage(photo_dir, tmp_path, change, message):
     opt = tiny_options(photo_dir, tmp_path / 'out', mode='noise')
     change(opt)
@@ -342,8 +344,8 @@ def test_bad_guidance_options_stop_before_any_stage(photo_dir, tmp_path, change,
     assert not (tmp_path / 'fresh').exists()
 
 
-def test_classifier_free_guidance_trains_with_label_dropout_and_samples_every_class(photo_dir, tmp_path):
-    opt = tiny_options(photo_dir, tmp_path / 'out', mode='noise', guidance_scale=4.0)
+def test_guided_ddpm_sampling_after_training_with_label_dropout_gives_every_class(photo_dir, tmp_path):
+    opt = tiny_options(photo_dir, tmp_path / 'out', mode='noise', guidance_scale=4.0, sampler='ddpm')
     opt['finetune']['network_g']['null_class'] = True
     opt['finetune']['train']['class_dropout_prob'] = 0.5
     DistillRun(opt, root=tmp_path).run()
@@ -379,3 +381,17 @@ def test_difffit_trains_exactly_the_official_groups_and_starts_as_the_pretrained
         assert torch.allclose(fit(z, t, c), plain(z, t, c), atol=1e-5)  # gamma = 1: the pretrained model
     with pytest.raises(SRDistillError, match='DiffFit fine-tunes a DiT'):
         LatentClassConditionalDenoiser(str(root / 'vae'), str(root / 'sd_unet'), difffit=True)
+
+
+def test_ten_images_per_class_of_seven_pseudo_classes_is_the_papers_seventy(tmp_path):
+    from srdistill.core.sample_images import load_skimage_photos
+
+    pool = tmp_path / 'pool'
+    pool.mkdir()
+    for name, img in list(load_skimage_photos().items())[:8]:
+        cv2.imwrite(str(pool / f'{name}.png'), img[:128, :128])
+    opt = tiny_options(pool, tmp_path / 'out', mode='noise', per_class=10)
+    opt['categorize']['num_classes'] = 7
+    DistillRun(opt, root=tmp_path).run()
+    classes = [int(line.split()[1]) for line in (tmp_path / 'out' / 'HR.lmdb' / 'class_info.txt').read_text().splitlines()]
+    assert len(classes) == 70 and sorted(np.bincount(classes).tolist()) == [10] * 7

@@ -1,4 +1,4 @@
-"""Stage 4 of the distillation: sampling HR patches from the fine-tuned class-conditional model (DDIM).
+"""Stage 4 of the distillation: sampling HR patches from the fine-tuned class-conditional model (DDIM or DDPM).
 
 ``noise``: generate from pure noise; ``sdedit``: noise a selected real patch of the class to ``strength`` (a fraction
 of the diffusion time) and denoise it back, which keeps the patch's layout and re-synthesises its detail.
@@ -39,6 +39,12 @@ def guided_noise(net: nn.Module, x: torch.Tensor, t: torch.Tensor, classes: torc
     return eps_null + guidance_scale * (eps_class - eps_null)
 
 
+def step(scheduler, eps: torch.Tensor, t: torch.Tensor, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One reverse step; an ancestral (DDPM) scheduler draws its noise from the CPU ``generator`` too."""
+    extra = {} if isinstance(scheduler, DDIMScheduler) else {'generator': generator}
+    return scheduler.step(eps, t, x, **extra).prev_sample
+
+
 @torch.no_grad()
 def sample(net: nn.Module, scheduler: DDIMScheduler, classes: torch.Tensor, size: int, steps: int,
            generator: torch.Generator, init: torch.Tensor | None = None, strength: float = 1.,
@@ -60,7 +66,7 @@ def sample(net: nn.Module, scheduler: DDIMScheduler, classes: torch.Tensor, size
         x = noise
     for t in timesteps:
         eps = guided_noise(net, x, t.repeat(len(classes)), classes, guidance_scale)
-        x = scheduler.step(eps, t, x).prev_sample
+        x = step(scheduler, eps, t, x, generator)
     if latent:
         x = net.decode(x)
     return ((x.clamp(-1, 1) + 1) / 2)

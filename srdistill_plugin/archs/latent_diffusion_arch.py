@@ -2,7 +2,7 @@
 
 The paper's backend: a pretrained latent diffusion model made class-conditional on the pseudo-classes. Two kinds of
 denoiser in diffusers' ``save_pretrained`` format are accepted (``denoiser_dir``), with a frozen ``AutoencoderKL``
-(``vae_dir``):
+(``vae_dir``; ``decode_vae_dir``: another one to decode the samples):
 
 * a DiT (``Transformer2DModel`` with ``norm_type: ada_norm_zero``): already class-conditional; pseudo-class ``k`` uses
   the model's class-embedding row ``k``, which fine-tuning re-learns;
@@ -87,12 +87,16 @@ class LatentClassConditionalDenoiser(nn.Module):
     to the VAE's scaled latents and back (the VAE stays frozen)."""
 
     def __init__(self, vae_dir: str, denoiser_dir: str, num_classes: int = 7, lora_rank: int = 0,
-                 class_tokens: int = 4, sample_size: int | None = None, difffit: bool = False):
+                 class_tokens: int = 4, sample_size: int | None = None, difffit: bool = False,
+                 decode_vae_dir: str | None = None):
         super().__init__()
         self.num_classes = num_classes
         from diffusers import AutoencoderKL, Transformer2DModel
 
         self.vae = load_diffusers(AutoencoderKL, vae_dir, 'network_g.vae_dir').requires_grad_(False)
+        # the SRDD code encodes with sd-vae-ft-ema and decodes its samples with sd-vae-ft-mse
+        self.decode_vae = (load_diffusers(AutoencoderKL, decode_vae_dir, 'network_g.decode_vae_dir').requires_grad_(False)
+                           if decode_vae_dir else None)
         self.scaling = float(self.vae.config.scaling_factor)
         self.denoiser = load_diffusers(denoiser_class(denoiser_dir), denoiser_dir, 'network_g.denoiser_dir')
         self.is_dit = isinstance(self.denoiser, Transformer2DModel)
@@ -133,7 +137,7 @@ class LatentClassConditionalDenoiser(nn.Module):
         return self.vae.encode(x).latent_dist.mean * self.scaling
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(z / self.scaling).sample
+        return (self.decode_vae or self.vae).decode(z / self.scaling).sample
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
         if self.is_dit:

@@ -138,10 +138,37 @@ def basicsr_options(opt: dict, stem: str, data: dict, work: Path, root: Path, it
     return opt
 
 
+def tiny_latent_models(work: Path) -> dict[str, str]:
+    """A tiny AutoencoderKL (x2 latent grid) and class-conditional DiT in diffusers' format, stand-ins with the real
+    formats for the pretrained models a latent-backend file names (built once)."""
+    from diffusers import AutoencoderKL, Transformer2DModel
+    import torch
+
+    folder = work / 'tiny_latent_models'
+    if not (folder / 'dit' / 'config.json').is_file():
+        torch.manual_seed(0)
+        AutoencoderKL(block_out_channels=(8, 8), down_block_types=('DownEncoderBlock2D', ) * 2,
+                      up_block_types=('UpDecoderBlock2D', ) * 2, latent_channels=4, norm_num_groups=4,
+                      sample_size=32).save_pretrained(folder / 'vae')
+        Transformer2DModel(num_attention_heads=2, attention_head_dim=4, in_channels=4, out_channels=8, num_layers=1,
+                           sample_size=16, patch_size=2, norm_type='ada_norm_zero',
+                           num_embeds_ada_norm=10).save_pretrained(folder / 'dit')
+    return {'vae_dir': str(folder / 'vae'), 'decode_vae_dir': str(folder / 'vae'), 'denoiser_dir': str(folder / 'dit')}
+
+
 def distill_options(opt: dict, stem: str, data: dict, work: Path, iters: int, num_gpu: int) -> dict:
     opt = copy.deepcopy(opt)
     opt.update(name=f'smoke_{stem}', pool=str(data['photos']), output=str(work / stem / 'distilled'), num_gpu=num_gpu)
+    select = opt.setdefault('select', {})
+    if select.get('patch_size', 64) > 64:  # patches larger than the tiny photographs: 32-px ones, the kept quarter
+        select.update(patch_size=32, stride=16, threshold=None, keep_fraction=0.25)
     ft = opt.setdefault('finetune', {})
+    network = ft.get('network_g') or {}
+    if network.get('type') == 'LatentClassConditionalDenoiser':
+        models = tiny_latent_models(work)
+        network.update(vae_dir=models['vae_dir'], denoiser_dir=models['denoiser_dir'])
+        if network.get('decode_vae_dir'):
+            network['decode_vae_dir'] = models['decode_vae_dir']
     ft.setdefault('train', {})['total_iter'] = iters
     ft['logger'] = {**ft.get('logger', {}), 'print_freq': 1, 'save_checkpoint_freq': iters, 'use_tb_logger': False}
     ft.setdefault('dataset', {})['batch_size_per_gpu'] = 2
@@ -149,7 +176,9 @@ def distill_options(opt: dict, stem: str, data: dict, work: Path, iters: int, nu
     syn.pop('budget_percent', None)
     syn['per_class'] = 2
     opt.setdefault('categorize', {}).setdefault('clip', {})['pretrained'] = None
+    opt['categorize']['features'] = 'auto'  # no CLIP weights here: the colour-texture descriptor
     opt['categorize']['num_classes'] = min(int(opt['categorize'].get('num_classes', 2)), 3)
+    syn['steps'] = min(int(syn.get('steps', 2)), 2)
     return opt
 
 

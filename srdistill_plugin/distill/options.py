@@ -28,7 +28,7 @@ SECTION_KEYS = {
     'categorize.clip': ('model', 'pretrained', 'model_config'),
     'synthesize': ('mode', 'per_class', 'budget_percent', 'steps', 'batch', 'strength', 'noise_sigma', 'amp',
                    'class_budget', 'seed_selection', 'draw_seed', 'herding_reference', 'herding_features',
-                   'informative_share', 'coverage_candidates', 'patch_size', 'guidance_scale'),
+                   'informative_share', 'coverage_candidates', 'patch_size', 'guidance_scale', 'sampler'),
 }
 
 
@@ -165,6 +165,18 @@ def set_patch_size(opt: dict) -> int:
     return value
 
 
+SAMPLERS = ('ddim', 'ddpm')
+
+
+def sampler_name(opt: dict) -> str:
+    """``synthesize.sampler``: ``ddim`` (deterministic, the default) or ``ddpm`` (ancestral, the DiT/SRDD sampling,
+    respaced to ``synthesize.steps``)."""
+    value = (opt.get('synthesize') or {}).get('sampler', 'ddim')
+    if value not in SAMPLERS:
+        raise SRDistillError(f'option synthesize.sampler: expected one of {SAMPLERS}, got {value!r}')
+    return value
+
+
 def guidance_scale(opt: dict) -> float:
     """``synthesize.guidance_scale``: classifier-free guidance at sampling (1: none, the default; the paper's DiT:
     4.0). Above 1 the generator needs an unconditional class: a pretrained DiT has one, the pixel UNet gets one with
@@ -211,6 +223,7 @@ def check_distill_options(opt: dict) -> None:
     herding_features(opt)
     set_patch_size(opt)
     guidance_scale(opt)
+    sampler_name(opt)
     check_amp(syn.get('amp'), 'synthesize.amp')
     synthesis_device(opt)
     ft = opt.get('finetune') or {}

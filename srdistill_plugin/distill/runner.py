@@ -27,7 +27,7 @@ import torch
 import yaml
 from basicsr.archs import build_network
 from basicsr.utils import get_root_logger, get_time_str
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 from tqdm import tqdm
 
 from srdistill.core.errors import SRDistillError
@@ -47,8 +47,8 @@ from srdistill_plugin.engine.launch import exit_text, run_training
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
 from .options import (POOL_MODES, check_distill_options, class_budget, draw_seed, guidance_scale, herding_features,
-                      informative_share, noise_sigma, seed_selection, set_patch_size, strength, synthesis_device,
-                      synthesis_mode)
+                      informative_share, noise_sigma, sampler_name, seed_selection, set_patch_size, strength,
+                      synthesis_device, synthesis_mode)
 from .pool import PoolGrid
 
 STAGES = ('select', 'categorize', 'finetune', 'synthesize')
@@ -97,7 +97,7 @@ class DistillRun:
         """The pretrained models named in ``finetune.network_g`` must be local diffusers folders or hub ids (their
         configs are read now, from the hub's cache when offline, so a missing model stops the run at start)."""
         network = (self.opt.get('finetune') or {}).get('network_g') or {}
-        for key in ('vae_dir', 'denoiser_dir'):
+        for key in ('vae_dir', 'decode_vae_dir', 'denoiser_dir'):
             if network.get(key):
                 local = self.root / network[key]
                 diffusers_config(str(local) if local.exists() else network[key], f'finetune.network_g.{key}')
@@ -486,6 +486,7 @@ class DistillRun:
         net.load_state_dict(checkpoint.get('params_ema', checkpoint['params']))
         net.to(self.device)
         latent = hasattr(net, 'encode')  # latents are not bounded to [-1, 1]
-        scheduler = DDIMScheduler(**schedule_options(ft_opt.get('diffusion', {})), clip_sample=not latent)
+        sampler = DDPMScheduler if sampler_name(self.opt) == 'ddpm' else DDIMScheduler
+        scheduler = sampler(**schedule_options(ft_opt.get('diffusion', {})), clip_sample=not latent)
         return net.eval(), scheduler
 
