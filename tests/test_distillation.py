@@ -395,3 +395,27 @@ def test_ten_images_per_class_of_seven_pseudo_classes_is_the_papers_seventy(tmp_
     DistillRun(opt, root=tmp_path).run()
     classes = [int(line.split()[1]) for line in (tmp_path / 'out' / 'HR.lmdb' / 'class_info.txt').read_text().splitlines()]
     assert len(classes) == 70 and sorted(np.bincount(classes).tolist()) == [10] * 7
+
+
+def test_clustering_per_patch_gives_every_kept_patch_its_own_class_and_trains_on_them(photo_dir, tmp_path):
+    opt = tiny_options(photo_dir, tmp_path / 'out', mode='noise')
+    opt['categorize']['by'] = 'patch'
+    run = DistillRun(opt, root=tmp_path)
+    run.run(('select', 'categorize'))
+    selection, categories = (json.loads((run.stage_dir / f'{s}.json').read_text()) for s in ('select', 'categorize'))
+    assert categories['by'] == 'patch' and len(categories['patch_classes']) == len(selection['patches'])
+    by_image = {}
+    for (image, *_), c in zip(selection['patches'], categories['patch_classes']):
+        by_image.setdefault(image, set()).add(c)
+    assert any(len(c) > 1 for c in by_image.values())  # patches of one photograph in different classes
+    from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
+    assert SelectedPatchDataset({'stage_dir': str(run.stage_dir)}).class_ids == categories['patch_classes']
+    run.run(('finetune', 'synthesize'))
+    assert len(read_meta_keys(tmp_path / 'out' / 'HR.lmdb')) == 3 * 2
+
+
+def test_per_patch_classes_refuse_the_modes_that_need_every_pool_image_classified(photo_dir, tmp_path):
+    opt = tiny_options(photo_dir, tmp_path / 'out', mode='random_proportional')
+    opt['categorize']['by'] = 'patch'
+    with pytest.raises(SRDistillError, match="option categorize.by: patch gives classes to the kept patches only"):
+        DistillRun(opt, root=tmp_path / 'fresh')

@@ -31,7 +31,8 @@ class SelectedPatchDataset(data.Dataset):
         self.images = selection['images']
         self.patch_size = selection['options']['patch_size']
         self.patches = selection['patches']
-        self.class_ids = [categories['image_classes'][p[0]] for p in self.patches]
+        self.class_ids = (categories['patch_classes'] if 'patch_classes' in categories  # clustered per patch
+                          else [categories['image_classes'][p[0]] for p in self.patches])
         self.num_classes = categories['num_classes']
         self._cache: dict[int, np.ndarray] = {}
 

@@ -24,7 +24,7 @@ TOP_KEYS = ('name', 'scale', 'num_gpu', 'manual_seed', 'pool', 'pool_made_by', '
             'finetune', 'synthesize')
 SECTION_KEYS = {
     'select': tuple(f.name for f in dataclasses.fields(SelectionOptions) if f.name != 'scale'),
-    'categorize': ('num_classes', 'features', 'clip'),
+    'categorize': ('num_classes', 'features', 'clip', 'by'),
     'categorize.clip': ('model', 'pretrained', 'model_config'),
     'synthesize': ('mode', 'per_class', 'budget_percent', 'steps', 'batch', 'strength', 'noise_sigma', 'amp',
                    'class_budget', 'seed_selection', 'draw_seed', 'herding_reference', 'herding_features',
@@ -166,6 +166,25 @@ def set_patch_size(opt: dict) -> int:
 
 
 SAMPLERS = ('ddim', 'ddpm')
+GROUPINGS = ('image', 'patch')
+
+
+def categorize_by(opt: dict) -> str:
+    """``categorize.by``: ``image`` (the default: a kept patch takes its image's pseudo-class) or ``patch`` (every
+    kept patch clustered on its own, as the SRDD code does). Per-patch classes exist for the kept patches only, so
+    the modes that draw from the whole pool, herding seeds and proportional class budgets need ``image``."""
+    value = (opt.get('categorize') or {}).get('by', 'image')
+    if value not in GROUPINGS:
+        raise SRDistillError(f'option categorize.by: expected one of {GROUPINGS}, got {value!r}')
+    syn = opt.get('synthesize') or {}
+    if value == 'patch':
+        pool_wide = synthesis_mode(syn) in POOL_MODES or syn.get('seed_selection') == 'herding'
+        if pool_wide or class_budget(syn) == 'proportional':
+            raise SRDistillError('option categorize.by: patch gives classes to the kept patches only; mode '
+                                 f'{synthesis_mode(syn)!r} with these budget and seed options needs the pool\'s '
+                                 'images classified (by: image), or class_budget: equal with seeds from the kept '
+                                 'patches')
+    return value
 
 
 def sampler_name(opt: dict) -> str:
@@ -224,6 +243,7 @@ def check_distill_options(opt: dict) -> None:
     set_patch_size(opt)
     guidance_scale(opt)
     sampler_name(opt)
+    categorize_by(opt)
     check_amp(syn.get('amp'), 'synthesize.amp')
     synthesis_device(opt)
     ft = opt.get('finetune') or {}

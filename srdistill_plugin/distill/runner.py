@@ -46,7 +46,8 @@ from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.engine.launch import exit_text, run_training
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
-from .options import (POOL_MODES, check_distill_options, class_budget, draw_seed, guidance_scale, herding_features,
+from .options import (POOL_MODES, categorize_by, check_distill_options, class_budget, draw_seed, guidance_scale,
+                      herding_features,
                       informative_share, noise_sigma, sampler_name, seed_selection, set_patch_size, strength,
                       synthesis_device, synthesis_mode)
 from .pool import PoolGrid
@@ -68,6 +69,20 @@ def spread_over_images(members: np.ndarray, images: list[int]) -> list[int]:
     for member, image in zip(members.tolist(), images):
         by_image.setdefault(image, []).append(member)
     return [m for rank in itertools.zip_longest(*by_image.values()) for m in rank if m is not None]
+
+
+def kept_patch_features(selection: dict, extract) -> np.ndarray:
+    """``extract`` of every kept patch of the select manifest, rows in its order (each image decoded once)."""
+    size, patches = selection['options']['patch_size'], selection['patches']
+    rows: list = [None] * len(patches)
+    by_image = sorted(range(len(patches)), key=lambda k: patches[k][0])
+    current, img = None, None
+    for k in tqdm(by_image, desc='categorize: features', unit='patch'):
+        image_index, y, x = patches[k][:3]
+        if image_index != current:
+            current, img = image_index, read_image(selection['images'][image_index])
+        rows[k] = extract(img[y:y + size, x:x + size])
+    return np.stack(rows)
 
 
 class DistillRun:
@@ -210,22 +225,31 @@ class DistillRun:
 
     def categorize(self) -> None:
         selection = read_manifest(self.manifest('select'))
-        used = sorted({p[0] for p in selection['patches']})
         mode, description, extract = self.feature_extractor()
         self.logger.info(f'[categorize] features: {description}')
-        features = np.stack([extract(read_image(selection['images'][i]))
-                             for i in tqdm(used, desc='categorize: features', unit='img')])
-        labels = cluster(features, self.opt.get('categorize', {}).get('num_classes', 7), self.seed)
-        image_classes = [-1] * len(selection['images'])
-        for i, c in zip(used, labels):
-            image_classes[i] = int(c)
-        counts = np.bincount([image_classes[p[0]] for p in selection['patches']], minlength=labels.max() + 1)
-        self.logger.info(f'[categorize] {len(used)} images -> {labels.max() + 1} pseudo-classes; patches per class: '
-                         f'{counts.tolist()}')
+        num_classes = self.opt.get('categorize', {}).get('num_classes', 7)
+        if categorize_by(self.opt) == 'patch':  # the official code: every kept patch is clustered on its own
+            features = kept_patch_features(selection, extract)
+            patch_classes = cluster(features, num_classes, self.seed).tolist()
+            image_classes, grouped = [-1] * len(selection['images']), f'{len(patch_classes)} patches'
+        else:
+            used = sorted({p[0] for p in selection['patches']})
+            features = np.stack([extract(read_image(selection['images'][i]))
+                                 for i in tqdm(used, desc='categorize: features', unit='img')])
+            labels = cluster(features, num_classes, self.seed)
+            image_classes = [-1] * len(selection['images'])
+            for i, c in zip(used, labels):
+                image_classes[i] = int(c)
+            patch_classes, grouped = [image_classes[p[0]] for p in selection['patches']], f'{len(used)} images'
+        found = max(patch_classes) + 1
+        counts = np.bincount(patch_classes, minlength=found)
+        self.logger.info(f'[categorize] {grouped} -> {found} pseudo-classes; patches per class: {counts.tolist()}')
         np.save(self.stage_dir / 'categorize_features.npy', features)
-        write_manifest(self.manifest('categorize'), {
-            'feature_mode': mode, 'feature_description': description, 'num_classes': int(labels.max() + 1),
-            'image_classes': image_classes, 'patches_per_class': counts.tolist()})
+        record = {'feature_mode': mode, 'feature_description': description, 'num_classes': int(found),
+                  'image_classes': image_classes, 'patches_per_class': counts.tolist()}
+        if categorize_by(self.opt) == 'patch':
+            record.update(by='patch', patch_classes=patch_classes)
+        write_manifest(self.manifest('categorize'), record)
 
     # --- stage 3 -------------------------------------------------------------------------------------------
     def finetune_processes(self) -> int:
