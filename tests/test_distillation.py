@@ -335,8 +335,12 @@ def test_a_threshold_no_patch_passes_names_the_patches_scored_and_the_best_score
     (lambda o: o['synthesize'].update(guidance_scale=4.0),
      'option synthesize.guidance_scale: 4.0 needs an unconditional class, and the pixel UNet has none'),
     (lambda o: o['synthesize'].update(sampler='euler'),
-     "option synthesize.sampler: expected one of ('ddim', 'ddpm'), got 'euler'")])
-def test_bad_guidance_options_stop_before_any_stage(photo_dir, tmp_path, change, message):
+     "option synthesize.sampler: expected one of ('ddim', 'ddpm'), got 'euler'"),
+    (lambda o: o['synthesize'].update(per_class=0), 'option synthesize.per_class: expected an integer >= 1, got 0'),
+    (lambda o: o['synthesize'].update(per_class='two'), "option synthesize.per_class: expected an integer >= 1, got 'two'"),
+    (lambda o: o['synthesize'].update(budget_percent=-1),
+     "option synthesize.budget_percent: expected a number > 0 (a share of the pool's pixels), got -1")])
+def test_bad_guidance_sampler_and_budget_options_stop_before_any_stage(photo_dir, tmp_path, change, message):
     opt = tiny_options(photo_dir, tmp_path / 'out', mode='noise')
     change(opt)
     with pytest.raises(SRDistillError, match=re.escape(message)):
