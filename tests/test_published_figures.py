@@ -1,0 +1,29 @@
+"""Every figure of the README's headline table is in the results file its row links to (the file is the source)."""
+import re
+
+from .conftest import ROOT
+
+DECIMAL = re.compile(r'(?<![\d.])\d+\.\d+(?![\d.])')
+
+
+def headline_rows() -> list[tuple[str, str, str]]:
+    """``(what, ours, linked file)`` of each row of the README's headline table."""
+    text = (ROOT / 'README.md').read_text()
+    table = text.split('## What it does, measured')[1].split('\n\n![')[0]
+    rows = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        if len(cells) == 4 and cells[0] not in ('what', '---'):
+            link = re.search(r'\]\(([^)#]+)\)', cells[3])
+            rows.append((cells[0], cells[1], link.group(1) if link else ''))
+    return rows
+
+
+def test_every_headline_figure_is_in_the_file_its_row_links_to():
+    rows = headline_rows()
+    assert 5 <= len(rows) <= 10
+    missing = []
+    for what, ours, link in rows:
+        source = (ROOT / link).read_text()
+        missing += [f'{what}: {figure} not in {link}' for figure in DECIMAL.findall(ours) if figure not in source]
+    assert missing == []
