@@ -125,3 +125,22 @@ def test_cli_refuses_a_malicious_pretrained_network(malicious):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith(f'error: {path}: {REFUSAL} ')
     assert not marker.exists()
+
+
+class _System:
+    def __reduce__(self):
+        import os
+        return (os.system, ('echo this must never run',))
+
+
+def test_a_pickle_calling_a_blocked_module_gets_the_projects_refusal_never_torchs_advice(tmp_path):
+    from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
+
+    path = tmp_path / 'system.pth'
+    torch.save({'params': _System()}, path)
+    with pytest.raises(UnsafeCheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert message.startswith(f'{path}: refused to load: its pickle asks for posix.system') or \
+        message.startswith(f'{path}: refused to load: its pickle asks for nt.system')
+    assert 'weights_only' not in message

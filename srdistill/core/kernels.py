@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import SRDistillError
+from .errors import SRDistillError, first_line
 from .matlab_resize import matlab_resize
 
 KERNEL_SUFFIXES = ('.mat', '.npy', '.txt')
@@ -102,8 +102,8 @@ def load_kernel(path: str | Path) -> np.ndarray:
             kernel = np.load(path)
         else:
             kernel = np.loadtxt(path, ndmin=2)
-    except (ValueError, OSError, TypeError) as err:
-        raise SRDistillError(f'{path}: cannot read a kernel ({err})') from err
+    except Exception as err:  # numpy's and scipy's readers fail on a foreign or truncated file in many ways
+        raise SRDistillError(f'{path}: cannot read a kernel ({first_line(err)})') from err
     return check_kernel(kernel, str(path))
 
 

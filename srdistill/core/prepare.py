@@ -32,6 +32,10 @@ class PrepareOptions:
     def validate(self) -> None:
         for s in self.scales:
             check_scale(s, '--scales')
+        for name, value in (('crop_size', self.crop_size), ('step', self.step), ('thresh_size', self.thresh_size),
+                            ('min_size', self.min_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SRDistillError(f'option {name}: expected an integer >= 0, got {value!r}')
         if self.crop_size:
             if self.crop_size % math.lcm(*self.scales):
                 raise SRDistillError(f'option crop_size: {self.crop_size} is not a multiple of every scale {self.scales}')
@@ -90,6 +94,8 @@ def prepare_lmdbs(input_dir: str | Path, output_dir: str | Path, opts: PrepareOp
     if skip_bad:
         files = readable_images(files, opts.min_size)
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise SRDistillError(f'{output_dir}: exists and is not a folder (--output names the folder of the LMDBs)')
     names = {'HR': output_dir / 'HR.lmdb', **{f'X{s}': output_dir / f'LR_bicubic_X{s}.lmdb' for s in opts.scales}}
     if not overwrite:
         done = [str(p) for p in names.values() if p.exists()]

@@ -16,7 +16,7 @@ import torch
 
 from .errors import SRDistillError
 
-_REFUSED_GLOBAL = re.compile(r'GLOBAL (\S+) was not an allowed global')
+_REFUSED_GLOBAL = re.compile(r'GLOBAL (\S+) (?:was not an allowed global|whose module \S+ is blocked)')
 _REFUSALS = ('Can only build', 'Trying to call reduce', 'Unsupported global')  # code it would build or call
 
 

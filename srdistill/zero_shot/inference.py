@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -128,6 +129,9 @@ def estimated_kernels(args: argparse.Namespace, lq_paths: list[Path], kernel_dir
 
 def main(argv: list[str] | None = None) -> dict:
     args = resolve_model(parse_args(argv))
+    for option, value, low in (('--threads', args.threads, 1), ('--estimate-iters', args.estimate_iters, 1)):
+        if value is not None and value < low:
+            raise SRDistillError(f'option {option}: expected an integer >= {low}, got {value}')
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.scale not in (2, 3, 4):
@@ -135,6 +139,17 @@ def main(argv: list[str] | None = None) -> dict:
     if args.steps < 0:
         raise SRDistillError(f'option --steps: must be >= 0, got {args.steps}')
     out = Path(args.output)
+    made = not out.exists()
+    try:
+        return super_resolve(args, out)
+    except BaseException:
+        if made and out.is_dir():  # a failed run leaves no folder of its own behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def super_resolve(args: argparse.Namespace, out: Path) -> dict:
+    """Check every input, then adapt and super-resolve each LR image into ``out``; the summary written last."""
     net = load_model(args.model, args.scale)  # what can fail quickly fails before any estimation or adaptation
     lq_paths = lr_image_paths(args.input)
     gt_paths = paired_hr_paths(lq_paths, args.gt, args.filename_tmpl, args.scale)

@@ -9,6 +9,7 @@ import argparse
 import os
 
 from srdistill.cli import run_cli
+from srdistill.core.errors import SRDistillError
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill.core.sample_images import export_skimage_photos
 
@@ -28,10 +29,13 @@ def prepare() -> None:
     args = parser.parse_args()
 
     input_dir = args.input or os.path.join(args.output, 'HR_images')
-    if args.skimage:
-        export_skimage_photos(input_dir)
     opts = PrepareOptions(crop_size=args.crop_size, step=args.step or args.crop_size // 2,
                           thresh_size=args.thresh_size, scales=tuple(args.scales), min_size=args.min_size)
+    opts.validate()  # before anything is written
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise SRDistillError(f'{args.output}: exists and is not a folder (--output names the folder of the LMDBs)')
+    if args.skimage:
+        export_skimage_photos(input_dir)
     for key, path in prepare_lmdbs(input_dir, args.output, opts, overwrite=args.overwrite).items():
         print(f'{key}: {path}')
 

@@ -321,12 +321,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def check_args(args: argparse.Namespace) -> None:
+    """Options that would make a smoke run pass without running anything, or fail later."""
+    if args.iters < 1:
+        raise SRDistillError(f'option --iters: expected an integer >= 1, got {args.iters}')
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():
             raise SRDistillError('--device cuda: torch sees no CUDA device on this machine')
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    run_cli(lambda: check_args(args))
     if args.one:
         work = Path(args.work).resolve()
         try:

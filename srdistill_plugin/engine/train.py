@@ -155,6 +155,10 @@ def check_train_options(opt: dict) -> None:
         hint = ' (YAML and --force_yml read 1e-4 as text: write !!float 1e-4 or 0.0001)' if text else ''
         raise SRDistillError(f'option {option}: expected {"an integer" if kinds == (int, ) else "a number"}, got '
                              f'{value!r}{hint}')
+    total = train.get('total_iter')
+    if isinstance(total, int) and not isinstance(total, bool) and total < 1:
+        raise SRDistillError(f'option train.total_iter: expected an integer >= 1, got {total} (a run of no iterations '
+                             'would save untrained weights as net_g_latest.pth)')
     check_cosine_periods(train)
 
 
