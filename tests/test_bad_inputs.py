@@ -66,3 +66,15 @@ def test_smoke_of_no_iterations_is_refused():
     proc = run_tool('tools/smoke.py', '--iters', '-1', check=False)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
         'error: option --iters: expected an integer >= 1, got -1')
+
+
+def test_the_zero_shot_dataset_reads_kernels_and_never_estimates_them(tmp_path):
+    from basicsr.data import build_dataset
+
+    from srdistill.core.errors import SRDistillError
+
+    with pytest.raises(SRDistillError, match='option datasets.photos.kernel: give kernel_dir or kernel_file; to '
+                                             'estimate the kernels first run python tools/estimate_kernel.py'):
+        build_dataset({'name': 'photos', 'type': 'ZeroShotLRDataset', 'dataroot_lq': str(SET5 / 'HR'), 'scale': 2,
+                       'kernel': 'estimate', 'kernel_dir': str(tmp_path / 'kernels'), 'phase': 'val'})
+    assert not (tmp_path / 'kernels').exists()

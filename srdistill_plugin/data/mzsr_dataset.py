@@ -147,18 +147,6 @@ class KernelDegradedDataset(data.Dataset):
                 'gt_path': self.source.paths[index]}
 
 
-def _estimate_kernels(opt: dict, scale: int, name: str) -> None:
-    from srdistill.core.kernel_estimation import KernelGANConfig, estimate_kernels
-
-    if not opt.get('kernel_dir') or opt.get('kernel_file'):
-        raise SRDistillError(f'dataset {name}: kernel: estimate needs kernel_dir (where the estimated kernels go)')
-    settings = dict(opt.get('kernel_estimation') or {})
-    unknown = sorted(set(settings) - set(KernelGANConfig.__dataclass_fields__))
-    if unknown:
-        raise SRDistillError(f'option datasets.{name}.kernel_estimation: unknown option(s) {unknown}')
-    estimate_kernels(opt['dataroot_lq'], opt['kernel_dir'], scale, KernelGANConfig(**settings))
-
-
 @DATASET_REGISTRY.register()
 class ZeroShotLRDataset(data.Dataset):
     """Given LR images (real zero-shot use), each with its blur kernel; HR optional (metrics only where it exists).
@@ -167,9 +155,8 @@ class ZeroShotLRDataset(data.Dataset):
     ``kernel_dir`` (``<LR stem>.mat|.npy|.txt``), ``downsample`` (direct), and optionally ``dataroot_gt`` with
     ``filename_tmpl`` ('{}': the LR stem is ``filename_tmpl.format(<HR stem>)``). Every kernel and every HR size
     (mod-cropped HR = LR x scale) is checked when the dataset is built, before any adaptation starts.
-    ``kernel: estimate`` (with ``kernel_dir``): no kernel files needed - each image's kernel is estimated from the
-    image itself (KernelGAN-style, ``kernel_estimation: {max_iters: ..., seed: ...}``) into ``kernel_dir`` when the
-    dataset is built; kernels already there from the same settings are reused.
+    The dataset reads kernels only: ``tools/estimate_kernel.py`` (or ``srdistill-zeroshot --kernel estimate``)
+    estimates them into a folder first.
     """
 
     def __init__(self, opt: dict):
@@ -182,10 +169,10 @@ class ZeroShotLRDataset(data.Dataset):
         # HR checks first: they are cheap, the estimation is not
         self.gt_paths = paired_hr_paths(self.lq_paths, opt.get('dataroot_gt'), opt.get('filename_tmpl', '{}'),
                                         self.scale)
-        if opt.get('kernel') == 'estimate':
-            _estimate_kernels(opt, self.scale, name)
-        elif opt.get('kernel'):
-            raise SRDistillError(f"option datasets.{name}.kernel: only 'estimate' is accepted here, got {opt['kernel']!r}")
+        if opt.get('kernel'):  # a dataset reads kernels; estimating them is a step of its own
+            raise SRDistillError(f'option datasets.{name}.kernel: give kernel_dir or kernel_file; to estimate the '
+                                 'kernels first run python tools/estimate_kernel.py --input LR_DIR --output K_DIR '
+                                 '(then kernel_dir: K_DIR), or srdistill-zeroshot --kernel estimate')
         given = [k for k in ('kernel_file', 'kernel_dir') if opt.get(k)]
         if len(given) != 1:
             raise SRDistillError(f'dataset {name}: give exactly one of kernel_file, kernel_dir (got {given or "none"})')
