@@ -39,7 +39,7 @@ def cells(s: dict | None) -> str:
 
 
 def targets(official: dict, zssr: dict) -> list[str]:
-    """Issue 23's targets on the official start, each with its margin."""
+    """The official start's targets, each with its margin."""
     out = []
     gd = official.get('Set5/gd2.0', {})
     if 'mzsr1' in gd:
@@ -117,7 +117,7 @@ def main() -> None:
                 f'"–": not run. Sources: '
                 f'`benchmarks/results/mzsr_adaptation_{args.own}.md` (own start) and '
                 f'`benchmarks/results/mzsr_adaptation_{args.official}.md` (official start), where the training of '
-                f'each model is stated.\n\n' + '\n'.join(lines) + '\n\n## Targets (issue 23)\n'
+                f'each model is stated.\n\n' + '\n'.join(lines) + '\n\n## Targets\n'
                 + '\n'.join(f'- {line}' for line in targets(starts['official'], zssr)) + '\n\n## Why\n'
                 + '\n'.join(f'- {line}' for line in analysis(own, official) if line) + '\n'
                 + ''.join(f'\n{name} start: {text}\n' for name, text in how.items() if text))

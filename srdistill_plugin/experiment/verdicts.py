@@ -224,7 +224,7 @@ def budget_reaching(curve: dict[float, float], level: float) -> float | None:
 
 
 def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[str]:
-    """Issue 22's targets on the default arm, one line each (best-on-validation checkpoints, mean of seeds and of
+    """The distillation study's targets on the default arm, one line each (best-on-validation checkpoints, mean of seeds and of
     every family's draws)."""
     default = exp['default_arm']
     vs_random = default != 'random_real'  # random_real read against itself would be vacuous
