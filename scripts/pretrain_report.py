@@ -3,6 +3,7 @@ run left: its logs in the committed resume folder (iterations, learning rate, he
 and the throughput measured before it started::
 
     python scripts/pretrain_report.py --throughput        # measure s/iteration per patch and batch size (minutes)
+    python scripts/pretrain_report.py --anchors datasets/mzsr_pool/heldout/HR.lmdb --official OFFICIAL.pth
     python scripts/pretrain_report.py                     # write benchmarks/results/mzsr_pretrain_long/README.md
 """
 from __future__ import annotations
@@ -50,6 +51,35 @@ def measure_throughput(threads: tuple[int, ...] = (1, 2), repeats: int = 3) -> l
     return rows
 
 
+def heldout_psnr(lmdb: Path, weights: Path | None = None) -> float:
+    """Mean PSNR on the held-out photographs, as the validation measures: plain bicubic upsampling, or ``weights``
+    (an MZSRNet x2 ``{'params': ...}`` file)."""
+    from srdistill.core.degradations import bicubic_downscale, bicubic_upscale, mod_crop
+    from srdistill.core.imageio import to_uint8
+    from srdistill.core.official_psnr import psnr_y8
+    from srdistill.core.safe_load import load_checkpoint
+    from srdistill.core.zero_shot_inputs import to_image, to_tensor
+    from srdistill_plugin.data.hr_source import HRImageSource
+
+    net = None
+    if weights is not None:
+        net = MZSRNet()
+        net.load_state_dict(load_checkpoint(weights)['params'])
+        net.eval()
+    source = HRImageSource(lmdb, {'type': 'lmdb'})
+    scores = []
+    for i in range(len(source)):
+        hr = mod_crop(source.read(i), 2)
+        lr = bicubic_downscale(hr, 2)
+        if net is None:
+            sr = to_uint8(bicubic_upscale(lr, 2))
+        else:
+            with torch.no_grad():
+                sr = to_image(net(to_tensor(lr)[None]))
+        scores.append(psnr_y8(sr, to_uint8(hr), 2))
+    return sum(scores) / len(scores)
+
+
 def log_rows(logs: list[Path]) -> dict[int, dict]:
     """``{iteration: {'lr', 'loss'}}`` from BasicSR's training log lines."""
     rows = {}
@@ -84,6 +114,12 @@ def render(study: Path) -> str:
              'OMP_NUM_THREADS=2 python tools/train.py -opt options/mzsr_pretrain_x2_long.yml --auto_resume',
              'python scripts/resume_state.py save --name MZSR_pretrain_x2_long --to benchmarks/results/mzsr_pretrain_long/resume',
              '```', '']
+    anchors = study / 'heldout_anchors.json'
+    if anchors.is_file():
+        data = json.loads(anchors.read_text())
+        lines += [f'On the same photographs: bicubic upsampling {data["bicubic"]:.2f} dB'
+                  + (f', the official MZSR pretrained network (800,000 GPU iterations on DIV2K) {data["official"]:.2f} dB'
+                     if 'official' in data else '') + '.', '']
     if curve:
         lines += ['| iteration | held-out PSNR (dB) |', '|---|---|']
         lines += [f'| {it:,} | {curve[it]:.2f} |' for it in sorted(curve)]
@@ -108,7 +144,17 @@ def render(study: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--throughput', action='store_true', help='measure s/iteration first (minutes)')
+    parser.add_argument('--anchors', default=None, metavar='LMDB',
+                        help='score bicubic (and --official) on the held-out LMDB first '
+                             '(datasets/mzsr_pool/heldout/HR.lmdb)')
+    parser.add_argument('--official', default=None, metavar='PTH',
+                        help='the converted official pretrained network (scripts/convert_official_mzsr.py)')
     args = parser.parse_args()
+    if args.anchors:
+        anchors = {'bicubic': heldout_psnr(Path(args.anchors))}
+        if args.official:
+            anchors['official'] = heldout_psnr(Path(args.anchors), Path(args.official))
+        atomic_write_text(STUDY / 'heldout_anchors.json', json.dumps(anchors, indent=1))
     if args.throughput:
         import platform
 
