@@ -3,6 +3,7 @@ one line on stderr and exit status 2."""
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import signal
 import sys
@@ -45,5 +46,5 @@ def check_options_file(argv: list[str]) -> None:
         return
     opt = read_options(argv[argv.index('-opt') + 1])
     if '--force_yml' in argv:
-        entries = [a for a in argv[argv.index('--force_yml') + 1:] if not a.startswith('-')]
+        entries = list(itertools.takewhile(lambda a: not a.startswith('-'), argv[argv.index('--force_yml') + 1:]))
         check_force_yml(opt, entries)

@@ -236,3 +236,11 @@ def test_bad_options_files_are_one_line_naming_file_and_line(tmp_path, tool, tex
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith('error: ') and message in line, line
+
+
+def test_force_yml_entries_end_at_the_next_flag():
+    from srdistill.cli import check_options_file
+
+    path = ROOT / 'options' / 'mzsr_pretrain_x2_cpu.yml'
+    check_options_file(['-opt', str(path), '--force_yml', 'train:total_iter=6', '--launcher', 'pytorch'])
+    check_options_file(['-opt', str(path), '--auto_resume', '--force_yml', 'name=x', 'train:total_iter=6'])

@@ -233,7 +233,8 @@ def check_distill_options(opt: dict) -> None:
     noise_sigma(syn)
     strength(syn)
     _integer(syn, 'steps', 'synthesize.steps', 10)
-    _integer(syn, 'per_class', 'synthesize.per_class', 16)  # images (patches) per pseudo-class
+    if syn.get('per_class') is not None:  # images (patches) per pseudo-class
+        _integer(syn, 'per_class', 'synthesize.per_class', 16)
     if syn.get('budget_percent') is not None and (not _number(syn['budget_percent']) or syn['budget_percent'] <= 0):
         raise SRDistillError(f'option synthesize.budget_percent: expected a number > 0 (a share of the pool\'s '
                              f'pixels), got {syn["budget_percent"]!r}')
