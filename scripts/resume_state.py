@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from srdistill.cli import run_cli
+from srdistill.core.atomic_io import atomic_write_text
 from srdistill.core.errors import SRDistillError
 from srdistill_plugin.engine.train import NETWORK_RECORD
 
@@ -39,9 +40,11 @@ def save(experiment: Path, store: Path) -> str:
         raise SRDistillError(f'{net}: the network of training state {it} is missing')
     copy_atomic(experiment / 'training_states' / f'{it}.state', store / f'{it}.state')
     copy_atomic(net, store / net.name)
-    for extra in [experiment / NETWORK_RECORD, *experiment.glob('train_*.log')]:
-        if extra.is_file():
-            copy_atomic(extra, store / extra.name)
+    if (experiment / NETWORK_RECORD).is_file():
+        copy_atomic(experiment / NETWORK_RECORD, store / NETWORK_RECORD)
+    root = str(Path.cwd().resolve())
+    for log in experiment.glob('train_*.log'):  # kept with paths relative to the repository
+        atomic_write_text(store / log.name, log.read_text().replace(f'{root}/', '').replace(root, '.'))
     for old in [*store.glob('*.state'), *store.glob('net_g_*.pth')]:
         if old.stem not in (str(it), f'net_g_{it}'):
             old.unlink()
