@@ -423,3 +423,16 @@ def test_per_patch_classes_refuse_the_modes_that_need_every_pool_image_classifie
     opt['categorize']['by'] = 'patch'
     with pytest.raises(SRDistillError, match="option categorize.by: patch gives classes to the kept patches only"):
         DistillRun(opt, root=tmp_path / 'fresh')
+
+
+def test_difffit_on_a_model_without_transformer_blocks_is_refused_at_start(tiny_latent_models, photo_dir, tmp_path):
+    opt = tiny_options(photo_dir, tmp_path / 'out')
+    opt['finetune']['network_g'] = {'type': 'LatentClassConditionalDenoiser', 'vae_dir': str(tiny_latent_models / 'vae'),
+                                    'denoiser_dir': str(tiny_latent_models / 'sd_unet'), 'difffit': True}
+    with pytest.raises(SRDistillError, match='option finetune.network_g.difffit: DiffFit fine-tunes a DiT .*; the '
+                                             'denoiser is UNet2DConditionModel'):
+        DistillRun(opt, root=tmp_path / 'fresh')
+    opt['finetune']['network_g'] = {'difffit': True}
+    with pytest.raises(SRDistillError, match='the denoiser is the pixel UNet'):
+        DistillRun(opt, root=tmp_path / 'fresh')
+    assert not (tmp_path / 'fresh').exists()

@@ -112,10 +112,16 @@ class DistillRun:
         """The pretrained models named in ``finetune.network_g`` must be local diffusers folders or hub ids (their
         configs are read now, from the hub's cache when offline, so a missing model stops the run at start)."""
         network = (self.opt.get('finetune') or {}).get('network_g') or {}
+        configs = {}
         for key in ('vae_dir', 'decode_vae_dir', 'denoiser_dir'):
             if network.get(key):
                 local = self.root / network[key]
-                diffusers_config(str(local) if local.exists() else network[key], f'finetune.network_g.{key}')
+                configs[key] = diffusers_config(str(local) if local.exists() else network[key],
+                                                f'finetune.network_g.{key}')
+        denoiser = configs.get('denoiser_dir', {}).get('_class_name')
+        if network.get('difffit') and denoiser != 'Transformer2DModel':
+            raise SRDistillError(f'option finetune.network_g.difffit: DiffFit fine-tunes a DiT (transformer blocks '
+                                 f'with scales); the denoiser is {denoiser or network.get("type", "the pixel UNet")}')
 
     def manifest(self, stage: str) -> Path:
         return self.stage_dir / f'{stage}.json'
