@@ -436,3 +436,17 @@ def test_difffit_on_a_model_without_transformer_blocks_is_refused_at_start(tiny_
     with pytest.raises(SRDistillError, match='the denoiser is the pixel UNet'):
         DistillRun(opt, root=tmp_path / 'fresh')
     assert not (tmp_path / 'fresh').exists()
+
+
+def test_guidance_on_a_tiny_dit_uses_its_null_class_the_official_way(tiny_latent_models):
+    from srdistill.core.synthesis import guided_noise
+    from srdistill_plugin.archs.latent_diffusion_arch import LatentClassConditionalDenoiser
+
+    net = LatentClassConditionalDenoiser(str(tiny_latent_models / 'vae'), str(tiny_latent_models / 'dit'),
+                                         num_classes=3, sample_size=32).eval()
+    assert net.null_class == 10  # DiT's dropped-label row, after its 10 classes
+    z, t, c = torch.randn(2, 4, 16, 16), torch.tensor([10, 500]), torch.tensor([0, 2])
+    with torch.no_grad():
+        eps_c, eps_null = net(z, t, c), net(z, t, torch.tensor([10, 10]))
+        assert torch.allclose(guided_noise(net, z, t, c, 1.), eps_c)
+        assert torch.allclose(guided_noise(net, z, t, c, 4.), eps_null + 4 * (eps_c - eps_null), atol=1e-5)
