@@ -78,3 +78,10 @@ def test_the_zero_shot_dataset_reads_kernels_and_never_estimates_them(tmp_path):
         build_dataset({'name': 'photos', 'type': 'ZeroShotLRDataset', 'dataroot_lq': str(SET5 / 'HR'), 'scale': 2,
                        'kernel': 'estimate', 'kernel_dir': str(tmp_path / 'kernels'), 'phase': 'val'})
     assert not (tmp_path / 'kernels').exists()
+
+
+def test_the_commands_estimation_default_is_the_estimators():
+    from srdistill.core.kernel_estimation import KernelGANConfig
+    from srdistill.zero_shot.inference import KERNELGAN_ITERS
+
+    assert KERNELGAN_ITERS == KernelGANConfig.max_iters
