@@ -39,12 +39,14 @@ def run_cli(main: Callable[[], object]) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def check_options_file(argv: list[str]) -> None:
+def check_options_file(argv: list[str]) -> dict | None:
     """The ``-opt`` file of a BasicSR command: it exists and parses, and every ``--force_yml`` entry fits it (BasicSR
-    reads a missing path as YAML text and fails deep inside, and a syntax error or a bad entry is a traceback)."""
+    reads a missing path as YAML text and fails deep inside, and a syntax error or a bad entry is a traceback).
+    Returns the file's options as written (``None`` without ``-opt``)."""
     if '-opt' not in argv[:-1]:
-        return
+        return None
     opt = read_options(argv[argv.index('-opt') + 1])
     if '--force_yml' in argv:
         entries = list(itertools.takewhile(lambda a: not a.startswith('-'), argv[argv.index('--force_yml') + 1:]))
         check_force_yml(opt, entries)
+    return opt

@@ -71,6 +71,7 @@ def test_smoke_of_no_iterations_is_refused():
 def test_the_zero_shot_dataset_reads_kernels_and_never_estimates_them(tmp_path):
     from basicsr.data import build_dataset
 
+    import srdistill_plugin  # noqa: F401  (registers the plugin's datasets)
     from srdistill.core.errors import SRDistillError
 
     with pytest.raises(SRDistillError, match='option datasets.photos.kernel: give kernel_dir or kernel_file; to '
@@ -85,3 +86,127 @@ def test_the_commands_estimation_default_is_the_estimators():
     from srdistill.zero_shot.inference import KERNELGAN_ITERS
 
     assert KERNELGAN_ITERS == KernelGANConfig.max_iters
+
+
+def parsed_options(path: str) -> dict:
+    """An options file as BasicSR's parser leaves it (the keys it sets added)."""
+    opt = yaml.safe_load((ROOT / path).read_text())
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False, root_path=str(ROOT))
+    for phase, dataset in opt['datasets'].items():
+        dataset.update(phase=phase.split('_')[0], scale=opt['scale'])
+    return opt
+
+
+def setter(path: str, value):
+    """A change to the options: set the dotted ``path`` (a leading ``-`` renames the last key to ``value``)."""
+    def change(opt: dict) -> None:
+        *parents, last = path.lstrip('-').split('.')
+        node = opt
+        for key in parents:
+            node = node[key]
+        if path.startswith('-'):
+            node[value] = node.pop(last)
+        else:
+            node[last] = value
+    return change
+
+
+@pytest.mark.parametrize('change, message', [
+    (setter('train.totl_iter', 5), "option train.totl_iter: unknown (did you mean 'total_iter'?)"),
+    (setter('-datasets', 'datsets'), "option datsets: unknown (did you mean 'datasets'?)"),
+    (setter('-val', 'valid'), "option valid: unknown (did you mean 'val'?)"),
+    (setter('datasets.train.dataroot_gtt', 'x'), "option datasets.train.dataroot_gtt: unknown (did you mean "
+                                                 "'dataroot_gt'?)"),
+    (setter('datasets.train.batch_size_per_gpu', 'two'),
+     "option datasets.train.batch_size_per_gpu: expected an integer >= 1, got 'two'"),
+    (setter('datasets.train.gt_size', 'big'), "option datasets.train.gt_size: expected an integer >= 1, got 'big'"),
+    (setter('datasets.train.num_worker_per_gpu', -1),
+     'option datasets.train.num_worker_per_gpu: expected an integer >= 0, got -1'),
+    (setter('datasets.train.support', 'hr'), "option datasets.train.support: expected one of ['lr_hr', 'son_lr'], "
+                                             "got 'hr'"),
+    (setter('scale', 'four'), "option scale: expected an integer >= 1, got 'four'"),
+    (setter('model_type', 'MZSRModle'), "option model_type: 'MZSRModle' is not a registered model (did you mean "
+                                        "'MZSRModel'?)"),
+    (setter('network_g.type', 'MZSRNett'), "option network_g.type: 'MZSRNett' is not a registered arch (did you "
+                                           "mean 'MZSRNet'?)"),
+    (setter('network_g.num_fet', 32), "option network_g.num_fet: unknown (did you mean 'num_feat'?)"),
+    (setter('train.optim_g.type', 'Adamm'), "option train.optim_g.type: expected one of ['Adam', 'AdamW', 'Adamax', "
+                                            "'SGD', 'ASGD', 'RMSprop', 'Rprop'] (BasicSR's optimizers), got 'Adamm'"),
+    (setter('train.optim_g.beta', [0.9, 0.99]), "option train.optim_g.beta: unknown (did you mean 'betas'?)"),
+    (setter('train.scheduler.milestone', [5]), "option train.scheduler.milestone: unknown (did you mean "
+                                               "'milestones'?)"),
+    (setter('train.pixel_opt.type', 'L1Los'), "option train.pixel_opt.type: 'L1Los' is not a registered loss (did "
+                                              "you mean 'L1Loss'?)"),
+    (setter('train.meta.inner_steps', 0), 'option train.meta.inner_steps: expected an integer >= 1, got 0'),
+    (setter('train.meta.loss_weight', 'uniform'), "option train.meta.loss_weight: unknown (did you mean "
+                                                  "'loss_weights'?)"),
+    (setter('val.metrics.psnr.type', 'calculate_psnrr'), "option val.metrics.psnr.type: 'calculate_psnrr' is not a "
+                                                         "registered metric (did you mean 'calculate_psnr'?)"),
+    (setter('val.adaptation.stepz', 3), "option val.adaptation.stepz: unknown (did you mean 'steps'?)"),
+    (setter('val.val_freq', 0), 'option val.val_freq: expected a number > 0, got 0'),
+    (setter('logger.print_freq', -1), 'option logger.print_freq: expected an integer >= 1, got -1'),
+    (setter('path.param_key_g', 'parms'), "option path.param_key_g: 'parms' is not a key BasicSR writes (did you "
+                                          "mean 'params'?)"),
+])
+def test_the_basicsr_schema_names_the_bad_option(change, message):
+    import srdistill_plugin  # noqa: F401  (registers the plugin's types)
+    from srdistill.core.errors import SRDistillError
+    from srdistill_plugin.engine.option_schema import check_basicsr_options
+
+    opt = parsed_options('options/mzsr_meta_x2_cpu.yml')
+    check_basicsr_options(opt)
+    change(opt)
+    with pytest.raises(SRDistillError) as info:
+        check_basicsr_options(opt)
+    assert str(info.value) == message
+
+
+def test_the_shipped_basicsr_options_fit_the_schema():
+    from srdistill_plugin.engine.option_schema import check_basicsr_options
+
+    files = sorted(p for p in (ROOT / 'options').rglob('*.yml') if 'model_type' in p.read_text())
+    assert len(files) >= 20
+    for path in files:
+        check_basicsr_options(parsed_options(str(path.relative_to(ROOT))))
+
+
+def test_a_users_own_types_may_read_keys_the_plugin_does_not_know():
+    import torch
+    from basicsr.models.sr_model import SRModel
+    from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
+
+    from srdistill.core.errors import SRDistillError
+    from srdistill_plugin.engine.option_schema import check_basicsr_options
+
+    class UsersOwnModel(SRModel):
+        pass
+
+    class UsersOwnDataset(torch.utils.data.Dataset):
+        pass
+
+    for registry, cls in ((MODEL_REGISTRY, UsersOwnModel), (DATASET_REGISTRY, UsersOwnDataset)):
+        if cls.__name__ not in registry:
+            registry.register(cls)
+    opt = parsed_options('options/mzsr_pretrain_x2_cpu.yml')
+    opt.update(model_type='UsersOwnModel', tile={'size': 64})
+    opt['train']['my_warmup'] = 3
+    opt['datasets']['train'].update(type='UsersOwnDataset', my_crop='random')
+    check_basicsr_options(opt)
+    opt['train']['total_iter'] = 'many'  # the keys BasicSR documents are still checked
+    with pytest.raises(SRDistillError, match="option train.total_iter: expected an integer >= 1, got 'many'"):
+        check_basicsr_options(opt)
+
+
+@pytest.mark.parametrize('tool, options, change, message', [
+    ('tools/train.py', 'options/mzsr_pretrain_x2_cpu.yml', setter('-datasets', 'datsets'),
+     "error: option datsets: unknown (did you mean 'datasets'?)"),
+    ('tools/test.py', 'options/test/mzsr_x2_gd2.0.yml', setter('val.metrics.psnr.crop_bordr', 2),
+     "error: option val.metrics.psnr.crop_bordr: unknown (did you mean 'crop_border'?)"),
+])
+def test_train_and_test_commands_stop_on_a_bad_option_before_any_work(tmp_path, tool, options, change, message):
+    opt = yaml.safe_load((ROOT / options).read_text())
+    change(opt)
+    (tmp_path / 'bad.yml').write_text(yaml.safe_dump(opt))
+    proc = run_tool(str(ROOT / tool), '-opt', str(tmp_path / 'bad.yml'), cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message], proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.yml']

@@ -3,6 +3,7 @@ fine-tuning through BasicSR (resumable), synthesis into a BasicSR LMDB, determin
 import gc
 import json
 import re
+from pathlib import Path
 import cv2
 import numpy as np
 import pytest
@@ -339,7 +340,13 @@ def test_a_threshold_no_patch_passes_names_the_patches_scored_and_the_best_score
     (lambda o: o['synthesize'].update(per_class=0), 'option synthesize.per_class: expected an integer >= 1, got 0'),
     (lambda o: o['synthesize'].update(per_class='two'), "option synthesize.per_class: expected an integer >= 1, got 'two'"),
     (lambda o: o['synthesize'].update(budget_percent=-1),
-     "option synthesize.budget_percent: expected a number > 0 (a share of the pool's pixels), got -1")])
+     "option synthesize.budget_percent: expected a number > 0 (a share of the pool's pixels), got -1"),
+    (lambda o: o['finetune']['train'].update(totl_iter=5),
+     "finetune (the BasicSR options of the fine-tuning): option train.totl_iter: unknown (did you mean "
+     "'total_iter'?)"),
+    (lambda o: o['finetune']['train']['optim_g'].update(lr='1e-4'),
+     "finetune (the BasicSR options of the fine-tuning): option train.optim_g.lr: expected a number > 0, got '1e-4'"),
+    (lambda o: o.update(output=str(next(Path(o['pool']).iterdir()))), 'exists and is not a folder')])
 def test_bad_guidance_sampler_and_budget_options_stop_before_any_stage(photo_dir, tmp_path, change, message):
     opt = tiny_options(photo_dir, tmp_path / 'out', mode='noise')
     change(opt)

@@ -201,6 +201,10 @@ def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_
     ({'pool': 'no/such/folder'}, 'option pool: '),
     ({'test_sets': ['no/Set5']}, 'option test_sets: '),
     ({'sr_train': {'total_iters': 10}}, "option sr_train: unknown keys ['total_iters']"),
+    ({'validaton': {'holdout_images': 2}}, "option validaton: unknown (did you mean 'validation'?)"),
+    ({'threads': 'one'}, "option threads: expected an integer >= 1, got 'one'"),
+    ({'students': {'EDSR': {'network_g': {**EDSR_TINY, 'num_fet': 8}}}},
+     "option students.EDSR.network_g.num_fet: unknown (did you mean 'num_feat'?)"),
     ({'sr_train': {'total_iter': 20, 'max_iter': 10}}, 'option sr_train.max_iter: expected an integer >= total_iter'),
 ])
 def test_bad_options_stop_before_any_work(photo_dir, tmp_path, change, message, monkeypatch, capsys):

@@ -1,5 +1,7 @@
 """MZSR/ZSSR on the papers' own protocol: the official LR construction, the paper's bicubic column, MATLAB bicubic,
 official meta-training tasks, MAML++ weights, ZSSR's protocol pieces, kernels as users have them, odd sizes."""
+import re
+
 import numpy as np
 import pytest
 import scipy.io
@@ -334,3 +336,17 @@ def test_one_checkpoint_for_every_kernel_is_chosen_on_the_held_out_mean():
                   'gd0.2': {800: row(30.5, 28.8), 1400: row(31.4, 29.2), 1600: row(31.0, 29.9)}}
     assert joint_choice_text(per_kernel, ['Set5', 'held-out photos'], 'mzsr1') == (
         'MZSR(1) averaged over gd2.0 / gd0.2: the held-out photos choose 800 (30.40 dB there); Set5 there 34.90 / 30.50')
+
+
+def test_adaptation_steps_and_zssr_iterations_show_on_a_progress_bar(capsys):
+    from srdistill.core.mzsr_net import MZSRNet
+    from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_train
+
+    net = MZSRNet(num_feat=4, num_layers=2, upscale=2)
+    lr_img, kernel = torch.rand(1, 3, 12, 12), torch.ones(3, 3) / 9
+    mzsr_adapt(net, lr_img, kernel, 2, 3, step_sizes=[1e-3] * 3, progress='photo')
+    zssr_train(net, lr_img, kernel, 2, ZSSRConfig(crop_size=8, max_iters=4, test_every=2), progress='ZSSR')
+    err = capsys.readouterr().err
+    assert re.search(r'photo: .*/3 ', err) and re.search(r'ZSSR: .*/4 ', err), err  # a bar of 3 steps, of 4 iterations
+    mzsr_adapt(net, lr_img, kernel, 2, 3, step_sizes=[1e-3] * 3)  # no label: no bar
+    assert capsys.readouterr().err == ''

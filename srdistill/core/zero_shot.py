@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from .errors import SRDistillError
 from .kernels import degrade, kernel_shift
@@ -40,10 +41,11 @@ def mzsr_step_sizes(steps: int, schedule: str = 'direct_x2') -> list[float]:
 
 def mzsr_adapt(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: int, steps: int,
                downsample: str = 'direct', step_sizes: list[float] | None = None,
-               schedule: str = 'direct_x2') -> tuple[nn.Module, float]:
+               schedule: str = 'direct_x2', progress: str | None = None) -> tuple[nn.Module, float]:
     """A copy of ``net`` adapted by ``steps`` plain SGD steps on (son -> LR); returns it and the adaptation time (s).
 
-    ``step_sizes`` overrides the official ``schedule`` (one learning rate per step).
+    ``step_sizes`` overrides the official ``schedule`` (one learning rate per step); ``progress`` (a label) shows the
+    steps on a progress bar when there are several.
     """
     sizes = list(step_sizes) if step_sizes is not None else mzsr_step_sizes(steps, schedule)
     if len(sizes) < steps:
@@ -52,7 +54,8 @@ def mzsr_adapt(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: in
     adapted = copy.deepcopy(net).train()
     if steps:
         son = degrade(lr, kernel, scale, downsample)
-        for step_size in sizes[:steps]:
+        for step_size in tqdm(sizes[:steps], desc=progress, unit='step', leave=False,
+                              disable=progress is None or steps < 2):
             adapted.zero_grad(set_to_none=True)
             F.l1_loss(adapted(son, lr.shape[-2:]), lr).backward()
             with torch.no_grad():
@@ -152,10 +155,11 @@ def zssr_on_plateau(steps: list[int], errors: list[float], change_ratio: float) 
 
 def zssr_train(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: int, cfg: ZSSRConfig,
                downsample: str = 'direct', seed: int = 0,
-               on_test: Callable[[int, nn.Module], None] | None = None) -> int:
+               on_test: Callable[[int, nn.Module], None] | None = None, progress: str | None = None) -> int:
     """Train ``net`` (freshly initialised) on one LR image as ZSSR does; return the iterations run.
 
-    ``on_test(iteration, net)`` is called at every reconstruction check (for PSNR-vs-steps curves).
+    ``on_test(iteration, net)`` is called at every reconstruction check (for PSNR-vs-steps curves); ``progress`` (a
+    label) shows the iterations on a progress bar.
     """
     rng = np.random.default_rng(seed)
     kernel = zssr_kernel(kernel, scale, cfg).to(lr)
@@ -164,7 +168,7 @@ def zssr_train(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: in
     son_full = degrade(lr, kernel, scale, downsample)
     last_change, it = 0, 0
     steps, errors = [], []
-    for it in range(cfg.max_iters):
+    for it in tqdm(range(cfg.max_iters), desc=progress, unit='it', leave=False, disable=progress is None):
         father = torch.from_numpy(zssr_father(lr_hwc, cfg, rng)).permute(2, 0, 1)[None].to(lr)
         son = degrade(father, kernel, scale, downsample)
         if cfg.noise_std:

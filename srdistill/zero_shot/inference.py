@@ -172,7 +172,7 @@ def super_resolve(args: argparse.Namespace, out: Path) -> dict:
     bar = tqdm(inputs, desc=f'MZSR({args.steps}) x{args.scale}', unit='img')
     for item in bar:
         adapted, seconds = mzsr_adapt(net, item.lq[None], item.kernel, args.scale, args.steps, args.downsample,
-                                      schedule=schedule)
+                                      schedule=schedule, progress=item.lq_path.stem)
         with torch.no_grad():  # channels-last convolutions: 15-20 % faster forward on the CPU (slower backward)
             adapted = adapted.to(memory_format=torch.channels_last)
             sr = to_image(adapted(item.lq[None].contiguous(memory_format=torch.channels_last)))

@@ -6,11 +6,14 @@ import sys
 
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
 from srdistill.cli import check_options_file, run_cli
+from srdistill_plugin.engine.option_schema import check_basicsr_options
 from srdistill_plugin.engine.test import test_pipeline
 
 
 def run_test(root: str) -> None:
-    check_options_file(sys.argv)
+    written = check_options_file(sys.argv)
+    if written is not None:  # as written, before BasicSR's parser reads (and fails on) a misspelled section
+        check_basicsr_options(written)
     test_pipeline(root)
 
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from numbers import Integral, Real
 
 import torch
 
 from srdistill.core.errors import SRDistillError
+from srdistill.core.option_schema import ANY, Section, check_options
 from srdistill.core.patch_selection import SelectionOptions
 from srdistill.core.precision import check_amp
 
@@ -32,31 +32,19 @@ SECTION_KEYS = {
 }
 
 
-def unknown_key(key: str, known: tuple[str, ...], where: str) -> SRDistillError:
-    """One line naming an unknown option and the nearest known one."""
-    near = difflib.get_close_matches(str(key), known, n=1)
-    hint = f'did you mean {near[0]!r}?' if near else f'known: {", ".join(known)}'
-    return SRDistillError(f'option {where}{key}: unknown ({hint})')
+def distill_schema(top_level: bool = True) -> Section:
+    """The keys of a distillation file (``top_level=False``: an experiment's ``distill`` block, whose top-level keys
+    the experiment sets)."""
+    sections = {name: Section({key: ANY for key in keys}) for name, keys in SECTION_KEYS.items() if '.' not in name}
+    sections['categorize'] = Section({**sections['categorize'].keys,
+                                      'clip': Section({key: ANY for key in SECTION_KEYS['categorize.clip']})})
+    return Section({**{key: ANY for key in TOP_KEYS}, **sections}, open=not top_level)
 
 
 def check_known_keys(opt: dict, top_level: bool = True) -> None:
     """Every key of a distillation file (or an experiment's ``distill`` block, ``top_level=False``) is one the
     stages read: a misspelled section or key stops the run at start instead of leaving its defaults in force."""
-    if top_level:
-        for key in opt:
-            if key not in TOP_KEYS:
-                raise unknown_key(key, TOP_KEYS, '')
-    for section, known in SECTION_KEYS.items():
-        node = opt
-        for part in section.split('.'):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is None:
-            continue
-        if not isinstance(node, dict):
-            raise SRDistillError(f'option {section}: expected a mapping of options, got {node!r}')
-        for key in node:
-            if key not in known:
-                raise unknown_key(key, known, f'{section}.')
+    check_options(distill_schema(top_level), opt)
 
 
 def _number(value) -> bool:

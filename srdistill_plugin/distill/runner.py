@@ -33,6 +33,7 @@ from tqdm import tqdm
 from srdistill.core.errors import SRDistillError
 from srdistill.core.features import HUB_PREFIX, ClipImageEncoder, cluster, colour_texture_descriptor
 from srdistill.core.hub import diffusers_config
+from srdistill.core.io_checks import check_can_create
 from srdistill.core.imageio import list_images, read_image, to_uint8
 from srdistill.core.lmdb_io import atomic_lmdb, estimate_map_size
 from srdistill.core.manifest import read_manifest, write_manifest
@@ -44,6 +45,7 @@ from srdistill.core.set_diagnostics import k_center_greedy, pairwise_distances
 from srdistill.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.engine.launch import exit_text, run_training
+from srdistill_plugin.engine.option_schema import check_basicsr_options
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
 from .options import (POOL_MODES, categorize_by, check_distill_options, class_budget, draw_seed, guidance_scale,
@@ -104,6 +106,8 @@ class DistillRun:
             raise SRDistillError(f'option pool: {opt["pool"]}: image folder does not exist (made by: {made_by})')
         self.device = synthesis_device(opt)
         self.check_model_folders()
+        self.check_finetune_options()
+        check_can_create(self.root / opt['output'], 'output')
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO,
                                       log_file=str(self.exp_dir / f'distill_{opt["name"]}_{get_time_str()}.log'))
@@ -267,10 +271,23 @@ class DistillRun:
         return value
 
     def finetune_options(self) -> dict:
-        ft = copy.deepcopy(self.opt.get('finetune', {}))
-        ft.pop('num_processes', None)
+        """The BasicSR options of the fine-tuning, for the selected patches and the pseudo-classes found."""
         categories = read_manifest(self.manifest('categorize'))
         patch = read_manifest(self.manifest('select'))['options']['patch_size']
+        return self.finetune_options_for(categories['num_classes'], patch)
+
+    def check_finetune_options(self) -> None:
+        """The fine-tuning's BasicSR options checked at start (the class count and patch size are placeholders)."""
+        if (self.opt.get('synthesize') or {}).get('mode', 'sdedit') in GENERATIVE_MODES:
+            options = self.finetune_options_for(1, set_patch_size(self.opt))
+            try:
+                check_basicsr_options({**options, 'train': options['train'] or {}})
+            except SRDistillError as err:
+                raise SRDistillError(f'finetune (the BasicSR options of the fine-tuning): {err}') from err
+
+    def finetune_options_for(self, num_classes: int, patch: int) -> dict:
+        ft = copy.deepcopy(self.opt.get('finetune', {}))
+        ft.pop('num_processes', None)
         opt = {'name': f'{self.opt["name"]}_finetune', 'model_type': 'DiffusionDistillModel',
                'num_gpu': self.opt.get('num_gpu', 0), 'manual_seed': self.seed,
                'diffusion': ft.pop('diffusion', {}),
@@ -279,12 +296,12 @@ class DistillRun:
                                       'prefetch_mode': None, 'dataset_enlarge_ratio': 1,
                                       **ft.pop('dataset', {'batch_size_per_gpu': 16})}},
                'network_g': {'type': 'ClassConditionalUNet', 'sample_size': patch,
-                             'num_classes': categories['num_classes'], **ft.pop('network_g', {})},
+                             'num_classes': num_classes, **ft.pop('network_g', {})},
                'path': {'experiments_root': str(self.exp_dir.resolve()), 'pretrain_network_g': None,
                         'resume_state': None, **ft.pop('path', {})},
                'logger': {'print_freq': 50, 'save_checkpoint_freq': 200, 'use_tb_logger': True,
                           'wandb': {'project': None}, **ft.pop('logger', {})}}
-        opt['train'] = ft.pop('train')
+        opt['train'] = ft.pop('train', None)
         if ft:
             raise SRDistillError(f'option finetune: unknown keys {sorted(ft)}')
         return opt

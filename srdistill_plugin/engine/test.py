@@ -16,6 +16,7 @@ from basicsr.utils.options import dict2str, parse_options
 
 from srdistill_plugin.engine.checkpoint_io import atomic_checkpoints
 from srdistill.core.errors import SRDistillError
+from srdistill_plugin.engine.option_schema import check_basicsr_options
 
 
 def check_test_weights(opt: dict) -> None:
@@ -37,6 +38,7 @@ def check_test_weights(opt: dict) -> None:
 def test_pipeline(root_path: str) -> dict[str, dict[str, float]]:
     """Evaluate ``network_g`` on every dataset of the options; return ``{dataset: {metric: value}}``."""
     opt, _ = parse_options(root_path, is_train=False)
+    check_basicsr_options(opt)
     check_test_weights(opt)
     torch.backends.cudnn.benchmark = True
     make_exp_dirs(opt)

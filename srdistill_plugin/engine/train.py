@@ -38,6 +38,8 @@ from srdistill.core.errors import SRDistillError, first_line
 from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
 from srdistill_plugin.samplers import build_sampler
 
+from .option_schema import check_basicsr_options
+
 from . import distributed
 
 
@@ -108,7 +110,6 @@ def load_resume_state(opt: dict) -> dict | None:
     return None
 
 
-RESUME_LR_CHOICES = ('state', 'options')
 _basicsr_resume_training = BaseModel.resume_training
 
 
@@ -139,27 +140,10 @@ def resume_training(model: BaseModel, resume_state: dict) -> None:
 
 
 def check_train_options(opt: dict) -> None:
-    """Numbers that YAML may have read as text (``1e-4`` without a dot or ``!!float`` is a string): name the option
-    at start instead of a TypeError inside the optimizer or the loop; ``train.resume_lr`` is one of its choices."""
-    train = opt.get('train') or {}
-    if train.get('resume_lr', 'state') not in RESUME_LR_CHOICES:
-        raise SRDistillError(f'option train.resume_lr: expected one of {list(RESUME_LR_CHOICES)}, got '
-                             f'{train["resume_lr"]!r}')
-    checks = [('train.total_iter', train.get('total_iter'), (int, ))]
-    checks += [(f'train.{name}.{key}', value[key], (int, float)) for name, value in optimizer_options(train)
-               for key in ('lr', 'weight_decay') if key in value]
-    for option, value, kinds in checks:
-        if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
-            continue
-        text = isinstance(value, str)
-        hint = ' (YAML and --force_yml read 1e-4 as text: write !!float 1e-4 or 0.0001)' if text else ''
-        raise SRDistillError(f'option {option}: expected {"an integer" if kinds == (int, ) else "a number"}, got '
-                             f'{value!r}{hint}')
-    total = train.get('total_iter')
-    if isinstance(total, int) and not isinstance(total, bool) and total < 1:
-        raise SRDistillError(f'option train.total_iter: expected an integer >= 1, got {total} (a run of no iterations '
-                             'would save untrained weights as net_g_latest.pth)')
-    check_cosine_periods(train)
+    """Parsed training options against the BasicSR schema (keys, kinds, ranges, registered types), then the cosine
+    schedule's periods against ``train.total_iter``."""
+    check_basicsr_options(opt)
+    check_cosine_periods(opt.get('train') or {})
 
 
 def check_cosine_periods(train: dict) -> None:

@@ -33,11 +33,14 @@ from srdistill.core.file_lock import FileLock
 from srdistill.core.json_store import JsonStore
 from srdistill.core.lmdb_io import read_meta_keys
 from srdistill.core.manifest import read_manifest, write_manifest
+from srdistill.core.option_schema import (ANY, COUNT, INTEGER, LIST, NON_NEGATIVE, OPEN, TEXT, Section, Value,
+                                          check_options)
 from srdistill.core.options_file import read_options
 from srdistill.core.set_diagnostics import gradient_energy
 from srdistill_plugin.data.hr_only_dataset import check_augmentations
 from srdistill_plugin.distill.options import check_distill_options, set_patch_size
 from srdistill_plugin.engine.launch import exit_text, run_training
+from srdistill_plugin.engine.option_schema import signature_section
 
 from . import data
 from .evaluate import evaluate, load_student, pool_reference_patches, set_diagnostics
@@ -50,6 +53,15 @@ SR_TRAIN_DEFAULTS = {'total_iter': 12000, 'batch_size': 16, 'gt_size': 64, 'lr':
 RECIPE_KEYS = ('augment', 'ema_decay', 'gt_size', 'batch_size', 'lr')
 CONVERGENCE_DEFAULTS = {'min_gain_db': 0.05, 'window_fraction': 0.2}
 REQUIRED = ('name', 'scale', 'pool', 'test_sets', 'arms', 'budgets_percent', 'seeds', 'students', 'distill')
+# the keys of an experiment file and the kinds of the ones not checked further below
+EXPERIMENT_SCHEMA = Section({
+    **{key: ANY for key in REQUIRED}, 'name': TEXT, 'pool': TEXT, 'test_sets': LIST, 'arms': LIST,
+    'budgets_percent': LIST, 'seeds': LIST, 'students': Section(each=Section({'network_g': OPEN})),
+    'custom_arms': ANY, 'default_arm': TEXT, 'sweep_student': TEXT, 'student_budgets_percent': LIST,
+    'sr_train': ANY, 'manual_seed': INTEGER, 'threads': COUNT,
+    'convergence': Section({'min_gain_db': NON_NEGATIVE, 'window_fraction': Value((float, ), above=0, high=1)}),
+    'validation': Section({'holdout_images': COUNT, 'crop_size': COUNT}),
+    'full_pool': Section({'crop_size': COUNT, 'step': COUNT})})
 
 
 def seconds_per_iter(spans: Iterable[dict]) -> float:
@@ -107,6 +119,7 @@ def check_experiment(exp: dict, root: Path) -> dict:
     for key in REQUIRED:
         if key not in exp:
             _fail(key, 'missing')
+    check_options(EXPERIMENT_SCHEMA, exp)
     exp = copy.deepcopy(exp)
     scale = exp['scale']
     if scale not in (2, 3, 4):
@@ -149,6 +162,7 @@ def check_experiment(exp: dict, root: Path) -> dict:
         net = (student or {}).get('network_g') or {}
         if net.get('type') not in ARCH_REGISTRY:
             _fail(f'students.{name}.network_g.type', f'{net.get("type")!r} is not in BasicSR\'s ARCH_REGISTRY')
+        check_options(signature_section(ARCH_REGISTRY.get(net['type'])), net, f'students.{name}.network_g')
         net_scale = net.get('upscale', net.get('scale'))
         if net_scale != scale:
             _fail(f'students.{name}.network_g.upscale', f'{net_scale!r} differs from the distilled sets\' scale {scale}')

@@ -93,7 +93,7 @@ class MZSRModel(SRModel):
             if mode == 'mzsr':
                 adapted, _ = mzsr_adapt(net, self.lq, self.kernel, self.opt['scale'], int(adaptation.get('steps', 0)),
                                         self.downsample, adaptation.get('step_sizes'),
-                                        adaptation.get('schedule', 'direct_x2'))
+                                        adaptation.get('schedule', 'direct_x2'), progress='MZSR steps')
                 with torch.no_grad():
                     self.output = adapted(self.lq)
             elif mode == 'zssr':
@@ -101,7 +101,7 @@ class MZSRModel(SRModel):
                 zssr_net = build_network(network).to(self.device)
                 cfg = self._zssr_config(adaptation)
                 zssr_train(zssr_net, self.lq, self.kernel, self.opt['scale'], cfg, self.downsample,
-                           seed=self.opt.get('manual_seed') or 0)
+                           seed=self.opt.get('manual_seed') or 0, progress='ZSSR iterations')
                 self.output = zssr_infer(zssr_net, self.lq, self.kernel, self.opt['scale'], cfg, self.downsample)
             else:
                 raise SRDistillError(f"option val.adaptation.mode: expected 'mzsr' or 'zssr', got {mode!r}")
