@@ -185,3 +185,17 @@ def test_estimation_does_not_start_when_an_hr_image_does_not_fit(lr_photos, phot
                     check=False)
     assert proc.returncode == 2 and 'HR is 50x50, but LR coffee.png is 120x100' in proc.stderr
     assert not (out / 'kernels').exists()
+
+
+def test_estimation_does_not_start_when_an_image_cannot_be_decoded(lr_photos, photo_dir, tmp_path):
+    lr_dir = tmp_path / 'lr'
+    lr_dir.mkdir()
+    cv2.imwrite(str(lr_dir / 'coffee.png'), cv2.imread(str(photo_dir / 'coffee.png'))[:100, :120])
+    whole = (lr_dir / 'coffee.png').read_bytes()
+    (lr_dir / 'cut.png').write_bytes(whole[:len(whole) // 2])  # a valid header, then the data stops
+    out = tmp_path / 'sr'
+    proc = run_tool(SCRIPT, '--input', str(lr_dir), '--kernel', 'estimate', '--output', str(out),
+                    '--model', str(lr_photos / 'experiments' / 'MZSR_meta' / 'models' / 'net_g_latest.pth'),
+                    check=False)
+    assert proc.returncode == 2 and 'cut.png' in proc.stderr.strip().splitlines()[-1], proc.stderr
+    assert not out.exists()  # nothing estimated, nothing written, the folder it made removed

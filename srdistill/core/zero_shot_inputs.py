@@ -77,16 +77,17 @@ def kernels_for(lq_paths: list[Path], kernel_file: str | Path | None = None,
 
 @dataclass
 class ZeroShotInput:
-    """One decoded LR photograph (RGB CHW), its kernel and its mod-cropped HR image if one was given."""
+    """One decoded LR photograph (RGB CHW), its mod-cropped HR image if one was given, and its kernel (set once
+    the kernels are read or estimated)."""
     lq_path: Path
     lq: torch.Tensor
-    kernel: torch.Tensor
     gt: torch.Tensor | None = None
+    kernel: torch.Tensor | None = None
 
 
-def read_inputs(lq_paths: list[Path], kernels: list[torch.Tensor], gt_paths: list[Path | None],
-                scale: int) -> list[ZeroShotInput]:
-    """Decode every LR (and HR) image now: one that cannot be read stops the run before any adaptation."""
-    return [ZeroShotInput(lq_path, to_tensor(read_image(lq_path)), kernel,
+def read_inputs(lq_paths: list[Path], gt_paths: list[Path | None], scale: int) -> list[ZeroShotInput]:
+    """Decode every LR (and HR) image now: one that cannot be read stops the run before any estimation or
+    adaptation."""
+    return [ZeroShotInput(lq_path, to_tensor(read_image(lq_path)),
                           None if gt_path is None else to_tensor(mod_crop(read_image(gt_path), scale)))
-            for lq_path, kernel, gt_path in zip(lq_paths, kernels, gt_paths)]
+            for lq_path, gt_path in zip(lq_paths, gt_paths)]

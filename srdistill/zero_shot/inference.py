@@ -154,6 +154,7 @@ def super_resolve(args: argparse.Namespace, out: Path) -> dict:
     lq_paths = lr_image_paths(args.input)
     gt_paths = paired_hr_paths(lq_paths, args.gt, args.filename_tmpl, args.scale)
     check_output_folder(out)
+    inputs = read_inputs(lq_paths, gt_paths, args.scale)  # every image decoded before estimation or adaptation
     if args.kernel in NAMED_KERNELS:
         kernel_source = out / f'kernel_{args.kernel}.npy'
         np.save(kernel_source, eval_kernel(args.kernel)[0])
@@ -164,7 +165,8 @@ def super_resolve(args: argparse.Namespace, out: Path) -> dict:
     else:
         kernel_source = Path(args.kernel)
         kernels = kernels_for(lq_paths, **{'kernel_dir' if kernel_source.is_dir() else 'kernel_file': kernel_source})
-    inputs = read_inputs(lq_paths, kernels, gt_paths, args.scale)  # every image decoded before the first adaptation
+    for item, kernel in zip(inputs, kernels):
+        item.kernel = kernel
     schedule = args.schedule or ('bicubic_x2' if args.downsample == 'bicubic' else f'direct_x{args.scale}')
     if schedule not in STEP_SCHEDULES:
         raise SRDistillError(f'no official step sizes for scale {args.scale}; give --schedule')
