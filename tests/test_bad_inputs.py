@@ -62,10 +62,14 @@ def test_a_training_of_no_iterations_is_refused(tmp_path, total_iter):
     assert not (tmp_path / 'exp').exists()
 
 
-def test_smoke_of_no_iterations_is_refused():
-    proc = run_tool('tools/smoke.py', '--iters', '-1', check=False)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
-        'error: option --iters: expected an integer >= 1, got -1')
+@pytest.mark.parametrize('args, message', [
+    (['--iters', '-1'], 'error: option --iters: expected an integer >= 1, got -1'),
+    (['--root', '/no/such/clone'], 'error: option --root: /no/such/clone has no options/ folder (expected a clone of '
+                                   'the project)'),
+])
+def test_smoke_bad_inputs(args, message):
+    proc = run_tool('tools/smoke.py', *args, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == message
 
 
 def test_the_zero_shot_dataset_reads_kernels_and_never_estimates_them(tmp_path):

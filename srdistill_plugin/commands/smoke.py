@@ -325,6 +325,8 @@ def check_args(args: argparse.Namespace) -> None:
     """Options that would make a smoke run pass without running anything, or fail later."""
     if args.iters < 1:
         raise SRDistillError(f'option --iters: expected an integer >= 1, got {args.iters}')
+    if not (Path(args.root) / 'options').is_dir():
+        raise SRDistillError(f'option --root: {args.root} has no options/ folder (expected a clone of the project)')
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():
