@@ -14,6 +14,7 @@ def lr_photo(tmp_path_factory):
     cv2.imwrite(str(folder / 'photo.png'), cv2.imread(str(SET5 / 'LR_bicubic' / 'X4' / 'img_002x4.png')))
     (folder / 'empty.mat').write_bytes(b'')
     (folder / 'short.mat').write_bytes(np.random.default_rng(0).bytes(21))
+    (folder / 'text.pth').write_text('x\n')
     return folder
 
 
@@ -23,6 +24,8 @@ def lr_photo(tmp_path_factory):
     (['--kernel', '{folder}/empty.mat'], '{folder}/empty.mat: cannot read a kernel'),
     (['--kernel', '{folder}/short.mat'], '{folder}/short.mat: cannot read a kernel'),
     (['--gt', str(SET5 / 'HR'), '--filename-tmpl', '{{'], "option filename_tmpl: '{{' is not a template"),
+    (['--model', '{folder}/text.pth'], '{folder}/text.pth: not a loadable MZSRNet checkpoint (not a checkpoint torch '
+                                       'can read: Unsupported operand 120)'),  # and no advice to turn weights-only off
 ])
 def test_zeroshot_bad_inputs(lr_photo, tmp_path, args, message):
     out = tmp_path / 'out'
@@ -146,6 +149,8 @@ def setter(path: str, value):
                                                   "'loss_weights'?)"),
     (setter('val.metrics.psnr.type', 'calculate_psnrr'), "option val.metrics.psnr.type: 'calculate_psnrr' is not a "
                                                          "registered metric (did you mean 'calculate_psnr'?)"),
+    (setter('datasets.val.kernel', 'gd9'), "option datasets.val.kernel: expected one of [None, 'gd0.2', 'gd2.0', "
+                                           "'gdani', 'gb1.3'], got 'gd9'"),
     (setter('val.adaptation.stepz', 3), "option val.adaptation.stepz: unknown (did you mean 'steps'?)"),
     (setter('val.val_freq', 0), 'option val.val_freq: expected a number > 0, got 0'),
     (setter('logger.print_freq', -1), 'option logger.print_freq: expected an integer >= 1, got -1'),
@@ -199,6 +204,13 @@ def test_a_users_own_types_may_read_keys_the_plugin_does_not_know():
     opt['train']['total_iter'] = 'many'  # the keys BasicSR documents are still checked
     with pytest.raises(SRDistillError, match="option train.total_iter: expected an integer >= 1, got 'many'"):
         check_basicsr_options(opt)
+
+
+def test_an_options_file_that_is_not_text_is_one_line(tmp_path):
+    (tmp_path / 'photo.yml').write_bytes(b'\x89PNG\r\n')
+    proc = run_tool('tools/test.py', '-opt', str(tmp_path / 'photo.yml'), check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f'error: {tmp_path / "photo.yml"}: not a YAML text file (byte 0 is not UTF-8)']
 
 
 @pytest.mark.parametrize('tool, options, change, message', [

@@ -16,6 +16,8 @@ def read_options(path: str | os.PathLike) -> dict:
     try:
         with open(path) as f:
             opt = yaml.safe_load(f)
+    except UnicodeDecodeError as err:
+        raise SRDistillError(f'{path}: not a YAML text file (byte {err.start} is not UTF-8)') from err
     except yaml.YAMLError as err:
         mark = getattr(err, 'problem_mark', None)
         where = f':{mark.line + 1}:{mark.column + 1}' if mark is not None else ''

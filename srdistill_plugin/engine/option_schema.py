@@ -18,6 +18,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 from srdistill.core.errors import SRDistillError
 from srdistill.core.option_schema import (ANY, COUNT, FLAG, FRACTION, INTEGER, LIST, NON_NEGATIVE, NON_NEGATIVE_INT,
                                           NUMBER, OPEN, POSITIVE, TEXT, Section, Value, check_options)
+from srdistill.core.kernels import EVAL_KERNELS
 from srdistill.core.zero_shot import ZSSRConfig
 from srdistill_plugin.samplers import SAMPLER_REGISTRY
 
@@ -47,7 +48,8 @@ DATASET_KEYS = {
     'MZSRTaskDataset': {'dataroot_gt': TEXT, 'gt_size': COUNT, 'num_patches': COUNT,
                         'support': Value(choices=('lr_hr', 'son_lr')), 'downsample': DOWNSAMPLE,
                         'kernel_size': COUNT, 'tasks_per_epoch': COUNT, **FLIPS},
-    'KernelDegradedDataset': {'dataroot_gt': TEXT, 'downsample': DOWNSAMPLE, 'quantize_lr': FLAG, **KERNEL_SOURCE},
+    'KernelDegradedDataset': {'dataroot_gt': TEXT, 'downsample': DOWNSAMPLE, 'quantize_lr': FLAG, **KERNEL_SOURCE,
+                              'kernel': Value(choices=(None, *EVAL_KERNELS))},
     'ZeroShotLRDataset': {'dataroot_lq': TEXT, 'dataroot_gt': TEXT, 'filename_tmpl': TEXT, 'downsample': DOWNSAMPLE,
                           **KERNEL_SOURCE},
     'SelectedPatchDataset': {'stage_dir': TEXT, **FLIPS},
