@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
-from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill.core import zero_shot
 from srdistill.core.class_balance import class_balanced_indices, class_members
 from srdistill.core.kernels import degrade, eval_kernel
 from srdistill.core.maml import inner_step, task_query_loss
+from srdistill.core.mzsr_net import MZSRNet
 from srdistill.core.zero_shot import ZSSRConfig, back_project, mzsr_adapt, zssr_infer, zssr_on_plateau
 
 
