@@ -11,7 +11,7 @@ from torch import nn
 from srdistill.core import zero_shot
 from srdistill.core.class_balance import class_balanced_indices, class_members
 from srdistill.core.kernels import degrade, eval_kernel
-from srdistill.core.maml import inner_step, task_query_loss
+from srdistill.core.maml import PAPER_ANNEAL_ITERS, inner_step, multi_step_loss_weights, task_query_loss
 from srdistill.core.mzsr_net import MZSRNet
 from srdistill.core.zero_shot import ZSSRConfig, back_project, mzsr_adapt, zssr_infer, zssr_on_plateau
 
@@ -59,6 +59,34 @@ def test_maml_weighted_multi_step_query_loss_by_hand():
     loss, per_step = task_query_loss(net, dict(net.named_parameters()), SUPPORT, QUERY, 0.1, weights, F.mse_loss)
     assert per_step == pytest.approx([0.2025, 0.005625], abs=1e-12)
     assert loss.item() == pytest.approx(0.05484375, abs=1e-12)
+
+
+def test_maml_default_is_second_order():
+    net = scalar_net(0.5)
+    params = dict(net.named_parameters())
+    loss, _ = task_query_loss(net, params, SUPPORT, QUERY, 0.1, torch.tensor([1.], dtype=torch.float64), F.mse_loss)
+    (grad, ) = torch.autograd.grad(loss, [params['weight']])
+    assert grad.item() == pytest.approx(-1.35, abs=1e-12)  # the second-order value above, not FOMAML's -2.7
+
+
+@pytest.mark.parametrize('steps, current_iter, anneal_iters, expected', [
+    # uniform at the start, whatever the number of steps
+    (2, 0, 3233.3, [0.5, 0.5]),
+    # halfway through the annealing: the early step falls halfway from 1/2 to 0.03/2 = 0.015 -> 0.2575, the last
+    # takes the rest
+    (2, 1000, 2000, [0.2575, 0.7425]),
+    # 3 steps, annealing over 1 iteration, done: the early steps sit at 0.03/3 = 0.01, the last takes 0.98
+    (3, 1, 1, [0.01, 0.01, 0.98]),
+    (3, 5, 0, [1 / 3] * 3),  # no annealing (the released code): uniform throughout
+    (1, 5000, 3233.3, [1.]),
+])
+def test_maml_plus_plus_step_weights_by_hand(steps, current_iter, anneal_iters, expected):
+    weights = multi_step_loss_weights(steps, current_iter, anneal_iters)
+    assert weights.tolist() == pytest.approx(expected, abs=1e-7)
+
+
+def test_the_paper_anneals_over_0_97_of_10000_over_3_iterations():
+    assert PAPER_ANNEAL_ITERS == pytest.approx(3233.333, abs=1e-3)
 
 
 def test_mzsr_adaptation_follows_a_hand_written_sgd_loop_with_the_official_step_sizes():

@@ -1,0 +1,96 @@
+"""Mutation check of the algorithm modules (run outside CI): mutmut 2.5 mutates each module in a temporary git
+worktree of HEAD (this checkout is never touched) and runs the tests that should catch a wrong algorithm; a mutant
+no test kills "survives". Writes ``benchmarks/results/mutation/mutation.json`` (per module: mutants, killed,
+surviving mutants as diffs) for ``docs/mutation.md``. Each module is checked against the hand-computed references
+(``tests/test_hand_references.py``, seconds per mutant); the slower behavioural tests are not run per mutant.
+
+    pip install mutmut==2.5.1
+    python scripts/mutation_check.py [--only srdistill/core/maml.py] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / 'benchmarks' / 'results' / 'mutation' / 'mutation.json'
+PYTEST = f'{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly'
+# module -> the tests that must fail when its algorithm is wrong
+TARGETS = {
+    'srdistill/core/maml.py': 'tests/test_hand_references.py',
+    'srdistill/core/zero_shot.py': 'tests/test_hand_references.py',
+    'srdistill/core/class_balance.py': 'tests/test_hand_references.py',
+    'srdistill_plugin/samplers/class_balanced_sampler.py': 'tests/test_hand_references.py',
+    'srdistill/core/synthesis.py': 'tests/test_hand_references.py',
+}
+
+
+STATUSES = ('killed', 'survived', 'timeout', 'suspicious', 'skipped', 'untested')
+
+
+def mutmut(work: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-m', 'mutmut', *args], cwd=work, env=env, capture_output=True, text=True)
+
+
+def mutant_diff(work: Path, mutant: int, env: dict) -> dict:
+    diff = mutmut(work, 'show', str(mutant), env=env).stdout
+    line = re.search(r'@@ -(\d+)', diff)
+    changed = [text for text in diff.splitlines() if text[:1] in '+-' and not text.startswith(('+++', '---'))]
+    return {'id': mutant, 'hunk_line': int(line.group(1)) if line else None, 'diff': changed}
+
+
+def check_module(module: str, tests: str, threads: int) -> dict:
+    """Mutate ``module`` in a fresh worktree of HEAD and run ``tests`` against each mutant. Bytecode is never
+    cached there: a mutant of the same size as the source could otherwise run the original's cached bytecode."""
+    work = Path(tempfile.mkdtemp(prefix='srdistill_mutation_'))
+    subprocess.run(['git', 'worktree', 'add', '--detach', '-f', str(work), 'HEAD'], cwd=ROOT, check=True,
+                   capture_output=True)
+    env = {**os.environ, 'PYTHONPATH': str(work), 'OMP_NUM_THREADS': str(threads), 'PYTHONDONTWRITEBYTECODE': '1'}
+    try:
+        start = time.time()
+        mutmut(work, 'run', '--paths-to-mutate', module, '--tests-dir', 'tests', '--runner', f'{PYTEST} {tests}',
+               '--no-progress', env=env)
+        ids = {status: [int(i) for i in mutmut(work, 'result-ids', status, env=env).stdout.split()]
+               for status in STATUSES}
+        tested = sum(len(ids[s]) for s in ('killed', 'survived', 'timeout', 'suspicious'))
+        return {'module': module, 'tests': tests, **{s: len(v) for s, v in ids.items()},
+                'score': round((tested - len(ids['survived'])) / tested, 3) if tested else None,
+                'minutes': round((time.time() - start) / 60, 1),
+                'survivors': [mutant_diff(work, m, env) for m in ids['survived']]}
+    finally:
+        subprocess.run(['git', 'worktree', 'remove', '--force', str(work)], cwd=ROOT, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--only', nargs='*', help='modules to check (default: all of TARGETS)')
+    parser.add_argument('--threads', type=int, default=2, help='torch threads of the test runs (default 2)')
+    args = parser.parse_args()
+    modules = args.only or list(TARGETS)
+    unknown = [m for m in modules if m not in TARGETS]
+    if unknown:
+        sys.exit(f'error: --only {unknown[0]}: not one of {list(TARGETS)}')
+    results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    for module in modules:
+        print(f'mutating {module} ...', flush=True)
+        results[module] = {**check_module(module, TARGETS[module], args.threads), 'threads': args.threads,
+                           'mutmut': '2.5.1', 'device': 'cpu'}
+        print(f"  {results[module]['killed']} killed, {results[module]['survived']} survived, "
+              f"{results[module]['timeout']} timed out ({results[module]['minutes']} min)", flush=True)
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        tmp = OUT.with_suffix('.json.incomplete')
+        tmp.write_text(json.dumps(results, indent=1))
+        os.replace(tmp, OUT)
+
+
+if __name__ == '__main__':
+    main()
