@@ -18,7 +18,7 @@ from benchmarks.common import ROOT, pin_threads, run_tool, write_results
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--lmdb', default=str(ROOT / 'experiments' / 'sunhays80_x4' / 'data' / 'distilled_0.68pct' / 'HR.lmdb'),
-                   help='an HR LMDB with class_info.txt (a distilled set; default: the one srdistill-report makes)')
+                   help='an HR LMDB with class_info.txt (a distilled set; default: the one srdistill-experiment makes)')
     p.add_argument('--iters', type=int, default=1500)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--work', default=str(ROOT / 'benchmarks' / 'work' / 'parity'))

@@ -1,4 +1,4 @@
-"""The experiment/report tool (srdistill-report): coverage-aware selection, bad options before any work, a tiny
+"""The experiment/report tool (srdistill-experiment): coverage-aware selection, bad options before any work, a tiny
 experiment end to end (distill -> students -> validation-selected tests -> report.md/html), resuming after a kill
 and refusing to mix results made with other settings."""
 import base64
@@ -96,7 +96,7 @@ def experiment_options(photo_dir, **changes) -> dict:
 def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subprocess.CompletedProcess:
     """The report command in a process of its own (a new interpreter where a fault is injected at its start)."""
     (tmp_path / 'report.yml').write_text(yaml.safe_dump(opt))
-    cmd = ['-m', 'srdistill_plugin.commands.report', '-opt', 'report.yml', *args]
+    cmd = ['-m', 'srdistill_plugin.commands.experiment', '-opt', 'report.yml', *args]
     if not fault:
         return run_python(cmd, tmp_path)
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'SRDISTILL_FAULT': fault, 'PYTHONPATH': str(FAULT_SITE)}
@@ -104,7 +104,7 @@ def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subproc
 
 
 def report_in_process(tmp_path, opt: dict, monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from srdistill_plugin.commands.report import main
+    from srdistill_plugin.commands.experiment import main
 
     (tmp_path / 'report.yml').write_text(yaml.safe_dump(opt))
     return run_main(main, ['-opt', 'report.yml', *args], tmp_path, monkeypatch, capsys)
@@ -362,7 +362,7 @@ def test_stopping_the_report_stops_its_workers_and_their_trainings(photo_dir, tm
     (tmp_path / 'report.yml').write_text(yaml.safe_dump(opt))
     runs = tmp_path / 'experiments' / 'pytest_report' / 'runs'
     with open(tmp_path / 'stderr.txt', 'w') as err:
-        proc = subprocess.Popen([sys.executable, '-m', 'srdistill_plugin.commands.report', '-opt', 'report.yml',
+        proc = subprocess.Popen([sys.executable, '-m', 'srdistill_plugin.commands.experiment', '-opt', 'report.yml',
                                  '--workers', '2'], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)
     in_session = ['pgrep', '-s', str(proc.pid)]  # the command, its worker, their training servers and trainings

@@ -80,9 +80,9 @@ def test_wheel_commands_work_from_an_empty_folder(installed, photo_dir, tmp_path
 
 def test_wheel_command_errors_are_one_line(installed, tmp_path):
     bin_dir, env = installed
-    proc = subprocess.run(['srdistill-report', '-opt', 'missing.yml'], cwd=tmp_path, capture_output=True, text=True,
-                          env=env)
-    assert proc.returncode == 2 and proc.stderr.strip() == 'error: -opt: missing.yml does not exist'
+    for command in ('srdistill-experiment', 'srdistill-report'):  # the experiment, under its name and its former one
+        proc = subprocess.run([command, '-opt', 'missing.yml'], cwd=tmp_path, capture_output=True, text=True, env=env)
+        assert proc.returncode == 2 and proc.stderr.strip() == 'error: -opt: missing.yml does not exist'
 
 
 def test_wheel_zeroshot_command_super_resolves_a_photo_with_the_shipped_weights(installed, photo_dir, tmp_path):

@@ -1,7 +1,7 @@
-"""Distill -> train -> test -> report: ``python tools/report.py -opt options/report/<name>.yml [--report-only]``."""
+"""The experiment's former name: ``python tools/report.py`` runs ``python tools/experiment.py`` (same options)."""
 from os import path as osp
 
-from srdistill_plugin.commands.report import main
+from srdistill_plugin.commands.experiment import main
 
 if __name__ == '__main__':
     main(osp.abspath(osp.join(__file__, osp.pardir, osp.pardir)))

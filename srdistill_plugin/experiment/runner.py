@@ -1,6 +1,6 @@
 """The distillation experiment: distill -> train every arm x budget x student x seed -> test -> report.
 
-``srdistill-report -opt options/report/<name>.yml`` (see ``options/report/sunhays80_x4.yml`` for every option).
+``srdistill-experiment -opt options/report/<name>.yml`` (see ``options/report/sunhays80_x4.yml`` for every option).
 Work goes to ``experiments/<name>/``, the report to ``results/<name>/report.{md,html}``. Everything resumes: the
 distillation through its stage manifests, each student through BasicSR's ``--auto_resume`` and its result file
 under ``experiments/<name>/runs/``; a result made with other settings stops the run (one line) instead of being

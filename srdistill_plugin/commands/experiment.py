@@ -1,4 +1,5 @@
-"""Distill -> train -> test -> report, resumable: ``srdistill-report -opt options/report/<name>.yml``.
+"""Distill -> train -> test -> report, resumable: ``srdistill-experiment -opt options/report/<name>.yml`` (also
+under its former name ``srdistill-report``).
 
 Writes ``results/<name>/report.md`` and ``report.html``; work under ``experiments/<name>/``. ``--workers N`` trains
 N runs at a time (each with the options' ``threads``; keep N x threads within the machine's cores). On a machine
@@ -49,7 +50,7 @@ def report(root: Path) -> None:
     helper_args = (['--num_gpu', str(args.num_gpu)] + (['--no-report'] if args.no_report else [])
                    + (['--runs', *args.runs] if args.runs else []))
     helpers = [] if args.report_only else [
-        subprocess.Popen([sys.executable, '-m', 'srdistill_plugin.commands.report', '-opt', os.path.abspath(args.opt),
+        subprocess.Popen([sys.executable, '-m', 'srdistill_plugin.commands.experiment', '-opt', os.path.abspath(args.opt),
                           *helper_args], cwd=root, preexec_fn=_stop_with_parent) for _ in range(args.workers - 1)]
     try:
         path = run_experiment(exp, root, train=not args.report_only, report=not args.no_report, **worker)
@@ -60,7 +61,7 @@ def report(root: Path) -> None:
     if failed:
         raise SRDistillError(f'{failed} of {args.workers} workers failed (their errors are printed above)')
     if args.no_report:
-        print(f'trained; write the report with: srdistill-report -opt {args.opt} --report-only')
+        print(f'trained; write the report with: srdistill-experiment -opt {args.opt} --report-only')
         return
     path = run_experiment(exp, root, train=False) if helpers else path  # the report of every worker's runs
     print(f'report: {path} (and {path.with_suffix(".html")})')
