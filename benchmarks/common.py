@@ -85,7 +85,8 @@ def file_hash(path: Path) -> str:
 
 def saved_checkpoints(models: Path) -> dict[int, Path]:
     """``{iteration: path}`` of the ``net_g_<iteration>.pth`` files in a BasicSR ``models`` folder, in order."""
-    found = {int(p.stem.rsplit('_', 1)[1]): p for p in Path(models).glob('net_g_[0-9]*.pth')}
+    found = {int(p.stem[len('net_g_'):]): p for p in Path(models).glob('net_g_*.pth')
+             if p.stem[len('net_g_'):].isdigit()}
     return dict(sorted(found.items()))
 
 

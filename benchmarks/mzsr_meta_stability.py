@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from benchmarks.common import (ROOT, ResultCache, average_checkpoint, file_hash, pin_threads,  # noqa: E402
                                result_path, saved_checkpoints, write_results)
 from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS, STEP_NOTES  # noqa: E402
+from srdistill.core.atomic_io import partial_path  # noqa: E402
 from srdistill.core.errors import SRDistillError  # noqa: E402
 from srdistill.core.sample_images import load_skimage_photos  # noqa: E402
 from srdistill.core.zero_shot import STEP_SCHEDULES  # noqa: E402
@@ -84,7 +85,7 @@ def train_branch(args, branch: dict) -> Path:
     if not state.is_file():
         raise SRDistillError(f'{state}: the base run has no training state at iteration {branch["start"]}')
     if not folder.is_dir():
-        tmp = folder.with_name(folder.name + '.tmp')
+        tmp = partial_path(folder)
         shutil.rmtree(tmp, ignore_errors=True)
         for sub, name in (('training_states', state.name), ('models', f'net_g_{branch["start"]}.pth')):
             (tmp / sub).mkdir(parents=True)

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from srdistill.core.atomic_io import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / 'benchmarks' / 'results' / 'mutation' / 'mutation.json'
 PYTEST = f'{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly'
@@ -106,13 +108,8 @@ def main() -> None:
                            'mutmut': '2.5.1', 'device': 'cpu'}
         print(f"  {results[module]['killed']} killed, {results[module]['survived']} survived, "
               f"{results[module]['timeout']} timed out ({results[module]['minutes']} min)", flush=True)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        tmp = OUT.with_suffix('.json.incomplete')
-        tmp.write_text(json.dumps(results, indent=1))
-        os.replace(tmp, OUT)
-        readme = OUT.with_name('README.md')
-        readme.with_suffix('.md.incomplete').write_text(render(results))
-        os.replace(readme.with_suffix('.md.incomplete'), readme)
+        atomic_write_text(OUT, json.dumps(results, indent=1))
+        atomic_write_text(OUT.with_name('README.md'), render(results))
 
 
 if __name__ == '__main__':

@@ -96,7 +96,7 @@ def render(study: Path) -> str:
     rows, curve = log_rows(logs), validation_curve(resume)
     hours = training_seconds(resume) / 3600
     last = max(rows, default=0)
-    saved = max((int(p.stem) for p in resume.glob('*.state')), default=None)
+    saved = max((int(p.stem) for p in resume.glob('*.state') if p.stem.isdigit()), default=None)
     total = 20000
     lines = ['# MZSR x2 pretraining at CPU length (in progress)' if last < total else '# MZSR x2 pretraining at CPU length',
              '',

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from srdistill.cli import run_cli
-from srdistill.core.atomic_io import atomic_write_text
+from srdistill.core.atomic_io import atomic_path, atomic_write_text
 from srdistill.core.errors import SRDistillError
 from srdistill_plugin.engine.train import NETWORK_RECORD
 
@@ -25,10 +25,8 @@ def newest_iter(folder: Path) -> int | None:
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + '.tmp')
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def save(experiment: Path, store: Path) -> str:

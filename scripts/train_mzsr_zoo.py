@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
+from srdistill.core.atomic_io import atomic_path
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill.core.sample_images import export_skimage_photos
 from srdistill.core.safe_load import load_checkpoint
@@ -74,10 +74,8 @@ def main() -> None:
         nets, times = meta_transfer_chain(ROOT, work / 'experiments', common, pretrain, {name: meta}, args.threads)
         seconds = sum(times.values())
         params = load_checkpoint(nets[name])['params']
-        WEIGHTS.mkdir(parents=True, exist_ok=True)
-        tmp = WEIGHTS / f'.{ZOO[name].file}.tmp'
-        torch.save({'params': params}, tmp)
-        os.replace(tmp, WEIGHTS / ZOO[name].file)
+        with atomic_path(WEIGHTS / ZOO[name].file) as tmp:
+            torch.save({'params': params}, tmp)
         records[name] = {'file': ZOO[name].file, 'scale': scale, 'downsample': ZOO[name].downsample,
                          'pretrain_iters': args.pretrain_iters, 'meta_iters': args.meta_iters,
                          'meta_options': meta_options, 'meta_overrides': extra,

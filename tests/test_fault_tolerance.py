@@ -68,10 +68,11 @@ def final_lmdbs(folder: Path) -> dict:
 
 
 def all_checkpoints_load(folder: Path) -> list[str]:
-    """Every .pth / .state under its final name loads (no truncated file stands under a final name)."""
+    """Every .pth / .state under its final name loads (no truncated file stands under a final name; a write that was
+    killed leaves only its partial ``<stem>.incomplete<suffix>``)."""
     names = []
     for path in sorted(folder.rglob('*')):
-        if path.suffix in ('.pth', '.state'):
+        if path.suffix in ('.pth', '.state') and not path.stem.endswith('.incomplete'):
             torch.load(path, map_location='cpu', weights_only=False)
             names.append(path.name)
     return names

@@ -85,7 +85,7 @@ def test_tool_saves_kernels_and_resumes(photo_dir, tmp_path):
     run_tool('tools/estimate_kernel.py', '--input', str(folder), '--output', str(out), '--iters', '5')
     assert {p.name: p.stat().st_mtime_ns for p in out.glob('*.npy')} == stamps  # same settings: nothing redone
     assert set(json.loads((out / 'kernels.json').read_text())['images']) == {'coffee', 'rocket16'}
-    assert not list(out.glob('.*incomplete*'))
+    assert not list(out.glob('*.incomplete*'))
 
 
 @pytest.mark.parametrize('case,message', [

@@ -324,7 +324,7 @@ def test_a_checkpoint_average_is_the_mean_of_the_window_and_is_written_once(tmp_
     before = out.read_bytes()
     torch.save({'params': {'w': torch.full((2, 2), 9.)}}, models / 'net_g_250.pth')
     assert average_checkpoint(models, 300, 200, out).read_bytes() == before  # written once
-    assert not list(out.parent.glob('*.tmp'))
+    assert not list(out.parent.glob('*.incomplete*'))
 
 
 def test_one_checkpoint_for_every_kernel_is_chosen_on_the_held_out_mean():

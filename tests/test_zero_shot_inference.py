@@ -57,7 +57,7 @@ def test_inference_adapts_every_odd_sized_photo_and_saves_sr_images(lr_photos, t
     assert all(r['adapt_time_s'] > 0 and 10 < r['psnr_y8'] < 60 for r in summary['images'])
     for name, (h, w) in (('coffee', (58, 74)), ('rocket', (62, 54))):
         assert cv2.imread(str(out / f'{name}_MZSR2.png')).shape == (h, w, 3)
-    assert not list(out.glob('.*incomplete*'))
+    assert not list(out.glob('*.incomplete*'))
     run_tool(*_args(lr_photos, tmp_path / 'no_hr', '--steps', '1'))  # without HR: images, no metrics
     assert 'psnr_y8' not in json.loads((tmp_path / 'no_hr' / 'results.json').read_text())['images'][0]
 

@@ -11,7 +11,6 @@ analytically from the x2 one. Colour channels are treated as a batch of grey ima
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from scipy import ndimage, signal
 from torch import nn
 from tqdm import tqdm
 
+from .atomic_io import atomic_path, atomic_write_text
 from .basicsr_files import basicsr_module
 from .errors import SRDistillError
 from .imageio import image_size, list_images, read_image
@@ -306,10 +306,8 @@ def save_kernel(kernel: np.ndarray, folder: Path, stem: str) -> None:
     targets = {'.npy': lambda p: np.save(p, kernel), '.mat': lambda p: savemat(p, {'kernel': kernel}),
                '_kernel.png': lambda p: cv2.imwrite(str(p), kernel_preview(kernel))}
     for suffix, write in targets.items():
-        final = folder / f'{stem}{suffix}'
-        tmp = folder / f'.{stem}.incomplete{suffix[-4:]}'
-        write(tmp)
-        os.replace(tmp, final)
+        with atomic_path(folder / f'{stem}{suffix}') as tmp:
+            write(tmp)
 
 
 def estimate_folder(paths: list[Path], out_dir: Path, scale: int, cfg: KernelGANConfig,
@@ -331,9 +329,7 @@ def estimate_folder(paths: list[Path], out_dir: Path, scale: int, cfg: KernelGAN
             kernel = estimate_kernel(read(path), scale, cfg, desc=path.stem)
             save_kernel(kernel, out_dir, path.stem)
             manifest['images'][path.stem] = {'seconds': round(time.perf_counter() - start, 2)}
-            tmp = out_dir / '.kernels.json.incomplete'
-            tmp.write_text(json.dumps(manifest, indent=2))
-            os.replace(tmp, manifest_path)
+            atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
         bar.set_postfix(last=f"{manifest['images'][path.stem]['seconds']:.0f}s")
         done[path.stem] = kernel_file
     return done

@@ -10,18 +10,13 @@ import cv2
 import lmdb
 import numpy as np
 
+from .atomic_io import partial_path
 from .basicsr_files import basicsr_module
 from .errors import SRDistillError, first_line
 
 LmdbMaker = basicsr_module('utils.lmdb_util').LmdbMaker
 
 META_INFO = 'meta_info.txt'
-
-
-def partial_path(lmdb_path: str | Path) -> Path:
-    """The temporary name a write goes to; it never looks like a finished LMDB."""
-    lmdb_path = Path(lmdb_path)
-    return lmdb_path.with_name(lmdb_path.stem + '.incomplete.lmdb')
 
 
 class AtomicLmdbWriter:

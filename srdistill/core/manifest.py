@@ -4,17 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .atomic_io import atomic_write_text
 from .errors import SRDistillError
 
 
 def write_manifest(path: str | Path, payload: dict) -> Path:
-    """Write ``payload`` as JSON to a temporary name, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
-    return path
+    """Write ``payload`` as JSON under its partial name, then rename it to ``path``."""
+    return atomic_write_text(path, json.dumps(payload, indent=1))
 
 
 def read_manifest(path: str | Path) -> dict:

@@ -6,6 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic_io import atomic_path
+
 # Photographs and natural textures that skimage.data loads from the installed wheel.
 SKIMAGE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'hubble_deep_field', 'immunohistochemistry',
                   'stereo_motorcycle', 'camera', 'brick', 'grass', 'gravel', 'coins', 'moon', 'clock')
@@ -32,8 +34,7 @@ def export_skimage_photos(folder: str | Path) -> list[Path]:
     for name, img in load_skimage_photos().items():
         path = folder / f'{name}.png'
         if not path.exists():
-            tmp = path.with_suffix('.tmp.png')
-            cv2.imwrite(str(tmp), img)
-            tmp.rename(path)
+            with atomic_path(path) as tmp:
+                cv2.imwrite(str(tmp), img)
         paths.append(path)
     return paths

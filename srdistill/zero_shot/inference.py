@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from srdistill.core.atomic_io import atomic_path, atomic_write_text
 from srdistill.core.errors import SRDistillError, first_line
 from srdistill.core.io_checks import check_output_folder
 from srdistill.core.kernels import EVAL_KERNELS as NAMED_KERNELS
@@ -111,11 +111,10 @@ def load_model(path: str, scale: int) -> MZSRNet:
 
 
 def write_png(path: Path, img: np.ndarray) -> None:
-    """Write an image under a temporary name and rename it, so no half-written file stands under ``path``."""
-    tmp = path.with_name(f'.{path.name}.incomplete.png')
-    if not cv2.imwrite(str(tmp), img):
-        raise SRDistillError(f'{path}: could not write the image')
-    os.replace(tmp, path)
+    """Write an image under its partial name and rename it, so no half-written file stands under ``path``."""
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), img):
+            raise SRDistillError(f'{path}: could not write the image')
 
 
 def estimated_kernels(args: argparse.Namespace, lq_paths: list[Path], kernel_dir: Path) -> list[torch.Tensor]:
@@ -190,9 +189,7 @@ def super_resolve(args: argparse.Namespace, out: Path) -> dict:
                'mean_adapt_time_s': float(np.mean([r['adapt_time_s'] for r in rows]))}
     if rows and all('psnr_y8' in r for r in rows):
         summary['mean_psnr_y8'] = float(np.mean([r['psnr_y8'] for r in rows]))
-    tmp = out / '.results.json.incomplete'
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out / 'results.json')
+    atomic_write_text(out / 'results.json', json.dumps(summary, indent=2))
     print(f"{len(rows)} images -> {out} (mean adaptation {summary['mean_adapt_time_s']:.2f} s"
           + (f", PSNR-Y {summary['mean_psnr_y8']:.2f} dB" if 'mean_psnr_y8' in summary else '') + ')')
     return summary

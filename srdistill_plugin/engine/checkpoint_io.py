@@ -18,23 +18,18 @@ from typing import Iterator
 import torch
 from basicsr.models.base_model import BaseModel
 
+from srdistill.core.atomic_io import atomic_path
 from srdistill.core.errors import SRDistillError, first_line
 from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
 
 
 def atomic_save(save, obj, path, *args, **kwargs) -> None:
-    """``save(obj, path)`` (``torch.save``) through ``<path>.tmp`` and a rename; the temporary file is removed
+    """``save(obj, path)`` (``torch.save``) through the partial name and a rename; the partial file is removed
     when the write fails."""
     if not isinstance(path, (str, os.PathLike)):
         return save(obj, path, *args, **kwargs)
-    tmp = f'{os.fspath(path)}.tmp'
-    try:
+    with atomic_path(path) as tmp:
         save(obj, tmp, *args, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _saving(method):
