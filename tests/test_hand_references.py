@@ -10,6 +10,7 @@ from torch import nn
 
 from srdistill.core import zero_shot
 from srdistill.core.class_balance import class_balanced_indices, class_members
+from srdistill.core.errors import SRDistillError
 from srdistill.core.kernels import degrade, eval_kernel
 from srdistill.core.maml import PAPER_ANNEAL_ITERS, inner_step, multi_step_loss_weights, task_query_loss
 from srdistill.core.mzsr_net import MZSRNet
@@ -61,6 +62,15 @@ def test_maml_weighted_multi_step_query_loss_by_hand():
     assert loss.item() == pytest.approx(0.05484375, abs=1e-12)
 
 
+def test_maml_query_loss_reads_the_query_input_and_target():
+    # the query above has x = y = 3; here x = 2, y = 3 at w' = 0.85: (1.7 - 3)^2 = 1.69
+    net = scalar_net(0.5)
+    query = (torch.tensor([[2.]], dtype=torch.float64), torch.tensor([[3.]], dtype=torch.float64))
+    loss, _ = task_query_loss(net, dict(net.named_parameters()), SUPPORT, query, 0.1,
+                              torch.tensor([1.], dtype=torch.float64), F.mse_loss)
+    assert loss.item() == pytest.approx(1.69, abs=1e-12)
+
+
 def test_maml_default_is_second_order():
     net = scalar_net(0.5)
     params = dict(net.named_parameters())
@@ -79,6 +89,7 @@ def test_maml_default_is_second_order():
     (3, 1, 1, [0.01, 0.01, 0.98]),
     (3, 5, 0, [1 / 3] * 3),  # no annealing (the released code): uniform throughout
     (1, 5000, 3233.3, [1.]),
+    (2, 5000, 3233.3, [0.015, 0.985]),  # past the annealing: the floor stays
 ])
 def test_maml_plus_plus_step_weights_by_hand(steps, current_iter, anneal_iters, expected):
     weights = multi_step_loss_weights(steps, current_iter, anneal_iters)
@@ -170,6 +181,21 @@ def test_zssr_output_is_back_projected_twice_and_again_after_the_median():
     assert (degrade(out, kernel, 2) - lr).abs().mean() < 0.7 * (degrade(plain, kernel, 2) - lr).abs().mean()
 
 
+def test_class_members_by_hand():
+    assert [m.tolist() for m in class_members([2, 0, 2, 1])] == [[1], [3], [0, 2]]
+    with pytest.raises(SRDistillError, match=r'^ClassBalancedSampler: the dataset has no class_ids \(give it a '
+                                             r'class_info file\)$'):
+        class_members(None)
+
+
+def test_class_balanced_draws_depend_on_the_seed_only():
+    members = class_members([0, 0, 1, 1, 1])
+    first = class_balanced_indices(members, 50, seed=7)
+    torch.manual_seed(123)  # the global generator moves on; the draws must not
+    torch.rand(10)
+    assert class_balanced_indices(members, 50, seed=7) == first != class_balanced_indices(members, 50, seed=8)
+
+
 def test_class_balanced_draws_are_uniform_within_each_class():
     members = class_members([0, 0, 0, 1, 1, 1, 1, 1])
     draws = np.array(class_balanced_indices(members, 40000, seed=3))
@@ -208,7 +234,6 @@ def test_classifier_free_guidance_by_hand():
 
 
 def test_guidance_scale_one_is_the_conditional_sample_and_a_model_without_null_class_is_refused():
-    from srdistill.core.errors import SRDistillError
     from srdistill.core.synthesis import guided_noise
     from srdistill_plugin.archs.diffusion_unet_arch import ClassConditionalUNet
 
