@@ -196,6 +196,22 @@ def test_class_balanced_draws_depend_on_the_seed_only():
     assert class_balanced_indices(members, 50, seed=7) == first != class_balanced_indices(members, 50, seed=8)
 
 
+def test_class_balanced_sampler_takes_its_rank_stride_of_the_epoch_stream():
+    from srdistill_plugin.samplers.class_balanced_sampler import ClassBalancedSampler
+
+    class FiveItems(torch.utils.data.Dataset):
+        class_ids = [0, 0, 1, 1, 1]
+
+        def __len__(self):
+            return 5
+
+    sampler = ClassBalancedSampler(FiveItems(), num_replicas=2, rank=1)  # default ratio 1 and seed 0
+    assert len(sampler) == 3  # ceil(5 * 1 / 2) per rank, as BasicSR's EnlargedSampler
+    sampler.set_epoch(2)
+    stream = class_balanced_indices(class_members(FiveItems.class_ids), 6, seed=0 + 2)  # seed + epoch
+    assert list(sampler) == stream[1:6:2]
+
+
 def test_class_balanced_draws_are_uniform_within_each_class():
     members = class_members([0, 0, 0, 1, 1, 1, 1, 1])
     draws = np.array(class_balanced_indices(members, 40000, seed=3))
