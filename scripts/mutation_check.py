@@ -30,12 +30,22 @@ TARGETS = {
     'srdistill/core/maml.py': 'tests/test_hand_references.py -k "maml or anneal"',
     'srdistill/core/zero_shot.py': 'tests/test_hand_references.py -k "mzsr or zssr or back_proj"',
     'srdistill/core/class_balance.py': 'tests/test_hand_references.py -k class_balanced',
-    'srdistill_plugin/samplers/class_balanced_sampler.py': 'tests/test_hand_references.py '
-                                                           'tests/test_dataset_and_sampler.py -k "class_balanced or sampler"',
+    'srdistill_plugin/samplers/class_balanced_sampler.py': 'tests/test_hand_references.py -k class_balanced',
     'srdistill/core/synthesis.py': 'tests/test_hand_references.py -k guidance',
 }
 
 
+# the mistakes the tests must catch, written out (module, original, mutant, what it does)
+NAMED = [
+    ('srdistill/core/maml.py', 'p - lr * g', 'p + lr * g', 'MAML inner step with a flipped sign'),
+    ('srdistill/core/zero_shot.py', 'tqdm(sizes[:steps],', 'tqdm([sizes[0]] * steps,',
+     'MZSR adaptation with the first step size for every step'),
+    ('srdistill/core/zero_shot.py', '            for _ in range(cfg.back_projection_iters):\n                out = ',
+     '            for _ in range(0):\n                out = ', 'ZSSR inference without back-projection'),
+    ('srdistill/core/zero_shot.py', "group['lr'] /= 10", "group['lr'] *= 10", 'ZSSR learning-rate drop inverted'),
+    ('srdistill/core/class_balance.py', 'int(o * len(members[c]))', 'int(o * (len(members[c]) - 1))',
+     "class-balanced sampler that never draws a class's last member"),
+]
 STATUSES = ('killed', 'survived', 'timeout', 'suspicious', 'skipped', 'untested')
 
 
@@ -73,19 +83,50 @@ def check_module(module: str, tests: str, threads: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def check_named(threads: int) -> list[dict]:
+    """Apply each of ``NAMED`` alone in a worktree of HEAD and run its module's tests: each must fail."""
+    work = Path(tempfile.mkdtemp(prefix='srdistill_mutation_'))
+    subprocess.run(['git', 'worktree', 'add', '--detach', '-f', str(work), 'HEAD'], cwd=ROOT, check=True,
+                   capture_output=True)
+    env = {**os.environ, 'PYTHONPATH': str(work), 'OMP_NUM_THREADS': str(threads), 'PYTHONDONTWRITEBYTECODE': '1'}
+    rows = []
+    try:
+        for module, original, mutant, what in NAMED:
+            source = (work / module).read_text()
+            if source.count(original) != 1:
+                raise SystemExit(f'error: {module}: the text of "{what}" is not there once; update NAMED')
+            (work / module).write_text(source.replace(original, mutant))
+            proc = subprocess.run(f'{PYTEST} {TARGETS[module]}', shell=True, cwd=work, env=env, capture_output=True,
+                                  text=True)
+            (work / module).write_text(source)
+            failed = re.findall(r'^FAILED (\S+)', proc.stdout, re.M)
+            rows.append({'module': module, 'mutation': what, 'killed': proc.returncode != 0, 'failed_test': failed[:1]})
+    finally:
+        subprocess.run(['git', 'worktree', 'remove', '--force', str(work)], cwd=ROOT, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
 def render(results: dict) -> str:
     """The results as the study's README (every figure from ``mutation.json``)."""
+    modules = {m: r for m, r in results.items() if m != 'named'}
     rows = ['| module | mutants tested | killed | survived | timed out | score | minutes |',
             '|---|---|---|---|---|---|---|']
-    for module, r in results.items():
+    for module, r in modules.items():
         tested = r['killed'] + r['survived'] + r['timeout'] + r['suspicious']
         rows.append(f"| `{module}` | {tested} | {r['killed']} | {r['survived']} | {r['timeout']} | "
                     f"{r['score']:.1%} | {r['minutes']} |")
     lines = ['# Mutation check', '',
-             f'mutmut 2.5.1 on the CPU, {next(iter(results.values()))["threads"]} torch threads, each mutant against '
-             '`tests/test_hand_references.py` (`python scripts/mutation_check.py`; what survives and why: '
-             '`docs/mutation.md`). Score = killed or timed out / tested.', '', *rows, '', '## Surviving mutants', '']
-    for module, r in results.items():
+             f'mutmut 2.5.1 on the CPU, {next(iter(modules.values()))["threads"]} torch threads, each mutant against '
+             'the tests named in `mutation.json` (`python scripts/mutation_check.py`; what survives and why: '
+             '`docs/mutation.md`). Score = killed or timed out / tested.', '', *rows, '']
+    if 'named' in results:
+        lines += ['## The mistakes written out', '', '| module | mutation | killed by |', '|---|---|---|']
+        lines += [f"| `{r['module']}` | {r['mutation']} | "
+                  f"{'`' + r['failed_test'][0] + '`' if r['killed'] else 'NOT KILLED'} |" for r in results['named']]
+        lines.append('')
+    lines += ['## Surviving mutants', '']
+    for module, r in modules.items():
         for m in r['survivors']:
             lines.append(f"- `{module}` #{m['id']} (line {m['hunk_line']}): " +
                          ' → '.join(f"`{d[1:].strip()}`" for d in m['diff']))
@@ -96,20 +137,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='*', help='modules to check (default: all of TARGETS)')
     parser.add_argument('--threads', type=int, default=2, help='torch threads of the test runs (default 2)')
+    parser.add_argument('--named-only', action='store_true', help='only the mistakes written out in NAMED')
     args = parser.parse_args()
     modules = args.only or list(TARGETS)
     unknown = [m for m in modules if m not in TARGETS]
     if unknown:
         sys.exit(f'error: --only {unknown[0]}: not one of {list(TARGETS)}')
     results = json.loads(OUT.read_text()) if OUT.is_file() else {}
-    for module in modules:
+    results['named'] = check_named(args.threads)
+    for row in results['named']:
+        print(f"  {row['mutation']}: {'killed by ' + row['failed_test'][0] if row['killed'] else 'NOT KILLED'}")
+    atomic_write_text(OUT, json.dumps(results, indent=1))
+    for module in [] if args.named_only else modules:
         print(f'mutating {module} ...', flush=True)
         results[module] = {**check_module(module, TARGETS[module], args.threads), 'threads': args.threads,
                            'mutmut': '2.5.1', 'device': 'cpu'}
         print(f"  {results[module]['killed']} killed, {results[module]['survived']} survived, "
               f"{results[module]['timeout']} timed out ({results[module]['minutes']} min)", flush=True)
         atomic_write_text(OUT, json.dumps(results, indent=1))
-        atomic_write_text(OUT.with_name('README.md'), render(results))
+    atomic_write_text(OUT.with_name('README.md'), render(results))
 
 
 if __name__ == '__main__':
