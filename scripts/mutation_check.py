@@ -29,7 +29,7 @@ PYTEST = f'{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly'
 TARGETS = {
     'srdistill/core/maml.py': 'tests/test_hand_references.py -k "maml or anneal"',
     'srdistill/core/zero_shot.py': 'tests/test_hand_references.py -k "mzsr or zssr or back_proj"',
-    'srdistill/core/class_balance.py': 'tests/test_hand_references.py -k class_balanced',
+    'srdistill/core/class_balance.py': 'tests/test_hand_references.py -k "class_balanced or class_members"',
     'srdistill_plugin/samplers/class_balanced_sampler.py': 'tests/test_hand_references.py -k class_balanced',
     'srdistill/core/synthesis.py': 'tests/test_hand_references.py -k guidance',
 }
@@ -45,6 +45,8 @@ NAMED = [
     ('srdistill/core/zero_shot.py', "group['lr'] /= 10", "group['lr'] *= 10", 'ZSSR learning-rate drop inverted'),
     ('srdistill/core/class_balance.py', 'int(o * len(members[c]))', 'int(o * (len(members[c]) - 1))',
      "class-balanced sampler that never draws a class's last member"),
+    ('srdistill_plugin/samplers/class_balanced_sampler.py', 'self.seed + self.epoch', 'self.seed',
+     'class-balanced sampler that draws the same stream every epoch'),
 ]
 STATUSES = ('killed', 'survived', 'timeout', 'suspicious', 'skipped', 'untested')
 

@@ -205,11 +205,18 @@ def test_class_balanced_sampler_takes_its_rank_stride_of_the_epoch_stream():
         def __len__(self):
             return 5
 
+    class NoClassIds(FiveItems):
+        class_ids = None
+
+    members = class_members(FiveItems.class_ids)
     sampler = ClassBalancedSampler(FiveItems(), num_replicas=2, rank=1)  # default ratio 1 and seed 0
     assert len(sampler) == 3  # ceil(5 * 1 / 2) per rank, as BasicSR's EnlargedSampler
+    assert list(sampler) == class_balanced_indices(members, 6, seed=0)[1:6:2]  # epoch 0 before any set_epoch
     sampler.set_epoch(2)
-    stream = class_balanced_indices(class_members(FiveItems.class_ids), 6, seed=0 + 2)  # seed + epoch
-    assert list(sampler) == stream[1:6:2]
+    assert list(sampler) == class_balanced_indices(members, 6, seed=0 + 2)[1:6:2]  # seed + epoch
+    assert len(ClassBalancedSampler(FiveItems(), num_replicas=2, rank=0, ratio=3)) == 8  # ceil(5 * 3 / 2)
+    with pytest.raises(SRDistillError, match='no class_ids'):
+        ClassBalancedSampler(NoClassIds(), num_replicas=1, rank=0)
 
 
 def test_class_balanced_draws_are_uniform_within_each_class():
