@@ -130,8 +130,10 @@ def render(results: dict) -> str:
     lines += ['## Surviving mutants', '']
     for module, r in modules.items():
         for m in r['survivors']:
-            lines.append(f"- `{module}` #{m['id']} (line {m['hunk_line']}): " +
-                         ' → '.join(f"`{d[1:].strip()}`" for d in m['diff']))
+            before = ' '.join(d[1:].strip() for d in m['diff'] if d[:1] == '-' and d[1:].strip())
+            after = ' '.join(d[1:].strip() for d in m['diff'] if d[:1] == '+' and d[1:].strip())
+            lines.append(f"- `{module}` #{m['id']} (line {m['hunk_line']}): `{before}` → "
+                         + (f'`{after}`' if after else '(removed)'))
     return '\n'.join(lines) + '\n'
 
 
