@@ -1,24 +1,12 @@
 """Train with BasicSR options: ``srdistill-train -opt options/....yml [--auto_resume] [--launcher pytorch]``."""
 from __future__ import annotations
 
-import os
-import sys
-
-import srdistill_plugin  # noqa: F401  (registers the plugin's types)
-from srdistill.cli import check_options_file, run_cli
-from srdistill_plugin.engine.option_schema import check_basicsr_options
+from srdistill_plugin.commands.basicsr_command import run_basicsr_command
 from srdistill_plugin.engine.train import train_pipeline
 
 
-def train(root: str) -> None:
-    written = check_options_file(sys.argv)
-    if written is not None:  # as written, before BasicSR's parser reads (and fails on) a misspelled section
-        check_basicsr_options(written)
-    train_pipeline(root)
-
-
 def main(root: str | None = None) -> None:
-    run_cli(lambda: train(os.path.abspath(root or os.getcwd())))
+    run_basicsr_command(train_pipeline, root)
 
 
 if __name__ == '__main__':
