@@ -226,3 +226,26 @@ def test_train_and_test_commands_stop_on_a_bad_option_before_any_work(tmp_path, 
     proc = run_tool(str(ROOT / tool), '-opt', str(tmp_path / 'bad.yml'), cwd=tmp_path, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message], proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.yml']
+
+
+def test_the_schema_knows_every_key_the_plugins_datasets_read():
+    """Drift check: a key a plugin dataset reads (``opt['k']``, ``opt.get('k')``, ``_choice(opt, 'k'``) that the schema
+    does not list would be refused as unknown in every options file that sets it."""
+    import inspect
+    import re
+
+    from basicsr.utils.registry import DATASET_REGISTRY
+
+    import srdistill_plugin  # noqa: F401  (registers the plugin's types)
+    from srdistill_plugin.engine.option_schema import DATASET_KEYS, LOADER
+
+    pattern = re.compile(r"opt(?:\.get\(|\[)'(\w+)'|_choice\(opt, '(\w+)'|probability\(opt\.get\('(\w+)'")
+    modules: dict = {}  # a module's helpers serve all its datasets: compare per module
+    for name, cls in DATASET_REGISTRY:
+        if cls.__module__.startswith('srdistill_plugin'):
+            modules.setdefault(inspect.getmodule(cls), []).append(name)
+    assert sum(map(len, modules.values())) == 5
+    for module, names in modules.items():
+        read = {next(g for g in m if g) for m in pattern.findall(inspect.getsource(module))}
+        known = set(LOADER).union(*(DATASET_KEYS[n] for n in names))
+        assert read - {'type', 'db_paths', 'client_keys'} <= known, (names, sorted(read - known))
