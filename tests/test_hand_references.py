@@ -273,3 +273,17 @@ def test_guidance_scale_one_is_the_conditional_sample_and_a_model_without_null_c
                                  norm_num_groups=4)
     with pytest.raises(SRDistillError, match='needs a generator with an unconditional class'):
         guided_noise(plain, x, t, c, 4.)
+
+
+def test_sdedit_with_an_oracle_noise_predictor_returns_the_seed_patch():
+    # DDIM (eta 0) over t = 500, 0 from init noised to t = 500: a model that predicts the very noise that was added
+    # gives x0 = init at each step, and the last step (alpha_prev = 1) returns it: the output is the seed patch
+    from diffusers import DDIMScheduler
+
+    from srdistill.core.synthesis import sample
+
+    init = torch.rand(2, 3, 4, 4)
+    noise = torch.randn((2, 3, 4, 4), generator=torch.Generator().manual_seed(5))  # what sample draws first
+    out = sample(lambda x, t, classes: noise, DDIMScheduler(num_train_timesteps=1000), torch.tensor([0, 1]), 4, 2,
+                 torch.Generator().manual_seed(5), init=init, strength=1.)
+    assert torch.allclose(out, init, atol=1e-5)
