@@ -18,7 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from srdistill.core.atomic_io import atomic_write_text
 
@@ -62,14 +64,24 @@ def mutant_diff(work: Path, mutant: int, env: dict) -> dict:
     return {'id': mutant, 'hunk_line': int(line.group(1)) if line else None, 'diff': changed}
 
 
-def check_module(module: str, tests: str, threads: int) -> dict:
-    """Mutate ``module`` in a fresh worktree of HEAD and run ``tests`` against each mutant. Bytecode is never
-    cached there: a mutant of the same size as the source could otherwise run the original's cached bytecode."""
+@contextmanager
+def head_worktree(threads: int) -> Iterator[tuple[Path, dict]]:
+    """A temporary git worktree of HEAD and the environment to test it with. Bytecode is never cached there: a
+    mutant of the same size as the source could otherwise run the original's cached bytecode."""
     work = Path(tempfile.mkdtemp(prefix='srdistill_mutation_'))
     subprocess.run(['git', 'worktree', 'add', '--detach', '-f', str(work), 'HEAD'], cwd=ROOT, check=True,
                    capture_output=True)
-    env = {**os.environ, 'PYTHONPATH': str(work), 'OMP_NUM_THREADS': str(threads), 'PYTHONDONTWRITEBYTECODE': '1'}
     try:
+        yield work, {**os.environ, 'PYTHONPATH': str(work), 'OMP_NUM_THREADS': str(threads),
+                     'PYTHONDONTWRITEBYTECODE': '1'}
+    finally:
+        subprocess.run(['git', 'worktree', 'remove', '--force', str(work)], cwd=ROOT, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def check_module(module: str, tests: str, threads: int) -> dict:
+    """Mutate ``module`` in a worktree of HEAD and run ``tests`` against each mutant."""
+    with head_worktree(threads) as (work, env):
         start = time.time()
         mutmut(work, 'run', '--paths-to-mutate', module, '--tests-dir', 'tests', '--runner', f'{PYTEST} {tests}',
                '--no-progress', env=env)
@@ -80,19 +92,12 @@ def check_module(module: str, tests: str, threads: int) -> dict:
                 'score': round((tested - len(ids['survived'])) / tested, 3) if tested else None,
                 'minutes': round((time.time() - start) / 60, 1),
                 'survivors': [mutant_diff(work, m, env) for m in ids['survived']]}
-    finally:
-        subprocess.run(['git', 'worktree', 'remove', '--force', str(work)], cwd=ROOT, capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def check_named(threads: int) -> list[dict]:
     """Apply each of ``NAMED`` alone in a worktree of HEAD and run its module's tests: each must fail."""
-    work = Path(tempfile.mkdtemp(prefix='srdistill_mutation_'))
-    subprocess.run(['git', 'worktree', 'add', '--detach', '-f', str(work), 'HEAD'], cwd=ROOT, check=True,
-                   capture_output=True)
-    env = {**os.environ, 'PYTHONPATH': str(work), 'OMP_NUM_THREADS': str(threads), 'PYTHONDONTWRITEBYTECODE': '1'}
     rows = []
-    try:
+    with head_worktree(threads) as (work, env):
         for module, original, mutant, what in NAMED:
             source = (work / module).read_text()
             if source.count(original) != 1:
@@ -103,9 +108,6 @@ def check_named(threads: int) -> list[dict]:
             (work / module).write_text(source)
             failed = re.findall(r'^FAILED (\S+)', proc.stdout, re.M)
             rows.append({'module': module, 'mutation': what, 'killed': proc.returncode != 0, 'failed_test': failed[:1]})
-    finally:
-        subprocess.run(['git', 'worktree', 'remove', '--force', str(work)], cwd=ROOT, capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
     return rows
 
 

@@ -280,8 +280,11 @@ class DistillRun:
         """The fine-tuning's BasicSR options checked at start (the class count and patch size are placeholders)."""
         if (self.opt.get('synthesize') or {}).get('mode', 'sdedit') in GENERATIVE_MODES:
             options = self.finetune_options_for(1, set_patch_size(self.opt))
+            if not isinstance(options['train'], dict):
+                raise SRDistillError(f'option finetune.train: expected the BasicSR train options of the fine-tuning '
+                                     f'(optim_g, scheduler, total_iter, ...), got {options["train"]!r}')
             try:
-                check_basicsr_options({**options, 'train': options['train'] or {}})
+                check_basicsr_options(options)
             except SRDistillError as err:
                 raise SRDistillError(f'finetune (the BasicSR options of the fine-tuning): {err}') from err
 

@@ -162,7 +162,7 @@ def dataset_section(dataset, option: str) -> Section:
 def basicsr_schema(opt: dict) -> Section:
     """The schema of ``opt`` (parsed BasicSR options); strict about unknown keys for the documented model types."""
     model_type = opt.get('model_type', 'SRModel')
-    registered(MODEL_REGISTRY, opt if 'model_type' in opt else {'model_type': model_type}, '', 'model', 'model_type')
+    registered(MODEL_REGISTRY, {'model_type': model_type}, '', 'model', 'model_type')
     strict = model_type in STRICT_MODELS
     keys = dict(TOP)
     datasets = opt.get('datasets') or {}
