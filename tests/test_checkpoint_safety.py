@@ -10,6 +10,7 @@ from srdistill.core.errors import SRDistillError
 from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
 
 from .conftest import ROOT, run_tool
+from .test_distillation import tiny_options
 
 REFUSAL = 'refused to load: its pickle asks for'
 
@@ -90,7 +91,7 @@ def test_plugin_loaders_refuse_code(malicious, tmp_path):
     refused(lambda: load_model(str(path), 2), path, marker)
     refused(lambda: load_student({'type': 'MZSRNet', 'num_feat': 8, 'num_layers': 2}, path), path, marker)
     (tmp_path / 'pool').mkdir()
-    run = DistillRun({'name': 'evil', 'pool': 'pool', 'output': 'out', 'scale': 4}, root=tmp_path)
+    run = DistillRun(tiny_options(tmp_path / 'pool', tmp_path / 'out'), root=tmp_path)
     write_manifest(run.manifest('finetune'), {'checkpoint': str(path), 'options': str(tmp_path / 'unused.yml')})
     refused(run.load_generator, path, marker)
 
