@@ -16,7 +16,7 @@ from pathlib import Path
 from srdistill.cli import run_cli
 from srdistill.core.atomic_io import atomic_path, atomic_write_text
 from srdistill.core.errors import SRDistillError
-from srdistill_plugin.engine.train import NETWORK_RECORD
+from srdistill_plugin.engine.resume import NETWORK_RECORD
 
 
 def newest_iter(folder: Path) -> int | None:

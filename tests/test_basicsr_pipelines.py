@@ -118,17 +118,19 @@ def resumable_model(lr: float, resume_lr: str):
     from types import SimpleNamespace
 
     import torch
+    from basicsr.models.base_model import BaseModel
     from basicsr.models.lr_scheduler import MultiStepRestartLR
 
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=lr)
     model = SimpleNamespace(optimizers=[optimizer], schedulers=[MultiStepRestartLR(optimizer, [1000], gamma=0.5)])
     model.opt = {'train': {'optim_g': {'type': 'Adam', 'lr': lr}, 'resume_lr': resume_lr}}
+    model.resume_training = lambda state: BaseModel.resume_training(model, state)
     return model
 
 
 @pytest.mark.parametrize('resume_lr, expected', [('state', 1e-4), ('options', 2.5e-5)])
 def test_resume_lr_options_sets_the_options_learning_rate(resume_lr, expected):
-    from srdistill_plugin.engine.train import resume_training
+    from srdistill_plugin.engine.resume import resume_training
 
     saved = resumable_model(1e-4, 'state')
     state = {'optimizers': [o.state_dict() for o in saved.optimizers],

@@ -65,13 +65,18 @@ def test_the_core_loader_refuses_code_and_reads_weights(malicious, tmp_path):
 def test_basicsr_load_network_and_resume_state_refuse_code(malicious, tmp_path):
     from basicsr.models.base_model import BaseModel
 
-    from srdistill_plugin.engine.checkpoint_io import atomic_checkpoints
-    from srdistill_plugin.engine.train import load_resume_state
+    from srdistill_plugin.engine.checkpoint_io import build_model_from_files
+    from srdistill_plugin.engine.resume import load_resume_state
 
     path, marker = malicious
     model = BaseModel({'num_gpu': 0, 'is_train': False, 'dist': False})
-    with atomic_checkpoints():
-        refused(lambda: model.load_network(torch.nn.Conv2d(1, 1, 1), str(path)), path, marker)
+    with pytest.raises(Exception):  # BasicSR's own loading: torch's weights-only default refuses too, in its words
+        model.load_network(torch.nn.Conv2d(1, 1, 1), str(path))
+    assert not marker.exists()
+    options = {'model_type': 'SRModel', 'num_gpu': 0, 'is_train': False, 'dist': False,
+               'network_g': {'type': 'MZSRNet', 'num_feat': 8, 'num_layers': 2},
+               'path': {'pretrain_network_g': str(path), 'strict_load_g': True}}
+    refused(lambda: build_model_from_files(options), path, marker)  # the plugin's pipelines: read first, one line
     opt = {'num_gpu': 0, 'auto_resume': False, 'path': {'resume_state': str(path), 'training_states': str(tmp_path)}}
     assert refused(lambda: load_resume_state(opt), path, marker).startswith('option path.resume_state:')
     state = tmp_path / 'states' / '8.state'

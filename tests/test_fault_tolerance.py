@@ -69,10 +69,11 @@ def final_lmdbs(folder: Path) -> dict:
 
 def all_checkpoints_load(folder: Path) -> list[str]:
     """Every .pth / .state under its final name loads (no truncated file stands under a final name; a write that was
-    killed leaves only its partial ``<stem>.incomplete<suffix>``)."""
+    killed leaves only its partial ``<stem>.incomplete<suffix>`` or its checkpoint's ``checkpoint.incomplete/``)."""
     names = []
     for path in sorted(folder.rglob('*')):
-        if path.suffix in ('.pth', '.state') and not path.stem.endswith('.incomplete'):
+        partial = any(part.endswith('.incomplete') for part in path.relative_to(folder).with_suffix('').parts)
+        if path.suffix in ('.pth', '.state') and not partial:
             torch.load(path, map_location='cpu', weights_only=False)
             names.append(path.name)
     return names
@@ -134,7 +135,7 @@ def test_finetune_killed_while_writing_a_checkpoint_resumes_from_the_last_comple
     (tmp_path / 'distill.yml').write_text(yaml.safe_dump(opt))
     killed(command('distill', '-opt', 'distill.yml', cwd=tmp_path, fault='kill:torch.save:2:.state'))
     run_dir = tmp_path / 'experiments' / 'pytest_distill' / 'pytest_distill_finetune'
-    assert all_checkpoints_load(run_dir) == ['net_g_2.pth', 'net_g_4.pth', '2.state']  # 4.state: half-written, not under its name
+    assert all_checkpoints_load(run_dir) == ['net_g_2.pth', '2.state']  # a checkpoint is whole: no net_g_4 alone  # 4.state: half-written, not under its name
     assert not (tmp_path / 'experiments' / 'pytest_distill' / 'stages' / 'finetune.json').exists()
     ok(command('distill', '-opt', 'distill.yml', cwd=tmp_path))
     log = ''.join(p.read_text() for p in run_dir.glob('*.log'))
@@ -184,7 +185,7 @@ def test_mzsr_meta_training_killed_while_writing_a_state_resumes(photo_dir, tmp_
     (tmp_path / 'mzsr.yml').write_text(yaml.safe_dump(opt))
     killed(command('train', '-opt', 'mzsr.yml', cwd=tmp_path, fault='kill:torch.save:2:.state'))
     run_dir = tmp_path / 'experiments' / 'pytest_mzsr'
-    assert all_checkpoints_load(run_dir) == ['net_g_2.pth', 'net_g_4.pth', '2.state']
+    assert all_checkpoints_load(run_dir) == ['net_g_2.pth', '2.state']  # a checkpoint is whole: no net_g_4 alone
     proc = ok(command('train', '-opt', 'mzsr.yml', '--auto_resume', cwd=tmp_path))
     assert 'Resuming training from epoch: ' in proc.stderr and 'iter: 2.' in proc.stderr
     assert {'net_g_4.pth', '4.state'} <= set(all_checkpoints_load(run_dir))

@@ -27,3 +27,13 @@ def test_every_headline_figure_is_in_the_file_its_row_links_to():
         source = (ROOT / link).read_text()
         missing += [f'{what}: {figure} not in {link}' for figure in DECIMAL.findall(ours) if figure not in source]
     assert missing == []
+
+
+def test_the_readme_reads_in_one_screen():
+    """A newcomer's README: at most 900 words (``wc -w``), the two set-up commands first."""
+    text = (ROOT / 'README.md').read_text()
+    assert len(text.split()) <= 900
+    first_block = text.split('```bash\n')[1].split('```')[0]
+    commands = [line for line in first_block.splitlines() if line and not line.startswith('#')]
+    assert commands == ['pip install -r requirements.txt -e . && python tools/demo.py',
+                        'pip install -r requirements.txt -e . && python -m pytest -q -n 2']

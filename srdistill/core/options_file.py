@@ -2,6 +2,7 @@
 one line naming the file (and the line), never a parser traceback."""
 from __future__ import annotations
 
+import ast
 import os
 
 import yaml
@@ -42,3 +43,39 @@ def check_force_yml(opt: dict, entries: list[str]) -> None:
                 raise SRDistillError(f'--force_yml {entry}: no section {":".join(keys[:depth + 1])!r} in the options'
                                      + (f' (there: {", ".join(map(str, known))})' if known else ''))
             node = node[key]
+
+
+def force_yml_value(text: str):
+    """The value of a ``--force_yml`` entry, read as BasicSR reads it: ``~``/``none`` is None, ``true``/``false`` a
+    bool, ``!!float x`` and plain digits (with at most one dot) numbers, ``[...]`` a Python literal list, anything
+    else text (so ``1e-4`` and ``-5`` stay text, as in BasicSR; the schema then names them)."""
+    text = text.strip()
+    lowered = text.lower()
+    if text == '~' or lowered == 'none':
+        return None
+    if lowered in ('true', 'false'):
+        return lowered == 'true'
+    if text.startswith('!!float'):
+        return float(text[len('!!float'):])
+    if text.isdigit():
+        return int(text)
+    if text.count('.') < 2 and text.replace('.', '', 1).isdigit():
+        return float(text)
+    if text.startswith('['):
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError) as err:
+            raise SRDistillError(f'--force_yml: {text} is not a list literal') from err
+    return text
+
+
+def apply_force_yml(opt: dict, entries: list[str]) -> None:
+    """Set each ``a:b:c=value`` entry in ``opt`` (checked first by :func:`check_force_yml`)."""
+    check_force_yml(opt, entries)
+    for entry in entries:
+        keys, value = entry.split('=', 1)
+        *sections, last = [key.strip() for key in keys.split(':')]
+        node = opt
+        for key in sections:
+            node = node[key]
+        node[last] = force_yml_value(value)

@@ -1,86 +1,111 @@
-"""Checkpoints that are either complete or absent, and failures that stop the run.
+"""Checkpoints that are either complete or absent, failures that stop the run, and weights read as data: steps of
+the plugin's train and test pipelines around BasicSR's own ``save`` and ``build_model``.
 
-BasicSR's ``save_network`` / ``save_training_state`` call ``torch.save`` straight onto the final name and, when
-it fails three times (a full disk, a read-only folder), log "Just ignore it" and train on without checkpoints; a
-kill during the write leaves a truncated file under the final name. ``atomic_checkpoints()`` changes both for the
-duration of a run: every ``torch.save`` to a path goes to ``<name>.tmp`` and is renamed when complete, and a failed
-write is raised once BasicSR's retries are spent. ``load_network`` reads weights-only (``core/safe_load.py``)
-and its failures name the file.
+BasicSR's ``save_network`` / ``save_training_state`` call ``torch.save`` straight onto the final name and, after
+three failed tries (a full disk, a read-only folder), log "Just ignore it" and train on without checkpoints; a kill
+during the write leaves a truncated file under the final name. :func:`save_checkpoint` points the model's
+``path.models`` and ``path.training_states`` at one staging folder (``checkpoint.incomplete``) for the call, reads
+BasicSR's retry warnings, and renames the files into place only when every one was written.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import re
+import shutil
 import zipfile
-from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
 
-import torch
-from basicsr.models.base_model import BaseModel
+from basicsr.models import build_model
+from basicsr.utils import get_root_logger
 
-from srdistill.core.atomic_io import atomic_path
+from srdistill.core.atomic_io import partial_path
 from srdistill.core.errors import SRDistillError, first_line
 from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
 
-
-def atomic_save(save, obj, path, *args, **kwargs) -> None:
-    """``save(obj, path)`` (``torch.save``) through the partial name and a rename; the partial file is removed
-    when the write fails."""
-    if not isinstance(path, (str, os.PathLike)):
-        return save(obj, path, *args, **kwargs)
-    with atomic_path(path) as tmp:
-        save(obj, tmp, *args, **kwargs)
+LOAD_ERRORS = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError)
+_LAST_TRY_FAILED = re.compile(r'^Save (?:model|training state) error: (?P<error>.*), remaining retry times: 0$')
+_OS_ERROR = re.compile(r"^\[Errno \d+\] (?P<reason>[^:]+): '(?P<path>[^']+)'")
 
 
-def _saving(method):
-    def save_atomically(self, *args, **kwargs):
-        original, failures = torch.save, []
+class _FailedWrites(logging.Handler):
+    """Collects the errors of BasicSR's last (third) failed try to write a checkpoint file."""
 
-        def save(obj, path, *a, **k):
-            try:
-                atomic_save(original, obj, path, *a, **k)
-            except Exception as err:  # OSError, or torch's RuntimeError "PytorchStreamWriter failed writing file"
-                failures.append((path, err))
-                raise
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.errors: list[str] = []
 
-        torch.save = save
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _LAST_TRY_FAILED.match(record.getMessage())
+        if match:
+            self.errors.append(match['error'])
+
+
+def staging_folder(opt: dict) -> Path:
+    """Where a checkpoint is written before its files are renamed into ``models/`` and ``training_states/``."""
+    return partial_path(Path(opt['path']['experiments_root']) / 'checkpoint')
+
+
+def save_checkpoint(model, epoch: int, current_iter: int) -> None:
+    """``model.save(epoch, current_iter)`` (``current_iter`` -1: the ``latest`` weights) through the staging folder;
+    a file BasicSR could not write stops the run with one line, and nothing of that checkpoint is kept. Rank 0 saves
+    (BasicSR's saving is rank-0 only)."""
+    paths = model.opt['path']
+    if model.opt.get('rank', 0) != 0:
+        return
+    staging = staging_folder(model.opt)
+    shutil.rmtree(staging, ignore_errors=True)  # a kill during an earlier write left it
+    staging.mkdir(parents=True)
+    final = {'models': paths['models'], 'training_states': paths['training_states']}
+    failed, logger = _FailedWrites(), get_root_logger()
+    logger.addHandler(failed)
+    paths.update(models=str(staging), training_states=str(staging))
+    try:
+        model.save(epoch, current_iter)
+    finally:
+        paths.update(final)
+        logger.removeHandler(failed)
+    if failed.errors:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise SRDistillError(write_failure(failed.errors[0], final['models'], current_iter))
+    for file in sorted(staging.iterdir()):
+        folder = Path(final['training_states'] if file.suffix == '.state' else final['models'])
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(file, folder / file.name)
+    staging.rmdir()
+
+
+def write_failure(error: str, models: str, current_iter: int) -> str:
+    """One line for a checkpoint file BasicSR gave up writing: its final name and the reason."""
+    match = _OS_ERROR.match(error)
+    name = Path(match['path']).name if match else f'checkpoint {current_iter}'
+    reason = match['reason'] if match else error
+    return f'{Path(models) / name}: cannot write the checkpoint ({reason}); nothing was written under its name'
+
+
+def check_network_files(opt: dict) -> None:
+    """Every ``path.pretrain_network_*`` file read as weights only before the model is built: a pickle that would run
+    code, or a file that is not a checkpoint, is one line naming it."""
+    for key, path in sorted((opt.get('path') or {}).items()):
+        if not key.startswith('pretrain_network_') or not path:
+            continue
         try:
-            method(self, *args, **kwargs)
-        finally:
-            torch.save = original
-        if failures:  # BasicSR retried and gave up silently: stop here instead
-            path, err = failures[-1]
-            reason = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else first_line(err)
-            raise SRDistillError(f'{path}: cannot write the checkpoint ({reason}); nothing was written under its '
-                                 'name') from err
-    return save_atomically
-
-
-def _loading(method):
-    def load_weights_only_naming_the_file(self, net, load_path, *args, **kwargs):
-        original = torch.load
-        torch.load = lambda path, map_location=None, **_: load_checkpoint(path, map_location)
-        try:
-            return method(self, net, load_path, *args, **kwargs)
+            load_checkpoint(path, map_location='cpu')
         except UnsafeCheckpointError:
             raise
-        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError) as err:
-            raise SRDistillError(f'{load_path}: cannot load the network weights ({first_line(err)})') from err
-        finally:
-            torch.load = original
-    return load_weights_only_naming_the_file
+        except LOAD_ERRORS as err:
+            raise SRDistillError(f'{path}: cannot load the network weights ({first_line(err)})') from err
 
 
-@contextmanager
-def atomic_checkpoints() -> Iterator[None]:
-    """Patch ``BaseModel``'s checkpoint saving (atomic, failures raised) and loading (errors name the file)."""
-    names = ('save_network', 'save_training_state', 'load_network')
-    saved = {name: getattr(BaseModel, name) for name in names}
-    BaseModel.save_network = _saving(saved['save_network'])
-    BaseModel.save_training_state = _saving(saved['save_training_state'])
-    BaseModel.load_network = _loading(saved['load_network'])
+def build_model_from_files(opt: dict):
+    """BasicSR's ``build_model(opt)`` after :func:`check_network_files`; weights that do not fit the network
+    (``strict_load``) are one line naming the file."""
+    check_network_files(opt)
     try:
-        yield
-    finally:
-        for name, method in saved.items():
-            setattr(BaseModel, name, method)
+        return build_model(opt)
+    except RuntimeError as err:
+        files = [str(p) for k, p in sorted(opt['path'].items()) if k.startswith('pretrain_network_') and p]
+        if 'state_dict' not in str(err) or not files:
+            raise
+        raise SRDistillError(f'{", ".join(files)}: cannot load the network weights ({first_line(err)})') from err

@@ -2,41 +2,25 @@
 
 BasicSR 1.4.2 always initialises NCCL for ``--launcher pytorch`` (``dist_params`` is read only for slurm), calls
 ``torch.cuda.set_device`` (a ``ZeroDivisionError`` without GPUs) and wraps networks in DDP with CUDA ``device_ids``.
-The plugin's train entry replaces those three steps: the backend comes from ``dist_params.backend`` (gloo chosen when
-no GPU is visible), CUDA calls are made only with NCCL, and CPU networks are wrapped without ``device_ids``.
+The plugin's train pipeline calls :func:`init_dist` (the backend from ``dist_params.backend``, gloo when no GPU is
+visible; CUDA calls only with NCCL) and :func:`build_model_on_ranks` (CPU networks wrapped after the build).
 """
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
+from typing import Callable
 
 import torch
 import torch.distributed as dist
-import yaml
 from basicsr.utils.dist_util import init_dist as basicsr_init_dist
+from basicsr.models.base_model import BaseModel
 from torch.nn.parallel import DistributedDataParallel
 
 from srdistill.core.errors import SRDistillError
 
 BACKENDS = ('gloo', 'nccl')
 TORCHRUN_HINT = 'torchrun --nproc_per_node=N tools/train.py -opt OPTIONS.yml --launcher pytorch'
-
-
-def requested_backend(argv: list[str] | None = None) -> str | None:
-    """``dist_params.backend`` of the ``-opt`` file, or of a ``--force_yml dist_params:backend=...`` override."""
-    argv = sys.argv[1:] if argv is None else argv
-    backend = None
-    if '-opt' in argv and argv.index('-opt') + 1 < len(argv):
-        try:
-            with open(argv[argv.index('-opt') + 1]) as f:
-                backend = ((yaml.safe_load(f) or {}).get('dist_params') or {}).get('backend')
-        except (OSError, yaml.YAMLError, AttributeError):
-            backend = None  # BasicSR reports an unreadable options file itself
-    for entry in argv:
-        if entry.replace(' ', '').startswith('dist_params:backend='):
-            backend = entry.split('=', 1)[1].strip()
-    return backend
 
 
 def choose_backend(requested: str | None) -> str:
@@ -52,8 +36,9 @@ def choose_backend(requested: str | None) -> str:
 
 
 def init_dist(launcher: str, backend: str | None = None, port: int | None = None, **kwargs) -> None:
-    """Drop-in for BasicSR's ``init_dist`` that works on CPU-only machines."""
-    backend = choose_backend(backend or requested_backend())
+    """BasicSR's ``init_dist`` for ``--launcher pytorch|slurm``, on CPU-only machines too (``backend``: the
+    ``dist_params.backend`` option; gloo without GPUs)."""
+    backend = choose_backend(backend)
     if launcher == 'pytorch':
         missing = [v for v in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if v not in os.environ]
         if missing:
@@ -86,16 +71,29 @@ def _slurm_environment(port: int | None) -> None:
     os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
 
 
-def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
-    """BasicSR's ``BaseModel.model_to_device`` with CPU networks wrapped in DDP without CUDA ``device_ids``."""
-    net = net.to(self.device)
-    if self.opt['dist']:
-        device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
-        return DistributedDataParallel(net, device_ids=device_ids,
-                                       find_unused_parameters=self.opt.get('find_unused_parameters', False))
-    if self.opt['num_gpu'] > 1:
-        return torch.nn.DataParallel(net)
-    return net
+def build_model_on_ranks(opt: dict, build: Callable[[dict], BaseModel]) -> BaseModel:
+    """``build(opt)`` for a run on ``opt['world_size']`` ranks. BasicSR wraps networks in DDP with CUDA
+    ``device_ids``; for a CPU run (``num_gpu: 0``) the model is built unwrapped, then each trained ``net_*`` is
+    wrapped in DDP here (which gives every rank rank 0's weights) and every other network (``net_g_ema``) takes rank
+    0's state. GPU runs and single-process runs are BasicSR's own."""
+    if not opt['dist'] or opt['num_gpu']:
+        return build(opt)
+    opt['dist'] = False
+    try:
+        model = build(opt)
+    finally:
+        opt['dist'] = True
+    model.opt['dist'] = True  # BasicSR's build_model gives the model a copy of the options
+    for name, net in list(vars(model).items()):
+        if not name.startswith('net_') or not isinstance(net, torch.nn.Module):
+            continue
+        if any(p.requires_grad for p in net.parameters()) and not name.endswith('_ema'):
+            setattr(model, name, DistributedDataParallel(
+                net, find_unused_parameters=opt.get('find_unused_parameters', False)))
+        else:
+            for tensor in net.state_dict().values():
+                dist.broadcast(tensor, src=0)
+    return model
 
 
 def rank_weight_spread(net: torch.nn.Module) -> float:

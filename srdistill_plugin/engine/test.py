@@ -10,11 +10,11 @@ from os import path as osp
 import torch
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.archs import build_network
-from basicsr.models import build_model
 from basicsr.utils import get_env_info, get_root_logger, get_time_str, make_exp_dirs
 from basicsr.utils.options import dict2str, parse_options
 
-from srdistill_plugin.engine.checkpoint_io import atomic_checkpoints
+from srdistill.core.atomic_io import atomic_write_text
+from srdistill_plugin.engine.checkpoint_io import build_model_from_files
 from srdistill.core.errors import SRDistillError
 from srdistill_plugin.engine.option_schema import check_basicsr_options
 
@@ -47,8 +47,7 @@ def test_pipeline(root_path: str) -> dict[str, dict[str, float]]:
     logger.info(get_env_info())
     logger.info(dict2str(opt))
 
-    with atomic_checkpoints():
-        model = build_model(opt)
+    model = build_model_from_files(opt)
     results = {}
     for _, dataset_opt in sorted(opt['datasets'].items()):
         test_set = build_dataset(dataset_opt)
@@ -59,7 +58,7 @@ def test_pipeline(root_path: str) -> dict[str, dict[str, float]]:
         metrics = {**getattr(model, 'metric_results', {}), **getattr(model, 'extra_results', {})}
         results[dataset_opt['name']] = {k: float(v) for k, v in metrics.items()}
     out = osp.join(opt['path']['results_root'], 'metrics.json')
-    with open(out, 'w') as f:
-        json.dump({'name': opt['name'], 'network': opt['network_g']['type'], 'results': results}, f, indent=2)
+    atomic_write_text(out, json.dumps({'name': opt['name'], 'network': opt['network_g']['type'], 'results': results},
+                                      indent=2))
     logger.info(f'Metrics written to {out}')
     return results

@@ -1,142 +1,117 @@
-"""BasicSR's train pipeline with three additions, applied only for the duration of the call:
+"""The plugin's BasicSR training pipeline: BasicSR's builders (options helpers, datasets, loaders, models, loggers,
+validation, checkpoints) driven by a loop of the plugin's own, with ``basicsr/train.py``'s flags (``-opt``,
+``--launcher``, ``--auto_resume``, ``--debug``, ``--force_yml``). What it does beyond BasicSR's, each a visible step:
 
-* ``datasets.train.sampler: {type: ..., ...}`` picks the training sampler from ``SAMPLER_REGISTRY``
-  (BasicSR hard-codes ``EnlargedSampler``, which stays the default);
-* resuming works on CPU-only machines and from ``--auto_resume`` in any working directory (BasicSR's
-  ``load_resume_state`` calls ``torch.cuda.current_device()`` and looks under a cwd-relative ``experiments/``);
-* ``--force_yml manual_seed=N`` takes effect (BasicSR seeds the random generators before it applies
-  ``--force_yml``, so the override was logged but not used);
-* checkpoints are written atomically and a failed write stops the run (``core/checkpoint_io.py``);
-* ``--launcher pytorch|slurm`` works on CPU-only machines with gloo (``engine/distributed.py``), and a
-  distributed run ends by checking that every rank holds rank 0's weights (logged);
-* ``train.resume_lr: options`` resumes with the learning rates of the ``train.optim_*`` options instead of the
-  state's (BasicSR restores the state's), so a run can be continued with a new learning rate (default ``state``).
+* the training sampler is ``datasets.train.sampler: {type: ...}`` from ``SAMPLER_REGISTRY`` (BasicSR's
+  ``EnlargedSampler`` by default);
+* ``--force_yml`` is applied before the generators are seeded (so ``manual_seed=N`` takes effect), and the options
+  are checked against the schema before any work;
+* resuming works on CPU-only machines and from any working folder (``engine/resume.py``);
+* checkpoints are complete or absent, and a failed write stops the run (``engine/checkpoint_io.py``);
+* ``--launcher pytorch|slurm`` works on CPUs with gloo (``engine/distributed.py``), and a distributed run ends by
+  logging how far any rank's weights are from rank 0's;
+* :class:`Trainer` trains to N iterations, validates and goes on in one process, and keeps the validation curve and
+  the seconds of each stretch in ``<experiments_root>/training.json``.
+
+Nothing of BasicSR or torch is replaced at run time: a user's own ``train.py`` that calls BasicSR's pipeline gets
+the plugin's registered types and BasicSR's behaviour.
 """
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
-import pickle
+import logging
+import math
+import random
 import shutil
 import time
-import warnings
-from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime as DateTime
 from pathlib import Path
 from typing import Iterator
 
-import basicsr.train as basicsr_train
-import basicsr.utils.options as basicsr_options
 import torch
 import torch.distributed as dist
-from basicsr.models.base_model import BaseModel
-from basicsr.utils import check_resume, get_root_logger, set_random_seed
-from basicsr.utils.options import parse_options
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
+from basicsr.utils import (AvgTimer, MessageLogger, get_env_info, get_root_logger, get_time_str, init_tb_logger,
+                           init_wandb_logger, make_exp_dirs, mkdir_and_rename, set_random_seed)
+from basicsr.utils.dist_util import get_dist_info
+from basicsr.utils.options import copy_opt_file, dict2str
 
 from srdistill.core.atomic_io import atomic_write_text
-from srdistill_plugin.engine.checkpoint_io import atomic_checkpoints
-from srdistill.core.errors import SRDistillError, first_line
-from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
+from srdistill.core.errors import SRDistillError
+from srdistill.core.options_file import apply_force_yml, read_options
 from srdistill_plugin.samplers import build_sampler
 
-from .option_schema import check_basicsr_options
-
 from . import distributed
+from .checkpoint_io import build_model_from_files, save_checkpoint
+from .option_schema import check_basicsr_options
+from .resume import load_resume_state, resume_training, write_network_record
+
+LAUNCHERS = ('none', 'pytorch', 'slurm')
 
 
-def sampler_from_dataset_options(dataset, num_replicas: int, rank: int, dataset_enlarge_ratio: int = 1):
-    """Drop-in for BasicSR's ``EnlargedSampler(...)`` call: reads ``sampler`` from the dataset's own options."""
-    sampler_opt = getattr(dataset, 'opt', {}).get('sampler')
-    return build_sampler(sampler_opt, dataset, num_replicas, rank, dataset_enlarge_ratio)
+def argument_parser() -> argparse.ArgumentParser:
+    """``basicsr/train.py``'s flags."""
+    parser = argparse.ArgumentParser(prog='srdistill-train', description='BasicSR training with the plugin\'s types.')
+    parser.add_argument('-opt', required=True, help='path to the options YAML file')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher (torchrun: pytorch)')
+    parser.add_argument('--auto_resume', action='store_true', help='resume from the newest training state')
+    parser.add_argument('--debug', action='store_true', help='a debug_<name> run: frequent logs and checkpoints')
+    parser.add_argument('--local_rank', type=int, default=0, help='set by old launchers; the environment decides')
+    parser.add_argument('--force_yml', nargs='+', default=None, metavar='KEY:SUB=VALUE',
+                        help='override options, e.g. train:total_iter=1000')
+    return parser
 
 
-def training_states_newest_first(opt: dict) -> list[Path]:
-    """The ``<iter>.state`` files of this experiment's ``training_states`` folder, newest first."""
-    folder = Path(opt['path']['training_states'])
-    states = [p for p in folder.glob('*.state') if p.stem.isdigit()] if folder.is_dir() else []
-    return sorted(states, key=lambda p: int(p.stem), reverse=True)
+def parse_train_options(root_path: str, argv: list[str] | None = None) -> tuple[dict, argparse.Namespace]:
+    """The training options of the command line: the file, ``--force_yml`` applied, the ranks started, paths
+    resolved under ``root_path``, checked, and the generators seeded with ``manual_seed`` + rank."""
+    args = argument_parser().parse_args(argv)
+    opt = read_options(args.opt)
+    apply_force_yml(opt, args.force_yml or [])
+    opt['dist'] = args.launcher != 'none'
+    if opt['dist']:
+        params = opt.get('dist_params') or {}
+        distributed.init_dist(args.launcher, backend=params.get('backend'), port=params.get('port'))
+    else:
+        print('Disable distributed.', flush=True)
+    opt['rank'], opt['world_size'] = get_dist_info()
+    if opt.get('manual_seed') is None:
+        opt['manual_seed'] = random.randint(1, 10000)
+    opt.update(auto_resume=args.auto_resume, is_train=True, root_path=root_path)
+    if args.debug and not opt['name'].startswith('debug'):
+        opt['name'] = 'debug_' + opt['name']
+    if opt.get('num_gpu') == 'auto':
+        opt['num_gpu'] = torch.cuda.device_count()
+    resolve_training_paths(opt, root_path)
+    check_train_options(opt)
+    set_random_seed(opt['manual_seed'] + opt['rank'])
+    return opt, args
 
 
-NETWORK_RECORD = 'network.json'
-
-
-def network_record(opt: dict) -> dict:
-    """What a resume state is only valid for: the scale and the ``network_g`` options."""
-    return {'scale': opt.get('scale'), 'network_g': opt.get('network_g')}
-
-
-def check_resume_network(opt: dict, state_path: str | Path) -> None:
-    """A resume state written by another network or scale -> one line (its weights would load into a different
-    model, or silently into the same weights at another scale)."""
-    record = Path(opt['path']['experiments_root']) / NETWORK_RECORD
-    if not record.is_file():
-        return
-    before, now = json.loads(record.read_text()), json.loads(json.dumps(network_record(opt)))
-    for key in ('scale', 'network_g'):
-        if before.get(key) != now[key]:
-            raise SRDistillError(f'option path.resume_state: {state_path} was written for {key} {before.get(key)!r}, '
-                                 f'these options have {now[key]!r} (start a new experiment name instead)')
-
-
-def write_network_record(opt: dict) -> None:
-    """Record the scale and network of this run beside its training states (see :func:`check_resume_network`)."""
-    if opt.get('rank', 0) == 0 and opt.get('is_train'):
-        atomic_write_text(Path(opt['path']['experiments_root']) / NETWORK_RECORD,
-                          json.dumps(network_record(opt), indent=2))
-
-
-def load_resume_state(opt: dict) -> dict | None:
-    """BasicSR's resume-state loading, on whatever device is available.
-
-    With ``--auto_resume`` a state file that cannot be read (a run killed while saving it) is skipped with a
-    warning and the next older one is used.
-    """
-    device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] else torch.device('cpu')
-    explicit = opt['path'].get('resume_state')
-    candidates = training_states_newest_first(opt) if opt['auto_resume'] else [explicit] if explicit else []
-    for path in candidates:
-        try:
-            state = load_checkpoint(path, map_location=device)
-        except UnsafeCheckpointError as err:
-            raise SRDistillError(f'option path.resume_state: {err}') from err
-        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
-            if not opt['auto_resume']:
-                raise SRDistillError(f'option path.resume_state: cannot read {path} ({first_line(err)})') from err
-            warnings.warn(f'skipping unreadable training state {path}: {first_line(err)}')
-            continue
-        check_resume_network(opt, path)
-        opt['path']['resume_state'] = str(path)
-        check_resume(opt, state['iter'])
-        return state
-    return None
-
-
-_basicsr_resume_training = BaseModel.resume_training
-
-
-def optimizer_options(train: dict) -> list[tuple[str, dict]]:
-    """The ``train.optim_*`` options in the order they are written (BasicSR builds its optimizers in that order)."""
-    return [(name, value) for name, value in train.items() if name.startswith('optim_') and isinstance(value, dict)]
-
-
-def resume_training(model: BaseModel, resume_state: dict) -> None:
-    """BasicSR's ``resume_training``; with ``train.resume_lr: options`` each optimizer then takes the learning rate of
-    its ``train.optim_*`` option (its schedulers' base rates too), logged."""
-    _basicsr_resume_training(model, resume_state)
-    train = model.opt.get('train') or {}
-    if train.get('resume_lr', 'state') != 'options':
-        return
-    named = optimizer_options(train)
-    if len(named) != len(model.optimizers):
-        raise SRDistillError(f'option train.resume_lr: options needs one train.optim_* option per optimizer '
-                             f'({len(model.optimizers)}), got {[name for name, _ in named]}')
-    for index, ((name, value), optimizer) in enumerate(zip(named, model.optimizers)):
-        before = optimizer.param_groups[0]['lr']
-        for group in optimizer.param_groups:
-            group['lr'] = group['initial_lr'] = value['lr']
-        for scheduler in model.schedulers[index:index + 1]:
-            scheduler.base_lrs = [value['lr']] * len(optimizer.param_groups)
-        get_root_logger().info(f'train.resume_lr: options: {name} resumes at lr {value["lr"]:.3e} (the state had '
-                               f'{before:.3e})')
+def resolve_training_paths(opt: dict, root_path: str) -> None:
+    """As BasicSR does: each dataset's phase and scale, ``~`` expanded, the run's folders under
+    ``path.experiments_root`` (default ``<root>/experiments``) ``/<name>``, and the debug frequencies."""
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        dataset['phase'] = phase.split('_')[0]
+        if 'scale' in opt:
+            dataset['scale'] = opt['scale']
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            if dataset.get(key) is not None:
+                dataset[key] = str(Path(dataset[key]).expanduser())
+    paths = opt.setdefault('path', {})
+    for key, value in paths.items():
+        if value is not None and ('resume_state' in key or 'pretrain_network' in key):
+            paths[key] = str(Path(value).expanduser())
+    root = Path(paths.get('experiments_root') or Path(root_path) / 'experiments') / opt['name']
+    paths.update(experiments_root=str(root), models=str(root / 'models'), log=str(root),
+                 training_states=str(root / 'training_states'), visualization=str(root / 'visualization'))
+    if 'debug' in opt['name']:
+        if 'val' in opt:
+            opt['val']['val_freq'] = 8
+        opt['logger'].update(print_freq=1, save_checkpoint_freq=8)
 
 
 def check_train_options(opt: dict) -> None:
@@ -158,52 +133,59 @@ def check_cosine_periods(train: dict) -> None:
                              f'train.total_iter {train["total_iter"]} (BasicSR\'s cosine schedule stops there)')
 
 
-def parse_options_seeded(root_path: str, is_train: bool = True) -> tuple[dict, object]:
-    """BasicSR's ``parse_options`` (its training options checked), then the generators seeded with the final
-    ``manual_seed`` (+ rank). With no override this re-seeds with the same seed before anything random happens, so
-    results do not change."""
-    opt, args = parse_options(root_path, is_train)
-    if is_train:
-        check_train_options(opt)
-    set_random_seed(opt['manual_seed'] + opt['rank'])
-    return opt, args
+def create_loaders(opt: dict, logger: logging.Logger) -> tuple:
+    """The training loader (its sampler from ``datasets.train.sampler``) and one loader per ``val*`` dataset."""
+    train_loader = sampler = None
+    val_loaders = []
+    for phase, dataset_opt in opt['datasets'].items():
+        if phase == 'train':
+            enlarge = dataset_opt.get('dataset_enlarge_ratio', 1)
+            train_set = build_dataset(dataset_opt)
+            sampler = build_sampler(dataset_opt.get('sampler'), train_set, opt['world_size'], opt['rank'], enlarge)
+            train_loader = build_dataloader(train_set, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
+                                            sampler=sampler, seed=opt['manual_seed'])
+            per_epoch = math.ceil(len(train_set) * enlarge / (dataset_opt['batch_size_per_gpu'] * opt['world_size']))
+            total = int(opt['train']['total_iter'])
+            logger.info('Training statistics:'
+                        f'\n\tNumber of train images: {len(train_set)}'
+                        f'\n\tDataset enlarge ratio: {enlarge}'
+                        f'\n\tBatch size per gpu: {dataset_opt["batch_size_per_gpu"]}'
+                        f'\n\tWorld size (gpu number): {opt["world_size"]}'
+                        f'\n\tRequire iter number per epoch: {per_epoch}'
+                        f'\n\tTotal epochs: {math.ceil(total / per_epoch)}; iters: {total}.')
+        elif phase.split('_')[0] == 'val':
+            val_set = build_dataset(dataset_opt)
+            val_loaders.append(build_dataloader(val_set, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'],
+                                                sampler=None, seed=opt['manual_seed']))
+            logger.info(f'Number of val images/folders in {dataset_opt["name"]}: {len(val_set)}')
+        else:
+            raise SRDistillError(f'option datasets.{phase}: expected train or val* (BasicSR\'s phases)')
+    return train_loader, sampler, val_loaders
 
 
-@contextmanager
-def plugin_train_hooks(built_models: list | None = None, parsed: list | None = None) -> Iterator[None]:
-    """Point ``basicsr.train``'s sampler, resume loading, option parsing and model building, BasicSR's ``init_dist``
-    and ``BaseModel.model_to_device`` at the plugin's versions, then restore them. Built models are appended to
-    ``built_models``, the parsed options to ``parsed``."""
-    build_model = basicsr_train.build_model
+def prefetcher_for(opt: dict, loader):
+    """BasicSR's CPU or CUDA prefetcher, as ``datasets.train.prefetch_mode`` says."""
+    dataset_opt = opt['datasets']['train']
+    mode = dataset_opt.get('prefetch_mode')
+    if mode in (None, 'cpu'):
+        return CPUPrefetcher(loader)
+    if mode == 'cuda' and dataset_opt.get('pin_memory') is True:
+        get_root_logger().info('Use cuda prefetch dataloader')
+        return CUDAPrefetcher(loader, opt)
+    raise SRDistillError(f'option datasets.train.prefetch_mode: {mode!r} needs pin_memory: true' if mode == 'cuda'
+                         else f'option datasets.train.prefetch_mode: expected cpu or cuda, got {mode!r}')
 
-    def parse_and_keep(root_path, is_train=True):
-        opt, args = parse_options_seeded(root_path, is_train)
-        if parsed is not None:
-            parsed.append(opt)
-        return opt, args
 
-    def build_and_keep(opt):
-        write_network_record(opt)
-        model = build_model(opt)
-        if built_models is not None:
-            built_models.append(model)
-        return model
-
-    hooks = [(basicsr_train, 'EnlargedSampler', sampler_from_dataset_options),
-             (basicsr_train, 'load_resume_state', load_resume_state),
-             (basicsr_train, 'parse_options', parse_and_keep),
-             (basicsr_train, 'build_model', build_and_keep),
-             (basicsr_options, 'init_dist', distributed.init_dist),
-             (BaseModel, 'model_to_device', distributed.model_to_device),
-             (BaseModel, 'resume_training', resume_training)]
-    saved = [getattr(owner, name) for owner, name, _ in hooks]
-    for owner, name, hook in hooks:
-        setattr(owner, name, hook)
-    try:
-        yield
-    finally:
-        for (owner, name, _), original in zip(hooks, saved):
-            setattr(owner, name, original)
+def init_tb_loggers(opt: dict):
+    """wandb (before tensorboard, as BasicSR syncs them) and tensorboard, as ``logger`` asks; not for debug runs."""
+    logger_opt = opt['logger']
+    if (logger_opt.get('wandb') or {}).get('project') is not None and 'debug' not in opt['name']:
+        if logger_opt.get('use_tb_logger') is not True:
+            raise SRDistillError('option logger.wandb: wandb syncs the tensorboard log; set logger.use_tb_logger: true')
+        init_wandb_logger(opt)
+    if logger_opt.get('use_tb_logger') and 'debug' not in opt['name']:
+        return init_tb_logger(log_dir=str(Path(opt['root_path']) / 'tb_logger' / opt['name']))
+    return None
 
 
 def run_folders(opt: dict) -> list[Path]:
@@ -214,7 +196,7 @@ def run_folders(opt: dict) -> list[Path]:
 def archive_time(folder: Path) -> float:
     """When BasicSR archived ``folder`` (``<name>_archived_<%Y%m%d_%H%M%S>``), as a timestamp (0 if unnamed so)."""
     try:
-        return datetime.strptime(folder.name.rsplit('_archived_', 1)[1], '%Y%m%d_%H%M%S').timestamp()
+        return DateTime.strptime(folder.name.rsplit('_archived_', 1)[1], '%Y%m%d_%H%M%S').timestamp()
     except (IndexError, ValueError):
         return 0.
 
@@ -237,21 +219,150 @@ def remove_unused_run_folders(opt: dict, started: float) -> None:
             max(archived, key=archive_time).rename(folder)
 
 
-def train_pipeline(root_path: str) -> None:
-    """Run BasicSR's ``train_pipeline`` (options from ``sys.argv``: -opt, --launcher, --auto_resume, ...)."""
-    models: list = []
-    parsed: list = []
+
+
+class TrainingRecord:
+    """``<experiments_root>/training.json`` (rank 0): the validation metrics per iteration and the seconds of each
+    stretch of training, kept across resumes (entries past the resumed iteration are dropped: that run died)."""
+
+    def __init__(self, opt: dict, start_iter: int):
+        self.path = Path(opt['path']['experiments_root']) / 'training.json'
+        self.write = opt['rank'] == 0
+        data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.validation = {it: v for it, v in data.get('validation', {}).items() if int(it) <= start_iter}
+        self.stretches = [s for s in data.get('stretches', []) if s['to'] <= start_iter]
+        self.device = f'{"cuda" if opt["num_gpu"] else "cpu"}, {opt["world_size"]} rank(s), ' \
+                      f'{torch.get_num_threads()} thread(s) each'
+
+    def add_stretch(self, start: int, end: int, seconds: float) -> None:
+        if end > start:
+            self.stretches.append({'from': start, 'to': end, 'seconds': round(seconds, 3), 'device': self.device})
+            self.save()
+
+    def add_validation(self, iteration: int, metrics: dict) -> None:
+        self.validation[str(iteration)] = metrics
+        self.save()
+
+    def save(self) -> None:
+        if self.write:
+            atomic_write_text(self.path, json.dumps({'validation': self.validation, 'stretches': self.stretches},
+                                                    indent=2))
+
+
+class Trainer:
+    """One BasicSR training run in this process: set up (folders, logs, loaders, model, resume), then
+    :meth:`train_to` as often as wanted (each continues where the last stopped), :meth:`validate`, :meth:`finish`."""
+
+    def __init__(self, opt: dict, opt_file: str):
+        self.opt = opt
+        resume_state = load_resume_state(opt)
+        if resume_state is None:
+            make_exp_dirs(opt)
+            if opt['logger'].get('use_tb_logger') and 'debug' not in opt['name'] and opt['rank'] == 0:
+                mkdir_and_rename(str(Path(opt['root_path']) / 'tb_logger' / opt['name']))
+        copy_opt_file(opt_file, opt['path']['experiments_root'])
+        log_file = Path(opt['path']['log']) / f'train_{opt["name"]}_{get_time_str()}.log'
+        self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=str(log_file))
+        self.logger.info(get_env_info())
+        self.logger.info(dict2str(opt))
+        self.tb_logger = init_tb_loggers(opt)
+        self.train_loader, self.sampler, self.val_loaders = create_loaders(opt, self.logger)
+        write_network_record(opt)
+        self.model = distributed.build_model_on_ranks(opt, build_model_from_files)
+        self.epoch = self.current_iter = 0
+        if resume_state:
+            resume_training(self.model, resume_state)
+            self.epoch, self.current_iter = resume_state['epoch'], resume_state['iter']
+            self.logger.info(f'Resuming training from epoch: {self.epoch}, iter: {self.current_iter}.')
+        self.record = TrainingRecord(opt, self.current_iter)
+        self.msg_logger = MessageLogger(opt, self.current_iter, self.tb_logger)
+        self.batches = self.epochs_of_batches(prefetcher_for(opt, self.train_loader))
+        self.data_timer, self.iter_timer = AvgTimer(), AvgTimer()
+        self.started = time.time()
+        self.logger.info(f'Start training from epoch: {self.epoch}, iter: {self.current_iter}')
+
+    def epochs_of_batches(self, prefetcher) -> Iterator[tuple[int, dict]]:
+        """``(epoch, batch)`` from the current epoch on, the sampler told each new epoch."""
+        epoch = self.epoch
+        while True:
+            self.sampler.set_epoch(epoch)
+            prefetcher.reset()
+            batch = prefetcher.next()
+            while batch is not None:
+                yield epoch, batch
+                batch = prefetcher.next()
+            epoch += 1
+
+    def train_to(self, total_iter: int) -> None:
+        """Train until iteration ``total_iter``, logging every ``logger.print_freq``, saving a checkpoint every
+        ``logger.save_checkpoint_freq`` and validating every ``val.val_freq`` iterations."""
+        opt, model = self.opt, self.model
+        start_iter, start = self.current_iter, time.perf_counter()
+        while self.current_iter < total_iter:
+            self.data_timer.start()
+            self.iter_timer.start()
+            self.epoch, batch = next(self.batches)
+            self.data_timer.record()
+            self.current_iter += 1
+            model.update_learning_rate(self.current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+            model.feed_data(batch)
+            model.optimize_parameters(self.current_iter)
+            self.iter_timer.record()
+            if self.current_iter == 1:
+                self.msg_logger.reset_start_time()
+            if self.current_iter % opt['logger']['print_freq'] == 0:
+                self.msg_logger({'epoch': self.epoch, 'iter': self.current_iter,
+                                 'lrs': model.get_current_learning_rate(), 'time': self.iter_timer.get_avg_time(),
+                                 'data_time': self.data_timer.get_avg_time(), **model.get_current_log()})
+            if self.current_iter % opt['logger']['save_checkpoint_freq'] == 0:
+                self.logger.info('Saving models and training states.')
+                save_checkpoint(model, self.epoch, self.current_iter)
+            if opt.get('val') is not None and self.current_iter % opt['val']['val_freq'] == 0:
+                self.validate()
+        self.record.add_stretch(start_iter, self.current_iter, time.perf_counter() - start)
+
+    def validate(self) -> dict[str, dict[str, float]]:
+        """BasicSR's validation on every ``val*`` dataset; ``{dataset: {metric: value}}``, also recorded."""
+        if len(self.val_loaders) > 1:
+            self.logger.warning('Multiple validation datasets are *only* supported by SRModel.')
+        results = {}
+        for loader in self.val_loaders:
+            self.model.validation(loader, self.current_iter, self.tb_logger, self.opt['val'].get('save_img', False))
+            metrics = getattr(self.model, 'metric_results', None) or {}
+            results[loader.dataset.opt['name']] = {name: float(value) for name, value in metrics.items()}
+        self.record.add_validation(self.current_iter, results)
+        return results
+
+    def finish(self) -> None:
+        """Save the latest weights, validate them, close the loggers and, after a distributed run, log the largest
+        difference of any rank's ``net_g`` from rank 0's."""
+        consumed = datetime.timedelta(seconds=int(time.time() - self.started))
+        self.logger.info(f'End of training. Time consumed: {consumed}')
+        self.logger.info('Save the latest model.')
+        save_checkpoint(self.model, -1, -1)
+        if self.opt.get('val') is not None:
+            self.validate()
+        if self.tb_logger:
+            self.tb_logger.close()
+        if dist.is_available() and dist.is_initialized():
+            spread = distributed.rank_weight_spread(self.model.get_bare_model(self.model.net_g))
+            self.logger.info(f'{dist.get_world_size()} ranks, {dist.get_backend()}: largest difference of any '
+                             f'rank\'s net_g weights from rank 0\'s: {spread:.3g}')
+
+
+def train_pipeline(root_path: str, argv: list[str] | None = None) -> None:
+    """Train as ``basicsr/train.py`` does, with the plugin's steps (options from ``argv``, default ``sys.argv``).
+    A run that fails before its first checkpoint leaves no folders behind."""
+    opt, args = parse_train_options(root_path, argv)
+    torch.backends.cudnn.benchmark = True
     started = time.time() - 1  # folder times have 1 s resolution on some filesystems
     try:
-        with plugin_train_hooks(models, parsed), atomic_checkpoints():
-            basicsr_train.train_pipeline(root_path)
+        trainer = Trainer(opt, args.opt)
+        trainer.train_to(int(opt['train']['total_iter']))
+        trainer.finish()
     except Exception:  # an error, not an interrupt: a killed run keeps its log
-        if parsed:
-            remove_unused_run_folders(parsed[-1], started)
+        remove_unused_run_folders(opt, started)
         raise
-    if dist.is_available() and dist.is_initialized():
-        if models:
-            spread = distributed.rank_weight_spread(models[-1].get_bare_model(models[-1].net_g))
-            get_root_logger().info(f'{dist.get_world_size()} ranks, {dist.get_backend()}: largest difference of '
-                                   f'any rank\'s net_g weights from rank 0\'s: {spread:.3g}')
-        dist.destroy_process_group()
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

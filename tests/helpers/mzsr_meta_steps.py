@@ -12,7 +12,7 @@ import torch.distributed as dist
 from basicsr.models import build_model
 
 import srdistill_plugin  # noqa: F401
-from srdistill_plugin.engine.train import plugin_train_hooks
+from srdistill_plugin.engine.distributed import build_model_on_ranks, init_dist
 
 STEPS = 3
 
@@ -30,21 +30,19 @@ def main() -> None:
     p.add_argument('--tasks', type=int, default=1)
     args = p.parse_args()
     distributed = 'RANK' in os.environ
-    with plugin_train_hooks():  # the plugin's CPU-aware init_dist and DDP wrapping
-        if distributed:
-            from basicsr.utils.options import init_dist
-            init_dist('pytorch', backend='gloo')
-        rank = dist.get_rank() if distributed else 0
-        torch.manual_seed(0)
-        torch.set_default_dtype(torch.float64)
-        opt = {'name': 'dist_meta', 'model_type': 'MZSRModel', 'scale': 2, 'num_gpu': 0, 'is_train': True,
-               'dist': distributed, 'rank': rank, 'network_g': {'type': 'MZSRNet', 'num_feat': 8, 'num_layers': 3},
-               'path': {'pretrain_network_g': None, 'resume_state': None},
-               'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [99],
-                                                                                 'gamma': 0.5},
-                         'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
-                         'meta': {'inner_lr': 0.01, 'inner_steps': 2, 'first_order': False}}}
-        model = build_model(opt)
+    if distributed:
+        init_dist('pytorch', backend='gloo')
+    rank = dist.get_rank() if distributed else 0
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.float64)
+    opt = {'name': 'dist_meta', 'model_type': 'MZSRModel', 'scale': 2, 'num_gpu': 0, 'is_train': True,
+           'dist': distributed, 'rank': rank, 'network_g': {'type': 'MZSRNet', 'num_feat': 8, 'num_layers': 3},
+           'path': {'pretrain_network_g': None, 'resume_state': None},
+           'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [99],
+                                                                             'gamma': 0.5},
+                     'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+                     'meta': {'inner_lr': 0.01, 'inner_steps': 2, 'first_order': False}}}
+    model = build_model_on_ranks(opt, build_model)  # the plugin's CPU-aware DDP wrapping
     indices = [rank] if distributed else list(range(args.tasks))
     batch = {k: torch.stack([task(i)[k] for i in indices]) for k in task(0)}
     for it in range(1, STEPS + 1):
