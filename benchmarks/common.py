@@ -16,7 +16,7 @@ import torch
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 
-from srdistill_plugin.engine.checkpoint_io import atomic_save
+from srdistill.core.atomic_io import atomic_path
 from srdistill.core.json_store import JsonStore as ResultCache  # noqa: F401  (used by the benchmarks)
 from srdistill.core.safe_load import load_checkpoint
 
@@ -98,8 +98,8 @@ def average_checkpoint(models: Path, end: int, window: int, out: Path) -> Path:
         params = [load_checkpoint(path)['params'] for path in members]
         mean_params = {k: torch.stack([p[k].float() for p in params]).mean(0) for k in params[0]}
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_save(torch.save, {'params': mean_params,
-                                 'members': [int(p.stem.rsplit('_', 1)[1]) for p in members]}, out)
+        with atomic_path(out) as partial:
+            torch.save({'params': mean_params, 'members': [int(p.stem.rsplit('_', 1)[1]) for p in members]}, partial)
     return out
 
 

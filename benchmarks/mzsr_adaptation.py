@@ -39,7 +39,7 @@ from srdistill.core.kernels import eval_kernel
 from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill.core.zero_shot import ZSSRConfig
-from srdistill_plugin.engine.checkpoint_io import atomic_save
+from srdistill.core.atomic_io import atomic_path
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 from srdistill_plugin.zero_shot.protocol import (benchmark_images, load_mzsr, mzsr_rows, official_lr, y8_metrics,
                                                  zssr_rows)
@@ -175,7 +175,8 @@ def train_networks(args, work: Path) -> tuple[dict[str, Path], dict[str, float]]
     else:
         pretrain = work / 'mzsr_official_x2.pth'
         if not pretrain.exists():
-            atomic_save(torch.save, {'params': official_mzsr_state_dict(args.prefix)}, pretrain)
+            with atomic_path(pretrain) as partial:
+                torch.save({'params': official_mzsr_state_dict(args.prefix)}, partial)
         tasks = CPU_TASKS if args.task_settings == 'cpu' else ()
         arms = {arm: TrainingRun(run.name, run.options, (*tasks, f'train:total_iter={meta_iters(args, arm)}',
                                                          'val:val_freq=200'))

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from srdistill.cli import run_cli
-from srdistill_plugin.engine.checkpoint_io import atomic_save
+from srdistill.core.atomic_io import atomic_path
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 
 
@@ -26,7 +26,8 @@ def main() -> None:
     args = parser.parse_args()
     state = official_mzsr_state_dict(args.prefix)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(torch.save, {'params': state}, args.output)
+    with atomic_path(args.output) as partial:
+        torch.save({'params': state}, partial)
     params = sum(t.numel() for t in state.values())
     print(f'{args.prefix} -> {args.output}: {len(state) // 2} conv layers, {params:,} parameters')
 

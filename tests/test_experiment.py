@@ -99,7 +99,8 @@ def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subproc
     cmd = ['-m', 'srdistill_plugin.commands.experiment', '-opt', 'report.yml', *args]
     if not fault:
         return run_python(cmd, tmp_path)
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'SRDISTILL_FAULT': fault, 'PYTHONPATH': str(FAULT_SITE)}
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'SRDISTILL_FAULT': fault,
+           'PYTHONPATH': os.pathsep.join([str(FAULT_SITE), os.environ.get('PYTHONPATH', '')])}
     return subprocess.run([sys.executable, *cmd], cwd=tmp_path, capture_output=True, text=True, env=env)
 
 
@@ -171,24 +172,42 @@ def test_fine_tuning_the_generator_longer_redoes_only_the_runs_on_sets_it_sample
         after.check_stored_settings(runs)
 
 
+class ResumedTraining:
+    """A stand-in for the run's BasicSR training, resumed from the state its worker saved at 20 before it died."""
+
+    def __init__(self):
+        self.current_iter, self.closed, self.finished = 20, False, False
+
+    def train_to(self, target: int) -> None:
+        if target > self.current_iter:
+            time.sleep(0.05)
+            self.current_iter = target
+
+    def finish(self) -> None:
+        self.finished = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_its_replay(photo_dir, tmp_path,
                                                                                          monkeypatch):
     sr = {'total_iter': 30, 'eval_every': 10, 'patience_evals': 5, 'gt_size': 32}
     exp = Experiment(check_experiment(experiment_options(photo_dir, sr_train=sr), tmp_path), tmp_path)
     run = Run('EDSR', FULL_POOL, None, 0)
+    training = ResumedTraining()
     monkeypatch.setattr(exp, 'train_options', lambda run: {})
-    monkeypatch.setattr(exp, 'train_until', lambda *args: time.sleep(0.05))  # BasicSR resuming: nothing to train
+    monkeypatch.setattr(exp, 'start_training', lambda run, opt_file: training)
     exp.store(run, 'curve').put('10', 20.0)  # chunk 10 recorded; chunk 20 trained and saved, its time not recorded
     exp.store(run, 'curve').put('20', 21.0)
     exp.store(run, 'curve').put('30', 22.0)
     exp.store(run, 'time').put('10', {'seconds': 4.0, 'device': 'cpu: 1 thread', 'iterations': 10})
-    exp.checkpoint(run.name, 20).parent.mkdir(parents=True)
-    exp.checkpoint(run.name, 20).write_bytes(b'saved')
     exp.train(run)
     clock = exp.store(run, 'time').data
     assert clock['20']['seconds'] is None and clock['30']['seconds'] >= 0.05
     assert [clock[k]['iterations'] for k in ('10', '20', '30')] == [10, 10, 10]
     assert seconds_per_iter(clock.values()) == pytest.approx((4.0 + clock['30']['seconds']) / 20)
+    assert training.finished and training.closed
 
 
 @pytest.mark.parametrize('change, message', [
@@ -246,8 +265,8 @@ def test_run_patterns_pick_runs_pattern_by_pattern(photo_dir, tmp_path):
 @pytest.mark.slow
 def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, tmp_path):
     opt = experiment_options(photo_dir, students=STUDENTS, arms=['coverage', 'distilled'])
-    killed = report(tmp_path, opt, fault='kill:torch.save:1:coverage_5pct_s0/models/net_g_20')
-    assert killed.returncode != 0 and 'failed (killed by SIGKILL)' in killed.stderr  # a student's training died mid-write
+    killed = report(tmp_path, opt, fault='kill:torch.save:1:coverage_5pct_s0/checkpoint.incomplete/net_g_20')
+    assert killed.returncode == -9  # the command died while a student's training wrote its checkpoint
     runs = tmp_path / 'experiments' / 'pytest_report' / 'runs'
     assert (runs / 'EDSR_full_pool_s0.json').is_file() and not (runs / 'EDSR_coverage_5pct_s0.json').exists()
     finished_before = (runs / 'EDSR_full_pool_s0.json').read_text()
@@ -365,7 +384,7 @@ def test_stopping_the_report_stops_its_workers_and_their_trainings(photo_dir, tm
         proc = subprocess.Popen([sys.executable, '-m', 'srdistill_plugin.commands.experiment', '-opt', 'report.yml',
                                  '--workers', '2'], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)
-    in_session = ['pgrep', '-s', str(proc.pid)]  # the command, its worker, their training servers and trainings
+    in_session = ['pgrep', '-s', str(proc.pid)]  # the command and its worker, each training one run
     try:
         deadline = time.monotonic() + 300
         while sum('Start training from epoch' in log.read_text() for log in runs.glob('*.log')) < 2:

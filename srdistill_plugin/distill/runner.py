@@ -15,8 +15,6 @@ import json
 import logging
 import math
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -44,7 +42,7 @@ from srdistill.core.safe_load import load_checkpoint
 from srdistill.core.set_diagnostics import k_center_greedy, pairwise_distances
 from srdistill.core.synthesis import preview_grid, sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
-from srdistill_plugin.engine.launch import exit_text, run_training
+from srdistill_plugin.engine.launch import run_training, torchrun_command
 from srdistill_plugin.engine.option_schema import check_basicsr_options
 from srdistill_plugin.models.diffusion_distill_model import schedule_options
 
@@ -320,16 +318,9 @@ class DistillRun:
         opt_file.write_text(yaml.safe_dump(self.finetune_options()))
         train = ['-opt', str(opt_file.resolve()), '--auto_resume']
         processes = self.finetune_processes()
-        if processes > 1:
-            cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={processes}',
-                   '-m', 'srdistill_plugin.commands.train', *train, '--launcher', 'pytorch']
-            self.logger.info(f'[finetune] BasicSR training: {" ".join(cmd)}')
-            subprocess.run(cmd, cwd=self.root, check=True)
-        else:
-            self.logger.info(f'[finetune] BasicSR training: srdistill-train {" ".join(train)}')
-            code = run_training(train, self.root)
-            if code:
-                raise RuntimeError(f'[finetune] the BasicSR training failed ({exit_text(code)})')
+        command = torchrun_command(train, processes) if processes > 1 else ['srdistill-train', *train]
+        self.logger.info(f'[finetune] BasicSR training: {" ".join(command)}')
+        run_training(train, self.root, processes)
         write_manifest(self.manifest('finetune'), {'checkpoint': str(self.checkpoint()), 'options': str(opt_file)})
 
     # --- stage 4 -------------------------------------------------------------------------------------------

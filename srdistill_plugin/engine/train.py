@@ -221,6 +221,14 @@ def remove_unused_run_folders(opt: dict, started: float) -> None:
 
 
 
+def log_file(path: Path, mode: str) -> logging.FileHandler:
+    """A file handler in BasicSR's log format."""
+    handler = logging.FileHandler(path, mode)
+    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
+    handler.setLevel(logging.INFO)
+    return handler
+
+
 class TrainingRecord:
     """``<experiments_root>/training.json`` (rank 0): the validation metrics per iteration and the seconds of each
     stretch of training, kept across resumes (entries past the resumed iteration are dropped: that run died)."""
@@ -251,9 +259,11 @@ class TrainingRecord:
 
 class Trainer:
     """One BasicSR training run in this process: set up (folders, logs, loaders, model, resume), then
-    :meth:`train_to` as often as wanted (each continues where the last stopped), :meth:`validate`, :meth:`finish`."""
+    :meth:`train_to` as often as wanted (each continues where the last stopped), :meth:`validate`, :meth:`finish`;
+    :meth:`close` detaches its log files (several runs may train one after another in one process). The log goes
+    to BasicSR's ``train_<name>_<time>.log`` and to ``also_log_to`` (appended) where given."""
 
-    def __init__(self, opt: dict, opt_file: str):
+    def __init__(self, opt: dict, opt_file: str, also_log_to: Path | None = None):
         self.opt = opt
         resume_state = load_resume_state(opt)
         if resume_state is None:
@@ -261,8 +271,12 @@ class Trainer:
             if opt['logger'].get('use_tb_logger') and 'debug' not in opt['name'] and opt['rank'] == 0:
                 mkdir_and_rename(str(Path(opt['root_path']) / 'tb_logger' / opt['name']))
         copy_opt_file(opt_file, opt['path']['experiments_root'])
-        log_file = Path(opt['path']['log']) / f'train_{opt["name"]}_{get_time_str()}.log'
-        self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO, log_file=str(log_file))
+        self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO)
+        self.log_files = [log_file(Path(opt['path']['log']) / f'train_{opt["name"]}_{get_time_str()}.log', 'w')
+                          for _ in range(opt['rank'] == 0)]
+        self.log_files += [log_file(path, 'a') for path in ([also_log_to] if also_log_to else [])]
+        for handler in self.log_files:
+            self.logger.addHandler(handler)
         self.logger.info(get_env_info())
         self.logger.info(dict2str(opt))
         self.tb_logger = init_tb_loggers(opt)
@@ -342,12 +356,20 @@ class Trainer:
         save_checkpoint(self.model, -1, -1)
         if self.opt.get('val') is not None:
             self.validate()
-        if self.tb_logger:
-            self.tb_logger.close()
         if dist.is_available() and dist.is_initialized():
             spread = distributed.rank_weight_spread(self.model.get_bare_model(self.model.net_g))
             self.logger.info(f'{dist.get_world_size()} ranks, {dist.get_backend()}: largest difference of any '
                              f'rank\'s net_g weights from rank 0\'s: {spread:.3g}')
+
+    def close(self) -> None:
+        """Close the tensorboard log and detach this run's log files from BasicSR's logger."""
+        if self.tb_logger:
+            self.tb_logger.close()
+            self.tb_logger = None
+        for handler in self.log_files:
+            self.logger.removeHandler(handler)
+            handler.close()
+        self.log_files = []
 
 
 def train_pipeline(root_path: str, argv: list[str] | None = None) -> None:
@@ -356,6 +378,7 @@ def train_pipeline(root_path: str, argv: list[str] | None = None) -> None:
     opt, args = parse_train_options(root_path, argv)
     torch.backends.cudnn.benchmark = True
     started = time.time() - 1  # folder times have 1 s resolution on some filesystems
+    trainer = None
     try:
         trainer = Trainer(opt, args.opt)
         trainer.train_to(int(opt['train']['total_iter']))
@@ -364,5 +387,7 @@ def train_pipeline(root_path: str, argv: list[str] | None = None) -> None:
         remove_unused_run_folders(opt, started)
         raise
     finally:
+        if trainer is not None:
+            trainer.close()
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

@@ -2,18 +2,19 @@
 
 ``srdistill-experiment -opt options/report/<name>.yml`` (see ``options/report/sunhays80_x4.yml`` for every option).
 Work goes to ``experiments/<name>/``, the report to ``results/<name>/report.{md,html}``. Everything resumes: the
-distillation through its stage manifests, each student through BasicSR's ``--auto_resume`` and its result file
-under ``experiments/<name>/runs/``; a result made with other settings stops the run (one line) instead of being
-mixed in. Every student keeps its best checkpoint on held-out pool photographs (never the test sets), which is
-what the test figures are read on. Several workers may advance one experiment at once (``--workers N``, or the
-same command in several shells): each run is trained by whichever worker locks it first, the data stages and the
-report are made under a lock (``experiments/<name>/locks/``).
+distillation through its stage manifests, each student from its newest training state (one training in this
+process per run, evaluated between stretches) and its result file under ``experiments/<name>/runs/``; a result made
+with other settings stops the run (one line) instead of being mixed in. Every student keeps its best checkpoint on
+held-out pool photographs (never the test sets), which is what the test figures are read on. Several workers may
+advance one experiment at once (``--workers N``, or the same command in several shells): each run is trained by
+whichever worker locks it first, the data stages and the report are made under a lock (``experiments/<name>/locks/``).
 """
 from __future__ import annotations
 
 import copy
 import fnmatch
 import json
+import logging
 import math
 import os
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from tqdm import tqdm
 
@@ -39,7 +41,7 @@ from srdistill.core.options_file import read_options
 from srdistill.core.set_diagnostics import gradient_energy
 from srdistill_plugin.data.hr_only_dataset import check_augmentations
 from srdistill_plugin.distill.options import check_distill_options, set_patch_size
-from srdistill_plugin.engine.launch import exit_text, run_training
+from srdistill_plugin.engine.train import Trainer, parse_train_options
 from srdistill_plugin.engine.option_schema import signature_section
 
 from . import data
@@ -364,37 +366,45 @@ class Experiment:
         name = f'net_g_{iteration}.pth' if iteration % self.exp['sr_train']['eval_every'] == 0 else 'net_g_latest.pth'
         return self.work / 'experiments' / run_name / 'models' / name
 
-    def train(self, run: Run, lock_fd: int | None = None) -> None:
-        """BasicSR training of ``run`` in the chunks of ``next_target`` (each resumes the last), the validation
-        PSNR measured after each. Seconds and iterations of every chunk are recorded. ``lock_fd`` (the run's lock)
-        is handed to each training process, so the run stays locked while one lives."""
+    def train(self, run: Run) -> None:
+        """BasicSR training of ``run`` in this process, in the stretches of ``next_target`` (one training that goes
+        on after each), the validation PSNR measured after each. The seconds and iterations of every stretch are
+        recorded; a run that was stopped resumes from its last checkpoint, and a stretch trained before the stop
+        but not timed is recorded untimed."""
         sr = self.exp['sr_train']
         opt_file = self.work / 'runs' / f'{run.name}.yml'
         opt_file.parent.mkdir(parents=True, exist_ok=True)
         opt_file.write_text(yaml.safe_dump(self.train_options(run)))
         self.result_path(run).with_suffix('.settings.json').write_text(json.dumps(self.settings(run)))
         clock, curve = self.store(run, 'time'), self.store(run, 'curve')
-        target = self.next_target(0, curve.data)
-        while target is not None:
-            if str(target) not in clock.data:
-                untimed = self.chunk_on_disk(run.name, target)  # a worker died between this chunk's end and its record
-                start = time.perf_counter()
-                self.train_until(run, opt_file, target, lock_fd)
-                clock.put(str(target), {'seconds': None if untimed else time.perf_counter() - start,
-                                        'device': self.device,
-                                        'iterations': target - max(map(int, clock.data), default=0)})
-            for it in range(sr['eval_every'], target + 1, sr['eval_every']):
-                if curve.get(str(it)) is None:
-                    net = load_student(self.exp['students'][run.student]['network_g'], self.checkpoint(run.name, it),
-                                       self.eval_device)
-                    curve.put(str(it), evaluate(net, self.val_dir, self.scale, ssim=False)['psnr'])
-            target = self.next_target(target, curve.data)
+        trainer = None
+        try:
+            target = self.next_target(0, curve.data)
+            while target is not None:
+                if str(target) not in clock.data:
+                    trainer = trainer or self.start_training(run, opt_file)
+                    done = trainer.current_iter
+                    start = time.perf_counter()
+                    trainer.train_to(target)
+                    clock.put(str(target), {'seconds': time.perf_counter() - start if done < target else None,
+                                            'device': self.device,
+                                            'iterations': target - max(map(int, clock.data), default=0)})
+                for it in range(sr['eval_every'], target + 1, sr['eval_every']):
+                    if curve.get(str(it)) is None:
+                        net = load_student(self.exp['students'][run.student]['network_g'],
+                                           self.checkpoint(run.name, it), self.eval_device)
+                        curve.put(str(it), evaluate(net, self.val_dir, self.scale, ssim=False)['psnr'])
+                target = self.next_target(target, curve.data)
+            if trainer is not None:
+                trainer.finish()
+        finally:
+            if trainer is not None:
+                trainer.close()
 
-    def chunk_on_disk(self, run_name: str, target: int) -> bool:
-        """Whether the chunk ending at ``target`` was trained already, so that resuming it trains nothing: BasicSR
-        saves a training state only at multiples of ``save_checkpoint_freq`` (= ``eval_every``); a chunk ending
-        elsewhere is retrained from the state before it."""
-        return target % self.exp['sr_train']['eval_every'] == 0 and self.checkpoint(run_name, target).is_file()
+    def start_training(self, run: Run, opt_file: Path) -> Trainer:
+        """The BasicSR training of ``run`` (resumed from its newest state), logging to ``runs/<name>.log``."""
+        opt, args = parse_train_options(str(self.root), ['-opt', str(opt_file), '--auto_resume'])
+        return Trainer(opt, args.opt, also_log_to=self.work / 'runs' / f'{run.name}.log')
 
     def next_target(self, done: int, curve: dict) -> int | None:
         """The iteration to train to after ``done``, or None when the run is finished: chunks of ``eval_every``
@@ -428,13 +438,6 @@ class Experiment:
             return False
         return max(values[-patience:]) < max(values[:-patience]) + self.exp['convergence']['min_gain_db']
 
-    def train_until(self, run: Run, opt_file: Path, target: int, lock_fd: int | None = None) -> None:
-        args = ['-opt', str(opt_file), '--auto_resume', '--force_yml', f'train:total_iter={target}']
-        log = self.work / 'runs' / f'{run.name}.log'
-        code = run_training(args, self.root, log, int(self.exp['threads']), lock_fd)
-        if code:
-            raise RuntimeError(f'training {run.name} failed ({exit_text(code)}); see {log}')
-
     def store(self, run: Run, kind: str) -> JsonStore:
         return JsonStore(self.work / 'runs' / f'{run.name}.{kind}.json')
 
@@ -466,7 +469,7 @@ class Experiment:
                 return False
             if run.budget is not None:  # takes the data locks it needs
                 data.distilled_set(self.exp, self.work, self.train_dir, data.set_arm(self.exp, run.arm), run.budget)
-            self.train(run, lock.fd)
+            self.train(run)
             write_manifest(self.result_path(run), self.measure(run))
             return True
         finally:
@@ -526,6 +529,15 @@ def check_worker(exp: dict, num_gpu: int, runs: list[str] | None) -> None:
     select_runs(plan_runs(exp), runs)
 
 
+def log_basicsr_to_files_only() -> None:
+    """BasicSR's log (the trainings, the fine-tuning) goes to each run's log files, not the console: the
+    experiment's console shows its own progress."""
+    logger = get_root_logger()
+    for handler in list(logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            logger.removeHandler(handler)
+
+
 def run_experiment(exp: dict, root: Path, train: bool = True, report: bool = True, num_gpu: int = 0,
                    runs: list[str] | None = None) -> Path | None:
     """Advance the experiment as far as it goes and return the report's path. ``train`` False: only report what
@@ -538,6 +550,7 @@ def run_experiment(exp: dict, root: Path, train: bool = True, report: bool = Tru
     torch.set_num_threads(int(exp['threads']))
     for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
         os.environ[var] = str(exp['threads'])
+    log_basicsr_to_files_only()
     experiment = Experiment(exp, root, num_gpu)
     planned = plan_runs(exp)
     experiment.prepare_data()
