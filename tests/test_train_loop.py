@@ -2,6 +2,9 @@
 and after the run), and one process trains to N iterations, validates and goes on, with the validation curve and
 the seconds of each stretch in ``training.json`` and the same weights as one straight run."""
 import json
+import os
+import subprocess
+import sys
 
 import basicsr.train
 import pytest
@@ -106,3 +109,29 @@ def test_one_process_trains_validates_and_goes_on_as_one_straight_run(options_fi
     for name in ('net_g_4.pth', 'net_g_8.pth'):
         a, b = (torch.load(runs / run / 'models' / name)['params'] for run in ('straight', 'in_stretches'))
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+USER_TRAIN_SCRIPT = '''\
+# a user's own BasicSR project (HAT-style): BasicSR's pipeline, the plugin's registered types
+from os import path as osp
+
+import srdistill_plugin  # noqa: F401
+from basicsr.train import train_pipeline
+
+if __name__ == '__main__':
+    train_pipeline(osp.abspath(osp.dirname(__file__)))
+'''
+
+
+def test_a_users_own_basicsr_train_script_trains_with_the_plugins_types(photo_dir, tmp_path):
+    lmdb = prepare_lmdbs(photo_dir, tmp_path / 'data', PrepareOptions(scales=(4, )))['HR']
+    opt = tiny_edsr_options(lmdb, tmp_path / 'experiments', 'users_own')
+    opt['model_type'] = 'SRModel'
+    (tmp_path / 'options.yml').write_text(yaml.safe_dump(opt))
+    (tmp_path / 'train.py').write_text(USER_TRAIN_SCRIPT)
+    proc = subprocess.run([sys.executable, 'train.py', '-opt', 'options.yml'], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    models = tmp_path / 'experiments' / 'users_own' / 'models'
+    assert {'net_g_4.pth', 'net_g_8.pth', 'net_g_latest.pth'} <= {p.name for p in models.iterdir()}
+    assert 'Dataset [HROnlyDataset] - tiny is built.' in proc.stderr + proc.stdout

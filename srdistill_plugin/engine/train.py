@@ -272,6 +272,8 @@ class Trainer:
                 mkdir_and_rename(str(Path(opt['root_path']) / 'tb_logger' / opt['name']))
         copy_opt_file(opt_file, opt['path']['experiments_root'])
         self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO)
+        if opt['rank'] == 0:  # BasicSR sets the level only where it opens a log file itself
+            self.logger.setLevel(logging.INFO)
         self.log_files = [log_file(Path(opt['path']['log']) / f'train_{opt["name"]}_{get_time_str()}.log', 'w')
                           for _ in range(opt['rank'] == 0)]
         self.log_files += [log_file(path, 'a') for path in ([also_log_to] if also_log_to else [])]
