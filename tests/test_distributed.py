@@ -108,7 +108,9 @@ def test_mzsr_meta_training_in_two_processes_equals_one_process_with_both_tasks(
 
 
 @pytest.mark.parametrize('config,options', [
-    ('configs/mzsr_meta_x2.py', ['model.pretrained_basicsr=None', 'train_dataloader.dataset.io_backend.type=disk']),
+    ('configs/mzsr_meta_x2.py', ['model.pretrained_basicsr=None', 'train_dataloader.dataset.io_backend.type=disk',
+                                 'model.generator.num_feat=8', 'model.generator.num_layers=3',
+                                 'train_dataloader.dataset.gt_size=32']),
     ('configs/swinir_distilled_x4.py', ['train_dataloader.batch_size=1']),
 ])
 def test_mmagic_configs_train_in_two_processes_with_identical_weights(photo_dir, class_lmdb, tmp_path, config, options):

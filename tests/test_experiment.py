@@ -4,7 +4,6 @@ and refusing to mix results made with other settings."""
 import base64
 import copy
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -28,7 +27,6 @@ from srdistill_plugin.experiment.report import convergence_text, describe_crossi
 from .conftest import SET5, run_main
 from .helpers.warm_python import run_python
 from .test_distillation import tiny_options
-from .test_fault_tolerance import FAULT_SITE
 
 EDSR_TINY = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4}
 STUDENTS = {'EDSR': {'network_g': EDSR_TINY},  # three BasicSR architectures on the same sets: an option swap each
@@ -94,14 +92,9 @@ def experiment_options(photo_dir, **changes) -> dict:
 
 
 def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subprocess.CompletedProcess:
-    """The report command in a process of its own (a new interpreter where a fault is injected at its start)."""
+    """The report command in a process of its own (with ``fault`` injected)."""
     (tmp_path / 'report.yml').write_text(yaml.safe_dump(opt))
-    cmd = ['-m', 'srdistill_plugin.commands.experiment', '-opt', 'report.yml', *args]
-    if not fault:
-        return run_python(cmd, tmp_path)
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'SRDISTILL_FAULT': fault,
-           'PYTHONPATH': os.pathsep.join([str(FAULT_SITE), os.environ.get('PYTHONPATH', '')])}
-    return subprocess.run([sys.executable, *cmd], cwd=tmp_path, capture_output=True, text=True, env=env)
+    return run_python(['-m', 'srdistill_plugin.commands.experiment', '-opt', 'report.yml', *args], tmp_path, fault)
 
 
 def report_in_process(tmp_path, opt: dict, monkeypatch, capsys, *args: str) -> tuple[int, str, str]:

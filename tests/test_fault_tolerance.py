@@ -8,9 +8,7 @@ line naming the file, exit status 2, nothing overwritten.
 """
 import errno
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import lmdb
@@ -22,20 +20,17 @@ from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill_plugin.distill.runner import DistillRun
 
 from .conftest import ROOT, SET5
+from .helpers.warm_python import run_python
 from .test_distillation import tiny_options
 from .test_mzsr import _mzsr_options
 
 pytestmark = pytest.mark.slow
-FAULT_SITE = ROOT / 'tests' / 'helpers' / 'fault_site'
 
 
 def command(module: str, *args, cwd: Path, fault: str | None = None) -> subprocess.CompletedProcess:
-    """``python -m srdistill_plugin.commands.<module> args`` with an optional injected fault."""
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    if fault:
-        env.update(SRDISTILL_FAULT=fault, PYTHONPATH=os.pathsep.join([str(FAULT_SITE), env.get('PYTHONPATH', '')]))
-    return subprocess.run([sys.executable, '-m', f'srdistill_plugin.commands.{module}', *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, env=env)
+    """``python -m srdistill_plugin.commands.<module> args`` with an optional injected fault (a process forked from
+    a warm interpreter: ``tests/helpers/warm_python.py``)."""
+    return run_python(['-m', f'srdistill_plugin.commands.{module}', *map(str, args)], cwd, fault)
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -4,7 +4,9 @@ Every tool starts by importing torch, torchvision and BasicSR (about 4 s on 2 CP
 them and the plugin once per test worker; each call forks a process from it, changes to ``cwd`` and runs the script
 (``path``), module (``-m``) or code (``-c``) as ``__main__`` with its own argv, stdout and stderr, exit status and
 atexit handlers, as a new interpreter would. What differs is only that those imports happened before the fork, so the
-tests that check a bare interpreter's start-up (the wheel tests, the fault suite, the import checks) start their own.
+tests that check a bare interpreter's start-up (the wheel tests, the import checks) start their own. A ``fault``
+(``SRDISTILL_FAULT``, see ``fault_site/sitecustomize.py``) is installed in the forked process before the tool runs,
+and its children inherit it as a new interpreter's would.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 
 PRELOAD = ['srdistill_plugin']
+FAULT_SITE = Path(__file__).resolve().parent / 'fault_site'
 _context: BaseContext | None = None
 
 
@@ -30,12 +33,16 @@ def _forkserver() -> BaseContext:
     return _context
 
 
-def _main(args: list[str], cwd: str, out: str, err: str) -> None:
+def _main(args: list[str], cwd: str, out: str, err: str, fault: str | None) -> None:
     for fd, path in ((1, out), (2, err)):
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(handle, fd)
         os.close(handle)
     os.chdir(cwd)
+    if fault:
+        os.environ['SRDISTILL_FAULT'] = fault
+        os.environ['PYTHONPATH'] = os.pathsep.join([str(FAULT_SITE), os.environ.get('PYTHONPATH', '')])
+        runpy.run_path(str(FAULT_SITE / 'sitecustomize.py'))
     try:
         if args[0] == '-m':
             sys.argv = list(args[1:])
@@ -52,12 +59,13 @@ def _main(args: list[str], cwd: str, out: str, err: str) -> None:
         atexit._run_exitfuncs()
 
 
-def run_python(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Run ``python <args>`` from ``cwd``; stdout and stderr captured as text, like ``subprocess.run``."""
+def run_python(args: list[str], cwd: Path, fault: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` from ``cwd`` (with ``fault`` injected); stdout and stderr captured as text, like
+    ``subprocess.run``."""
     args = [str(a) for a in args]
     with tempfile.TemporaryDirectory() as tmp:
         out, err = os.path.join(tmp, 'stdout'), os.path.join(tmp, 'stderr')
-        proc = _forkserver().Process(target=_main, args=(args, str(cwd), out, err))
+        proc = _forkserver().Process(target=_main, args=(args, str(cwd), out, err, fault))
         proc.start()
         proc.join()
         read = lambda path: Path(path).read_text(errors='replace') if os.path.exists(path) else ''  # noqa: E731

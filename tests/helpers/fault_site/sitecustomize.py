@@ -51,7 +51,7 @@ def install(action: str, what: str, nth: int, match: str, err: int) -> None:
             return original_save(obj, f, *args, **kwargs)
         torch.save = save
     elif what == 'lmdb.put':
-        from basicsr.utils.lmdb_util import LmdbMaker
+        from srdistill.core.lmdb_io import LmdbMaker  # BasicSR's writer, as the project loads it
         original_put = LmdbMaker.put
 
         def put(self, img_byte, key, img_shape):
