@@ -37,3 +37,24 @@ def test_the_readme_reads_in_one_screen():
     commands = [line for line in first_block.splitlines() if line and not line.startswith('#')]
     assert commands == ['pip install -r requirements.txt -e . && python tools/demo.py',
                         'pip install -r requirements.txt -e . && python -m pytest -q -n 2']
+
+
+def differences(text: str) -> set[str]:
+    """Every difference of two figures of ``text``, as written to two decimals (a row may give a gain)."""
+    figures = {float(f) for f in DECIMAL.findall(text)}
+    return {f'{abs(a - b):.2f}' for a in figures for b in figures}
+
+
+def test_every_figure_of_the_results_table_is_in_or_follows_from_the_files_its_row_links_to():
+    text = (ROOT / 'docs' / 'results.md').read_text()
+    rows = [line for line in text.splitlines() if line.startswith('| ') and not line.startswith('| what')]
+    assert len(rows) >= 20
+    missing = []
+    for line in rows:
+        what, figure, files = [c.strip() for c in line.strip('|').split('|')][:3]
+        links = re.findall(r'\]\(([^)#]+)', files)
+        assert links, f'{what}: no file linked'
+        source = ''.join((ROOT / 'docs' / link).resolve().read_text() for link in links)
+        derived = differences(source)
+        missing += [f'{what[:60]}: {f}' for f in DECIMAL.findall(figure) if f not in source and f not in derived]
+    assert missing == []
