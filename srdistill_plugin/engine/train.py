@@ -274,9 +274,11 @@ class Trainer:
         self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO)
         if opt['rank'] == 0:  # BasicSR sets the level only where it opens a log file itself
             self.logger.setLevel(logging.INFO)
-        self.log_files = [log_file(Path(opt['path']['log']) / f'train_{opt["name"]}_{get_time_str()}.log', 'w')
-                          for _ in range(opt['rank'] == 0)]
-        self.log_files += [log_file(path, 'a') for path in ([also_log_to] if also_log_to else [])]
+        self.log_files = []
+        if opt['rank'] == 0:
+            self.log_files.append(log_file(Path(opt['path']['log']) / f'train_{opt["name"]}_{get_time_str()}.log', 'w'))
+        if also_log_to:
+            self.log_files.append(log_file(also_log_to, 'a'))
         for handler in self.log_files:
             self.logger.addHandler(handler)
         self.logger.info(get_env_info())
