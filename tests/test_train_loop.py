@@ -29,14 +29,14 @@ def attributes() -> dict[str, dict]:
     return {name: dict(vars(owner)) for name, owner in OWNERS.items()}
 
 
-ORIGINALS = attributes()
+BEFORE_TRAINING: dict[str, dict] = {}
 
 
 def replaced() -> list[str]:
-    """The attributes of BasicSR's train module, its models and torch that are no longer the objects they were when
-    this module was imported (new lazily-loaded ones do not count)."""
+    """The attributes of BasicSR's train module, its models and torch that are no longer the objects they were just
+    before the training started (new lazily-loaded ones do not count)."""
     now = attributes()
-    return [f'{owner}.{key}' for owner, before in ORIGINALS.items() for key, value in before.items()
+    return [f'{owner}.{key}' for owner, before in BEFORE_TRAINING.items() for key, value in before.items()
             if now[owner].get(key) is not value]
 
 
@@ -82,6 +82,7 @@ def options_file(photo_dir, tmp_path):
 
 def test_training_replaces_nothing_of_basicsr_or_torch(options_file, tmp_path):
     REPLACED_DURING_STEPS.clear()
+    BEFORE_TRAINING.update(attributes())
     train_pipeline(str(tmp_path), ['-opt', str(options_file('straight'))])
     assert len(REPLACED_DURING_STEPS) == 8 and all(step == [] for step in REPLACED_DURING_STEPS)
     assert replaced() == []
