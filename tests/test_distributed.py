@@ -1,9 +1,10 @@
 """BasicSR's launcher on a CPU-only machine: two gloo processes (loopback) train SwinIR on a tiny class-labelled LMDB
-with ClassBalancedSampler, end with identical weights on both ranks, and resume; launcher misuse is one line."""
+with ClassBalancedSampler, end with identical weights on both ranks, and resume; launcher misuse is one line. The ranks
+are warm processes with torchrun's environment (``run_ranks``); the kill test and the distillation's own launch start
+the real torchrun."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,20 +18,18 @@ from srdistill.core.lmdb_io import read_meta_keys
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 
 from .conftest import ROOT, run_tool
+from .helpers.warm_python import free_port, run_ranks
 from .test_basicsr_pipelines import tiny_swinir_options
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def torchrun(*args: str, check: bool = True):
-    return run_tool('-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-                    f'--master_port={free_port()}', 'tools/train.py', *args, '--launcher', 'pytorch', check=check)
+    """``torchrun --nproc_per_node=2 tools/train.py <args> --launcher pytorch``, its ranks warm processes."""
+    proc = run_ranks(['tools/train.py', *args, '--launcher', 'pytorch'], ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+    return proc
 
 
 @pytest.fixture()
@@ -74,10 +73,7 @@ def test_launcher_misuse_is_one_line_and_exit_2(options_file, case, message):
     if case == 'no_torchrun':
         proc = run_tool(*args, check=False)
     else:  # with the torchrun environment of a single process, so that only the backend is wrong
-        env_args = ['-c', 'import os, runpy, sys; os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", '
-                    f'MASTER_PORT="{free_port()}"); sys.argv = {args!r}; runpy.run_path("tools/train.py", '
-                    'run_name="__main__")']
-        proc = run_tool(*env_args, check=False)
+        proc = run_ranks(args, ROOT, nproc=1)
     assert proc.returncode == 2, proc.stderr[-2000:]
     error_lines = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
     assert len(error_lines) == 1 and message in error_lines[0]
@@ -93,8 +89,7 @@ def test_mzsr_meta_training_in_two_processes_equals_one_process_with_both_tasks(
     for name, args in (('dist', None), ('both', ['--tasks', '2']), ('one', ['--tasks', '1'])):
         (tmp_path / name).mkdir()
         if args is None:
-            run_tool('-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-                     f'--master_port={free_port()}', helper, str(tmp_path / name))
+            assert run_ranks([helper, str(tmp_path / name)], ROOT).returncode == 0
         else:
             run_tool(helper, str(tmp_path / name), *args)
     rank0, rank1 = (torch.load(tmp_path / 'dist' / f'rank{r}.pth') for r in (0, 1))
@@ -117,11 +112,11 @@ def test_mmagic_configs_train_in_two_processes_with_identical_weights(photo_dir,
     """MMEngine's own DDP wrapper (MZSR: the meta-loss through forward(mode='loss'), second order)."""
     data = f'train_dataloader.dataset.dataroot_gt={photo_dir}' if 'mzsr' in config else \
         f'train_dataloader.dataset.data_root={class_lmdb}'
-    proc = run_tool('-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-                    f'--master_port={free_port()}', 'tools/mm_train.py', config, '--launcher', 'pytorch',
-                    '--work-dir', str(tmp_path / 'work'), '--cfg-options', 'train_cfg.max_iters=2',
-                    'train_cfg.val_interval=1000', 'default_hooks.logger.interval=1', data, *options)
+    proc = run_ranks(['tools/mm_train.py', config, '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'work'),
+                      '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=1000',
+                      'default_hooks.logger.interval=1', data, *options], ROOT)
     log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
     assert 'Iter(train) [2/2]' in log
     assert "2 ranks, gloo: largest difference of any rank's weights from rank 0's: 0\n" in log
 
@@ -223,8 +218,8 @@ def test_two_ranks_draw_disjoint_class_balanced_streams(class_lmdb, tmp_path):
     from srdistill.core.class_balance import class_balanced_indices, class_members
 
     out = tmp_path / 'streams.json'
-    run_tool('-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-             f'--master_port={free_port()}', 'tests/helpers/sampler_streams.py', str(class_lmdb), str(out))
+    proc = run_ranks(['tests/helpers/sampler_streams.py', str(class_lmdb), str(out)], ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(out.read_text())
     class_ids = data['class_ids']
     for epoch, (rank0, rank1) in enumerate(data['streams']):

@@ -1,15 +1,14 @@
 """Models named as online users name them (open_clip tags / hf-hub repos, diffusers hub ids), served offline from a
 Hugging Face cache the test builds itself; a cache miss offline is one line naming the model (no network here)."""
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
 
 from .conftest import ROOT
+from .helpers.warm_python import run_python
 from .test_distillation import tiny_options
 
 COMMIT = '0' * 40
@@ -48,21 +47,21 @@ def hub_cache(tmp_path_factory):
     return cache
 
 
-def offline(cache):
-    return {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_HUB_CACHE': str(cache), 'OMP_NUM_THREADS': '1'}
+def offline(cache) -> dict[str, str]:
+    """The environment of an offline user whose Hugging Face cache is ``cache`` (set before huggingface_hub is
+    imported: the warm processes have not imported it)."""
+    return {'HF_HUB_OFFLINE': '1', 'HF_HUB_CACHE': str(cache)}
 
 
-def python(code: str, cache) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, env=offline(cache))
+def distill(args: list[str], cwd, cache) -> subprocess.CompletedProcess:
+    return run_python(['-m', 'srdistill_plugin.commands.distill', *args], cwd, env=offline(cache))
 
 
 def test_clip_from_a_hub_repo_in_the_cache(hub_cache, photo_dir, tmp_path):
     opt = tiny_options(photo_dir, tmp_path / 'out')
     opt['categorize'].update(features='clip', clip={'model': 'hf-hub:srdistill-test/tiny-clip'})
     (tmp_path / 'distill.yml').write_text(yaml.safe_dump(opt))
-    proc = subprocess.run([sys.executable, '-m', 'srdistill_plugin.commands.distill', '-opt', 'distill.yml',
-                           '--stages', 'select', 'categorize'], cwd=tmp_path, capture_output=True, text=True,
-                          env=offline(hub_cache))
+    proc = distill(['-opt', 'distill.yml', '--stages', 'select', 'categorize'], tmp_path, hub_cache)
     assert proc.returncode == 0, proc.stderr[-2000:]
     manifest = json.loads((tmp_path / 'experiments/pytest_distill/stages/categorize.json').read_text())
     assert manifest['feature_mode'] == 'clip'
@@ -75,8 +74,7 @@ def test_an_uncached_clip_name_offline_is_one_line(hub_cache, photo_dir, tmp_pat
     opt = tiny_options(photo_dir, tmp_path / 'out')
     opt['categorize'].update(features='clip', clip=clip)
     (tmp_path / 'distill.yml').write_text(yaml.safe_dump(opt))
-    proc = subprocess.run([sys.executable, '-m', 'srdistill_plugin.commands.distill', '-opt', 'distill.yml'],
-                          cwd=tmp_path, capture_output=True, text=True, env=offline(hub_cache))
+    proc = distill(['-opt', 'distill.yml'], tmp_path, hub_cache)
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = proc.stderr.strip().splitlines()[-1]  # log lines of the stages before go to stderr too
     assert line.startswith('error: option categorize.clip: ') and 'HF_HUB_OFFLINE=1' in line
@@ -85,10 +83,11 @@ def test_an_uncached_clip_name_offline_is_one_line(hub_cache, photo_dir, tmp_pat
 
 
 def test_latent_backend_from_hub_ids_in_the_cache(hub_cache):
-    proc = python('import srdistill_plugin\n'
-                  'from srdistill_plugin.archs.latent_diffusion_arch import LatentClassConditionalDenoiser as L\n'
-                  "net = L(vae_dir='srdistill-test/tiny-vae', denoiser_dir='srdistill-test/tiny-sd/unet', num_classes=3)\n"
-                  'print(type(net.denoiser).__name__, net.latent_shape(32))', hub_cache)
+    proc = run_python(['-c', 'import srdistill_plugin\n'
+                       'from srdistill_plugin.archs.latent_diffusion_arch import LatentClassConditionalDenoiser as L\n'
+                       "net = L(vae_dir='srdistill-test/tiny-vae', denoiser_dir='srdistill-test/tiny-sd/unet', "
+                       "num_classes=3)\n"
+                       'print(type(net.denoiser).__name__, net.latent_shape(32))'], ROOT, env=offline(hub_cache))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[0] == 'UNet2DConditionModel'
 
@@ -98,8 +97,7 @@ def test_an_uncached_diffusers_id_offline_stops_the_distillation_at_start(hub_ca
     opt['finetune']['network_g'] = {'type': 'LatentClassConditionalDenoiser', 'vae_dir': 'srdistill-test/tiny-vae',
                                     'denoiser_dir': 'stabilityai/not-cached/unet'}
     (tmp_path / 'distill.yml').write_text(yaml.safe_dump(opt))
-    proc = subprocess.run([sys.executable, '-m', 'srdistill_plugin.commands.distill', '-opt', 'distill.yml'],
-                          cwd=tmp_path, capture_output=True, text=True, env=offline(hub_cache))
+    proc = distill(['-opt', 'distill.yml'], tmp_path, hub_cache)
     assert proc.returncode == 2
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith('error: option finetune.network_g.denoiser_dir: stabilityai/not-cached/unet is ')

@@ -54,6 +54,7 @@ SR_TRAIN_DEFAULTS = {'total_iter': 12000, 'batch_size': 16, 'gt_size': 64, 'lr':
 # what a custom arm's ``sr_train`` recipe may change (never the iteration schedule, which every arm shares)
 RECIPE_KEYS = ('augment', 'ema_decay', 'gt_size', 'batch_size', 'lr')
 CONVERGENCE_DEFAULTS = {'min_gain_db': 0.05, 'window_fraction': 0.2}
+REPORT_REFRESH_SECONDS = 60  # while runs finish, the report is rewritten at most this often (and at the end)
 REQUIRED = ('name', 'scale', 'pool', 'test_sets', 'arms', 'budgets_percent', 'seeds', 'students', 'distill')
 # the keys of an experiment file and the kinds of the ones not checked further below
 EXPERIMENT_SCHEMA = Section({
@@ -556,10 +557,12 @@ def run_experiment(exp: dict, root: Path, train: bool = True, report: bool = Tru
     experiment.prepare_data()
     experiment.check_stored_settings(planned)
     if train:
+        written = time.monotonic()
         for run in tqdm(select_runs(planned, runs), desc=f'{exp["name"]}: runs', unit='run'):
-            if experiment.run_one(run) and report:
+            if experiment.run_one(run) and report and time.monotonic() - written >= REPORT_REFRESH_SECONDS:
                 with experiment.report_lock:
-                    write_report(experiment, planned)  # a readable report after every run
+                    write_report(experiment, planned)  # a readable report while the runs go on
+                written = time.monotonic()
     if not report:
         return None
     with experiment.report_lock:

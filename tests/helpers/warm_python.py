@@ -14,6 +14,7 @@ import atexit
 import multiprocessing
 import os
 import runpy
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,8 @@ def _forkserver() -> BaseContext:
     return _context
 
 
-def _main(args: list[str], cwd: str, out: str, err: str, fault: str | None) -> None:
+def _main(args: list[str], cwd: str, out: str, err: str, fault: str | None, env: dict[str, str]) -> None:
+    os.environ.update(env)
     for fd, path in ((1, out), (2, err)):
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(handle, fd)
@@ -59,14 +61,47 @@ def _main(args: list[str], cwd: str, out: str, err: str, fault: str | None) -> N
         atexit._run_exitfuncs()
 
 
-def run_python(args: list[str], cwd: Path, fault: str | None = None) -> subprocess.CompletedProcess:
-    """Run ``python <args>`` from ``cwd`` (with ``fault`` injected); stdout and stderr captured as text, like
-    ``subprocess.run``."""
-    args = [str(a) for a in args]
+def _start(args: list[str], cwd: Path, tmp: str, fault: str | None = None, env: dict[str, str] | None = None):
+    out, err = os.path.join(tmp, 'stdout'), os.path.join(tmp, 'stderr')
+    proc = _forkserver().Process(target=_main, args=([str(a) for a in args], str(cwd), out, err, fault, env or {}))
+    proc.start()
+    return proc
+
+
+def _finished(proc, args: list[str], tmp: str) -> subprocess.CompletedProcess:
+    proc.join()
+    read = lambda name: Path(tmp, name).read_text(errors='replace') if Path(tmp, name).exists() else ''  # noqa: E731
+    return subprocess.CompletedProcess([sys.executable, *map(str, args)], proc.exitcode, read('stdout'), read('stderr'))
+
+
+def run_python(args: list[str], cwd: Path, fault: str | None = None,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` from ``cwd`` (with ``fault`` injected, ``env`` added to the environment); stdout and
+    stderr captured as text, like ``subprocess.run``."""
     with tempfile.TemporaryDirectory() as tmp:
-        out, err = os.path.join(tmp, 'stdout'), os.path.join(tmp, 'stderr')
-        proc = _forkserver().Process(target=_main, args=(args, str(cwd), out, err, fault))
-        proc.start()
-        proc.join()
-        read = lambda path: Path(path).read_text(errors='replace') if os.path.exists(path) else ''  # noqa: E731
-        return subprocess.CompletedProcess([sys.executable, *args], proc.exitcode, read(out), read(err))
+        return _finished(_start(args, cwd, tmp, fault, env), args, tmp)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run_ranks(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=<nproc> <args>`` on one machine: each rank a warm process with the environment
+    torchrun gives its workers (rank, world size, rendezvous address). Output is every rank's, in rank order; the exit
+    status is the first failing rank's, 0 if none failed. The tests that check torchrun itself (its process tree
+    killed, the distillation's own launch) start the real one."""
+    rendezvous = {'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(free_port()), 'WORLD_SIZE': str(nproc),
+                  'LOCAL_WORLD_SIZE': str(nproc), 'GROUP_RANK': '0'}
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = [os.path.join(tmp, str(rank)) for rank in range(nproc)]
+        procs = []
+        for rank, folder in enumerate(folders):
+            os.mkdir(folder)
+            procs.append(_start(args, cwd, folder, env={**rendezvous, 'RANK': str(rank), 'LOCAL_RANK': str(rank)}))
+        done = [_finished(proc, args, folder) for proc, folder in zip(procs, folders)]
+    failed = [d.returncode for d in done if d.returncode]
+    return subprocess.CompletedProcess(done[0].args, failed[0] if failed else 0, ''.join(d.stdout for d in done),
+                                       ''.join(d.stderr for d in done))
