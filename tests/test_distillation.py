@@ -15,6 +15,7 @@ from srdistill.core.errors import SRDistillError
 from srdistill.core.features import ClipImageEncoder, cluster
 from srdistill.core.imageio import read_image
 from srdistill.core.lmdb_io import read_meta_keys
+from srdistill.core.options_file import read_options
 from srdistill.core.patch_selection import SelectionOptions, score_patches, select_patches
 from srdistill_plugin.distill.runner import DistillRun
 from srdistill_plugin.samplers import build_sampler
@@ -290,8 +291,8 @@ def test_every_shipped_distillation_file_and_block_uses_known_keys():
 
     for path in [ROOT / 'options' / 'distill_x4.yml', *sorted((ROOT / 'options' / 'distill_baselines').glob('*.yml'))]:
         check_known_keys(yaml.safe_load(path.read_text()))
-    for path in sorted((ROOT / 'options' / 'report').glob('*.yml')):
-        exp = yaml.safe_load(path.read_text())
+    for path in sorted((ROOT / 'options' / 'report').glob('**/*.yml')):
+        exp = read_options(path)  # with its _base_ merged
         check_known_keys(exp.get('distill') or {}, top_level=False)
 
 

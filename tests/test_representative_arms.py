@@ -17,6 +17,7 @@ from srdistill.core.set_diagnostics import pairwise_distances
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.distill.pool import PoolGrid
 from srdistill_plugin.distill.runner import DistillRun, spread_over_images
+from srdistill_plugin.experiment.data import set_arms
 from srdistill_plugin.experiment.runner import check_experiment
 
 from .conftest import ROOT, SET5
@@ -184,9 +185,9 @@ def test_bad_arm_options_stop_before_any_work(photo_dir, change, message):
 
 
 def test_the_shipped_arms_experiment_checks(photo_dir):
-    import yaml
+    from srdistill.core.options_file import read_options
 
-    exp = yaml.safe_load((ROOT / 'options/report/sunhays80_x4_arms.yml').read_text())
+    exp = read_options(ROOT / 'options/report/sunhays80_x4_arms.yml')
     exp.update(pool=str(photo_dir), test_sets=[str(SET5)])  # ../shared is not on every machine
     exp = check_experiment(exp, ROOT)
     assert {'random_selected', 'random_equal', 'herding_i25'} <= set(exp['arms'])
@@ -415,7 +416,7 @@ def test_a_recipe_arm_trains_on_the_set_without_it_and_is_read_against_it(photo_
     experiment.train_dir = photo_dir
     mine, theirs = experiment.settings(recipe), experiment.settings(plain)
     assert mine['data'] == theirs['data'] and mine['sr_train'] == {**theirs['sr_train'], **rgb}
-    assert experiment.set_arms() == ['random_real', 'random_real_draw1', 'herding_rgb']
+    assert set_arms(experiment.exp) == ['random_real', 'random_real_draw1', 'herding_rgb']
 
     runs = [result('EDSR', 'random_real', 5, 0, 30.5, 29.6), result('EDSR', 'random_real_draw1', 5, 0, 30.3, 29.2),
             result('EDSR', 'random_real_rgb', 5, 0, 30.7, 29.7),
@@ -470,7 +471,7 @@ def test_a_recipe_on_the_full_pool_trains_the_pool_last_and_reads_the_sets_under
     experiment = Experiment(exp, tmp_path)
     experiment.train_dir = photo_dir
     plain, pool_rgb = Run('EDSR', 'full_pool', None, 0), Run('EDSR', 'full_pool_rgb', None, 0)
-    assert experiment.lmdb(pool_rgb) == experiment.lmdb(plain) and experiment.set_arms() == ['random_real']
+    assert experiment.lmdb(pool_rgb) == experiment.lmdb(plain) and set_arms(experiment.exp) == ['random_real']
     mine, theirs = experiment.settings(pool_rgb), experiment.settings(plain)
     assert mine['data'] == theirs['data'] and mine['sr_train'] == {**theirs['sr_train'], **rgb}
 

@@ -11,7 +11,12 @@ from .errors import SRDistillError
 
 
 def read_options(path: str | os.PathLike) -> dict:
-    """The mapping in the YAML file at ``path``."""
+    """The mapping in the YAML file at ``path``, with its ``_base_`` files merged under it (see
+    :func:`merge_options`)."""
+    return _read_with_bases(os.fspath(path), ())
+
+
+def _read_yaml(path: str) -> dict:
     if not os.path.isfile(path):
         raise SRDistillError(f'-opt: {path} does not exist')
     try:
@@ -27,6 +32,41 @@ def read_options(path: str | os.PathLike) -> dict:
     if not isinstance(opt, dict):
         raise SRDistillError(f'{path}: not a YAML mapping of options')
     return opt
+
+
+def _read_with_bases(path: str, chain: tuple[str, ...]) -> dict:
+    """``path``'s options over those of its ``_base_`` files (a path or a list, relative to ``path``'s folder),
+    each read the same way; ``chain``: the files that include this one (a cycle is one line)."""
+    real = os.path.realpath(path)
+    if real in chain:
+        raise SRDistillError(f'{path}: _base_ includes itself (through {" -> ".join(chain)})')
+    opt = _read_yaml(path)
+    bases = opt.pop('_base_', [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise SRDistillError(f'{path}: option _base_: expected a file or a list of files, got {bases!r}')
+    merged: dict = {}
+    for base in bases:
+        base_path = os.path.join(os.path.dirname(path), base)
+        if not os.path.isfile(base_path):
+            raise SRDistillError(f'{path}: option _base_: {base_path} does not exist')
+        merged = merge_options(merged, _read_with_bases(base_path, (*chain, real)))
+    return merge_options(merged, opt)
+
+
+def merge_options(base: dict, override: dict) -> dict:
+    """``override`` merged into a copy of ``base``, as MMEngine merges configs: mappings key by key (recursively),
+    anything else replaced; a mapping with ``_delete_: true`` replaces the base's mapping instead of merging."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and value.get('_delete_') is True:
+            merged[key] = {k: v for k, v in value.items() if k != '_delete_'}
+        elif isinstance(value, dict):
+            merged[key] = merge_options(merged[key] if isinstance(merged.get(key), dict) else {}, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def check_force_yml(opt: dict, entries: list[str]) -> None:

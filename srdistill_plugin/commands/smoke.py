@@ -26,12 +26,13 @@ import yaml
 
 from srdistill.cli import run_cli
 from srdistill.core.errors import SRDistillError
+from srdistill.core.options_file import read_options
 
 
 def option_files(root: Path, patterns: list[str]) -> list[Path]:
     """Every shipped option file (``options/**/*.yml``, ``configs/**/*.py`` but ``_base_``), filtered by glob."""
-    files = sorted(root.glob('options/**/*.yml')) + sorted(p for p in root.glob('configs/**/*.py')
-                                                            if '_base_' not in p.parts)
+    files = sorted(root.glob('options/**/*.yml')) + sorted(root.glob('configs/**/*.py'))
+    files = [p for p in files if '_base_' not in p.parts]  # what the others inherit, not a run of its own
     rel = [p.relative_to(root) for p in files]
     return [r for r in rel if not patterns or any(fnmatch.fnmatch(str(r), p) for p in patterns)]
 
@@ -244,7 +245,7 @@ def run_one(root: Path, rel: Path, work: Path, device: str, iters: int) -> None:
         subprocess.run([sys.executable, str(root / 'tools' / tool), str(path), *mmagic_args(path, data, work, iters)],
                        cwd=root, check=True, env=env)
         return
-    opt = yaml.safe_load(path.read_text())
+    opt = read_options(path)
     kind = kind_of(rel, opt)
     if kind == 'distill':
         from srdistill_plugin.distill.runner import DistillRun

@@ -14,7 +14,7 @@ from srdistill.core.degradations import bicubic_downscale, mod_crop
 from srdistill.core.errors import SRDistillError
 from srdistill.core.file_lock import FileLock
 from srdistill.core.imageio import list_images, read_image, to_uint8
-from srdistill.core.manifest import write_manifest
+from srdistill.core.manifest import read_manifest, write_manifest
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill_plugin.distill.runner import GENERATIVE_MODES, STAGES, DistillRun
 
@@ -111,6 +111,27 @@ def set_arm(exp: dict, arm: str) -> str:
         return spec['arm']
     same = [name for name, other in (exp.get('custom_arms') or {}).items() if other == spec]
     return same[0] if same else arm
+
+
+def set_arms(exp: dict) -> list[str]:
+    """The arms whose distilled sets the experiment makes (a recipe arm trains on another arm's set)."""
+    return list(dict.fromkeys(set_arm(exp, arm) for arm in arms_on_sets(exp)))
+
+
+def stage_times(exp: dict, work: Path, recorded: dict[str, float]) -> dict[str, float]:
+    """Wall seconds of the data stages: ``recorded`` (as every worker recorded them) and those the distillation
+    manifests recorded."""
+    times = dict(recorded)
+    for stage in SHARED_STAGES:
+        manifest = work / 'experiments' / 'distill_base' / 'stages' / f'{stage}.json'
+        if manifest.is_file() and 'seconds' in read_manifest(manifest):
+            times[f'distill: {stage}'] = read_manifest(manifest)['seconds']
+    for arm in set_arms(exp):
+        for b in exp['budgets_percent']:
+            manifest = work / 'experiments' / f'distill_{arm}_{b:g}pct' / 'stages' / 'synthesize.json'
+            if manifest.is_file() and 'seconds' in read_manifest(manifest):
+                times[f'distill: synthesize {arm} {b:g}%'] = read_manifest(manifest)['seconds']
+    return times
 
 
 def distill_options(exp: dict, train_dir: Path, arm: str, budget: float | None) -> dict:

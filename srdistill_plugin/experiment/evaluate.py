@@ -16,6 +16,8 @@ from srdistill.core.degradations import bicubic_upscale
 from srdistill.core.errors import SRDistillError, first_line
 from srdistill.core.features import colour_texture_descriptor
 from srdistill.core.imageio import list_images, read_image
+from srdistill.core.json_store import JsonStore
+from srdistill.core.manifest import read_manifest
 from srdistill.core.safe_load import load_checkpoint
 from srdistill.core.set_diagnostics import coverage, diversity, gradient_energy
 from srdistill_plugin.data.hr_source import HRImageSource
@@ -101,3 +103,25 @@ def set_diagnostics(lmdb: Path, reference_features: np.ndarray) -> dict:
     return {'num_patches': len(images), 'patches_per_class': np.bincount(classes).tolist(),
             'coverage': coverage(reference_features, features), 'diversity': diversity(features),
             'gradient_energy': [gradient_energy(img) for img in images]}
+
+
+def distilled_set_diagnostics(exp: dict, work: Path, train_dir: Path, arms: list[str]) -> dict:
+    """Per distilled set of ``arms`` made so far: its diagnostics (cached in ``work/diagnostics.json``), and under
+    ``pool`` the gradient energies of 1,000 random pool patches (their features the coverage reference)."""
+    store = JsonStore(work / 'diagnostics.json')
+    ref_file = work / 'pool_reference_features.npy'
+    if store.get('pool') is None or not ref_file.is_file():
+        patch = exp['distill'].get('select', {}).get('patch_size', 64)
+        reference = pool_reference_patches(train_dir, 1000, patch, seed=0)
+        np.save(ref_file, np.stack([colour_texture_descriptor(p) for p in reference]))
+        store.put('pool', {'gradient_energy': [gradient_energy(p) for p in reference]})
+    ref_features = np.load(ref_file)
+    for arm in arms:
+        for b in exp['budgets_percent']:
+            key, lmdb = f'{arm}_{b:g}pct', work / 'data' / f'{arm}_{b:g}pct' / 'HR.lmdb'
+            if store.get(key) is None and lmdb.is_dir():
+                synth = read_manifest(lmdb.parent / 'manifest.json')
+                store.put(key, {**set_diagnostics(lmdb, ref_features), 'arm': arm, 'budget': b,
+                                'seed_residual_std': synth.get('seed_residual_std'),
+                                'feature_description': synth.get('feature_description')})
+    return store.data

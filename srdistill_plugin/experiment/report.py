@@ -7,18 +7,20 @@ import html
 import math
 import shutil
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import matplotlib
 import numpy as np
 
+from srdistill.core.atomic_io import atomic_write_text
 from srdistill.core.json_store import JsonStore
 
-from . import verdicts
+from . import data, verdicts
 from .data import is_full_pool
 from .results import FULL_POOL, convergence_gain
-from .evaluate import evaluate, load_student, paired_set, super_resolve
+from .evaluate import distilled_set_diagnostics, evaluate, load_student, paired_set, super_resolve
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
@@ -233,21 +235,55 @@ def student_table(report: Report, header: list[str], rows_by_student: dict[str, 
                  [([name] if several else []) + row for name, rows in rows_by_student.items() for row in rows])
 
 
+@dataclass
+class ReportContext:
+    """What every section of the report reads: the experiment, its finished results grouped by (student, arm,
+    budget), the test sets' names, their bicubic figures, and the sweep student and budget the report centres on."""
+    experiment: object
+    runs: list
+    results: list[dict]
+    groups: dict
+    sets: list[str]
+    bicubic: dict
+    diagnostics: dict
+
+    @property
+    def exp(self) -> dict:
+        return self.experiment.exp
+
+    @property
+    def student(self) -> str:
+        return self.exp['sweep_student']
+
+    @property
+    def budget(self) -> float:
+        """The budget nearest the paper's 0.68 % (log scale): the one the tables and figures centre on."""
+        return min(self.exp['budgets_percent'], key=lambda b: abs(math.log(b / 0.68)))
+
+
 def write_report(experiment, runs: list) -> Path:
-    """Render everything finished so far; return the markdown report's path."""
+    """Render everything finished so far (markdown and a self-contained html, each written whole); return the
+    markdown report's path."""
     exp, out = experiment.exp, experiment.results
     out.mkdir(parents=True, exist_ok=True)
     results = experiment.stored_results(runs)
-    groups = group_results(results)
     sets = [Path(s).name for s in exp['test_sets']]
     store = JsonStore(experiment.work / 'bicubic.json')
     for s, folder in zip(sets, exp['test_sets']):
         if store.get(s) is None:
             store.put(s, evaluate(None, experiment.root / folder, experiment.scale))
-    bicubic = store.data
-    student, arms, default = exp['sweep_student'], exp['arms'], exp['default_arm']
-    budget = min(exp['budgets_percent'], key=lambda b: abs(math.log(b / 0.68)))
+    diagnostics = distilled_set_diagnostics(exp, experiment.work, experiment.train_dir, data.set_arms(exp))
+    ctx = ReportContext(experiment, runs, results, group_results(results), sets, store.data, diagnostics)
     report = Report(out)
+    for section in (_introduction, _findings, _budget_table, _students_table, _distilled_sets, _wall_times):
+        section(report, ctx)
+    atomic_write_text(out / 'report.md', report.markdown())
+    atomic_write_text(out / 'report.html', report.html(f'srdistill report {exp["name"]}'))
+    return out / 'report.md'
+
+
+def _introduction(report: Report, ctx: ReportContext) -> None:
+    exp, experiment, sets, results, runs = ctx.exp, ctx.experiment, ctx.sets, ctx.results, ctx.runs
     report.heading(f'Distillation experiment {exp["name"]} (x{experiment.scale})', 1)
     finished = f'{len(results)} of {len(runs)} training runs finished'
     report.text(f'{finished}. Pool: {exp["pool"]} minus {exp["validation"]["holdout_images"]} held-out '
@@ -256,11 +292,15 @@ def write_report(experiment, runs: list) -> Path:
                 f'Seeds {exp["seeds"]} of the SR training (each set is made once, with manual_seed '
                 f'{exp.get("manual_seed", 0)}); tables give the mean over the finished seeds ± half their range. '
                 f'Threads: {exp["threads"]}.')
-    diagnostics = experiment.diagnostics()
-    features = next((d['feature_description'] for k, d in diagnostics.items() if k != 'pool'), None)
+    features = next((d['feature_description'] for k, d in ctx.diagnostics.items() if k != 'pool'), None)
     if features:
         report.text(f'Grouping features: {features}.')
 
+
+def _findings(report: Report, ctx: ReportContext) -> None:
+    """Targets, the default arm's choice, one-choice differences, draws, recipes and where the arms cross."""
+    exp, groups, sets, student, budget = ctx.exp, ctx.groups, ctx.sets, ctx.student, ctx.budget
+    default = exp['default_arm']
     report.heading('Targets')
     lines = verdicts.targets_text(exp, groups, sets, budget, student)
     if groups.get((student, default, budget)) and groups.get((student, FULL_POOL, None)):
@@ -306,6 +346,10 @@ def write_report(experiment, runs: list) -> Path:
     report.heading('Where the arms cross')
     report.text(crossings_text(exp, groups, sets, budget, default, student))
 
+
+def _budget_table(report: Report, ctx: ReportContext) -> None:
+    exp, groups, sets, student, budget = ctx.exp, ctx.groups, ctx.sets, ctx.student, ctx.budget
+    out, arms, bicubic = ctx.experiment.results, exp['arms'], ctx.bicubic
     report.heading(f'Test PSNR by budget ({student})')
     header = ['arm', 'budget', 'patches'] + [f'{s} PSNR / SSIM' for s in sets] + ['best iter', 'seeds']
     rows = [['bicubic', '-', '-'] + [f'{bicubic[s]["psnr"]:.2f} / {bicubic[s]["ssim"]:.4f}' for s in sets] + ['-', '-']]
@@ -325,6 +369,9 @@ def write_report(experiment, runs: list) -> Path:
         plot_curves(out / 'psnr_vs_iteration.png', groups, student, arm_keys(exp, arms, budget))
         report.figure('psnr_vs_iteration.png', f'Validation PSNR vs iteration at {budget:g} % and the full pool.')
 
+
+def _students_table(report: Report, ctx: ReportContext) -> None:
+    exp, groups, sets, student = ctx.exp, ctx.groups, ctx.sets, ctx.student
     report.heading('Students (one option swap each)')
     report.text(convergence_text(exp, groups))
     header = ['student', 'arm', 'budget'] + [f'{s} PSNR' for s in sets] + ['s / iter', 'trained on']
@@ -338,9 +385,14 @@ def write_report(experiment, runs: list) -> Path:
                     + [seconds_per_iter_cell(rs), trained_on(rs)])
     report.table(header, rows)
 
+
+def _distilled_sets(report: Report, ctx: ReportContext) -> None:
+    exp, groups, sets, student, budget = ctx.exp, ctx.groups, ctx.sets, ctx.student, ctx.budget
+    experiment, diagnostics, out, arms = ctx.experiment, ctx.diagnostics, ctx.experiment.results, exp['arms']
     report.heading('The distilled sets')
     rows = []
-    for key, d in sorted(((k, d) for k, d in diagnostics.items() if k != 'pool'), key=lambda kd: (kd[1]['budget'], kd[1]['arm'])):
+    made = sorted((d for k, d in diagnostics.items() if k != 'pool'), key=lambda d: (d['budget'], d['arm']))
+    for d in made:
         residual = d['seed_residual_std']
         rows.append([d['arm'], f'{d["budget"]:g} %', str(d['num_patches']), ' '.join(map(str, d['patches_per_class'])),
                      f'{d["coverage"]:.4f}', f'{d["diversity"]:.4f}', f'{np.mean(d["gradient_energy"]):.3f}',
@@ -363,8 +415,11 @@ def write_report(experiment, runs: list) -> Path:
         report.figure('crops.png', f'{labels[0]} of {sets[0]}, x{experiment.scale}, the most detailed 48 px region: '
                       + ', '.join(labels[1:]) + f' ({student}, {budget:g} %, seed-0 best checkpoints).')
 
+
+def _wall_times(report: Report, ctx: ReportContext) -> None:
+    exp, experiment, results = ctx.exp, ctx.experiment, ctx.results
     report.heading('Wall times')
-    times = experiment.stage_times()
+    times = data.stage_times(exp, experiment.work, JsonStore(experiment.times.path).data)
     rows = [[k, f'{v:.2f}'] for k, v in times.items()]  # a tiny pool prepares in hundredths
     train_s = defaultdict(float)
     for r in results:
@@ -372,10 +427,6 @@ def write_report(experiment, runs: list) -> Path:
         train_s[r['student'], trained_on([r])] += r['seconds_per_iter'] * iterations
     rows += [[f'SR training, {k} on {device} (all its runs)', f'{v:.1f}'] for (k, device), v in train_s.items()]
     report.table(['stage', 'seconds'], rows)
-
-    (out / 'report.md').write_text(report.markdown())
-    (out / 'report.html').write_text(report.html(f'srdistill report {exp["name"]}'))
-    return out / 'report.md'
 
 
 def trained_on(results: list[dict]) -> str:

@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from basicsr.utils import get_root_logger
@@ -30,23 +29,22 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from tqdm import tqdm
 
 from srdistill.core.errors import SRDistillError
-from srdistill.core.features import colour_texture_descriptor
 from srdistill.core.file_lock import FileLock
 from srdistill.core.json_store import JsonStore
 from srdistill.core.lmdb_io import read_meta_keys
-from srdistill.core.manifest import read_manifest, write_manifest
+from srdistill.core.manifest import write_manifest
 from srdistill.core.option_schema import (ANY, COUNT, INTEGER, LIST, NON_NEGATIVE, OPEN, TEXT, Section, Value,
                                           check_options)
 from srdistill.core.options_file import read_options
-from srdistill.core.set_diagnostics import gradient_energy
 from srdistill_plugin.data.hr_only_dataset import check_augmentations
 from srdistill_plugin.distill.options import check_distill_options, set_patch_size
 from srdistill_plugin.engine.train import Trainer, parse_train_options
 from srdistill_plugin.engine.option_schema import signature_section
 
 from . import data
-from .evaluate import evaluate, load_student, pool_reference_patches, set_diagnostics
+from .evaluate import evaluate, load_student
 from .results import FULL_POOL, convergence_gain
+from .settings import as_now, portable
 
 SR_TRAIN_DEFAULTS = {'total_iter': 12000, 'batch_size': 16, 'gt_size': 64, 'lr': 5e-4, 'ema_decay': 0.999,
                      'milestones_fraction': [0.6, 0.85], 'eval_every': 1000, 'patience_evals': 0,
@@ -124,15 +122,33 @@ def check_experiment(exp: dict, root: Path) -> dict:
             _fail(key, 'missing')
     check_options(EXPERIMENT_SCHEMA, exp)
     exp = copy.deepcopy(exp)
-    scale = exp['scale']
-    if scale not in (2, 3, 4):
-        _fail('scale', f'expected 2, 3 or 4, got {scale!r}')
+    if exp['scale'] not in (2, 3, 4):
+        _fail('scale', f'expected 2, 3 or 4, got {exp["scale"]!r}')
+    _check_folders(exp, root)
+    _check_arms(exp)
+    _check_students(exp)
+    _check_sr_training(exp)
+    exp['convergence'] = {**CONVERGENCE_DEFAULTS, **exp.get('convergence', {})}
+    exp['validation'] = {'holdout_images': 4, 'crop_size': 256, **exp.get('validation', {})}
+    exp['full_pool'] = {'crop_size': 192, 'step': 192, **exp.get('full_pool', {})}
+    exp.setdefault('threads', 2)
+    _check_sets(exp)
+    return exp
+
+
+def _check_folders(exp: dict, root: Path) -> None:
+    """The pool and every test set's HR and bicubic LR folders exist."""
     if not (root / exp['pool']).is_dir():
         _fail('pool', f'{root / exp["pool"]} is not a folder of HR images')
     for folder in exp['test_sets']:
-        for sub in ('HR', f'LR_bicubic/X{scale}'):
+        for sub in ('HR', f'LR_bicubic/X{exp["scale"]}'):
             if not (root / folder / sub).is_dir():
                 _fail('test_sets', f'{root / folder / sub} does not exist')
+
+
+def _check_arms(exp: dict) -> None:
+    """``custom_arms``, ``arms`` (registered or custom), ``default_arm`` (an arm with a set; the first by default),
+    ``budgets_percent`` and ``seeds``."""
     custom = exp.get('custom_arms') or {}
     if not isinstance(custom, dict):
         _fail('custom_arms', f'expected a mapping of arm name -> {{arm: <built-in arm>, <synthesize option>: value}}, '
@@ -161,14 +177,20 @@ def check_experiment(exp: dict, root: Path) -> dict:
         _fail('budgets_percent', 'empty')
     if not exp['seeds'] or any(isinstance(s, bool) or not isinstance(s, int) for s in exp['seeds']):
         _fail('seeds', f'expected a list of integers, got {exp["seeds"]!r}')
+
+
+def _check_students(exp: dict) -> None:
+    """Every student a registered BasicSR architecture with its own arguments, at the experiment's scale;
+    ``sweep_student`` (the first by default) and ``student_budgets_percent`` among them."""
     for name, student in exp['students'].items():
         net = (student or {}).get('network_g') or {}
         if net.get('type') not in ARCH_REGISTRY:
             _fail(f'students.{name}.network_g.type', f'{net.get("type")!r} is not in BasicSR\'s ARCH_REGISTRY')
         check_options(signature_section(ARCH_REGISTRY.get(net['type'])), net, f'students.{name}.network_g')
         net_scale = net.get('upscale', net.get('scale'))
-        if net_scale != scale:
-            _fail(f'students.{name}.network_g.upscale', f'{net_scale!r} differs from the distilled sets\' scale {scale}')
+        if net_scale != exp['scale']:
+            _fail(f'students.{name}.network_g.upscale',
+                  f'{net_scale!r} differs from the distilled sets\' scale {exp["scale"]}')
     exp.setdefault('sweep_student', next(iter(exp['students'])))
     if exp['sweep_student'] not in exp['students']:
         _fail('sweep_student', f'{exp["sweep_student"]!r} is not one of the students {list(exp["students"])}')
@@ -176,36 +198,41 @@ def check_experiment(exp: dict, root: Path) -> dict:
     for b in exp['student_budgets_percent']:
         if b not in exp['budgets_percent']:
             _fail('student_budgets_percent', f'{b!r} is not one of budgets_percent {exp["budgets_percent"]}')
+
+
+def _check_sr_training(exp: dict) -> None:
+    """``sr_train`` over its defaults (``max_iter`` at least ``total_iter``) and every custom arm's recipe."""
     unknown = set(exp.get('sr_train', {})) - set(SR_TRAIN_DEFAULTS)
     if unknown:
         _fail('sr_train', f'unknown keys {sorted(unknown)}')
     exp['sr_train'] = {**SR_TRAIN_DEFAULTS, **exp.get('sr_train', {})}
     sr = exp['sr_train']
-    _check_sr_train(sr, 'sr_train', scale)
+    _check_sr_train(sr, 'sr_train', exp['scale'])
     if sr['max_iter'] is None:
         sr['max_iter'] = sr['total_iter']
     if not isinstance(sr['max_iter'], int) or isinstance(sr['max_iter'], bool) or sr['max_iter'] < sr['total_iter']:
         _fail('sr_train.max_iter', f'expected an integer >= total_iter ({sr["total_iter"]}), got {sr["max_iter"]!r}')
-    for name, spec in ((n, s) for n, s in custom.items() if 'sr_train' in s):
+    for name, spec in ((n, s) for n, s in (exp.get('custom_arms') or {}).items() if 'sr_train' in s):
         recipe = spec['sr_train']
         if not isinstance(recipe, dict) or not recipe or set(recipe) - set(RECIPE_KEYS):
             _fail(f'custom_arms.{name}.sr_train', f'expected a mapping of some of {list(RECIPE_KEYS)}, got {recipe!r}')
-        _check_sr_train(recipe, f'custom_arms.{name}.sr_train', scale)
-    exp['convergence'] = {**CONVERGENCE_DEFAULTS, **exp.get('convergence', {})}
-    exp['validation'] = {'holdout_images': 4, 'crop_size': 256, **exp.get('validation', {})}
-    exp['full_pool'] = {'crop_size': 192, 'step': 192, **exp.get('full_pool', {})}
-    exp.setdefault('threads', 2)
+        _check_sr_train(recipe, f'custom_arms.{name}.sr_train', exp['scale'])
+
+
+def _check_sets(exp: dict) -> None:
+    """The distillation options, and each arm's as it will run: its synthesis mode and overrides, with patches no
+    smaller than its training crops."""
     check_distill_options(exp['distill'])
+    custom = exp.get('custom_arms') or {}
     for arm in data.arms_on_sets(exp):
         mode, overrides = data.arm_mode(exp, arm)
-        arm_distill = {**exp['distill'], 'scale': scale,
+        arm_distill = {**exp['distill'], 'scale': exp['scale'],
                        'synthesize': {**exp['distill'].get('synthesize', {}), **overrides, 'mode': mode}}
         check_distill_options(arm_distill)
         patch, gt_size = set_patch_size(arm_distill), {**exp['sr_train'], **data.recipe(exp, arm)}['gt_size']
         if patch < gt_size:
             _fail(f'custom_arms.{arm}' if arm in custom else 'sr_train.gt_size',
                   f'the set of {arm} has {patch}-px patches, smaller than its training crops (gt_size {gt_size})')
-    return exp
 
 
 def plan_runs(exp: dict) -> list[Run]:
@@ -226,6 +253,33 @@ def plan_runs(exp: dict) -> list[Run]:
         runs += [Run(student, FULL_POOL, None, seed) for seed in seeds[1:]]
         runs += [Run(student, arm, None, seed) for seed in seeds for arm in pool_arms]
     return runs
+
+
+def student_options(run: Run, sr: dict, lmdb: Path, exp: dict, work: Path, num_gpu: int) -> dict:
+    """The BasicSR options of ``run``'s SR training: the student on the HR LMDB ``lmdb`` (LR made on the fly), Adam
+    and a multi-step schedule from ``sr`` (its ``sr_train``), checkpoints every ``eval_every`` iterations."""
+    size = len(read_meta_keys(lmdb))
+    enlarge = max(1, math.ceil(200 * sr['batch_size'] / size))  # an epoch of at least 200 iterations
+    return {
+        'name': run.name, 'model_type': 'SRModel', 'scale': exp['scale'], 'num_gpu': num_gpu,
+        'manual_seed': run.seed,
+        'datasets': {'train': {
+            'name': run.name, 'type': 'HROnlyDataset', 'dataroot_gt': str(lmdb), 'io_backend': {'type': 'lmdb'},
+            'gt_size': sr['gt_size'], 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
+            'batch_size_per_gpu': sr['batch_size'], 'dataset_enlarge_ratio': enlarge, 'prefetch_mode': None,
+            **sr['augment']}},
+        'network_g': exp['students'][run.student]['network_g'],
+        'path': {'experiments_root': str(work / 'experiments'), 'pretrain_network_g': None,
+                 'strict_load_g': True, 'resume_state': None},
+        'train': {'ema_decay': sr['ema_decay'],
+                  'optim_g': {'type': 'Adam', 'lr': sr['lr'], 'weight_decay': 0, 'betas': [0.9, 0.99]},
+                  'scheduler': {'type': 'MultiStepLR', 'gamma': 0.5,
+                                'milestones': [round(f * sr['total_iter']) for f in sr['milestones_fraction']]},
+                  'total_iter': sr['total_iter'], 'warmup_iter': -1,
+                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
+        'logger': {'print_freq': 500, 'save_checkpoint_freq': sr['eval_every'], 'use_tb_logger': False,
+                   'wandb': {'project': None, 'resume_id': None}},
+        'dist_params': {'backend': None, 'port': 29500}}
 
 
 class Experiment:
@@ -261,24 +315,6 @@ class Experiment:
             return self.work / 'data' / FULL_POOL / 'HR.lmdb'
         return self.work / 'data' / f'{data.set_arm(self.exp, run.arm)}_{run.budget:g}pct' / 'HR.lmdb'
 
-    def set_arms(self) -> list[str]:
-        """The arms whose distilled sets the experiment makes (a recipe arm trains on another arm's set)."""
-        return list(dict.fromkeys(data.set_arm(self.exp, arm) for arm in data.arms_on_sets(self.exp)))
-
-    def stage_times(self) -> dict[str, float]:
-        """Wall seconds of the data stages, as their manifests recorded them."""
-        times = dict(JsonStore(self.times.path).data)  # as every worker recorded them
-        for stage in data.SHARED_STAGES:
-            manifest = self.work / 'experiments' / 'distill_base' / 'stages' / f'{stage}.json'
-            if manifest.is_file() and 'seconds' in read_manifest(manifest):
-                times[f'distill: {stage}'] = read_manifest(manifest)['seconds']
-        for arm in self.set_arms():
-            for b in self.exp['budgets_percent']:
-                manifest = self.work / 'experiments' / f'distill_{arm}_{b:g}pct' / 'stages' / 'synthesize.json'
-                if manifest.is_file() and 'seconds' in read_manifest(manifest):
-                    times[f'distill: synthesize {arm} {b:g}%'] = read_manifest(manifest)['seconds']
-        return times
-
     def data_settings(self, run: Run) -> dict:
         if run.budget is None:
             return {'pool': str((self.root / self.exp['pool']).resolve()), 'validation': self.exp['validation'],
@@ -295,20 +331,9 @@ class Experiment:
         the experiment's root are written relative to it, so a moved or copied repository keeps its runs."""
         # max_iter is left out: raising it continues the runs the old cap cut off (see ``unfinished``)
         sr = {k: v for k, v in self.sr_train(run).items() if k != 'max_iter' and not (k == 'augment' and not v)}
-        return self.portable(json.loads(json.dumps({'network_g': self.exp['students'][run.student]['network_g'],
-                                                    'sr_train': sr, 'data': self.data_settings(run),
-                                                    'seed': run.seed, 'scale': self.scale})))
-
-    def portable(self, value):
-        """``value`` (parsed JSON) with every absolute path under the experiment's root made relative to it."""
-        if isinstance(value, dict):
-            return {k: self.portable(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.portable(v) for v in value]
-        if isinstance(value, str) and os.path.isabs(value):
-            path, root = Path(value), self.root.resolve()
-            return str(path.relative_to(root)) if path.is_relative_to(root) else value
-        return value
+        settings = {'network_g': self.exp['students'][run.student]['network_g'], 'sr_train': sr,
+                    'data': self.data_settings(run), 'seed': run.seed, 'scale': self.scale}
+        return portable(self.root, json.loads(json.dumps(settings)))
 
     def result_path(self, run: Run) -> Path:
         return self.work / 'runs' / f'{run.name}.json'
@@ -318,48 +343,13 @@ class Experiment:
         for run in runs:
             path = self.result_path(run).with_suffix('.settings.json')
             settings = self.settings(run)
-            if path.is_file() and self.as_now(json.loads(path.read_text()), settings) != settings:
+            if path.is_file() and as_now(self.root, json.loads(path.read_text()), settings) != settings:
                 raise SRDistillError(f'{path}: run {run.name} was started with other settings; use a new experiment '
                                      'name, or delete this file and the run\'s folder to redo it')
-
-    def as_now(self, stored: dict, settings: dict) -> dict:
-        """``stored`` settings in the form ``settings`` take now: paths portable (older versions stored absolute
-        ones), and no ``finetune`` options where ``settings`` leave them out (older versions recorded them for
-        every set)."""
-        stored = self.portable(stored)
-        if 'finetune' not in settings['data']:
-            stored['data'].pop('finetune', None)
-        return stored
 
     def sr_train(self, run: Run) -> dict:
         """The SR training options of ``run``: the experiment's ``sr_train`` with its arm's recipe overrides."""
         return {**self.exp['sr_train'], **data.recipe(self.exp, run.arm)}
-
-    def train_options(self, run: Run) -> dict:
-        sr = self.sr_train(run)
-        lmdb = self.lmdb(run)
-        size = len(read_meta_keys(lmdb))
-        enlarge = max(1, math.ceil(200 * sr['batch_size'] / size))  # an epoch of at least 200 iterations
-        return {
-            'name': run.name, 'model_type': 'SRModel', 'scale': self.scale, 'num_gpu': self.num_gpu,
-            'manual_seed': run.seed,
-            'datasets': {'train': {
-                'name': run.name, 'type': 'HROnlyDataset', 'dataroot_gt': str(lmdb), 'io_backend': {'type': 'lmdb'},
-                'gt_size': sr['gt_size'], 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
-                'batch_size_per_gpu': sr['batch_size'], 'dataset_enlarge_ratio': enlarge, 'prefetch_mode': None,
-                **sr['augment']}},
-            'network_g': self.exp['students'][run.student]['network_g'],
-            'path': {'experiments_root': str(self.work / 'experiments'), 'pretrain_network_g': None,
-                     'strict_load_g': True, 'resume_state': None},
-            'train': {'ema_decay': sr['ema_decay'],
-                      'optim_g': {'type': 'Adam', 'lr': sr['lr'], 'weight_decay': 0, 'betas': [0.9, 0.99]},
-                      'scheduler': {'type': 'MultiStepLR', 'gamma': 0.5,
-                                    'milestones': [round(f * sr['total_iter']) for f in sr['milestones_fraction']]},
-                      'total_iter': sr['total_iter'], 'warmup_iter': -1,
-                      'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
-            'logger': {'print_freq': 500, 'save_checkpoint_freq': sr['eval_every'], 'use_tb_logger': False,
-                       'wandb': {'project': None, 'resume_id': None}},
-            'dist_params': {'backend': None, 'port': 29500}}
 
     def checkpoint(self, run_name: str, iteration: int) -> Path:
         """The student checkpoint of ``run_name`` saved at ``iteration`` (a multiple of ``eval_every``, or the
@@ -375,7 +365,8 @@ class Experiment:
         sr = self.exp['sr_train']
         opt_file = self.work / 'runs' / f'{run.name}.yml'
         opt_file.parent.mkdir(parents=True, exist_ok=True)
-        opt_file.write_text(yaml.safe_dump(self.train_options(run)))
+        opt_file.write_text(yaml.safe_dump(student_options(run, self.sr_train(run), self.lmdb(run), self.exp, self.work,
+                                                           self.num_gpu)))
         self.result_path(run).with_suffix('.settings.json').write_text(json.dumps(self.settings(run)))
         clock, curve = self.store(run, 'time'), self.store(run, 'curve')
         trainer = None
@@ -480,28 +471,6 @@ class Experiment:
         """The finished runs' results (those recorded before devices were recorded ran on this CPU setting)."""
         return [{'device': self.cpu_device, **json.loads(self.result_path(r).read_text())}
                 for r in runs if self.result_path(r).is_file()]
-
-    # --- data diagnostics ------------------------------------------------------------------------------------
-    def diagnostics(self) -> dict:
-        """Per distilled set made so far: its diagnostics (cached), and the pool reference patches' statistics."""
-        store = JsonStore(self.work / 'diagnostics.json')
-        ref_file = self.work / 'pool_reference_features.npy'
-        if store.get('pool') is None or not ref_file.is_file():
-            patch = self.exp['distill'].get('select', {}).get('patch_size', 64)
-            reference = pool_reference_patches(self.train_dir, 1000, patch, seed=0)
-            np.save(ref_file, np.stack([colour_texture_descriptor(p) for p in reference]))
-            store.put('pool', {'gradient_energy': [gradient_energy(p) for p in reference]})
-        ref_features = np.load(ref_file)
-        for arm in self.set_arms():
-            for b in self.exp['budgets_percent']:
-                key, lmdb = f'{arm}_{b:g}pct', self.work / 'data' / f'{arm}_{b:g}pct' / 'HR.lmdb'
-                if store.get(key) is None and lmdb.is_dir():
-                    synth = read_manifest(lmdb.parent / 'manifest.json')
-                    store.put(key, {**set_diagnostics(lmdb, ref_features), 'arm': arm, 'budget': b,
-                                    'seed_residual_std': synth.get('seed_residual_std'),
-                                    'feature_description': synth.get('feature_description')})
-        return store.data
-
 
 def load_experiment(opt_path: str, root: Path) -> dict:
     return check_experiment(read_options(opt_path), root)
