@@ -26,6 +26,7 @@ def lr_photo(tmp_path_factory):
     (['--gt', str(SET5 / 'HR'), '--filename-tmpl', '{{'], "option filename_tmpl: '{{' is not a template"),
     (['--model', '{folder}/text.pth'], '{folder}/text.pth: not a loadable MZSRNet checkpoint (not a checkpoint torch '
                                        'can read: Unsupported operand 120)'),  # and no advice to turn weights-only off
+    (['--model', 'directx4', '--scale', '2'], 'option --scale: the shipped directx4 model is for 4, got 2'),
 ])
 def test_zeroshot_bad_inputs(lr_photo, tmp_path, args, message):
     out = tmp_path / 'out'

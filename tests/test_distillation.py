@@ -214,7 +214,7 @@ def test_a_finished_stage_is_not_reused_with_other_options(photo_dir, tmp_path):
 
 
 def test_selected_patches_are_spread_over_source_images():
-    from srdistill_plugin.distill.runner import spread_over_images
+    from srdistill_plugin.distill.strategies import spread_over_images
     assert spread_over_images(np.array([10, 11, 12, 20, 13, 21]), [1, 1, 1, 2, 1, 2]) == [10, 20, 11, 21, 12, 13]
 
 

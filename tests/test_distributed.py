@@ -139,9 +139,9 @@ def test_distillation_finetune_stage_runs_in_two_processes(photo_dir, tmp_path):
     logs = ''.join(p.read_text() for p in (run.exp_dir / 'pytest_distill_finetune').glob('train_*.log'))
     assert "2 ranks, gloo: largest difference of any rank's net_g weights from rank 0's: 0" in logs
     assert len(keys(tmp_path / 'out' / 'HR.lmdb')) == 6
-    opt['finetune']['num_processes'] = 0
+    opt['finetune']['num_processes'] = 0  # refused at start, before any stage
     with pytest.raises(SRDistillError, match='finetune.num_processes: expected a positive integer'):
-        DistillRun(opt, root=tmp_path).finetune_processes()
+        DistillRun(opt, root=tmp_path / 'other')
 
 
 def process_tree(pid: int) -> list[int]:

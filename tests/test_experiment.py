@@ -19,7 +19,7 @@ import yaml
 from srdistill.core.errors import SRDistillError
 from srdistill.core.file_lock import FileLock
 from srdistill.core.set_diagnostics import coverage, diversity, k_center_greedy
-from srdistill_plugin.distill.runner import GENERATIVE_MODES, DistillRun
+from srdistill_plugin.distill.runner import DistillRun
 from srdistill_plugin.experiment.runner import (FULL_POOL, Experiment, Run, check_experiment, convergence_gain,
                                                   plan_runs, seconds_per_iter, select_runs)
 from srdistill_plugin.experiment.report import convergence_text, describe_crossing
@@ -404,7 +404,7 @@ def test_a_set_without_the_generator_does_not_wait_for_another_workers_fine_tuni
     fine_tune = DistillRun.finetune
 
     def slow_fine_tune(run):  # a long fine-tuning of the generator, which must hold its lock
-        if run.opt['synthesize']['mode'] not in GENERATIVE_MODES:
+        if not run.needs_generator():
             return fine_tune(run)  # a real-patch set's stage only records that it needs no generator
         probe = FileLock(experiment.work / 'locks' / 'generator.lock')
         lock_free_while_fine_tuning.append(probe.acquire(blocking=False))

@@ -93,24 +93,16 @@ def test_wheel_command_errors_are_one_line(installed, tmp_path):
 
 
 def test_wheel_zeroshot_command_super_resolves_a_photo_with_the_shipped_weights(installed, photo_dir, tmp_path):
-    """``srdistill-zeroshot photo.png`` from an empty folder: the shipped directx2 weights, the default kernel, a
-    given kernel file and an estimated one each write the x2 SR image."""
+    """``srdistill-zeroshot photo.png`` from an empty folder: the shipped directx2 weights with the default kernel
+    and with an estimated one each write the x2 SR image (a given kernel file and the shipped models' scale check:
+    test_zero_shot_inference.py and test_bad_inputs.py, through the clone)."""
     import cv2
-    import numpy as np
-
-    from srdistill.core.kernels import eval_kernel
 
     bin_dir, env = installed
     shutil.copyfile(photo_dir / 'coffee.png', tmp_path / 'photo.png')
-    np.save(tmp_path / 'k.npy', eval_kernel('gdani')[0])
-    for name, extra in (('default', []), ('given', ['--kernel', 'k.npy']),
-                        ('estimated', ['--kernel', 'estimate', '--estimate-iters', '20'])):
+    for name, extra in (('default', []), ('estimated', ['--kernel', 'estimate', '--estimate-iters', '20'])):
         proc = run(['srdistill-zeroshot', 'photo.png', '--output', name, '--steps', '1', *extra], tmp_path, env)
         summary = json.loads((tmp_path / name / 'results.json').read_text())
         assert 'mzsr_directx2.pth' in summary['model'] and str(ROOT) not in summary['model']
         sr = cv2.imread(str(tmp_path / name / 'photo_MZSR1.png'))
         assert sr.shape == (256, 256, 3) and '1 images' in proc.stdout
-    bad = subprocess.run(['srdistill-zeroshot', 'photo.png', '--output', 'x', '--model', 'directx4', '--scale', '2'],
-                         cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert bad.returncode == 2
-    assert bad.stderr.strip() == 'error: option --scale: the shipped directx4 model is for 4, got 2'

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 
 from srdistill.core.errors import SRDistillError
-from srdistill.core.imageio import read_image
 from srdistill.core.manifest import read_manifest
 from srdistill.core.patch_selection import SelectionOptions, score_patches
 from srdistill.core.representative import kernel_herding, proportional_split, sr_patch_features
 from srdistill.core.set_diagnostics import pairwise_distances
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.distill.pool import PoolGrid
-from srdistill_plugin.distill.runner import DistillRun, spread_over_images
+from srdistill_plugin.distill.registry import strategy_class
+from srdistill_plugin.distill.runner import DistillRun
+from srdistill_plugin.distill.strategies import spread_over_images
 from srdistill_plugin.experiment.data import set_arms
 from srdistill_plugin.experiment.runner import check_experiment
 
@@ -86,7 +87,7 @@ def picks_of(run: DistillRun, **synthesize):
     syn = {**run.opt['synthesize'], **synthesize}
     selection = read_manifest(run.manifest('select'))
     num_classes = read_manifest(run.manifest('categorize'))['num_classes']
-    return run.class_picks(syn['mode'], syn, selection, num_classes, 6, np.random.default_rng(0))
+    return strategy_class(syn['mode'])(run, syn).picks(selection, num_classes, 6)
 
 
 def test_random_selected_draws_only_kept_patches_whatever_their_class(categorized):

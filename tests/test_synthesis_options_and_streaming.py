@@ -91,13 +91,14 @@ def test_random_real_draws_smaller_patches_at_the_same_pixel_budget(photo_dir, t
     assert 4 * sizes[32] <= sizes[16] <= 4 * sizes[32] + 3  # per-class rounding of three pseudo-classes
 
 
-def test_an_empty_pseudo_class_gives_its_budget_to_the_others(photo_dir, tmp_path, caplog):
-    run = DistillRun(tiny_options(photo_dir, tmp_path / 'out', mode='selected_real'), root=tmp_path)
-    assert run.class_budgets(5, [10, 10, 10]) == [5, 5, 5]
-    assert run.class_budgets(5, [3, 0, 10, 0]) == [10, 0, 10, 0]
-    assert run.class_budgets(4, [3, 0, 10, 7]) == [6, 0, 5, 5]
+def test_an_empty_pseudo_class_gives_its_budget_to_the_others():
+    from srdistill_plugin.distill.strategies import class_budgets
+
+    assert class_budgets(5, [10, 10, 10]) == [5, 5, 5]
+    assert class_budgets(5, [3, 0, 10, 0]) == [10, 0, 10, 0]
+    assert class_budgets(4, [3, 0, 10, 7]) == [6, 0, 5, 5]
     with pytest.raises(SRDistillError, match='every pseudo-class is empty'):
-        run.class_budgets(4, [0, 0])
+        class_budgets(4, [0, 0])
 
 
 @pytest.fixture(scope='module')

@@ -199,3 +199,15 @@ def test_estimation_does_not_start_when_an_image_cannot_be_decoded(lr_photos, ph
                     check=False)
     assert proc.returncode == 2 and 'cut.png' in proc.stderr.strip().splitlines()[-1], proc.stderr
     assert not out.exists()  # nothing estimated, nothing written, the folder it made removed
+
+
+def test_the_zeroshot_command_takes_a_kernel_file_with_the_shipped_weights(photo_dir, tmp_path):
+    """``srdistill-zeroshot photo.png --kernel k.npy``: the shipped directx2 weights adapt to the given kernel and
+    write the x2 SR image (the wheel test runs the default and the estimated kernel)."""
+    cv2.imwrite(str(tmp_path / 'photo.png'), cv2.imread(str(photo_dir / 'coffee.png')))
+    np.save(tmp_path / 'k.npy', eval_kernel('gdani')[0])
+    proc = run_tool('-m', 'srdistill.zero_shot.cli', 'photo.png', '--output', 'given', '--steps', '1', '--kernel',
+                    'k.npy', cwd=tmp_path)
+    summary = json.loads((tmp_path / 'given' / 'results.json').read_text())
+    assert summary['model'].endswith('mzsr_directx2.pth') and '1 images' in proc.stdout
+    assert cv2.imread(str(tmp_path / 'given' / 'photo_MZSR1.png')).shape == (256, 256, 3)

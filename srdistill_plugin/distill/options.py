@@ -11,9 +11,8 @@ from srdistill.core.option_schema import ANY, Section, check_options
 from srdistill.core.patch_selection import SelectionOptions
 from srdistill.core.precision import check_amp
 
-SYNTH_MODES = ('sdedit', 'noise', 'selected_real', 'selected_noise', 'random_real', 'coverage', 'random_selected',
-               'random_proportional', 'herding')
-POOL_MODES = ('random_proportional', 'herding')  # drawn from every grid patch of the pool, not the selected ones
+from .registry import strategy_class
+
 CLASS_BUDGETS = ('proportional', 'equal')
 SEED_SELECTIONS = ('selected', 'herding')
 HERDING_FEATURES = ('sr_stats', 'clip')
@@ -60,10 +59,16 @@ def _integer(section: dict, key: str, option: str, default: int, low: int = 1, h
 
 
 def synthesis_mode(syn: dict) -> str:
+    """``synthesize.mode``: a registered synthesis mode (``sdedit``, the paper's, by default)."""
     mode = syn.get('mode', 'sdedit')
-    if mode not in SYNTH_MODES:
-        raise SRDistillError(f'option synthesize.mode: expected one of {SYNTH_MODES}, got {mode!r}')
+    strategy_class(mode)
     return mode
+
+
+def draws_from_pool(syn: dict) -> bool:
+    """Whether the set's patches may come from every grid patch of the pool (a pool-wide mode, or herding seeds),
+    which needs every pool image classified and makes proportional class budgets the default."""
+    return strategy_class(synthesis_mode(syn)).pool_wide or syn.get('seed_selection') == 'herding'
 
 
 def noise_sigma(syn: dict) -> float:
@@ -87,8 +92,7 @@ def class_budget(syn: dict) -> str:
     """``synthesize.class_budget``: ``equal`` (the paper's: every pseudo-class the same number of patches) or
     ``proportional`` (to the class's share of the pool's patches); the pool-wide modes and herding seeds default to
     proportional."""
-    pool_wide = synthesis_mode(syn) in POOL_MODES or syn.get('seed_selection') == 'herding'
-    value = syn.get('class_budget', 'proportional' if pool_wide else 'equal')
+    value = syn.get('class_budget', 'proportional' if draws_from_pool(syn) else 'equal')
     if value not in CLASS_BUDGETS:
         raise SRDistillError(f'option synthesize.class_budget: expected one of {CLASS_BUDGETS}, got {value!r}')
     return value
@@ -166,8 +170,7 @@ def categorize_by(opt: dict) -> str:
         raise SRDistillError(f'option categorize.by: expected one of {GROUPINGS}, got {value!r}')
     syn = opt.get('synthesize') or {}
     if value == 'patch':
-        pool_wide = synthesis_mode(syn) in POOL_MODES or syn.get('seed_selection') == 'herding'
-        if pool_wide or class_budget(syn) == 'proportional':
+        if draws_from_pool(syn) or class_budget(syn) == 'proportional':
             raise SRDistillError('option categorize.by: patch gives classes to the kept patches only; mode '
                                  f'{synthesis_mode(syn)!r} with these budget and seed options needs the pool\'s '
                                  'images classified (by: image), or class_budget: equal with seeds from the kept '

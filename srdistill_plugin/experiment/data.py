@@ -16,14 +16,13 @@ from srdistill.core.file_lock import FileLock
 from srdistill.core.imageio import list_images, read_image, to_uint8
 from srdistill.core.manifest import read_manifest, write_manifest
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
-from srdistill_plugin.distill.runner import GENERATIVE_MODES, STAGES, DistillRun
+from srdistill_plugin.distill.registry import SYNTHESIS_REGISTRY, strategy_class
+from srdistill_plugin.distill.runner import STAGES, DistillRun
 
 from .results import FULL_POOL
 
-# arm -> synthesis mode of the distillation stage runner
-ARM_MODES = {'random_real': 'random_real', 'selected_real': 'selected_real', 'coverage': 'coverage',
-             'distilled': 'sdedit', 'selected_noise': 'selected_noise', 'noise': 'noise',
-             'random_selected': 'random_selected', 'random_proportional': 'random_proportional', 'herding': 'herding'}
+# arm -> the registered synthesis mode whose set it trains on
+ARM_MODES = {cls.arm or cls.mode: cls.mode for _, cls in SYNTHESIS_REGISTRY}
 SHARED_STAGES = STAGES[:3]  # select, categorize, finetune: once per pool and settings
 
 
@@ -97,7 +96,7 @@ def arms_on_sets(exp: dict) -> list[str]:
 
 def uses_generator(exp: dict, arm: str) -> bool:
     """Whether ``arm``'s set is sampled from the fine-tuned generator (so it depends on the ``finetune`` options)."""
-    return arm_mode(exp, arm)[0] in GENERATIVE_MODES
+    return strategy_class(arm_mode(exp, arm)[0]).needs_generator
 
 
 def set_arm(exp: dict, arm: str) -> str:
