@@ -189,7 +189,7 @@ def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_
     exp = Experiment(check_experiment(experiment_options(photo_dir, sr_train=sr), tmp_path), tmp_path)
     run = Run('EDSR', FULL_POOL, None, 0)
     training = ResumedTraining()
-    monkeypatch.setattr(exp, 'train_options', lambda run: {})
+    monkeypatch.setattr('srdistill_plugin.experiment.runner.student_options', lambda *args: {})
     monkeypatch.setattr(exp, 'start_training', lambda run, opt_file: training)
     exp.store(run, 'curve').put('10', 20.0)  # chunk 10 recorded; chunk 20 trained and saved, its time not recorded
     exp.store(run, 'curve').put('20', 21.0)
