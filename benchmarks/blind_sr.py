@@ -27,7 +27,8 @@ from srdistill.core.kernel_estimation import (KernelGANConfig, kernel_preview, k
 from srdistill.core.kernels import degrade, eval_kernel, random_mzsr_kernel
 from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
-from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, y8_psnr
+from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr
+from srdistill_plugin.metrics.y_channel import tensor_psnr
 
 SCALE = 2
 DEFAULT_MODEL = ROOT / 'srdistill_plugin' / 'zero_shot' / 'weights' / 'mzsr_directx2.pth'
@@ -61,7 +62,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def psnr(sr: torch.Tensor, hr: torch.Tensor) -> float:
-    return y8_psnr(sr, hr, SCALE)
+    return tensor_psnr(sr, hr, SCALE)
 
 
 def estimate(args, lr: torch.Tensor, hr: torch.Tensor, true_k: np.ndarray, zssr: bool) -> dict:

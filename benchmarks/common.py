@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from basicsr.metrics import calculate_psnr, calculate_ssim
-from basicsr.utils import tensor2img
 
 from srdistill.core.atomic_io import atomic_path
 from srdistill.core.json_store import JsonStore as ResultCache  # noqa: F401  (used by the benchmarks)
@@ -39,13 +37,6 @@ def run_tool(*args: str) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
     return time.perf_counter() - start
-
-
-def y_metrics(sr: torch.Tensor, hr: torch.Tensor, border: int) -> tuple[float, float]:
-    """PSNR and SSIM on the Y channel with ``border`` pixels cropped, as BasicSR computes them (uint8 images)."""
-    sr_img, hr_img = tensor2img([sr.detach().cpu()]), tensor2img([hr.cpu()])
-    return (float(calculate_psnr(sr_img, hr_img, border, test_y_channel=True)),
-            float(calculate_ssim(sr_img, hr_img, border, test_y_channel=True)))
 
 
 def repo_relative(text: str) -> str:

@@ -8,11 +8,12 @@ Writes benchmarks/results/mm_parity_<tag>{.json,.md}.
 from __future__ import annotations
 
 import argparse
-import re
+import json
 import time
 from pathlib import Path
 
 from benchmarks.common import ROOT, pin_threads, run_tool, write_results
+from srdistill_plugin.engine.train import read_training_record
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,11 +37,12 @@ def basicsr_arm(args, work: Path) -> dict:
              # the MMagic config's crops and batch; it has no RGB permutation (the BasicSR options' tiny-set recipe)
              'datasets:train:gt_size=64', 'datasets:train:batch_size_per_gpu=8', 'datasets:train:rgb_permute=0')
     wall = time.perf_counter() - start
-    log = ''.join(p.read_text() for p in (work / name).glob('train_*.log'))
-    psnr = float(re.findall(r'# psnr: ([\d.]+)', log)[-1])
-    ssim = float(re.findall(r'# ssim: ([\d.]+)', log)[-1])
-    iter_time = [float(t) for t in re.findall(r'time \(data\): ([\d.]+)', log)]
-    return {'psnr': psnr, 'ssim': ssim, 'wall_s': wall, 'it_per_s': 1 / (sum(iter_time) / len(iter_time))}
+    record = read_training_record(work / name)  # the train loop's training.json
+    final = record['validation'][max(record['validation'], key=int)]
+    metrics = next(iter(final.values()))
+    iterations = sum(s['to'] - s['from'] for s in record['stretches'])
+    return {'psnr': metrics['psnr'], 'ssim': metrics['ssim'], 'wall_s': wall,
+            'it_per_s': iterations / sum(s['seconds'] for s in record['stretches'])}
 
 
 def mmagic_arm(args, work: Path) -> dict:
@@ -51,11 +53,12 @@ def mmagic_arm(args, work: Path) -> dict:
                         f'train_cfg.val_interval={args.iters}', f'default_hooks.checkpoint.interval={args.iters}',
                         f'default_hooks.logger.interval={max(args.iters // 20, 1)}')
     wall = time.perf_counter() - start
-    log = ''.join(p.read_text() for p in out.glob('*/*.log'))
-    psnr = float(re.findall(r'PSNR: ([\d.]+)', log)[-1])
-    ssim = float(re.findall(r'SSIM: ([\d.]+)', log)[-1])
-    iter_time = [float(t) for t in re.findall(r'Iter\(train\).*?\btime: ([\d.]+)', log)]
-    return {'psnr': psnr, 'ssim': ssim, 'wall_s': wall, 'it_per_s': 1 / (sum(iter_time) / len(iter_time))}
+    scalars = [json.loads(line) for path in sorted(out.glob('*/vis_data/scalars.json'))  # MMEngine's own record
+               for line in path.read_text().splitlines() if line.strip()]
+    final = [r for r in scalars if 'PSNR' in r][-1]
+    iter_time = [r['time'] for r in scalars if 'loss' in r]
+    return {'psnr': final['PSNR'], 'ssim': final['SSIM'], 'wall_s': wall,
+            'it_per_s': 1 / (sum(iter_time) / len(iter_time))}
 
 
 def main() -> None:
@@ -72,7 +75,7 @@ def main() -> None:
                 f'window 8), {args.iters} iterations, batch 8, Adam 1e-3, seed 0, class-balanced sampling, no EMA. '
                 f'Threads: {env["torch_threads"]} on {env["device"]}.\n\n' + '\n'.join(lines) +
                 f"\n\nPSNR difference: {mv['psnr'] - bv['psnr']:+.3f} dB. Throughput MMagic / BasicSR: "
-                f"{mv['it_per_s'] / bv['it_per_s']:.2f} (iterations per second from each framework's own log).\n")
+                f"{mv['it_per_s'] / bv['it_per_s']:.2f} (iterations per second from each framework's own record: BasicSR's training.json stretches, MMEngine's scalars.json).\n")
     write_results(f'mm_parity_{args.tag}', {'args': vars(args), 'env': env, 'arms': arms,
                                             'psnr_diff_db': mv['psnr'] - bv['psnr'],
                                             'it_per_s_ratio': mv['it_per_s'] / bv['it_per_s']}, markdown)

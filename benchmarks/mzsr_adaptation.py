@@ -41,8 +41,8 @@ from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill.core.zero_shot import ZSSRConfig
 from srdistill.core.atomic_io import atomic_path
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
-from srdistill_plugin.zero_shot.protocol import (benchmark_images, load_mzsr, mzsr_rows, official_lr, y8_metrics,
-                                                 zssr_rows)
+from srdistill_plugin.metrics.y_channel import tensor_metrics
+from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr, zssr_rows
 from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain, training_seconds, validation_curve
 
 SCALE = 2
@@ -371,8 +371,8 @@ def main() -> None:
                 if cache.get(key) is None:
                     print(f'evaluating {base} ({arm})', flush=True)
                     with torch.no_grad():
-                        row = {'bicubic': (*y8_metrics(matlab_resize(lr, SCALE), hr, SCALE), 0.),
-                               'pretrained': (*y8_metrics(nets['pretrained'](lr), hr, SCALE), 0.)}
+                        row = {'bicubic': (*tensor_metrics(matlab_resize(lr, SCALE), hr, SCALE), 0.),
+                               'pretrained': (*tensor_metrics(nets['pretrained'](lr), hr, SCALE), 0.)}
                     row.update(mzsr_rows(nets[arm], lr, kernel, downsample, hr, SCALE, steps, schedule))
                     cache.put(key, row)
                 row = dict(cache.get(key))

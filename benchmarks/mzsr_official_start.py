@@ -19,7 +19,8 @@ from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill.core.kernels import eval_kernel
 from srdistill.core.matlab_resize import matlab_resize
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
-from srdistill_plugin.zero_shot.protocol import benchmark_images, mzsr_rows, official_lr, y8_psnr
+from srdistill_plugin.zero_shot.protocol import benchmark_images, mzsr_rows, official_lr
+from srdistill_plugin.metrics.y_channel import tensor_psnr
 
 PAPER_MZSR1_SET5 = {'gd0.2': 33.14, 'gd2.0': 35.20, 'gdani': 34.05, 'gb1.3': 35.18}
 
@@ -43,7 +44,7 @@ def main() -> None:
     for set_dir in map(Path, args.sets):
         images = [hr for _, hr in benchmark_images(set_dir, SCALE)]
         with torch.no_grad():
-            rows = [(y8_psnr(matlab_resize(lr, SCALE), hr, SCALE), y8_psnr(net(lr), hr, SCALE))
+            rows = [(tensor_psnr(matlab_resize(lr, SCALE), hr, SCALE), tensor_psnr(net(lr), hr, SCALE))
                     for hr in images for lr in [(matlab_resize(hr, 1 / SCALE).clamp(0, 1) * 255).round() / 255]]
         summary[f'{set_dir.name}/bicubic_lr'] = {'bicubic': mean(r[0] for r in rows), 'pretrained': mean(r[1] for r in rows)}
         for kernel_name in PAPER_BICUBIC_SET5:
@@ -52,7 +53,7 @@ def main() -> None:
             for hr in images:
                 lr, kernel, downsample = official_lr(hr, kernel_name, SCALE)
                 with torch.no_grad():
-                    row = {'bicubic': y8_psnr(matlab_resize(lr, SCALE), hr, SCALE)}
+                    row = {'bicubic': tensor_psnr(matlab_resize(lr, SCALE), hr, SCALE)}
                 row.update({k: v[0] for k, v in mzsr_rows(net, lr, kernel, downsample, hr, SCALE, (0, 1, 10),
                                                            schedule).items()})
                 rows.append(row)

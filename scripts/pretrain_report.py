@@ -1,6 +1,6 @@
 """The results file of the long MZSR pretraining (``options/mzsr_pretrain_x2_long.yml``), rendered from what the
-run left: its logs in the committed resume folder (iterations, learning rate, held-out validation PSNR, wall time)
-and the throughput measured before it started::
+run left: the training record (``training.json``) in the committed resume folder (learning rate and loss, held-out
+validation PSNR, wall time) and the throughput measured before it started::
 
     python scripts/pretrain_report.py --throughput        # measure s/iteration per patch and batch size (minutes)
     python scripts/pretrain_report.py --anchors datasets/mzsr_pool/heldout/HR.lmdb --official OFFICIAL.pth
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 from srdistill.core.atomic_io import atomic_write_text
 from srdistill.core.mzsr_net import MZSRNet
+from srdistill_plugin.engine.train import read_training_record
 from srdistill_plugin.zero_shot.training import training_seconds, validation_curve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,10 +56,10 @@ def heldout_psnr(lmdb: Path, weights: Path | None = None) -> float:
     (an MZSRNet x2 ``{'params': ...}`` file)."""
     from srdistill.core.degradations import bicubic_downscale, bicubic_upscale, mod_crop
     from srdistill.core.imageio import to_uint8
-    from srdistill.core.official_psnr import psnr_y8
     from srdistill.core.safe_load import load_checkpoint
     from srdistill.core.zero_shot_inputs import to_image, to_tensor
     from srdistill_plugin.data.hr_source import HRImageSource
+    from srdistill_plugin.metrics.y_channel import y_psnr
 
     net = None
     if weights is not None:
@@ -76,25 +76,16 @@ def heldout_psnr(lmdb: Path, weights: Path | None = None) -> float:
         else:
             with torch.no_grad():
                 sr = to_image(net(to_tensor(lr)[None]))
-        scores.append(psnr_y8(sr, to_uint8(hr), 2))
+        scores.append(y_psnr(sr, to_uint8(hr), 2, 'official'))
     return sum(scores) / len(scores)
-
-
-def log_rows(logs: list[Path]) -> dict[int, dict]:
-    """``{iteration: {'lr', 'loss'}}`` from BasicSR's training log lines."""
-    rows = {}
-    pattern = re.compile(r'iter:\s*([\d,]+), lr:\(([\d.e+-]+),\).*l_pix: ([\d.e+-]+)')
-    for log in logs:
-        for match in pattern.finditer(log.read_text()):
-            rows[int(match.group(1).replace(',', ''))] = {'lr': float(match.group(2)), 'loss': float(match.group(3))}
-    return rows
 
 
 def render(study: Path) -> str:
     resume = study / 'resume'
     logs = sorted(resume.glob('train_*.log'))
-    rows, curve = log_rows(logs), validation_curve(resume)
-    hours = training_seconds(resume) / 3600
+    record = read_training_record(resume)  # the train loop's training.json (scripts/record_from_logs.py for older parts)
+    rows = {e['iter']: {'lr': e['lr'][0], 'loss': e['losses']['l_pix']} for e in record['log']}
+    curve, hours = validation_curve(resume), training_seconds(resume) / 3600
     last = max(rows, default=0)
     saved = max((int(p.stem) for p in resume.glob('*.state') if p.stem.isdigit()), default=None)
     total = 20000
@@ -102,7 +93,7 @@ def render(study: Path) -> str:
              '',
              f'Options: `options/mzsr_pretrain_x2_long.yml` (the pool: `scripts/prepare_mzsr_pool.py`). Device: CPU, '
              f'2 threads (`OMP_NUM_THREADS=2`). Logged so far: iteration {last:,} of {total:,}, {hours:.2f} h of '
-             f'wall time (each part from its start to its last log line, pauses for other work on the machine '
+             f'wall time (as the training record has it, pauses for other work on the machine '
              f'included) over {len(logs)} part(s); the committed resume state is iteration {saved}.',
              '',
              'Validation: whole held-out pool photographs (`datasets/mzsr_pool/heldout.txt`: 19 photographs of '

@@ -1,5 +1,6 @@
 """Carry an unfinished BasicSR training across machines: a compact copy of its newest resume point (the training
-state, the network it names, the run's network record and its text logs) in a folder that can be committed::
+state, the network it names, the run's network and training records and its text logs) in a folder that can be
+committed::
 
     python scripts/resume_state.py save    --name MZSR_pretrain_x2_long --to benchmarks/results/mzsr_pretrain_long/resume
     python scripts/resume_state.py restore --name MZSR_pretrain_x2_long --to benchmarks/results/mzsr_pretrain_long/resume
@@ -38,8 +39,9 @@ def save(experiment: Path, store: Path) -> str:
         raise SRDistillError(f'{net}: the network of training state {it} is missing')
     copy_atomic(experiment / 'training_states' / f'{it}.state', store / f'{it}.state')
     copy_atomic(net, store / net.name)
-    if (experiment / NETWORK_RECORD).is_file():
-        copy_atomic(experiment / NETWORK_RECORD, store / NETWORK_RECORD)
+    for record in (NETWORK_RECORD, 'training.json'):  # the network record and the train loop's training record
+        if (experiment / record).is_file():
+            copy_atomic(experiment / record, store / record)
     root = str(Path.cwd().resolve())
     for log in experiment.glob('train_*.log'):  # kept with paths relative to the repository
         atomic_write_text(store / log.name, log.read_text().replace(f'{root}/', '').replace(root, '.'))
@@ -58,7 +60,7 @@ def restore(experiment: Path, store: Path) -> str:
         return f'{experiment} already holds iteration {have} (saved: {it}); nothing restored'
     copy_atomic(store / f'{it}.state', experiment / 'training_states' / f'{it}.state')
     copy_atomic(store / f'net_g_{it}.pth', experiment / 'models' / f'net_g_{it}.pth')
-    for extra in [store / NETWORK_RECORD, *store.glob('train_*.log')]:
+    for extra in [store / NETWORK_RECORD, store / 'training.json', *store.glob('train_*.log')]:
         if extra.is_file() and not (experiment / extra.name).exists():
             copy_atomic(extra, experiment / extra.name)
     return f'restored iteration {it} into {experiment}'

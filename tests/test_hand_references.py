@@ -287,3 +287,16 @@ def test_sdedit_with_an_oracle_noise_predictor_returns_the_seed_patch():
     out = sample(lambda x, t, classes: noise, DDIMScheduler(num_train_timesteps=1000), torch.tensor([0, 1]), 4, 2,
                  torch.Generator().manual_seed(5), init=init, strength=1.)
     assert torch.allclose(out, init, atol=1e-5)
+
+
+def test_the_two_psnr_conventions_on_a_grey_level_step():
+    """Grey 100 against grey 101 (BGR): Y = 16 + 219 * v / 255 is 101.88 and 102.74, so the official convention
+    (Y rounded to 102 and 103) sees an error of 1 level, BasicSR's (float Y) one of 219 / 255."""
+    from srdistill_plugin.metrics.y_channel import y_psnr, y_ssim
+
+    hr, sr = np.full((32, 32, 3), 100, np.uint8), np.full((32, 32, 3), 101, np.uint8)
+    assert y_psnr(sr, hr, 1, 'official') == pytest.approx(10 * np.log10(255 ** 2 / 1), abs=1e-9)
+    assert y_psnr(sr, hr, 1, 'basicsr') == pytest.approx(10 * np.log10(255 ** 2 / (219 / 255) ** 2), abs=1e-4)
+    assert y_ssim(hr, hr, 1) == pytest.approx(1)
+    with pytest.raises(ValueError, match='PSNR convention'):
+        y_psnr(sr, hr, 1, 'matlab')

@@ -1,5 +1,6 @@
 """MZSR/ZSSR on the papers' own protocol: the official LR construction, the paper's bicubic column, MATLAB bicubic,
 official meta-training tasks, MAML++ weights, ZSSR's protocol pieces, kernels as users have them, odd sizes."""
+import json
 import re
 
 import numpy as np
@@ -20,8 +21,9 @@ from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.zero_shot import (ZSSRConfig, back_project, mzsr_adapt, mzsr_step_sizes, zssr_father,
                                              zssr_infer, zssr_train)
 from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
+from srdistill_plugin.zero_shot import training
 
-from .conftest import SET5
+from .conftest import ROOT, SET5
 
 PAPER_BICUBIC_SET5 = {'gd0.2': 30.24, 'gd2.0': 28.73, 'gdani': 28.15, 'gb1.3': 30.54}
 
@@ -212,19 +214,18 @@ def test_bad_kernel_files_and_folders_are_named(tmp_path):
 def test_the_benchmarks_protocol_functions_give_the_papers_bicubic_column_and_the_datasets_lr():
     """zero_shot.protocol (what the benchmarks call) makes the same LR as the validation dataset and reads the
     paper's Set5 bicubic figure for g^d_2.0."""
-    from srdistill_plugin.zero_shot.protocol import benchmark_images, official_lr, y8_psnr
+    from srdistill_plugin.metrics.y_channel import tensor_psnr
+    from srdistill_plugin.zero_shot.protocol import benchmark_images, official_lr
 
     psnrs = []
     for (_, hr), item in zip(benchmark_images(SET5, 2), _set5('gd2.0')):
         lr, _, downsample = official_lr(hr, 'gd2.0', 2)
         assert downsample == 'direct' and torch.equal(lr[0], item['lq'])
-        psnrs.append(y8_psnr(BicubicUpsampler(scale=2)(lr), hr, 2))
+        psnrs.append(tensor_psnr(BicubicUpsampler(scale=2)(lr), hr, 2))
     assert np.mean(psnrs) == pytest.approx(PAPER_BICUBIC_SET5['gd2.0'], abs=0.02)
 
 
 def test_the_meta_transfer_chain_starts_every_arm_from_the_pretraining(tmp_path, monkeypatch):
-    from srdistill_plugin.zero_shot import training
-
     calls = []
     monkeypatch.setattr(training, 'train_run', lambda options, overrides, cwd, threads: calls.append(
         (options, overrides)) or 1.5)
@@ -244,21 +245,49 @@ def test_the_meta_transfer_chain_starts_every_arm_from_the_pretraining(tmp_path,
     assert nets['pretrained'] == tmp_path / 'official.pth' and set(seconds) == {'meta_a_s', 'meta_b_s'}
     assert [c[0] for c in calls] == ['m.yml', 'n.yml']
     assert all(c[1][-1] == f'path:pretrain_network_g={tmp_path / "official.pth"}' for c in calls)
-    (tmp_path / 'train_x.log').write_text('... End of training. Time consumed: 0:01:02.5\n'
-                                          '... End of training. Time consumed: 1:00:00\n')
+
+
+def test_training_time_and_curve_come_from_the_train_loops_record(tmp_path):
+    with pytest.raises(SRDistillError, match='scripts/record_from_logs.py'):
+        training.training_seconds(tmp_path)
+    (tmp_path / 'training.json').write_text(json.dumps({
+        'validation': {'1200': {'Set5_gd2.0': {'psnr': 33.1795, 'ssim': 0.93}}, '200': {'Set5_gd2.0': {'psnr': 34.6}}},
+        'stretches': [{'from': 0, 'to': 200, 'seconds': 62.5, 'device': 'cpu'},
+                      {'from': 200, 'to': 1200, 'seconds': 3600, 'device': 'cpu'}]}))
     assert training.training_seconds(tmp_path) == pytest.approx(3662.5)
-    (tmp_path / 'train_y.log').write_text(  # stopped before its end: its start to its last line
+    assert training.validation_curve(tmp_path) == {200: 34.6, 1200: 33.1795}
+
+
+def test_a_run_older_than_the_record_gets_it_from_its_logs(tmp_path):
+    """scripts/record_from_logs.py: one stretch per log (a chunk counted to where the next resumed), BasicSR's "Time
+    consumed" where it finished, else its first to its last timestamp; each validation at the iteration before it."""
+    import subprocess
+    import sys
+
+    (tmp_path / 'train_a.log').write_text(
         '2026-11-30 14:24:57,500 INFO: Start training from epoch: 0, iter: 0\n'
-        '2026-11-30 15:39:17,500 INFO: [MZSR_..][epoch:  1, iter:     800, lr:(1.000e-04,)]\n')
-    assert training.training_seconds(tmp_path) == pytest.approx(3662.5 + 4460)
-    (tmp_path / 'train_z.log').write_text(
-        '2026-11-30 14:45:34,638 INFO: [MZSR_..][epoch:  0, iter:     200, lr:(1.000e-04,)] [eta: 1:21:32]\n'
+        '2026-11-30 14:45:34,638 INFO: [MZSR_..][epoch:  0, iter:     200, lr:(1.000e-04,)] [eta: 1:21:32] l_pix: 2.5e-02\n'
         '2026-11-30 14:45:39,980 INFO: Validation Set5_gd2.0\n\t # psnr: 34.6197\tBest: 34.6197 @ 200 iter\n'
-        '\t # ssim: 0.9396\tBest: 0.9396 @ 200 iter\n'
-        '2026-11-30 14:46:35,482 INFO: [MZSR_..][epoch:  0, iter:     210, lr:(1.000e-04,)]\n'
+        '\t # ssim: 0.9396\tBest: 0.9396 @ 200 iter\n\n'
+        '2026-11-30 15:39:17,500 INFO: [MZSR_..][epoch:  1, iter:     300, lr:(1.000e-04,)]\n')
+    (tmp_path / 'train_b.log').write_text(
+        '2026-11-30 16:00:00,000 INFO: Start training from epoch: 1, iter: 200\n'
         '2026-11-30 17:32:30,482 INFO: [MZSR_..][epoch:  1, iter:   1,200, lr:(1.000e-04,)]\n'
-        '2026-11-30 17:32:36,122 INFO: Validation Set5_gd2.0\n\t # psnr: 33.1795\tBest: 34.6197 @ 200 iter\n')
-    assert training.validation_curve(tmp_path) == {200: 34.6197, 1200: 33.1795}  # BasicSR writes 1,200
+        '2026-11-30 17:32:36,122 INFO: Validation Set5_gd2.0\n\t # psnr: 33.1795\tBest: 34.6197 @ 200 iter\n'
+        '2026-11-30 17:32:40,000 INFO: End of training. Time consumed: 1:00:00\n')
+    proc = subprocess.run([sys.executable, str(ROOT / 'scripts/record_from_logs.py'), str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / 'training.json').read_text())
+    assert record['stretches'] == [{'from': 0, 'to': 200, 'seconds': 4460.0, 'device': 'not recorded (logs)'},
+                                   {'from': 200, 'to': 1200, 'seconds': 3600.0, 'device': 'not recorded (logs)'}]
+    assert record['validation'] == {'200': {'Set5_gd2.0': {'psnr': 34.6197, 'ssim': 0.9396}},
+                                    '1200': {'Set5_gd2.0': {'psnr': 33.1795}}}
+    assert record['log'] == [{'iter': 200, 'lr': [1e-4], 'losses': {'l_pix': 0.025}},
+                             {'iter': 300, 'lr': [1e-4], 'losses': {}}, {'iter': 1200, 'lr': [1e-4], 'losses': {}}]
+    again = subprocess.run([sys.executable, str(ROOT / 'scripts/record_from_logs.py'), str(tmp_path)],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and 'training.json exists' in again.stderr
 
 
 def test_the_paper_table_states_each_official_start_target_with_its_margin():

@@ -103,9 +103,13 @@ def test_one_process_trains_validates_and_goes_on_as_one_straight_run(options_fi
     record = json.loads((runs / 'in_stretches' / 'training.json').read_text())
     assert sorted(record['validation'], key=int) == ['3', '4', '8']
     assert record['validation']['3'] == between
-    assert [(s['from'], s['to']) for s in record['stretches']] == [(0, 3), (3, 8)]
+    assert [(s['from'], s['to']) for s in record['stretches']] == [(0, 3), (3, 4), (4, 8)]  # checkpoints: 4, 8
     assert all(s['seconds'] > 0 and s['device'].startswith('cpu, 1 rank(s)') for s in record['stretches'])
     straight = json.loads((runs / 'straight' / 'training.json').read_text())
+    assert [(s['from'], s['to']) for s in straight['stretches']] == [(0, 4), (4, 8)]  # one per checkpoint
+    for run in (record, straight):  # BasicSR's learning rate and losses of every print_freq
+        assert [(e['iter'], e['lr'], sorted(e['losses'])) for e in run['log']] == [(4, [1e-3], ['l_pix']),
+                                                                                 (8, [1e-3], ['l_pix'])]
     assert straight['validation']['4'] == record['validation']['4']  # validated on its own every val_freq
     for name in ('net_g_4.pth', 'net_g_8.pth'):
         a, b = (torch.load(runs / run / 'models' / name)['params'] for run in ('straight', 'in_stretches'))

@@ -230,8 +230,10 @@ def log_file(path: Path, mode: str) -> logging.FileHandler:
 
 
 class TrainingRecord:
-    """``<experiments_root>/training.json`` (rank 0): the validation metrics per iteration and the seconds of each
-    stretch of training, kept across resumes (entries past the resumed iteration are dropped: that run died)."""
+    """``<experiments_root>/training.json`` (rank 0): the validation metrics per iteration, the seconds of each
+    stretch of training (one per checkpoint, and the last to where training stopped) and the learning rates and
+    losses of every ``print_freq``, kept across resumes (entries past the resumed iteration are dropped: that run
+    died after them)."""
 
     def __init__(self, opt: dict, start_iter: int):
         self.path = Path(opt['path']['experiments_root']) / 'training.json'
@@ -239,6 +241,7 @@ class TrainingRecord:
         data = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.validation = {it: v for it, v in data.get('validation', {}).items() if int(it) <= start_iter}
         self.stretches = [s for s in data.get('stretches', []) if s['to'] <= start_iter]
+        self.log = [entry for entry in data.get('log', []) if entry['iter'] <= start_iter]
         self.device = f'{"cuda" if opt["num_gpu"] else "cpu"}, {opt["world_size"]} rank(s), ' \
                       f'{torch.get_num_threads()} thread(s) each'
 
@@ -247,14 +250,29 @@ class TrainingRecord:
             self.stretches.append({'from': start, 'to': end, 'seconds': round(seconds, 3), 'device': self.device})
             self.save()
 
+    def add_log(self, iteration: int, lrs: list[float], losses: dict) -> None:
+        """The learning rates and losses BasicSR logs every ``print_freq`` (written with the next checkpoint)."""
+        self.log.append({'iter': iteration, 'lr': [float(lr) for lr in lrs],
+                         'losses': {name: float(value) for name, value in losses.items()}})
+
     def add_validation(self, iteration: int, metrics: dict) -> None:
         self.validation[str(iteration)] = metrics
         self.save()
 
     def save(self) -> None:
         if self.write:
-            atomic_write_text(self.path, json.dumps({'validation': self.validation, 'stretches': self.stretches},
-                                                    indent=2))
+            atomic_write_text(self.path, json.dumps({'validation': self.validation, 'stretches': self.stretches,
+                                                     'log': self.log}, indent=1))
+
+
+def read_training_record(experiment: str | Path) -> dict:
+    """The ``training.json`` the plugin's train loop keeps in a BasicSR experiment folder (``TrainingRecord``); one
+    line when the folder has none."""
+    path = Path(experiment) / 'training.json'
+    if not path.is_file():
+        raise SRDistillError(f'{path} does not exist (a run trained before the plugin kept it: python '
+                             f'scripts/record_from_logs.py {experiment} writes it from the run\'s BasicSR logs)')
+    return json.loads(path.read_text())
 
 
 class Trainer:
@@ -315,7 +333,7 @@ class Trainer:
         """Train until iteration ``total_iter``, logging every ``logger.print_freq``, saving a checkpoint every
         ``logger.save_checkpoint_freq`` and validating every ``val.val_freq`` iterations."""
         opt, model = self.opt, self.model
-        start_iter, start = self.current_iter, time.perf_counter()
+        start_iter, start = self.current_iter, time.perf_counter()  # the stretch since the last checkpoint
         while self.current_iter < total_iter:
             self.data_timer.start()
             self.iter_timer.start()
@@ -329,12 +347,16 @@ class Trainer:
             if self.current_iter == 1:
                 self.msg_logger.reset_start_time()
             if self.current_iter % opt['logger']['print_freq'] == 0:
-                self.msg_logger({'epoch': self.epoch, 'iter': self.current_iter,
-                                 'lrs': model.get_current_learning_rate(), 'time': self.iter_timer.get_avg_time(),
-                                 'data_time': self.data_timer.get_avg_time(), **model.get_current_log()})
+                lrs, losses = model.get_current_learning_rate(), model.get_current_log()
+                self.msg_logger({'epoch': self.epoch, 'iter': self.current_iter, 'lrs': lrs,
+                                 'time': self.iter_timer.get_avg_time(), 'data_time': self.data_timer.get_avg_time(),
+                                 **losses})
+                self.record.add_log(self.current_iter, lrs, losses)
             if self.current_iter % opt['logger']['save_checkpoint_freq'] == 0:
                 self.logger.info('Saving models and training states.')
                 save_checkpoint(model, self.epoch, self.current_iter)
+                self.record.add_stretch(start_iter, self.current_iter, time.perf_counter() - start)  # as resumable
+                start_iter, start = self.current_iter, time.perf_counter()
             if opt.get('val') is not None and self.current_iter % opt['val']['val_freq'] == 0:
                 self.validate()
         self.record.add_stretch(start_iter, self.current_iter, time.perf_counter() - start)

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import torch
 from basicsr.archs import build_network
-from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
 
 from srdistill.core.degradations import bicubic_upscale
@@ -22,6 +21,7 @@ from srdistill.core.safe_load import load_checkpoint
 from srdistill.core.set_diagnostics import coverage, diversity, gradient_energy
 from srdistill_plugin.data.hr_source import HRImageSource
 from srdistill_plugin.data.hr_only_dataset import read_class_info
+from srdistill_plugin.metrics.y_channel import y_psnr, y_ssim
 
 
 @lru_cache(maxsize=8)
@@ -71,9 +71,9 @@ def evaluate(net: torch.nn.Module | None, folder: str | Path, scale: int, ssim: 
     psnr, ssim_values = [], []
     for _, lr, hr in paired_set(str(folder), scale):
         sr = super_resolve(net, lr, scale)
-        psnr.append(calculate_psnr(sr, hr, scale, test_y_channel=True))
+        psnr.append(y_psnr(sr, hr, scale, 'basicsr'))
         if ssim:
-            ssim_values.append(calculate_ssim(sr, hr, scale, test_y_channel=True))
+            ssim_values.append(y_ssim(sr, hr, scale))
     return {'psnr': float(np.mean(psnr)), **({'ssim': float(np.mean(ssim_values))} if ssim else {})}
 
 

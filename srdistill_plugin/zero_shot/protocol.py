@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from basicsr.metrics import calculate_ssim
-from basicsr.utils import tensor2img
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill.core.degradations import mod_crop
@@ -20,7 +18,7 @@ from srdistill.core.imageio import list_images, read_image
 from srdistill.core.kernels import degrade, eval_kernel
 from srdistill.core.safe_load import load_checkpoint
 from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
-from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
+from srdistill_plugin.metrics.y_channel import tensor_metrics, tensor_psnr
 
 
 def benchmark_images(set_dir: Path, scale: int) -> Iterator[tuple[str, torch.Tensor]]:
@@ -37,18 +35,6 @@ def official_lr(hr: torch.Tensor, kernel_name: str, scale: int) -> tuple[torch.T
     return lr, kernel, downsample
 
 
-def y8_psnr(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> float:
-    """The official PSNR: Y rounded to 8 bits, ``scale`` border pixels cropped."""
-    return calculate_psnr_y8(tensor2img([sr.detach().clamp(0, 1)]), tensor2img([hr]), scale)
-
-
-def y8_metrics(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float]:
-    """``(official PSNR, BasicSR's SSIM on Y)``, border ``scale``."""
-    sr_img, hr_img = tensor2img([sr.detach().clamp(0, 1)]), tensor2img([hr])
-    return (calculate_psnr_y8(sr_img, hr_img, scale),
-            float(calculate_ssim(sr_img, hr_img, scale, test_y_channel=True)))
-
-
 def load_mzsr(path: Path, scale: int, **kwargs) -> MZSRNet:
     """An ``MZSRNet`` with the ``params`` of a (weights-only) checkpoint, in eval mode."""
     net = MZSRNet(upscale=scale, **kwargs)
@@ -63,7 +49,7 @@ def mzsr_rows(net: MZSRNet, lr: torch.Tensor, kernel: torch.Tensor, downsample: 
     for n in steps:
         adapted, seconds = mzsr_adapt(net, lr, kernel, scale, n, downsample, schedule=schedule)
         with torch.no_grad():
-            rows[f'mzsr{n}'] = (*y8_metrics(adapted(lr), hr, scale), seconds)
+            rows[f'mzsr{n}'] = (*tensor_metrics(adapted(lr), hr, scale), seconds)
     return rows
 
 
@@ -78,12 +64,12 @@ def zssr_rows(lr: torch.Tensor, kernel: torch.Tensor, downsample: str, hr: torch
     def on_test(it: int, model: torch.nn.Module) -> None:
         spent[0] += time.perf_counter() - clock[0]
         with torch.no_grad():
-            curve.append((it, spent[0], y8_psnr(model(lr), hr, scale)))
+            curve.append((it, spent[0], tensor_psnr(model(lr), hr, scale)))
         model.train()
         clock[0] = time.perf_counter()
 
     iters = zssr_train(net, lr, kernel, scale, config, downsample, on_test=on_test, seed=seed)
     spent[0] += time.perf_counter() - clock[0]
     final = zssr_infer(net, lr, kernel, scale, config, downsample)
-    return {f'{prefix}_curve': curve, f'{prefix}_final': (*y8_metrics(final, hr, scale), spent[0]),
+    return {f'{prefix}_curve': curve, f'{prefix}_final': (*tensor_metrics(final, hr, scale), spent[0]),
             f'{prefix}_iters': iters}

@@ -4,13 +4,13 @@ script both train; a killed chain continues where it stopped)."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
+
+from srdistill_plugin.engine.train import read_training_record
 
 
 def train_run(options: str | Path, overrides: list[str], cwd: Path, threads: int | None = None) -> float:
@@ -54,42 +54,16 @@ def meta_transfer_chain(cwd: Path, experiments_root: Path, common: list[str], pr
 
 
 def training_seconds(experiment: Path) -> float:
-    """Training time of a BasicSR experiment folder summed over its logs: the "Time consumed" of every run that
-    finished, and for a run stopped before its end (killed to resume later) the time from its start to its last log
-    line, so a chain resumed in chunks still reports what its training cost."""
-    def stamp(line: str) -> datetime | None:
-        try:
-            return datetime.strptime(line[:23], '%Y-%m-%d %H:%M:%S,%f')
-        except ValueError:
-            return None
-
-    total = 0.
-    for log in Path(experiment).glob('train_*.log'):
-        lines = log.read_text().splitlines()
-        ended = [line for line in lines if 'End of training. Time consumed:' in line]
-        if ended:
-            for line in ended:
-                h, m, sec = line.rsplit(' ', 1)[-1].split(':')
-                total += 3600 * int(h) + 60 * int(m) + float(sec)
-            continue
-        started = next((stamp(line) for line in lines if 'Start training from' in line), None)
-        last = next((t for t in map(stamp, reversed(lines)) if t), None)
-        if started and last:
-            total += (last - started).total_seconds()
-    return total
+    """The training time of a BasicSR experiment folder: its recorded stretches summed over every resumed chunk."""
+    return float(sum(s['seconds'] for s in read_training_record(experiment)['stretches'] if s['seconds'] is not None))
 
 
 def validation_curve(experiment: Path) -> dict[int, float]:
-    """``{iteration: validation PSNR}`` read from a BasicSR experiment folder's logs (the first metric of each
-    "Validation" block, at the iteration of the log line before it), over every resumed chunk."""
-    curve, last_iter, in_block = {}, None, False
-    for log in sorted(Path(experiment).glob('train_*.log')):
-        for line in log.read_text().splitlines():
-            if 'iter:' in line and '[epoch:' in line:
-                last_iter = int(re.search(r'iter:\s*([\d,]+)', line).group(1).replace(',', ''))  # 1,000
-            elif ' INFO: Validation ' in line:
-                in_block = True
-            elif in_block and line.strip().startswith('#') and last_iter is not None:
-                curve[last_iter] = float(line.split(':', 1)[1].split()[0])
-                in_block = False
-    return curve
+    """``{iteration: validation PSNR}`` of a BasicSR experiment folder: the first metric of its first validation
+    set at every recorded iteration."""
+    curve = {}
+    for iteration, by_set in read_training_record(experiment)['validation'].items():
+        metrics = next(iter(by_set.values()), {})
+        if metrics:
+            curve[int(iteration)] = next(iter(metrics.values()))
+    return dict(sorted(curve.items()))
