@@ -165,7 +165,7 @@ def test_resume_state_travels_and_refuses_another_network_or_scale(photo_dir, tm
                      '--experiments-root', str(tmp_path / 'exp'))
     assert f'saved iteration 2 to {store}' in saved.stdout
     assert {p.name for p in store.iterdir() if not p.name.startswith('train_')} == {'2.state', 'net_g_2.pth',
-                                                                                   'network.json'}
+                                                                                   'network.json', 'training.json'}
     restored = run_tool('scripts/resume_state.py', 'restore', '--name', name, '--to', str(store),
                         '--experiments-root', str(tmp_path / 'moved'))  # another machine's fresh checkout
     assert 'restored iteration 2' in restored.stdout
@@ -175,6 +175,8 @@ def test_resume_state_travels_and_refuses_another_network_or_scale(photo_dir, tm
     more = run_tool('tools/train.py', '-opt', str(tmp_path / 'moved.yml'), '--auto_resume', '--force_yml',
                     'train:total_iter=4')
     assert 'Resuming training from epoch: 0, iter: 2.' in more.stdout + more.stderr
+    record = json.loads((tmp_path / 'moved' / name / 'training.json').read_text())  # the record travelled along
+    assert [(s['from'], s['to']) for s in record['stretches']] == [(0, 2), (2, 4)]
     for change, key in [('network_g:num_feat=16', 'network_g'), ('scale=4', 'scale')]:
         proc = run_tool('tools/train.py', '-opt', str(tmp_path / 'moved.yml'), '--auto_resume', '--force_yml',
                         'train:total_iter=6', change, check=False)
