@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from benchmarks.common import result_path, write_results
+from benchmarks.common import ROOT, result_path, write_results
 from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5, STEP_NOTES
 from benchmarks.mzsr_official_start import PAPER_MZSR1_SET5
 
@@ -24,6 +24,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--own', default='cpu', help='tag of the own-start mzsr_adaptation results')
     p.add_argument('--official', default='official_cpu', help='tag of the official-start mzsr_adaptation results')
     p.add_argument('--tag', default='cpu')
+    p.add_argument('--choice-rule', default=None,
+                   help='how the held-out photos chose the official start\'s checkpoint, as stated in the table')
     return p.parse_args()
 
 
@@ -32,6 +34,18 @@ def load(tag: str) -> dict:
     if not path.is_file():
         raise SystemExit(f'{path}: missing (python -m benchmarks.mzsr_adaptation writes it)')
     return json.loads(path.read_text())
+
+
+def stages_text(name: str, data: dict) -> str:
+    """The device and threads of each stage of one start, as its source file recorded them: the trainings ran with
+    its ``args.threads`` (``OMP_NUM_THREADS`` of its last invocation; chunks resumed before it are not recorded),
+    the evaluation with its ``env``."""
+    env, threads = data['env'], data['args'].get('threads')
+    trained = f'{env["device"]}, {threads} thread(s) (its last invocation)' if threads else 'not recorded'
+    pretrain = (f'pretraining {trained}; ' if data['args'].get('start', 'own') == 'own'
+                else 'pretraining: the official network, trained by its authors (GPU); ')
+    return (f'{name} start: {pretrain}meta-transfer {trained}; evaluation (MZSR(n), ZSSR, bicubic) '
+            f'{env["device"]}, {env["torch_threads"]} thread(s).')
 
 
 def cells(s: dict | None) -> str:
@@ -59,7 +73,7 @@ def targets(official: dict, zssr: dict) -> list[str]:
     return out
 
 
-def analysis(own: dict, official: dict) -> list[str]:
+def analysis(own: dict, official: dict, choice_rule: str | None = None) -> list[str]:
     """Where the official start stands against the paper and the own start, from the two results files."""
     out = []
     gains = {start: {k.split('/')[1]: s['mzsr1'] - s['mzsr0'] for k, s in data['summary'].items()
@@ -81,7 +95,8 @@ def analysis(own: dict, official: dict) -> list[str]:
         end = chosen or iters
         weights = (f'the mean weights of its checkpoints saved in ({end - window}, {end}]' if window
                    else f'its checkpoint {end}')
-        at = (f'; the direct columns are {weights} ({100 * end / 100000:.1f} %), chosen on held-out photos by '
+        rule = f' ({choice_rule})' if choice_rule else ''
+        at = (f'; the direct columns are {weights} ({100 * end / 100000:.1f} %), chosen on held-out photos{rule} by '
               'benchmarks/mzsr_meta_stability.py' if chosen or window else '')
         out.append(f'The official-start run is {iters} meta-iterations for the direct arm ({100 * iters / 100000:.1f} % '
                    f"of the paper's 100,000), with 32x32 patches and meta-batch 2 on the CPU{at}: the figures above "
@@ -115,12 +130,15 @@ def main() -> None:
                 f'iterations on the pool; official: the converted official network). Adaptation of the official '
                 f'start\'s direct model: {STEP_NOTES[official["args"].get("direct_schedule", "direct_x2")]}. '
                 f'"–": not run. Sources: '
-                f'`benchmarks/results/mzsr_adaptation_{args.own}.md` (own start) and '
-                f'`benchmarks/results/mzsr_adaptation_{args.official}.md` (official start), where the training of '
+                f'`{result_path(f"mzsr_adaptation_{args.own}.md").relative_to(ROOT)}` (own start) and '
+                f'`{result_path(f"mzsr_adaptation_{args.official}.md").relative_to(ROOT)}` (official start), where the '
+                f'training of '
                 f'each model is stated.\n\n' + '\n'.join(lines) + '\n\n## Targets\n'
                 + '\n'.join(f'- {line}' for line in targets(starts['official'], zssr)) + '\n\n## Why\n'
-                + '\n'.join(f'- {line}' for line in analysis(own, official) if line) + '\n'
-                + ''.join(f'\n{name} start: {text}\n' for name, text in how.items() if text))
+                + '\n'.join(f'- {line}' for line in analysis(own, official, args.choice_rule) if line) + '\n'
+                + ''.join(f'\n{name} start: {text}\n' for name, text in how.items() if text)
+                + '\n## Devices and threads\n' + ''.join(f'- {stages_text(name, data)}\n' for name, data in
+                                                         (('Own', own), ('Official', official))))
     write_results(f'mzsr_paper_table_{args.tag}', {'sources': [f'mzsr_adaptation_{args.own}.json',
                                                                f'mzsr_adaptation_{args.official}.json'],
                                                    'zssr': zssr, 'summary': starts}, markdown)
