@@ -33,7 +33,7 @@ TARGETS = {
     'srdistill/core/zero_shot.py': 'tests/test_hand_references.py -k "mzsr or zssr or back_proj"',
     'srdistill/core/class_balance.py': 'tests/test_hand_references.py -k "class_balanced or class_members"',
     'srdistill_plugin/samplers/class_balanced_sampler.py': 'tests/test_hand_references.py -k class_balanced',
-    'srdistill/core/synthesis.py': 'tests/test_hand_references.py -k "guidance or sdedit"',
+    'srdistill/core/synthesis.py': 'tests/test_hand_references.py -k "guidance or sdedit or synthesis"',
 }
 
 

@@ -300,3 +300,74 @@ def test_the_two_psnr_conventions_on_a_grey_level_step():
     assert y_ssim(hr, hr, 1) == pytest.approx(1)
     with pytest.raises(ValueError, match='PSNR convention'):
         y_psnr(sr, hr, 1, 'matlab')
+
+
+def test_sdedit_timesteps_respace_the_ddim_chain_below_strength():
+    """DDIM's leading spacing of T = 1000 in n = max(steps, ceil(steps / strength)) steps is every (1000 // n)-th
+    timestep from 0; SDEdit keeps those below strength * T."""
+    from diffusers import DDIMScheduler
+
+    from srdistill.core.synthesis import ddim_timesteps
+
+    scheduler = DDIMScheduler(num_train_timesteps=1000)
+    assert ddim_timesteps(scheduler, 5, 0.5).tolist() == [400, 300, 200, 100, 0]  # n = 10, 500 itself excluded
+    assert ddim_timesteps(scheduler, 10, 0.3).tolist() == [29 * k for k in range(10, -1, -1)]  # n = 34
+    assert ddim_timesteps(scheduler, 4, 1).tolist() == [750, 500, 250, 0]  # strength 1: the whole chain
+    assert ddim_timesteps(scheduler, 1, 1).tolist() == [0]
+    for steps, strength in ((0, 0.5), (5, 0), (5, 1.5)):
+        with pytest.raises(ValueError, match=rf'^ddim_timesteps: steps {steps} must be >= 1 and strength '
+                                             rf'{strength} in \(0, 1\]$'):
+            ddim_timesteps(scheduler, steps, strength)
+
+
+def test_synthesis_in_a_latent_space_and_its_output_range_by_hand():
+    """An oracle noise predictor returns the seed through a latent model too (encode halves, decode doubles); a
+    model that predicts no noise gives x0 = x_t / sqrt(alpha_bar_t) at the one step t = 0, clamped to [-1, 1] and
+    mapped to [0, 1]; DDPM draws its step noise from the given generator only."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from srdistill.core.synthesis import sample
+
+    class HalvingLatent:
+        def __init__(self, noise):
+            self.noise = noise
+
+        def __call__(self, x, t, classes):
+            return self.noise
+
+        def encode(self, x):
+            return x * 0.5
+
+        def decode(self, z):
+            return z * 2
+
+        def latent_shape(self, size):
+            return (3, size, size)
+
+    init = torch.rand(2, 3, 4, 4)
+    noise = torch.randn((2, 3, 4, 4), generator=torch.Generator().manual_seed(5))
+    out = sample(HalvingLatent(noise), DDIMScheduler(num_train_timesteps=1000), torch.tensor([0, 1]), 4, 2,
+                 torch.Generator().manual_seed(5), init=init, strength=1.)
+    assert torch.allclose(out, init, atol=1e-5)
+
+    scheduler = DDIMScheduler(num_train_timesteps=1000)
+    out = sample(lambda x, t, classes: torch.zeros_like(x), scheduler, torch.tensor([0, 1]), 4, 1,
+                 torch.Generator().manual_seed(7))
+    x0 = torch.randn((2, 3, 4, 4), generator=torch.Generator().manual_seed(7)) / scheduler.alphas_cumprod[0].sqrt()
+    assert torch.allclose(out, (x0.clamp(-1, 1) + 1) / 2, atol=1e-6) and (out == 0).any() and (out == 1).any()
+
+    def ddpm(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)  # the global generator must play no part
+        return sample(lambda x, t, classes: torch.zeros_like(x), DDPMScheduler(num_train_timesteps=1000),
+                      torch.tensor([0]), 4, 3, torch.Generator().manual_seed(3))
+    assert torch.equal(ddpm(0), ddpm(1))
+
+
+def test_synthesis_preview_grid_by_hand():
+    """One row per class, ``per_row`` images each (an empty slot black), every image in a 2-pixel white gutter."""
+    from srdistill.core.synthesis import preview_grid
+
+    grid = preview_grid([np.full((2, 2, 3), v, np.uint8) for v in (10, 20, 30)], [0, 0, 1], per_row=2)
+    expected = np.full((12, 12), 255)
+    expected[2:4, 2:4], expected[2:4, 8:10], expected[8:10, 2:4], expected[8:10, 8:10] = 10, 20, 30, 0
+    assert grid.shape == (12, 12, 3) and (grid == expected[:, :, None]).all()

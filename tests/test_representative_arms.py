@@ -15,6 +15,7 @@ from srdistill.core.representative import kernel_herding, proportional_split, sr
 from srdistill.core.set_diagnostics import pairwise_distances
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 from srdistill_plugin.distill.pool import PoolGrid
+from srdistill_plugin.distill.options import SynthesisOptions
 from srdistill_plugin.distill.registry import strategy_class
 from srdistill_plugin.distill.runner import DistillRun
 from srdistill_plugin.distill.strategies import spread_over_images
@@ -87,7 +88,8 @@ def picks_of(run: DistillRun, **synthesize):
     syn = {**run.opt['synthesize'], **synthesize}
     selection = read_manifest(run.manifest('select'))
     num_classes = read_manifest(run.manifest('categorize'))['num_classes']
-    return strategy_class(syn['mode'])(run, syn).picks(selection, num_classes, 6)
+    options = SynthesisOptions.from_opt({**run.opt, 'synthesize': syn})
+    return strategy_class(syn['mode'])(run, options).picks(selection, num_classes, 6)
 
 
 def test_random_selected_draws_only_kept_patches_whatever_their_class(categorized):
@@ -139,8 +141,7 @@ def test_images_without_a_kept_patch_get_the_nearest_centroids_class(categorized
 
 def test_a_herding_run_writes_its_set_and_patches_equal_the_pool_crops(categorized):
     root, run = categorized
-    run.opt['synthesize'] = {**run.opt['synthesize'], 'mode': 'herding'}
-    run.synthesize()
+    DistillRun({**run.opt, 'synthesize': {**run.opt['synthesize'], 'mode': 'herding'}}, root=root).synthesize()
     manifest = read_manifest(root / 'out' / 'manifest.json')
     assert manifest['mode'] == 'herding' and manifest['num_images'] == 18
     assert manifest['seed_residual_std'] == 0  # real pool patches, unchanged
@@ -386,8 +387,8 @@ def test_draw_seed_draws_another_set_of_the_same_kind(categorized):
     sets = []
     for seed in (None, 0, 1):
         syn = {**run.opt['synthesize'], 'mode': 'random_proportional'}
-        run.opt['synthesize'] = syn if seed is None else {**syn, 'draw_seed': seed}
-        run.synthesize()
+        syn = syn if seed is None else {**syn, 'draw_seed': seed}
+        DistillRun({**run.opt, 'synthesize': syn}, root=root).synthesize()  # options are read when a run is made
         manifest = read_manifest(root / 'out' / 'manifest.json')
         sets.append((sorted(manifest['classes'].values()), (root / 'out' / 'HR.lmdb' / 'data.mdb').read_bytes()))
     assert sets[0] == sets[1]  # the default is manual_seed (0)

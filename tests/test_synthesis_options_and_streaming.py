@@ -121,6 +121,7 @@ def test_synthesis_streams_into_the_lmdb_with_bounded_memory(large_pool, tmp_pat
     peaks = {}
     for total in (200, 2000):
         opt['synthesize']['per_class'] = -(-total // opt['categorize']['num_classes'])
+        run = DistillRun(opt, root=tmp_path)  # the options are read once, when a run is made
         tracemalloc.start()
         run.synthesize()
         peaks[total] = tracemalloc.get_traced_memory()[1]
@@ -128,3 +129,17 @@ def test_synthesis_streams_into_the_lmdb_with_bounded_memory(large_pool, tmp_pat
         assert len(read_meta_keys(tmp_path / 'out' / 'HR.lmdb')) >= total
     growth_mb = (peaks[2000] - peaks[200]) / 2 ** 20
     assert growth_mb < 5, f'peak memory grew by {growth_mb:.1f} MB from 200 to 2,000 patches'
+
+
+def test_the_synthesis_options_are_typed_with_their_defaults_filled_in_once():
+    from srdistill_plugin.distill.options import SynthesisOptions
+
+    herding = SynthesisOptions.from_opt({'manual_seed': 3, 'synthesize': {'mode': 'herding', 'budget_percent': 2}})
+    assert (herding.mode, herding.class_budget, herding.draw_seed, herding.budget_percent) == ('herding', 'proportional',
+                                                                                              3, 2.0)
+    assert (herding.patch_size, herding.steps, herding.batch, herding.strength, herding.sampler) == (64, 10, 16, 0.3,
+                                                                                                   'ddim')
+    sdedit = SynthesisOptions.from_opt({'synthesize': {'per_class': None, 'draw_seed': 1}})
+    assert (sdedit.mode, sdedit.class_budget, sdedit.per_class, sdedit.draw_seed) == ('sdedit', 'equal', 16, 1)
+    with pytest.raises(SRDistillError, match='option synthesize.coverage_candidates: expected an integer >= 1'):
+        SynthesisOptions.from_opt({'synthesize': {'mode': 'coverage', 'coverage_candidates': 0}})

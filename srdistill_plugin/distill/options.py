@@ -216,31 +216,12 @@ def synthesis_device(opt: dict) -> torch.device:
     return torch.device('cuda' if num_gpu else 'cpu')
 
 
-def check_distill_options(opt: dict) -> None:
-    """Every key, and every synthesis and fine-tuning option that is read after hours of work, checked now."""
+def check_distill_options(opt: dict) -> 'SynthesisOptions':
+    """Every key, and every synthesis and fine-tuning option that is read after hours of work, checked now; the
+    typed synthesis options."""
     check_known_keys(opt)
-    syn = opt.get('synthesize') or {}
-    synthesis_mode(syn)
-    noise_sigma(syn)
-    strength(syn)
-    _integer(syn, 'steps', 'synthesize.steps', 10)
-    if syn.get('per_class') is not None:  # images (patches) per pseudo-class
-        _integer(syn, 'per_class', 'synthesize.per_class', 16)
-    if syn.get('budget_percent') is not None and (not _number(syn['budget_percent']) or syn['budget_percent'] <= 0):
-        raise SRDistillError(f'option synthesize.budget_percent: expected a number > 0 (a share of the pool\'s '
-                             f'pixels), got {syn["budget_percent"]!r}')
-    _integer(syn, 'batch', 'synthesize.batch', 16)
-    _integer(syn, 'herding_reference', 'synthesize.herding_reference', 4096)
-    class_budget(syn)
-    informative_share(syn)
-    seed_selection(syn)
-    draw_seed(syn, 0)
-    herding_features(opt)
-    set_patch_size(opt)
-    guidance_scale(opt)
-    sampler_name(opt)
+    synthesis = SynthesisOptions.from_opt(opt)
     categorize_by(opt)
-    check_amp(syn.get('amp'), 'synthesize.amp')
     synthesis_device(opt)
     ft = opt.get('finetune') or {}
     timesteps = _integer(ft.get('diffusion') or {}, 'num_train_timesteps', 'finetune.diffusion.num_train_timesteps',
@@ -249,3 +230,49 @@ def check_distill_options(opt: dict) -> None:
     _integer(train.get('diffusion') or {}, 'max_timestep', 'finetune.train.diffusion.max_timestep', timesteps,
              high=timesteps)
     check_amp(train.get('amp'), 'finetune.train.amp')
+    return synthesis
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthesisOptions:
+    """The ``synthesize`` section as the synthesis modes read it: every value checked and every default filled in
+    once, when the run starts (:meth:`from_opt`)."""
+    mode: str
+    per_class: int  # patches per pseudo-class when no budget_percent is given
+    budget_percent: float | None  # of the pool's pixels
+    patch_size: int
+    steps: int
+    batch: int
+    strength: float
+    noise_sigma: float
+    amp: str | None
+    class_budget: str
+    seed_selection: str
+    draw_seed: int
+    herding_reference: int
+    herding_features: str
+    informative_share: float
+    coverage_candidates: int
+    guidance_scale: float
+    sampler: str
+
+    @classmethod
+    def from_opt(cls, opt: dict) -> 'SynthesisOptions':
+        """The checked ``synthesize`` section of a distillation's options ``opt`` (one line naming a bad option)."""
+        syn = opt.get('synthesize') or {}
+        budget = syn.get('budget_percent')
+        if budget is not None and (not _number(budget) or budget <= 0):
+            raise SRDistillError(f'option synthesize.budget_percent: expected a number > 0 (a share of the pool\'s '
+                                 f'pixels), got {budget!r}')
+        check_amp(syn.get('amp'), 'synthesize.amp')
+        per_class = 16 if syn.get('per_class') is None else _integer(syn, 'per_class', 'synthesize.per_class', 16)
+        return cls(mode=synthesis_mode(syn), per_class=per_class,
+                   budget_percent=None if budget is None else float(budget), patch_size=set_patch_size(opt),
+                   steps=_integer(syn, 'steps', 'synthesize.steps', 10),
+                   batch=_integer(syn, 'batch', 'synthesize.batch', 16), strength=strength(syn),
+                   noise_sigma=noise_sigma(syn), amp=syn.get('amp') or None, class_budget=class_budget(syn),
+                   seed_selection=seed_selection(syn), draw_seed=draw_seed(syn, int(opt.get('manual_seed', 0))),
+                   herding_reference=_integer(syn, 'herding_reference', 'synthesize.herding_reference', 4096),
+                   herding_features=herding_features(opt), informative_share=informative_share(syn),
+                   coverage_candidates=_integer(syn, 'coverage_candidates', 'synthesize.coverage_candidates', 1500),
+                   guidance_scale=guidance_scale(opt), sampler=sampler_name(opt))

@@ -34,8 +34,7 @@ from srdistill_plugin.engine.launch import run_training, torchrun_command
 from .categorize import Extract, group_patches, grouping_features, pool_image_classes
 from .generator import (check_finetune_options, check_model_folders, extends_finetune, finetune_options,
                         finetune_processes, load_generator)
-from .options import categorize_by, check_distill_options, sampler_name, set_patch_size, synthesis_device, \
-    synthesis_mode
+from .options import categorize_by, check_distill_options, synthesis_device
 from .registry import strategy_class
 from .strategies import Batch, per_class_budget
 
@@ -83,7 +82,7 @@ class DistillRun:
         self.stage_dir = self.exp_dir / 'stages'
         self.seed = int(opt.get('manual_seed', 0))
         self._patch_features = None  # the grouping feature extractor, loaded when a synthesis mode needs it
-        check_distill_options(opt)  # option errors before hours of work, not after
+        self.synthesis = check_distill_options(opt)  # option errors before hours of work, not after
         if not (self.root / opt['pool']).is_dir():
             made_by = opt.get('pool_made_by') or 'srdistill-prepare --skimage --output DIR writes the embedded ' \
                 'photographs to DIR/HR_images'
@@ -92,7 +91,7 @@ class DistillRun:
         check_model_folders(opt, self.root)
         if self.needs_generator():  # the class count and patch size are placeholders here
             finetune_processes(opt)
-            check_finetune_options(self.finetune_options_for(1, set_patch_size(opt)))
+            check_finetune_options(self.finetune_options_for(1, self.synthesis.patch_size))
         check_can_create(self.root / opt['output'], 'output')
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.logger = get_root_logger(logger_name='basicsr', log_level=logging.INFO,
@@ -101,7 +100,7 @@ class DistillRun:
     def needs_generator(self) -> bool:
         """Whether the synthesis mode samples from the fine-tuned diffusion model (else the finetune stage is
         skipped)."""
-        return strategy_class(synthesis_mode(self.opt.get('synthesize') or {})).needs_generator
+        return strategy_class(self.synthesis.mode).needs_generator
 
     def manifest(self, stage: str) -> Path:
         return self.stage_dir / f'{stage}.json'
@@ -232,14 +231,14 @@ class DistillRun:
 
     def synthesize(self) -> None:
         """Stream the synthesized patches into the output LMDB as they are made (bounded memory; atomic)."""
-        syn = self.opt.get('synthesize', {})
-        mode = synthesis_mode(syn)
+        options = self.synthesis
+        mode = options.mode
         selection, categories = read_manifest(self.manifest('select')), read_manifest(self.manifest('categorize'))
-        num_classes, size = categories['num_classes'], set_patch_size(self.opt)
-        per_class = per_class_budget(syn, selection['pool_pixels'], num_classes, size)
+        num_classes, size = categories['num_classes'], options.patch_size
+        per_class = per_class_budget(options, selection['pool_pixels'], num_classes, size)
         out = self.root / self.opt['output']
         out.mkdir(parents=True, exist_ok=True)
-        batches = strategy_class(mode)(self, syn).batches(selection, num_classes, per_class, size)
+        batches = strategy_class(mode)(self, options).batches(selection, num_classes, per_class, size)
         keys, classes, preview, stats = write_patches(out / 'HR.lmdb', batches,
                                                       per_class * num_classes * size * size * 3)
         if stats:
@@ -263,4 +262,4 @@ class DistillRun:
 
     def load_generator(self):
         """``(network, scheduler)``: the fine-tuned generator, on the synthesis device."""
-        return load_generator(read_manifest(self.manifest('finetune')), sampler_name(self.opt), self.device)
+        return load_generator(read_manifest(self.manifest('finetune')), self.synthesis.sampler, self.device)

@@ -26,8 +26,7 @@ from srdistill.core.set_diagnostics import k_center_greedy
 from srdistill.core.synthesis import sample
 from srdistill_plugin.data.selected_patch_dataset import SelectedPatchDataset
 
-from .options import (class_budget, draw_seed, guidance_scale, herding_features, informative_share, noise_sigma,
-                      seed_selection, strength)
+from .options import SynthesisOptions
 from .pool import PoolGrid
 from .registry import SYNTHESIS_REGISTRY
 
@@ -61,15 +60,15 @@ def class_budgets(per_class: int, class_sizes: list[int], policy: str = 'equal',
     return budgets
 
 
-def per_class_budget(syn: dict, pool_pixels: int, num_classes: int, size: int) -> int:
+def per_class_budget(options: SynthesisOptions, pool_pixels: int, num_classes: int, size: int) -> int:
     """Patches per pseudo-class of side ``size``: ``synthesize.budget_percent`` of the pool's pixels, else
     ``synthesize.per_class``."""
     patch_px = size ** 2
-    if syn.get('budget_percent') is not None:
-        total = math.ceil(float(syn['budget_percent']) / 100 * pool_pixels / patch_px)
+    if options.budget_percent is not None:
+        total = math.ceil(options.budget_percent / 100 * pool_pixels / patch_px)
         per_class = math.ceil(total / num_classes)
     else:
-        per_class = int(syn.get('per_class', 16))
+        per_class = options.per_class
     if per_class * num_classes * patch_px > pool_pixels:
         raise SRDistillError(f'option synthesize: a budget of {per_class * num_classes} patches is larger than '
                              f'the pool ({pool_pixels} px)')
@@ -98,35 +97,33 @@ class SynthesisStrategy:
     pool_wide = False  # draws from every grid patch of the pool, not only the selected ones
     keeps_seeds = True  # each output comes from one real patch, whose difference to it is reported
 
-    def __init__(self, run: StageRun, syn: dict):
-        self.run, self.syn = run, syn
-        self.rng = np.random.default_rng(draw_seed(syn, run.seed))
+    def __init__(self, run: StageRun, options: SynthesisOptions):
+        self.run, self.options = run, options
+        self.rng = np.random.default_rng(options.draw_seed)
         self.generator = torch.Generator().manual_seed(run.seed)
 
-    @classmethod
-    def herded(cls, syn: dict) -> bool:
+    def herded(self) -> bool:
         """Whether the starting patches are chosen by kernel herding over the pool's grid."""
         return False
 
-    @classmethod
-    def draws_from_pool(cls, syn: dict) -> bool:
+    def draws_from_pool(self) -> bool:
         """Whether the starting patches come from every grid patch of the pool (which needs every pool image's
         class), not only from the selected ones."""
-        return cls.pool_wide or cls.herded(syn)
+        return self.pool_wide or self.herded()
 
     def source(self, selection: dict) -> tuple[PoolGrid | SelectedPatchDataset, PoolGrid | None]:
         """``(where the patches are drawn from, the pool's grid when the budgets or the draw need it)``."""
         grid = None
-        if self.draws_from_pool(self.syn) or class_budget(self.syn) == 'proportional':
-            grid = self.pool_grid(selection, with_features=self.herded(self.syn))
-        if self.draws_from_pool(self.syn):
+        if self.draws_from_pool() or self.options.class_budget == 'proportional':
+            grid = self.pool_grid(selection, with_features=self.herded())
+        if self.draws_from_pool():
             return grid, grid
         return SelectedPatchDataset({'stage_dir': str(self.run.stage_dir)}), grid
 
     def pool_grid(self, selection: dict, with_features: bool) -> PoolGrid:
         """Every grid patch of the pool with its image's pseudo-class (and, for herding, its features in the
         ``synthesize.herding_features`` space)."""
-        space = herding_features(self.run.opt) if with_features else None
+        space = self.options.herding_features if with_features else None
         extract = self.run.patch_features() if space == 'clip' else None
         return PoolGrid(selection['images'], self.run.pool_image_classes(), SelectionOptions(**selection['options']),
                         space, extract)
@@ -142,7 +139,7 @@ class SynthesisStrategy:
         for c in (c for c, n in enumerate(sizes) if n == 0):
             self.run.logger.warning(f'[synthesize] pseudo-class {c} has no patches to draw from: skipped, its budget '
                                     'is shared among the other classes')
-        budgets = class_budgets(per_class, sizes, class_budget(self.syn),
+        budgets = class_budgets(per_class, sizes, self.options.class_budget,
                                 grid.class_sizes(num_classes) if grid is not None else None)
         members = {c: np.flatnonzero(class_ids == c) for c in range(num_classes) if budgets[c]}
         return source, {c: self.pick(source, m, budgets[c]) for c, m in members.items()}
@@ -159,7 +156,7 @@ class SynthesisStrategy:
     def batches(self, selection: dict, num_classes: int, per_class: int, size: int) -> Iterator[Batch]:
         """The set, one batch at a time: ``(uint8 BGR patches, class, their seed patches or None)``."""
         source, picks_by_class = self.picks(selection, num_classes, per_class)
-        batch = int(self.syn.get('batch', 16))
+        batch = self.options.batch
         for c, picks in picks_by_class.items():
             if isinstance(source, PoolGrid):
                 picks = sorted(picks, key=lambda i: source.image[i])  # image by image: one image decoded at a time
@@ -214,15 +211,13 @@ class HerdingSynthesis(SynthesisStrategy):
     mode = 'herding'
     pool_wide = True
 
-    @classmethod
-    def herded(cls, syn: dict) -> bool:
+    def herded(self) -> bool:
         return True
 
     def pick(self, source: PoolGrid, members: np.ndarray, count: int) -> list[int]:
         ranked = source.ranked(members)
-        best = spread_over_images(ranked, source.image[ranked].tolist())[:round(informative_share(self.syn) * count)]
-        reference = self.rng.choice(members, min(len(members), int(self.syn.get('herding_reference', 4096))),
-                                    replace=False)
+        best = spread_over_images(ranked, source.image[ranked].tolist())[:round(self.options.informative_share * count)]
+        reference = self.rng.choice(members, min(len(members), self.options.herding_reference), replace=False)
         local = {m: i for i, m in enumerate(members.tolist())}
         chosen = kernel_herding(source.features[members], count, source.features[reference],
                                 preselected=[local[m] for m in best])
@@ -237,7 +232,7 @@ class CoverageSynthesis(SynthesisStrategy):
 
     def pick(self, source: SelectedPatchDataset, members: np.ndarray, count: int) -> list[int]:
         extract = self.run.patch_features()
-        candidates = members[:int(self.syn.get('coverage_candidates', 1500))]
+        candidates = members[:self.options.coverage_candidates]
         features = np.stack([extract(source.patch(i)) for i in candidates])
         return [int(candidates[i]) for i in k_center_greedy(features, count)]
 
@@ -248,12 +243,11 @@ class SelectedRealSynthesis(SynthesisStrategy):
     images (``seed_selection: selected``, the paper's), or the herding mode's patches (``herding``)."""
     mode = 'selected_real'
 
-    @classmethod
-    def herded(cls, syn: dict) -> bool:
-        return seed_selection(syn) == 'herding'
+    def herded(self) -> bool:
+        return self.options.seed_selection == 'herding'
 
     def pick(self, source, members: np.ndarray, count: int) -> list[int]:
-        if self.herded(self.syn):
+        if self.herded():
             return HerdingSynthesis.pick(self, source, members, count)
         ranked = spread_over_images(members, [source.patches[m][0] for m in members])
         return list(itertools.islice(itertools.cycle(ranked), count))
@@ -267,7 +261,7 @@ class SelectedNoiseSynthesis(SelectedRealSynthesis):
 
     def render(self, real: np.ndarray, c: int, size: int) -> np.ndarray:
         noise = torch.randn(real.shape, generator=self.generator, dtype=torch.float64).numpy()
-        return np.clip(real + noise_sigma(self.syn) / 255 * noise, 0, 1)
+        return np.clip(real + self.options.noise_sigma / 255 * noise, 0, 1)
 
 
 class GeneratedSynthesis(SynthesisStrategy):
@@ -281,9 +275,10 @@ class GeneratedSynthesis(SynthesisStrategy):
 
     def render(self, real: np.ndarray, c: int, size: int) -> np.ndarray:
         init = torch.from_numpy(real.copy()).permute(0, 3, 1, 2) if self.from_seeds else None
-        with autocast(self.syn.get('amp') or None, self.run.device):
-            out = sample(self.net, self.scheduler, torch.full((len(real), ), c), size, int(self.syn.get('steps', 10)),
-                         self.generator, init, strength(self.syn), self.run.device, guidance_scale(self.run.opt))
+        opts = self.options
+        with autocast(opts.amp, self.run.device):
+            out = sample(self.net, self.scheduler, torch.full((len(real), ), c), size, opts.steps, self.generator,
+                         init, opts.strength, self.run.device, opts.guidance_scale)
         return out.float().permute(0, 2, 3, 1).cpu().numpy()
 
 
