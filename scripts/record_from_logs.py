@@ -5,7 +5,7 @@ chunk finished (else its first to its last timestamp: the time it cost), every v
 iteration logged before it, and the learning rates and losses of every logged iteration. A one-off migration: the train
 loop records new runs itself.
 
-    python scripts/record_from_logs.py experiments/<name> [--force]
+    python scripts/record_from_logs.py experiments/<name> [--force] [--device 'cpu, 1 rank(s), 2 thread(s) each']
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from srdistill.core.atomic_io import atomic_write_text  # noqa: E402
 from srdistill.core.errors import SRDistillError  # noqa: E402
 
 ITER = re.compile(r'iter:\s*([\d,]+)')  # BasicSR writes 1,200
+NOT_RECORDED = 'not recorded (logs)'
 LR = re.compile(r'lr:\(([^)]*)\)')
 LOSS = re.compile(r'(\w+): ([-\d.e+]+)')
 
@@ -34,7 +35,7 @@ def _stamp(line: str) -> datetime | None:
         return None
 
 
-def _chunk(lines: list[str], record: dict) -> None:
+def _chunk(lines: list[str], record: dict, device: str) -> None:
     """Add one log's stretch and validations to ``record``."""
     first = last = None
     seconds = None
@@ -64,17 +65,17 @@ def _chunk(lines: list[str], record: dict) -> None:
         end = next((t for t in map(_stamp, reversed(lines)) if t), None)
         seconds = (end - started).total_seconds() if end else None
     if first is not None and last is not None and last > first:
-        record['stretches'].append({'from': first, 'to': last, 'seconds': seconds, 'device': 'not recorded (logs)'})
+        record['stretches'].append({'from': first, 'to': last, 'seconds': seconds, 'device': device})
 
 
-def record_from_logs(experiment: Path) -> dict:
+def record_from_logs(experiment: Path, device: str = NOT_RECORDED) -> dict:
     """The ``training.json`` content of ``experiment`` rebuilt from its BasicSR logs."""
     logs = sorted(Path(experiment).glob('train_*.log'))
     if not logs:
         raise SRDistillError(f'{experiment}: no BasicSR train_*.log to read')
     record: dict = {'validation': {}, 'stretches': [], 'log': []}
     for log in logs:
-        _chunk(log.read_text().splitlines(), record)
+        _chunk(log.read_text().splitlines(), record, device)
     stretches = sorted(record['stretches'], key=lambda s: s['from'])
     for this, resumed in zip(stretches, stretches[1:]):  # a chunk counts to where the next resumed (its time stays)
         this['to'] = min(this['to'], resumed['from'])
@@ -90,11 +91,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('experiment', type=Path, help='a BasicSR experiment folder (experiments/<name>)')
     parser.add_argument('--force', action='store_true', help='replace an existing training.json')
+    parser.add_argument('--device', default=NOT_RECORDED,
+                        help='the device and threads the run trained with, where known (BasicSR\'s logs do not say)')
     args = parser.parse_args()
     out = args.experiment / 'training.json'
     if out.exists() and not args.force:
         raise SRDistillError(f'{out} exists (the train loop keeps it); --force replaces it')
-    record = record_from_logs(args.experiment)
+    record = record_from_logs(args.experiment, args.device)
     atomic_write_text(out, json.dumps(record, indent=2))
     print(f'{out}: {len(record["stretches"])} stretches, {len(record["validation"])} validations')
 
