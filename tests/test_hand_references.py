@@ -249,11 +249,12 @@ class _ToyDenoiser(nn.Module):
 def test_classifier_free_guidance_by_hand():
     from srdistill.core.synthesis import guided_noise
 
-    net, x = _ToyDenoiser(), torch.full((2, 1, 1, 1), 2.)
-    classes, t = torch.tensor([0, 2]), torch.zeros(2)
-    # eps_class = 2 * (c + 1) = (2, 6); eps_null = 2 * 4 = 8; s = 4: 8 + 4 * (eps_class - 8) = (-16, 0)
-    assert guided_noise(net, x, t, classes, 4.).flatten().tolist() == [-16., 0.]
-    assert guided_noise(net, x, t, classes, 1.).flatten().tolist() == [2., 6.]  # scale 1: the class prediction
+    net, x = _ToyDenoiser(), torch.full((3, 1, 1, 1), 2.)
+    classes, t = torch.tensor([0, 1, 2]), torch.zeros(3)
+    # eps_class = 2 * (c + 1) = (2, 4, 6); eps_null = 2 * 4 = 8; s = 4: 8 + 4 * (eps_class - 8) = (-16, -8, 0)
+    assert guided_noise(net, x, t, classes, 4.).flatten().tolist() == [-16., -8., 0.]
+    assert guided_noise(net, x, t, classes, 1.).flatten().tolist() == [2., 4., 6.]  # scale 1: the class prediction
+    assert guided_noise(net, x, t, classes).flatten().tolist() == [2., 4., 6.]  # by default: no guidance
 
 
 def test_guidance_scale_one_is_the_conditional_sample_and_a_model_without_null_class_is_refused():
@@ -282,11 +283,19 @@ def test_sdedit_with_an_oracle_noise_predictor_returns_the_seed_patch():
 
     from srdistill.core.synthesis import sample
 
+    class Oracle(nn.Module):  # with a parameter: sampling must not build a graph
+        def __init__(self, noise):
+            super().__init__()
+            self.noise, self.gain = noise, nn.Parameter(torch.ones(()))
+
+        def forward(self, x, t, classes):
+            return self.noise * self.gain
+
     init = torch.rand(2, 3, 4, 4)
     noise = torch.randn((2, 3, 4, 4), generator=torch.Generator().manual_seed(5))  # what sample draws first
-    out = sample(lambda x, t, classes: noise, DDIMScheduler(num_train_timesteps=1000), torch.tensor([0, 1]), 4, 2,
-                 torch.Generator().manual_seed(5), init=init, strength=1.)
-    assert torch.allclose(out, init, atol=1e-5)
+    out = sample(Oracle(noise), DDIMScheduler(num_train_timesteps=1000), torch.tensor([0, 1]), 4, 2,
+                 torch.Generator().manual_seed(5), init=init)  # strength 1 by default: the whole chain
+    assert torch.allclose(out, init, atol=1e-5) and not out.requires_grad
 
 
 def test_the_two_psnr_conventions_on_a_grey_level_step():
@@ -321,14 +330,14 @@ def test_sdedit_timesteps_respace_the_ddim_chain_below_strength():
 
 
 def test_synthesis_in_a_latent_space_and_its_output_range_by_hand():
-    """An oracle noise predictor returns the seed through a latent model too (encode halves, decode doubles); a
+    """An oracle noise predictor returns decode(encode(seed)) through a latent model (a grid of half the side); a
     model that predicts no noise gives x0 = x_t / sqrt(alpha_bar_t) at the one step t = 0, clamped to [-1, 1] and
     mapped to [0, 1]; DDPM draws its step noise from the given generator only."""
     from diffusers import DDIMScheduler, DDPMScheduler
 
     from srdistill.core.synthesis import sample
 
-    class HalvingLatent:
+    class PoolingLatent:  # a latent grid of half the side: encode averages 2x2 blocks, decode repeats them
         def __init__(self, noise):
             self.noise = noise
 
@@ -336,25 +345,34 @@ def test_synthesis_in_a_latent_space_and_its_output_range_by_hand():
             return self.noise
 
         def encode(self, x):
-            return x * 0.5
+            return F.avg_pool2d(x, 2)
 
         def decode(self, z):
-            return z * 2
+            return F.interpolate(z, scale_factor=2, mode='nearest')
 
         def latent_shape(self, size):
-            return (3, size, size)
+            return (3, size // 2, size // 2)
 
     init = torch.rand(2, 3, 4, 4)
-    noise = torch.randn((2, 3, 4, 4), generator=torch.Generator().manual_seed(5))
-    out = sample(HalvingLatent(noise), DDIMScheduler(num_train_timesteps=1000), torch.tensor([0, 1]), 4, 2,
+    noise = torch.randn((2, 3, 2, 2), generator=torch.Generator().manual_seed(5))
+    out = sample(PoolingLatent(noise), DDIMScheduler(num_train_timesteps=1000), torch.tensor([0, 1]), 4, 2,
                  torch.Generator().manual_seed(5), init=init, strength=1.)
-    assert torch.allclose(out, init, atol=1e-5)
+    assert torch.allclose(out, F.interpolate(F.avg_pool2d(init, 2), scale_factor=2, mode='nearest'), atol=1e-5)
 
-    scheduler = DDIMScheduler(num_train_timesteps=1000)
+    scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)  # as for a latent model: sample clamps
     out = sample(lambda x, t, classes: torch.zeros_like(x), scheduler, torch.tensor([0, 1]), 4, 1,
                  torch.Generator().manual_seed(7))
     x0 = torch.randn((2, 3, 4, 4), generator=torch.Generator().manual_seed(7)) / scheduler.alphas_cumprod[0].sqrt()
     assert torch.allclose(out, (x0.clamp(-1, 1) + 1) / 2, atol=1e-6) and (out == 0).any() and (out == 1).any()
+
+    # SDEdit at strength 0.5 in 2 steps noises the seed to t = 250 (timesteps 250, 0); predicting no noise then gives
+    # x0 = x_250 / sqrt(alpha_bar_250) = seed + sqrt((1 - a) / a) * noise
+    init = torch.rand(2, 3, 4, 4)
+    out = sample(lambda x, t, classes: torch.zeros_like(x), scheduler, torch.tensor([0, 1]), 4, 2,
+                 torch.Generator().manual_seed(9), init=init, strength=0.5)
+    a = scheduler.alphas_cumprod[250]
+    x0 = init * 2 - 1 + ((1 - a) / a).sqrt() * torch.randn((2, 3, 4, 4), generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(out, (x0.clamp(-1, 1) + 1) / 2, atol=1e-5)
 
     def ddpm(seed: int) -> torch.Tensor:
         torch.manual_seed(seed)  # the global generator must play no part
@@ -371,3 +389,4 @@ def test_synthesis_preview_grid_by_hand():
     expected = np.full((12, 12), 255)
     expected[2:4, 2:4], expected[2:4, 8:10], expected[8:10, 2:4], expected[8:10, 8:10] = 10, 20, 30, 0
     assert grid.shape == (12, 12, 3) and (grid == expected[:, :, None]).all()
+    assert preview_grid([np.zeros((2, 2, 3), np.uint8)], [0]).shape == (6, 48, 3)  # 8 per row by default

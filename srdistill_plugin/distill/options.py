@@ -16,6 +16,8 @@ from .registry import strategy_class
 CLASS_BUDGETS = ('proportional', 'equal')
 SEED_SELECTIONS = ('selected', 'herding')
 HERDING_FEATURES = ('sr_stats', 'clip')
+SAMPLERS = ('ddim', 'ddpm')
+GROUPINGS = ('image', 'patch')
 
 
 # The keys a distillation file may hold, per section (``finetune`` holds BasicSR options, which BasicSR reads).
@@ -58,6 +60,20 @@ def _integer(section: dict, key: str, option: str, default: int, low: int = 1, h
     return int(value)
 
 
+def _real(section: dict, key: str, option: str, default: float, within, expected: str) -> float:
+    value = section.get(key, default)
+    if not _number(value) or not within(value):
+        raise SRDistillError(f'option {option}: expected {expected}, got {value!r}')
+    return float(value)
+
+
+def _choice(section: dict, key: str, option: str, choices: tuple[str, ...], default: str) -> str:
+    value = section.get(key, default)
+    if value not in choices:
+        raise SRDistillError(f'option {option}: expected one of {choices}, got {value!r}')
+    return value
+
+
 def synthesis_mode(syn: dict) -> str:
     """``synthesize.mode``: a registered synthesis mode (``sdedit``, the paper's, by default)."""
     mode = syn.get('mode', 'sdedit')
@@ -71,67 +87,19 @@ def draws_from_pool(syn: dict) -> bool:
     return strategy_class(synthesis_mode(syn)).pool_wide or syn.get('seed_selection') == 'herding'
 
 
-def noise_sigma(syn: dict) -> float:
-    """``synthesize.noise_sigma``: the std of the Gaussian noise of ``selected_noise`` (8-bit levels)."""
-    sigma = syn.get('noise_sigma', 0)
-    if not _number(sigma) or sigma < 0:
-        raise SRDistillError(f'option synthesize.noise_sigma: expected a number >= 0 (8-bit levels), got {sigma!r}')
-    return float(sigma)
-
-
-def strength(syn: dict) -> float:
-    """``synthesize.strength``: the fraction of the diffusion time SDEdit noises a seed patch to, in (0, 1]."""
-    value = syn.get('strength', 0.3)
-    if not _number(value) or not 0 < value <= 1:
-        raise SRDistillError(f'option synthesize.strength: expected a number in (0, 1] (the fraction of the '
-                             f'diffusion time a seed patch is noised to), got {value!r}')
-    return float(value)
-
-
 def class_budget(syn: dict) -> str:
     """``synthesize.class_budget``: ``equal`` (the paper's: every pseudo-class the same number of patches) or
     ``proportional`` (to the class's share of the pool's patches); the pool-wide modes and herding seeds default to
     proportional."""
-    value = syn.get('class_budget', 'proportional' if draws_from_pool(syn) else 'equal')
-    if value not in CLASS_BUDGETS:
-        raise SRDistillError(f'option synthesize.class_budget: expected one of {CLASS_BUDGETS}, got {value!r}')
-    return value
-
-
-def informative_share(syn: dict) -> float:
-    """``synthesize.informative_share``: the fraction of each class's herding budget given to its most
-    informative patches before herding fills the rest, in [0, 1]."""
-    value = syn.get('informative_share', 0)
-    if not _number(value) or not 0 <= value <= 1:
-        raise SRDistillError(f'option synthesize.informative_share: expected a number in [0, 1], got {value!r}')
-    return float(value)
-
-
-def draw_seed(syn: dict, manual_seed: int) -> int:
-    """``synthesize.draw_seed``: the seed of which patches the random and herding modes draw (default
-    ``manual_seed``): another value draws another set of the same kind, to measure how much the draw alone moves a
-    student trained on it."""
-    value = syn.get('draw_seed', manual_seed)
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
-        raise SRDistillError(f'option synthesize.draw_seed: expected an integer >= 0, got {value!r}')
-    return int(value)
-
-
-def seed_selection(syn: dict) -> str:
-    """``synthesize.seed_selection``: which real patches the seeded modes start from: ``selected`` (the most
-    informative kept patches, the paper's) or ``herding`` (the representative patches of the herding mode)."""
-    value = syn.get('seed_selection', 'selected')
-    if value not in SEED_SELECTIONS:
-        raise SRDistillError(f'option synthesize.seed_selection: expected one of {SEED_SELECTIONS}, got {value!r}')
-    return value
+    return _choice(syn, 'class_budget', 'synthesize.class_budget', CLASS_BUDGETS,
+                   'proportional' if draws_from_pool(syn) else 'equal')
 
 
 def herding_features(opt: dict) -> str:
     """``synthesize.herding_features``: ``sr_stats`` (band-pass, residual, orientation and colour statistics of
     each patch) or ``clip`` (the categorize stage's CLIP encoder, which needs its weights named)."""
-    value = (opt.get('synthesize') or {}).get('herding_features', 'sr_stats')
-    if value not in HERDING_FEATURES:
-        raise SRDistillError(f'option synthesize.herding_features: expected one of {HERDING_FEATURES}, got {value!r}')
+    value = _choice(opt.get('synthesize') or {}, 'herding_features', 'synthesize.herding_features', HERDING_FEATURES,
+                    'sr_stats')
     clip = (opt.get('categorize') or {}).get('clip') or {}
     if value == 'clip' and not (clip.get('pretrained') or str(clip.get('model', '')).startswith('hf-hub:')):
         raise SRDistillError('option synthesize.herding_features: clip needs CLIP weights (categorize.clip.pretrained '
@@ -157,17 +125,12 @@ def set_patch_size(opt: dict) -> int:
     return value
 
 
-SAMPLERS = ('ddim', 'ddpm')
-GROUPINGS = ('image', 'patch')
-
 
 def categorize_by(opt: dict) -> str:
     """``categorize.by``: ``image`` (the default: a kept patch takes its image's pseudo-class) or ``patch`` (every
     kept patch clustered on its own, as the SRDD code does). Per-patch classes exist for the kept patches only, so
     the modes that draw from the whole pool, herding seeds and proportional class budgets need ``image``."""
-    value = (opt.get('categorize') or {}).get('by', 'image')
-    if value not in GROUPINGS:
-        raise SRDistillError(f'option categorize.by: expected one of {GROUPINGS}, got {value!r}')
+    value = _choice(opt.get('categorize') or {}, 'by', 'categorize.by', GROUPINGS, 'image')
     syn = opt.get('synthesize') or {}
     if value == 'patch':
         if draws_from_pool(syn) or class_budget(syn) == 'proportional':
@@ -175,15 +138,6 @@ def categorize_by(opt: dict) -> str:
                                  f'{synthesis_mode(syn)!r} with these budget and seed options needs the pool\'s '
                                  'images classified (by: image), or class_budget: equal with seeds from the kept '
                                  'patches')
-    return value
-
-
-def sampler_name(opt: dict) -> str:
-    """``synthesize.sampler``: ``ddim`` (deterministic, the default) or ``ddpm`` (ancestral, the DiT/SRDD sampling,
-    respaced to ``synthesize.steps``)."""
-    value = (opt.get('synthesize') or {}).get('sampler', 'ddim')
-    if value not in SAMPLERS:
-        raise SRDistillError(f'option synthesize.sampler: expected one of {SAMPLERS}, got {value!r}')
     return value
 
 
@@ -237,42 +191,51 @@ def check_distill_options(opt: dict) -> 'SynthesisOptions':
 class SynthesisOptions:
     """The ``synthesize`` section as the synthesis modes read it: every value checked and every default filled in
     once, when the run starts (:meth:`from_opt`)."""
-    mode: str
+    mode: str  # a registered synthesis mode (sdedit, the paper's, by default)
     per_class: int  # patches per pseudo-class when no budget_percent is given
     budget_percent: float | None  # of the pool's pixels
-    patch_size: int
-    steps: int
+    patch_size: int  # set_patch_size
+    steps: int  # sampling steps
     batch: int
-    strength: float
-    noise_sigma: float
+    strength: float  # the fraction of the diffusion time SDEdit noises a seed patch to, in (0, 1]
+    noise_sigma: float  # the std of selected_noise's Gaussian noise (8-bit levels)
     amp: str | None
-    class_budget: str
-    seed_selection: str
-    draw_seed: int
+    class_budget: str  # class_budget
+    seed_selection: str  # the seeds of the seeded modes: selected (the most informative kept patches) or herding
+    draw_seed: int  # the seed of the random and herding draws (manual_seed by default): another draw of one kind
     herding_reference: int
-    herding_features: str
-    informative_share: float
+    herding_features: str  # herding_features
+    informative_share: float  # of each class's herding budget, given to its most informative patches first
     coverage_candidates: int
-    guidance_scale: float
-    sampler: str
+    guidance_scale: float  # guidance_scale
+    sampler: str  # ddim (deterministic, the default) or ddpm (ancestral, the DiT/SRDD sampling)
 
     @classmethod
     def from_opt(cls, opt: dict) -> 'SynthesisOptions':
         """The checked ``synthesize`` section of a distillation's options ``opt`` (one line naming a bad option)."""
         syn = opt.get('synthesize') or {}
+        mode = synthesis_mode(syn)
         budget = syn.get('budget_percent')
         if budget is not None and (not _number(budget) or budget <= 0):
             raise SRDistillError(f'option synthesize.budget_percent: expected a number > 0 (a share of the pool\'s '
                                  f'pixels), got {budget!r}')
         check_amp(syn.get('amp'), 'synthesize.amp')
         per_class = 16 if syn.get('per_class') is None else _integer(syn, 'per_class', 'synthesize.per_class', 16)
-        return cls(mode=synthesis_mode(syn), per_class=per_class,
-                   budget_percent=None if budget is None else float(budget), patch_size=set_patch_size(opt),
-                   steps=_integer(syn, 'steps', 'synthesize.steps', 10),
-                   batch=_integer(syn, 'batch', 'synthesize.batch', 16), strength=strength(syn),
-                   noise_sigma=noise_sigma(syn), amp=syn.get('amp') or None, class_budget=class_budget(syn),
-                   seed_selection=seed_selection(syn), draw_seed=draw_seed(syn, int(opt.get('manual_seed', 0))),
-                   herding_reference=_integer(syn, 'herding_reference', 'synthesize.herding_reference', 4096),
-                   herding_features=herding_features(opt), informative_share=informative_share(syn),
-                   coverage_candidates=_integer(syn, 'coverage_candidates', 'synthesize.coverage_candidates', 1500),
-                   guidance_scale=guidance_scale(opt), sampler=sampler_name(opt))
+        return cls(
+            mode=mode, per_class=per_class, budget_percent=None if budget is None else float(budget),
+            patch_size=set_patch_size(opt), steps=_integer(syn, 'steps', 'synthesize.steps', 10),
+            batch=_integer(syn, 'batch', 'synthesize.batch', 16),
+            strength=_real(syn, 'strength', 'synthesize.strength', 0.3, lambda v: 0 < v <= 1, 'a number in (0, 1] '
+                           '(the fraction of the diffusion time a seed patch is noised to)'),
+            noise_sigma=_real(syn, 'noise_sigma', 'synthesize.noise_sigma', 0, lambda v: v >= 0,
+                              'a number >= 0 (8-bit levels)'),
+            amp=syn.get('amp') or None, class_budget=class_budget(syn),
+            seed_selection=_choice(syn, 'seed_selection', 'synthesize.seed_selection', SEED_SELECTIONS, 'selected'),
+            draw_seed=_integer(syn, 'draw_seed', 'synthesize.draw_seed', int(opt.get('manual_seed', 0)), low=0),
+            herding_reference=_integer(syn, 'herding_reference', 'synthesize.herding_reference', 4096),
+            herding_features=herding_features(opt),
+            informative_share=_real(syn, 'informative_share', 'synthesize.informative_share', 0,
+                                    lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+            coverage_candidates=_integer(syn, 'coverage_candidates', 'synthesize.coverage_candidates', 1500),
+            guidance_scale=guidance_scale(opt),
+            sampler=_choice(syn, 'sampler', 'synthesize.sampler', SAMPLERS, 'ddim'))
