@@ -22,6 +22,7 @@ import yaml
 from basicsr.utils import get_root_logger, get_time_str
 from tqdm import tqdm
 
+from srdistill.core.atomic_io import atomic_write_text
 from srdistill.core.errors import SRDistillError
 from srdistill.core.io_checks import check_can_create
 from srdistill.core.imageio import list_images, read_image
@@ -213,7 +214,7 @@ class DistillRun:
         opt_file = self.exp_dir / 'finetune.yml'
         categories = read_manifest(self.manifest('categorize'))
         patch = read_manifest(self.manifest('select'))['options']['patch_size']
-        opt_file.write_text(yaml.safe_dump(self.finetune_options_for(categories['num_classes'], patch)))
+        atomic_write_text(opt_file, yaml.safe_dump(self.finetune_options_for(categories['num_classes'], patch)))
         train = ['-opt', str(opt_file.resolve()), '--auto_resume']
         processes = finetune_processes(self.opt)
         command = torchrun_command(train, processes) if processes > 1 else ['srdistill-train', *train]

@@ -28,6 +28,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from tqdm import tqdm
 
+from srdistill.core.atomic_io import atomic_write_text
 from srdistill.core.errors import SRDistillError
 from srdistill.core.file_lock import FileLock
 from srdistill.core.json_store import JsonStore
@@ -365,9 +366,9 @@ class Experiment:
         sr = self.exp['sr_train']
         opt_file = self.work / 'runs' / f'{run.name}.yml'
         opt_file.parent.mkdir(parents=True, exist_ok=True)
-        opt_file.write_text(yaml.safe_dump(student_options(run, self.sr_train(run), self.lmdb(run), self.exp, self.work,
-                                                           self.num_gpu)))
-        self.result_path(run).with_suffix('.settings.json').write_text(json.dumps(self.settings(run)))
+        atomic_write_text(opt_file, yaml.safe_dump(student_options(run, self.sr_train(run), self.lmdb(run), self.exp,
+                                                                   self.work, self.num_gpu)))
+        atomic_write_text(self.result_path(run).with_suffix('.settings.json'), json.dumps(self.settings(run)))
         clock, curve = self.store(run, 'time'), self.store(run, 'curve')
         trainer = None
         try:
