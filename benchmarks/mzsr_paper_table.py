@@ -132,8 +132,7 @@ def main() -> None:
                 f'"–": not run. Sources: '
                 f'`{result_path(f"mzsr_adaptation_{args.own}.md").relative_to(ROOT)}` (own start) and '
                 f'`{result_path(f"mzsr_adaptation_{args.official}.md").relative_to(ROOT)}` (official start), where the '
-                f'training of '
-                f'each model is stated.\n\n' + '\n'.join(lines) + '\n\n## Targets\n'
+                f'training of each model is stated.\n\n' + '\n'.join(lines) + '\n\n## Targets\n'
                 + '\n'.join(f'- {line}' for line in targets(starts['official'], zssr)) + '\n\n## Why\n'
                 + '\n'.join(f'- {line}' for line in analysis(own, official, args.choice_rule) if line) + '\n'
                 + ''.join(f'\n{name} start: {text}\n' for name, text in how.items() if text)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from numbers import Integral, Real
 
 import torch
@@ -60,9 +61,9 @@ def _integer(section: dict, key: str, option: str, default: int, low: int = 1, h
     return int(value)
 
 
-def _real(section: dict, key: str, option: str, default: float, within, expected: str) -> float:
+def _real(section: dict, key: str, option: str, default: float, ok: Callable[[float], bool], expected: str) -> float:
     value = section.get(key, default)
-    if not _number(value) or not within(value):
+    if not _number(value) or not ok(value):
         raise SRDistillError(f'option {option}: expected {expected}, got {value!r}')
     return float(value)
 
@@ -194,20 +195,20 @@ class SynthesisOptions:
     mode: str  # a registered synthesis mode (sdedit, the paper's, by default)
     per_class: int  # patches per pseudo-class when no budget_percent is given
     budget_percent: float | None  # of the pool's pixels
-    patch_size: int  # set_patch_size
+    patch_size: int  # see set_patch_size
     steps: int  # sampling steps
     batch: int
     strength: float  # the fraction of the diffusion time SDEdit noises a seed patch to, in (0, 1]
     noise_sigma: float  # the std of selected_noise's Gaussian noise (8-bit levels)
     amp: str | None
-    class_budget: str  # class_budget
+    class_budget: str  # see class_budget
     seed_selection: str  # the seeds of the seeded modes: selected (the most informative kept patches) or herding
     draw_seed: int  # the seed of the random and herding draws (manual_seed by default): another draw of one kind
     herding_reference: int
-    herding_features: str  # herding_features
+    herding_features: str  # see herding_features
     informative_share: float  # of each class's herding budget, given to its most informative patches first
     coverage_candidates: int
-    guidance_scale: float  # guidance_scale
+    guidance_scale: float  # see guidance_scale
     sampler: str  # ddim (deterministic, the default) or ddpm (ancestral, the DiT/SRDD sampling)
 
     @classmethod
