@@ -3,6 +3,7 @@ experiment end to end (distill -> students -> validation-selected tests -> repor
 and refusing to mix results made with other settings."""
 import base64
 import copy
+import dataclasses
 import json
 import shutil
 import signal
@@ -20,11 +21,13 @@ from srdistill.core.errors import SRDistillError
 from srdistill.core.file_lock import FileLock
 from srdistill.core.set_diagnostics import coverage, diversity, k_center_greedy
 from srdistill_plugin.distill.runner import DistillRun
-from srdistill_plugin.experiment.runner import (FULL_POOL, Experiment, Run, check_experiment, convergence_gain,
-                                                  plan_runs, seconds_per_iter, select_runs)
+from srdistill_plugin.experiment.options import Convergence, ExperimentOptions, PoolCrops, TrainingRecipe, Validation
+from srdistill_plugin.experiment.runner import (FULL_POOL, Experiment, Run, convergence_gain, plan_runs,
+                                                  seconds_per_iter, select_runs)
 from srdistill_plugin.experiment.report import convergence_text, describe_crossing
 
 from .conftest import SET5, run_main
+from .helpers.report_options import report_options
 from .helpers.warm_python import run_python
 from .test_distillation import tiny_options
 
@@ -55,16 +58,16 @@ def test_the_report_names_where_two_arms_cross():
 
 
 def test_the_convergence_rule_reads_each_students_full_pool_and_names_the_missing_ones():
-    exp = {'students': {'EDSR': {}, 'SwinIR': {}}, 'seeds': [0, 1],
-           'sr_train': {'total_iter': 10, 'max_iter': 10, 'eval_every': 10},
-           'convergence': {'min_gain_db': 0.05, 'window_fraction': 0.2}}
+    exp = report_options(students={'EDSR': {}, 'SwinIR': {}}, seeds=[0, 1],
+                         sr_train={'total_iter': 10, 'max_iter': 10, 'eval_every': 10},
+                         convergence={'min_gain_db': 0.05, 'window_fraction': 0.2})
     rising = {'seed': 0, 'val_curve': {'5': 20.0, '8': 20.5, '10': 21.0}}
     text = convergence_text(exp, {('EDSR', 'full_pool', None): [rising]})
     assert ('EDSR: full pool (1 of 2 seeds): seed 0 +0.500 dB over the last 20% of its 10 iterations; NOT converged'
             in text)
     assert 'SwinIR: no full-pool run finished yet, not measured' in text
     # seeds stopped by the rule at different iterations: each is read at its own end, not the mean up to the shorter
-    exp['sr_train']['max_iter'] = 50
+    exp = dataclasses.replace(exp, sr_train=dataclasses.replace(exp.sr_train, max_iter=50))
     short = {'seed': 1, 'val_curve': {'10': 21.0, '20': 21.1}}
     long = {'seed': 0, 'val_curve': {'10': 21.0, '20': 21.2, '30': 21.3, '40': 21.35, '50': 21.39}}
     text = convergence_text(exp, {('EDSR', 'full_pool', None): [short, long]})
@@ -91,6 +94,22 @@ def experiment_options(photo_dir, **changes) -> dict:
     return opt
 
 
+def test_the_options_are_read_once_into_typed_values_with_every_default_filled_in(photo_dir, tmp_path):
+    opt = experiment_options(photo_dir, sr_train={'total_iter': 20, 'gt_size': 32}, arms=['random_real', 'coverage'])
+    for key in ('default_arm', 'sweep_student', 'student_budgets_percent', 'threads', 'full_pool'):
+        opt.pop(key)
+    exp = ExperimentOptions.from_opt(opt, tmp_path)
+    assert exp.sr_train == TrainingRecipe(total_iter=20, gt_size=32, max_iter=20)  # max_iter: total_iter
+    assert (exp.sr_train.batch_size, exp.sr_train.lr, exp.sr_train.milestones_fraction) == (16, 5e-4, (0.6, 0.85))
+    assert (exp.default_arm, exp.sweep_student, exp.student_budgets_percent, exp.threads) == ('random_real', 'EDSR',
+                                                                                             [5], 2)
+    assert exp.full_pool == PoolCrops(192, 192) and exp.validation == Validation(1, 64)
+    assert exp.convergence == Convergence(min_gain_db=0.05, window_fraction=0.2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        exp.scale = 2
+    assert exp.recipe('coverage') == exp.sr_train and opt['sr_train'] == {'total_iter': 20, 'gt_size': 32}
+
+
 def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subprocess.CompletedProcess:
     """The report command in a process of its own (with ``fault`` injected)."""
     (tmp_path / 'report.yml').write_text(yaml.safe_dump(opt))
@@ -106,15 +125,16 @@ def report_in_process(tmp_path, opt: dict, monkeypatch, capsys, *args: str) -> t
 
 def test_a_run_still_rising_at_total_iter_trains_on_until_converged_or_max_iter(photo_dir, tmp_path):
     sr = {'total_iter': 20, 'eval_every': 10, 'patience_evals': 0, 'gt_size': 32}
-    capped = Experiment(check_experiment(experiment_options(photo_dir, sr_train=sr), tmp_path), tmp_path)
-    longer = Experiment(check_experiment(experiment_options(photo_dir, sr_train={**sr, 'max_iter': 40}), tmp_path),
-                        tmp_path)
+    def experiment(**sr_train) -> Experiment:
+        return Experiment(ExperimentOptions.from_opt(experiment_options(photo_dir, sr_train=sr_train), tmp_path),
+                          tmp_path)
+
+    capped, longer = experiment(**sr), experiment(**sr, max_iter=40)
     rising, flat = {'10': 20.0, '20': 21.0}, {'10': 20.0, '20': 21.0, '30': 21.01}
     assert capped.next_target(0, {}) == longer.next_target(0, {}) == 20  # no patience: one chunk to total_iter
     assert capped.next_target(20, rising) is None and longer.next_target(20, rising) == 30
     assert longer.next_target(30, flat) is None  # +0.006 dB over the last 20 %: converged
-    patient = Experiment(check_experiment(experiment_options(
-        photo_dir, sr_train={**sr, 'max_iter': 300, 'patience_evals': 2}), tmp_path), tmp_path)
+    patient = experiment(**{**sr, 'max_iter': 300, 'patience_evals': 2})
     slow = {str(it): 21 + 0.002 * it for it in range(10, 201, 10)}  # +0.02 dB per evaluation
     assert patient.next_target(10, {'10': 20.0}) == 20 and patient.next_target(20, rising) == 30
     assert patient.stalled(slow) and patient.next_target(200, slow) == 210  # +0.08 dB over the last 20 %: on
@@ -128,7 +148,7 @@ def test_a_run_still_rising_at_total_iter_trains_on_until_converged_or_max_iter(
 
 
 def test_stored_run_settings_name_paths_inside_the_repository_relative_to_it(photo_dir, tmp_path):
-    exp = check_experiment(experiment_options(photo_dir), tmp_path)
+    exp = ExperimentOptions.from_opt(experiment_options(photo_dir), tmp_path)
     here, moved = Experiment(exp, tmp_path / 'here'), Experiment(exp, tmp_path / 'moved')
     for experiment in (here, moved):
         experiment.train_dir = experiment.work / 'pool_train'
@@ -145,9 +165,9 @@ def test_stored_run_settings_name_paths_inside_the_repository_relative_to_it(pho
 
 
 def test_fine_tuning_the_generator_longer_redoes_only_the_runs_on_sets_it_samples(photo_dir, tmp_path):
-    exp = check_experiment(experiment_options(photo_dir), tmp_path)
-    longer = copy.deepcopy(exp)
-    longer['distill']['finetune']['train']['total_iter'] += 100
+    exp = ExperimentOptions.from_opt(experiment_options(photo_dir), tmp_path)
+    longer = dataclasses.replace(exp, distill=copy.deepcopy(exp.distill))
+    longer.distill['finetune']['train']['total_iter'] += 100
     before, after = Experiment(exp, tmp_path), Experiment(longer, tmp_path)
     for experiment in (before, after):
         experiment.train_dir = experiment.work / 'pool_train'
@@ -156,7 +176,7 @@ def test_fine_tuning_the_generator_longer_redoes_only_the_runs_on_sets_it_sample
         stored = before.result_path(run).with_suffix('.settings.json')
         stored.parent.mkdir(parents=True, exist_ok=True)
         settings = before.settings(run)
-        settings['data'].setdefault('finetune', exp['distill']['finetune'])  # as versions before this one stored it
+        settings['data'].setdefault('finetune', exp.distill['finetune'])  # as versions before this one stored it
         stored.write_text(json.dumps(settings))
     assert 'finetune' not in before.settings(runs[0])['data'] and 'finetune' in before.settings(runs[2])['data']
     before.check_stored_settings(runs)  # the generator's options stored with every set: still the same settings
@@ -186,7 +206,7 @@ class ResumedTraining:
 def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_its_replay(photo_dir, tmp_path,
                                                                                          monkeypatch):
     sr = {'total_iter': 30, 'eval_every': 10, 'patience_evals': 5, 'gt_size': 32}
-    exp = Experiment(check_experiment(experiment_options(photo_dir, sr_train=sr), tmp_path), tmp_path)
+    exp = Experiment(ExperimentOptions.from_opt(experiment_options(photo_dir, sr_train=sr), tmp_path), tmp_path)
     run = Run('EDSR', FULL_POOL, None, 0)
     training = ResumedTraining()
     monkeypatch.setattr('srdistill_plugin.experiment.runner.student_options', lambda *args: {})
@@ -212,7 +232,7 @@ def test_a_chunk_trained_by_a_worker_that_died_before_timing_it_is_not_timed_by_
     ({'budgets_percent': [0.5, 150]}, 'option budgets_percent: 150 is not a percentage of the pool'),
     ({'pool': 'no/such/folder'}, 'option pool: '),
     ({'test_sets': ['no/Set5']}, 'option test_sets: '),
-    ({'sr_train': {'total_iters': 10}}, "option sr_train: unknown keys ['total_iters']"),
+    ({'sr_train': {'total_iters': 10}}, "option sr_train.total_iters: unknown (did you mean 'total_iter'?)"),
     ({'validaton': {'holdout_images': 2}}, "option validaton: unknown (did you mean 'validation'?)"),
     ({'threads': 'one'}, "option threads: expected an integer >= 1, got 'one'"),
     ({'students': {'EDSR': {'network_g': {**EDSR_TINY, 'num_fet': 8}}}},
@@ -246,7 +266,7 @@ def test_bad_worker_options_stop_before_any_work(photo_dir, tmp_path, args, mess
 
 
 def test_run_patterns_pick_runs_pattern_by_pattern(photo_dir, tmp_path):
-    exp = check_experiment(experiment_options(photo_dir, seeds=[0, 1], students=STUDENTS), tmp_path)
+    exp = ExperimentOptions.from_opt(experiment_options(photo_dir, seeds=[0, 1], students=STUDENTS), tmp_path)
     names = [r.name for r in select_runs(plan_runs(exp), ['SwinIR_*pct_s1', '*_coverage_*', 'SwinIR_*pct_*'])]
     assert names[0] == 'SwinIR_random_real_5pct_s1' and names[:3] == [
         'SwinIR_random_real_5pct_s1', 'SwinIR_coverage_5pct_s1', 'SwinIR_distilled_5pct_s1']
@@ -396,7 +416,7 @@ def test_stopping_the_report_stops_its_workers_and_their_trainings(photo_dir, tm
 
 def test_a_set_without_the_generator_does_not_wait_for_another_workers_fine_tuning(photo_dir, tmp_path, monkeypatch):
     opt = experiment_options(photo_dir, arms=['random_real', 'distilled'], default_arm='random_real')
-    exp = check_experiment(opt, tmp_path)
+    exp = ExperimentOptions.from_opt(opt, tmp_path)
     experiment = Experiment(exp, tmp_path)
     experiment.prepare_data()
     runs = {run.arm: run for run in plan_runs(exp) if run.budget is not None}

@@ -19,10 +19,10 @@ from srdistill_plugin.distill.options import SynthesisOptions
 from srdistill_plugin.distill.registry import strategy_class
 from srdistill_plugin.distill.runner import DistillRun
 from srdistill_plugin.distill.strategies import spread_over_images
-from srdistill_plugin.experiment.data import set_arms
-from srdistill_plugin.experiment.runner import check_experiment
+from srdistill_plugin.experiment.options import ExperimentOptions
 
 from .conftest import ROOT, SET5
+from .helpers.report_options import report_options
 from .test_distillation import tiny_options
 from .test_experiment import experiment_options
 
@@ -158,10 +158,9 @@ def test_a_herding_run_writes_its_set_and_patches_equal_the_pool_crops(categoriz
      'option synthesize.herding_features: clip needs CLIP weights'),
     ({'sr_train': {'augment': {'mixup': {'prob': 0.5, 'alpha': -1}}}},
      'option sr_train.augment.mixup.alpha: expected a number > 0, got -1'),
-    ({'sr_train': {'augment': {'cutmix': 0.5}}}, 'option sr_train.augment: expected {rgb_permute: p, mixup:'),
+    ({'sr_train': {'augment': {'cutmix': 0.5}}}, 'option sr_train.augment.cutmix: unknown (known: rgb_permute, mixup)'),
     ({'arms': ['r'], 'default_arm': 'r', 'custom_arms': {'r': {'arm': 'random_real', 'sr_train': {'total_iter': 5}}}},
-     "option custom_arms.r.sr_train: expected a mapping of some of ['augment', 'ema_decay', 'gt_size', 'batch_size', "
-     "'lr'], got {'total_iter': 5}"),
+     "option custom_arms.r.sr_train.total_iter: unknown (known: augment, ema_decay, gt_size, batch_size, lr)"),
     ({'arms': ['r'], 'default_arm': 'r', 'custom_arms': {'r': {'arm': 'random_real', 'sr_train': {'gt_size': 30}}}},
      'option custom_arms.r.sr_train.gt_size: 30 is not a multiple of scale 4'),
     ({'arms': ['r'], 'default_arm': 'r', 'custom_arms': {'r': {'arm': 'random_real', 'sr_train': {'ema_decay': 1}}}},
@@ -182,7 +181,7 @@ def test_a_herding_run_writes_its_set_and_patches_equal_the_pool_crops(categoriz
 ])
 def test_bad_arm_options_stop_before_any_work(photo_dir, change, message):
     with pytest.raises(SRDistillError) as info:
-        check_experiment(experiment_options(photo_dir, **change), ROOT)
+        ExperimentOptions.from_opt(experiment_options(photo_dir, **change), ROOT)
     assert str(info.value).startswith(message) and '\n' not in str(info.value)
 
 
@@ -191,8 +190,8 @@ def test_the_shipped_arms_experiment_checks(photo_dir):
 
     exp = read_options(ROOT / 'options/report/sunhays80_x4_arms.yml')
     exp.update(pool=str(photo_dir), test_sets=[str(SET5)])  # ../shared is not on every machine
-    exp = check_experiment(exp, ROOT)
-    assert {'random_selected', 'random_equal', 'herding_i25'} <= set(exp['arms'])
+    exp = ExperimentOptions.from_opt(exp, ROOT)
+    assert {'random_selected', 'random_equal', 'herding_i25'} <= set(exp.arms)
 
 
 def result(student, arm, budget, seed, val, set5):
@@ -213,14 +212,14 @@ def test_the_default_is_chosen_on_validation_over_the_runs_every_arm_has():
     assert best == 'herding' and scores == pytest.approx({'random_real': 27.25, 'herding': 27.3})
     assert what == 'EDSR seed 0, SwinIR seed 0'  # the test PSNR (random_real higher on EDSR) plays no part
     assert left_out == ['coverage', 'distilled']
-    text = choice_text({'arms': arms, 'default_arm': 'random_real'}, group_results(runs), 0.68)
+    text = choice_text(report_options(arms=arms, default_arm='random_real'), group_results(runs), 0.68)
     assert 'differs: set default_arm: herding' in text and 'Not compared (no run in common with the others yet): ' \
         'coverage, distilled.' in text
     assert 'Per student (the same arms, each on its own runs in common): EDSR: herding 27.20, random_real 27.00 dB ' \
         '(best herding); SwinIR: random_real 27.50, herding 27.40 dB (best random_real).' in text
     one_student = group_results([r for r in runs if r['student'] == 'EDSR'])
-    assert 'Per student' not in choice_text({'arms': arms, 'default_arm': 'herding'}, one_student, 0.68)
-    text = choice_text({'arms': arms, 'default_arm': 'distilled'}, group_results(runs), 0.68)
+    assert 'Per student' not in choice_text(report_options(arms=arms, default_arm='herding'), one_student, 0.68)
+    text = choice_text(report_options(arms=arms, default_arm='distilled'), group_results(runs), 0.68)
     assert 'default_arm is distilled, with no run compared yet: nothing follows for it.' in text
 
 
@@ -228,9 +227,9 @@ def test_the_decomposition_pairs_arms_that_differ_in_one_choice_and_the_targets_
     from srdistill_plugin.experiment.report import group_results
     from srdistill_plugin.experiment.verdicts import budget_reaching, decomposition_rows, targets_text
 
-    exp = {'arms': ['random_real', 'random_selected', 'random_proportional', 'random_equal', 'herding'],
-           'custom_arms': {'random_equal': {'arm': 'random_proportional', 'class_budget': 'equal'}},
-           'default_arm': 'herding'}
+    exp = report_options(arms=['random_real', 'random_selected', 'random_proportional', 'random_equal', 'herding'],
+                         custom_arms={'random_equal': {'arm': 'random_proportional', 'class_budget': 'equal'}},
+                         default_arm='herding')
     runs = [result('EDSR', 'random_real', 0.68, 0, 27, 29.58), result('EDSR', 'random_selected', 0.68, 0, 27, 28.9),
             result('EDSR', 'random_proportional', 0.68, 0, 27, 29.6), result('EDSR', 'random_equal', 0.68, 0, 27, 29.4),
             result('EDSR', 'herding', 0.68, 0, 27, 29.7), result('EDSR', 'herding', 0.3, 0, 27, 29.2),
@@ -258,9 +257,9 @@ def test_the_one_choice_and_draws_tables_cover_every_student_with_rows_the_sweep
     from srdistill_plugin.experiment.report import group_results
     from srdistill_plugin.experiment.verdicts import by_student, decomposition_rows, draw_rows
 
-    exp = {'arms': ['random_real', 'random_selected', 'herding', 'random_real_draw1'], 'manual_seed': 0,
-           'custom_arms': {'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1}},
-           'students': {'EDSR': {}, 'SRResNet': {}, 'SwinIR': {}}}
+    exp = report_options(arms=['random_real', 'random_selected', 'herding', 'random_real_draw1'], manual_seed=0,
+                         custom_arms={'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1}},
+                         students={'EDSR': {}, 'SRResNet': {}, 'SwinIR': {}})
     runs = [result('EDSR', 'random_real', 0.68, 0, 27, 29.5),  # EDSR: herding is two choices from random_real
             result('EDSR', 'herding', 0.68, 0, 27, 29.6),
             result('SwinIR', 'random_real', 0.68, 0, 27, 29.6), result('SwinIR', 'random_selected', 0.68, 0, 27, 29.2),
@@ -284,11 +283,11 @@ def test_redraws_are_pooled_like_seeds_for_the_choice_the_targets_and_the_draws_
     from srdistill_plugin.experiment.verdicts import (choice_text, decomposition_rows, draw_families, draw_gap_text,
                                                       draw_rows, targets_text)
 
-    exp = {'arms': ['random_real', 'herding', 'random_real_draw1', 'herding_draw1', 'herding_i25'], 'manual_seed': 0,
-           'custom_arms': {'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1},
-                           'herding_draw1': {'arm': 'herding', 'draw_seed': 1},
-                           'herding_i25': {'arm': 'herding', 'informative_share': 0.25}},
-           'default_arm': 'herding'}
+    exp = report_options(arms=['random_real', 'herding', 'random_real_draw1', 'herding_draw1', 'herding_i25'],
+                         custom_arms={'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1},
+                                      'herding_draw1': {'arm': 'herding', 'draw_seed': 1},
+                                      'herding_i25': {'arm': 'herding', 'informative_share': 0.25}},
+                         default_arm='herding', manual_seed=0)
     assert draw_families(exp) == {'random_real': 'random_real', 'random_real_draw1': 'random_real', 'herding': 'herding',
                                   'herding_draw1': 'herding', 'herding_i25': 'herding_i25'}
     runs = [result('EDSR', 'random_real', 0.68, 0, 30.5, 29.6), result('EDSR', 'random_real_draw1', 0.68, 0, 30.3, 29.2),
@@ -315,9 +314,9 @@ def test_the_draws_are_read_at_every_budget_where_a_family_was_drawn_twice():
     from srdistill_plugin.experiment.report import group_results
     from srdistill_plugin.experiment.verdicts import draw_gap_text, draw_rows
 
-    exp = {'arms': ['random_real', 'herding', 'random_real_draw1', 'herding_draw1'], 'manual_seed': 0,
-           'custom_arms': {'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1},
-                           'herding_draw1': {'arm': 'herding', 'draw_seed': 1}}}
+    exp = report_options(arms=['random_real', 'herding', 'random_real_draw1', 'herding_draw1'], manual_seed=0,
+                         custom_arms={'random_real_draw1': {'arm': 'random_real', 'draw_seed': 1},
+                                      'herding_draw1': {'arm': 'herding', 'draw_seed': 1}})
     runs = [result('EDSR', 'random_real', 2, 0, 31.0, 30.0), result('EDSR', 'herding', 2, 0, 30.9, 30.1),
             result('EDSR', 'random_real', 0.1, 0, 29.0, 28.4), result('EDSR', 'random_real_draw1', 0.1, 0, 28.0, 27.0),
             result('EDSR', 'herding', 0.1, 0, 27.5, 26.7), result('EDSR', 'herding_draw1', 0.1, 0, 27.3, 26.7)]
@@ -334,12 +333,12 @@ def test_a_custom_arm_on_another_draw_is_read_against_its_base_on_that_draw():
     from srdistill_plugin.experiment.report import group_results
     from srdistill_plugin.experiment.verdicts import decomposition_rows
 
-    exp = {'arms': ['herding', 'herding_i25', 'herding_i25_draw1', 'herding_draw1', 'herding_i50_draw2'],
-           'manual_seed': 0,
-           'custom_arms': {'herding_i25': {'arm': 'herding', 'informative_share': 0.25},
-                           'herding_i25_draw1': {'arm': 'herding', 'informative_share': 0.25, 'draw_seed': 1},
-                           'herding_draw1': {'arm': 'herding', 'draw_seed': 1},
-                           'herding_i50_draw2': {'arm': 'herding', 'informative_share': 0.5, 'draw_seed': 2}}}
+    exp = report_options(arms=['herding', 'herding_i25', 'herding_i25_draw1', 'herding_draw1', 'herding_i50_draw2'],
+                         manual_seed=0,
+                         custom_arms={'herding_i25': {'arm': 'herding', 'informative_share': 0.25},
+                                      'herding_i25_draw1': {'arm': 'herding', 'informative_share': 0.25, 'draw_seed': 1},
+                                      'herding_draw1': {'arm': 'herding', 'draw_seed': 1},
+                                      'herding_i50_draw2': {'arm': 'herding', 'informative_share': 0.5, 'draw_seed': 2}})
     runs = [result('EDSR', 'herding', 0.68, 0, 30.9, 30.0), result('EDSR', 'herding_i25', 0.68, 0, 30.5, 29.8),
             result('EDSR', 'herding_draw1', 0.68, 0, 30.8, 30.1),
             result('EDSR', 'herding_i25_draw1', 0.68, 0, 30.7, 29.8),
@@ -355,7 +354,7 @@ def test_the_one_choice_table_reads_every_budget_and_random_real_is_never_read_a
     from srdistill_plugin.experiment.report import group_results
     from srdistill_plugin.experiment.verdicts import decomposition_rows, targets_text
 
-    exp = {'arms': ['random_real', 'random_selected', 'herding'], 'default_arm': 'random_real'}
+    exp = report_options(arms=['random_real', 'random_selected', 'herding'], default_arm='random_real')
     runs = [result('EDSR', 'random_real', 2, 0, 30.9, 30.0), result('EDSR', 'random_selected', 2, 0, 30.5, 29.7),
             result('EDSR', 'random_real', 0.1, 0, 29.8, 28.4), result('EDSR', 'random_selected', 0.1, 0, 28.2, 25.8),
             result('EDSR', 'herding', 0.1, 0, 28.7, 26.7)]
@@ -370,7 +369,7 @@ def test_the_one_choice_table_pairs_the_seeds_both_arms_ran_with_the_standard_er
     from srdistill_plugin.experiment.report import group_results
     from srdistill_plugin.experiment.verdicts import decomposition_rows
 
-    exp = {'arms': ['random_real', 'random_selected', 'random_proportional']}
+    exp = report_options(arms=['random_real', 'random_selected', 'random_proportional'])
     runs = [result('EDSR', 'random_real', 2, 0, 30.9, 30.0), result('EDSR', 'random_selected', 2, 0, 30.5, 29.7),
             result('EDSR', 'random_real', 2, 1, 30.7, 30.4), result('EDSR', 'random_selected', 2, 1, 30.5, 30.3),
             result('EDSR', 'random_real', 2, 2, 31.5, 31.0),  # seed 2: random_real alone, paired with nothing
@@ -396,7 +395,6 @@ def test_draw_seed_draws_another_set_of_the_same_kind(categorized):
 
 
 def test_a_recipe_arm_trains_on_the_set_without_it_and_is_read_against_it(photo_dir, tmp_path):
-    from srdistill_plugin.experiment.data import set_arm
     from srdistill_plugin.experiment.report import group_results
     from srdistill_plugin.experiment.runner import Experiment, Run
     from srdistill_plugin.experiment.verdicts import choice_text, decomposition_rows, recipe_text
@@ -407,18 +405,18 @@ def test_a_recipe_arm_trains_on_the_set_without_it_and_is_read_against_it(photo_
               'random_real_draw1_rgb': {'arm': 'random_real', 'draw_seed': 1, 'sr_train': rgb},
               'herding_rgb': {'arm': 'herding', 'draw_seed': 3, 'sr_train': rgb}}  # no arm has its set: its own
     arms = ['random_real', 'random_real_draw1', 'random_real_rgb', 'random_real_draw1_rgb', 'herding_rgb']
-    exp = check_experiment(experiment_options(photo_dir, arms=arms, default_arm='random_real', custom_arms=custom),
-                           ROOT)
-    assert [set_arm(exp, a) for a in arms] == ['random_real', 'random_real_draw1', 'random_real', 'random_real_draw1',
+    exp = ExperimentOptions.from_opt(
+        experiment_options(photo_dir, arms=arms, default_arm='random_real', custom_arms=custom), ROOT)
+    assert [exp.set_arm(a) for a in arms] == ['random_real', 'random_real_draw1', 'random_real', 'random_real_draw1',
                                                'herding_rgb']
     experiment = Experiment(exp, tmp_path)
     plain, recipe = Run('EDSR', 'random_real', 5, 0), Run('EDSR', 'random_real_rgb', 5, 0)
     assert experiment.lmdb(recipe) == experiment.lmdb(plain)  # one set, made once
-    assert experiment.sr_train(recipe)['augment'] == {'rgb_permute': 1.0} and experiment.sr_train(plain)['augment'] == {}
+    assert exp.recipe(recipe.arm).augment == {'rgb_permute': 1.0} and exp.recipe(plain.arm).augment == {}
     experiment.train_dir = photo_dir
     mine, theirs = experiment.settings(recipe), experiment.settings(plain)
     assert mine['data'] == theirs['data'] and mine['sr_train'] == {**theirs['sr_train'], **rgb}
-    assert set_arms(experiment.exp) == ['random_real', 'random_real_draw1', 'herding_rgb']
+    assert experiment.exp.set_arms() == ['random_real', 'random_real_draw1', 'herding_rgb']
 
     runs = [result('EDSR', 'random_real', 5, 0, 30.5, 29.6), result('EDSR', 'random_real_draw1', 5, 0, 30.3, 29.2),
             result('EDSR', 'random_real_rgb', 5, 0, 30.7, 29.7),
@@ -444,8 +442,8 @@ def test_a_family_under_a_recipe_is_read_against_random_real_under_the_same_reci
               'random_real_draw1_rgb': {'arm': 'random_real', 'draw_seed': 1, 'sr_train': rgb},
               'herding_rgb': {'arm': 'herding', 'sr_train': rgb},
               'herding_draw1_rgb': {'arm': 'herding', 'draw_seed': 1, 'sr_train': rgb}}
-    exp = {'arms': ['random_real', 'random_real_draw1', *custom.keys() - {'random_real_draw1'}], 'manual_seed': 0,
-           'custom_arms': custom}
+    exp = report_options(arms=['random_real', 'random_real_draw1', *custom.keys() - {'random_real_draw1'}],
+                         manual_seed=0, custom_arms=custom)
     assert [random_reference(exp, a) for a in ('random_real_draw1', 'random_real_rgb', 'herding_draw1_rgb')] == [
         'random_real', 'random_real', 'random_real_rgb']
     runs = [result('EDSR', 'random_real', 5, 0, 30.5, 29.6), result('EDSR', 'random_real_draw1', 5, 0, 30.3, 29.2),
@@ -465,15 +463,16 @@ def test_a_recipe_on_the_full_pool_trains_the_pool_last_and_reads_the_sets_under
     rgb = {'augment': {'rgb_permute': 1.0}}
     custom = {'random_real_rgb': {'arm': 'random_real', 'sr_train': rgb},
               'full_pool_rgb': {'arm': 'full_pool', 'sr_train': rgb}}
-    exp = check_experiment(experiment_options(photo_dir, arms=['random_real', 'random_real_rgb', 'full_pool_rgb'],
-                                              default_arm='random_real', seeds=[0, 1], custom_arms=custom), ROOT)
+    exp = ExperimentOptions.from_opt(experiment_options(
+        photo_dir, arms=['random_real', 'random_real_rgb', 'full_pool_rgb'], default_arm='random_real', seeds=[0, 1],
+        custom_arms=custom), ROOT)
     assert [r.name for r in plan_runs(exp)] == [
         'EDSR_full_pool_s0', 'EDSR_random_real_5pct_s0', 'EDSR_random_real_rgb_5pct_s0', 'EDSR_random_real_5pct_s1',
         'EDSR_random_real_rgb_5pct_s1', 'EDSR_full_pool_s1', 'EDSR_full_pool_rgb_s0', 'EDSR_full_pool_rgb_s1']
     experiment = Experiment(exp, tmp_path)
     experiment.train_dir = photo_dir
     plain, pool_rgb = Run('EDSR', 'full_pool', None, 0), Run('EDSR', 'full_pool_rgb', None, 0)
-    assert experiment.lmdb(pool_rgb) == experiment.lmdb(plain) and set_arms(experiment.exp) == ['random_real']
+    assert experiment.lmdb(pool_rgb) == experiment.lmdb(plain) and experiment.exp.set_arms() == ['random_real']
     mine, theirs = experiment.settings(pool_rgb), experiment.settings(plain)
     assert mine['data'] == theirs['data'] and mine['sr_train'] == {**theirs['sr_train'], **rgb}
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from srdistill.cli import run_cli
 from srdistill.core.sample_images import export_skimage_photos
-from srdistill_plugin.experiment.runner import load_experiment, run_experiment
+from srdistill_plugin.experiment.options import load_experiment
+from srdistill_plugin.experiment.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +26,7 @@ def main() -> None:
     exp = load_experiment(str(ROOT / args.opt), ROOT)
     report = run_experiment(exp, ROOT)
     print()
-    for path in sorted((ROOT / 'experiments' / exp['name'] / 'runs').glob('*_s*.json')):
+    for path in sorted((ROOT / 'experiments' / exp.name / 'runs').glob('*_s*.json')):
         if path.name.count('.') == 1:  # the result files (not .settings / .time / .curve)
             r = json.loads(path.read_text())
             cells = ', '.join(f'{s} {m["psnr"]:.2f} dB' for s, m in r['test_best'].items())

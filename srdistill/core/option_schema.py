@@ -16,12 +16,13 @@ _KIND_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str:
 
 @dataclass(frozen=True)
 class Value:
-    """One option's value: its kinds (empty: anything), bounds (``low`` and ``high`` inclusive, ``above`` exclusive) or choices;
-    ``None`` (YAML ``~``) passes unless ``required``."""
+    """One option's value: its kinds (empty: anything), bounds (``low`` and ``high`` inclusive, ``above`` and
+    ``below`` exclusive) or choices; ``None`` (YAML ``~``) passes unless ``required``."""
     kinds: tuple[type, ...] = ()
     low: float | None = None
     above: float | None = None
     high: float | None = None
+    below: float | None = None
     choices: tuple | None = None
     required: bool = False
 
@@ -29,12 +30,16 @@ class Value:
         if self.choices is not None:
             return f'one of {list(self.choices)}'
         text = ' or '.join(_KIND_NAMES.get(k, k.__name__) for k in self.kinds)
+        if self.low is not None and self.below is not None:
+            return f'{text} in [{self.low:g}, {self.below:g})'
         if self.low is not None:
             text += f' >= {self.low:g}'
         if self.above is not None:
             text += f' > {self.above:g}'
         if self.high is not None:
             text += f' <= {self.high:g}'
+        if self.below is not None:
+            text += f' < {self.below:g}'
         return text
 
     def accepts_kind(self, value) -> bool:
@@ -56,7 +61,8 @@ class Value:
         in_range = self.accepts_kind(value) and not (
             isinstance(value, (int, float)) and not isinstance(value, bool)
             and ((self.low is not None and value < self.low) or (self.above is not None and value <= self.above)
-                 or (self.high is not None and value > self.high)))
+                 or (self.high is not None and value > self.high)
+                 or (self.below is not None and value >= self.below)))
         if not in_range:
             hint = (' (YAML and --force_yml read 1e-4 as text: write !!float 1e-4 or 0.0001)'
                     if isinstance(value, str) and float in self.kinds and _looks_numeric(value) else '')

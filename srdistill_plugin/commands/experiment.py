@@ -20,7 +20,8 @@ from pathlib import Path
 import srdistill_plugin  # noqa: F401  (registers the plugin's types)
 from srdistill.cli import run_cli
 from srdistill.core.errors import SRDistillError
-from srdistill_plugin.experiment.runner import check_worker, load_experiment, run_experiment
+from srdistill_plugin.experiment.options import load_experiment
+from srdistill_plugin.experiment.runner import check_worker, run_experiment
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 

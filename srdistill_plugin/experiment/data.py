@@ -16,13 +16,11 @@ from srdistill.core.file_lock import FileLock
 from srdistill.core.imageio import list_images, read_image, to_uint8
 from srdistill.core.manifest import read_manifest, write_manifest
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
-from srdistill_plugin.distill.registry import SYNTHESIS_REGISTRY, strategy_class
 from srdistill_plugin.distill.runner import STAGES, DistillRun
 
 from .results import FULL_POOL
+from .options import ExperimentOptions
 
-# arm -> the registered synthesis mode whose set it trains on
-ARM_MODES = {cls.arm or cls.mode: cls.mode for _, cls in SYNTHESIS_REGISTRY}
 SHARED_STAGES = STAGES[:3]  # select, categorize, finetune: once per pool and settings
 
 
@@ -65,59 +63,7 @@ def full_pool_lmdb(train_dir: Path, work: Path, crop_size: int, step: int, scale
     return lmdb
 
 
-def arm_spec(exp: dict, arm: str) -> dict:
-    """``arm`` as ``{arm: <built-in arm>, <synthesize option>: value, ..., sr_train: {...}}``: a built-in arm
-    (``ARM_MODES``) is ``{arm: arm}``, a custom one its entry in the experiment's ``custom_arms``."""
-    return dict((exp.get('custom_arms') or {}).get(arm) or {'arm': arm})
-
-
-def arm_mode(exp: dict, arm: str) -> tuple[str, dict]:
-    """``(synthesis mode, synthesize overrides)`` of ``arm`` (its ``sr_train`` recipe is not the set's)."""
-    spec = arm_spec(exp, arm)
-    spec.pop('sr_train', None)
-    return ARM_MODES[spec.pop('arm')], spec
-
-
-def recipe(exp: dict, arm: str) -> dict:
-    """The SR-training overrides of ``arm`` (``custom_arms.<arm>.sr_train``; empty for an arm that changes the set)."""
-    return arm_spec(exp, arm).get('sr_train') or {}
-
-
-def is_full_pool(exp: dict, arm: str) -> bool:
-    """Whether ``arm`` trains on the whole pool (``full_pool``, or a custom arm ``{arm: full_pool, sr_train: ...}``
-    that trains it under a recipe)."""
-    return arm_spec(exp, arm)['arm'] == FULL_POOL
-
-
-def arms_on_sets(exp: dict) -> list[str]:
-    """The experiment's arms that train on a distilled set (every arm but those on the full pool), in order."""
-    return [a for a in exp['arms'] if not is_full_pool(exp, a)]
-
-
-def uses_generator(exp: dict, arm: str) -> bool:
-    """Whether ``arm``'s set is sampled from the fine-tuned generator (so it depends on the ``finetune`` options)."""
-    return strategy_class(arm_mode(exp, arm)[0]).needs_generator
-
-
-def set_arm(exp: dict, arm: str) -> str:
-    """The arm whose distilled set ``arm`` trains on: a custom arm that only changes the SR training
-    (``sr_train``) trains on the set of the arm with the same set options (the built-in arm, or the custom arm
-    that differs from it by ``sr_train`` alone), so both read one set; any other arm is its own."""
-    spec = arm_spec(exp, arm)
-    if not spec.pop('sr_train', None):
-        return arm
-    if set(spec) == {'arm'}:
-        return spec['arm']
-    same = [name for name, other in (exp.get('custom_arms') or {}).items() if other == spec]
-    return same[0] if same else arm
-
-
-def set_arms(exp: dict) -> list[str]:
-    """The arms whose distilled sets the experiment makes (a recipe arm trains on another arm's set)."""
-    return list(dict.fromkeys(set_arm(exp, arm) for arm in arms_on_sets(exp)))
-
-
-def stage_times(exp: dict, work: Path, recorded: dict[str, float]) -> dict[str, float]:
+def stage_times(exp: ExperimentOptions, work: Path, recorded: dict[str, float]) -> dict[str, float]:
     """Wall seconds of the data stages: ``recorded`` (as every worker recorded them) and those the distillation
     manifests recorded."""
     times = dict(recorded)
@@ -125,21 +71,21 @@ def stage_times(exp: dict, work: Path, recorded: dict[str, float]) -> dict[str, 
         manifest = work / 'experiments' / 'distill_base' / 'stages' / f'{stage}.json'
         if manifest.is_file() and 'seconds' in read_manifest(manifest):
             times[f'distill: {stage}'] = read_manifest(manifest)['seconds']
-    for arm in set_arms(exp):
-        for b in exp['budgets_percent']:
+    for arm in exp.set_arms():
+        for b in exp.budgets_percent:
             manifest = work / 'experiments' / f'distill_{arm}_{b:g}pct' / 'stages' / 'synthesize.json'
             if manifest.is_file() and 'seconds' in read_manifest(manifest):
                 times[f'distill: synthesize {arm} {b:g}%'] = read_manifest(manifest)['seconds']
     return times
 
 
-def distill_options(exp: dict, train_dir: Path, arm: str, budget: float | None) -> dict:
+def distill_options(exp: ExperimentOptions, train_dir: Path, arm: str, budget: float | None) -> dict:
     """tools/distill.py options of one arm at one budget (``budget`` None: the shared stages only)."""
-    opt = copy.deepcopy(exp['distill'])
+    opt = copy.deepcopy(exp.distill)
     tag = 'base' if budget is None else f'{arm}_{budget:g}pct'
-    opt.update(name=f'distill_{tag}', scale=exp['scale'], manual_seed=exp.get('manual_seed', 0), num_gpu=0,
+    opt.update(name=f'distill_{tag}', scale=exp.scale, manual_seed=exp.manual_seed, num_gpu=0,
                pool=str(train_dir.resolve()), output=f'data/{tag}')
-    mode, overrides = arm_mode(exp, arm) if budget is not None else ('sdedit', {})
+    mode, overrides = exp.arm_mode(arm) if budget is not None else ('sdedit', {})
     opt['synthesize'] = {**opt.get('synthesize', {}), **overrides, 'mode': mode}
     if budget is not None:
         opt['synthesize']['budget_percent'] = budget
@@ -151,7 +97,7 @@ def data_lock(work: Path) -> FileLock:
     return FileLock(work / 'locks' / 'data.lock')
 
 
-def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: float) -> Path:
+def distilled_set(exp: ExperimentOptions, work: Path, train_dir: Path, arm: str, budget: float) -> Path:
     """Run (or resume) the distillation of ``arm`` at ``budget`` % of the pool's pixels; its stages select,
     categorize and finetune are adopted from the shared base run (each manifest records its wall time).
 
@@ -159,7 +105,7 @@ def distilled_set(exp: dict, work: Path, train_dir: Path, arm: str, budget: floa
     and categorize stages under ``data.lock``, the generator's fine-tuning under ``generator.lock`` (only arms that
     sample from it wait for it), and the set's own stages under a lock of its own."""
     base = DistillRun(distill_options(exp, train_dir, 'distilled', None), root=work)
-    shared = SHARED_STAGES if uses_generator(exp, arm) else SHARED_STAGES[:2]
+    shared = SHARED_STAGES if exp.uses_generator(arm) else SHARED_STAGES[:2]
     with data_lock(work):
         base.run(shared[:2])
     if shared[2:]:

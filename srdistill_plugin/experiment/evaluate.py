@@ -23,6 +23,8 @@ from srdistill_plugin.data.hr_source import HRImageSource
 from srdistill_plugin.data.hr_only_dataset import read_class_info
 from srdistill_plugin.metrics.y_channel import y_psnr, y_ssim
 
+from .options import ExperimentOptions
+
 
 @lru_cache(maxsize=8)
 def paired_set(folder: str, scale: int) -> tuple[tuple[str, np.ndarray, np.ndarray], ...]:
@@ -105,19 +107,19 @@ def set_diagnostics(lmdb: Path, reference_features: np.ndarray) -> dict:
             'gradient_energy': [gradient_energy(img) for img in images]}
 
 
-def distilled_set_diagnostics(exp: dict, work: Path, train_dir: Path, arms: list[str]) -> dict:
+def distilled_set_diagnostics(exp: ExperimentOptions, work: Path, train_dir: Path, arms: list[str]) -> dict:
     """Per distilled set of ``arms`` made so far: its diagnostics (cached in ``work/diagnostics.json``), and under
     ``pool`` the gradient energies of 1,000 random pool patches (their features the coverage reference)."""
     store = JsonStore(work / 'diagnostics.json')
     ref_file = work / 'pool_reference_features.npy'
     if store.get('pool') is None or not ref_file.is_file():
-        patch = exp['distill'].get('select', {}).get('patch_size', 64)
+        patch = exp.distill.get('select', {}).get('patch_size', 64)
         reference = pool_reference_patches(train_dir, 1000, patch, seed=0)
         np.save(ref_file, np.stack([colour_texture_descriptor(p) for p in reference]))
         store.put('pool', {'gradient_energy': [gradient_energy(p) for p in reference]})
     ref_features = np.load(ref_file)
     for arm in arms:
-        for b in exp['budgets_percent']:
+        for b in exp.budgets_percent:
             key, lmdb = f'{arm}_{b:g}pct', work / 'data' / f'{arm}_{b:g}pct' / 'HR.lmdb'
             if store.get(key) is None and lmdb.is_dir():
                 synth = read_manifest(lmdb.parent / 'manifest.json')

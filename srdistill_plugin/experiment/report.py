@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import markdown
 import matplotlib
 import numpy as np
 
@@ -18,7 +20,7 @@ from srdistill.core.atomic_io import atomic_write_text
 from srdistill.core.json_store import JsonStore
 
 from . import data, verdicts
-from .data import is_full_pool
+from .options import ExperimentOptions
 from .results import FULL_POOL, convergence_gain
 from .evaluate import distilled_set_diagnostics, evaluate, load_student, paired_set, super_resolve
 
@@ -80,57 +82,37 @@ def describe_crossing(name: str, other: str, points: list[tuple[float, float]], 
 
 
 class Report:
-    """Blocks of content rendered twice: markdown (images as files) and HTML (images embedded)."""
+    """Markdown with figures as files beside it, and the same as one self-contained HTML page (rendered by
+    python-markdown, the figures embedded)."""
 
     def __init__(self, folder: Path):
-        self.folder, self.blocks = folder, []
+        self.folder, self.lines = folder, []
 
     def heading(self, text: str, level: int = 2) -> None:
-        self.blocks.append(('heading', level, text))
+        self.lines += ['#' * level + ' ' + text, '']
 
     def text(self, text: str) -> None:
-        self.blocks.append(('text', text))
+        self.lines += [text, '']
 
     def table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.blocks.append(('table', header, rows))
+        self.lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+        self.lines += ['| ' + ' | '.join(row) + ' |' for row in rows] + ['']
 
     def figure(self, name: str, caption: str) -> None:
-        self.blocks.append(('figure', name, caption))
+        self.lines += [f'![{caption}]({name})\n\n*{caption}*', '']
 
     def markdown(self) -> str:
-        out = []
-        for block in self.blocks:
-            if block[0] == 'heading':
-                out.append('#' * block[1] + ' ' + block[2])
-            elif block[0] == 'text':
-                out.append(block[1])
-            elif block[0] == 'table':
-                out += ['| ' + ' | '.join(block[1]) + ' |', '|' + '---|' * len(block[1])]
-                out += ['| ' + ' | '.join(row) + ' |' for row in block[2]]
-            else:
-                out.append(f'![{block[2]}]({block[1]})\n\n*{block[2]}*')
-            out.append('')
-        return '\n'.join(out)
+        return '\n'.join(self.lines)
 
     def html(self, title: str) -> str:
-        out = [f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>'
-               'body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}'
-               'td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}img{max-width:100%}</style></head><body>']
-        for block in self.blocks:
-            if block[0] == 'heading':
-                out.append(f'<h{block[1]}>{html.escape(block[2])}</h{block[1]}>')
-            elif block[0] == 'text':
-                out.append(f'<p>{html.escape(block[1]).replace("**", "")}</p>')
-            elif block[0] == 'table':
-                out.append('<table><tr>' + ''.join(f'<th>{html.escape(h)}</th>' for h in block[1]) + '</tr>')
-                out += ['<tr>' + ''.join(f'<td>{html.escape(c).replace("**", "")}</td>' for c in row) + '</tr>'
-                        for row in block[2]]
-                out.append('</table>')
-            else:
-                data = base64.b64encode((self.folder / block[1]).read_bytes()).decode()
-                out.append(f'<figure><img src="data:image/png;base64,{data}"><figcaption>{html.escape(block[2])}'
-                           '</figcaption></figure>')
-        return '\n'.join(out + ['</body></html>'])
+        def embedded(match: re.Match) -> str:
+            return f'src="data:image/png;base64,{base64.b64encode((self.folder / match[1]).read_bytes()).decode()}"'
+
+        body = re.sub(r'src="([^"/]+\.png)"', embedded, markdown.markdown(self.markdown(), extensions=['tables']))
+        return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>'
+                'body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}'
+                'td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}img{max-width:100%}</style></head>'
+                f'<body>\n{body}\n</body></html>')
 
 
 def _budget_label(budget: float | None) -> str:
@@ -161,9 +143,9 @@ def plot_psnr_vs_budget(path: Path, groups: dict, student: str, arms: list[str],
     plt.close(fig)
 
 
-def arm_keys(exp: dict, arms: list[str], budget: float) -> list[tuple[str, float | None]]:
+def arm_keys(exp: ExperimentOptions, arms: list[str], budget: float) -> list[tuple[str, float | None]]:
     """``(arm, budget)`` of the full pool and each arm at ``budget`` (an arm on the full pool: at None)."""
-    return [(FULL_POOL, None)] + [(a, None if is_full_pool(exp, a) else budget) for a in arms]
+    return [(FULL_POOL, None)] + [(a, None if exp.is_full_pool(a) else budget) for a in arms]
 
 
 def plot_curves(path: Path, groups: dict, student: str, keys: list[tuple[str, float | None]]) -> None:
@@ -202,7 +184,7 @@ def zoomed_crops(path: Path, experiment, groups: dict, student: str, budget: flo
     seed-0 network, and HR, side by side; returns the column labels (a run kept as its result alone, without its
     checkpoints, has no column)."""
     scale = experiment.scale
-    folder = experiment.root / experiment.exp['test_sets'][0]
+    folder = experiment.root / experiment.exp.test_sets[0]
     name, lr, hr = paired_set(str(folder), scale)[0]
     grey = cv2.cvtColor(hr, cv2.COLOR_BGR2GRAY).astype(np.float32)
     energy = cv2.boxFilter(np.abs(cv2.Laplacian(grey, cv2.CV_32F)), -1, (48, 48))
@@ -213,7 +195,7 @@ def zoomed_crops(path: Path, experiment, groups: dict, student: str, budget: flo
         r = min(groups.get((student, arm, b), []), key=lambda run: run['seed'], default=None)
         checkpoint = experiment.checkpoint(r['run'], r['best_iter']) if r else None
         if checkpoint and checkpoint.is_file():
-            net = load_student(experiment.exp['students'][student]['network_g'], checkpoint)
+            net = load_student(experiment.exp.students[student]['network_g'], checkpoint)
             columns.append(super_resolve(net, lr, scale)[box])
             labels.append(arm)
     columns.append(hr[box])
@@ -248,17 +230,17 @@ class ReportContext:
     diagnostics: dict
 
     @property
-    def exp(self) -> dict:
+    def exp(self) -> ExperimentOptions:
         return self.experiment.exp
 
     @property
     def student(self) -> str:
-        return self.exp['sweep_student']
+        return self.exp.sweep_student
 
     @property
     def budget(self) -> float:
         """The budget nearest the paper's 0.68 % (log scale): the one the tables and figures centre on."""
-        return min(self.exp['budgets_percent'], key=lambda b: abs(math.log(b / 0.68)))
+        return min(self.exp.budgets_percent, key=lambda b: abs(math.log(b / 0.68)))
 
 
 def write_report(experiment, runs: list) -> Path:
@@ -267,31 +249,31 @@ def write_report(experiment, runs: list) -> Path:
     exp, out = experiment.exp, experiment.results
     out.mkdir(parents=True, exist_ok=True)
     results = experiment.stored_results(runs)
-    sets = [Path(s).name for s in exp['test_sets']]
+    sets = [Path(s).name for s in exp.test_sets]
     store = JsonStore(experiment.work / 'bicubic.json')
-    for s, folder in zip(sets, exp['test_sets']):
+    for s, folder in zip(sets, exp.test_sets):
         if store.get(s) is None:
             store.put(s, evaluate(None, experiment.root / folder, experiment.scale))
-    diagnostics = distilled_set_diagnostics(exp, experiment.work, experiment.train_dir, data.set_arms(exp))
+    diagnostics = distilled_set_diagnostics(exp, experiment.work, experiment.train_dir, exp.set_arms())
     ctx = ReportContext(experiment, runs, results, group_results(results), sets, store.data, diagnostics)
     report = Report(out)
     for section in (_introduction, _findings, _budget_table, _students_table, _distilled_sets, _wall_times):
         section(report, ctx)
     atomic_write_text(out / 'report.md', report.markdown())
-    atomic_write_text(out / 'report.html', report.html(f'srdistill report {exp["name"]}'))
+    atomic_write_text(out / 'report.html', report.html(f'srdistill report {exp.name}'))
     return out / 'report.md'
 
 
 def _introduction(report: Report, ctx: ReportContext) -> None:
     exp, experiment, sets, results, runs = ctx.exp, ctx.experiment, ctx.sets, ctx.results, ctx.runs
-    report.heading(f'Distillation experiment {exp["name"]} (x{experiment.scale})', 1)
+    report.heading(f'Distillation experiment {exp.name} (x{experiment.scale})', 1)
     finished = f'{len(results)} of {len(runs)} training runs finished'
-    report.text(f'{finished}. Pool: {exp["pool"]} minus {exp["validation"]["holdout_images"]} held-out '
+    report.text(f'{finished}. Pool: {exp.pool} minus {exp.validation.holdout_images} held-out '
                 f'photographs (validation: the best checkpoint of every run is chosen on them; the test sets are '
                 f'never used for a choice). Test: {", ".join(sets)}, PSNR/SSIM on Y, border {experiment.scale}. '
-                f'Seeds {exp["seeds"]} of the SR training (each set is made once, with manual_seed '
-                f'{exp.get("manual_seed", 0)}); tables give the mean over the finished seeds ± half their range. '
-                f'Threads: {exp["threads"]}.')
+                f'Seeds {exp.seeds} of the SR training (each set is made once, with manual_seed '
+                f'{exp.manual_seed}); tables give the mean over the finished seeds ± half their range. '
+                f'Threads: {exp.threads}.')
     features = next((d['feature_description'] for k, d in ctx.diagnostics.items() if k != 'pool'), None)
     if features:
         report.text(f'Grouping features: {features}.')
@@ -300,7 +282,7 @@ def _introduction(report: Report, ctx: ReportContext) -> None:
 def _findings(report: Report, ctx: ReportContext) -> None:
     """Targets, the default arm's choice, one-choice differences, draws, recipes and where the arms cross."""
     exp, groups, sets, student, budget = ctx.exp, ctx.groups, ctx.sets, ctx.student, ctx.budget
-    default = exp['default_arm']
+    default = exp.default_arm
     report.heading('Targets')
     lines = verdicts.targets_text(exp, groups, sets, budget, student)
     if groups.get((student, default, budget)) and groups.get((student, FULL_POOL, None)):
@@ -349,7 +331,7 @@ def _findings(report: Report, ctx: ReportContext) -> None:
 
 def _budget_table(report: Report, ctx: ReportContext) -> None:
     exp, groups, sets, student, budget = ctx.exp, ctx.groups, ctx.sets, ctx.student, ctx.budget
-    out, arms, bicubic = ctx.experiment.results, exp['arms'], ctx.bicubic
+    out, arms, bicubic = ctx.experiment.results, exp.arms, ctx.bicubic
     report.heading(f'Test PSNR by budget ({student})')
     header = ['arm', 'budget', 'patches'] + [f'{s} PSNR / SSIM' for s in sets] + ['best iter', 'seeds']
     rows = [['bicubic', '-', '-'] + [f'{bicubic[s]["psnr"]:.2f} / {bicubic[s]["ssim"]:.4f}' for s in sets] + ['-', '-']]
@@ -377,7 +359,7 @@ def _students_table(report: Report, ctx: ReportContext) -> None:
     header = ['student', 'arm', 'budget'] + [f'{s} PSNR' for s in sets] + ['s / iter', 'trained on']
     rows = []
     for key in sorted(groups, key=lambda k: (k[0], k[2] is not None, k[2] or 0, k[1])):
-        if key[0] != student and key[2] not in (None, *exp['student_budgets_percent']):
+        if key[0] != student and key[2] not in (None, *exp.student_budgets_percent):
             continue
         rs = groups[key]
         rows.append([key[0], key[1], _budget_label(key[2])]
@@ -388,7 +370,7 @@ def _students_table(report: Report, ctx: ReportContext) -> None:
 
 def _distilled_sets(report: Report, ctx: ReportContext) -> None:
     exp, groups, sets, student, budget = ctx.exp, ctx.groups, ctx.sets, ctx.student, ctx.budget
-    experiment, diagnostics, out, arms = ctx.experiment, ctx.diagnostics, ctx.experiment.results, exp['arms']
+    experiment, diagnostics, out, arms = ctx.experiment, ctx.diagnostics, ctx.experiment.results, exp.arms
     report.heading('The distilled sets')
     rows = []
     made = sorted((d for k, d in diagnostics.items() if k != 'pool'), key=lambda d: (d['budget'], d['arm']))
@@ -423,7 +405,7 @@ def _wall_times(report: Report, ctx: ReportContext) -> None:
     rows = [[k, f'{v:.2f}'] for k, v in times.items()]  # a tiny pool prepares in hundredths
     train_s = defaultdict(float)
     for r in results:
-        iterations = r.get('last_iter', exp['sr_train']['total_iter'])
+        iterations = r.get('last_iter', exp.sr_train.total_iter)
         train_s[r['student'], trained_on([r])] += r['seconds_per_iter'] * iterations
     rows += [[f'SR training, {k} on {device} (all its runs)', f'{v:.1f}'] for (k, device), v in train_s.items()]
     report.table(['stage', 'seconds'], rows)
@@ -442,7 +424,7 @@ def seconds_per_iter_cell(results: list[dict]) -> str:
     return f'{np.mean([r["seconds_per_iter"] for r in results]):.3f}'
 
 
-def plateau_text(exp: dict, arm_runs: list[dict], full_runs: list[dict], default: str) -> str:
+def plateau_text(exp: ExperimentOptions, arm_runs: list[dict], full_runs: list[dict], default: str) -> str:
     """Seconds to within ``TIME_TOLERANCE_DB`` of the own validation plateau, the default arm against the full pool
     (compared only when both trained on one device)."""
     devices = trained_on(arm_runs + full_runs)
@@ -452,14 +434,15 @@ def plateau_text(exp: dict, arm_runs: list[dict], full_runs: list[dict], default
     full_t = seconds_to_plateau(mean_curve(full_runs), np.mean([r['seconds_per_iter'] for r in full_runs]))
     return (f'time to within {TIME_TOLERANCE_DB} dB of the own validation plateau: {default} {arm_t:.0f} s, '
             f'full pool {full_t:.0f} s, ratio {arm_t / max(full_t, 1e-9):.2f} (read every '
-            f'{exp["sr_train"]["eval_every"]:,} iterations; trained on {devices})')
+            f'{exp.sr_train.eval_every:,} iterations; trained on {devices})')
 
 
-def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, default: str, student: str) -> str:
+def crossings_text(exp: ExperimentOptions, groups: dict, sets: list[str], budget: float, default: str,
+                   student: str) -> str:
     """Where the default arm crosses the others: over budgets (test PSNR on the first set) and over iterations
     (validation PSNR at the target budget), each as the differences it is read from; redraws pooled."""
     groups, arms = verdicts.pool_draws(exp, groups)
-    arms = [a for a in arms if not is_full_pool(exp, a)]
+    arms = [a for a in arms if not exp.is_full_pool(a)]
 
     def psnr(runs: list[dict]) -> float:
         return float(np.mean([r['test_best'][sets[0]]['psnr'] for r in runs]))
@@ -490,12 +473,12 @@ def crossings_text(exp: dict, groups: dict, sets: list[str], budget: float, defa
             + '; '.join(parts) + '.')
 
 
-def convergence_text(exp: dict, groups: dict) -> str:
+def convergence_text(exp: ExperimentOptions, groups: dict) -> str:
     """The convergence rule's verdict per student, read on each full-pool seed at its own last iteration (the
     rule that also ends a run past ``total_iter``; seeds may stop at different iterations)."""
-    rule, sr = exp['convergence'], exp['sr_train']
+    rule, sr = exp.convergence, exp.sr_train
     parts = []
-    for student in exp['students']:
+    for student in exp.students:
         runs = sorted(groups.get((student, FULL_POOL, None), []), key=lambda r: r['seed'])
         if not runs:
             parts.append(f'{student}: no full-pool run finished yet, not measured')
@@ -503,17 +486,17 @@ def convergence_text(exp: dict, groups: dict) -> str:
         gains, seeds = [], []
         for r in runs:
             last = max(map(int, r['val_curve']))
-            gains.append(convergence_gain(r['val_curve'], rule['window_fraction']))
-            how = (' (stopped early: no gain for patience_evals evaluations)' if last < sr['total_iter']
-                   else ' (continued past total_iter at the last learning rate)' if last > sr['total_iter'] else '')
-            seeds.append(f'seed {r["seed"]} {gains[-1]:+.3f} dB over the last {rule["window_fraction"]:.0%} of its '
+            gains.append(convergence_gain(r['val_curve'], rule.window_fraction))
+            how = (' (stopped early: no gain for patience_evals evaluations)' if last < sr.total_iter
+                   else ' (continued past total_iter at the last learning rate)' if last > sr.total_iter else '')
+            seeds.append(f'seed {r["seed"]} {gains[-1]:+.3f} dB over the last {rule.window_fraction:.0%} of its '
                          f'{last:,} iterations{how}')
-        verdict = 'converged' if max(gains) < rule['min_gain_db'] else 'NOT converged (still rising)'
-        parts.append(f'{student}: full pool ({len(runs)} of {len(exp["seeds"])} seeds): {", ".join(seeds)}; '
+        verdict = 'converged' if max(gains) < rule.min_gain_db else 'NOT converged (still rising)'
+        parts.append(f'{student}: full pool ({len(runs)} of {len(exp.seeds)} seeds): {", ".join(seeds)}; '
                      f'{verdict}')
-    extension = (f'A run still gaining that much at total_iter ({sr["total_iter"]:,}) trains on at the last learning '
-                 f'rate, {sr["eval_every"]:,} iterations at a time, until it is converged or reaches max_iter '
-                 f'{sr["max_iter"]:,}. ' if sr['max_iter'] > sr['total_iter'] else '')
+    extension = (f'A run still gaining that much at total_iter ({sr.total_iter:,}) trains on at the last learning '
+                 f'rate, {sr.eval_every:,} iterations at a time, until it is converged or reaches max_iter '
+                 f'{sr.max_iter:,}. ' if sr.max_iter > sr.total_iter else '')
     return (f'Convergence rule: a student is converged when the full-pool validation PSNR of each of its seeds gains '
-            f'< {rule["min_gain_db"]} dB over the last {rule["window_fraction"]:.0%} of that run\'s iterations. '
+            f'< {rule.min_gain_db} dB over the last {rule.window_fraction:.0%} of that run\'s iterations. '
             + extension + ' | '.join(parts) + '.')

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .data import arm_spec, is_full_pool, recipe, set_arm
+from .options import ExperimentOptions
 from .results import FULL_POOL
 
 # (arm, the arm it differs from in one choice, the choice): the built-in arms' one-step differences
@@ -39,29 +39,29 @@ def best_validation(runs: list[dict]) -> float:
     return float(np.mean([max(r['val_curve'].values()) for r in runs]))
 
 
-def draw_and_kind(exp: dict, arm: str) -> tuple[int, dict]:
+def draw_and_kind(exp: ExperimentOptions, arm: str) -> tuple[int, dict]:
     """``(draw_seed, the rest of its spec)`` of ``arm``: arms of one kind differ only in the draw."""
-    spec = arm_spec(exp, arm)
-    return spec.pop('draw_seed', exp.get('manual_seed', 0)), spec
+    spec = exp.arm_spec(arm)
+    return spec.pop('draw_seed', exp.manual_seed), spec
 
 
-def draw_families(exp: dict) -> dict[str, str]:
+def draw_families(exp: ExperimentOptions) -> dict[str, str]:
     """``{arm: its family}``: arms whose settings differ only in ``draw_seed`` are draws of one kind of set; a
     family is named after its draw with the lowest seed (an arm without redraws is its own family)."""
     kinds = defaultdict(list)
-    for arm in exp['arms']:
+    for arm in exp.arms:
         draw, spec = draw_and_kind(exp, arm)
         kinds[json.dumps(spec, sort_keys=True)].append((draw, arm))
     return {arm: min(members)[1] for members in kinds.values() for _, arm in members}
 
 
-def pool_draws(exp: dict, groups: dict) -> tuple[dict, list[str]]:
+def pool_draws(exp: ExperimentOptions, groups: dict) -> tuple[dict, list[str]]:
     """``groups`` with each family's draws merged under the family's name (a draw counts like a seed), and the
-    families in the order of ``exp['arms']``."""
+    families in the order of ``exp.arms``."""
     family, pooled = draw_families(exp), defaultdict(list)
     for (student, arm, budget), runs in groups.items():
         pooled[(student, family.get(arm, arm), budget)] += [{**r, 'draw_of': arm} for r in runs]
-    return dict(pooled), list(dict.fromkeys(family[a] for a in exp['arms']))
+    return dict(pooled), list(dict.fromkeys(family[a] for a in exp.arms))
 
 
 def draw_values(runs: list[dict], value) -> list[float]:
@@ -97,11 +97,11 @@ def validation_choice(groups: dict, arms: list[str], budget: float
     return max(scores, key=scores.get), scores, what, left_out
 
 
-def choice_text(exp: dict, groups: dict, budget: float) -> str:
+def choice_text(exp: ExperimentOptions, groups: dict, budget: float) -> str:
     """The validation choice among the arms' sets (recipe arms, which change the training, are read apart), every
     family of draws pooled (``groups`` as grouped by seed)."""
     groups, arms = pool_draws(exp, groups)
-    best, scores, what, left_out = validation_choice(groups, [a for a in arms if not recipe(exp, a)], budget)
+    best, scores, what, left_out = validation_choice(groups, [a for a in arms if not exp.recipe_changes(a)], budget)
     if best is None:
         return f'Not decidable yet at {budget:g} %: {what}.'
     text = (f'Mean best validation PSNR at {budget:g} % over {what} (held-out pool photographs; the test sets play '
@@ -113,7 +113,7 @@ def choice_text(exp: dict, groups: dict, budget: float) -> str:
         if runner_up:
             text += (f': uniformly random real patches beat every selection arm (by {scores[best] - scores[runner_up]:.2f}'
                      f' dB over the next, {runner_up})')
-    shipped = exp['default_arm']
+    shipped = exp.default_arm
     if shipped == best:
         text += f'. The options\' default_arm is {shipped} (the same).'
     elif shipped not in scores:
@@ -146,15 +146,15 @@ def per_student_choice(groups: dict, arms: list[str], budget: float) -> str | No
     return '; '.join(parts)
 
 
-def pairs(exp: dict) -> list[tuple[str, str, str]]:
+def pairs(exp: ExperimentOptions) -> list[tuple[str, str, str]]:
     """The one-choice pairs among the experiment's arms: the built-in ones, every recipe arm against the arm that
     trains on its set without the recipe, and every other custom arm against its base arm's set of the same draw
     (redraws excepted: the Draws table reads them together)."""
-    arms = set(exp['arms'])
+    arms = set(exp.arms)
     found = [(a, b, why) for a, b, why in BUILT_IN_PAIRS if a in arms and b in arms]
-    for name, spec in (exp.get('custom_arms') or {}).items():
+    for name, spec in exp.custom_arms.items():
         if 'sr_train' in spec:
-            same_set = set_arm(exp, name)
+            same_set = exp.set_arm(name)
             if name in arms and same_set in arms and same_set != name:
                 found.append((name, same_set, f'sr_train: {spec["sr_train"]}'))
             continue
@@ -165,14 +165,15 @@ def pairs(exp: dict) -> list[tuple[str, str, str]]:
     return found
 
 
-def same_draw_base(exp: dict, spec: dict) -> str | None:
+def same_draw_base(exp: ExperimentOptions, spec: dict) -> str | None:
     """The experiment's arm that draws ``spec``'s built-in arm with the same ``draw_seed`` and nothing else changed
     (None if there is none): a custom arm on draw 1 is read against its base's draw 1, never against draw 0."""
-    wanted = (spec.get('draw_seed', exp.get('manual_seed', 0)), {'arm': spec['arm']})
-    return next((arm for arm in exp['arms'] if draw_and_kind(exp, arm) == wanted), None)
+    wanted = (spec.get('draw_seed', exp.manual_seed), {'arm': spec['arm']})
+    return next((arm for arm in exp.arms if draw_and_kind(exp, arm) == wanted), None)
 
 
-def decomposition_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[list[str]]:
+def decomposition_rows(exp: ExperimentOptions, groups: dict, sets: list[str], budget: float,
+                       student: str) -> list[list[str]]:
     """One row per one-choice pair and budget where both arms ran a seed in common: the best validation and test
     PSNR difference it makes, paired seed by seed on the seeds both ran (± the standard error of the mean paired
     difference where two or more); ``budget`` (where the targets are read) first, then the others from the
@@ -201,9 +202,9 @@ def _paired_gap(diffs: list[float]) -> str:
     return f'{np.mean(diffs):+.2f} ± {np.std(diffs, ddof=1) / math.sqrt(len(diffs)):.2f}'
 
 
-def by_student(exp: dict, first: str, rows_of: Callable[[str], list]) -> dict[str, list]:
+def by_student(exp: ExperimentOptions, first: str, rows_of: Callable[[str], list]) -> dict[str, list]:
     """``rows_of(student)`` of every student for which it is not empty, ``first`` (the sweep student) first."""
-    found = {s: rows_of(s) for s in [first] + [s for s in exp['students'] if s != first]}
+    found = {s: rows_of(s) for s in [first] + [s for s in exp.students if s != first]}
     return {s: rows for s, rows in found.items() if rows}
 
 
@@ -223,10 +224,10 @@ def budget_reaching(curve: dict[float, float], level: float) -> float | None:
     return None
 
 
-def targets_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[str]:
+def targets_text(exp: ExperimentOptions, groups: dict, sets: list[str], budget: float, student: str) -> list[str]:
     """The distillation study's targets on the default arm, one line each (best-on-validation checkpoints, mean of seeds and of
     every family's draws)."""
-    default = exp['default_arm']
+    default = exp.default_arm
     vs_random = default != 'random_real'  # random_real read against itself would be vacuous
     groups, _ = pool_draws(exp, groups)
     lines = []
@@ -283,7 +284,7 @@ def _per_draw(runs: list[dict], sets: list[str]) -> dict[str, list[float]]:
     return {what: draw_values(runs, value) for what, value in _measures(sets).items()}
 
 
-def draw_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[list[str]]:
+def draw_rows(exp: ExperimentOptions, groups: dict, sets: list[str], budget: float, student: str) -> list[list[str]]:
     """One row per family of draws and budget with at least two draws finished: PSNR mean ± sample std over its
     draws (min–max); ``budget`` first, then the others from the smallest."""
     pooled, families = pool_draws(exp, groups)
@@ -297,17 +298,17 @@ def draw_rows(exp: dict, groups: dict, sets: list[str], budget: float, student: 
     return rows
 
 
-def random_reference(exp: dict, arm: str) -> str:
+def random_reference(exp: ExperimentOptions, arm: str) -> str:
     """The arm a family of draws is read against: random_real trained with the same SR recipe when ``arm`` has one
     and another set (herding under RGB permutation against random_real under it), else random_real itself."""
-    mine = recipe(exp, arm)
-    if not mine or arm_spec(exp, arm)['arm'] == 'random_real':
+    mine = exp.recipe_changes(arm)
+    if not mine or exp.arm_spec(arm)['arm'] == 'random_real':
         return 'random_real'
-    same = [a for a in exp['arms'] if arm_spec(exp, a)['arm'] == 'random_real' and recipe(exp, a) == mine]
+    same = [a for a in exp.arms if exp.arm_spec(a)['arm'] == 'random_real' and exp.recipe_changes(a) == mine]
     return draw_families(exp)[same[0]] if same else 'random_real'
 
 
-def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
+def draw_gap_text(exp: ExperimentOptions, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
     """Each family of draws against random_real's (under the same SR recipe, ``random_reference``): the gap of their
     means over draws, with the standard error of the difference (sample std over draws), at every budget where a
     pair of families has two draws each (``budget`` first); None where none has."""
@@ -316,7 +317,7 @@ def draw_gap_text(exp: dict, groups: dict, sets: list[str], budget: float, stude
     return ' '.join(t for t in texts if t) or None
 
 
-def _draw_gaps_at(exp: dict, pooled: dict, families: list[str], sets: list[str], budget: float,
+def _draw_gaps_at(exp: ExperimentOptions, pooled: dict, families: list[str], sets: list[str], budget: float,
                   student: str) -> str | None:
     """The sentence of ``draw_gap_text`` at one budget (``pooled, families`` as ``pool_draws`` returns them)."""
     sentences = []
@@ -341,14 +342,14 @@ def _draw_gaps_at(exp: dict, pooled: dict, families: list[str], sets: list[str],
             + '. '.join(sentences) + '.')
 
 
-def recipe_text(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
+def recipe_text(exp: ExperimentOptions, groups: dict, sets: list[str], budget: float, student: str) -> str | None:
     """Each family of recipe arms (custom arms with ``sr_train`` overrides) against the same sets trained without
     the recipe, paired draw by draw (same set, same seeds): mean difference ± its standard error over the draws."""
     family, measures = draw_families(exp), _measures(sets)
     paired = defaultdict(lambda: defaultdict(list))  # family -> what -> [difference per draw]
-    for arm in (a for a in exp['arms'] if recipe(exp, a) and set_arm(exp, a) != a):
-        b = None if is_full_pool(exp, arm) else budget
-        mine, theirs = groups.get((student, arm, b), []), groups.get((student, set_arm(exp, arm), b), [])
+    for arm in (a for a in exp.arms if exp.recipe_changes(a) and exp.set_arm(a) != a):
+        b = None if exp.is_full_pool(arm) else budget
+        mine, theirs = groups.get((student, arm, b), []), groups.get((student, exp.set_arm(arm), b), [])
         seeds = {r['seed'] for r in mine} & {r['seed'] for r in theirs}
         for what, value in measures.items() if seeds else ():
             gap = np.mean([value(r) for r in mine if r['seed'] in seeds]) - np.mean(
@@ -358,8 +359,8 @@ def recipe_text(exp: dict, groups: dict, sets: list[str], budget: float, student
     for name, diffs in paired.items():
         n = len(diffs['validation'])
         parts = [f'{what} {_paired_gap(d)} dB' for what, d in diffs.items()]
-        sentences.append(f'{name} ({recipe(exp, name)}) − the same set{"s" if n > 1 else ""} without it, paired over '
-                         f'{n} draw{"s" if n > 1 else ""}: ' + '; '.join(parts))
+        sentences.append(f'{name} ({exp.recipe_changes(name)}) − the same set{"s" if n > 1 else ""} without it, '
+                         f'paired over {n} draw{"s" if n > 1 else ""}: ' + '; '.join(parts))
     sentences += full_pool_gaps(exp, groups, sets, budget, student)
     if not sentences:
         return None
@@ -368,23 +369,24 @@ def recipe_text(exp: dict, groups: dict, sets: list[str], budget: float, student
             + (' (± standard error of the mean paired difference)' if se else '') + ': ' + '. '.join(sentences) + '.')
 
 
-def full_pool_gaps(exp: dict, groups: dict, sets: list[str], budget: float, student: str) -> list[str]:
+def full_pool_gaps(exp: ExperimentOptions, groups: dict, sets: list[str], budget: float, student: str) -> list[str]:
     """Per recipe on the full pool (``{arm: full_pool, sr_train: ...}``): each family of sets trained under the same
     recipe minus the full pool under it (means over draws and seeds), beside the same gap without the recipe."""
     pooled, families = pool_draws(exp, groups)
     plain_full = pooled.get((student, FULL_POOL, None))
     sentences = []
-    for full_arm in (a for a in families if is_full_pool(exp, a) and pooled.get((student, a, None))):
+    for full_arm in (a for a in families if exp.is_full_pool(a) and pooled.get((student, a, None))):
         full = pooled[(student, full_arm, None)]
-        for family in (f for f in families if not is_full_pool(exp, f) and recipe(exp, f) == recipe(exp, full_arm)):
-            mine, plain = pooled.get((student, family, budget)), pooled.get((student, set_arm(exp, family), budget))
+        same_recipe = exp.recipe_changes(full_arm)
+        for family in (f for f in families if not exp.is_full_pool(f) and exp.recipe_changes(f) == same_recipe):
+            mine, plain = pooled.get((student, family, budget)), pooled.get((student, exp.set_arm(family), budget))
             if not mine:
                 continue
             gaps = [f'{s} {test_psnr(mine, s) - test_psnr(full, s):+.2f} dB' for s in sets]
             text = (f'{family} ({_draws(mine)}) − {full_arm} (the full pool under the same recipe, {len(full)} '
                     'seed(s)): ' + ', '.join(gaps))
             if plain and plain_full:
-                text += (f' (without the recipe, {set_arm(exp, family)} ({_draws(plain)}) − {FULL_POOL}: '
+                text += (f' (without the recipe, {exp.set_arm(family)} ({_draws(plain)}) − {FULL_POOL}: '
                          + ', '.join(f'{s} {test_psnr(plain, s) - test_psnr(plain_full, s):+.2f} dB' for s in sets)
                          + ')')
             sentences.append(text)
