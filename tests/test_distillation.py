@@ -347,6 +347,10 @@ def test_a_threshold_no_patch_passes_names_the_patches_scored_and_the_best_score
      "'total_iter'?)"),
     (lambda o: o['finetune']['train']['optim_g'].update(lr='1e-4'),
      "finetune (the BasicSR options of the fine-tuning): option train.optim_g.lr: expected a number > 0, got '1e-4'"),
+    (lambda o: o['categorize'].update(num_classes='seven'),
+     "option categorize.num_classes: expected an integer >= 1, got 'seven'"),
+    (lambda o: o['categorize'].update(features='dino'),
+     "option categorize.features: expected one of ('auto', 'clip', 'colour_texture'), got 'dino'"),
     (lambda o: o.update(output=str(next(Path(o['pool']).iterdir()))), 'exists and is not a folder')])
 def test_bad_guidance_sampler_and_budget_options_stop_before_any_stage(photo_dir, tmp_path, change, message):
     opt = tiny_options(photo_dir, tmp_path / 'out', mode='noise')

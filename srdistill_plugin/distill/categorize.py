@@ -8,28 +8,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from srdistill.core.errors import SRDistillError
 from srdistill.core.features import HUB_PREFIX, ClipImageEncoder, cluster, colour_texture_descriptor
 from srdistill.core.imageio import read_image
 from srdistill.core.set_diagnostics import pairwise_distances
 
+from .options import CategorizeOptions
+
 Extract = Callable[[np.ndarray], np.ndarray]
 
 
-def grouping_features(opt: dict, root: Path) -> tuple[str, str, Extract]:
+def grouping_features(options: CategorizeOptions, root: Path) -> tuple[str, str, Extract]:
     """``(mode, description, extract)`` of ``categorize.features``: CLIP image features when CLIP weights are named
     (a local file or a hub name), else the colour-texture descriptor, named as NOT CLIP features."""
-    cat = opt.get('categorize', {})
-    clip = cat.get('clip') or {}
-    mode = cat.get('features', 'auto')
-    if mode not in ('auto', 'clip', 'colour_texture'):
-        raise SRDistillError(f"option categorize.features: expected auto, clip or colour_texture, got {mode!r}")
-    pretrained = clip.get('pretrained')
-    model = clip.get('model', 'ViT-B-32')
-    if mode == 'clip' or (mode == 'auto' and (pretrained or model.startswith(HUB_PREFIX))):
+    pretrained, model, config = options.clip_pretrained, options.clip_model, options.clip_model_config
+    if options.features == 'clip' or (options.features == 'auto' and (pretrained or model.startswith(HUB_PREFIX))):
         if pretrained and (root / str(pretrained)).is_file():
             pretrained = root / pretrained
-        config = clip.get('model_config')
         encoder = ClipImageEncoder(model, pretrained, model_config=str(root / config) if config else None)
         return 'clip', encoder.description, encoder
     return ('colour_texture', 'colour-texture descriptor (HSV histogram + gradient statistics; no CLIP '

@@ -19,6 +19,7 @@ SEED_SELECTIONS = ('selected', 'herding')
 HERDING_FEATURES = ('sr_stats', 'clip')
 SAMPLERS = ('ddim', 'ddpm')
 GROUPINGS = ('image', 'patch')
+FEATURES = ('auto', 'clip', 'colour_texture')
 
 
 # The keys a distillation file may hold, per section (``finetune`` holds BasicSR options, which BasicSR reads).
@@ -171,12 +172,12 @@ def synthesis_device(opt: dict) -> torch.device:
     return torch.device('cuda' if num_gpu else 'cpu')
 
 
-def check_distill_options(opt: dict) -> 'SynthesisOptions':
-    """Every key, and every synthesis and fine-tuning option that is read after hours of work, checked now; the
-    typed synthesis options."""
+def check_distill_options(opt: dict) -> tuple['CategorizeOptions', 'SynthesisOptions']:
+    """Every key, and every categorize, synthesis and fine-tuning option that is read after hours of work, checked
+    now; the typed categorize and synthesis options."""
     check_known_keys(opt)
     synthesis = SynthesisOptions.from_opt(opt)
-    categorize_by(opt)
+    categorize = CategorizeOptions.from_opt(opt)
     synthesis_device(opt)
     ft = opt.get('finetune') or {}
     timesteps = _integer(ft.get('diffusion') or {}, 'num_train_timesteps', 'finetune.diffusion.num_train_timesteps',
@@ -185,7 +186,28 @@ def check_distill_options(opt: dict) -> 'SynthesisOptions':
     _integer(train.get('diffusion') or {}, 'max_timestep', 'finetune.train.diffusion.max_timestep', timesteps,
              high=timesteps)
     check_amp(train.get('amp'), 'finetune.train.amp')
-    return synthesis
+    return categorize, synthesis
+
+
+@dataclasses.dataclass(frozen=True)
+class CategorizeOptions:
+    """The ``categorize`` section: how the kept patches are grouped into pseudo-classes, checked once
+    (:meth:`from_opt`)."""
+    num_classes: int  # k of the k-means
+    features: str  # auto (CLIP where weights are named, else the colour-texture descriptor), clip or colour_texture
+    clip_model: str  # an open_clip architecture, or an hf-hub: name
+    clip_pretrained: str | None  # a checkpoint file (relative to the root) or an open_clip tag
+    clip_model_config: str | None  # an open_clip model config file for an architecture open_clip does not know
+    by: str  # see categorize_by
+
+    @classmethod
+    def from_opt(cls, opt: dict) -> 'CategorizeOptions':
+        cat = opt.get('categorize') or {}
+        clip = cat.get('clip') or {}
+        return cls(num_classes=_integer(cat, 'num_classes', 'categorize.num_classes', 7),
+                   features=_choice(cat, 'features', 'categorize.features', FEATURES, 'auto'),
+                   clip_model=clip.get('model', 'ViT-B-32'), clip_pretrained=clip.get('pretrained'),
+                   clip_model_config=clip.get('model_config'), by=categorize_by(opt))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,7 @@ from srdistill_plugin.engine.launch import run_training, torchrun_command
 from .categorize import Extract, group_patches, grouping_features, pool_image_classes
 from .generator import (check_finetune_options, check_model_folders, extends_finetune, finetune_options,
                         finetune_processes, load_generator)
-from .options import categorize_by, check_distill_options, synthesis_device
+from .options import check_distill_options, synthesis_device
 from .registry import strategy_class
 from .strategies import Batch, per_class_budget
 
@@ -83,7 +83,7 @@ class DistillRun:
         self.stage_dir = self.exp_dir / 'stages'
         self.seed = int(opt.get('manual_seed', 0))
         self._patch_features = None  # the grouping feature extractor, loaded when a synthesis mode needs it
-        self.synthesis = check_distill_options(opt)  # option errors before hours of work, not after
+        self.categorizing, self.synthesis = check_distill_options(opt)  # option errors before hours of work
         if not (self.root / opt['pool']).is_dir():
             made_by = opt.get('pool_made_by') or 'srdistill-prepare --skimage --output DIR writes the embedded ' \
                 'photographs to DIR/HR_images'
@@ -180,22 +180,21 @@ class DistillRun:
 
     # --- stage 2 -------------------------------------------------------------------------------------------
     def feature_extractor(self) -> tuple[str, str, Extract]:
-        return grouping_features(self.opt, self.root)
+        return grouping_features(self.categorizing, self.root)
 
     def categorize(self) -> None:
         selection = read_manifest(self.manifest('select'))
         mode, description, extract = self.feature_extractor()
         self.logger.info(f'[categorize] features: {description}')
-        num_classes = self.opt.get('categorize', {}).get('num_classes', 7)
-        features, patch_classes, image_classes, grouped = group_patches(selection, extract, num_classes, self.seed,
-                                                                        categorize_by(self.opt))
+        features, patch_classes, image_classes, grouped = group_patches(
+            selection, extract, self.categorizing.num_classes, self.seed, self.categorizing.by)
         found = max(patch_classes) + 1
         counts = np.bincount(patch_classes, minlength=found)
         self.logger.info(f'[categorize] {grouped} -> {found} pseudo-classes; patches per class: {counts.tolist()}')
         np.save(self.stage_dir / 'categorize_features.npy', features)
         record = {'feature_mode': mode, 'feature_description': description, 'num_classes': int(found),
                   'image_classes': image_classes, 'patches_per_class': counts.tolist()}
-        if categorize_by(self.opt) == 'patch':
+        if self.categorizing.by == 'patch':
             record.update(by='patch', patch_classes=patch_classes)
         write_manifest(self.manifest('categorize'), record)
 
