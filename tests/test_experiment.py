@@ -5,6 +5,7 @@ import base64
 import copy
 import dataclasses
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -108,6 +109,20 @@ def test_the_options_are_read_once_into_typed_values_with_every_default_filled_i
     with pytest.raises(dataclasses.FrozenInstanceError):
         exp.scale = 2
     assert exp.recipe('coverage') == exp.sr_train and opt['sr_train'] == {'total_iter': 20, 'gt_size': 32}
+
+
+def test_stage_times_say_what_each_stage_ran_on_and_older_records_say_they_did_not(tmp_path):
+    from srdistill_plugin.experiment.data import stage_times
+
+    exp = report_options(arms=['random_real'], budgets_percent=[5])
+    stages = tmp_path / 'experiments' / 'distill_base' / 'stages'
+    stages.mkdir(parents=True)
+    (stages / 'select.json').write_text(json.dumps({'seconds': 2.5, 'device': 'cpu: 2 threads'}))
+    (stages / 'categorize.json').write_text(json.dumps({'seconds': 1.5}))  # an older version's manifest
+    recorded = {'prepare: pool split + full-pool LMDB': 4.0, 'other': {'seconds': 1.0, 'device': 'cpu: 1 thread'}}
+    assert stage_times(exp, tmp_path, recorded) == {
+        'prepare: pool split + full-pool LMDB': (4.0, None), 'other': (1.0, 'cpu: 1 thread'),
+        'distill: select': (2.5, 'cpu: 2 threads'), 'distill: categorize': (1.5, None)}
 
 
 def report(tmp_path, opt: dict, fault: str | None = None, *args: str) -> subprocess.CompletedProcess:
@@ -304,8 +319,12 @@ def test_tiny_experiment_resumes_after_a_kill_and_writes_the_report(photo_dir, t
     assert '9 of 9 training runs finished' in md and all(f'| {st} | distilled | 5 % |' in md for st in STUDENTS)
     assert md and 'NOT CLIP features' in md and 'Convergence rule' in md and 'coverage vs full pool: ' in md
     recorded = json.loads((tmp_path / 'experiments' / 'pytest_report' / 'stage_times.json').read_text())
-    prepare_seconds = recorded['prepare: pool split + full-pool LMDB']
-    assert prepare_seconds > 0 and f'| prepare: pool split + full-pool LMDB | {prepare_seconds:.2f} |' in md
+    prepare_seconds = recorded['prepare: pool split + full-pool LMDB']['seconds']
+    assert prepare_seconds > 0 and f'| prepare: pool split + full-pool LMDB | {prepare_seconds:.2f} | cpu: 1 thread |' \
+        in md
+    # every data stage says what it ran on: the fine-tuning its ranks and threads, as its training record has them
+    assert re.search(r'\| distill: select \| [\d.]+ \| cpu: 1 thread \|', md), md
+    assert re.search(r'\| distill: finetune \| [\d.]+ \| cpu, 1 rank\(s\), 1 thread\(s\) each \|', md), md
     assert '| EDSR | full_pool | full pool | ' in md and ' | cpu: 1 thread |' in md
     for figure in ('psnr_vs_budget.png', 'psnr_vs_iteration.png', 'gradient_energy.png', 'crops.png',
                    'preview_coverage.png', 'preview_distilled.png'):

@@ -390,3 +390,273 @@ def test_synthesis_preview_grid_by_hand():
     expected[2:4, 2:4], expected[2:4, 8:10], expected[8:10, 2:4], expected[8:10, 8:10] = 10, 20, 30, 0
     assert grid.shape == (12, 12, 3) and (grid == expected[:, :, None]).all()
     assert preview_grid([np.zeros((2, 2, 3), np.uint8)], [0]).shape == (6, 48, 3)  # 8 per row by default
+
+
+@pytest.mark.parametrize('schedule, expected', [  # JWSoh/MZSR test.py, per released model; task_lr: config.py
+    ('direct_x2', [2e-2, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3, 5e-3]),
+    ('multiscale', [1e-2, 1e-2, 1e-2, 5e-3, 5e-3, 5e-3, 5e-3]),
+    ('bicubic_x2', [1e-2, 1e-2, 1e-2, 1e-3, 1e-3, 1e-3, 1e-3]),
+    ('direct_x4', [1e-2, 5e-3, 5e-3, 5e-3, 5e-3, 1e-3, 1e-3]),
+    ('task_lr', [1e-2] * 7)])
+def test_mzsr_step_sizes_are_the_official_schedules(schedule, expected):
+    assert zero_shot.mzsr_step_sizes(7, schedule) == expected
+
+
+def test_mzsr_adaptation_defaults_to_the_direct_x2_schedule_and_times_itself(monkeypatch):
+    assert zero_shot.mzsr_step_sizes(5) == [2e-2, 1e-2, 1e-2, 1e-2, 5e-3]
+    torch.manual_seed(0)
+    net, lr, kernel = MZSRNet(num_feat=4, num_layers=2), torch.rand(1, 3, 8, 8), torch.ones(3, 3) / 9
+    readings = iter([100.0])  # a clock that reads 100 s at the first call (the start), 103.5 s at every later one
+    monkeypatch.setattr(zero_shot.time, 'perf_counter', lambda: next(readings, 103.5))
+    default, seconds = mzsr_adapt(net, lr, kernel, 2, steps=2)
+    assert seconds == 3.5  # the adaptation's own start and end
+    explicit, _ = mzsr_adapt(net, lr, kernel, 2, steps=2, step_sizes=[2e-2, 1e-2])
+    assert all(torch.equal(a, b) for a, b in zip(default.parameters(), explicit.parameters()))
+
+
+def test_mzsr_adaptation_refuses_a_short_schedule_and_zero_steps_return_an_untouched_copy():
+    with pytest.raises(SRDistillError, match=r"^unknown adaptation schedule 'direct'; choose from \['bicubic_x2', "):
+        zero_shot.mzsr_step_sizes(1, 'direct')
+    net, lr = MZSRNet(num_feat=4, num_layers=2), torch.rand(1, 3, 8, 8)
+    with pytest.raises(SRDistillError, match='^3 adaptation steps need 3 step sizes, got 2$'):
+        mzsr_adapt(net, lr, torch.ones(3, 3) / 9, 2, steps=3, step_sizes=[1e-2, 1e-2])
+    net.train()
+    same, seconds = mzsr_adapt(net, lr, torch.ones(3, 3) / 9, 2, steps=0)
+    assert same is not net and not same.training and net.training and seconds >= 0
+    assert all(torch.equal(a, b) for a, b in zip(same.parameters(), net.parameters()))
+    adapted, _ = mzsr_adapt(net, lr, torch.ones(3, 3) / 9, 2, steps=2, step_sizes=[1e-2, 0.])
+    assert all(p.grad is None for p in adapted.parameters())  # no gradient left behind on the returned copy
+
+
+def test_zssr_defaults_are_the_official_x2_given_kernel_conf():
+    # assafshocher/ZSSR configs.py: Config, with X2_GIVEN_KERNEL_CONF's output_flip, rotation and back-projections
+    official = dict(crop_size=128, lr=0.001, max_iters=3000, min_iters=256, test_every=50, check_every=60,
+                    slope_range=256, change_ratio=1.5, min_lr=9e-6, leave_as_is=0.05, no_interpolate=0.45,
+                    min_scale=0.5, scale_diff_sigma=0.25, shear_sigma=0.1, allow_rotation=False, kernel_shift=True,
+                    back_projection_iters=2, output_flip=False, noise_std=0.0, history=[])
+    assert vars(ZSSRConfig()) == official
+
+
+def exact_crop_offset(father: np.ndarray, lr: np.ndarray) -> tuple[int, int] | None:
+    """The integer offset at which ``father`` is a crop of ``lr`` (None if it is none)."""
+    size = father.shape[0]
+    for y in range(lr.shape[0] - size + 1):
+        for x in range(lr.shape[1] - size + 1):
+            if np.allclose(lr[y:y + size, x:x + size], father, atol=1e-6):
+                return y, x
+    return None
+
+
+def test_zssr_fathers_are_plain_crops_half_the_time_as_the_official_augmentation_draws_them():
+    rng = np.random.default_rng(0)
+    lr = rng.random((20, 24, 3)).astype(np.float32)
+    cfg = ZSSRConfig(crop_size=8)
+    as_is = ZSSRConfig(crop_size=8, leave_as_is=1.)
+    offsets = [exact_crop_offset(zero_shot.zssr_father(lr, as_is, np.random.default_rng(s)), lr) for s in range(20)]
+    assert None not in offsets and len(set(offsets)) > 10  # anywhere in the image, never interpolated
+    # leave_as_is + no_interpolate = 0.5 of the fathers are exact crops (no rotation allowed); the rest are warped
+    exact = sum(exact_crop_offset(zero_shot.zssr_father(lr, cfg, rng), lr) is not None for _ in range(200))
+    assert stats.binomtest(exact, 200, 0.5).pvalue > 0.01, exact
+    small = zero_shot.zssr_father(lr[:5, :6], as_is, rng)  # an LR smaller than the crop: a zero border
+    assert np.allclose(small[:5, :6], lr[:5, :6]) and not small[5:].any() and not small[:, 6:].any()
+
+
+def test_an_affine_zssr_father_by_hand():
+    # no plain crops, no scale spread or shear: the father is the LR scaled by s about its centre c and shifted by
+    # (sx, sy): father(x, y) = LR((x + sx - cx) / s + cx, (y + sy - cy) / s + cy), read where that is inside the LR
+    cfg = ZSSRConfig(crop_size=8, leave_as_is=0., no_interpolate=0., scale_diff_sigma=0., shear_sigma=0.)
+    h, w = 32, 40
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    lr = np.stack([0.01 * xx + 0.005 * yy, 0.02 * yy, 0.2 + 0 * xx], -1)  # linear: cubic interpolation is exact,
+    # up to OpenCV's 1/32-pixel grid of interpolation positions (at most 0.02 / 64 / s here)
+    draws = np.random.default_rng(3)
+    draws.random()  # the mode
+    s = draws.random() * (1 - cfg.min_scale) + cfg.min_scale
+    draws.standard_normal(), draws.standard_normal(), draws.standard_normal()  # scale spread and shears: 0 here
+    sx, sy = draws.random() * max(s * w - 8, 0), draws.random() * max(s * h - 8, 0)
+    father = zero_shot.zssr_father(lr, cfg, np.random.default_rng(3))
+    y, x = np.mgrid[0:8, 0:8].astype(np.float64)
+    src_x, src_y = (x + sx - w / 2) / s + w / 2, (y + sy - h / 2) / s + h / 2
+    inside = (src_x >= 2) & (src_x <= w - 3) & (src_y >= 2) & (src_y <= h - 3)
+    expected = np.stack([0.01 * src_x + 0.005 * src_y, 0.02 * src_y, 0.2 + 0 * src_x], -1)
+    assert inside.sum() >= 16 and s < 0.99
+    assert np.allclose(father[inside], expected[inside], atol=2e-3)
+
+
+def test_zssr_stops_below_min_lr_and_keeps_every_reconstruction_check():
+    torch.manual_seed(0)
+    net, lr = MZSRNet(num_feat=4, num_layers=2), torch.rand(1, 3, 12, 12)
+    assert zero_shot.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(crop_size=8, lr=1e-6, min_lr=1e-5)) == 1
+    cfg = ZSSRConfig(crop_size=8, max_iters=23, test_every=5, min_iters=1000)
+    seen = []
+    assert zero_shot.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, cfg, on_test=lambda it, n: seen.append(it)) == 23
+    assert seen == [it for it, _ in cfg.history] == [0, 5, 10, 15, 20]
+
+
+def test_zssr_self_ensemble_of_a_symmetric_upsampler_changes_nothing():
+    # with the last layer zeroed the net is a bicubic upsampler, which commutes with rotations and flips: the median
+    # of the 8 views, each turned back, is the single output
+    net = MZSRNet(num_feat=4, num_layers=2)
+    nn.init.zeros_(net.body[-1].weight)
+    lr = torch.rand(1, 3, 10, 14)
+    kernel = torch.from_numpy(eval_kernel('gd2.0')[0])
+    one = zssr_infer(net, lr, kernel, 2, ZSSRConfig(kernel_shift=False))
+    eight = zssr_infer(net, lr, kernel, 2, ZSSRConfig(kernel_shift=False, output_flip=True))
+    assert torch.allclose(one, eight, atol=1e-5)
+    assert one.shape == (1, 3, 20, 28)
+
+
+@pytest.mark.parametrize('test_every, check_every, slope_range, window, min_iters, checked', [
+    (1, 10, 2, 4, 9, [19, 29, 39, 49]), (1, 10, 6, 6, 9, [19, 29, 39, 49]), (1, 10, 2, 4, 8, [9, 19, 29, 39, 49]),
+    (5, 20, 20, 4, 0, [19, 39])])  # a slope with an error bar needs >= 4 points: 4 checks by iteration 19
+def test_zssr_consults_its_plateau_test_every_check_every_iterations_once_min_iters_have_passed(
+        monkeypatch, test_every, check_every, slope_range, window, min_iters, checked):
+    calls = []
+    monkeypatch.setattr(zero_shot, 'zssr_on_plateau',
+                        lambda steps, errors, ratio: calls.append((steps[-1], len(steps), len(errors), ratio)) or True)
+    cfg = ZSSRConfig(crop_size=8, max_iters=50 if test_every == 1 else 40, min_iters=min_iters, test_every=test_every,
+                     check_every=check_every, slope_range=slope_range, change_ratio=1.7, min_lr=1e-30)
+    torch.manual_seed(0)
+    zero_shot.zssr_train(MZSRNet(num_feat=4, num_layers=2), torch.rand(1, 3, 12, 12), torch.ones(3, 3) / 9, 2, cfg)
+    # checks at iterations check_every - 1, 2 check_every - 1, ...; each needs more than min_iters since the last
+    # drop (or the start, iteration 0): at min_iters 9, iteration 9 is not past it, 19 is; every drop restarts the
+    # count; the plateau test reads the last `window` reconstruction checks (the last at the check's iteration or
+    # before it)
+    assert calls == [(it - it % test_every, window, window, 1.7) for it in checked]
+
+
+def test_zssr_adds_noise_of_noise_std_to_each_training_son_and_clamps_it(monkeypatch):
+    def half(img: torch.Tensor, *args) -> torch.Tensor:  # every son a flat 0.5
+        return torch.full((*img.shape[:2], img.shape[-2] // 2, img.shape[-1] // 2), 0.5)
+
+    monkeypatch.setattr(zero_shot, 'degrade', half)
+    monkeypatch.setattr(torch, 'randn_like', torch.ones_like)  # "noise" of exactly +1 std
+    for noise_std, son_value in ((0.2, 0.7), (0.7, 1.0)):  # 0.5 + 0.7 is clamped to 1
+        net, seen = MZSRNet(num_feat=4, num_layers=2), []
+        forward = net.forward
+        monkeypatch.setattr(net, 'forward', lambda x, size=None: seen.append(x) or forward(x, size))
+        zero_shot.zssr_train(net, torch.rand(1, 3, 12, 12), torch.ones(3, 3) / 9, 2,
+                             ZSSRConfig(crop_size=8, max_iters=1, noise_std=noise_std))
+        assert torch.allclose(seen[0], torch.full_like(seen[0], son_value))  # the training son, noisy
+        assert torch.equal(seen[1], torch.full_like(seen[1], 0.5))  # the reconstruction check: the clean son
+
+
+def test_zssr_reconstruction_error_is_the_mse_of_the_clamped_lr_rebuilt_from_its_son():
+    torch.manual_seed(0)
+    net = MZSRNet(num_feat=4, num_layers=2)
+    nn.init.constant_(net.body[-1].bias, 0.6)  # outputs above 1 where the image is bright: the clamp matters
+    lr, kernel = torch.rand(1, 3, 12, 14), torch.ones(3, 3) / 9
+    cfg = ZSSRConfig(crop_size=8, max_iters=5, lr=0.)  # Adam at rate 0: the net never moves (then below min_lr)
+    zero_shot.zssr_train(net, lr, kernel, 2, cfg)
+    with torch.no_grad():
+        rebuilt = net(degrade(lr, zero_shot.zssr_kernel(kernel, 2, cfg), 2), (12, 14))
+    assert (rebuilt > 1).any()
+    assert cfg.history == [(0, pytest.approx(((rebuilt.clamp(0, 1) - lr) ** 2).mean().item(), rel=1e-6))]
+
+
+def test_zssr_runs_on_at_exactly_min_lr_and_draws_its_fathers_with_seed_0_by_default():
+    torch.manual_seed(0)
+    net, lr = MZSRNet(num_feat=4, num_layers=2), torch.rand(1, 3, 12, 12)
+    assert zero_shot.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(crop_size=8, max_iters=3, lr=1e-5,
+                                                                              min_lr=1e-5)) == 3
+    nets = [MZSRNet(num_feat=4, num_layers=2) for _ in range(3)]
+    for other in nets[1:]:
+        other.load_state_dict(nets[0].state_dict())
+    cfg = ZSSRConfig(crop_size=8, max_iters=3)
+    for other, seed in zip(nets, ({}, {'seed': 0}, {'seed': 1})):
+        zero_shot.zssr_train(other, lr, torch.ones(3, 3) / 9, 2, cfg, **seed)
+    same, other = ([torch.equal(a, b) for a, b in zip(nets[0].parameters(), n.parameters())] for n in nets[1:])
+    assert all(same) and not all(other)
+
+
+def test_an_affine_zssr_father_with_spread_and_shear_by_hand():
+    # scale s, spread d, shears (a, b), no turn: father(p) = LR(c + D^-1 H^-1 (p + shift - c)) with
+    # D = diag(s + d/2, s - d/2) and H = [[1, a], [b, 1]], so H^-1 = [[1, -a], [-b, 1]] / (1 - ab)
+    cfg = ZSSRConfig(crop_size=8, leave_as_is=0., no_interpolate=0., min_scale=0.8, scale_diff_sigma=0.3,
+                     shear_sigma=0.2)
+    h, w = 32, 40
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    lin = np.stack([0.01 * xx + 0.005 * yy, 0.02 * yy, 0.2 + 0 * xx], -1)
+    draws = np.random.default_rng(11)
+    draws.random()  # the mode
+    s = draws.random() * 0.2 + 0.8
+    d = draws.standard_normal() * 0.3
+    a, b = draws.standard_normal() * 0.2, draws.standard_normal() * 0.2
+    sx, sy = draws.random() * max(s * w - 8, 0), draws.random() * max(s * h - 8, 0)
+    father = zero_shot.zssr_father(lin, cfg, np.random.default_rng(11))
+    y, x = np.mgrid[0:8, 0:8].astype(np.float64)
+    u, v = x + sx - w / 2, y + sy - h / 2
+    src_x = w / 2 + (u - a * v) / (1 - a * b) / (s + d / 2)
+    src_y = h / 2 + (v - b * u) / (1 - a * b) / (s - d / 2)
+    inside = (src_x >= 2) & (src_x <= w - 3) & (src_y >= 2) & (src_y <= h - 3)
+    expected = np.stack([0.01 * src_x + 0.005 * src_y, 0.02 * src_y, 0.2 + 0 * src_x], -1)
+    assert inside.sum() >= 16 and abs(d) > 0.05 and min(abs(a), abs(b)) > 0.05  # a real spread and shear
+    assert np.allclose(father[inside], expected[inside], atol=2e-3)
+    # a sharp edge overshoots under cubic interpolation: the father is clipped back to [0, 1]
+    edge = np.zeros((h, w, 3), np.float32)
+    edge[:, w // 2:] = 1
+    fathers = np.stack([zero_shot.zssr_father(edge, cfg, np.random.default_rng(k)) for k in range(20)])
+    assert fathers.min() == 0 and fathers.max() == 1 and ((fathers > 0) & (fathers < 1)).any()
+
+
+def test_zssr_fathers_with_rotations_allowed_are_turned_and_flipped_crops_or_a_rotated_warp_by_hand():
+    rng = np.random.default_rng(1)
+    lr = rng.random((14, 14, 3)).astype(np.float32)
+    turned = ZSSRConfig(crop_size=6, leave_as_is=0., no_interpolate=1., allow_rotation=True)
+    views = [np.rot90(v, k) for v in (lr, lr[:, ::-1]) for k in range(4)]
+    found = set()
+    for seed in range(40):  # no interpolation: a crop of one of the 8 turns and flips of the LR
+        father = zero_shot.zssr_father(lr, turned, np.random.default_rng(seed))
+        found |= {i for i, v in enumerate(views) if exact_crop_offset(father, np.ascontiguousarray(v)) is not None}
+    assert len(found) == 8  # every quarter turn, with and without the mirror
+    # an affine father at scale 1 without spread or shear, turned by theta: with c the centre, r the mirror (+-1)
+    # and (sx, sy) the shift, father(p) = LR(c + diag(r, 1) R(theta)^T (p + s - c)), R = [[cos, sin], [-sin, cos]]
+    cfg = ZSSRConfig(crop_size=8, leave_as_is=0., no_interpolate=0., min_scale=1., scale_diff_sigma=0., shear_sigma=0.,
+                     allow_rotation=True)
+    h, w = 32, 32
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    lin = np.stack([0.01 * xx + 0.005 * yy, 0.02 * yy, 0.2 + 0 * xx], -1)
+    draws = np.random.default_rng(5)
+    draws.random(), draws.random(), draws.standard_normal()  # the mode, the scale (1), its spread (0)
+    theta = draws.random() * 2 * np.pi
+    draws.standard_normal(), draws.standard_normal()  # the shears (0)
+    mirror = np.sign(draws.standard_normal())
+    sx, sy = draws.random() * (w - 8), draws.random() * (h - 8)
+    father = zero_shot.zssr_father(lin, cfg, np.random.default_rng(5))
+    y, x = np.mgrid[0:8, 0:8].astype(np.float64)
+    u, v = x + sx - w / 2, y + sy - h / 2
+    src_x = w / 2 + mirror * (np.cos(theta) * u - np.sin(theta) * v)
+    src_y = h / 2 + np.sin(theta) * u + np.cos(theta) * v
+    inside = (src_x >= 2) & (src_x <= w - 3) & (src_y >= 2) & (src_y <= h - 3)
+    expected = np.stack([0.01 * src_x + 0.005 * src_y, 0.02 * src_y, 0.2 + 0 * src_x], -1)
+    assert inside.sum() >= 16 and 0.2 < theta % (np.pi / 2) < np.pi / 2 - 0.2  # a real, not a quarter, turn
+    assert np.allclose(father[inside], expected[inside], atol=2e-3)
+
+
+def test_back_projection_clamps_its_output_to_the_unit_range():
+    # a checkerboard SR under a 3x3 box blur, subsampled every other pixel (all of one colour): away from the
+    # border every LR pixel of its degradation is 5/9; against an all-white LR the residual is 4/9, so the white
+    # squares would reach 13/9 and are clamped to 1, the black ones become 4/9
+    yy, xx = torch.meshgrid(torch.arange(24), torch.arange(24), indexing='ij')
+    sr = ((yy + xx) % 2 == 0).float()[None, None]
+    out = back_project(sr, torch.ones(1, 1, 12, 12), torch.ones(3, 3) / 9, 2)[0, 0, 8:-8, 8:-8]
+    white = sr[0, 0, 8:-8, 8:-8] == 1
+    assert torch.allclose(out[white], torch.ones(1)) and torch.allclose(out[~white], torch.full((1, ), 4 / 9))
+
+
+def test_zssr_self_ensemble_is_the_median_of_the_eight_turned_back_outputs():
+    torch.manual_seed(0)
+    net = MZSRNet(num_feat=4, num_layers=2)  # random weights: not symmetric, each view gives another output
+    nn.init.constant_(net.body[-1].bias, 0.3)  # and some outputs above 1, clamped before the median
+    lr = torch.rand(1, 3, 10, 14)
+    cfg = ZSSRConfig(kernel_shift=False, output_flip=True, back_projection_iters=0)
+    views = [(quarter, mirror) for mirror in (False, True) for quarter in range(4)]
+    outputs = []
+    with torch.no_grad():
+        for quarter, mirror in views:  # turn (then mirror), upscale, clamp, undo the mirror, then the turn
+            view = torch.rot90(lr, quarter, dims=(2, 3))
+            out = net(view.flip(3) if mirror else view).clamp(0, 1)
+            outputs.append(torch.rot90(out.flip(3) if mirror else out, 4 - quarter, dims=(2, 3)))
+    expected = torch.stack(outputs).median(dim=0).values
+    assert (torch.stack(outputs).amax(0) - torch.stack(outputs).amin(0)).max() > 0.01  # the views do differ
+    assert torch.allclose(zssr_infer(net, lr, torch.ones(3, 3) / 9, 2, cfg), expected, atol=1e-6)

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import cv2
 import numpy as np
+import torch
 import yaml
 from basicsr.utils import get_root_logger, get_time_str
 from tqdm import tqdm
@@ -31,6 +32,7 @@ from srdistill.core.manifest import read_manifest, write_manifest
 from srdistill.core.patch_selection import SelectionOptions, informativeness, score_patches, select_patches
 from srdistill.core.synthesis import preview_grid
 from srdistill_plugin.engine.launch import run_training, torchrun_command
+from srdistill_plugin.engine.train import read_training_record
 
 from .categorize import Extract, group_patches, grouping_features, pool_image_classes
 from .generator import (check_finetune_options, check_model_folders, extends_finetune, finetune_options,
@@ -149,7 +151,7 @@ class DistillRun:
             times[stage] = time.perf_counter() - start
             manifest = read_manifest(self.manifest(stage))
             write_manifest(self.manifest(stage), {**manifest, 'stage_options': self.fingerprint(stage),
-                                                  'seconds': times[stage]})
+                                                  'seconds': times[stage], 'device': self.stage_device(stage)})
             self.logger.info(f'[{stage}] finished in {times[stage]:.1f} s')
         return times
 
@@ -202,6 +204,15 @@ class DistillRun:
     def finetune_options_for(self, num_classes: int, patch: int) -> dict:
         """The BasicSR options of the fine-tuning for ``num_classes`` pseudo-classes of ``patch``-pixel patches."""
         return finetune_options(self.opt, self.stage_dir.resolve(), self.exp_dir.resolve(), num_classes, patch)
+
+    def stage_device(self, stage: str) -> str:
+        """What ``stage`` ran on: this process's device and threads, or the fine-tuning's own as its training record
+        says (its ranks and threads)."""
+        if stage == 'finetune' and self.needs_generator():
+            stretches = read_training_record(self.checkpoint().parents[1])['stretches']
+            return ' + '.join(sorted({s['device'] for s in stretches}))
+        threads = torch.get_num_threads()
+        return f'{self.device.type}: {threads} thread{"s" if threads != 1 else ""}'
 
     def checkpoint(self) -> Path:
         return self.exp_dir / f'{self.opt["name"]}_finetune' / 'models' / 'net_g_latest.pth'

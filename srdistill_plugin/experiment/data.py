@@ -63,19 +63,19 @@ def full_pool_lmdb(train_dir: Path, work: Path, crop_size: int, step: int, scale
     return lmdb
 
 
-def stage_times(exp: ExperimentOptions, work: Path, recorded: dict[str, float]) -> dict[str, float]:
-    """Wall seconds of the data stages: ``recorded`` (as every worker recorded them) and those the distillation
-    manifests recorded."""
-    times = dict(recorded)
-    for stage in SHARED_STAGES:
-        manifest = work / 'experiments' / 'distill_base' / 'stages' / f'{stage}.json'
-        if manifest.is_file() and 'seconds' in read_manifest(manifest):
-            times[f'distill: {stage}'] = read_manifest(manifest)['seconds']
-    for arm in exp.set_arms():
-        for b in exp.budgets_percent:
-            manifest = work / 'experiments' / f'distill_{arm}_{b:g}pct' / 'stages' / 'synthesize.json'
-            if manifest.is_file() and 'seconds' in read_manifest(manifest):
-                times[f'distill: synthesize {arm} {b:g}%'] = read_manifest(manifest)['seconds']
+def stage_times(exp: ExperimentOptions, work: Path, recorded: dict) -> dict[str, tuple[float, str | None]]:
+    """``{stage: (wall seconds, what it ran on)}`` of the data stages: ``recorded`` (as every worker recorded them)
+    and those the distillation manifests recorded (None where a run of an older version recorded no device)."""
+    times = {k: (v['seconds'], v['device']) if isinstance(v, dict) else (v, None) for k, v in recorded.items()}
+    manifests = {f'distill: {stage}': work / 'experiments' / 'distill_base' / 'stages' / f'{stage}.json'
+                 for stage in SHARED_STAGES}
+    manifests.update({f'distill: synthesize {arm} {b:g}%':
+                      work / 'experiments' / f'distill_{arm}_{b:g}pct' / 'stages' / 'synthesize.json'
+                      for arm in exp.set_arms() for b in exp.budgets_percent})
+    for name, path in manifests.items():
+        record = read_manifest(path) if path.is_file() else {}
+        if 'seconds' in record:
+            times[name] = (record['seconds'], record.get('device'))
     return times
 
 

@@ -402,13 +402,13 @@ def _wall_times(report: Report, ctx: ReportContext) -> None:
     exp, experiment, results = ctx.exp, ctx.experiment, ctx.results
     report.heading('Wall times')
     times = data.stage_times(exp, experiment.work, JsonStore(experiment.times.path).data)
-    rows = [[k, f'{v:.2f}'] for k, v in times.items()]  # a tiny pool prepares in hundredths
+    rows = [[k, f'{v:.2f}', device or 'not recorded'] for k, (v, device) in times.items()]  # tiny pools: hundredths
     train_s = defaultdict(float)
     for r in results:
         iterations = r.get('last_iter', exp.sr_train.total_iter)
         train_s[r['student'], trained_on([r])] += r['seconds_per_iter'] * iterations
-    rows += [[f'SR training, {k} on {device} (all its runs)', f'{v:.1f}'] for (k, device), v in train_s.items()]
-    report.table(['stage', 'seconds'], rows)
+    rows += [[f'SR training, {k} (all its runs)', f'{v:.1f}', device] for (k, device), v in train_s.items()]
+    report.table(['stage', 'seconds', 'ran on'], rows)
 
 
 def trained_on(results: list[dict]) -> str:

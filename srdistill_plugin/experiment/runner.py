@@ -144,7 +144,8 @@ class Experiment:
             data.full_pool_lmdb(self.train_dir, self.work, fp.crop_size, fp.step, self.scale)
             if built:  # timed only where this call made it
                 self.times = JsonStore(self.times.path)
-                self.times.put('prepare: pool split + full-pool LMDB', time.perf_counter() - start)
+                self.times.put('prepare: pool split + full-pool LMDB',
+                               {'seconds': time.perf_counter() - start, 'device': self.cpu_device})
 
     def lmdb(self, run: Run) -> Path:
         if run.budget is None:
