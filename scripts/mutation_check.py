@@ -6,6 +6,7 @@ surviving mutants as diffs) for ``docs/mutation.md``. Each module is checked aga
 
     pip install mutmut==2.5.1
     python scripts/mutation_check.py [--only srdistill/core/maml.py] [--threads 2]
+    python scripts/mutation_check.py --only srdistill/core/zero_shot.py --recheck --jobs 2 --threads 1
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -111,6 +113,38 @@ def check_named(threads: int) -> list[dict]:
     return rows
 
 
+def recheck_survivors(module: str, threads: int, jobs: int) -> list[dict]:
+    """Apply each survivor of ``module``'s last run (``mutation.json``) alone to HEAD's source and run its tests
+    again, ``jobs`` at a time (each in a worktree of its own): the tests written after the run must kill it (``rc``
+    1, the first failing test named)."""
+    survivors = json.loads(OUT.read_text())[module]['survivors']
+
+    def recheck(share: list[dict], work: Path, env: dict) -> list[dict]:
+        rows = []
+        source = (work / module).read_text()
+        lines = source.splitlines(keepends=True)
+        for m in share:
+            before = [d[1:] + '\n' for d in m['diff'] if d[:1] == '-']
+            after = [d[1:] + '\n' for d in m['diff'] if d[:1] == '+']
+            start = next(i for i in range(max(m['hunk_line'] - 1, 0), len(lines)) if lines[i] == before[0])
+            if lines[start:start + len(before)] != before:
+                raise SystemExit(f'error: {module}: survivor #{m["id"]} no longer matches the source')
+            (work / module).write_text(''.join(lines[:start] + after + lines[start + len(before):]))
+            proc = subprocess.run(f'{PYTEST} {TARGETS[module]}', shell=True, cwd=work, env=env,
+                                  capture_output=True, text=True)
+            failed = re.findall(r'^FAILED (\S+)', proc.stdout, re.M)
+            rows.append({'id': m['id'], 'mutant': ' '.join(a.strip() for a in after) or '(removed)',
+                         'rc': proc.returncode, 'failed': failed[:1]})
+            print(f"  #{m['id']}: {'killed by ' + failed[0] if failed else 'STILL ALIVE'}", flush=True)
+        return rows
+
+    with ExitStack() as stack:  # the worktrees made one after the other (git locks its worktree list)
+        trees = [stack.enter_context(head_worktree(threads)) for _ in range(jobs)]
+        with ThreadPoolExecutor(jobs) as pool:
+            shares = list(pool.map(recheck, [survivors[k::jobs] for k in range(jobs)], *zip(*trees)))
+    return sorted((row for share in shares for row in share), key=lambda row: row['id'])
+
+
 def render(results: dict) -> str:
     """The results as the study's README (every figure from ``mutation.json``)."""
     modules = {m: r for m, r in results.items() if m != 'named'}
@@ -144,11 +178,19 @@ def main() -> None:
     parser.add_argument('--only', nargs='*', help='modules to check (default: all of TARGETS)')
     parser.add_argument('--threads', type=int, default=2, help='torch threads of the test runs (default 2)')
     parser.add_argument('--named-only', action='store_true', help='only the mistakes written out in NAMED')
+    parser.add_argument('--recheck', action='store_true',
+                        help='apply each survivor of the last run alone and run the tests again (tests written since)')
+    parser.add_argument('--jobs', type=int, default=1, help='--recheck: survivors checked at once (default 1)')
     args = parser.parse_args()
     modules = args.only or list(TARGETS)
     unknown = [m for m in modules if m not in TARGETS]
     if unknown:
         sys.exit(f'error: --only {unknown[0]}: not one of {list(TARGETS)}')
+    if args.recheck:
+        for module in modules:
+            atomic_write_text(OUT.with_name(f'{Path(module).stem}_survivors_rechecked.json'),
+                              json.dumps(recheck_survivors(module, args.threads, args.jobs), indent=1))
+        return
     results = json.loads(OUT.read_text()) if OUT.is_file() else {}
     results['named'] = check_named(args.threads)
     for row in results['named']:
