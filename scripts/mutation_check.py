@@ -113,11 +113,13 @@ def check_named(threads: int) -> list[dict]:
     return rows
 
 
-def recheck_survivors(module: str, threads: int, jobs: int) -> list[dict]:
+def recheck_survivors(module: str, threads: int, jobs: int, ids: list[int] | None = None) -> list[dict]:
     """Apply each survivor of ``module``'s last run (``mutation.json``) alone to HEAD's source and run its tests
     again, ``jobs`` at a time (each in a worktree of its own): the tests written after the run must kill it (``rc``
-    1, the first failing test named)."""
-    survivors = json.loads(OUT.read_text())[module]['survivors']
+    1, the first failing test named). ``ids``: only these survivors, merged into the last recheck's rows."""
+    survivors = [m for m in json.loads(OUT.read_text())[module]['survivors'] if ids is None or m['id'] in ids]
+    path = OUT.with_name(f'{Path(module).stem}_survivors_rechecked.json')
+    earlier = [row for row in json.loads(path.read_text()) if row['id'] not in ids] if ids and path.is_file() else []
 
     def recheck(share: list[dict], work: Path, env: dict) -> list[dict]:
         rows = []
@@ -142,7 +144,7 @@ def recheck_survivors(module: str, threads: int, jobs: int) -> list[dict]:
         trees = [stack.enter_context(head_worktree(threads)) for _ in range(jobs)]
         with ThreadPoolExecutor(jobs) as pool:
             shares = list(pool.map(recheck, [survivors[k::jobs] for k in range(jobs)], *zip(*trees)))
-    return sorted((row for share in shares for row in share), key=lambda row: row['id'])
+    return sorted(earlier + [row for share in shares for row in share], key=lambda row: row['id'])
 
 
 def render(results: dict) -> str:
@@ -163,13 +165,25 @@ def render(results: dict) -> str:
         lines += [f"| `{r['module']}` | {r['mutation']} | "
                   f"{'`' + r['failed_test'][0] + '`' if r['killed'] else 'NOT KILLED'} |" for r in results['named']]
         lines.append('')
-    lines += ['## Surviving mutants', '']
+    lines += ['## Surviving mutants', '',
+              'Where a module\'s survivors were rechecked (`--recheck`: each applied alone, against the tests as they '
+              'are now), each line says whether a test written after the run kills it.', '']
     for module, r in modules.items():
+        rechecked = OUT.with_name(f'{Path(module).stem}_survivors_rechecked.json')
+        verdict = {row['id']: row for row in json.loads(rechecked.read_text())} if rechecked.is_file() else {}
+        if verdict:
+            alive = sum(not row['failed'] for row in verdict.values())
+            lines.insert(lines.index('## The mistakes written out') if 'named' in results else len(lines),
+                         f'`{module}`, its {len(verdict)} survivors rechecked: {len(verdict) - alive} now killed, '
+                         f'{alive} alive (`{rechecked.name}`).\n')
         for m in r['survivors']:
             before = ' '.join(d[1:].strip() for d in m['diff'] if d[:1] == '-' and d[1:].strip())
             after = ' '.join(d[1:].strip() for d in m['diff'] if d[:1] == '+' and d[1:].strip())
+            row = verdict.get(m['id'])
+            since = '' if row is None else (f" — killed since by `{row['failed'][0].split('::')[-1]}`"
+                                            if row['failed'] else ' — still alive')
             lines.append(f"- `{module}` #{m['id']} (line {m['hunk_line']}): `{before}` → "
-                         + (f'`{after}`' if after else '(removed)'))
+                         + (f'`{after}`' if after else '(removed)') + since)
     return '\n'.join(lines) + '\n'
 
 
@@ -181,6 +195,7 @@ def main() -> None:
     parser.add_argument('--recheck', action='store_true',
                         help='apply each survivor of the last run alone and run the tests again (tests written since)')
     parser.add_argument('--jobs', type=int, default=1, help='--recheck: survivors checked at once (default 1)')
+    parser.add_argument('--ids', type=int, nargs='+', help='--recheck: only these survivors (the others kept)')
     args = parser.parse_args()
     modules = args.only or list(TARGETS)
     unknown = [m for m in modules if m not in TARGETS]
@@ -189,7 +204,8 @@ def main() -> None:
     if args.recheck:
         for module in modules:
             atomic_write_text(OUT.with_name(f'{Path(module).stem}_survivors_rechecked.json'),
-                              json.dumps(recheck_survivors(module, args.threads, args.jobs), indent=1))
+                              json.dumps(recheck_survivors(module, args.threads, args.jobs, args.ids), indent=1))
+        atomic_write_text(OUT.with_name('README.md'), render(json.loads(OUT.read_text())))
         return
     results = json.loads(OUT.read_text()) if OUT.is_file() else {}
     results['named'] = check_named(args.threads)

@@ -439,12 +439,11 @@ def test_zssr_defaults_are_the_official_x2_given_kernel_conf():
 
 def exact_crop_offset(father: np.ndarray, lr: np.ndarray) -> tuple[int, int] | None:
     """The integer offset at which ``father`` is a crop of ``lr`` (None if it is none)."""
-    size = father.shape[0]
-    for y in range(lr.shape[0] - size + 1):
-        for x in range(lr.shape[1] - size + 1):
-            if np.allclose(lr[y:y + size, x:x + size], father, atol=1e-6):
-                return y, x
-    return None
+    if father.shape[0] > lr.shape[0] or father.shape[1] > lr.shape[1]:
+        return None
+    windows = np.lib.stride_tricks.sliding_window_view(lr, father.shape)[:, :, 0]  # every crop of that size
+    hits = np.argwhere(np.abs(windows - father).max(axis=(2, 3, 4)) < 1e-6)
+    return (int(hits[0][0]), int(hits[0][1])) if len(hits) else None
 
 
 def test_zssr_fathers_are_plain_crops_half_the_time_as_the_official_augmentation_draws_them():
@@ -457,8 +456,13 @@ def test_zssr_fathers_are_plain_crops_half_the_time_as_the_official_augmentation
     # leave_as_is + no_interpolate = 0.5 of the fathers are exact crops (no rotation allowed); the rest are warped
     exact = sum(exact_crop_offset(zero_shot.zssr_father(lr, cfg, rng), lr) is not None for _ in range(200))
     assert stats.binomtest(exact, 200, 0.5).pvalue > 0.01, exact
-    small = zero_shot.zssr_father(lr[:5, :6], as_is, rng)  # an LR smaller than the crop: a zero border
-    assert np.allclose(small[:5, :6], lr[:5, :6]) and not small[5:].any() and not small[:, 6:].any()
+    for seed in range(10):  # an LR smaller than the crop: at the corner, with a zero border
+        small = zero_shot.zssr_father(lr[:5, :6], as_is, np.random.default_rng(seed))
+        assert np.allclose(small[:5, :6], lr[:5, :6]) and not small[5:].any() and not small[:, 6:].any()
+    # a plain crop is never turned or mirrored, even where turns are allowed for the other fathers
+    plain = ZSSRConfig(crop_size=8, leave_as_is=1., allow_rotation=True)
+    assert all(exact_crop_offset(zero_shot.zssr_father(lr, plain, np.random.default_rng(s)), lr) is not None
+               for s in range(20))
 
 
 def test_an_affine_zssr_father_by_hand():
@@ -508,7 +512,7 @@ def test_zssr_self_ensemble_of_a_symmetric_upsampler_changes_nothing():
 
 @pytest.mark.parametrize('test_every, check_every, slope_range, window, min_iters, checked', [
     (1, 10, 2, 4, 9, [19, 29, 39, 49]), (1, 10, 6, 6, 9, [19, 29, 39, 49]), (1, 10, 2, 4, 8, [9, 19, 29, 39, 49]),
-    (5, 20, 20, 4, 0, [19, 39])])  # a slope with an error bar needs >= 4 points: 4 checks by iteration 19
+    (1, 10, 2, 4, 15, [19, 39]), (5, 20, 20, 4, 0, [19, 39])])  # a slope with an error bar needs >= 4 points: 4 checks by iteration 19
 def test_zssr_consults_its_plateau_test_every_check_every_iterations_once_min_iters_have_passed(
         monkeypatch, test_every, check_every, slope_range, window, min_iters, checked):
     calls = []
@@ -559,6 +563,7 @@ def test_zssr_runs_on_at_exactly_min_lr_and_draws_its_fathers_with_seed_0_by_def
     net, lr = MZSRNet(num_feat=4, num_layers=2), torch.rand(1, 3, 12, 12)
     assert zero_shot.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(crop_size=8, max_iters=3, lr=1e-5,
                                                                               min_lr=1e-5)) == 3
+    assert zero_shot.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(crop_size=8, max_iters=0)) == 0
     nets = [MZSRNet(num_feat=4, num_layers=2) for _ in range(3)]
     for other in nets[1:]:
         other.load_state_dict(nets[0].state_dict())
@@ -609,6 +614,12 @@ def test_zssr_fathers_with_rotations_allowed_are_turned_and_flipped_crops_or_a_r
         father = zero_shot.zssr_father(lr, turned, np.random.default_rng(seed))
         found |= {i for i, v in enumerate(views) if exact_crop_offset(father, np.ascontiguousarray(v)) is not None}
     assert len(found) == 8  # every quarter turn, with and without the mirror
+    quarters = []
+    for seed in range(200):  # each quarter turn equally often
+        father = zero_shot.zssr_father(lr, turned, np.random.default_rng(seed))
+        quarters += [i % 4 for i, v in enumerate(views)
+                     if exact_crop_offset(father, np.ascontiguousarray(v)) is not None][:1]
+    assert stats.chisquare(np.bincount(quarters, minlength=4)).pvalue > 0.01, np.bincount(quarters)
     # an affine father at scale 1 without spread or shear, turned by theta: with c the centre, r the mirror (+-1)
     # and (sx, sy) the shift, father(p) = LR(c + diag(r, 1) R(theta)^T (p + s - c)), R = [[cos, sin], [-sin, cos]]
     cfg = ZSSRConfig(crop_size=8, leave_as_is=0., no_interpolate=0., min_scale=1., scale_diff_sigma=0., shear_sigma=0.,
@@ -660,3 +671,7 @@ def test_zssr_self_ensemble_is_the_median_of_the_eight_turned_back_outputs():
     expected = torch.stack(outputs).median(dim=0).values
     assert (torch.stack(outputs).amax(0) - torch.stack(outputs).amin(0)).max() > 0.01  # the views do differ
     assert torch.allclose(zssr_infer(net, lr, torch.ones(3, 3) / 9, 2, cfg), expected, atol=1e-6)
+    with torch.no_grad():  # without the self-ensemble: the one output of the LR as it is
+        single = net(lr).clamp(0, 1)
+    assert torch.allclose(zssr_infer(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(kernel_shift=False,
+                                                                                   back_projection_iters=0)), single)

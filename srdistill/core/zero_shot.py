@@ -166,7 +166,7 @@ def zssr_train(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: in
     lr_hwc = _to_hwc(lr)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     son_full = degrade(lr, kernel, scale, downsample)
-    last_change, it = 0, 0
+    last_change, it = 0, -1  # it + 1: the iterations run (none when max_iters is 0)
     steps, errors = [], []
     for it in tqdm(range(cfg.max_iters), desc=progress, unit='it', leave=False, disable=progress is None):
         father = torch.from_numpy(zssr_father(lr_hwc, cfg, rng)).permute(2, 0, 1)[None].to(lr)
