@@ -1,7 +1,6 @@
 """Helpers shared by the benchmark scripts: thread pinning, running the tools, Y-channel metrics, result files."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -13,13 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from srdistill.core.atomic_io import atomic_path
 from srdistill.core.json_store import JsonStore as ResultCache  # noqa: F401  (used by the benchmarks)
 from srdistill.core.safe_load import load_checkpoint
+from srdistill_plugin.experiment.zero_shot_runner import file_hash, saved_checkpoints  # noqa: F401  (benchmarks use them)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results'
+SCALE = 2
+# the MZSR paper's x2 figures on Set5 (Table 1), one copy: the zero-shot experiments' shared options
+PAPER_SET5 = yaml.safe_load((ROOT / 'options' / 'report' / '_base_' / 'mzsr_x2_paper.yml').read_text())['paper']['Set5']
+PAPER_BICUBIC_SET5 = {kernel: figures['bicubic'] for kernel, figures in PAPER_SET5.items()}
+PAPER_MZSR1_SET5 = {kernel: figures['mzsr1'] for kernel, figures in PAPER_SET5.items()}
 
 
 def pin_threads(threads: int) -> dict:
@@ -67,18 +73,6 @@ def write_results(name: str, payload: dict, markdown: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(repo_relative(text))
     print(markdown)
-
-
-def file_hash(path: Path) -> str:
-    """A short content hash of a weights file: the key that ties cached evaluations to the weights they read."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
-
-
-def saved_checkpoints(models: Path) -> dict[int, Path]:
-    """``{iteration: path}`` of the ``net_g_<iteration>.pth`` files in a BasicSR ``models`` folder, in order."""
-    found = {int(p.stem[len('net_g_'):]): p for p in Path(models).glob('net_g_*.pth')
-             if p.stem[len('net_g_'):].isdigit()}
-    return dict(sorted(found.items()))
 
 
 def average_checkpoint(models: Path, end: int, window: int, out: Path) -> Path:

@@ -10,7 +10,7 @@ benchmarks/results/mzsr_meta_stability_<tag>{.json,.md,.png}. ``--schedule`` set
 
 A checkpoint average is written once to ``<work>/averages/<base>_avg<W>/net_g_<t>.pth`` (complete or absent).
 
-The base run is the official-start direct arm of benchmarks/mzsr_adaptation.py (``--start official``); a branch
+The base run is the official-start direct arm (the work of the former benchmarks/mzsr_adaptation.py); a branch
 ``NAME@FROM:TO=OVERRIDE[,OVERRIDE]`` copies its training state at FROM and trains to TO with the base run's options,
 the CPU task settings and the overrides (``--force_yml`` syntax), resumably. Evaluation is cached per checkpoint.
 """
@@ -29,7 +29,6 @@ import torch  # noqa: E402
 
 from benchmarks.common import (ROOT, ResultCache, average_checkpoint, file_hash, pin_threads,  # noqa: E402
                                result_path, saved_checkpoints, write_results)
-from benchmarks.mzsr_adaptation import CPU_TASKS, OFFICIAL_ARMS, STEP_NOTES  # noqa: E402
 from srdistill.core.atomic_io import partial_path  # noqa: E402
 from srdistill.core.errors import SRDistillError  # noqa: E402
 from srdistill.core.sample_images import load_skimage_photos  # noqa: E402
@@ -38,14 +37,20 @@ from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzs
 from srdistill_plugin.zero_shot.training import train_run  # noqa: E402
 
 SCALE, STEPS = 2, (0, 1, 10)
+# the official-start direct arm as benchmarks/mzsr_adaptation.py (since replaced by options/report/mzsr_x2_official_start.yml)
+# trained it: its work folder, options and CPU task settings (official: 64x64 patches, meta-batch 5)
+BASE_RUN, BASE_OPTIONS = 'MZSR_meta_x2_official_direct', 'options/mzsr_meta_x2_official_start.yml'
+CPU_TASKS = ('datasets:train:gt_size=32', 'datasets:train:batch_size_per_gpu=2')
+STEP_NOTES = {'direct_x2': 'official direct_x2 step sizes: 2e-2, then 1e-2 x 3, then 5e-3',
+              'task_lr': 'step size 1e-2 at every step, the meta-training inner step size (official TASK_LR)'}
 HELD_OUT = ('astronaut', 'coffee', 'chelsea', 'rocket', 'stereo_motorcycle_left')  # colour photographs
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--work', default=str(ROOT / 'benchmarks' / 'work' / 'mzsr_official'))
-    p.add_argument('--base', default=OFFICIAL_ARMS['direct'].name, help='the experiment folder of the base run')
-    p.add_argument('--options', default=OFFICIAL_ARMS['direct'].options)
+    p.add_argument('--base', default=BASE_RUN, help='the experiment folder of the base run')
+    p.add_argument('--options', default=BASE_OPTIONS)
     p.add_argument('--pool-lmdb', default=str(ROOT / 'benchmarks' / 'work' / 'mzsr' / 'pool' / 'HR.lmdb'))
     p.add_argument('--set', default=str(ROOT.parent / 'shared' / 'data' / 'benchmarks' / 'Set5'))
     p.add_argument('--kernel', nargs='+', default=['gd2.0'], help='LR kernels (several: a curve per run and kernel)')

@@ -13,16 +13,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import ROOT, mean, pin_threads, write_results
-from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5, SCALE
+from benchmarks.common import PAPER_BICUBIC_SET5, PAPER_MZSR1_SET5, ROOT, SCALE, mean, pin_threads, write_results
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill.core.kernels import eval_kernel
 from srdistill.core.matlab_resize import matlab_resize
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 from srdistill_plugin.zero_shot.protocol import benchmark_images, mzsr_rows, official_lr
 from srdistill_plugin.metrics.y_channel import tensor_psnr
-
-PAPER_MZSR1_SET5 = {'gd0.2': 33.14, 'gd2.0': 35.20, 'gdani': 34.05, 'gb1.3': 35.18}
 
 
 def parse_args() -> argparse.Namespace:

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import cv2
 
-from benchmarks.common import ROOT, pin_threads, write_results
-from benchmarks.mzsr_adaptation import PAPER_BICUBIC_SET5
-from benchmarks.mzsr_official_start import PAPER_MZSR1_SET5
+from benchmarks.common import PAPER_BICUBIC_SET5, PAPER_MZSR1_SET5, ROOT, pin_threads, write_results
 from srdistill.core.degradations import bicubic_downscale
 from srdistill.core.imageio import read_image, to_uint8
 from srdistill.zero_shot.zoo import ZOO

@@ -290,20 +290,6 @@ def test_a_run_older_than_the_record_gets_it_from_its_logs(tmp_path):
     assert again.returncode == 2 and 'training.json exists' in again.stderr
 
 
-def test_the_paper_table_states_each_official_start_target_with_its_margin():
-    from benchmarks.mzsr_paper_table import targets
-
-    official = {'Set5/gd2.0': {'bicubic': 28.73, 'mzsr1': 35.15, 'mzsr10': 35.30},
-                'Set5/gd0.2': {'bicubic': 30.24, 'mzsr1': 30.10}}
-    lines = targets(official, {'Set5/gd2.0': 34.95})
-    assert lines[0].endswith(': met (35.15, +0.05)')
-    assert lines[1].endswith(': met (35.30 vs 34.95 + 0.3, +0.05)')
-    assert 'gd0.2' in lines[2] and lines[2].endswith('NOT met (30.10; -0.14 vs bicubic, -3.04 vs the paper)')
-    assert 'gd2.0' in lines[3] and ': met (35.15;' in lines[3]
-    official['Set5/gd2.0']['mzsr10'] = 35.20
-    assert 'NOT met' in targets(official, {'Set5/gd2.0': 34.95})[1]
-
-
 def test_the_stability_benchmark_reads_branches_and_lists_checkpoints(tmp_path):
     from benchmarks.mzsr_meta_stability import best_text, checkpoints, parse_branch
 
@@ -322,21 +308,6 @@ def test_the_stability_benchmark_reads_branches_and_lists_checkpoints(tmp_path):
             200: {'Set5': {'mzsr1': 29., 'mzsr10': 32.}, 'held-out photos': {'mzsr1': 29.5, 'mzsr10': 27.}}}
     assert best_text(rows, ['Set5', 'held-out photos'], 'mzsr1') == (
         'MZSR(1) best on Set5 at 100 (30.00 dB); the held-out photos choose 200 (29.50 dB there, Set5 29.00)')
-
-
-def test_the_adaptation_benchmark_evaluates_a_chosen_checkpoint_or_names_what_is_missing(tmp_path):
-    from benchmarks.mzsr_adaptation import chosen_checkpoints
-
-    models = tmp_path / 'models'
-    models.mkdir()
-    (models / 'net_g_900.pth').write_bytes(b'')
-    nets = {'pretrained': tmp_path / 'start.pth', 'direct': models / 'net_g_latest.pth'}
-    assert chosen_checkpoints(nets, {'direct': 900}) == {**nets, 'direct': models / 'net_g_900.pth'}
-    assert chosen_checkpoints(nets, {}) == nets
-    with pytest.raises(SystemExit, match=r'--arm-checkpoint direct=800: no checkpoint .*net_g_800\.pth'):
-        chosen_checkpoints(nets, {'direct': 800})
-    with pytest.raises(SystemExit, match=r"unknown arm 'bicubic'"):
-        chosen_checkpoints(nets, {'bicubic': 900})
 
 
 def test_a_checkpoint_average_is_the_mean_of_the_window_and_is_written_once(tmp_path):

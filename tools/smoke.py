@@ -42,7 +42,7 @@ def kind_of(path: Path, opt: dict | None) -> str:
     if path.suffix == '.py':
         return 'mmagic_test' if 'test' in path.parts else 'mmagic_train'
     if 'report' in path.parts:
-        return 'experiment'
+        return 'zero_shot' if opt.get('kind') == 'zero_shot' else 'experiment'
     if 'pool' in opt and 'synthesize' in opt:
         return 'distill'
     return 'basicsr_train' if 'train' in opt and 'datasets' in opt and 'train' in opt['datasets'] else 'basicsr_test'
@@ -201,6 +201,39 @@ def experiment_options(opt: dict, stem: str, data: dict, iters: int) -> dict:
     return opt
 
 
+def zero_shot_options(opt: dict, stem: str, data: dict, work: Path, root: Path, iters: int) -> dict:
+    """A zero-shot experiment on the tiny data: the start trained (or random weights for the official network's
+    conversion), every arm ``2 x iters`` meta-iterations with checkpoints every ``iters``, two kernels, MZSR(0/1)
+    and a short ZSSR; nothing imported. Runs in ``work`` (the options files named absolutely, the trainings'
+    zero-shot validation pointed at the tiny data)."""
+    opt = copy.deepcopy(opt)
+    opt.pop('import', None)
+    start = opt['start']
+    if 'train' in start:
+        start['train'] = {**start['train'], 'total_iter': iters, 'options': str(root / start['train']['options']),
+                          'overrides': [*start['train'].get('overrides', []), 'logger:print_freq=1']}
+    else:
+        opt['start'] = {'weights': str(random_weights({'type': 'MZSRNet', 'upscale': opt['scale']},
+                                                      work / f'{stem}_random_start.pth'))}
+    tasks = [f'datasets:val:dataroot_gt={data["paired"] / "HR"}', 'datasets:train:gt_size=32', 'datasets:train:batch_size_per_gpu=1', 'logger:print_freq=1',
+             f'logger:save_checkpoint_freq={iters}']
+    for arm in opt['arms'].values():
+        arm.update(total_iter=2 * iters, overrides=[*arm.get('overrides', []), *tasks],
+                   options=str(root / arm['options']))
+        if arm.get('checkpoint'):
+            arm['checkpoint'] = iters
+        if arm.get('choose'):
+            arm['choose'] = {**arm['choose'], 'photos': str(data['paired'] / 'HR'), 'every': iters, 'crop': 64}
+    first, bicubic = list(opt['kernels'].items())[:1], [kv for kv in opt['kernels'].items() if kv[0].startswith('gb')]
+    kernels = dict(first + bicubic[:1])
+    opt.update(name=f'smoke_{stem}', pool=str(data['photos']), sets=[str(data['paired'])], kernels=kernels,
+               mzsr_steps=[0, 1], mzsr_steps_by_set={}, zssr={'sets': ['paired'], 'kernels': list(kernels)[:1],
+                                                           'max_iters': 2 * iters, 'crop': 32})
+    if opt.get('ablation'):
+        opt['ablation'] = {**opt['ablation'], 'sets': ['paired'], 'kernels': list(kernels)[:1]}
+    return opt
+
+
 def mmagic_args(path: Path, data: dict, work: Path, iters: int) -> list[str]:
     """``tools/mm_train.py`` / ``mm_test.py`` arguments with the data and iterations of the smoke run."""
     from mmengine.config import Config
@@ -257,6 +290,12 @@ def run_one(root: Path, rel: Path, work: Path, device: str, iters: int) -> None:
         exp_file = work / f'{stem}.yml'
         exp_file.write_text(yaml.safe_dump(experiment_options(opt, stem, data, iters)))
         run_experiment(load_experiment(str(exp_file), work), work, num_gpu=num_gpu)
+    elif kind == 'zero_shot':
+        from srdistill_plugin.experiment.options import load_experiment
+        from srdistill_plugin.experiment.zero_shot_runner import run_zero_shot
+        exp_file = work / f'{stem}.yml'
+        exp_file.write_text(yaml.safe_dump(zero_shot_options(opt, stem, data, work, root, iters)))
+        run_zero_shot(load_experiment(str(exp_file), work), work, num_gpu=num_gpu)
     else:
         opt_file = work / f'{stem}.yml'
         opt_file.write_text(yaml.safe_dump(basicsr_options(opt, stem, data, work, root, iters, num_gpu)))

@@ -1,5 +1,6 @@
 """Distill -> train -> test -> report, resumable: ``srdistill-experiment -opt options/report/<name>.yml`` (also
-under its former name ``srdistill-report``).
+under its former name ``srdistill-report``). An options file with ``kind: zero_shot`` runs the MZSR experiment
+instead: start -> meta-transfer arms -> held-out checkpoint choice -> the zero-shot table -> report.
 
 Writes ``results/<name>/report.md`` and ``report.html``; work under ``experiments/<name>/``. ``--workers N`` trains
 N runs at a time (each with the options' ``threads``; keep N x threads within the machine's cores). On a machine
@@ -22,6 +23,7 @@ from srdistill.cli import run_cli
 from srdistill.core.errors import SRDistillError
 from srdistill_plugin.experiment.options import load_experiment
 from srdistill_plugin.experiment.runner import check_worker, run_experiment
+from srdistill_plugin.experiment.zero_shot_runner import run_zero_shot
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -47,14 +49,18 @@ def report(root: Path) -> None:
         raise SRDistillError(f'--workers: expected a positive integer, got {args.workers}')
     exp = load_experiment(args.opt, root)
     worker = {'num_gpu': args.num_gpu, 'runs': args.runs}
-    check_worker(exp, **worker)
+    run = run_zero_shot if exp.kind == 'zero_shot' else run_experiment
+    if exp.kind == 'distillation':
+        check_worker(exp, **worker)
+    elif args.runs:
+        raise SRDistillError('--runs: a zero-shot experiment has no runs to pick; leave it out')
     helper_args = (['--num_gpu', str(args.num_gpu)] + (['--no-report'] if args.no_report else [])
                    + (['--runs', *args.runs] if args.runs else []))
     helpers = [] if args.report_only else [
         subprocess.Popen([sys.executable, '-m', 'srdistill_plugin.commands.experiment', '-opt', os.path.abspath(args.opt),
                           *helper_args], cwd=root, preexec_fn=_stop_with_parent) for _ in range(args.workers - 1)]
     try:
-        path = run_experiment(exp, root, train=not args.report_only, report=not args.no_report, **worker)
+        path = run(exp, root, train=not args.report_only, report=not args.no_report, **worker)
         failed = sum(p.wait() != 0 for p in helpers)
     finally:
         for p in helpers:
@@ -64,7 +70,7 @@ def report(root: Path) -> None:
     if args.no_report:
         print(f'trained; write the report with: srdistill-experiment -opt {args.opt} --report-only')
         return
-    path = run_experiment(exp, root, train=False) if helpers else path  # the report of every worker's runs
+    path = run(exp, root, train=False) if helpers else path  # the report of every worker's runs
     print(f'report: {path} (and {path.with_suffix(".html")})')
 
 

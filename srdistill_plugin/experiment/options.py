@@ -19,10 +19,12 @@ from srdistill_plugin.distill.registry import SYNTHESIS_REGISTRY, strategy_class
 from srdistill_plugin.engine.option_schema import signature_section
 
 from .results import FULL_POOL
+from .zero_shot_options import ZeroShotExperiment
 
 # arm -> the registered synthesis mode whose set it trains on
 ARM_MODES = {cls.arm or cls.mode: cls.mode for _, cls in SYNTHESIS_REGISTRY}
 
+KIND = Value(choices=('distillation', 'zero_shot'))
 REQUIRED = ('name', 'scale', 'pool', 'test_sets', 'arms', 'budgets_percent', 'seeds', 'students', 'distill')
 SR_TRAIN_RULES = {'total_iter': COUNT, 'batch_size': COUNT, 'gt_size': COUNT, 'lr': POSITIVE,
                   'ema_decay': Value((float, ), low=0, below=1), 'milestones_fraction': LIST, 'eval_every': COUNT,
@@ -32,7 +34,7 @@ SR_TRAIN_RULES = {'total_iter': COUNT, 'batch_size': COUNT, 'gt_size': COUNT, 'l
 RECIPE_KEYS = ('augment', 'ema_decay', 'gt_size', 'batch_size', 'lr')
 # the keys of an experiment file and the kinds of the ones not checked further below
 EXPERIMENT_SCHEMA = Section({
-    'name': Value((str, ), required=True), 'scale': Value(choices=(2, 3, 4), required=True),
+    'name': Value((str, ), required=True), 'kind': KIND, 'scale': Value(choices=(2, 3, 4), required=True),
     **{key: Value((list, ), required=True) for key in ('test_sets', 'arms', 'budgets_percent', 'seeds')},
     'pool': Value((str, ), required=True), 'distill': Value((dict, ), required=True),
     'students': Section(each=Section({'network_g': OPEN})),
@@ -84,6 +86,7 @@ class PoolCrops:
 @dataclass(frozen=True)
 class ExperimentOptions:
     """Every option of one experiment, checked (:meth:`from_opt`); see ``options/report/sunhays80_x4.yml``."""
+    kind = 'distillation'  # (a class constant, not an option field)
     name: str
     scale: int
     pool: str  # a folder of HR photographs, relative to the root
@@ -188,9 +191,14 @@ class ExperimentOptions:
         return list(dict.fromkeys(self.set_arm(arm) for arm in self.arms_on_sets()))
 
 
-def load_experiment(opt_path: str, root: Path) -> ExperimentOptions:
-    """The checked options of the experiment file ``opt_path`` (``_base_`` files merged)."""
-    return ExperimentOptions.from_opt(read_options(opt_path), root)
+def load_experiment(opt_path: str, root: Path) -> ExperimentOptions | ZeroShotExperiment:
+    """The checked options of the experiment file ``opt_path`` (``_base_`` files merged), by its ``kind``:
+    distillation (the default) or zero_shot."""
+    opt = read_options(opt_path)
+    KIND.check(opt.get('kind', 'distillation'), 'kind')
+    if opt.get('kind') == 'zero_shot':
+        return ZeroShotExperiment.from_opt(opt, root)
+    return ExperimentOptions.from_opt(opt, root)
 
 
 def _fail(option: str, message: str) -> None:

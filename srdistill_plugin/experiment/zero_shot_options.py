@@ -1,0 +1,192 @@
+"""A zero-shot experiment's options (``options/report/mzsr_*.yml``, ``kind: zero_shot``): the start, the
+meta-transfer arms and the checkpoint each is evaluated at, and the evaluation (sets x kernels x MZSR(n), ZSSR,
+bicubic, the paper's column). Read once: every key known, every value and path checked before anything runs."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from srdistill.core.errors import SRDistillError
+from srdistill.core.kernels import EVAL_KERNELS
+from srdistill.core.option_schema import COUNT, LIST, NON_NEGATIVE_INT, TEXT, Section, Value, check_options
+from srdistill.core.zero_shot import STEP_SCHEDULES
+
+SCHEDULE = Value(choices=tuple(sorted(STEP_SCHEDULES)))
+ARM_SCHEMA = Section({
+    'options': Value((str, ), required=True), 'overrides': LIST, 'total_iter': COUNT, 'checkpoint': COUNT,
+    'choose': Section({'photos': Value((str, ), required=True), 'every': COUNT, 'kernels': LIST,
+                       'steps': NON_NEGATIVE_INT, 'crop': COUNT}),
+    'schedule': SCHEDULE})
+SCHEMA = Section({
+    'name': Value((str, ), required=True), 'kind': Value(choices=('zero_shot', ), required=True),
+    'scale': Value(choices=(2, 3, 4), required=True), 'threads': COUNT, 'pool': TEXT,
+    'start': Section({'official': TEXT, 'weights': TEXT,
+                      'train': Section({'options': Value((str, ), required=True), 'overrides': LIST,
+                                        'total_iter': COUNT})}),
+    'arms': Section(each=ARM_SCHEMA), 'sets': Value((list, ), required=True),
+    'kernels': Section(each=TEXT), 'mzsr_steps': LIST, 'mzsr_steps_by_set': Section(each=LIST),
+    'zssr': Section({'sets': LIST, 'kernels': LIST, 'max_iters': COUNT, 'crop': COUNT}),
+    'ablation': Section({'arms': LIST, 'sets': LIST, 'kernels': LIST, 'schedule': SCHEDULE}),
+    'paper': Section(each=Section(each=Section(each=Value((float, ))))), 'import': TEXT})
+
+
+@dataclass(frozen=True)
+class CheckpointChoice:
+    """``choose``: evaluate the arm's checkpoints saved at multiples of ``every`` by mean MZSR(``steps``) PSNR on
+    held-out ``photos`` (centre ``crop``, degraded by ``kernels``) and keep the best (the earliest of equal ones)."""
+    photos: Path
+    every: int = 100
+    kernels: tuple[str, ...] = ('gd2.0', )
+    steps: int = 1
+    crop: int = 256
+
+
+@dataclass(frozen=True)
+class MetaArm:
+    """One meta-transfer run from the start: a BasicSR options file, its overrides, and how it is evaluated."""
+    options: str
+    overrides: tuple[str, ...] = ()
+    total_iter: int | None = None  # None: the options file's
+    checkpoint: int | None = None  # the iteration evaluated (None: the last, or the chosen one)
+    choose: CheckpointChoice | None = None
+    schedule: str = 'direct_x2'  # test-time step sizes
+
+
+@dataclass(frozen=True)
+class ZSSRSettings:
+    sets: tuple[str, ...] = ()
+    kernels: tuple[str, ...] = ()
+    max_iters: int = 1000
+    crop: int = 64  # the official ZSSR crop is 128
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """MZSR(0/1/10) of other arms on some sets and kernels (e.g. the paper's first-order / son-LR ablations)."""
+    arms: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()
+    kernels: tuple[str, ...] = ()
+    schedule: str = 'direct_x2'
+
+
+@dataclass(frozen=True)
+class ZeroShotExperiment:
+    """The checked options of a ``kind: zero_shot`` experiment file."""
+    name: str
+    scale: int
+    start: dict  # exactly one of {official: checkpoint prefix}, {weights: file}, {train: {options, ...}}
+    arms: dict[str, MetaArm]
+    sets: tuple[Path, ...]
+    kernels: dict[str, str]  # evaluation kernel -> the arm that adapts to it
+    pool: Path | None = None  # HR photographs the trainings read (as 192x192 crops)
+    threads: int = 2
+    mzsr_steps: tuple[int, ...] = (0, 1, 10)
+    mzsr_steps_by_set: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    zssr: ZSSRSettings = field(default_factory=ZSSRSettings)
+    ablation: Ablation = field(default_factory=Ablation)
+    paper: dict = field(default_factory=dict)  # {set: {kernel: {method: dB}}}
+    import_file: Path | None = None  # a results file of benchmarks/mzsr_adaptation.py whose rows are taken as run
+
+    kind = 'zero_shot'
+
+    @classmethod
+    def from_opt(cls, opt: dict, root: Path) -> 'ZeroShotExperiment':
+        check_options(SCHEMA, opt)
+        opt = copy.deepcopy(opt)
+        resolve = lambda p: Path(p) if Path(p).is_absolute() else root / p  # noqa: E731
+        arms = {name: _meta_arm(name, spec, resolve) for name, spec in (opt.get('arms') or {}).items()}
+        exp = cls(
+            name=opt['name'], scale=opt['scale'], start=_start(opt.get('start'), resolve), arms=arms,
+            sets=tuple(resolve(s) for s in opt['sets']), kernels=dict(opt.get('kernels') or {}),
+            pool=resolve(opt['pool']) if opt.get('pool') else None, threads=opt.get('threads', 2),
+            mzsr_steps=tuple(opt.get('mzsr_steps', (0, 1, 10))),
+            mzsr_steps_by_set={k: tuple(v) for k, v in (opt.get('mzsr_steps_by_set') or {}).items()},
+            zssr=ZSSRSettings(**_tuples(opt.get('zssr'))), ablation=Ablation(**_tuples(opt.get('ablation'))),
+            paper=opt.get('paper') or {}, import_file=resolve(opt['import']) if opt.get('import') else None)
+        exp.check()
+        return exp
+
+    @property
+    def set_names(self) -> list[str]:
+        return [s.name for s in self.sets]
+
+    def steps_for(self, set_name: str) -> tuple[int, ...]:
+        return self.mzsr_steps_by_set.get(set_name, self.mzsr_steps)
+
+    def check(self) -> None:
+        """Names that must refer to each other, and the folders and files the experiment reads."""
+        if not self.arms:
+            _fail('arms', 'expected at least one meta-transfer arm')
+        if not self.kernels:
+            _fail('kernels', 'expected a mapping of evaluation kernel -> arm, e.g. {gd2.0: direct}')
+        for kernel, arm in self.kernels.items():
+            _known(f'kernels.{kernel}', kernel, EVAL_KERNELS)
+            _known(f'kernels.{kernel}', arm, self.arms)
+        for option, names, known in (('zssr.sets', self.zssr.sets, self.set_names),
+                                     ('zssr.kernels', self.zssr.kernels, self.kernels),
+                                     ('ablation.sets', self.ablation.sets, self.set_names),
+                                     ('ablation.kernels', self.ablation.kernels, self.kernels),
+                                     ('ablation.arms', self.ablation.arms, self.arms),
+                                     ('mzsr_steps_by_set', self.mzsr_steps_by_set, self.set_names)):
+            for name in names:
+                _known(option, name, known)
+        for arm_name, arm in self.arms.items():
+            for kernel in arm.choose.kernels if arm.choose else ():
+                _known(f'arms.{arm_name}.choose.kernels', kernel, EVAL_KERNELS)
+        for option, steps in (('mzsr_steps', self.mzsr_steps), *self.mzsr_steps_by_set.items()):
+            if not steps or any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in steps):
+                _fail(option, f'expected a list of whole numbers >= 0 (adaptation steps), got {list(steps)}')
+        for path in self.sets:
+            if not (path / 'HR').is_dir():
+                _fail('sets', f'{path}: no HR/ folder of benchmark images')
+        if self.import_file and not self.import_file.is_file():
+            _fail('import', f'{self.import_file}: no such results file')
+
+
+def _fail(option: str, message: str) -> None:
+    raise SRDistillError(f'option {option}: {message}')
+
+
+def _tuples(section: dict | None) -> dict:
+    """A section's options with its lists as tuples (the option classes are frozen)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in (section or {}).items()}
+
+
+def _known(option: str, name: str, known) -> None:
+    if name not in known:
+        _fail(option, f'{name!r} is not one of {sorted(known)}')
+
+
+def _start(spec: dict | None, resolve) -> dict:
+    """The one start of the meta-transfer: the official network's checkpoint prefix, a weights file, or a training."""
+    if not spec or len(spec) != 1:
+        _fail('start', 'expected exactly one of official (checkpoint prefix), weights (file) or train (options)')
+    (kind, value), = spec.items()
+    if kind == 'train':
+        if not resolve(value['options']).is_file():
+            _fail('start.train.options', f'{value["options"]}: no such options file')
+        return {'train': {**value, 'overrides': tuple(value.get('overrides', ()))}}
+    path = resolve(value)
+    if kind == 'official' and not Path(f'{path}.index').is_file():
+        _fail('start.official', f'{path}.index: no such file (the official TensorFlow checkpoint prefix)')
+    if kind == 'weights' and not path.is_file():
+        _fail('start.weights', f'{path}: no such file')
+    return {kind: path}
+
+
+def _meta_arm(name: str, spec: dict, resolve) -> MetaArm:
+    if spec.get('checkpoint') and spec.get('choose'):
+        _fail(f'arms.{name}', 'checkpoint and choose exclude each other (a fixed iteration, or one chosen on held-out '
+              'photographs)')
+    choose = spec.pop('choose', None)
+    if choose:
+        photos = resolve(choose.pop('photos'))
+        if not photos.is_dir():
+            _fail(f'arms.{name}.choose.photos', f'{photos}: no such folder of held-out photographs')
+        choose = CheckpointChoice(photos=photos, **_tuples(choose))
+    if spec.get('checkpoint') and spec.get('total_iter') and spec['checkpoint'] > spec['total_iter']:
+        _fail(f'arms.{name}.checkpoint', f'{spec["checkpoint"]} is past total_iter {spec["total_iter"]}')
+    if not resolve(spec['options']).is_file():
+        _fail(f'arms.{name}.options', f'{spec["options"]}: no such options file')
+    return MetaArm(**{**spec, 'overrides': tuple(spec.get('overrides', ()))}, choose=choose)

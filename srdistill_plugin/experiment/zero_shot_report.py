@@ -1,0 +1,155 @@
+"""The zero-shot experiment's report: the papers' table (bicubic, the start, MZSR(n), ZSSR, the paper's column) per
+set and kernel, the bicubic column checked against the paper's first, ablations, the held-out checkpoint choice,
+PSNR against adaptation time, and where every network came from. Reads rows; trains and evaluates nothing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from statistics import mean, median
+
+from srdistill.core.atomic_io import atomic_write_text
+
+from .report import Report
+from .zero_shot_options import ZeroShotExperiment
+
+METHODS = ('bicubic', 'pretrained', 'mzsr0', 'mzsr1', 'mzsr10')
+LABELS = {'bicubic': 'bicubic', 'pretrained': 'start', 'mzsr0': 'MZSR(0)', 'mzsr1': 'MZSR(1)', 'mzsr10': 'MZSR(10)',
+          'zssr': 'ZSSR'}
+
+
+def summarize(unit: dict) -> dict:
+    """Means over a set's images: PSNR and SSIM of each method, MZSR adaptation seconds, and for ZSSR its final
+    PSNR, training seconds, how many images its raw network brought to MZSR(1)'s PSNR and at what time ratio."""
+    rows = unit['rows']
+    methods = [m for m in METHODS if all(m in r for r in rows)]
+    s = {'images': len(rows), **{m: mean(r[m][0] for r in rows) for m in methods}}
+    s['ssim'] = {m: mean(r[m][1] for r in rows) for m in methods}
+    s['adapt_time_s'] = {m: mean(r[m][2] for r in rows) for m in methods if m.startswith('mzsr')}
+    if unit['zssr']:
+        z = unit['zssr']
+        s['zssr_final'] = mean(r['zssr_final'][0] for r in z)
+        s['zssr_time_s'] = mean(r['zssr_final'][2] for r in z)
+        if 'mzsr1' in s:
+            reach = [next(((it, t) for it, t, p in zr['zssr_curve'] if p >= r['mzsr1'][0]), None)
+                     for zr, r in zip(z, rows)]
+            ratios = [x[1] / r['mzsr1'][2] for x, r in zip(reach, rows) if x]
+            s['zssr_reached_mzsr1'] = sum(x is not None for x in reach)
+            s['zssr_steps_to_mzsr1'] = median(x[0] for x in reach if x) if ratios else None
+            s['time_ratio_to_equal_psnr'] = mean(ratios) if ratios else None
+    return s
+
+
+def plot_psnr_vs_time(path: Path, table: dict, summary: dict) -> None:
+    """Per set x kernel with ZSSR: its raw network's PSNR against training seconds, and MZSR(n) at its adaptation
+    seconds (mean over the set's images)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for (key, unit), color in zip(((k, u) for k, u in table.items() if u['zssr']), plt.cm.tab10.colors):
+        curves = [r['zssr_curve'] for r in unit['zssr']]
+        points = min(len(c) for c in curves)
+        ax.plot([max(mean(c[i][1] for c in curves), 1e-2) for i in range(points)],
+                [mean(c[i][2] for c in curves) for i in range(points)], color=color, label=f'ZSSR {key}')
+        steps = [m for m in ('mzsr0', 'mzsr1', 'mzsr10') if m in summary[key]]
+        ax.plot([max(summary[key]['adapt_time_s'][m], 1e-2) for m in steps], [summary[key][m] for m in steps], 'o--',
+                color=color, label=f'MZSR(0/1/10) {key}')
+    ax.set_xscale('log')
+    ax.set_xlabel('seconds on the test image (training / adaptation; 0 drawn at 0.01)')
+    ax.set_ylabel('PSNR (Y, 8-bit, dB)')
+    ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _cell(value: float | None, fmt: str = '{:.2f}') -> str:
+    return '–' if value is None else fmt.format(value)
+
+
+def _main_table(report: Report, exp: ZeroShotExperiment, summary: dict) -> None:
+    header = ['set', 'kernel', 'paper: bicubic / MZSR(1) / MZSR(10) / ZSSR',
+              *(LABELS[m] for m in METHODS), f'ZSSR@{exp.zssr.max_iters}', 'ZSSR steps to MZSR(1)',
+              'time ratio ZSSR / MZSR(1)']
+    rows = []
+    for key, s in summary.items():
+        set_name, kernel = key.split('/')
+        paper = exp.paper.get(set_name, {}).get(kernel, {})
+        reached = (f"{s['zssr_steps_to_mzsr1']:g} ({s['zssr_reached_mzsr1']}/{s['images']} reached)"
+                   if s.get('zssr_steps_to_mzsr1') is not None else '–')
+        rows.append([set_name, kernel, ' / '.join(_cell(paper.get(m)) for m in ('bicubic', 'mzsr1', 'mzsr10', 'zssr')),
+                     *(_cell(s.get(m)) for m in METHODS), _cell(s.get('zssr_final')), reached,
+                     _cell(s.get('time_ratio_to_equal_psnr'), '{:.0f}×')])
+    report.table(header, rows)
+
+
+def _fidelity(report: Report, exp: ZeroShotExperiment, summary: dict) -> None:
+    """The paper's own baseline first: our bicubic column against the paper's."""
+    checks = [(key, s['bicubic'], exp.paper[key.split('/')[0]][key.split('/')[1]]['bicubic'])
+              for key, s in summary.items() if 'bicubic' in exp.paper.get(key.split('/')[0], {}).get(
+                  key.split('/')[1], {})]
+    if checks:
+        report.text('Bicubic against the paper\'s column (the protocol check): ' + ', '.join(
+            f'{key} {ours:.2f} ({ours - paper:+.2f})' for key, ours, paper in checks) + '.')
+
+
+def _ablation(report: Report, table: dict) -> None:
+    cells = {(key, arm): ' / '.join(f'{mean(r[f"mzsr{n}"][0] for r in rows):.2f}' for n in (0, 1, 10))
+             for key, unit in table.items() for arm, rows in unit['ablation'].items()}
+    if not cells:
+        return
+    keys, arms = sorted({k for k, _ in cells}), list(dict.fromkeys(a for _, a in cells))
+    report.heading('Ablation (MZSR(0) / MZSR(1) / MZSR(10), dB)')
+    report.table(['arm', *keys], [[arm, *(cells.get((k, arm), '–') for k in keys)] for arm in arms])
+
+
+def _networks(report: Report, exp: ZeroShotExperiment, networks: dict) -> None:
+    report.heading('Networks')
+    rows = []
+    for name, rec in networks.items():
+        chosen = (f"{rec['iteration']} (best of {len(rec['choice_curve'])} checkpoints on {len(rec['choice_photos'])} "
+                  f"held-out photographs)" if 'choice_curve' in rec else str(rec.get('iteration', '–')))
+        rows.append([name, chosen if name != 'pretrained' else '–', rec.get('source', 'missing'),
+                     _cell(rec.get('seconds'), '{:.0f}'), rec.get('device', 'not recorded'), rec.get('hash', '–')])
+    report.table(['network', 'evaluated iteration', 'source', 'training s', 'trained on', 'weights hash'], rows)
+    for name, rec in networks.items():
+        if 'choice_curve' in rec:
+            report.text(f'Held-out choice of {name} (mean MZSR({exp.arms[name].choose.steps}) PSNR on '
+                        f'{", ".join(rec["choice_photos"])}; never a test set): '
+                        + ', '.join(f'{it}: {v:.2f}' for it, v in rec['choice_curve'].items()) + '.')
+
+
+def write_zero_shot_report(exp: ZeroShotExperiment, root: Path, networks: dict, table: dict,
+                           imported: dict | None) -> Path:
+    """``results/<name>/report.{md,html}`` and ``summary.json`` of everything evaluated so far; the report's path."""
+    out = root / 'results' / exp.name
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {key: summarize(unit) for key, unit in table.items()}
+    report = Report(out)
+    report.heading(f'Zero-shot SR x{exp.scale}: {exp.name}', 1)
+    report.text('PSNR on the Y channel rounded to 8 bits and SSIM on Y, border = scale, mean over each set. LR: the '
+                'paper\'s kernels (variance convention, 21x21), correlation with symmetric borders, the official '
+                'subsampling grid, 8 bits. "start": the network before meta-transfer. ZSSR: the official given-kernel '
+                f'protocol, crop {exp.zssr.crop}, up to {exp.zssr.max_iters} iterations; "steps to MZSR(1)": the '
+                'median iteration at which its raw network first reaches MZSR(1)\'s PSNR on an image. '
+                + ', '.join(f'{arm}: {spec.schedule} step sizes' for arm, spec in exp.arms.items()) + '.'
+                + (f' Rows imported from `{imported["file"]}` (evaluated there with '
+                   f'{imported["env"].get("torch_threads")} thread(s) on {imported["env"].get("device")}); a row '
+                   f'computed here uses {exp.threads}.'
+                   if imported else f' Evaluation threads: {exp.threads}.'))
+    missing = [f'{s.name}/{k}' for s in exp.sets for k in exp.kernels if f'{s.name}/{k}' not in summary]
+    if missing:
+        report.text(f'Not yet evaluated: {", ".join(missing)}.')
+    _fidelity(report, exp, summary)
+    _main_table(report, exp, summary)
+    _ablation(report, table)
+    if any(unit['zssr'] for unit in table.values()):
+        plot_psnr_vs_time(out / 'psnr_vs_time.png', table, summary)
+        report.figure('psnr_vs_time.png', 'PSNR against seconds spent on the test image: ZSSR training vs MZSR '
+                                          'adaptation')
+    _networks(report, exp, networks)
+    atomic_write_text(out / 'summary.json', json.dumps({'summary': summary, 'networks': networks}, indent=1))
+    atomic_write_text(out / 'report.md', report.markdown())
+    atomic_write_text(out / 'report.html', report.html(f'srdistill report {exp.name}'))
+    return out / 'report.md'

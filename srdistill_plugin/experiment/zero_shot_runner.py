@@ -1,0 +1,374 @@
+"""The zero-shot experiment: start -> one meta-transfer run per arm -> the checkpoint each arm is evaluated at
+(fixed, or chosen on held-out photographs) -> the papers' table (bicubic, the start, MZSR(n), ZSSR per set and
+kernel, and ablations) -> report.
+
+``srdistill-experiment -opt options/report/mzsr_*.yml``. Work goes to ``experiments/<name>/``, the report to
+``results/<name>/report.{md,html}``. Everything resumes: the trainings through BasicSR's ``--auto_resume``, every
+evaluated image from its row in ``experiments/<name>/rows/<set>_<kernel>.json``, keyed by the content hash of the
+weights it read (new weights are evaluated anew, never mixed in). A results file of the earlier benchmark script
+(``import:``) seeds those rows under the hashes it recorded, so its figures are reproduced without retraining.
+Several workers share the work: the trainings under one lock, each set x kernel under its own.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from srdistill.core.atomic_io import atomic_path
+from srdistill.core.errors import SRDistillError
+from srdistill.core.file_lock import FileLock
+from srdistill.core.imageio import list_images, read_image
+from srdistill.core.json_store import JsonStore
+from srdistill.core.kernels import eval_kernel
+from srdistill.core.matlab_resize import matlab_resize
+from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
+from srdistill.core.zero_shot import ZSSRConfig
+from srdistill_plugin.metrics.y_channel import tensor_metrics
+from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
+from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr, zssr_rows
+from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain, read_training_record
+
+from .runner import best_on_validation
+from .zero_shot_options import ZeroShotExperiment
+from .zero_shot_report import write_zero_shot_report
+
+VAL_OFF = 'val:val_freq=1000000000'  # the trainings never validate on a test set; choices use held-out photos
+
+
+def file_hash(path: Path) -> str:
+    """A short content hash of a weights file: the key that ties cached evaluations to the weights they read."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
+
+
+def saved_checkpoints(models: Path) -> dict[int, Path]:
+    """``{iteration: path}`` of the ``net_g_<iteration>.pth`` files in a BasicSR ``models`` folder, in order."""
+    found = {int(p.stem[len('net_g_'):]): p for p in Path(models).glob('net_g_*.pth')
+             if p.stem[len('net_g_'):].isdigit()}
+    return dict(sorted(found.items()))
+
+
+class ZeroShotRunner:
+    """The stages of one zero-shot experiment over its work folder."""
+
+    def __init__(self, exp: ZeroShotExperiment, root: Path, num_gpu: int = 0):
+        self.exp, self.root, self.num_gpu = exp, root, num_gpu
+        self.work = root / 'experiments' / exp.name
+        self.imported = read_import(exp, root) if exp.import_file else None
+        self.networks = JsonStore(self.work / 'networks.json')  # name -> {hash, iteration, source, ...}
+        self._nets: dict[str, torch.nn.Module] = {}
+
+    # --- networks ----------------------------------------------------------------------------------------
+    def run_name(self, name: str) -> str:
+        return f'{self.exp.name}_{name}'
+
+    def models(self, name: str) -> Path:
+        return self.work / 'experiments' / self.run_name(name) / 'models'
+
+    def start_weights(self) -> Path:
+        start = self.exp.start
+        if 'weights' in start:
+            return start['weights']
+        return self.work / 'official_start.pth' if 'official' in start else self.models('pretrain') / 'net_g_latest.pth'
+
+    def arm_iters(self, arm: str) -> int:
+        spec = self.exp.arms[arm]
+        return spec.total_iter or yaml.safe_load((self.root / spec.options).read_text())['train']['total_iter']
+
+    def evaluated_iteration(self, arm: str) -> int | None:
+        """The fixed or chosen checkpoint of ``arm`` (None: its last)."""
+        return self.exp.arms[arm].checkpoint or (self.networks.get(arm) or {}).get('chosen')
+
+    def checkpoint_path(self, arm: str) -> Path:
+        """The weights of ``arm`` that the table evaluates."""
+        iteration = self.evaluated_iteration(arm)
+        return self.models(arm) / (f'net_g_{iteration}.pth' if iteration else 'net_g_latest.pth')
+
+    def missing(self) -> list[str]:
+        """The networks neither trained here nor imported."""
+        have = set(self.imported['checkpoints']) if self.imported else set()
+        out = [] if self.start_weights().is_file() or 'pretrained' in have else ['pretrained']
+        return out + [arm for arm in self.exp.arms
+                      if arm not in have and not (self.models(arm) / 'net_g_latest.pth').is_file()]
+
+    def check_inputs(self) -> None:
+        """What the trainings read, before any work (one line naming it)."""
+        if not self.missing():
+            return
+        if self.exp.pool is None or not self.exp.pool.is_dir():
+            raise SRDistillError(f'option pool: {self.exp.pool}: no such folder of HR photographs (the trainings read '
+                                 f'it; missing: {", ".join(self.missing())})')
+        if self.imported:
+            raise SRDistillError(f'option import: {self.exp.import_file.name} has no run of '
+                                 f'{", ".join(self.missing())}; train them in an experiment without import')
+
+    def train(self) -> None:
+        """The start and every arm, trained where missing (one worker at a time; the others wait, then evaluate)."""
+        if not self.missing():
+            return
+        with FileLock(self.work / 'locks' / 'training.lock'):
+            lmdb = self.work / 'pool' / 'HR.lmdb'
+            if not (lmdb / 'meta_info.txt').is_file():
+                prepare_lmdbs(self.exp.pool, lmdb.parent, PrepareOptions(crop_size=192, step=192,
+                                                                         scales=(self.exp.scale, )))
+            start = self.exp.start
+            if 'official' in start and not self.start_weights().is_file():
+                with atomic_path(self.start_weights()) as partial:
+                    torch.save({'params': official_mzsr_state_dict(str(start['official']))}, partial)
+            pretrain = (TrainingRun(self.run_name('pretrain'), start['train']['options'],
+                                    (*start['train']['overrides'], *_iters(start['train'].get('total_iter'))))
+                        if 'train' in start else self.start_weights())
+            arms = {arm: TrainingRun(self.run_name(arm), spec.options,
+                                     (*spec.overrides, f'train:total_iter={self.arm_iters(arm)}', VAL_OFF))
+                    for arm, spec in self.exp.arms.items()}
+            common = [f'datasets:train:dataroot_gt={lmdb}', 'logger:use_tb_logger=False', f'num_gpu={self.num_gpu}']
+            meta_transfer_chain(self.root, self.work / 'experiments', common, pretrain, arms, self.exp.threads)
+
+    def resolve_networks(self) -> None:
+        """Record each network's evaluated weights: hash, iteration and where it came from."""
+        imported = self.imported['checkpoints'] if self.imported else {}
+        for name in ('pretrained', *self.exp.arms):
+            path = self.start_weights() if name == 'pretrained' else self.checkpoint_path(name)
+            record = dict(self.networks.get(name) or {})
+            if path.is_file():
+                record.update(hash=file_hash(path), path=_relative(path, self.root), source=self.source(name))
+                if record['source'] == 'trained here':
+                    record.update(_training_facts(path.parents[1]))
+            elif name in imported:
+                record.update(hash=imported[name], source=f'imported from {self.imported["file"]}',
+                              seconds=self.imported['times'].get(f'{name}_training_s'))
+            if name != 'pretrained':
+                record['iteration'] = self.evaluated_iteration(name) or self.arm_iters(name)
+            self.networks.put(name, record)
+
+    def source(self, name: str) -> str:
+        if name != 'pretrained' or 'train' in self.exp.start:
+            return 'trained here'
+        return 'the official network, converted' if 'official' in self.exp.start else 'given weights'
+
+    def net(self, name: str) -> torch.nn.Module:
+        if name not in self._nets:
+            path = self.start_weights() if name == 'pretrained' else self.checkpoint_path(name)
+            if not path.is_file():
+                raise SRDistillError(f'{path}: missing, and the imported rows do not cover what needs it')
+            self._nets[name] = load_mzsr(path, self.exp.scale)
+        return self._nets[name]
+
+    # --- held-out checkpoint choice ----------------------------------------------------------------------
+    def choose(self, arm: str) -> None:
+        """Evaluate ``arm``'s checkpoints on the held-out photographs and record the best iteration."""
+        spec, scale = self.exp.arms[arm].choose, self.exp.scale
+        store = JsonStore(self.work / 'choice' / f'{arm}.json')
+        photos = [(p.stem, _centre_crop(p, spec.crop, scale)) for p in list_images(spec.photos)]
+        curve = {}
+        checkpoints = {it: p for it, p in saved_checkpoints(self.models(arm)).items() if it % spec.every == 0}
+        for it, path in tqdm(checkpoints.items(), desc=f'{arm}: held-out choice', unit='ckpt'):
+            key = f'{it}|{file_hash(path)}|{",".join(spec.kernels)}|mzsr{spec.steps}|{self.exp.arms[arm].schedule}'
+            if store.get(key) is None:
+                net = load_mzsr(path, scale)
+                psnrs = [mzsr_rows(net, *official_lr(hr, kernel, scale), hr, scale, (spec.steps, ),
+                                   self.exp.arms[arm].schedule)[f'mzsr{spec.steps}'][0]
+                         for kernel in spec.kernels for _, hr in photos]
+                store.put(key, sum(psnrs) / len(psnrs))
+            curve[it] = store.get(key)
+        if not curve:
+            raise SRDistillError(f'arms.{arm}.choose: no checkpoint of {self.models(arm)} at a multiple of '
+                                 f'{spec.every}')
+        record = dict(self.networks.get(arm) or {})
+        record.update(chosen=best_on_validation(curve), choice_curve=curve,
+                      choice_photos=[stem for stem, _ in photos])
+        self.networks.put(arm, record)
+
+    # --- the table ---------------------------------------------------------------------------------------
+    def row_key(self, stem: str, arm: str, steps: tuple[int, ...], schedule: str) -> str:
+        hashes = {name: (self.networks.get(name) or {}).get('hash') for name in ('pretrained', arm)}
+        return f'{stem}|{arm}:{hashes[arm]}|pretrained:{hashes["pretrained"]}|steps={list(steps)}|{schedule}'
+
+    def zssr_key(self, stem: str) -> str:
+        return f'{stem}|zssr|crop={self.exp.zssr.crop}|iters={self.exp.zssr.max_iters}'
+
+    def ablation_key(self, stem: str, arm: str) -> str:
+        return f'{stem}|ablation|{arm}:{self.networks.get(arm)["hash"]}|{self.exp.ablation.schedule}'
+
+    def rows(self, set_name: str, kernel: str) -> JsonStore:
+        return JsonStore(self.work / 'rows' / f'{set_name}_{kernel}.json')
+
+    def seed_imported_rows(self) -> None:
+        """The import's rows, under the keys of the weights it recorded (once; rows made here are kept)."""
+        for (set_name, kernel), rows in self.imported['rows'].items():
+            store, arm = self.rows(set_name, kernel), self.exp.kernels[kernel]
+            for stem, row in rows.items():
+                keys = {'main': self.row_key(stem, arm, self.exp.steps_for(set_name), self.exp.arms[arm].schedule),
+                        'zssr': self.zssr_key(stem),
+                        **{other: self.ablation_key(stem, other) for other in self.exp.ablation.arms}}
+                for part, value in row.items():
+                    if part in keys and store.get(keys[part]) is None:
+                        store.put(keys[part], value)
+
+    def evaluate(self) -> None:
+        """Every set x kernel not taken by another worker: each image's row, computed where not stored."""
+        exp, scale = self.exp, self.exp.scale
+        units = [(s, k) for s in exp.sets for k in exp.kernels]
+        for set_dir, kernel in tqdm(units, desc=f'{exp.name}: evaluation', unit='set x kernel'):
+            lock = FileLock(self.work / 'locks' / f'{set_dir.name}_{kernel}.lock')
+            if not lock.acquire(blocking=False):
+                continue
+            try:
+                store, arm = self.rows(set_dir.name, kernel), exp.kernels[kernel]
+                steps, schedule = exp.steps_for(set_dir.name), exp.arms[arm].schedule
+                zssr = set_dir.name in exp.zssr.sets and kernel in exp.zssr.kernels
+                ablate = set_dir.name in exp.ablation.sets and kernel in exp.ablation.kernels
+                for stem, hr in benchmark_images(set_dir, scale):
+                    lr, k, downsample = official_lr(hr, kernel, scale)
+                    key = self.row_key(stem, arm, steps, schedule)
+                    if store.get(key) is None:
+                        with torch.no_grad():
+                            row = {'bicubic': (*tensor_metrics(matlab_resize(lr, scale), hr, scale), 0.),
+                                   'pretrained': (*tensor_metrics(self.net('pretrained')(lr), hr, scale), 0.)}
+                        row.update(mzsr_rows(self.net(arm), lr, k, downsample, hr, scale, steps, schedule))
+                        store.put(key, row)
+                    if zssr and store.get(self.zssr_key(stem)) is None:
+                        config = ZSSRConfig(crop_size=exp.zssr.crop, max_iters=exp.zssr.max_iters)
+                        store.put(self.zssr_key(stem), zssr_rows(lr, k, downsample, hr, scale, config))
+                    for other in exp.ablation.arms if ablate else ():
+                        if store.get(self.ablation_key(stem, other)) is None:
+                            store.put(self.ablation_key(stem, other), mzsr_rows(
+                                self.net(other), lr, k, downsample, hr, scale, (0, 1, 10), exp.ablation.schedule))
+            finally:
+                lock.release()
+
+    def table(self) -> dict[str, dict[str, list[dict]]]:
+        """``{'<set>/<kernel>': {'rows': [...], 'zssr': [...], 'ablation': {arm: [...]}}}`` of the units whose
+        every image is evaluated (ZSSR and ablations where run)."""
+        exp, out = self.exp, {}
+        for set_dir in exp.sets:
+            stems = [p.stem for p in list_images(set_dir / 'HR')]
+            for kernel, arm in exp.kernels.items():
+                store = self.rows(set_dir.name, kernel)
+                rows = [store.get(self.row_key(s, arm, exp.steps_for(set_dir.name), exp.arms[arm].schedule))
+                        for s in stems]
+                if None in rows:
+                    continue
+                unit = {'rows': rows, 'zssr': [store.get(self.zssr_key(s)) for s in stems], 'ablation': {}}
+                if None in unit['zssr']:
+                    unit['zssr'] = []
+                if set_dir.name in exp.ablation.sets and kernel in exp.ablation.kernels:
+                    unit['ablation'] = {a: [store.get(self.ablation_key(s, a)) for s in stems]
+                                        for a in exp.ablation.arms}
+                    unit['ablation'] = {a: r for a, r in unit['ablation'].items() if None not in r}
+                out[f'{set_dir.name}/{kernel}'] = unit
+        return out
+
+
+def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, report: bool = True, num_gpu: int = 0,
+                  runs: list[str] | None = None) -> Path | None:
+    """Advance the experiment as far as it goes; return the report's path (None with ``report`` False). ``runs``:
+    the distillation runner's run filter, which a zero-shot experiment does not have (the command refuses it)."""
+    runner = ZeroShotRunner(exp, root, num_gpu)
+    torch.set_num_threads(exp.threads)
+    if train:
+        runner.check_inputs()
+        started = time.perf_counter()
+        runner.train()
+        runner.resolve_networks()  # the hashes the choice and the rows are keyed by
+        for arm, spec in exp.arms.items():
+            if spec.choose:
+                runner.choose(arm)
+        runner.resolve_networks()
+        if runner.imported:
+            runner.seed_imported_rows()
+        runner.evaluate()
+        print(f'{exp.name}: trained and evaluated in {time.perf_counter() - started:.0f} s', flush=True)
+    if not report:
+        return None
+    with FileLock(runner.work / 'locks' / 'report.lock'):
+        return write_zero_shot_report(exp, root, {name: runner.networks.get(name) or {}
+                                                  for name in ('pretrained', *exp.arms)}, runner.table(),
+                                      runner.imported)
+
+
+def _iters(total_iter: int | None) -> tuple[str, ...]:
+    return (f'train:total_iter={total_iter}', ) if total_iter else ()
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _training_facts(experiment: Path) -> dict:
+    """Training seconds and devices of a BasicSR experiment folder, from its training record (none: not recorded)."""
+    try:
+        stretches = read_training_record(experiment)['stretches']
+    except SRDistillError:
+        return {}
+    return {'seconds': sum(s['seconds'] or 0 for s in stretches),
+            'device': ' + '.join(sorted({s.get('device') or 'not recorded' for s in stretches}))}
+
+
+def _centre_crop(path: Path, crop: int, scale: int) -> torch.Tensor:
+    """A held-out photograph's centre ``crop`` (a multiple of ``scale``) as 1x3xHxW RGB in [0, 1]."""
+    img = read_image(path)
+    h, w = img.shape[:2]
+    side = min(h, w, crop) // scale * scale
+    top, left = (h - side) // 2, (w - side) // 2
+    return torch.from_numpy(img[top:top + side, left:left + side, ::-1].copy()).permute(2, 0, 1)[None]
+
+
+def read_import(exp: ZeroShotExperiment, root: Path) -> dict:
+    """The rows of a results file of ``benchmarks/mzsr_adaptation.py`` by set, kernel and image, after checking that
+    its settings are this experiment's (one line naming the first that differs)."""
+    path = exp.import_file
+    data = json.loads(path.read_text())
+    args, rel = data['args'], _relative(path, root)
+
+    def differs(option: str, ours, theirs) -> None:
+        if ours != theirs:
+            raise SRDistillError(f'option {option}: {ours!r}, but the imported {rel} ran {theirs!r}')
+
+    differs('scale', exp.scale, 2)
+    differs('start', next(iter(exp.start)), {'own': 'train', 'official': 'official'}[args.get('start', 'own')])
+    if 'train' in exp.start:
+        differs('start.train.total_iter', exp.start['train'].get('total_iter'), args['pretrain_iters'])
+    if args.get('arm_average'):
+        raise SRDistillError(f'option import: {rel} evaluated averaged weights, which this experiment does not make')
+    for arm, spec in exp.arms.items():
+        if arm not in data['checkpoints']:
+            continue
+        differs(f'arms.{arm}.total_iter', spec.total_iter, args.get('arm_iters', {}).get(arm, args['meta_iters']))
+        differs(f'arms.{arm}.checkpoint', spec.checkpoint, args.get('arm_checkpoint', {}).get(arm))
+        if arm in exp.kernels.values():  # (an ablation-only arm adapts at ablation.schedule)
+            differs(f'arms.{arm}.schedule', spec.schedule,
+                    args.get('direct_schedule', 'direct_x2') if arm == 'direct' else f'{arm}_x2')
+    if exp.zssr.sets:
+        differs('zssr.max_iters', exp.zssr.max_iters, args['zssr_max_iters'])
+        differs('zssr.crop', exp.zssr.crop, args['zssr_crop'])
+    rows = {}
+    for key, image_rows in data['per_image'].items():
+        set_name, kernel = key.split('/')
+        set_dir = next((s for s in exp.sets if s.name == set_name), None)
+        if set_dir is None or kernel not in exp.kernels:
+            continue
+        differs(f'kernels.{kernel}', exp.kernels[kernel],
+                'bicubic' if eval_kernel(kernel)[1] == 'bicubic' else 'direct')
+        stems = [p.stem for p in list_images(set_dir / 'HR')]
+        if len(stems) != len(image_rows):
+            raise SRDistillError(f'option import: {rel} has {len(image_rows)} rows for {set_name}, {set_dir} holds '
+                                 f'{len(stems)} images')
+        methods = ('bicubic', 'pretrained', *(f'mzsr{n}' for n in exp.steps_for(set_name)))
+        ablation = (data.get('ablation') or {}).get(key, [{}] * len(stems))
+        rows[set_name, kernel] = {}
+        for stem, row, ablated in zip(stems, image_rows, ablation):
+            if any(m not in row for m in methods):
+                raise SRDistillError(f'option mzsr_steps: {rel} has no {[m for m in methods if m not in row]} for '
+                                     f'{set_name}/{kernel} (set mzsr_steps_by_set for it)')
+            entry = {'main': {m: row[m] for m in methods}, **ablated}
+            if 'zssr_final' in row:
+                entry['zssr'] = {k: row[k] for k in ('zssr_curve', 'zssr_final', 'zssr_iters')}
+            rows[set_name, kernel][stem] = entry
+    return {'file': str(rel), 'checkpoints': data['checkpoints'], 'times': data.get('times', {}),
+            'env': data.get('env', {}), 'args': args, 'rows': rows}

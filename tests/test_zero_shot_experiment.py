@@ -1,0 +1,167 @@
+"""The zero-shot experiment kind (``kind: zero_shot``): options checked before work, the earlier benchmark's results
+files reproduced from the shipped options by import, the summary against hand-computed figures, the held-out
+checkpoint choice and resumable, weight-keyed evaluation."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from srdistill.core.errors import SRDistillError
+from srdistill.core.options_file import read_options
+from srdistill_plugin.archs.mzsr_arch import MZSRNet
+from srdistill_plugin.experiment.options import load_experiment
+from srdistill_plugin.experiment.zero_shot_options import ZeroShotExperiment
+from srdistill_plugin.experiment.zero_shot_report import summarize
+from srdistill_plugin.experiment.zero_shot_runner import file_hash, run_zero_shot
+
+from .conftest import ROOT
+
+IMPORTS = {'mzsr_x2_official_start': 'benchmarks/results/mzsr_official_start/'
+                                     'mzsr_adaptation_official_cpu_task_lr_ho1500.json',
+           'mzsr_x2_own_start': 'benchmarks/results/mzsr_own_start/mzsr_adaptation_cpu.json'}
+
+
+def fake_set(folder: Path, count: int, size: int = 16) -> Path:
+    """A benchmark folder of ``count`` small photographs (``HR/``)."""
+    (folder / 'HR').mkdir(parents=True)
+    rng = np.random.default_rng(count)
+    for i in range(count):
+        cv2.imwrite(str(folder / 'HR' / f'img_{i:03d}.png'), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return folder
+
+
+def shipped_options(name: str, tmp_path: Path) -> dict:
+    """A shipped zero-shot options file, with the option and results files named absolutely and stand-ins for
+    ../shared (the import maps rows to images by their order only)."""
+    opt = read_options(ROOT / 'options' / 'report' / f'{name}.yml')
+    opt['sets'] = [str(fake_set(tmp_path / 'sets' / 'Set5', 5)), str(fake_set(tmp_path / 'sets' / 'Set14', 14))]
+    for arm in opt['arms'].values():
+        arm['options'] = str(ROOT / arm['options'])
+    if 'official' in opt['start']:
+        (tmp_path / 'Pretrained.index').write_text('')
+        opt['start'] = {'official': str(tmp_path / 'Pretrained')}
+    else:
+        opt['start']['train']['options'] = str(ROOT / opt['start']['train']['options'])
+    opt['import'] = str(ROOT / opt['import'])
+    return opt
+
+
+@pytest.mark.parametrize('name', sorted(IMPORTS))
+def test_the_shipped_options_reproduce_the_benchmarks_results_files(name, tmp_path):
+    exp = ZeroShotExperiment.from_opt(shipped_options(name, tmp_path), tmp_path)
+    report = run_zero_shot(exp, tmp_path)
+    ours = json.loads((report.parent / 'summary.json').read_text())['summary']
+    theirs = json.loads((ROOT / IMPORTS[name]).read_text())['summary']
+    assert set(ours) == {k for k in theirs if k != 'ablation'}
+    for key, s in ours.items():
+        for m in ('bicubic', 'pretrained', 'mzsr0', 'mzsr1', 'mzsr10', 'zssr_final', 'time_ratio_to_equal_psnr'):
+            assert s.get(m) == pytest.approx(theirs[key].get(m), abs=1e-9), (key, m)
+    text = report.read_text()
+    for arm_kernel, figures in theirs.get('ablation', {}).items():
+        arm, kernel = arm_kernel.split('/')
+        row = next(line for line in text.splitlines() if line.startswith(f'| {arm} |'))
+        assert ' / '.join(f'{figures[f"mzsr{n}"]:.2f}' for n in (0, 1, 10)) in row
+    assert (report.parent / 'report.html').is_file() and (report.parent / 'psnr_vs_time.png').is_file()
+    kept = ROOT / 'benchmarks' / 'results' / name.replace('_x2', '') / 'report.md'  # the copy the docs link to
+    tables = [[line for line in path.read_text().split('## Networks')[0].splitlines() if line.startswith('| ')]
+              for path in (report, kept)]
+    assert tables[0] == tables[1]
+
+
+def test_the_summary_of_a_set_by_hand():
+    """Two images: ZSSR's raw network reaches MZSR(1)'s PSNR on the first at iteration 50 (5 s against MZSR(1)'s
+    0.5 s: 10x), never on the second."""
+    rows = [{'bicubic': [28., .8, 0.], 'mzsr1': [30.5, .9, .5]}, {'bicubic': [26., .7, 0.], 'mzsr1': [33., .95, .25]}]
+    zssr = [{'zssr_curve': [[0, 0., 28.], [50, 5., 31.], [100, 10., 32.]], 'zssr_final': [32.5, .92, 12.]},
+            {'zssr_curve': [[0, 0., 29.], [50, 4., 30.], [100, 8., 31.]], 'zssr_final': [31.5, .9, 9.]}]
+    s = summarize({'rows': rows, 'zssr': zssr, 'ablation': {}})
+    assert s['bicubic'] == 27. and s['mzsr1'] == 31.75 and s['ssim']['mzsr1'] == pytest.approx(.925)
+    assert s['adapt_time_s'] == {'mzsr1': .375}
+    assert s['zssr_final'] == 32. and s['zssr_time_s'] == 10.5
+    assert s['zssr_reached_mzsr1'] == 1 and s['zssr_steps_to_mzsr1'] == 50 and s['time_ratio_to_equal_psnr'] == 10.
+
+
+def trained_arm(work: Path, name: str, seeds: dict[str, int]) -> None:
+    """A finished BasicSR run of ``name`` in the experiment's work folder: checkpoints of differently seeded nets."""
+    models = work / 'experiments' / name / 'models'
+    models.mkdir(parents=True)
+    for stem, seed in seeds.items():
+        torch.manual_seed(seed)
+        torch.save({'params': MZSRNet(upscale=2).state_dict()}, models / f'{stem}.pth')
+
+
+def tiny_experiment(tmp_path: Path, photo_dir: Path, **arm) -> ZeroShotExperiment:
+    torch.manual_seed(0)
+    start = tmp_path / 'start.pth'
+    torch.save({'params': MZSRNet(upscale=2).state_dict()}, start)
+    opt = {'name': 'tiny', 'kind': 'zero_shot', 'scale': 2, 'threads': 1, 'start': {'weights': str(start)},
+           'arms': {'direct': {'options': str(ROOT / 'options' / 'mzsr_meta_x2_cpu.yml'), 'total_iter': 2, **arm}},
+           'sets': [str(fake_set(tmp_path / 'Tiny', 2, 24))], 'kernels': {'gd2.0': 'direct'}, 'mzsr_steps': [0, 1],
+           'zssr': {'sets': ['Tiny'], 'kernels': ['gd2.0'], 'max_iters': 3, 'crop': 16}}
+    return ZeroShotExperiment.from_opt(opt, tmp_path)
+
+
+def test_the_held_out_choice_keeps_the_best_checkpoint_and_the_rows_follow_the_weights(tmp_path, photo_dir,
+                                                                                     monkeypatch):
+    import srdistill_plugin.experiment.zero_shot_runner as runner_module
+    exp = tiny_experiment(tmp_path, photo_dir, choose={'photos': str(photo_dir), 'every': 1, 'crop': 32})
+    trained_arm(tmp_path / 'experiments' / 'tiny', 'tiny_direct', {'net_g_1': 1, 'net_g_2': 2, 'net_g_latest': 2})
+    run_zero_shot(exp, tmp_path)
+    networks = json.loads((tmp_path / 'experiments' / 'tiny' / 'networks.json').read_text())
+    curve = {int(k): v for k, v in networks['direct']['choice_curve'].items()}
+    assert sorted(curve) == [1, 2] and networks['direct']['chosen'] == max(curve, key=curve.get)
+    models = tmp_path / 'experiments' / 'tiny' / 'experiments' / 'tiny_direct' / 'models'
+    assert networks['direct']['hash'] == file_hash(models / f'net_g_{networks["direct"]["chosen"]}.pth')
+    rows = json.loads((tmp_path / 'experiments' / 'tiny' / 'rows' / 'Tiny_gd2.0.json').read_text())
+    assert len(rows) == 4 and all(f'direct:{networks["direct"]["hash"]}' in k for k in rows if 'zssr' not in k)
+
+    calls = []
+    for name in ('mzsr_rows', 'zssr_rows'):
+        real = getattr(runner_module, name)
+        monkeypatch.setattr(runner_module, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    run_zero_shot(exp, tmp_path)  # resumed: everything stored
+    assert calls == []
+
+    torch.manual_seed(7)  # new weights at the chosen iteration: evaluated anew, the old rows never mixed in
+    chosen = models / f'net_g_{networks["direct"]["chosen"]}.pth'
+    torch.save({'params': MZSRNet(upscale=2).state_dict()}, chosen)
+    run_zero_shot(exp, tmp_path)
+    networks = json.loads((tmp_path / 'experiments' / 'tiny' / 'networks.json').read_text())
+    assert networks['direct']['hash'] == file_hash(models / f'net_g_{networks["direct"]["chosen"]}.pth')
+    assert calls.count('zssr_rows') == 0 and calls.count('mzsr_rows') >= 2  # the choice's and two images' rows
+    rows = json.loads((tmp_path / 'experiments' / 'tiny' / 'rows' / 'Tiny_gd2.0.json').read_text())
+    assert sum(f'direct:{networks["direct"]["hash"]}' in k for k in rows) == 2 and len(rows) == 6
+
+
+def test_a_missing_network_without_a_pool_stops_before_any_work(tmp_path, photo_dir):
+    exp = tiny_experiment(tmp_path, photo_dir, checkpoint=1)
+    with pytest.raises(SRDistillError, match=r'^option pool: None: no such folder .*missing: direct'):
+        run_zero_shot(exp, tmp_path)
+    assert not (tmp_path / 'experiments' / 'tiny' / 'rows').exists()
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda o: o.update(kind='zeroshot'), r"^option kind: expected one of \['distillation', 'zero_shot'\], got 'zeroshot'"),
+    (lambda o: o['kernels'].update({'gd2.0': 'dirct'}), r"^option kernels.gd2.0: 'dirct' is not one of"),
+    (lambda o: o['kernels'].update({'gd9': 'direct'}), r"^option kernels.gd9: 'gd9' is not one of"),
+    (lambda o: o['arms']['direct'].update(checkpoint=1400, choose={'photos': '.'}),
+     r'^option arms.direct: checkpoint and choose exclude each other'),
+    (lambda o: o['arms']['direct'].update(total_iter=1700),
+     r'^option arms.direct.total_iter: 1700, but the imported .*ran 1600$'),
+    (lambda o: o['zssr'].update(max_iter=5), r"^option zssr.max_iter: unknown \(did you mean 'max_iters'\?\)"),
+    (lambda o: o.update(mzsr_steps=[0, -1]), r'^option mzsr_steps: expected a list of whole numbers'),
+])
+def test_bad_zero_shot_options_are_named_before_any_work(change, message, tmp_path):
+    import yaml
+    opt = shipped_options('mzsr_x2_official_start', tmp_path)
+    change(opt)
+    path = tmp_path / 'bad.yml'
+    path.write_text(yaml.safe_dump(opt))
+    with pytest.raises(SRDistillError, match=message):
+        run_zero_shot(load_experiment(str(path), tmp_path), tmp_path)
+    assert not (tmp_path / 'experiments').exists()
