@@ -58,3 +58,23 @@ def test_every_figure_of_the_results_table_is_in_or_follows_from_the_files_its_r
         derived = differences(source)
         missing += [f'{what[:60]}: {f}' for f in DECIMAL.findall(figure) if f not in source and f not in derived]
     assert missing == []
+
+
+def test_the_demo_figures_in_the_docs_are_those_of_the_kept_fresh_clone_run():
+    """docs/experiment.md quotes the demo's time and PSNRs from the run kept in benchmarks/results/demo_x4 (its run
+    record and report), and the README's time is that run's, rounded up to 5 minutes."""
+    measured = (ROOT / 'docs' / 'experiment.md').read_text().split('## The demo')[1].split('Measured from a fresh')[1]
+    measured = measured.split('At 600 iterations')[0]
+    kept = ROOT / 'benchmarks' / 'results' / 'demo_x4'
+    source = (kept / 'README.md').read_text() + (kept / 'report.md').read_text()
+    figures = DECIMAL.findall(measured)
+    assert len(figures) >= 6 and [f for f in figures if f not in source] == []
+    minutes = re.search(r'wall time \*\*(\d+) min (\d+) s\*\*', source)
+    assert f'{minutes[1]} min {minutes[2]} s' in measured
+    readme = (ROOT / 'README.md').read_text()
+    readme_minutes = int(re.search(r'embedded photographs; ~(\d+) min on 2 CPU cores', readme)[1])
+    assert readme_minutes == -(-(int(minutes[1]) + 1) // 5) * 5
+    best = [line for line in (kept / 'report.md').read_text().splitlines() if line.startswith('| ') and '**' in line]
+    for arm, figure in re.findall(r'(full pool|random_real|coverage|distilled|selected_real) (\d+\.\d+)', measured):
+        row = next(line for line in best if line.startswith(f"| {arm.replace('full pool', 'full_pool')} |"))
+        assert f'**{figure}**' in row, arm
