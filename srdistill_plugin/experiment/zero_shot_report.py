@@ -95,12 +95,13 @@ def _fidelity(report: Report, exp: ZeroShotExperiment, summary: dict) -> None:
 
 
 def _ablation(report: Report, table: dict) -> None:
-    cells = {(key, arm): ' / '.join(f'{mean(r[f"mzsr{n}"][0] for r in rows):.2f}' for n in (0, 1, 10))
+    cells = {(key, arm): ' / '.join(f'{mean(r[m][0] for r in rows):.2f}' for m in rows[0])
              for key, unit in table.items() for arm, rows in unit['ablation'].items()}
     if not cells:
         return
     keys, arms = sorted({k for k, _ in cells}), list(dict.fromkeys(a for _, a in cells))
-    report.heading('Ablation (MZSR(0) / MZSR(1) / MZSR(10), dB)')
+    steps = next(rows[0] for unit in table.values() for rows in unit['ablation'].values())
+    report.heading(f'Ablation ({" / ".join(LABELS[m] for m in steps)}, dB)')
     report.table(['arm', *keys], [[arm, *(cells.get((k, arm), '–') for k in keys)] for arm in arms])
 
 

@@ -38,7 +38,7 @@ from .runner import best_on_validation
 from .zero_shot_options import ZeroShotExperiment
 from .zero_shot_report import write_zero_shot_report
 
-VAL_OFF = 'val:val_freq=1000000000'  # the trainings never validate on a test set; choices use held-out photos
+VAL_OFF = 'val=~'  # the trainings never validate on a test set (nor at their end); choices use held-out photos
 
 
 def file_hash(path: Path) -> str:
@@ -192,8 +192,9 @@ class ZeroShotRunner:
     def zssr_key(self, stem: str) -> str:
         return f'{stem}|zssr|crop={self.exp.zssr.crop}|iters={self.exp.zssr.max_iters}'
 
-    def ablation_key(self, stem: str, arm: str) -> str:
-        return f'{stem}|ablation|{arm}:{self.networks.get(arm)["hash"]}|{self.exp.ablation.schedule}'
+    def ablation_key(self, stem: str, arm: str, steps: tuple[int, ...]) -> str:
+        return (f'{stem}|ablation|{arm}:{self.networks.get(arm)["hash"]}|steps={list(steps)}|'
+                f'{self.exp.ablation.schedule}')
 
     def rows(self, set_name: str, kernel: str) -> JsonStore:
         return JsonStore(self.work / 'rows' / f'{set_name}_{kernel}.json')
@@ -205,7 +206,8 @@ class ZeroShotRunner:
             for stem, row in rows.items():
                 keys = {'main': self.row_key(stem, arm, self.exp.steps_for(set_name), self.exp.arms[arm].schedule),
                         'zssr': self.zssr_key(stem),
-                        **{other: self.ablation_key(stem, other) for other in self.exp.ablation.arms}}
+                        **{other: self.ablation_key(stem, other, self.exp.steps_for(set_name))
+                           for other in self.exp.ablation.arms}}
                 for part, value in row.items():
                     if part in keys and store.get(keys[part]) is None:
                         store.put(keys[part], value)
@@ -236,9 +238,9 @@ class ZeroShotRunner:
                         config = ZSSRConfig(crop_size=exp.zssr.crop, max_iters=exp.zssr.max_iters)
                         store.put(self.zssr_key(stem), zssr_rows(lr, k, downsample, hr, scale, config))
                     for other in exp.ablation.arms if ablate else ():
-                        if store.get(self.ablation_key(stem, other)) is None:
-                            store.put(self.ablation_key(stem, other), mzsr_rows(
-                                self.net(other), lr, k, downsample, hr, scale, (0, 1, 10), exp.ablation.schedule))
+                        if store.get(self.ablation_key(stem, other, steps)) is None:
+                            store.put(self.ablation_key(stem, other, steps), mzsr_rows(
+                                self.net(other), lr, k, downsample, hr, scale, steps, exp.ablation.schedule))
             finally:
                 lock.release()
 
@@ -258,7 +260,8 @@ class ZeroShotRunner:
                 if None in unit['zssr']:
                     unit['zssr'] = []
                 if set_dir.name in exp.ablation.sets and kernel in exp.ablation.kernels:
-                    unit['ablation'] = {a: [store.get(self.ablation_key(s, a)) for s in stems]
+                    steps = exp.steps_for(set_dir.name)
+                    unit['ablation'] = {a: [store.get(self.ablation_key(s, a, steps)) for s in stems]
                                         for a in exp.ablation.arms}
                     unit['ablation'] = {a: r for a, r in unit['ablation'].items() if None not in r}
                 out[f'{set_dir.name}/{kernel}'] = unit
