@@ -12,7 +12,6 @@ Several workers share the work: the trainings under one lock, each set x kernel 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from srdistill.core.errors import SRDistillError
 from srdistill.core.file_lock import FileLock
 from srdistill.core.imageio import list_images, read_image
 from srdistill.core.json_store import JsonStore
-from srdistill.core.kernels import eval_kernel
 from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill.core.zero_shot import ZSSRConfig
@@ -35,6 +33,7 @@ from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzs
 from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain, read_training_record
 
 from .runner import best_on_validation
+from .zero_shot_import import read_import, relative
 from .zero_shot_options import ZeroShotExperiment
 from .zero_shot_report import write_zero_shot_report
 
@@ -136,7 +135,7 @@ class ZeroShotRunner:
             path = self.start_weights() if name == 'pretrained' else self.checkpoint_path(name)
             record = dict(self.networks.get(name) or {})
             if path.is_file():
-                record.update(hash=file_hash(path), path=_relative(path, self.root), source=self.source(name))
+                record.update(hash=file_hash(path), path=relative(path, self.root), source=self.source(name))
                 if record['source'] == 'trained here':
                     record.update(_training_facts(path.parents[1]))
             elif name in imported:
@@ -199,19 +198,6 @@ class ZeroShotRunner:
     def rows(self, set_name: str, kernel: str) -> JsonStore:
         return JsonStore(self.work / 'rows' / f'{set_name}_{kernel}.json')
 
-    def seed_imported_rows(self) -> None:
-        """The import's rows, under the keys of the weights it recorded (once; rows made here are kept)."""
-        for (set_name, kernel), rows in self.imported['rows'].items():
-            store, arm = self.rows(set_name, kernel), self.exp.kernels[kernel]
-            for stem, row in rows.items():
-                keys = {'main': self.row_key(stem, arm, self.exp.steps_for(set_name), self.exp.arms[arm].schedule),
-                        'zssr': self.zssr_key(stem),
-                        **{other: self.ablation_key(stem, other, self.exp.steps_for(set_name))
-                           for other in self.exp.ablation.arms}}
-                for part, value in row.items():
-                    if part in keys and store.get(keys[part]) is None:
-                        store.put(keys[part], value)
-
     def evaluate(self) -> None:
         """Every set x kernel not taken by another worker: each image's row, computed where not stored."""
         exp, scale = self.exp, self.exp.scale
@@ -268,6 +254,19 @@ class ZeroShotRunner:
         return out
 
 
+def seed_imported_rows(runner: ZeroShotRunner) -> None:
+    """The import's rows, under the keys of the weights it recorded (once; rows made here are kept)."""
+    for (set_name, kernel), rows in runner.imported['rows'].items():
+        store, arm = runner.rows(set_name, kernel), runner.exp.kernels[kernel]
+        for stem, row in rows.items():
+            keys = {'main': runner.row_key(stem, arm, runner.exp.steps_for(set_name), runner.exp.arms[arm].schedule),
+                    'zssr': runner.zssr_key(stem),
+                    **{other: runner.ablation_key(stem, other, runner.exp.steps_for(set_name))
+                       for other in runner.exp.ablation.arms}}
+            for part, value in row.items():
+                if part in keys and store.get(keys[part]) is None:
+                    store.put(keys[part], value)
+
 def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, report: bool = True, num_gpu: int = 0,
                   runs: list[str] | None = None) -> Path | None:
     """Advance the experiment as far as it goes; return the report's path (None with ``report`` False). ``runs``:
@@ -284,7 +283,7 @@ def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, repor
                 runner.choose(arm)
         runner.resolve_networks()
         if runner.imported:
-            runner.seed_imported_rows()
+            seed_imported_rows(runner)
         runner.evaluate()
         print(f'{exp.name}: trained and evaluated in {time.perf_counter() - started:.0f} s', flush=True)
     if not report:
@@ -297,10 +296,6 @@ def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, repor
 
 def _iters(total_iter: int | None) -> tuple[str, ...]:
     return (f'train:total_iter={total_iter}', ) if total_iter else ()
-
-
-def _relative(path: Path, root: Path) -> str:
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _training_facts(experiment: Path) -> dict:
@@ -320,58 +315,3 @@ def _centre_crop(path: Path, crop: int, scale: int) -> torch.Tensor:
     side = min(h, w, crop) // scale * scale
     top, left = (h - side) // 2, (w - side) // 2
     return torch.from_numpy(img[top:top + side, left:left + side, ::-1].copy()).permute(2, 0, 1)[None]
-
-
-def read_import(exp: ZeroShotExperiment, root: Path) -> dict:
-    """The rows of a results file of ``benchmarks/mzsr_adaptation.py`` by set, kernel and image, after checking that
-    its settings are this experiment's (one line naming the first that differs)."""
-    path = exp.import_file
-    data = json.loads(path.read_text())
-    args, rel = data['args'], _relative(path, root)
-
-    def differs(option: str, ours, theirs) -> None:
-        if ours != theirs:
-            raise SRDistillError(f'option {option}: {ours!r}, but the imported {rel} ran {theirs!r}')
-
-    differs('scale', exp.scale, 2)
-    differs('start', next(iter(exp.start)), {'own': 'train', 'official': 'official'}[args.get('start', 'own')])
-    if 'train' in exp.start:
-        differs('start.train.total_iter', exp.start['train'].get('total_iter'), args['pretrain_iters'])
-    if args.get('arm_average'):
-        raise SRDistillError(f'option import: {rel} evaluated averaged weights, which this experiment does not make')
-    for arm, spec in exp.arms.items():
-        if arm not in data['checkpoints']:
-            continue
-        differs(f'arms.{arm}.total_iter', spec.total_iter, args.get('arm_iters', {}).get(arm, args['meta_iters']))
-        differs(f'arms.{arm}.checkpoint', spec.checkpoint, args.get('arm_checkpoint', {}).get(arm))
-        if arm in exp.kernels.values():  # (an ablation-only arm adapts at ablation.schedule)
-            differs(f'arms.{arm}.schedule', spec.schedule,
-                    args.get('direct_schedule', 'direct_x2') if arm == 'direct' else f'{arm}_x2')
-    if exp.zssr.sets:
-        differs('zssr.max_iters', exp.zssr.max_iters, args['zssr_max_iters'])
-        differs('zssr.crop', exp.zssr.crop, args['zssr_crop'])
-    rows = {}
-    for key, image_rows in data['per_image'].items():
-        set_name, kernel = key.split('/')
-        set_dir = next((s for s in exp.sets if s.name == set_name), None)
-        if set_dir is None or kernel not in exp.kernels:
-            continue
-        differs(f'kernels.{kernel}', exp.kernels[kernel],
-                'bicubic' if eval_kernel(kernel)[1] == 'bicubic' else 'direct')
-        stems = [p.stem for p in list_images(set_dir / 'HR')]
-        if len(stems) != len(image_rows):
-            raise SRDistillError(f'option import: {rel} has {len(image_rows)} rows for {set_name}, {set_dir} holds '
-                                 f'{len(stems)} images')
-        methods = ('bicubic', 'pretrained', *(f'mzsr{n}' for n in exp.steps_for(set_name)))
-        ablation = (data.get('ablation') or {}).get(key, [{}] * len(stems))
-        rows[set_name, kernel] = {}
-        for stem, row, ablated in zip(stems, image_rows, ablation):
-            if any(m not in row for m in methods):
-                raise SRDistillError(f'option mzsr_steps: {rel} has no {[m for m in methods if m not in row]} for '
-                                     f'{set_name}/{kernel} (set mzsr_steps_by_set for it)')
-            entry = {'main': {m: row[m] for m in methods}, **ablated}
-            if 'zssr_final' in row:
-                entry['zssr'] = {k: row[k] for k in ('zssr_curve', 'zssr_final', 'zssr_iters')}
-            rows[set_name, kernel][stem] = entry
-    return {'file': str(rel), 'checkpoints': data['checkpoints'], 'times': data.get('times', {}),
-            'env': data.get('env', {}), 'args': args, 'rows': rows}
