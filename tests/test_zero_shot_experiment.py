@@ -15,6 +15,7 @@ from srdistill.core.errors import SRDistillError
 from srdistill.core.options_file import read_options
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill_plugin.experiment.options import load_experiment
+from srdistill_plugin.experiment.zero_shot_blind import paired
 from srdistill_plugin.experiment.zero_shot_options import ZeroShotExperiment
 from srdistill_plugin.experiment.zero_shot_report import summarize
 from srdistill_plugin.experiment.zero_shot_runner import file_hash, run_zero_shot
@@ -31,7 +32,7 @@ def fake_set(folder: Path, count: int, size: int = 16) -> Path:
     (folder / 'HR').mkdir(parents=True)
     rng = np.random.default_rng(count)
     for i in range(count):
-        cv2.imwrite(str(folder / 'HR' / f'img_{i:03d}.png'), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+        cv2.imwrite(str(folder / 'HR' / f'img_{i + 1:03d}.png'), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
     return folder
 
 
@@ -41,11 +42,15 @@ def shipped_options(name: str, tmp_path: Path) -> dict:
     opt = read_options(ROOT / 'options' / 'report' / f'{name}.yml')
     opt['sets'] = [str(fake_set(tmp_path / 'sets' / 'Set5', 5)), str(fake_set(tmp_path / 'sets' / 'Set14', 14))]
     for arm in opt['arms'].values():
-        arm['options'] = str(ROOT / arm['options'])
-    if 'official' in opt['start']:
+        if 'options' in arm:
+            arm['options'] = str(ROOT / arm['options'])
+    for arm in opt['arms'].values():
+        if 'weights' in arm:
+            arm['weights'] = str(ROOT / arm['weights'])
+    if 'official' in opt.get('start', {}):
         (tmp_path / 'Pretrained.index').write_text('')
         opt['start'] = {'official': str(tmp_path / 'Pretrained')}
-    else:
+    elif 'start' in opt:
         opt['start']['train']['options'] = str(ROOT / opt['start']['train']['options'])
     opt['import'] = str(ROOT / opt['import'])
     return opt
@@ -71,6 +76,31 @@ def test_the_shipped_options_reproduce_the_benchmarks_results_files(name, tmp_pa
     tables = [[line for line in path.read_text().split('## Networks')[0].splitlines() if line.startswith('| ')]
               for path in (report, kept)]
     assert tables[0] == tables[1]
+
+
+def test_the_blind_options_reproduce_the_blind_benchmarks_results_file(tmp_path):
+    exp = ZeroShotExperiment.from_opt(shipped_options('mzsr_x2_blind', tmp_path), tmp_path)
+    report = run_zero_shot(exp, tmp_path)
+    ours = json.loads((report.parent / 'summary.json').read_text())['blind']
+    theirs = json.loads((ROOT / 'benchmarks/results/blind_sr/blind_sr_cpu.json').read_text())['summary']
+    assert set(ours) == set(theirs) == {f'{s}/{m}' for s in ('Set5', 'Set14', 'all') for m in ('own', 'official')}
+    for key, s in ours.items():
+        for m in ('bicubic', 'mzsr_default', 'mzsr_estimated', 'mzsr_unfiltered', 'mzsr_true', 'mzsr_wrong',
+                  'gap_closed_of_means', 'estimate_s'):
+            assert s[m] == pytest.approx(theirs[key][m], abs=1e-9), (key, m)
+        assert s['kernel_psnr'] == pytest.approx(theirs[key]['kernel_psnr'], abs=1e-9)
+    assert (report.parent / 'blind_kernels.png').is_file()
+    kept = ROOT / 'benchmarks' / 'results' / 'blind_sr' / 'report.md'
+    tables = [[line for line in path.read_text().split('## Networks')[0].splitlines() if line.startswith('| ')]
+              for path in (report, kept)]
+    assert tables[0] == tables[1]
+
+
+def test_paired_differences_by_hand():
+    """[1, 2, 3]: mean 2, standard error 1 / sqrt(3), t(0.975, 2) = 4.302653: half-width 2.484138; all above 0."""
+    mean, half, share = paired([1., 2., 3.])
+    assert mean == 2. and half == pytest.approx(2.484138, abs=1e-6) and share == 1.
+    assert paired([-1., 1.])[2] == .5
 
 
 def test_the_summary_of_a_set_by_hand():
@@ -165,3 +195,28 @@ def test_bad_zero_shot_options_are_named_before_any_work(change, message, tmp_pa
     with pytest.raises(SRDistillError, match=message):
         run_zero_shot(load_experiment(str(path), tmp_path), tmp_path)
     assert not (tmp_path / 'experiments').exists()
+
+
+def test_the_blind_table_estimates_once_and_adds_a_network_at_the_cost_of_its_rows(tmp_path, monkeypatch):
+    import srdistill_plugin.experiment.zero_shot_blind as blind_module
+    weights = {}
+    for name, seed in (('a', 1), ('b', 2)):
+        torch.manual_seed(seed)
+        weights[name] = tmp_path / f'{name}.pth'
+        torch.save({'params': MZSRNet(upscale=2).state_dict()}, weights[name])
+    opt = {'name': 'blind', 'kind': 'zero_shot', 'scale': 2, 'threads': 1, 'sets': [str(fake_set(tmp_path / 'B', 1, 160))],
+           'arms': {'a': {'weights': str(weights['a'])}, 'b': {'weights': str(weights['b'])}},
+           'blind': {'sets': ['B'], 'arms': ['a'], 'estimate_iters': 2, 'steps': 1, 'zssr_sets': ['B']},
+           'zssr': {'max_iters': 2, 'crop': 16}}
+    calls = []
+    for name in ('blind_estimate', 'mzsr_kernel_rows'):
+        real = getattr(blind_module, name)
+        monkeypatch.setattr(blind_module, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    report = run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
+    assert calls == ['blind_estimate', 'mzsr_kernel_rows']
+    row = json.loads((report.parent / 'summary.json').read_text())['blind']['all/a']
+    assert {'mzsr_default', 'mzsr_estimated', 'mzsr_unfiltered', 'mzsr_true', 'mzsr_wrong', 'zssr_estimated'} <= set(row)
+    opt['blind']['arms'] = ['a', 'b']
+    run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
+    assert calls == ['blind_estimate', 'mzsr_kernel_rows', 'mzsr_kernel_rows']  # the estimate is kept
+    assert '| all | b |' in report.read_text()

@@ -28,6 +28,9 @@ def read_import(exp: ZeroShotExperiment, root: Path) -> dict:
         if ours != theirs:
             raise SRDistillError(f'option {option}: {ours!r}, but the imported {rel} ran {theirs!r}')
 
+    if 'estimate_iters' in args:
+        return read_blind_import(exp, data, rel, differs)
+
     differs('scale', exp.scale, 2)
     differs('start', next(iter(exp.start)), {'own': 'train', 'official': 'official'}[args.get('start', 'own')])
     if 'train' in exp.start:
@@ -70,4 +73,24 @@ def read_import(exp: ZeroShotExperiment, root: Path) -> dict:
             rows[set_name, kernel][stem] = entry
     return {'file': str(rel), 'checkpoints': data['checkpoints'], 'times': data.get('times', {}),
             'env': data.get('env', {}), 'args': args, 'rows': rows}
+
+
+def read_blind_import(exp: ZeroShotExperiment, data: dict, rel: str, differs) -> dict:
+    """The rows of a results file of the former ``benchmarks/blind_sr.py`` by set and image (its networks: the arms
+    of the same names), after checking its settings against ``blind``."""
+    args, b = data['args'], exp.blind
+    for option, theirs in (('default_kernel', args['default_kernel']), ('wrong_kernel', args['wrong_kernel']),
+                           ('estimate_iters', args['estimate_iters']), ('steps', args['mzsr_steps']),
+                           ('seed', args['seed']), ('zssr_sets', tuple(args['zssr_sets']))):
+        differs(f'blind.{option}', getattr(b, option), theirs)
+    unknown = [arm for arm in b.arms if arm not in data['models']]
+    if unknown:
+        raise SRDistillError(f'option blind.arms: {rel} has no network named {unknown} (it ran {list(data["models"])})')
+    rows = {}
+    for set_name, images in data['per_image'].items():
+        if set_name in b.sets:
+            rows[set_name] = {r['image']: {'estimate': {k: v for k, v in r.items() if k not in ('image', 'models')},
+                                           'models': r['models']} for r in images}
+    return {'file': rel, 'checkpoints': dict(data['models']), 'times': {}, 'env': data.get('env', {}), 'args': args,
+            'rows': {}, 'blind_rows': rows}
 

@@ -14,7 +14,7 @@ from srdistill.core.zero_shot import STEP_SCHEDULES
 
 SCHEDULE = Value(choices=tuple(sorted(STEP_SCHEDULES)))
 ARM_SCHEMA = Section({
-    'options': Value((str, ), required=True), 'overrides': LIST, 'total_iter': COUNT, 'checkpoint': COUNT,
+    'options': TEXT, 'weights': TEXT, 'overrides': LIST, 'total_iter': COUNT, 'checkpoint': COUNT,
     'choose': Section({'photos': Value((str, ), required=True), 'every': COUNT, 'kernels': LIST,
                        'steps': NON_NEGATIVE_INT, 'crop': COUNT}),
     'schedule': SCHEDULE})
@@ -28,6 +28,8 @@ SCHEMA = Section({
     'kernels': Section(each=TEXT), 'mzsr_steps': LIST, 'mzsr_steps_by_set': Section(each=LIST),
     'zssr': Section({'sets': LIST, 'kernels': LIST, 'max_iters': COUNT, 'crop': COUNT}),
     'ablation': Section({'arms': LIST, 'sets': LIST, 'kernels': LIST, 'schedule': SCHEDULE}),
+    'blind': Section({'sets': LIST, 'arms': LIST, 'seed': NON_NEGATIVE_INT, 'default_kernel': TEXT,
+                      'wrong_kernel': TEXT, 'steps': COUNT, 'estimate_iters': COUNT, 'zssr_sets': LIST}),
     'paper': Section(each=Section(each=Section(each=Value((float, ))))), 'import': TEXT})
 
 
@@ -44,8 +46,10 @@ class CheckpointChoice:
 
 @dataclass(frozen=True)
 class MetaArm:
-    """One meta-transfer run from the start: a BasicSR options file, its overrides, and how it is evaluated."""
-    options: str
+    """One meta-transfer run from the start (a BasicSR options file and its overrides), or given meta-trained
+    ``weights``, and how it is evaluated."""
+    options: str | None = None
+    weights: Path | None = None
     overrides: tuple[str, ...] = ()
     total_iter: int | None = None  # None: the options file's
     checkpoint: int | None = None  # the iteration evaluated (None: the last, or the chosen one)
@@ -71,22 +75,38 @@ class Ablation:
 
 
 @dataclass(frozen=True)
+class Blind:
+    """The blind table: each image of ``sets`` degraded by its own kernel from MZSR's task distribution (drawn in
+    order from ``seed``), its kernel estimated from the LR (KernelGAN-style, ``estimate_iters``), and the ``arms``
+    adapted ``steps`` steps with the default, estimated, true and a wrong kernel."""
+    sets: tuple[str, ...] = ()
+    arms: tuple[str, ...] = ()
+    seed: int = 0
+    default_kernel: str = 'gd2.0'  # what a user without an estimate assumes
+    wrong_kernel: str = 'gd0.2'  # far from every task kernel: the sensitivity
+    steps: int = 10
+    estimate_iters: int = 1000  # the official KernelGAN runs 3000
+    zssr_sets: tuple[str, ...] = ()  # ZSSR with the estimated kernel on these
+
+
+@dataclass(frozen=True)
 class ZeroShotExperiment:
     """The checked options of a ``kind: zero_shot`` experiment file."""
     name: str
     scale: int
-    start: dict  # exactly one of {official: checkpoint prefix}, {weights: file}, {train: {options, ...}}
+    start: dict | None  # one of {official: checkpoint prefix}, {weights: file}, {train: {options, ...}}
     arms: dict[str, MetaArm]
     sets: tuple[Path, ...]
-    kernels: dict[str, str]  # evaluation kernel -> the arm that adapts to it
+    kernels: dict[str, str]  # evaluation kernel -> the arm that adapts to it (empty: no fixed-kernel table)
     pool: Path | None = None  # HR photographs the trainings read (as 192x192 crops)
     threads: int = 2
     mzsr_steps: tuple[int, ...] = (0, 1, 10)
     mzsr_steps_by_set: dict[str, tuple[int, ...]] = field(default_factory=dict)
     zssr: ZSSRSettings = field(default_factory=ZSSRSettings)
     ablation: Ablation = field(default_factory=Ablation)
+    blind: Blind = field(default_factory=Blind)
     paper: dict = field(default_factory=dict)  # {set: {kernel: {method: dB}}}
-    import_file: Path | None = None  # a results file of benchmarks/mzsr_adaptation.py whose rows are taken as run
+    import_file: Path | None = None  # a results file of the former benchmark scripts whose rows are taken as run
 
     kind = 'zero_shot'
 
@@ -96,13 +116,16 @@ class ZeroShotExperiment:
         opt = copy.deepcopy(opt)
         resolve = lambda p: Path(p) if Path(p).is_absolute() else root / p  # noqa: E731
         arms = {name: _meta_arm(name, spec, resolve) for name, spec in (opt.get('arms') or {}).items()}
+        needs_start = opt.get('kernels') or any(arm.options for arm in arms.values())
         exp = cls(
-            name=opt['name'], scale=opt['scale'], start=_start(opt.get('start'), resolve), arms=arms,
+            name=opt['name'], scale=opt['scale'], start=_start(opt.get('start'), resolve) if needs_start else None,
+            arms=arms,
             sets=tuple(resolve(s) for s in opt['sets']), kernels=dict(opt.get('kernels') or {}),
             pool=resolve(opt['pool']) if opt.get('pool') else None, threads=opt.get('threads', 2),
             mzsr_steps=tuple(opt.get('mzsr_steps', (0, 1, 10))),
             mzsr_steps_by_set={k: tuple(v) for k, v in (opt.get('mzsr_steps_by_set') or {}).items()},
             zssr=ZSSRSettings(**_tuples(opt.get('zssr'))), ablation=Ablation(**_tuples(opt.get('ablation'))),
+            blind=Blind(**_tuples(opt.get('blind'))),
             paper=opt.get('paper') or {}, import_file=resolve(opt['import']) if opt.get('import') else None)
         exp.check()
         return exp
@@ -118,8 +141,8 @@ class ZeroShotExperiment:
         """Names that must refer to each other, and the folders and files the experiment reads."""
         if not self.arms:
             _fail('arms', 'expected at least one meta-transfer arm')
-        if not self.kernels:
-            _fail('kernels', 'expected a mapping of evaluation kernel -> arm, e.g. {gd2.0: direct}')
+        if not self.kernels and not self.blind.sets:
+            _fail('kernels', 'expected a mapping of evaluation kernel -> arm, e.g. {gd2.0: direct} (or a blind table)')
         for kernel, arm in self.kernels.items():
             _known(f'kernels.{kernel}', kernel, EVAL_KERNELS)
             _known(f'kernels.{kernel}', arm, self.arms)
@@ -128,6 +151,11 @@ class ZeroShotExperiment:
                                      ('ablation.sets', self.ablation.sets, self.set_names),
                                      ('ablation.kernels', self.ablation.kernels, self.kernels),
                                      ('ablation.arms', self.ablation.arms, self.arms),
+                                     ('blind.sets', self.blind.sets, self.set_names),
+                                     ('blind.zssr_sets', self.blind.zssr_sets, self.blind.sets),
+                                     ('blind.arms', self.blind.arms, self.arms),
+                                     ('blind.default_kernel', [self.blind.default_kernel], EVAL_KERNELS),
+                                     ('blind.wrong_kernel', [self.blind.wrong_kernel], EVAL_KERNELS),
                                      ('mzsr_steps_by_set', self.mzsr_steps_by_set, self.set_names)):
             for name in names:
                 _known(option, name, known)
@@ -176,6 +204,13 @@ def _start(spec: dict | None, resolve) -> dict:
 
 
 def _meta_arm(name: str, spec: dict, resolve) -> MetaArm:
+    if bool(spec.get('options')) == bool(spec.get('weights')):
+        _fail(f'arms.{name}', 'expected exactly one of options (a meta-transfer to run) or weights (a meta-trained '
+              'network)')
+    if spec.get('weights'):
+        if set(spec) - {'weights', 'schedule'}:
+            _fail(f'arms.{name}', f'given weights take no {sorted(set(spec) - {"weights", "schedule"})}')
+        return MetaArm(weights=resolve(spec['weights']), schedule=spec.get('schedule', 'direct_x2'))
     if spec.get('checkpoint') and spec.get('choose'):
         _fail(f'arms.{name}', 'checkpoint and choose exclude each other (a fixed iteration, or one chosen on held-out '
               'photographs)')

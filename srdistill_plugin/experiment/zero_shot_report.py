@@ -10,6 +10,7 @@ from statistics import mean, median
 from srdistill.core.atomic_io import atomic_write_text
 
 from .report import Report
+from .zero_shot_blind import kernel_figure, summarize_blind
 from .zero_shot_options import ZeroShotExperiment
 
 METHODS = ('bicubic', 'pretrained', 'mzsr0', 'mzsr1', 'mzsr10')
@@ -121,36 +122,83 @@ def _networks(report: Report, exp: ZeroShotExperiment, networks: dict) -> None:
                         + ', '.join(f'{it}: {v:.2f}' for it, v in rec['choice_curve'].items()) + '.')
 
 
+def _blind(report: Report, exp: ZeroShotExperiment, rows: dict[str, list[dict]]) -> dict:
+    """The blind table (per set and over all images, per network), per image, and the kernels drawn."""
+    b = exp.blind
+    report.heading('Blind: the kernel estimated from the LR')
+    report.text(f'Each image degraded by its own kernel from MZSR\'s task distribution (15x15, drawn in order from '
+                f'seed {b.seed}), direct subsampling, 8-bit LR. Estimate: KernelGAN-style, {b.estimate_iters} '
+                f'iterations (official 3000), with the official 40-tap filtering ("unfiltered": every positive tap). '
+                f'MZSR({b.steps}) adapted with the default kernel {b.default_kernel}, the estimate, the true kernel '
+                f'and a wrong one ({b.wrong_kernel}). Paired gain: mean of estimated − default over images, 95 % t '
+                f'interval, share of images improved. Kernel PSNR: 20 log10(1 / RMSE) of centred sum-one kernels.')
+    summary, lines = {}, []
+    for set_name in [*rows, 'all']:
+        images = [r for rs in rows.values() for r in rs] if set_name == 'all' else rows[set_name]
+        for arm in b.arms:
+            s = summary[f'{set_name}/{arm}'] = summarize_blind(images, arm)
+            gain, half, share = s['estimated_minus_default']
+            closed = _cell(s['gap_closed_of_means'] and 100 * s['gap_closed_of_means'], '{:.0f} %')
+            lines.append([set_name, arm, f"{s['bicubic']:.2f}", *(_cell(s.get(f'mzsr_{c}')) for c in (
+                'default', 'estimated', 'true', 'wrong', 'unfiltered')), f"{s['sensitivity_true_minus_default']:+.2f}",
+                closed, f'{gain:+.2f} ± {half:.2f} ({100 * share:.0f} %)',
+                f"{s['kernel_psnr']['estimated']:.2f} / {s['kernel_psnr']['default']:.2f} "
+                f"({s['kernel_closer_than_default']}/{s['images']} closer)", _cell(s.get('zssr_estimated')),
+                f"{s['estimate_s']:.0f}"])
+    report.table(['set', 'network', 'bicubic', f'MZSR({b.steps}) default k', 'estimated k', 'true k', 'wrong k',
+                  'unfiltered k', 'true − default', 'gap closed', 'estimated − default (share improved)',
+                  'kernel PSNR est / default', 'ZSSR est. k', 'estimation s'], lines)
+    report.text('Per image, MZSR with the default / estimated / true / wrong kernel:')
+    report.table(['image', 'kernel PSNR est / default', *b.arms], [
+        [f'{set_name}/{r["image"]}', f"{r['kernel_psnr']['estimated']:.1f} / {r['kernel_psnr']['default']:.1f}",
+         *(' / '.join(f"{r['models'][arm][f'mzsr_{c}']:.2f}" for c in ('default', 'estimated', 'true', 'wrong'))
+           for arm in b.arms)] for set_name, rs in rows.items() for r in rs])
+    kernel_figure(report.folder / 'blind_kernels.png', [
+        (f"{set_name.replace('Set', 'S')}/{r['image'][-3:]}", r['true_kernel'], r['estimated_kernel'])
+        for set_name, rs in rows.items() for r in rs])
+    report.figure('blind_kernels.png', 'True (top) and estimated (bottom) kernel of every image')
+    return summary
+
+
+def _introduction(report: Report, exp: ZeroShotExperiment, imported: dict | None) -> None:
+    """The protocol of the fixed-kernel table (where there is one) and where the rows came from."""
+    if exp.kernels:
+        report.text('PSNR on the Y channel rounded to 8 bits and SSIM on Y, border = scale, mean over each set. LR: '
+                    'the paper\'s kernels (variance convention, 21x21), correlation with symmetric borders, the '
+                    'official subsampling grid, 8 bits. "start": the network before meta-transfer. ZSSR: the official '
+                    f'given-kernel protocol, crop {exp.zssr.crop}, up to {exp.zssr.max_iters} iterations; "steps to '
+                    'MZSR(1)": the median iteration at which its raw network first reaches MZSR(1)\'s PSNR on an '
+                    'image. ' + ', '.join(f'{arm}: {spec.schedule} step sizes' for arm, spec in exp.arms.items()) + '.')
+    report.text(f'Rows imported from `{imported["file"]}` (evaluated there with {imported["env"].get("torch_threads")} '
+                f'thread(s) on {imported["env"].get("device")}); a row computed here uses {exp.threads}.' if imported
+                else f'Evaluation threads: {exp.threads}.')
+
+
 def write_zero_shot_report(exp: ZeroShotExperiment, root: Path, networks: dict, table: dict,
-                           imported: dict | None) -> Path:
+                           imported: dict | None, blind_rows: dict[str, list[dict]]) -> Path:
     """``results/<name>/report.{md,html}`` and ``summary.json`` of everything evaluated so far; the report's path."""
     out = root / 'results' / exp.name
     out.mkdir(parents=True, exist_ok=True)
     summary = {key: summarize(unit) for key, unit in table.items()}
     report = Report(out)
     report.heading(f'Zero-shot SR x{exp.scale}: {exp.name}', 1)
-    report.text('PSNR on the Y channel rounded to 8 bits and SSIM on Y, border = scale, mean over each set. LR: the '
-                'paper\'s kernels (variance convention, 21x21), correlation with symmetric borders, the official '
-                'subsampling grid, 8 bits. "start": the network before meta-transfer. ZSSR: the official given-kernel '
-                f'protocol, crop {exp.zssr.crop}, up to {exp.zssr.max_iters} iterations; "steps to MZSR(1)": the '
-                'median iteration at which its raw network first reaches MZSR(1)\'s PSNR on an image. '
-                + ', '.join(f'{arm}: {spec.schedule} step sizes' for arm, spec in exp.arms.items()) + '.'
-                + (f' Rows imported from `{imported["file"]}` (evaluated there with '
-                   f'{imported["env"].get("torch_threads")} thread(s) on {imported["env"].get("device")}); a row '
-                   f'computed here uses {exp.threads}.'
-                   if imported else f' Evaluation threads: {exp.threads}.'))
-    missing = [f'{s.name}/{k}' for s in exp.sets for k in exp.kernels if f'{s.name}/{k}' not in summary]
+    _introduction(report, exp, imported)
+    missing = ([f'{s.name}/{k}' for s in exp.sets for k in exp.kernels if f'{s.name}/{k}' not in summary]
+               + [f'blind {name}' for name in exp.blind.sets if name not in blind_rows])
     if missing:
         report.text(f'Not yet evaluated: {", ".join(missing)}.')
-    _fidelity(report, exp, summary)
-    _main_table(report, exp, summary)
-    _ablation(report, table)
+    if summary:
+        _fidelity(report, exp, summary)
+        _main_table(report, exp, summary)
+        _ablation(report, table)
     if any(unit['zssr'] for unit in table.values()):
         plot_psnr_vs_time(out / 'psnr_vs_time.png', table, summary)
         report.figure('psnr_vs_time.png', 'PSNR against seconds spent on the test image: ZSSR training vs MZSR '
                                           'adaptation')
+    blind = _blind(report, exp, blind_rows) if blind_rows else {}
     _networks(report, exp, networks)
-    atomic_write_text(out / 'summary.json', json.dumps({'summary': summary, 'networks': networks}, indent=1))
+    atomic_write_text(out / 'summary.json', json.dumps({'summary': summary, 'blind': blind, 'networks': networks},
+                                                       indent=1))
     atomic_write_text(out / 'report.md', report.markdown())
     atomic_write_text(out / 'report.html', report.html(f'srdistill report {exp.name}'))
     return out / 'report.md'

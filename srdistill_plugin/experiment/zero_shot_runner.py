@@ -33,6 +33,7 @@ from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzs
 from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain, read_training_record
 
 from .runner import best_on_validation
+from .zero_shot_blind import BlindTable
 from .zero_shot_import import read_import, relative
 from .zero_shot_options import ZeroShotExperiment
 from .zero_shot_report import write_zero_shot_report
@@ -69,6 +70,9 @@ class ZeroShotRunner:
     def models(self, name: str) -> Path:
         return self.work / 'experiments' / self.run_name(name) / 'models'
 
+    def network_names(self) -> list[str]:
+        return ['pretrained', *self.exp.arms] if self.exp.start else list(self.exp.arms)
+
     def start_weights(self) -> Path:
         start = self.exp.start
         if 'weights' in start:
@@ -85,20 +89,25 @@ class ZeroShotRunner:
 
     def checkpoint_path(self, arm: str) -> Path:
         """The weights of ``arm`` that the table evaluates."""
+        if self.exp.arms[arm].weights:
+            return self.exp.arms[arm].weights
         iteration = self.evaluated_iteration(arm)
         return self.models(arm) / (f'net_g_{iteration}.pth' if iteration else 'net_g_latest.pth')
 
     def missing(self) -> list[str]:
         """The networks neither trained here nor imported."""
         have = set(self.imported['checkpoints']) if self.imported else set()
-        out = [] if self.start_weights().is_file() or 'pretrained' in have else ['pretrained']
-        return out + [arm for arm in self.exp.arms
-                      if arm not in have and not (self.models(arm) / 'net_g_latest.pth').is_file()]
+        out = [] if not self.exp.start or self.start_weights().is_file() or 'pretrained' in have else ['pretrained']
+        return out + [arm for arm, spec in self.exp.arms.items() if arm not in have and not (
+            spec.weights or self.models(arm) / 'net_g_latest.pth').is_file()]
 
     def check_inputs(self) -> None:
         """What the trainings read, before any work (one line naming it)."""
         if not self.missing():
             return
+        for arm in self.missing():
+            if arm != 'pretrained' and self.exp.arms[arm].weights:
+                raise SRDistillError(f'option arms.{arm}.weights: {self.exp.arms[arm].weights}: no such file')
         if self.exp.pool is None or not self.exp.pool.is_dir():
             raise SRDistillError(f'option pool: {self.exp.pool}: no such folder of HR photographs (the trainings read '
                                  f'it; missing: {", ".join(self.missing())})')
@@ -124,14 +133,14 @@ class ZeroShotRunner:
                         if 'train' in start else self.start_weights())
             arms = {arm: TrainingRun(self.run_name(arm), spec.options,
                                      (*spec.overrides, f'train:total_iter={self.arm_iters(arm)}', VAL_OFF))
-                    for arm, spec in self.exp.arms.items()}
+                    for arm, spec in self.exp.arms.items() if spec.options}
             common = [f'datasets:train:dataroot_gt={lmdb}', 'logger:use_tb_logger=False', f'num_gpu={self.num_gpu}']
             meta_transfer_chain(self.root, self.work / 'experiments', common, pretrain, arms, self.exp.threads)
 
     def resolve_networks(self) -> None:
         """Record each network's evaluated weights: hash, iteration and where it came from."""
         imported = self.imported['checkpoints'] if self.imported else {}
-        for name in ('pretrained', *self.exp.arms):
+        for name in self.network_names():
             path = self.start_weights() if name == 'pretrained' else self.checkpoint_path(name)
             record = dict(self.networks.get(name) or {})
             if path.is_file():
@@ -141,12 +150,14 @@ class ZeroShotRunner:
             elif name in imported:
                 record.update(hash=imported[name], source=f'imported from {self.imported["file"]}',
                               seconds=self.imported['times'].get(f'{name}_training_s'))
-            if name != 'pretrained':
+            if name != 'pretrained' and not self.exp.arms[name].weights:
                 record['iteration'] = self.evaluated_iteration(name) or self.arm_iters(name)
             self.networks.put(name, record)
 
     def source(self, name: str) -> str:
-        if name != 'pretrained' or 'train' in self.exp.start:
+        if name != 'pretrained':
+            return 'given weights' if self.exp.arms[name].weights else 'trained here'
+        if 'train' in self.exp.start:
             return 'trained here'
         return 'the official network, converted' if 'official' in self.exp.start else 'given weights'
 
@@ -202,7 +213,7 @@ class ZeroShotRunner:
         """Every set x kernel not taken by another worker: each image's row, computed where not stored."""
         exp, scale = self.exp, self.exp.scale
         units = [(s, k) for s in exp.sets for k in exp.kernels]
-        for set_dir, kernel in tqdm(units, desc=f'{exp.name}: evaluation', unit='set x kernel'):
+        for set_dir, kernel in tqdm(units, desc=f'{exp.name}: evaluation', unit='set x kernel', disable=not units):
             lock = FileLock(self.work / 'locks' / f'{set_dir.name}_{kernel}.lock')
             if not lock.acquire(blocking=False):
                 continue
@@ -285,13 +296,23 @@ def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, repor
         if runner.imported:
             seed_imported_rows(runner)
         runner.evaluate()
+        blind = blind_table(runner)
+        if runner.imported and runner.imported.get('blind_rows'):
+            blind.seed_imported(runner.imported['blind_rows'])
+        blind.evaluate()
         print(f'{exp.name}: trained and evaluated in {time.perf_counter() - started:.0f} s', flush=True)
     if not report:
         return None
     with FileLock(runner.work / 'locks' / 'report.lock'):
         return write_zero_shot_report(exp, root, {name: runner.networks.get(name) or {}
-                                                  for name in ('pretrained', *exp.arms)}, runner.table(),
-                                      runner.imported)
+                                                  for name in runner.network_names()}, runner.table(),
+                                      runner.imported, blind_table(runner).rows())
+
+
+def blind_table(runner: ZeroShotRunner) -> BlindTable:
+    """The experiment's blind table over the runner's networks (keyed by their recorded weights hashes)."""
+    hashes = {arm: (runner.networks.get(arm) or {}).get('hash') for arm in runner.exp.blind.arms}
+    return BlindTable(runner.exp, runner.work, runner.net, hashes)
 
 
 def _iters(total_iter: int | None) -> tuple[str, ...]:

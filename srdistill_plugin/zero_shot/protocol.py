@@ -10,15 +10,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill.core.degradations import mod_crop
 from srdistill.core.imageio import list_images, read_image
-from srdistill.core.kernels import degrade, eval_kernel
+from srdistill.core.kernel_estimation import KernelGANConfig, kernel_psnr, postprocess_kernel, train_kernel_gan
+from srdistill.core.kernels import degrade, eval_kernel, random_mzsr_kernel
+from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.safe_load import load_checkpoint
 from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
 from srdistill_plugin.metrics.y_channel import tensor_metrics, tensor_psnr
+
+BLIND_CASES = ('default', 'estimated', 'unfiltered', 'true', 'wrong')  # the kernels MZSR is given in the blind table
 
 
 def benchmark_images(set_dir: Path, scale: int) -> Iterator[tuple[str, torch.Tensor]]:
@@ -73,3 +78,42 @@ def zssr_rows(lr: torch.Tensor, kernel: torch.Tensor, downsample: str, hr: torch
     final = zssr_infer(net, lr, kernel, scale, config, downsample)
     return {f'{prefix}_curve': curve, f'{prefix}_final': (*tensor_metrics(final, hr, scale), spent[0]),
             f'{prefix}_iters': iters}
+
+
+def blind_lr(hr: torch.Tensor, rng: np.random.Generator, scale: int) -> tuple[torch.Tensor, np.ndarray]:
+    """``(8-bit LR, kernel)``: ``hr`` degraded by its own kernel drawn from MZSR's task distribution (direct
+    subsampling); one draw from ``rng`` per image, so a set's kernels depend on its seed and order only."""
+    kernel = random_mzsr_kernel(rng, scale)
+    return (degrade(hr, torch.from_numpy(kernel), scale).clamp(0, 1) * 255).round() / 255, kernel
+
+
+def blind_estimate(lr: torch.Tensor, hr: torch.Tensor, true_kernel: np.ndarray, scale: int, config: KernelGANConfig,
+                   default_kernel: str, zssr: ZSSRConfig | None = None) -> dict:
+    """What does not depend on the MZSR network: the KernelGAN estimate with the official filtering and without it,
+    their and the default kernel's kernel PSNR against the truth, the estimation seconds, bicubic, and ZSSR with the
+    estimate where ``zssr`` is given."""
+    start = time.perf_counter()
+    raw = train_kernel_gan(lr[0].permute(1, 2, 0).numpy(), config, progress=False)
+    estimated, unfiltered = postprocess_kernel(raw, scale, config.n_filtering), postprocess_kernel(raw, scale, 0)
+    row = {'estimate_s': time.perf_counter() - start, 'estimated_kernel': estimated.tolist(),
+           'unfiltered_kernel': unfiltered.tolist(), 'bicubic': tensor_psnr(matlab_resize(lr, scale), hr, scale),
+           'kernel_psnr': {name: kernel_psnr(k, true_kernel) for name, k in (
+               ('estimated', estimated), ('unfiltered', unfiltered), ('default', eval_kernel(default_kernel)[0]))}}
+    if zssr is not None:
+        torch.manual_seed(config.seed)
+        net, kernel = MZSRNet(upscale=scale, bias=False, init_variance=0.1), torch.from_numpy(estimated)
+        zssr_train(net, lr, kernel, scale, zssr, seed=config.seed)
+        row['zssr_estimated'] = tensor_psnr(zssr_infer(net, lr, kernel, scale, zssr), hr, scale)
+    return row
+
+
+def mzsr_kernel_rows(net: MZSRNet, lr: torch.Tensor, hr: torch.Tensor, kernels: dict[str, np.ndarray], scale: int,
+                     steps: int) -> dict[str, float]:
+    """``{'mzsr_<case>': PSNR}``: ``net`` adapted ``steps`` steps (official direct_x2 step sizes) with each kernel."""
+    row = {}
+    for case, kernel in kernels.items():
+        adapted, _ = mzsr_adapt(net, lr, torch.from_numpy(np.asarray(kernel)), scale, steps)
+        with torch.no_grad():
+            row[f'mzsr_{case}'] = tensor_psnr(adapted(lr), hr, scale)
+    return row
+

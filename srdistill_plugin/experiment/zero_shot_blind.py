@@ -1,0 +1,147 @@
+"""The blind table of a zero-shot experiment (``blind:``): each image degraded by its own kernel from MZSR's task
+distribution, the kernel estimated from the LR alone, and every named network adapted with the default, the
+estimated, the true and a wrong kernel. Rows are stored per set in ``experiments/<name>/blind/<set>.json``: the
+estimate (network-independent) under its settings, each network's row under its weights' hash."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from statistics import mean
+
+import numpy as np
+from scipy import stats
+from tqdm import tqdm
+
+from srdistill.core.file_lock import FileLock
+from srdistill.core.imageio import list_images
+from srdistill.core.json_store import JsonStore
+from srdistill.core.kernel_estimation import KernelGANConfig
+from srdistill.core.kernels import eval_kernel, random_mzsr_kernel
+from srdistill.core.zero_shot import ZSSRConfig
+from srdistill_plugin.zero_shot.protocol import (BLIND_CASES, benchmark_images, blind_estimate, blind_lr,
+                                                 mzsr_kernel_rows)
+
+from .zero_shot_options import ZeroShotExperiment
+
+
+class BlindTable:
+    """Evaluate and read the blind table; ``net(name)`` loads a network, ``hashes`` names its weights."""
+
+    def __init__(self, exp: ZeroShotExperiment, work: Path, net: Callable, hashes: dict[str, str]):
+        self.exp, self.spec, self.work, self.net, self.hashes = exp, exp.blind, work, net, hashes
+
+    def sets(self) -> list[Path]:
+        return [s for s in self.exp.sets if s.name in self.spec.sets]
+
+    def store(self, set_name: str) -> JsonStore:
+        return JsonStore(self.work / 'blind' / f'{set_name}.json')
+
+    def estimate_key(self, set_name: str, stem: str) -> str:
+        b = self.spec
+        return (f'{stem}|estimate|kernelgan:{b.estimate_iters}|seed={b.seed}|default={b.default_kernel}|'
+                f'zssr={set_name in b.zssr_sets}')
+
+    def mzsr_key(self, stem: str, arm: str) -> str:
+        b = self.spec
+        return (f'{stem}|mzsr|{arm}:{self.hashes[arm]}|steps={b.steps}|default={b.default_kernel}|'
+                f'wrong={b.wrong_kernel}|seed={b.seed}')
+
+    def seed_imported(self, imported: dict) -> None:
+        """The rows of an imported blind results file, under this table's keys (once; rows made here are kept)."""
+        for set_name, images in imported.items():
+            store = self.store(set_name)
+            for stem, row in images.items():
+                if store.get(self.estimate_key(set_name, stem)) is None:
+                    store.put(self.estimate_key(set_name, stem), row['estimate'])
+                for arm, model_row in row['models'].items():
+                    if arm in self.spec.arms and store.get(self.mzsr_key(stem, arm)) is None:
+                        store.put(self.mzsr_key(stem, arm), model_row)
+
+    def evaluate(self) -> None:
+        """Every set not taken by another worker: each image's estimate and each network's row, where not stored."""
+        b, scale = self.spec, self.exp.scale
+        for set_dir in tqdm(self.sets(), desc=f'{self.exp.name}: blind', unit='set'):
+            lock = FileLock(self.work / 'locks' / f'blind_{set_dir.name}.lock')
+            if not lock.acquire(blocking=False):
+                continue
+            try:
+                store, rng = self.store(set_dir.name), np.random.default_rng(b.seed)
+                for stem, hr in benchmark_images(set_dir, scale):
+                    lr, true_kernel = blind_lr(hr, rng, scale)
+                    key = self.estimate_key(set_dir.name, stem)
+                    if store.get(key) is None:
+                        zssr = (ZSSRConfig(crop_size=self.exp.zssr.crop, max_iters=self.exp.zssr.max_iters)
+                                if set_dir.name in b.zssr_sets else None)
+                        store.put(key, blind_estimate(lr, hr, true_kernel, scale, KernelGANConfig(
+                            max_iters=b.estimate_iters, seed=b.seed), b.default_kernel, zssr))
+                    row = store.get(key)
+                    kernels = {'default': eval_kernel(b.default_kernel)[0], 'estimated': row['estimated_kernel'],
+                               'unfiltered': row.get('unfiltered_kernel'), 'true': true_kernel,
+                               'wrong': eval_kernel(b.wrong_kernel)[0]}
+                    for arm in b.arms:
+                        if store.get(self.mzsr_key(stem, arm)) is None:
+                            store.put(self.mzsr_key(stem, arm), mzsr_kernel_rows(
+                                self.net(arm), lr, hr, {c: k for c, k in kernels.items() if k is not None}, scale,
+                                b.steps))
+            finally:
+                lock.release()
+
+    def rows(self) -> dict[str, list[dict]]:
+        """``{set: [{'image', 'true_kernel', <estimate>, 'models': {arm: <row>}}]}`` of the sets whose every image
+        is evaluated (the true kernels drawn again: they depend on the seed and the images' order only)."""
+        out = {}
+        for set_dir in self.sets():
+            store, rows, rng = self.store(set_dir.name), [], np.random.default_rng(self.spec.seed)
+            for path in list_images(set_dir / 'HR'):
+                true_kernel = random_mzsr_kernel(rng, self.exp.scale)
+                estimate = store.get(self.estimate_key(set_dir.name, path.stem))
+                models = {arm: store.get(self.mzsr_key(path.stem, arm)) for arm in self.spec.arms}
+                if estimate is None or None in models.values():
+                    break
+                rows.append({'image': path.stem, 'true_kernel': true_kernel, **estimate, 'models': models})
+            else:
+                out[set_dir.name] = rows
+        return out
+
+
+def paired(differences: list[float]) -> tuple[float, float, float]:
+    """Mean of paired differences, the half-width of its 95 % t interval, and the share above zero."""
+    m = float(np.mean(differences))
+    half = float(stats.t.ppf(0.975, len(differences) - 1) * stats.sem(differences)) if len(differences) > 1 else 0.
+    return m, half, float(np.mean(np.asarray(differences) > 0))
+
+
+def summarize_blind(rows: list[dict], arm: str) -> dict:
+    """Means over images for one network: bicubic, MZSR with each kernel, the true − default gap and the share the
+    estimate closes, the estimate's paired gain over the default, kernel PSNRs and estimation seconds."""
+    mine = [{**r, **r['models'][arm]} for r in rows]
+    cases = [c for c in BLIND_CASES if all(f'mzsr_{c}' in r for r in mine)]
+    s = {'bicubic': mean(r['bicubic'] for r in mine)}
+    s.update({f'mzsr_{c}': mean(r[f'mzsr_{c}'] for r in mine) for c in cases})
+    gap = s['mzsr_true'] - s['mzsr_default']
+    s['sensitivity_true_minus_default'] = gap
+    s['gap_closed_of_means'] = (s['mzsr_estimated'] - s['mzsr_default']) / gap if gap else None
+    s['estimated_minus_default'] = paired([r['mzsr_estimated'] - r['mzsr_default'] for r in mine])
+    s['kernel_psnr'] = {k: mean(r['kernel_psnr'][k] for r in mine) for k in mine[0]['kernel_psnr']}
+    s['kernel_closer_than_default'] = sum(r['kernel_psnr']['estimated'] > r['kernel_psnr']['default'] for r in mine)
+    s['estimate_s'] = mean(r['estimate_s'] for r in mine)
+    s['images'] = len(mine)
+    if all('zssr_estimated' in r for r in mine):
+        s['zssr_estimated'] = mean(r['zssr_estimated'] for r in mine)
+    return s
+
+
+def kernel_figure(path: Path, entries: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+    """True (top row) and estimated (bottom row) kernels of every image side by side."""
+    import cv2
+
+    from srdistill.core.kernel_estimation import kernel_preview
+
+    cell = 72
+    canvas = np.full((2 * cell + 24, cell * len(entries), 3), 255, np.uint8)
+    for i, (name, true_k, est_k) in enumerate(entries):
+        for row, k in enumerate((true_k, est_k)):
+            tile = cv2.resize(kernel_preview(np.asarray(k), 1), (64, 64), interpolation=cv2.INTER_NEAREST)
+            canvas[row * cell + 4:row * cell + 68, i * cell + 4:i * cell + 68] = tile
+        cv2.putText(canvas, name[:9], (i * cell + 2, 2 * cell + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1)
+    cv2.imwrite(str(path), canvas)
