@@ -203,34 +203,41 @@ def experiment_options(opt: dict, stem: str, data: dict, iters: int) -> dict:
 
 def zero_shot_options(opt: dict, stem: str, data: dict, work: Path, root: Path, iters: int) -> dict:
     """A zero-shot experiment on the tiny data: the start trained (or random weights for the official network's
-    conversion), every arm ``2 x iters`` meta-iterations with checkpoints every ``iters``, two kernels, MZSR(0/1)
-    and a short ZSSR; nothing imported. Runs in ``work`` (the options files named absolutely, the trainings'
-    zero-shot validation pointed at the tiny data)."""
+    conversion and for arms given by weights), every trained arm ``2 x iters`` meta-iterations with checkpoints every
+    ``iters``, two kernels, MZSR(0/1), a short ZSSR and a short kernel estimate; nothing imported. Runs in ``work``
+    (the options files named absolutely, the trainings' zero-shot validation pointed at the tiny data)."""
     opt = copy.deepcopy(opt)
     opt.pop('import', None)
-    start = opt['start']
+    network = {'type': 'MZSRNet', 'upscale': opt['scale']}
+    start = opt.get('start') or {}
     if 'train' in start:
         start['train'] = {**start['train'], 'total_iter': iters, 'options': str(root / start['train']['options']),
                           'overrides': [*start['train'].get('overrides', []), 'logger:print_freq=1']}
-    else:
-        opt['start'] = {'weights': str(random_weights({'type': 'MZSRNet', 'upscale': opt['scale']},
-                                                      work / f'{stem}_random_start.pth'))}
-    tasks = [f'datasets:val:dataroot_gt={data["paired"] / "HR"}', 'datasets:train:gt_size=32', 'datasets:train:batch_size_per_gpu=1', 'logger:print_freq=1',
-             f'logger:save_checkpoint_freq={iters}']
-    for arm in opt['arms'].values():
+    elif start:
+        opt['start'] = {'weights': str(random_weights(network, work / f'{stem}_random_start.pth'))}
+    tasks = [f'datasets:val:dataroot_gt={data["paired"] / "HR"}', 'datasets:train:gt_size=32',
+             'datasets:train:batch_size_per_gpu=1', 'logger:print_freq=1', f'logger:save_checkpoint_freq={iters}']
+    for name, arm in opt['arms'].items():
+        if 'weights' in arm:
+            arm['weights'] = str(random_weights(network, work / f'{stem}_{name}_random.pth'))
+            continue
         arm.update(total_iter=2 * iters, overrides=[*arm.get('overrides', []), *tasks],
                    options=str(root / arm['options']))
         if arm.get('checkpoint'):
             arm['checkpoint'] = iters
         if arm.get('choose'):
             arm['choose'] = {**arm['choose'], 'photos': str(data['paired'] / 'HR'), 'every': iters, 'crop': 64}
-    first, bicubic = list(opt['kernels'].items())[:1], [kv for kv in opt['kernels'].items() if kv[0].startswith('gb')]
+    kernels = opt.get('kernels') or {}
+    first, bicubic = list(kernels.items())[:1], [kv for kv in kernels.items() if kv[0].startswith('gb')]
     kernels = dict(first + bicubic[:1])
     opt.update(name=f'smoke_{stem}', pool=str(data['photos']), sets=[str(data['paired'])], kernels=kernels,
-               mzsr_steps=[0, 1], mzsr_steps_by_set={}, zssr={'sets': ['paired'], 'kernels': list(kernels)[:1],
-                                                           'max_iters': 2 * iters, 'crop': 32})
-    if opt.get('ablation'):
-        opt['ablation'] = {**opt['ablation'], 'sets': ['paired'], 'kernels': list(kernels)[:1]}
+               mzsr_steps=[0, 1], mzsr_steps_by_set={}, zssr={'sets': ['paired'] if kernels else [],
+                                                           'kernels': list(kernels)[:1], 'max_iters': 2 * iters,
+                                                           'crop': 32})
+    for section, changes in (('ablation', {'sets': ['paired'], 'kernels': list(kernels)[:1]}),
+                             ('blind', {'sets': ['paired'], 'estimate_iters': 2 * iters, 'steps': 1, 'zssr_sets': []})):
+        if opt.get(section):
+            opt[section] = {**opt[section], **changes}
     return opt
 
 

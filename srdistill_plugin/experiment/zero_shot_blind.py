@@ -113,14 +113,14 @@ def paired(differences: list[float]) -> tuple[float, float, float]:
 
 def summarize_blind(rows: list[dict], arm: str) -> dict:
     """Means over images for one network: bicubic, MZSR with each kernel, the true − default gap and the share the
-    estimate closes, the estimate's paired gain over the default, kernel PSNRs and estimation seconds."""
+    estimate closes (none where the gap is under 0.05 dB), the estimate's paired gain over the default, kernel PSNRs and estimation seconds."""
     mine = [{**r, **r['models'][arm]} for r in rows]
     cases = [c for c in BLIND_CASES if all(f'mzsr_{c}' in r for r in mine)]
     s = {'bicubic': mean(r['bicubic'] for r in mine)}
     s.update({f'mzsr_{c}': mean(r[f'mzsr_{c}'] for r in mine) for c in cases})
     gap = s['mzsr_true'] - s['mzsr_default']
     s['sensitivity_true_minus_default'] = gap
-    s['gap_closed_of_means'] = (s['mzsr_estimated'] - s['mzsr_default']) / gap if gap else None
+    s['gap_closed_of_means'] = (s['mzsr_estimated'] - s['mzsr_default']) / gap if abs(gap) >= 0.05 else None
     s['estimated_minus_default'] = paired([r['mzsr_estimated'] - r['mzsr_default'] for r in mine])
     s['kernel_psnr'] = {k: mean(r['kernel_psnr'][k] for r in mine) for k in mine[0]['kernel_psnr']}
     s['kernel_closer_than_default'] = sum(r['kernel_psnr']['estimated'] > r['kernel_psnr']['default'] for r in mine)
