@@ -116,6 +116,15 @@ def test_the_summary_of_a_set_by_hand():
     assert s['zssr_reached_mzsr1'] == 1 and s['zssr_steps_to_mzsr1'] == 50 and s['time_ratio_to_equal_psnr'] == 10.
 
 
+def record_calls(monkeypatch, module, names: tuple[str, ...]) -> list[str]:
+    """The names of ``module``'s functions called from now on, in order (each still runs)."""
+    calls = []
+    for name in names:
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    return calls
+
+
 def trained_arm(work: Path, name: str, seeds: dict[str, int]) -> None:
     """A finished BasicSR run of ``name`` in the experiment's work folder: checkpoints of differently seeded nets."""
     models = work / 'experiments' / name / 'models'
@@ -150,10 +159,7 @@ def test_the_held_out_choice_keeps_the_best_checkpoint_and_the_rows_follow_the_w
     rows = json.loads((tmp_path / 'experiments' / 'tiny' / 'rows' / 'Tiny_gd2.0.json').read_text())
     assert len(rows) == 4 and all(f'direct:{networks["direct"]["hash"]}' in k for k in rows if 'zssr' not in k)
 
-    calls = []
-    for name in ('mzsr_rows', 'zssr_rows'):
-        real = getattr(runner_module, name)
-        monkeypatch.setattr(runner_module, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    calls = record_calls(monkeypatch, runner_module, ('mzsr_rows', 'zssr_rows'))
     run_zero_shot(exp, tmp_path)  # resumed: everything stored
     assert calls == []
 
@@ -176,7 +182,8 @@ def test_a_missing_network_without_a_pool_stops_before_any_work(tmp_path, photo_
 
 
 @pytest.mark.parametrize('change, message', [
-    (lambda o: o.update(kind='zeroshot'), r"^option kind: expected one of \['distillation', 'zero_shot'\], got 'zeroshot'"),
+    (lambda o: o.update(kind='zeroshot'),
+     r"^option kind: expected one of \['distillation', 'zero_shot'\], got 'zeroshot'"),
     (lambda o: o['kernels'].update({'gd2.0': 'dirct'}), r"^option kernels.gd2.0: 'dirct' is not one of"),
     (lambda o: o['kernels'].update({'gd9': 'direct'}), r"^option kernels.gd9: 'gd9' is not one of"),
     (lambda o: o['arms']['direct'].update(checkpoint=1400, choose={'photos': '.'}),
@@ -204,19 +211,32 @@ def test_the_blind_table_estimates_once_and_adds_a_network_at_the_cost_of_its_ro
         torch.manual_seed(seed)
         weights[name] = tmp_path / f'{name}.pth'
         torch.save({'params': MZSRNet(upscale=2).state_dict()}, weights[name])
-    opt = {'name': 'blind', 'kind': 'zero_shot', 'scale': 2, 'threads': 1, 'sets': [str(fake_set(tmp_path / 'B', 1, 160))],
+    opt = {'name': 'blind', 'kind': 'zero_shot', 'scale': 2, 'threads': 1,
+           'sets': [str(fake_set(tmp_path / 'B', 1, 160))],
            'arms': {'a': {'weights': str(weights['a'])}, 'b': {'weights': str(weights['b'])}},
            'blind': {'sets': ['B'], 'arms': ['a'], 'estimate_iters': 2, 'steps': 1, 'zssr_sets': ['B']},
            'zssr': {'max_iters': 2, 'crop': 16}}
-    calls = []
-    for name in ('blind_estimate', 'mzsr_kernel_rows'):
-        real = getattr(blind_module, name)
-        monkeypatch.setattr(blind_module, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    calls = record_calls(monkeypatch, blind_module, ('blind_estimate', 'mzsr_kernel_rows'))
     report = run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
     assert calls == ['blind_estimate', 'mzsr_kernel_rows']
     row = json.loads((report.parent / 'summary.json').read_text())['blind']['all/a']
-    assert {'mzsr_default', 'mzsr_estimated', 'mzsr_unfiltered', 'mzsr_true', 'mzsr_wrong', 'zssr_estimated'} <= set(row)
+    assert {f'mzsr_{case}' for case in ('default', 'estimated', 'unfiltered', 'true', 'wrong')} <= set(row)
+    assert 'zssr_estimated' in row
     opt['blind']['arms'] = ['a', 'b']
     run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
     assert calls == ['blind_estimate', 'mzsr_kernel_rows', 'mzsr_kernel_rows']  # the estimate is kept
     assert '| all | b |' in report.read_text()
+
+
+def test_a_set_and_kernel_another_worker_holds_is_left_to_it(tmp_path, photo_dir):
+    from srdistill.core.file_lock import FileLock
+    exp = tiny_experiment(tmp_path, photo_dir, checkpoint=1)
+    trained_arm(tmp_path / 'experiments' / 'tiny', 'tiny_direct', {'net_g_1': 1, 'net_g_latest': 2})
+    held = FileLock(tmp_path / 'experiments' / 'tiny' / 'locks' / 'Tiny_gd2.0.lock')
+    assert held.acquire(blocking=False)  # as another worker would
+    report = run_zero_shot(exp, tmp_path)
+    assert not (tmp_path / 'experiments' / 'tiny' / 'rows' / 'Tiny_gd2.0.json').exists()
+    assert 'Not yet evaluated: Tiny/gd2.0.' in report.read_text()
+    held.release()
+    report = run_zero_shot(exp, tmp_path)
+    assert '| Tiny | gd2.0 |' in report.read_text() and 'Not yet evaluated' not in report.read_text()

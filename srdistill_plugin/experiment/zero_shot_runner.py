@@ -178,7 +178,8 @@ class ZeroShotRunner:
         curve = {}
         checkpoints = {it: p for it, p in saved_checkpoints(self.models(arm)).items() if it % spec.every == 0}
         for it, path in tqdm(checkpoints.items(), desc=f'{arm}: held-out choice', unit='ckpt'):
-            key = f'{it}|{file_hash(path)}|{",".join(spec.kernels)}|mzsr{spec.steps}|{self.exp.arms[arm].schedule}'
+            key = (f'{it}|{file_hash(path)}|{",".join(spec.kernels)}|mzsr{spec.steps}|{self.exp.arms[arm].schedule}|'
+                   f'{",".join(stem for stem, _ in photos)}|crop={spec.crop}')
             if store.get(key) is None:
                 net = load_mzsr(path, scale)
                 psnrs = [mzsr_rows(net, *official_lr(hr, kernel, scale), hr, scale, (spec.steps, ),
@@ -288,11 +289,13 @@ def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, repor
         runner.check_inputs()
         started = time.perf_counter()
         runner.train()
-        runner.resolve_networks()  # the hashes the choice and the rows are keyed by
-        for arm, spec in exp.arms.items():
-            if spec.choose:
-                runner.choose(arm)
-        runner.resolve_networks()
+        with FileLock(runner.work / 'locks' / 'training.lock'):  # one worker chooses; the others read its choice
+            runner.networks = JsonStore(runner.work / 'networks.json')  # as the last worker left it
+            runner.resolve_networks()  # the hashes the choice and the rows are keyed by
+            for arm, spec in exp.arms.items():
+                if spec.choose:
+                    runner.choose(arm)
+            runner.resolve_networks()
         if runner.imported:
             seed_imported_rows(runner)
         runner.evaluate()
