@@ -14,10 +14,8 @@ import numpy as np
 import torch
 import yaml
 
-from srdistill.core.atomic_io import atomic_path
 from srdistill.core.json_store import JsonStore as ResultCache  # noqa: F401  (used by the benchmarks)
-from srdistill.core.safe_load import load_checkpoint
-from srdistill_plugin.experiment.zero_shot_runner import file_hash, saved_checkpoints  # noqa: F401  (benchmarks use them)
+from srdistill_plugin.zero_shot.checkpoints import average_checkpoint, file_hash, saved_checkpoints  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results'
@@ -73,19 +71,6 @@ def write_results(name: str, payload: dict, markdown: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(repo_relative(text))
     print(markdown)
-
-
-def average_checkpoint(models: Path, end: int, window: int, out: Path) -> Path:
-    """``out``: the mean ``params`` of the checkpoints in ``models`` saved at iterations in (end - window, end]
-    (with ``members``: those iterations); written once, through a temporary name."""
-    members = [path for it, path in saved_checkpoints(models).items() if end - window < it <= end]
-    if not out.is_file():
-        params = [load_checkpoint(path)['params'] for path in members]
-        mean_params = {k: torch.stack([p[k].float() for p in params]).mean(0) for k in params[0]}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as partial:
-            torch.save({'params': mean_params, 'members': [int(p.stem.rsplit('_', 1)[1]) for p in members]}, partial)
-    return out
 
 
 def mean(values) -> float:

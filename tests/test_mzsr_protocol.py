@@ -290,28 +290,8 @@ def test_a_run_older_than_the_record_gets_it_from_its_logs(tmp_path):
     assert again.returncode == 2 and 'training.json exists' in again.stderr
 
 
-def test_the_stability_benchmark_reads_branches_and_lists_checkpoints(tmp_path):
-    from benchmarks.mzsr_meta_stability import best_text, checkpoints, parse_branch
-
-    assert parse_branch('patch64@1000:1100=datasets:train:gt_size=64,train:meta:loss_weights=uniform') == {
-        'name': 'patch64', 'start': 1000, 'end': 1100,
-        'overrides': ['datasets:train:gt_size=64', 'train:meta:loss_weights=uniform']}
-    for spec in ('patch64@1000=x', 'patch64@1100:1000=x', 'patch64:1000:1100'):
-        with pytest.raises(SRDistillError, match='option --branch: '):
-            parse_branch(spec)
-    (tmp_path / 'models').mkdir()
-    for name in ('net_g_50.pth', 'net_g_100.pth', 'net_g_200.pth', 'net_g_latest.pth'):
-        (tmp_path / 'models' / name).write_bytes(b'')
-    assert list(checkpoints(tmp_path, 100)) == [100, 200]
-    assert list(checkpoints(tmp_path, 50, first=100)) == [100, 200]
-    rows = {100: {'Set5': {'mzsr1': 30., 'mzsr10': 31.}, 'held-out photos': {'mzsr1': 29., 'mzsr10': 28.}},
-            200: {'Set5': {'mzsr1': 29., 'mzsr10': 32.}, 'held-out photos': {'mzsr1': 29.5, 'mzsr10': 27.}}}
-    assert best_text(rows, ['Set5', 'held-out photos'], 'mzsr1') == (
-        'MZSR(1) best on Set5 at 100 (30.00 dB); the held-out photos choose 200 (29.50 dB there, Set5 29.00)')
-
-
 def test_a_checkpoint_average_is_the_mean_of_the_window_and_is_written_once(tmp_path):
-    from benchmarks.common import average_checkpoint
+    from srdistill_plugin.zero_shot.checkpoints import average_checkpoint
 
     models = tmp_path / 'run' / 'models'
     models.mkdir(parents=True)
@@ -325,17 +305,6 @@ def test_a_checkpoint_average_is_the_mean_of_the_window_and_is_written_once(tmp_
     torch.save({'params': {'w': torch.full((2, 2), 9.)}}, models / 'net_g_250.pth')
     assert average_checkpoint(models, 300, 200, out).read_bytes() == before  # written once
     assert not list(out.parent.glob('*.incomplete*'))
-
-
-def test_one_checkpoint_for_every_kernel_is_chosen_on_the_held_out_mean():
-    from benchmarks.mzsr_meta_stability import joint_choice_text
-
-    def row(test, held):
-        return {'Set5': {'mzsr1': test}, 'held-out photos': {'mzsr1': held}}
-    per_kernel = {'gd2.0': {800: row(34.9, 32.0), 1400: row(32.7, 30.6)},
-                  'gd0.2': {800: row(30.5, 28.8), 1400: row(31.4, 29.2), 1600: row(31.0, 29.9)}}
-    assert joint_choice_text(per_kernel, ['Set5', 'held-out photos'], 'mzsr1') == (
-        'MZSR(1) averaged over gd2.0 / gd0.2: the held-out photos choose 800 (30.40 dB there); Set5 there 34.90 / 30.50')
 
 
 def test_adaptation_steps_and_zssr_iterations_show_on_a_progress_bar(capsys):

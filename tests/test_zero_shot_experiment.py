@@ -18,7 +18,8 @@ from srdistill_plugin.experiment.options import load_experiment
 from srdistill_plugin.experiment.zero_shot_blind import paired
 from srdistill_plugin.experiment.zero_shot_options import ZeroShotExperiment
 from srdistill_plugin.experiment.zero_shot_report import summarize
-from srdistill_plugin.experiment.zero_shot_runner import file_hash, run_zero_shot
+from srdistill_plugin.experiment.zero_shot_runner import run_zero_shot
+from srdistill_plugin.zero_shot.checkpoints import file_hash
 
 from .conftest import ROOT
 
@@ -134,14 +135,16 @@ def trained_arm(work: Path, name: str, seeds: dict[str, int]) -> None:
         torch.save({'params': MZSRNet(upscale=2).state_dict()}, models / f'{stem}.pth')
 
 
-def tiny_experiment(tmp_path: Path, photo_dir: Path, **arm) -> ZeroShotExperiment:
+def tiny_experiment(tmp_path: Path, photo_dir: Path, more_arms: dict | None = None, kernels: dict | None = None,
+                    **arm) -> ZeroShotExperiment:
     torch.manual_seed(0)
     start = tmp_path / 'start.pth'
     torch.save({'params': MZSRNet(upscale=2).state_dict()}, start)
     opt = {'name': 'tiny', 'kind': 'zero_shot', 'scale': 2, 'threads': 1, 'start': {'weights': str(start)},
-           'arms': {'direct': {'options': str(ROOT / 'options' / 'mzsr_meta_x2_cpu.yml'), 'total_iter': 2, **arm}},
-           'sets': [str(fake_set(tmp_path / 'Tiny', 2, 24))], 'kernels': {'gd2.0': 'direct'}, 'mzsr_steps': [0, 1],
-           'zssr': {'sets': ['Tiny'], 'kernels': ['gd2.0'], 'max_iters': 3, 'crop': 16}}
+           'arms': {'direct': {'options': str(ROOT / 'options' / 'mzsr_meta_x2_cpu.yml'), 'total_iter': 2, **arm},
+                    **(more_arms or {})},
+           'sets': [str(fake_set(tmp_path / 'Tiny', 2, 24))], 'kernels': kernels or {'gd2.0': 'direct'},
+           'mzsr_steps': [0, 1], 'zssr': {'sets': ['Tiny'], 'kernels': ['gd2.0'], 'max_iters': 3, 'crop': 16}}
     return ZeroShotExperiment.from_opt(opt, tmp_path)
 
 
@@ -174,6 +177,40 @@ def test_the_held_out_choice_keeps_the_best_checkpoint_and_the_rows_follow_the_w
     assert sum(f'direct:{networks["direct"]["hash"]}' in k for k in rows) == 2 and len(rows) == 6
 
 
+def test_an_average_arm_is_the_mean_of_its_window_and_its_choice_shows_the_curve_sets(tmp_path, photo_dir):
+    average = {'average': {'of': 'direct', 'window': 2},
+               'choose': {'photos': str(photo_dir), 'every': 1, 'curve_sets': ['Tiny'], 'curve_steps': [0]}}
+    exp = tiny_experiment(tmp_path, photo_dir, more_arms={'avg': average}, kernels={'gd2.0': 'avg'}, checkpoint=2)
+    trained_arm(tmp_path / 'experiments' / 'tiny', 'tiny_direct', {'net_g_1': 1, 'net_g_2': 2, 'net_g_latest': 2})
+    report = run_zero_shot(exp, tmp_path)
+    models = tmp_path / 'experiments' / 'tiny' / 'experiments' / 'tiny_direct' / 'models'
+    first, second = (torch.load(models / f'net_g_{i}.pth')['params'] for i in (1, 2))
+    averaged = torch.load(tmp_path / 'experiments' / 'tiny' / 'averages' / 'avg' / 'models' / 'net_g_2.pth')
+    assert averaged['members'] == [1, 2]
+    for key, value in averaged['params'].items():
+        assert torch.allclose(value, (first[key] + second[key]) / 2)
+    networks = json.loads((tmp_path / 'experiments' / 'tiny' / 'networks.json').read_text())
+    assert networks['avg']['chosen'] == 2 and set(networks['avg']['curves']['2']) == {'held-out', 'Tiny'}
+    assert set(networks['avg']['curves']['2']['Tiny']) == {'mzsr0', 'mzsr1'}
+    assert '## Checkpoint choice: avg' in report.read_text() and (report.parent / 'choice_avg.png').is_file()
+
+
+def test_a_branch_starts_from_its_arms_state_once(tmp_path):
+    from srdistill_plugin.zero_shot.checkpoints import seed_branch
+    base = tmp_path / 'base'
+    for sub, name in (('training_states', '100.state'), ('models', 'net_g_100.pth'), ('models', 'net_g_200.pth')):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+        (base / sub / name).write_text(name)
+    seed_branch(base, tmp_path / 'branch', 100)
+    assert sorted(str(p.relative_to(tmp_path / 'branch')) for p in (tmp_path / 'branch').rglob('*.*')) == [
+        'models/net_g_100.pth', 'training_states/100.state']
+    (base / 'models' / 'net_g_100.pth').write_text('changed')
+    seed_branch(base, tmp_path / 'branch', 100)  # already started: left as it is
+    assert (tmp_path / 'branch' / 'models' / 'net_g_100.pth').read_text() == 'net_g_100.pth'
+    with pytest.raises(SRDistillError, match=r'200\.state: the run has no training state at iteration 200'):
+        seed_branch(base, tmp_path / 'other', 200)
+
+
 def test_a_missing_network_without_a_pool_stops_before_any_work(tmp_path, photo_dir):
     exp = tiny_experiment(tmp_path, photo_dir, checkpoint=1)
     with pytest.raises(SRDistillError, match=r'^option pool: None: no such folder .*missing: direct'):
@@ -192,6 +229,10 @@ def test_a_missing_network_without_a_pool_stops_before_any_work(tmp_path, photo_
      r'^option arms.direct.total_iter: 1700, but the imported .*ran 1600$'),
     (lambda o: o['zssr'].update(max_iter=5), r"^option zssr.max_iter: unknown \(did you mean 'max_iters'\?\)"),
     (lambda o: o.update(mzsr_steps=[0, -1]), r'^option mzsr_steps: expected a list of whole numbers'),
+    (lambda o: o['arms'].update(avg={'average': {'of': 'bicubc', 'window': 100}}),
+     r"^option arms.avg.average.of: 'bicubc' is not an arm trained here before it"),
+    (lambda o: o['arms'].update(b={'branch': {'of': 'direct', 'at': 1000}, 'total_iter': 900}),
+     r'^option arms.b.total_iter: 900 is not past branch.at 1000'),
 ])
 def test_bad_zero_shot_options_are_named_before_any_work(change, message, tmp_path):
     import yaml

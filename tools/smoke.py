@@ -221,12 +221,18 @@ def zero_shot_options(opt: dict, stem: str, data: dict, work: Path, root: Path, 
         if 'weights' in arm:
             arm['weights'] = str(random_weights(network, work / f'{stem}_{name}_random.pth'))
             continue
-        arm.update(total_iter=2 * iters, overrides=[*arm.get('overrides', []), *tasks],
-                   options=str(root / arm['options']))
+        if 'average' in arm:
+            arm['average'] = {**arm['average'], 'window': iters}
+        elif 'branch' in arm:  # from the first saved state, to the end of its arm
+            arm.update(branch={**arm['branch'], 'at': iters}, total_iter=2 * iters)
+        else:
+            arm.update(total_iter=2 * iters, overrides=[*arm.get('overrides', []), *tasks],
+                       options=str(root / arm['options']))
         if arm.get('checkpoint'):
             arm['checkpoint'] = iters
         if arm.get('choose'):
-            arm['choose'] = {**arm['choose'], 'photos': str(data['paired'] / 'HR'), 'every': iters, 'crop': 64}
+            arm['choose'] = {**arm['choose'], 'photos': str(data['paired'] / 'HR'), 'every': iters, 'crop': 64,
+                             'curve_sets': ['paired'] if arm['choose'].get('curve_sets') else [], 'curve_steps': []}
     kernels = opt.get('kernels') or {}
     first, bicubic = list(kernels.items())[:1], [kv for kv in kernels.items() if kv[0].startswith('gb')]
     kernels = dict(first + bicubic[:1])
@@ -301,7 +307,7 @@ def run_one(root: Path, rel: Path, work: Path, device: str, iters: int) -> None:
         from srdistill_plugin.experiment.options import load_experiment
         from srdistill_plugin.experiment.zero_shot_runner import run_zero_shot
         exp_file = work / f'{stem}.yml'
-        exp_file.write_text(yaml.safe_dump(zero_shot_options(opt, stem, data, work, root, iters)))
+        exp_file.write_text(yaml.safe_dump(zero_shot_options(opt, stem, data, work, root, iters), sort_keys=False))
         run_zero_shot(load_experiment(str(exp_file), work), work, num_gpu=num_gpu)
     else:
         opt_file = work / f'{stem}.yml'

@@ -60,7 +60,7 @@ class BlindTable:
     def evaluate(self) -> None:
         """Every set not taken by another worker: each image's estimate and each network's row, where not stored."""
         b, scale = self.spec, self.exp.scale
-        for set_dir in tqdm(self.sets(), desc=f'{self.exp.name}: blind', unit='set'):
+        for set_dir in tqdm(self.sets(), desc=f'{self.exp.name}: blind', unit='set', disable=not self.spec.sets):
             lock = FileLock(self.work / 'locks' / f'blind_{set_dir.name}.lock')
             if not lock.acquire(blocking=False):
                 continue
@@ -113,7 +113,8 @@ def paired(differences: list[float]) -> tuple[float, float, float]:
 
 def summarize_blind(rows: list[dict], arm: str) -> dict:
     """Means over images for one network: bicubic, MZSR with each kernel, the true − default gap and the share the
-    estimate closes (none where the gap is under 0.05 dB), the estimate's paired gain over the default, kernel PSNRs and estimation seconds."""
+    estimate closes (none where the gap is under 0.05 dB), the estimate's paired gain over the default, kernel PSNRs
+    and estimation seconds."""
     mine = [{**r, **r['models'][arm]} for r in rows]
     cases = [c for c in BLIND_CASES if all(f'mzsr_{c}' in r for r in mine)]
     s = {'bicubic': mean(r['bicubic'] for r in mine)}

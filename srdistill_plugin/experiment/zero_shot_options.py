@@ -4,6 +4,7 @@ bicubic, the paper's column). Read once: every key known, every value and path c
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from srdistill.core.zero_shot import STEP_SCHEDULES
 SCHEDULE = Value(choices=tuple(sorted(STEP_SCHEDULES)))
 ARM_SCHEMA = Section({
     'options': TEXT, 'weights': TEXT, 'overrides': LIST, 'total_iter': COUNT, 'checkpoint': COUNT,
+    'branch': Section({'of': Value((str, ), required=True), 'at': Value((int, ), low=1, required=True)}),
+    'average': Section({'of': Value((str, ), required=True), 'window': Value((int, ), low=1, required=True)}),
     'choose': Section({'photos': Value((str, ), required=True), 'every': COUNT, 'kernels': LIST,
-                       'steps': NON_NEGATIVE_INT, 'crop': COUNT}),
+                       'steps': NON_NEGATIVE_INT, 'crop': COUNT, 'curve_sets': LIST, 'curve_steps': LIST}),
     'schedule': SCHEDULE})
 SCHEMA = Section({
     'name': Value((str, ), required=True), 'kind': Value(choices=('zero_shot', ), required=True),
@@ -42,14 +45,23 @@ class CheckpointChoice:
     kernels: tuple[str, ...] = ('gd2.0', )
     steps: int = 1
     crop: int = 256
+    curve_sets: tuple[str, ...] = ()  # test sets whose curve the report shows beside (never used to choose)
+    curve_steps: tuple[int, ...] = ()  # adaptation steps the curves show (besides ``steps``)
+
+    @property
+    def all_steps(self) -> tuple[int, ...]:
+        return tuple(sorted({self.steps, *self.curve_steps}))
 
 
 @dataclass(frozen=True)
 class MetaArm:
-    """One meta-transfer run from the start (a BasicSR options file and its overrides), or given meta-trained
-    ``weights``, and how it is evaluated."""
+    """One meta-transfer run from the start (a BasicSR options file and its overrides; a ``branch`` continues
+    another arm from its training state at an iteration), given meta-trained ``weights``, or the running ``average``
+    of another arm's checkpoints over a window; and how it is evaluated."""
     options: str | None = None
     weights: Path | None = None
+    branch: tuple[str, int] | None = None  # (arm, iteration)
+    average: tuple[str, int] | None = None  # (arm, window in iterations)
     overrides: tuple[str, ...] = ()
     total_iter: int | None = None  # None: the options file's
     checkpoint: int | None = None  # the iteration evaluated (None: the last, or the chosen one)
@@ -116,6 +128,7 @@ class ZeroShotExperiment:
         opt = copy.deepcopy(opt)
         resolve = lambda p: Path(p) if Path(p).is_absolute() else root / p  # noqa: E731
         arms = {name: _meta_arm(name, spec, resolve) for name, spec in (opt.get('arms') or {}).items()}
+        arms = _inherit_branches(arms)
         needs_start = opt.get('kernels') or any(arm.options for arm in arms.values())
         exp = cls(
             name=opt['name'], scale=opt['scale'], start=_start(opt.get('start'), resolve) if needs_start else None,
@@ -162,6 +175,8 @@ class ZeroShotExperiment:
         for arm_name, arm in self.arms.items():
             for kernel in arm.choose.kernels if arm.choose else ():
                 _known(f'arms.{arm_name}.choose.kernels', kernel, EVAL_KERNELS)
+            for set_name in arm.choose.curve_sets if arm.choose else ():
+                _known(f'arms.{arm_name}.choose.curve_sets', set_name, self.set_names)
         for option, steps in (('mzsr_steps', self.mzsr_steps), *self.mzsr_steps_by_set.items()):
             if not steps or any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in steps):
                 _fail(option, f'expected a list of whole numbers >= 0 (adaptation steps), got {list(steps)}')
@@ -203,25 +218,65 @@ def _start(spec: dict | None, resolve) -> dict:
     return {kind: path}
 
 
+def _inherit_branches(arms: dict[str, MetaArm]) -> dict[str, MetaArm]:
+    """Branches and averages name an earlier trained arm and adapt with its step sizes unless they name theirs; a
+    branch trains with its options and overrides, then its own."""
+    out = {}
+    for name, arm in arms.items():
+        kind, of = ('branch', arm.branch[0]) if arm.branch else ('average', arm.average[0]) if arm.average else ('', '')
+        if kind and (of not in out or not out[of].options or out[of].branch):
+            _fail(f'arms.{name}.{kind}.of', f'{of!r} is not an arm trained here before it (arms: {list(out)})')
+        if kind:  # adapted as its arm is, unless it says otherwise
+            arm = dataclasses.replace(arm, schedule=arm.schedule or out[of].schedule)
+        if arm.branch:
+            arm = dataclasses.replace(arm, options=out[of].options, overrides=(*out[of].overrides, *arm.overrides))
+        out[name] = arm
+    return out
+
+
 def _meta_arm(name: str, spec: dict, resolve) -> MetaArm:
-    if bool(spec.get('options')) == bool(spec.get('weights')):
-        _fail(f'arms.{name}', 'expected exactly one of options (a meta-transfer to run) or weights (a meta-trained '
-              'network)')
-    if spec.get('weights'):
-        if set(spec) - {'weights', 'schedule'}:
-            _fail(f'arms.{name}', f'given weights take no {sorted(set(spec) - {"weights", "schedule"})}')
-        return MetaArm(weights=resolve(spec['weights']), schedule=spec.get('schedule', 'direct_x2'))
     if spec.get('checkpoint') and spec.get('choose'):
         _fail(f'arms.{name}', 'checkpoint and choose exclude each other (a fixed iteration, or one chosen on held-out '
               'photographs)')
-    choose = spec.pop('choose', None)
-    if choose:
-        photos = resolve(choose.pop('photos'))
-        if not photos.is_dir():
-            _fail(f'arms.{name}.choose.photos', f'{photos}: no such folder of held-out photographs')
-        choose = CheckpointChoice(photos=photos, **_tuples(choose))
+    choose = _choice(name, spec.pop('choose', None), resolve)
+    if spec.get('branch') or spec.get('average'):
+        return _derived_arm(name, spec, choose)
+    if bool(spec.get('options')) == bool(spec.get('weights')):
+        _fail(f'arms.{name}', 'expected exactly one of options (a meta-transfer to run), weights (a meta-trained '
+              'network), branch or average')
+    if spec.get('weights'):
+        if set(spec) - {'weights', 'schedule'} or choose:
+            _fail(f'arms.{name}', f'given weights take no {sorted(set(spec) - {"weights", "schedule"}) or "choose"}')
+        return MetaArm(weights=resolve(spec['weights']), schedule=spec.get('schedule', 'direct_x2'))
     if spec.get('checkpoint') and spec.get('total_iter') and spec['checkpoint'] > spec['total_iter']:
         _fail(f'arms.{name}.checkpoint', f'{spec["checkpoint"]} is past total_iter {spec["total_iter"]}')
     if not resolve(spec['options']).is_file():
         _fail(f'arms.{name}.options', f'{spec["options"]}: no such options file')
     return MetaArm(**{**spec, 'overrides': tuple(spec.get('overrides', ()))}, choose=choose)
+
+
+def _choice(name: str, choose: dict | None, resolve) -> CheckpointChoice | None:
+    if not choose:
+        return None
+    photos = resolve(choose['photos'])
+    if not photos.is_dir():
+        _fail(f'arms.{name}.choose.photos', f'{photos}: no such folder of held-out photographs')
+    return CheckpointChoice(**{**_tuples(choose), 'photos': photos})
+
+
+def _derived_arm(name: str, spec: dict, choose: CheckpointChoice | None) -> MetaArm:
+    """A branch (trained on from another arm's state) or an average (of another arm's checkpoints)."""
+    if spec.get('branch') and spec.get('average') or spec.get('options') or spec.get('weights'):
+        _fail(f'arms.{name}', 'a branch or an average takes no options or weights of its own (and not both)')
+    if spec.get('average') and (spec.get('total_iter') or spec.get('overrides')):
+        _fail(f'arms.{name}', 'an average is not trained: it takes no total_iter or overrides')
+    if spec.get('branch') and not spec.get('total_iter'):
+        _fail(f'arms.{name}.total_iter', 'required for a branch (the iteration it trains to)')
+    if spec.get('branch') and spec['total_iter'] <= spec['branch']['at']:
+        _fail(f'arms.{name}.total_iter', f'{spec["total_iter"]} is not past branch.at {spec["branch"]["at"]}')
+    branch, average = spec.get('branch'), spec.get('average')
+    return MetaArm(branch=(branch['of'], branch['at']) if branch else None,
+                   average=(average['of'], average['window']) if average else None,
+                   overrides=tuple(spec.get('overrides', ())), total_iter=spec.get('total_iter'),
+                   checkpoint=spec.get('checkpoint'), choose=choose, schedule=spec.get('schedule'))
+

@@ -115,11 +115,46 @@ def _networks(report: Report, exp: ZeroShotExperiment, networks: dict) -> None:
         rows.append([name, chosen if name != 'pretrained' else '–', rec.get('source', 'missing'),
                      _cell(rec.get('seconds'), '{:.0f}'), rec.get('device', 'not recorded'), rec.get('hash', '–')])
     report.table(['network', 'evaluated iteration', 'source', 'training s', 'trained on', 'weights hash'], rows)
+
+
+def _choices(report: Report, exp: ZeroShotExperiment, networks: dict) -> None:
+    """Each chosen arm's checkpoints: held-out PSNR (what chooses) and the curve sets (shown only), table and plot."""
     for name, rec in networks.items():
-        if 'choice_curve' in rec:
-            report.text(f'Held-out choice of {name} (mean MZSR({exp.arms[name].choose.steps}) PSNR on '
-                        f'{", ".join(rec["choice_photos"])}; never a test set): '
-                        + ', '.join(f'{it}: {v:.2f}' for it, v in rec['choice_curve'].items()) + '.')
+        if 'curves' not in rec:
+            continue
+        spec, chosen = exp.arms[name].choose, rec['chosen']
+        curves = {int(it): c for it, c in sorted(rec['curves'].items(), key=lambda kv: int(kv[0]))}
+        sets = list(next(iter(curves.values())))
+        report.heading(f'Checkpoint choice: {name}')
+        report.text(f'Every checkpoint at a multiple of {spec.every}, adapted {"/".join(map(str, spec.all_steps))} '
+                    f'step(s) to {", ".join(spec.kernels)}; held-out: centre {spec.crop}² crops of '
+                    f'{", ".join(rec["choice_photos"])} (never a test set). Chosen: {chosen}, the best held-out '
+                    f'MZSR({spec.steps}) (the earliest of equal ones)'
+                    + (f'; {", ".join(sets[1:])} shown only, never used to choose.' if len(sets) > 1 else '.'))
+        report.table(['iteration', *(f'{s}: MZSR({"/".join(map(str, spec.all_steps))})' for s in sets)],
+                     [[f'**{it}**' if it == chosen else str(it),
+                       *(' / '.join(f'{c[s][f"mzsr{n}"]:.2f}' for n in spec.all_steps) for s in sets)]
+                      for it, c in curves.items()])
+        plot_choice(report.folder / f'choice_{name}.png', curves, spec.all_steps, chosen)
+        report.figure(f'choice_{name}.png', f'{name}: MZSR PSNR of every checkpoint; dotted line: the chosen one')
+
+
+def plot_choice(path: Path, curves: dict[int, dict], steps: tuple[int, ...], chosen: int) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    sets = list(next(iter(curves.values())))
+    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 3.5), squeeze=False)
+    for ax, set_name in zip(axes[0], sets):
+        for n, style in zip(steps, ('-', '--', ':', '-.')):
+            ax.plot(list(curves), [c[set_name][f'mzsr{n}'] for c in curves.values()], style, label=f'MZSR({n})')
+        ax.axvline(chosen, color='grey', ls=':')
+        ax.set(title=set_name, xlabel='meta-iteration', ylabel='PSNR (Y, 8-bit, dB)')
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _blind(report: Report, exp: ZeroShotExperiment, rows: dict[str, list[dict]]) -> dict:
@@ -196,6 +231,7 @@ def write_zero_shot_report(exp: ZeroShotExperiment, root: Path, networks: dict, 
         report.figure('psnr_vs_time.png', 'PSNR against seconds spent on the test image: ZSSR training vs MZSR '
                                           'adaptation')
     blind = _blind(report, exp, blind_rows) if blind_rows else {}
+    _choices(report, exp, networks)
     _networks(report, exp, networks)
     atomic_write_text(out / 'summary.json', json.dumps({'summary': summary, 'blind': blind, 'networks': networks},
                                                        indent=1))

@@ -11,7 +11,6 @@ Several workers share the work: the trainings under one lock, each set x kernel 
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
 from srdistill.core.zero_shot import ZSSRConfig
 from srdistill_plugin.metrics.y_channel import tensor_metrics
+from srdistill_plugin.zero_shot.checkpoints import average_checkpoint, file_hash, saved_checkpoints, seed_branch
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
 from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr, zssr_rows
 from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain, read_training_record
@@ -39,18 +39,6 @@ from .zero_shot_options import ZeroShotExperiment
 from .zero_shot_report import write_zero_shot_report
 
 VAL_OFF = 'val=~'  # the trainings never validate on a test set (nor at their end); choices use held-out photos
-
-
-def file_hash(path: Path) -> str:
-    """A short content hash of a weights file: the key that ties cached evaluations to the weights they read."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
-
-
-def saved_checkpoints(models: Path) -> dict[int, Path]:
-    """``{iteration: path}`` of the ``net_g_<iteration>.pth`` files in a BasicSR ``models`` folder, in order."""
-    found = {int(p.stem[len('net_g_'):]): p for p in Path(models).glob('net_g_*.pth')
-             if p.stem[len('net_g_'):].isdigit()}
-    return dict(sorted(found.items()))
 
 
 class ZeroShotRunner:
@@ -68,6 +56,8 @@ class ZeroShotRunner:
         return f'{self.exp.name}_{name}'
 
     def models(self, name: str) -> Path:
+        if name in self.exp.arms and self.exp.arms[name].average:
+            return self.work / 'averages' / name / 'models'
         return self.work / 'experiments' / self.run_name(name) / 'models'
 
     def network_names(self) -> list[str]:
@@ -81,11 +71,15 @@ class ZeroShotRunner:
 
     def arm_iters(self, arm: str) -> int:
         spec = self.exp.arms[arm]
+        if spec.average:
+            return self.arm_iters(spec.average[0])
         return spec.total_iter or yaml.safe_load((self.root / spec.options).read_text())['train']['total_iter']
 
     def evaluated_iteration(self, arm: str) -> int | None:
-        """The fixed or chosen checkpoint of ``arm`` (None: its last)."""
-        return self.exp.arms[arm].checkpoint or (self.networks.get(arm) or {}).get('chosen')
+        """The fixed or chosen checkpoint of ``arm`` (None: its last; an average: at its base's last)."""
+        spec = self.exp.arms[arm]
+        fixed = spec.checkpoint or (self.networks.get(arm) or {}).get('chosen')
+        return fixed or (self.arm_iters(arm) if spec.average else None)
 
     def checkpoint_path(self, arm: str) -> Path:
         """The weights of ``arm`` that the table evaluates."""
@@ -98,7 +92,7 @@ class ZeroShotRunner:
         """The networks neither trained here nor imported."""
         have = set(self.imported['checkpoints']) if self.imported else set()
         out = [] if not self.exp.start or self.start_weights().is_file() or 'pretrained' in have else ['pretrained']
-        return out + [arm for arm, spec in self.exp.arms.items() if arm not in have and not (
+        return out + [arm for arm, spec in self.exp.arms.items() if arm not in have and not spec.average and not (
             spec.weights or self.models(arm) / 'net_g_latest.pth').is_file()]
 
     def check_inputs(self) -> None:
@@ -131,11 +125,31 @@ class ZeroShotRunner:
             pretrain = (TrainingRun(self.run_name('pretrain'), start['train']['options'],
                                     (*start['train']['overrides'], *_iters(start['train'].get('total_iter'))))
                         if 'train' in start else self.start_weights())
-            arms = {arm: TrainingRun(self.run_name(arm), spec.options,
+            runs = {arm: TrainingRun(self.run_name(arm), spec.options,
                                      (*spec.overrides, f'train:total_iter={self.arm_iters(arm)}', VAL_OFF))
                     for arm, spec in self.exp.arms.items() if spec.options}
             common = [f'datasets:train:dataroot_gt={lmdb}', 'logger:use_tb_logger=False', f'num_gpu={self.num_gpu}']
-            meta_transfer_chain(self.root, self.work / 'experiments', common, pretrain, arms, self.exp.threads)
+            meta_transfer_chain(self.root, self.work / 'experiments', common, pretrain,
+                                {a: r for a, r in runs.items() if not self.exp.arms[a].branch}, self.exp.threads)
+            branches = {a: r for a, r in runs.items() if self.exp.arms[a].branch}
+            for arm in branches:  # each continues its arm from a training state
+                of, at = self.exp.arms[arm].branch
+                seed_branch(self.models(of).parent, self.models(arm).parent, at)
+            if branches:
+                meta_transfer_chain(self.root, self.work / 'experiments', common, self.start_weights(), branches,
+                                    self.exp.threads)
+
+    def make_averages(self) -> None:
+        """Each average arm's weights at the iterations it is evaluated or chosen at (written once)."""
+        for arm, spec in self.exp.arms.items():
+            if not spec.average:
+                continue
+            (of, window), iterations = spec.average, [spec.checkpoint or self.arm_iters(arm)]
+            if spec.choose:
+                iterations = [t for t in saved_checkpoints(self.models(of))
+                              if t % spec.choose.every == 0 and t >= window]
+            for t in iterations:
+                average_checkpoint(self.models(of), t, window, self.models(arm) / f'net_g_{t}.pth')
 
     def resolve_networks(self) -> None:
         """Record each network's evaluated weights: hash, iteration and where it came from."""
@@ -145,7 +159,7 @@ class ZeroShotRunner:
             record = dict(self.networks.get(name) or {})
             if path.is_file():
                 record.update(hash=file_hash(path), path=relative(path, self.root), source=self.source(name))
-                if record['source'] == 'trained here':
+                if record['source'].startswith('trained here'):
                     record.update(_training_facts(path.parents[1]))
             elif name in imported:
                 record.update(hash=imported[name], source=f'imported from {self.imported["file"]}',
@@ -156,7 +170,12 @@ class ZeroShotRunner:
 
     def source(self, name: str) -> str:
         if name != 'pretrained':
-            return 'given weights' if self.exp.arms[name].weights else 'trained here'
+            spec = self.exp.arms[name]
+            if spec.average:
+                return f'the mean weights of {spec.average[0]}\'s checkpoints over {spec.average[1]} iterations'
+            if spec.branch:
+                return f'trained here, continuing {spec.branch[0]} from iteration {spec.branch[1]}'
+            return 'given weights' if spec.weights else 'trained here'
         if 'train' in self.exp.start:
             return 'trained here'
         return 'the official network, converted' if 'official' in self.exp.start else 'given weights'
@@ -171,27 +190,31 @@ class ZeroShotRunner:
 
     # --- held-out checkpoint choice ----------------------------------------------------------------------
     def choose(self, arm: str) -> None:
-        """Evaluate ``arm``'s checkpoints on the held-out photographs and record the best iteration."""
-        spec, scale = self.exp.arms[arm].choose, self.exp.scale
+        """Evaluate ``arm``'s checkpoints on the held-out photographs (and the curve sets, for the report only) and
+        record the best iteration by held-out mean MZSR(``steps``) PSNR."""
+        spec, schedule, scale = self.exp.arms[arm].choose, self.exp.arms[arm].schedule, self.exp.scale
         store = JsonStore(self.work / 'choice' / f'{arm}.json')
-        photos = [(p.stem, _centre_crop(p, spec.crop, scale)) for p in list_images(spec.photos)]
-        curve = {}
+        photos = _photos(spec.photos, spec.crop, scale)
+        images = {'held-out': [hr for _, hr in photos],
+                  **{s.name: [hr for _, hr in benchmark_images(s, scale)] for s in self.exp.sets
+                     if s.name in spec.curve_sets}}
+        curves = {}
         checkpoints = {it: p for it, p in saved_checkpoints(self.models(arm)).items() if it % spec.every == 0}
         for it, path in tqdm(checkpoints.items(), desc=f'{arm}: held-out choice', unit='ckpt'):
-            key = (f'{it}|{file_hash(path)}|{",".join(spec.kernels)}|mzsr{spec.steps}|{self.exp.arms[arm].schedule}|'
-                   f'{",".join(stem for stem, _ in photos)}|crop={spec.crop}')
+            key = (f'{it}|{file_hash(path)}|{",".join(spec.kernels)}|steps={list(spec.all_steps)}|{schedule}|'
+                   f'{",".join(stem for stem, _ in photos)}|crop={spec.crop}|{",".join(images)}')
             if store.get(key) is None:
                 net = load_mzsr(path, scale)
-                psnrs = [mzsr_rows(net, *official_lr(hr, kernel, scale), hr, scale, (spec.steps, ),
-                                   self.exp.arms[arm].schedule)[f'mzsr{spec.steps}'][0]
-                         for kernel in spec.kernels for _, hr in photos]
-                store.put(key, sum(psnrs) / len(psnrs))
-            curve[it] = store.get(key)
-        if not curve:
+                store.put(key, {name: _mean_rows([
+                    mzsr_rows(net, *official_lr(hr, k, scale), hr, scale, spec.all_steps, schedule)
+                    for k in spec.kernels for hr in hrs]) for name, hrs in images.items()})
+            curves[it] = store.get(key)
+        if not curves:
             raise SRDistillError(f'arms.{arm}.choose: no checkpoint of {self.models(arm)} at a multiple of '
                                  f'{spec.every}')
+        choice = {it: c['held-out'][f'mzsr{spec.steps}'] for it, c in curves.items()}
         record = dict(self.networks.get(arm) or {})
-        record.update(chosen=best_on_validation(curve), choice_curve=curve,
+        record.update(chosen=best_on_validation(choice), choice_curve=choice, curves=curves,
                       choice_photos=[stem for stem, _ in photos])
         self.networks.put(arm, record)
 
@@ -289,6 +312,7 @@ def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, repor
         runner.check_inputs()
         started = time.perf_counter()
         runner.train()
+        runner.make_averages()
         with FileLock(runner.work / 'locks' / 'training.lock'):  # one worker chooses; the others read its choice
             runner.networks = JsonStore(runner.work / 'networks.json')  # as the last worker left it
             runner.resolve_networks()  # the hashes the choice and the rows are keyed by
@@ -332,10 +356,19 @@ def _training_facts(experiment: Path) -> dict:
             'device': ' + '.join(sorted({s.get('device') or 'not recorded' for s in stretches}))}
 
 
-def _centre_crop(path: Path, crop: int, scale: int) -> torch.Tensor:
-    """A held-out photograph's centre ``crop`` (a multiple of ``scale``) as 1x3xHxW RGB in [0, 1]."""
-    img = read_image(path)
-    h, w = img.shape[:2]
-    side = min(h, w, crop) // scale * scale
-    top, left = (h - side) // 2, (w - side) // 2
-    return torch.from_numpy(img[top:top + side, left:left + side, ::-1].copy()).permute(2, 0, 1)[None]
+def _photos(folder: Path, crop: int, scale: int) -> list[tuple[str, torch.Tensor]]:
+    """Each photograph's centre ``crop`` (a multiple of ``scale``) as ``(stem, 1x3xHxW RGB in [0, 1])``."""
+    out = []
+    for path in list_images(folder):
+        img = read_image(path)
+        h, w = img.shape[:2]
+        side = min(h, w, crop) // scale * scale
+        top, left = (h - side) // 2, (w - side) // 2
+        rgb = img[top:top + side, left:left + side, ::-1].copy()
+        out.append((path.stem, torch.from_numpy(rgb).permute(2, 0, 1)[None]))
+    return out
+
+
+def _mean_rows(rows: list[dict]) -> dict[str, float]:
+    """``{'mzsr<n>': mean PSNR}`` over images of ``mzsr_rows`` results."""
+    return {name: sum(r[name][0] for r in rows) / len(rows) for name in rows[0]}
