@@ -104,6 +104,21 @@ def test_paired_differences_by_hand():
     assert paired([-1., 1.])[2] == .5
 
 
+def test_the_sensitivity_by_hand():
+    """Eigenvalues 4 and 1 along the axes: scaled by 1.3 the covariance is 30 % off; turned 90° it is diag(1, 4), off
+    by sqrt(18) / sqrt(17); PSNRs against the true (30) and default (29) kernel read per image."""
+    from srdistill_plugin.experiment.zero_shot_blind import covariance, sensitivity_summary
+    assert np.allclose(covariance((4., 1., np.pi / 2)), np.diag([1., 4.]))
+    rows = [{'true_params': (4., 1., 0.), 'models': {'a': {'mzsr_true': 30., 'mzsr_default': 29.,
+                                                           'mzsr_scale1.3': scaled, 'mzsr_turn90': 28.}}}
+            for scaled in (29.5, 28.5)]
+    out = sensitivity_summary(rows, 'a', (1.3, ), (90, ))
+    assert out['scale1.3'] == pytest.approx(
+        {'mzsr': 29., 'covariance_error': .3, 'minus_true': -1., 'minus_default': 0., 'beats_default': .5})
+    assert out['turn90']['covariance_error'] == pytest.approx(np.sqrt(18 / 17))
+    assert out['turn90']['minus_default'] == -1. and out['turn90']['beats_default'] == 0.
+
+
 def test_the_summary_of_a_set_by_hand():
     """Two images: ZSSR's raw network reaches MZSR(1)'s PSNR on the first at iteration 50 (5 s against MZSR(1)'s
     0.5 s: 10x), never on the second."""

@@ -37,10 +37,17 @@ def gaussian_kernel(size: int, lambda1: float, lambda2: float, theta: float = 0.
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def random_mzsr_kernel(rng: np.random.Generator, scale: int, size: int = 15) -> np.ndarray:
-    """A meta-training task kernel: theta ~ U[0, pi], lambda1 ~ U[1, 2.5 s], lambda2 ~ U[1, lambda1] (official)."""
+def random_mzsr_kernel_params(rng: np.random.Generator, scale: int) -> tuple[float, float, float]:
+    """``(lambda1, lambda2, theta)`` of a meta-training task kernel: lambda1 ~ U[1, 2.5 s], lambda2 ~ U[1, lambda1],
+    theta ~ U[0, pi] (official), drawn in that order."""
     lambda1 = rng.uniform(1, 2.5 * scale)
-    return gaussian_kernel(size, lambda1, rng.uniform(1, lambda1), rng.uniform(0, np.pi))
+    lambda2 = rng.uniform(1, lambda1)
+    return lambda1, lambda2, rng.uniform(0, np.pi)
+
+
+def random_mzsr_kernel(rng: np.random.Generator, scale: int, size: int = 15) -> np.ndarray:
+    """A meta-training task kernel (``random_mzsr_kernel_params``) as a ``size x size`` Gaussian."""
+    return gaussian_kernel(size, *random_mzsr_kernel_params(rng, scale))
 
 
 # The paper's x2 evaluation kernels (Table 1): the number is the variance. g^d: direct subsampling, g^b: bicubic.

@@ -16,10 +16,10 @@ from srdistill.core.file_lock import FileLock
 from srdistill.core.imageio import list_images
 from srdistill.core.json_store import JsonStore
 from srdistill.core.kernel_estimation import KernelGANConfig
-from srdistill.core.kernels import eval_kernel, random_mzsr_kernel
+from srdistill.core.kernels import eval_kernel, gaussian_kernel, random_mzsr_kernel_params
 from srdistill.core.zero_shot import ZSSRConfig
-from srdistill_plugin.zero_shot.protocol import (BLIND_CASES, benchmark_images, blind_estimate, blind_lr,
-                                                 mzsr_kernel_rows)
+from srdistill_plugin.zero_shot.protocol import (BLIND_CASES, BLIND_KERNEL_SIZE, benchmark_images, blind_estimate,
+                                                 blind_lr, mzsr_kernel_rows)
 
 from .zero_shot_options import ZeroShotExperiment
 
@@ -57,6 +57,19 @@ class BlindTable:
                     if arm in self.spec.arms and store.get(self.mzsr_key(stem, arm)) is None:
                         store.put(self.mzsr_key(stem, arm), model_row)
 
+    def sensitivity_key(self, stem: str, arm: str) -> str:
+        b = self.spec
+        return (f'{stem}|sensitivity|{arm}:{self.hashes[arm]}|steps={b.steps}|scales={list(b.scales)}|'
+                f'turns={list(b.turns)}|seed={b.seed}')
+
+    def perturbed(self, params: tuple[float, float, float]) -> dict[str, np.ndarray]:
+        """The true kernel with both eigenvalues scaled by each of ``scales``, and turned by each of ``turns``."""
+        l1, l2, theta = params
+        out = {f'scale{f:g}': gaussian_kernel(BLIND_KERNEL_SIZE, l1 * f, l2 * f, theta) for f in self.spec.scales}
+        out.update({f'turn{t:g}': gaussian_kernel(BLIND_KERNEL_SIZE, l1, l2, theta + np.deg2rad(t))
+                    for t in self.spec.turns})
+        return out
+
     def evaluate(self) -> None:
         """Every set not taken by another worker: each image's estimate and each network's row, where not stored."""
         b, scale = self.spec, self.exp.scale
@@ -67,7 +80,7 @@ class BlindTable:
             try:
                 store, rng = self.store(set_dir.name), np.random.default_rng(b.seed)
                 for stem, hr in benchmark_images(set_dir, scale):
-                    lr, true_kernel = blind_lr(hr, rng, scale)
+                    lr, true_kernel, params = blind_lr(hr, rng, scale)
                     key = self.estimate_key(set_dir.name, stem)
                     if store.get(key) is None:
                         zssr = (ZSSRConfig(crop_size=self.exp.zssr.crop, max_iters=self.exp.zssr.max_iters)
@@ -83,6 +96,9 @@ class BlindTable:
                             store.put(self.mzsr_key(stem, arm), mzsr_kernel_rows(
                                 self.net(arm), lr, hr, {c: k for c, k in kernels.items() if k is not None}, scale,
                                 b.steps))
+                        if (b.scales or b.turns) and store.get(self.sensitivity_key(stem, arm)) is None:
+                            store.put(self.sensitivity_key(stem, arm), mzsr_kernel_rows(
+                                self.net(arm), lr, hr, self.perturbed(params), scale, b.steps))
             finally:
                 lock.release()
 
@@ -93,12 +109,17 @@ class BlindTable:
         for set_dir in self.sets():
             store, rows, rng = self.store(set_dir.name), [], np.random.default_rng(self.spec.seed)
             for path in list_images(set_dir / 'HR'):
-                true_kernel = random_mzsr_kernel(rng, self.exp.scale)
+                params = random_mzsr_kernel_params(rng, self.exp.scale)
                 estimate = store.get(self.estimate_key(set_dir.name, path.stem))
                 models = {arm: store.get(self.mzsr_key(path.stem, arm)) for arm in self.spec.arms}
+                if self.spec.scales or self.spec.turns:
+                    for arm in self.spec.arms:
+                        extra = store.get(self.sensitivity_key(path.stem, arm))
+                        models[arm] = None if extra is None or models[arm] is None else {**models[arm], **extra}
                 if estimate is None or None in models.values():
                     break
-                rows.append({'image': path.stem, 'true_kernel': true_kernel, **estimate, 'models': models})
+                rows.append({'image': path.stem, 'true_kernel': gaussian_kernel(BLIND_KERNEL_SIZE, *params),
+                             'true_params': params, **estimate, 'models': models})
             else:
                 out[set_dir.name] = rows
         return out
@@ -146,3 +167,28 @@ def kernel_figure(path: Path, entries: list[tuple[str, np.ndarray, np.ndarray]])
             canvas[row * cell + 4:row * cell + 68, i * cell + 4:i * cell + 68] = tile
         cv2.putText(canvas, name[:9], (i * cell + 2, 2 * cell + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1)
     cv2.imwrite(str(path), canvas)
+
+
+def covariance(params: tuple[float, float, float]) -> np.ndarray:
+    """The 2x2 covariance of a Gaussian kernel with eigenvalues ``lambda1``, ``lambda2`` turned by ``theta``."""
+    l1, l2, theta = params
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    return rot @ np.diag([l1, l2]) @ rot.T
+
+
+def sensitivity_summary(rows: list[dict], arm: str, scales: tuple[float, ...], turns: tuple[float, ...]) -> dict:
+    """Per perturbation of the true kernel: mean MZSR PSNR, its difference from the true and the default kernel, the
+    share of images where it beats the default, and the covariance's relative error (Frobenius) it stands for."""
+    out = {}
+    cases = [(f'scale{f:g}', lambda p, f=f: (p[0] * f, p[1] * f, p[2])) for f in scales]
+    cases += [(f'turn{t:g}', lambda p, t=t: (p[0], p[1], p[2] + np.deg2rad(t))) for t in turns]
+    for case, change in cases:
+        psnr = [r['models'][arm][f'mzsr_{case}'] for r in rows]
+        error = [np.linalg.norm(covariance(change(r['true_params'])) - covariance(r['true_params']))
+                 / np.linalg.norm(covariance(r['true_params'])) for r in rows]
+        out[case] = {'mzsr': mean(psnr), 'covariance_error': mean(error),
+                     'minus_true': mean(p - r['models'][arm]['mzsr_true'] for p, r in zip(psnr, rows)),
+                     'minus_default': mean(p - r['models'][arm]['mzsr_default'] for p, r in zip(psnr, rows)),
+                     'beats_default': sum(p > r['models'][arm]['mzsr_default'] for p, r in zip(psnr, rows)) / len(rows)}
+    return out
+

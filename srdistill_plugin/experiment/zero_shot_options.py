@@ -32,7 +32,8 @@ SCHEMA = Section({
     'zssr': Section({'sets': LIST, 'kernels': LIST, 'max_iters': COUNT, 'crop': COUNT}),
     'ablation': Section({'arms': LIST, 'sets': LIST, 'kernels': LIST, 'schedule': SCHEDULE}),
     'blind': Section({'sets': LIST, 'arms': LIST, 'seed': NON_NEGATIVE_INT, 'default_kernel': TEXT,
-                      'wrong_kernel': TEXT, 'steps': COUNT, 'estimate_iters': COUNT, 'zssr_sets': LIST}),
+                      'wrong_kernel': TEXT, 'steps': COUNT, 'estimate_iters': COUNT, 'zssr_sets': LIST,
+                      'scales': LIST, 'turns': LIST}),
     'paper': Section(each=Section(each=Section(each=Value((float, ))))), 'import': TEXT})
 
 
@@ -90,7 +91,8 @@ class Ablation:
 class Blind:
     """The blind table: each image of ``sets`` degraded by its own kernel from MZSR's task distribution (drawn in
     order from ``seed``), its kernel estimated from the LR (KernelGAN-style, ``estimate_iters``), and the ``arms``
-    adapted ``steps`` steps with the default, estimated, true and a wrong kernel."""
+    adapted ``steps`` steps with the default, estimated, true and a wrong kernel (and, for the sensitivity, the true
+    kernel with its eigenvalues scaled by ``scales`` and turned by ``turns`` degrees)."""
     sets: tuple[str, ...] = ()
     arms: tuple[str, ...] = ()
     seed: int = 0
@@ -99,6 +101,8 @@ class Blind:
     steps: int = 10
     estimate_iters: int = 1000  # the official KernelGAN runs 3000
     zssr_sets: tuple[str, ...] = ()  # ZSSR with the estimated kernel on these
+    scales: tuple[float, ...] = ()  # sensitivity: the true kernel with both eigenvalues scaled by each
+    turns: tuple[float, ...] = ()  # and turned by each angle (degrees)
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,10 @@ class ZeroShotExperiment:
                 _known(f'arms.{arm_name}.choose.kernels', kernel, EVAL_KERNELS)
             for set_name in arm.choose.curve_sets if arm.choose else ():
                 _known(f'arms.{arm_name}.choose.curve_sets', set_name, self.set_names)
+        for option, values, low in (('blind.scales', self.blind.scales, 0), ('blind.turns', self.blind.turns, None)):
+            if any(isinstance(v, bool) or not isinstance(v, (int, float)) or (low is not None and v <= low)
+                   for v in values):
+                _fail(option, f'expected a list of numbers{"" if low is None else " > 0"}, got {list(values)}')
         for option, steps in (('mzsr_steps', self.mzsr_steps), *self.mzsr_steps_by_set.items()):
             if not steps or any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in steps):
                 _fail(option, f'expected a list of whole numbers >= 0 (adaptation steps), got {list(steps)}')

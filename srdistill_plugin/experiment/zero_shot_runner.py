@@ -23,19 +23,17 @@ from srdistill.core.errors import SRDistillError
 from srdistill.core.file_lock import FileLock
 from srdistill.core.imageio import list_images, read_image
 from srdistill.core.json_store import JsonStore
-from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.prepare import PrepareOptions, prepare_lmdbs
-from srdistill.core.zero_shot import ZSSRConfig
-from srdistill_plugin.metrics.y_channel import tensor_metrics
 from srdistill_plugin.zero_shot.checkpoints import average_checkpoint, file_hash, saved_checkpoints, seed_branch
 from srdistill_plugin.zero_shot.official_weights import official_mzsr_state_dict
-from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr, zssr_rows
+from srdistill_plugin.zero_shot.protocol import benchmark_images, load_mzsr, mzsr_rows, official_lr
 from srdistill_plugin.zero_shot.training import TrainingRun, meta_transfer_chain, read_training_record
 
 from .runner import best_on_validation
 from .zero_shot_blind import BlindTable
 from .zero_shot_import import read_import, relative
 from .zero_shot_options import ZeroShotExperiment
+from .zero_shot_table import KernelTable
 from .zero_shot_report import write_zero_shot_report
 
 VAL_OFF = 'val=~'  # the trainings never validate on a test set (nor at their end); choices use held-out photos
@@ -218,89 +216,6 @@ class ZeroShotRunner:
                       choice_photos=[stem for stem, _ in photos])
         self.networks.put(arm, record)
 
-    # --- the table ---------------------------------------------------------------------------------------
-    def row_key(self, stem: str, arm: str, steps: tuple[int, ...], schedule: str) -> str:
-        hashes = {name: (self.networks.get(name) or {}).get('hash') for name in ('pretrained', arm)}
-        return f'{stem}|{arm}:{hashes[arm]}|pretrained:{hashes["pretrained"]}|steps={list(steps)}|{schedule}'
-
-    def zssr_key(self, stem: str) -> str:
-        return f'{stem}|zssr|crop={self.exp.zssr.crop}|iters={self.exp.zssr.max_iters}'
-
-    def ablation_key(self, stem: str, arm: str, steps: tuple[int, ...]) -> str:
-        return (f'{stem}|ablation|{arm}:{self.networks.get(arm)["hash"]}|steps={list(steps)}|'
-                f'{self.exp.ablation.schedule}')
-
-    def rows(self, set_name: str, kernel: str) -> JsonStore:
-        return JsonStore(self.work / 'rows' / f'{set_name}_{kernel}.json')
-
-    def evaluate(self) -> None:
-        """Every set x kernel not taken by another worker: each image's row, computed where not stored."""
-        exp, scale = self.exp, self.exp.scale
-        units = [(s, k) for s in exp.sets for k in exp.kernels]
-        for set_dir, kernel in tqdm(units, desc=f'{exp.name}: evaluation', unit='set x kernel', disable=not units):
-            lock = FileLock(self.work / 'locks' / f'{set_dir.name}_{kernel}.lock')
-            if not lock.acquire(blocking=False):
-                continue
-            try:
-                store, arm = self.rows(set_dir.name, kernel), exp.kernels[kernel]
-                steps, schedule = exp.steps_for(set_dir.name), exp.arms[arm].schedule
-                zssr = set_dir.name in exp.zssr.sets and kernel in exp.zssr.kernels
-                ablate = set_dir.name in exp.ablation.sets and kernel in exp.ablation.kernels
-                for stem, hr in benchmark_images(set_dir, scale):
-                    lr, k, downsample = official_lr(hr, kernel, scale)
-                    key = self.row_key(stem, arm, steps, schedule)
-                    if store.get(key) is None:
-                        with torch.no_grad():
-                            row = {'bicubic': (*tensor_metrics(matlab_resize(lr, scale), hr, scale), 0.),
-                                   'pretrained': (*tensor_metrics(self.net('pretrained')(lr), hr, scale), 0.)}
-                        row.update(mzsr_rows(self.net(arm), lr, k, downsample, hr, scale, steps, schedule))
-                        store.put(key, row)
-                    if zssr and store.get(self.zssr_key(stem)) is None:
-                        config = ZSSRConfig(crop_size=exp.zssr.crop, max_iters=exp.zssr.max_iters)
-                        store.put(self.zssr_key(stem), zssr_rows(lr, k, downsample, hr, scale, config))
-                    for other in exp.ablation.arms if ablate else ():
-                        if store.get(self.ablation_key(stem, other, steps)) is None:
-                            store.put(self.ablation_key(stem, other, steps), mzsr_rows(
-                                self.net(other), lr, k, downsample, hr, scale, steps, exp.ablation.schedule))
-            finally:
-                lock.release()
-
-    def table(self) -> dict[str, dict[str, list[dict]]]:
-        """``{'<set>/<kernel>': {'rows': [...], 'zssr': [...], 'ablation': {arm: [...]}}}`` of the units whose
-        every image is evaluated (ZSSR and ablations where run)."""
-        exp, out = self.exp, {}
-        for set_dir in exp.sets:
-            stems = [p.stem for p in list_images(set_dir / 'HR')]
-            for kernel, arm in exp.kernels.items():
-                store = self.rows(set_dir.name, kernel)
-                rows = [store.get(self.row_key(s, arm, exp.steps_for(set_dir.name), exp.arms[arm].schedule))
-                        for s in stems]
-                if None in rows:
-                    continue
-                unit = {'rows': rows, 'zssr': [store.get(self.zssr_key(s)) for s in stems], 'ablation': {}}
-                if None in unit['zssr']:
-                    unit['zssr'] = []
-                if set_dir.name in exp.ablation.sets and kernel in exp.ablation.kernels:
-                    steps = exp.steps_for(set_dir.name)
-                    unit['ablation'] = {a: [store.get(self.ablation_key(s, a, steps)) for s in stems]
-                                        for a in exp.ablation.arms}
-                    unit['ablation'] = {a: r for a, r in unit['ablation'].items() if None not in r}
-                out[f'{set_dir.name}/{kernel}'] = unit
-        return out
-
-
-def seed_imported_rows(runner: ZeroShotRunner) -> None:
-    """The import's rows, under the keys of the weights it recorded (once; rows made here are kept)."""
-    for (set_name, kernel), rows in runner.imported['rows'].items():
-        store, arm = runner.rows(set_name, kernel), runner.exp.kernels[kernel]
-        for stem, row in rows.items():
-            keys = {'main': runner.row_key(stem, arm, runner.exp.steps_for(set_name), runner.exp.arms[arm].schedule),
-                    'zssr': runner.zssr_key(stem),
-                    **{other: runner.ablation_key(stem, other, runner.exp.steps_for(set_name))
-                       for other in runner.exp.ablation.arms}}
-            for part, value in row.items():
-                if part in keys and store.get(keys[part]) is None:
-                    store.put(keys[part], value)
 
 def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, report: bool = True, num_gpu: int = 0,
                   runs: list[str] | None = None) -> Path | None:
@@ -320,9 +235,10 @@ def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, repor
                 if spec.choose:
                     runner.choose(arm)
             runner.resolve_networks()
+        table = kernel_table(runner)
         if runner.imported:
-            seed_imported_rows(runner)
-        runner.evaluate()
+            table.seed_imported(runner.imported['rows'])
+        table.evaluate()
         blind = blind_table(runner)
         if runner.imported and runner.imported.get('blind_rows'):
             blind.seed_imported(runner.imported['blind_rows'])
@@ -331,9 +247,15 @@ def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, repor
     if not report:
         return None
     with FileLock(runner.work / 'locks' / 'report.lock'):
-        return write_zero_shot_report(exp, root, {name: runner.networks.get(name) or {}
-                                                  for name in runner.network_names()}, runner.table(),
-                                      runner.imported, blind_table(runner).rows())
+        networks = {name: runner.networks.get(name) or {} for name in runner.network_names()}
+        return write_zero_shot_report(exp, root, networks, kernel_table(runner).rows_by_unit(), runner.imported,
+                                      blind_table(runner).rows())
+
+
+def kernel_table(runner: ZeroShotRunner) -> KernelTable:
+    """The experiment's fixed-kernel table over the runner's networks (keyed by their recorded weights hashes)."""
+    hashes = {name: (runner.networks.get(name) or {}).get('hash') for name in runner.network_names()}
+    return KernelTable(runner.exp, runner.work, runner.net, hashes)
 
 
 def blind_table(runner: ZeroShotRunner) -> BlindTable:

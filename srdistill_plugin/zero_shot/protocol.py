@@ -17,12 +17,13 @@ from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill.core.degradations import mod_crop
 from srdistill.core.imageio import list_images, read_image
 from srdistill.core.kernel_estimation import KernelGANConfig, kernel_psnr, postprocess_kernel, train_kernel_gan
-from srdistill.core.kernels import degrade, eval_kernel, random_mzsr_kernel
+from srdistill.core.kernels import degrade, eval_kernel, gaussian_kernel, random_mzsr_kernel_params
 from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.safe_load import load_checkpoint
 from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
 from srdistill_plugin.metrics.y_channel import tensor_metrics, tensor_psnr
 
+BLIND_KERNEL_SIZE = 15  # the meta-training kernels' size
 BLIND_CASES = ('default', 'estimated', 'unfiltered', 'true', 'wrong')  # the kernels MZSR is given in the blind table
 
 
@@ -80,11 +81,14 @@ def zssr_rows(lr: torch.Tensor, kernel: torch.Tensor, downsample: str, hr: torch
             f'{prefix}_iters': iters}
 
 
-def blind_lr(hr: torch.Tensor, rng: np.random.Generator, scale: int) -> tuple[torch.Tensor, np.ndarray]:
-    """``(8-bit LR, kernel)``: ``hr`` degraded by its own kernel drawn from MZSR's task distribution (direct
-    subsampling); one draw from ``rng`` per image, so a set's kernels depend on its seed and order only."""
-    kernel = random_mzsr_kernel(rng, scale)
-    return (degrade(hr, torch.from_numpy(kernel), scale).clamp(0, 1) * 255).round() / 255, kernel
+def blind_lr(hr: torch.Tensor, rng: np.random.Generator, scale: int
+             ) -> tuple[torch.Tensor, np.ndarray, tuple[float, float, float]]:
+    """``(8-bit LR, kernel, its (lambda1, lambda2, theta))``: ``hr`` degraded by its own kernel drawn from MZSR's task
+    distribution (direct subsampling); one draw from ``rng`` per image, so a set's kernels depend on its seed and
+    order only."""
+    params = random_mzsr_kernel_params(rng, scale)
+    kernel = gaussian_kernel(BLIND_KERNEL_SIZE, *params)
+    return (degrade(hr, torch.from_numpy(kernel), scale).clamp(0, 1) * 255).round() / 255, kernel, params
 
 
 def blind_estimate(lr: torch.Tensor, hr: torch.Tensor, true_kernel: np.ndarray, scale: int, config: KernelGANConfig,
