@@ -48,9 +48,10 @@ def report(root: Path) -> None:
     if args.workers < 1:
         raise SRDistillError(f'--workers: expected a positive integer, got {args.workers}')
     exp = load_experiment(args.opt, root)
-    worker = {'num_gpu': args.num_gpu, 'runs': args.runs}
+    worker = {'num_gpu': args.num_gpu}
     run = run_zero_shot if exp.kind == 'zero_shot' else run_experiment
     if exp.kind == 'distillation':
+        worker['runs'] = args.runs
         check_worker(exp, **worker)
     elif args.runs:
         raise SRDistillError('--runs: a zero-shot experiment has no runs to pick; leave it out')

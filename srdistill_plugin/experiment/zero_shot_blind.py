@@ -62,14 +62,6 @@ class BlindTable:
         return (f'{stem}|sensitivity|{arm}:{self.hashes[arm]}|steps={b.steps}|scales={list(b.scales)}|'
                 f'turns={list(b.turns)}|seed={b.seed}')
 
-    def perturbed(self, params: tuple[float, float, float]) -> dict[str, np.ndarray]:
-        """The true kernel with both eigenvalues scaled by each of ``scales``, and turned by each of ``turns``."""
-        l1, l2, theta = params
-        out = {f'scale{f:g}': gaussian_kernel(BLIND_KERNEL_SIZE, l1 * f, l2 * f, theta) for f in self.spec.scales}
-        out.update({f'turn{t:g}': gaussian_kernel(BLIND_KERNEL_SIZE, l1, l2, theta + np.deg2rad(t))
-                    for t in self.spec.turns})
-        return out
-
     def evaluate(self) -> None:
         """Every set not taken by another worker: each image's estimate and each network's row, where not stored."""
         b, scale = self.spec, self.exp.scale
@@ -97,8 +89,10 @@ class BlindTable:
                                 self.net(arm), lr, hr, {c: k for c, k in kernels.items() if k is not None}, scale,
                                 b.steps))
                         if (b.scales or b.turns) and store.get(self.sensitivity_key(stem, arm)) is None:
+                            perturbed = {case: gaussian_kernel(BLIND_KERNEL_SIZE, *p)
+                                         for case, p in perturbations(params, b.scales, b.turns).items()}
                             store.put(self.sensitivity_key(stem, arm), mzsr_kernel_rows(
-                                self.net(arm), lr, hr, self.perturbed(params), scale, b.steps))
+                                self.net(arm), lr, hr, perturbed, scale, b.steps))
             finally:
                 lock.release()
 
@@ -169,6 +163,16 @@ def kernel_figure(path: Path, entries: list[tuple[str, np.ndarray, np.ndarray]])
     cv2.imwrite(str(path), canvas)
 
 
+def perturbations(params: tuple[float, float, float], scales: tuple[float, ...], turns: tuple[float, ...]
+                  ) -> dict[str, tuple[float, float, float]]:
+    """``{case: (lambda1, lambda2, theta)}``: both eigenvalues scaled by each of ``scales`` (``scale<f>``), and the
+    kernel turned by each of ``turns`` degrees (``turn<t>``)."""
+    l1, l2, theta = params
+    out = {f'scale{f:g}': (l1 * f, l2 * f, theta) for f in scales}
+    out.update({f'turn{t:g}': (l1, l2, theta + np.deg2rad(t)) for t in turns})
+    return out
+
+
 def covariance(params: tuple[float, float, float]) -> np.ndarray:
     """The 2x2 covariance of a Gaussian kernel with eigenvalues ``lambda1``, ``lambda2`` turned by ``theta``."""
     l1, l2, theta = params
@@ -180,12 +184,11 @@ def sensitivity_summary(rows: list[dict], arm: str, scales: tuple[float, ...], t
     """Per perturbation of the true kernel: mean MZSR PSNR, its difference from the true and the default kernel, the
     share of images where it beats the default, and the covariance's relative error (Frobenius) it stands for."""
     out = {}
-    cases = [(f'scale{f:g}', lambda p, f=f: (p[0] * f, p[1] * f, p[2])) for f in scales]
-    cases += [(f'turn{t:g}', lambda p, t=t: (p[0], p[1], p[2] + np.deg2rad(t))) for t in turns]
-    for case, change in cases:
+    changed = [perturbations(r['true_params'], scales, turns) for r in rows]
+    for case in changed[0]:
         psnr = [r['models'][arm][f'mzsr_{case}'] for r in rows]
-        error = [np.linalg.norm(covariance(change(r['true_params'])) - covariance(r['true_params']))
-                 / np.linalg.norm(covariance(r['true_params'])) for r in rows]
+        error = [np.linalg.norm(covariance(c[case]) - covariance(r['true_params'])) / np.linalg.norm(
+            covariance(r['true_params'])) for c, r in zip(changed, rows)]
         out[case] = {'mzsr': mean(psnr), 'covariance_error': mean(error),
                      'minus_true': mean(p - r['models'][arm]['mzsr_true'] for p, r in zip(psnr, rows)),
                      'minus_default': mean(p - r['models'][arm]['mzsr_default'] for p, r in zip(psnr, rows)),

@@ -95,17 +95,18 @@ class ZeroShotRunner:
 
     def check_inputs(self) -> None:
         """What the trainings read, before any work (one line naming it)."""
-        if not self.missing():
+        missing = self.missing()
+        if not missing:
             return
-        for arm in self.missing():
+        for arm in missing:
             if arm != 'pretrained' and self.exp.arms[arm].weights:
                 raise SRDistillError(f'option arms.{arm}.weights: {self.exp.arms[arm].weights}: no such file')
         if self.exp.pool is None or not self.exp.pool.is_dir():
             raise SRDistillError(f'option pool: {self.exp.pool}: no such folder of HR photographs (the trainings read '
-                                 f'it; missing: {", ".join(self.missing())})')
+                                 f'it; missing: {", ".join(missing)})')
         if self.imported:
             raise SRDistillError(f'option import: {self.exp.import_file.name} has no run of '
-                                 f'{", ".join(self.missing())}; train them in an experiment without import')
+                                 f'{", ".join(missing)}; train them in an experiment without import')
 
     def train(self) -> None:
         """The start and every arm, trained where missing (one worker at a time; the others wait, then evaluate)."""
@@ -217,10 +218,9 @@ class ZeroShotRunner:
         self.networks.put(arm, record)
 
 
-def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, report: bool = True, num_gpu: int = 0,
-                  runs: list[str] | None = None) -> Path | None:
-    """Advance the experiment as far as it goes; return the report's path (None with ``report`` False). ``runs``:
-    the distillation runner's run filter, which a zero-shot experiment does not have (the command refuses it)."""
+def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, report: bool = True,
+                  num_gpu: int = 0) -> Path | None:
+    """Advance the experiment as far as it goes; return the report's path (None with ``report`` False)."""
     runner = ZeroShotRunner(exp, root, num_gpu)
     torch.set_num_threads(exp.threads)
     if train:
