@@ -20,7 +20,7 @@ def lr_photo(tmp_path_factory):
 
 @pytest.mark.parametrize('args, message', [
     (['--threads', '-3'], 'option --threads: expected an integer >= 1, got -3'),
-    (['--kernel', 'estimate', '--estimate-iters', '-5'], 'option --estimate-iters: expected an integer >= 1, got -5'),
+    (['--kernel', 'estimate-kernelgan', '--estimate-iters', '-5'], 'option --estimate-iters: expected an integer >= 1, got -5'),
     (['--kernel', '{folder}/empty.mat'], '{folder}/empty.mat: cannot read a kernel'),
     (['--kernel', '{folder}/short.mat'], '{folder}/short.mat: cannot read a kernel'),
     (['--gt', str(SET5 / 'HR'), '--filename-tmpl', '{{'], "option filename_tmpl: '{{' is not a template"),

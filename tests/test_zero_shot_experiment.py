@@ -107,7 +107,8 @@ def test_paired_differences_by_hand():
 def test_the_sensitivity_by_hand():
     """Eigenvalues 4 and 1 along the axes: scaled by 1.3 the covariance is 30 % off; turned 90° it is diag(1, 4), off
     by sqrt(18) / sqrt(17); PSNRs against the true (30) and default (29) kernel read per image."""
-    from srdistill_plugin.experiment.zero_shot_blind import covariance, sensitivity_summary
+    from srdistill.core.kernel_predictor import covariance
+    from srdistill_plugin.experiment.zero_shot_blind import sensitivity_summary
     assert np.allclose(covariance((4., 1., np.pi / 2)), np.diag([1., 4.]))
     rows = [{'true_params': (4., 1., 0.), 'models': {'a': {'mzsr_true': 30., 'mzsr_default': 29.,
                                                            'mzsr_scale1.3': scaled, 'mzsr_turn90': 28.}}}
@@ -284,6 +285,42 @@ def test_the_blind_table_estimates_once_and_adds_a_network_at_the_cost_of_its_ro
     run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
     assert calls == ['blind_estimate', 'mzsr_kernel_rows', 'mzsr_kernel_rows']  # the estimate is kept
     assert '| all | b |' in report.read_text()
+
+
+def test_the_blind_table_with_the_learned_estimator_and_corrupted_lrs(tmp_path):
+    """``estimator: learned``: the estimator file's kernel is the estimate (no unfiltered case), its covariance error
+    is reported beside the default's; JPEG and noise on the LRs key their rows apart and leave the kernels' draws
+    unchanged."""
+    from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, save_predictor
+    from srdistill.core.kernels import gaussian_kernel
+
+    torch.manual_seed(0)
+    net = KernelPredictor(num_feat=4, dilations=(1, ))
+    torch.nn.init.zeros_(net.head.weight)
+    with torch.no_grad():
+        net.head.bias.copy_(torch.tensor([np.log(3.), 0., 0., 0.]))  # answers variance 3 for every image
+    save_predictor(tmp_path / 'est.pth', net, PredictorSettings(), {})
+    torch.save({'params': MZSRNet(upscale=2).state_dict()}, tmp_path / 'a.pth')
+    opt = {'name': 'blind', 'kind': 'zero_shot', 'scale': 2, 'threads': 1,
+           'sets': [str(fake_set(tmp_path / 'B', 2, 64))], 'arms': {'a': {'weights': str(tmp_path / 'a.pth')}},
+           'blind': {'sets': ['B'], 'arms': ['a'], 'steps': 1, 'estimator': 'learned',
+                     'estimator_file': str(tmp_path / 'est.pth')}}
+    report = run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
+    row = json.loads((report.parent / 'summary.json').read_text())['blind']['all/a']
+    assert 'mzsr_unfiltered' not in row and row['estimate_s'] < 5
+    assert 'Estimate: the learned estimator' in report.read_text()
+    store = json.loads((tmp_path / 'experiments' / 'blind' / 'blind' / 'B.json').read_text())
+    estimates = [v for k, v in store.items() if '|estimate|learned:' in k]
+    assert len(estimates) == 2 and all(np.allclose(e['estimated_kernel'], gaussian_kernel(15, 3., 3., 0.), atol=1e-6)
+                                       for e in estimates)
+    opt['blind'].update(lr_jpeg_quality=75, lr_noise_sigma=2)
+    opt['name'] = 'blind'
+    run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
+    store = json.loads((tmp_path / 'experiments' / 'blind' / 'blind' / 'B.json').read_text())
+    corrupted = [k for k in store if k.endswith('|noise=2|jpeg=75')]
+    assert len(corrupted) == 4  # the two estimates and the two networks' rows, beside the clean ones
+    clean = [k for k in store if '|estimate|' in k and 'jpeg' not in k]
+    assert store[clean[0]]['bicubic'] != store[[k for k in corrupted if '|estimate|' in k][0]]['bicubic']
 
 
 def test_a_set_and_kernel_another_worker_holds_is_left_to_it(tmp_path, photo_dir):

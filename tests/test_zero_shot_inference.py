@@ -159,15 +159,17 @@ def test_zssr_runs_through_the_model_with_its_official_options(lr_photos):
         model.test()
 
 
-def test_inference_estimates_each_kernel_when_none_is_given(lr_photos, photo_dir, tmp_path):
+def test_inference_estimates_each_kernel_with_kernelgan(lr_photos, photo_dir, tmp_path):
     lr_dir = tmp_path / 'big_lr'
     lr_dir.mkdir()
     cv2.imwrite(str(lr_dir / 'coffee.png'), cv2.imread(str(photo_dir / 'coffee.png'))[:100, :120])
     out = tmp_path / 'sr'
-    run_tool(SCRIPT, '--input', str(lr_dir), '--kernel', 'estimate', '--estimate-iters', '3', '--output', str(out),
+    run_tool(SCRIPT, '--input', str(lr_dir), '--kernel', 'estimate-kernelgan', '--estimate-iters', '3', '--output',
+             str(out),
              '--steps', '1', '--model', str(lr_photos / 'experiments' / 'MZSR_meta' / 'models' / 'net_g_latest.pth'))
     assert (out / 'kernels' / 'coffee.mat').is_file() and cv2.imread(str(out / 'coffee_MZSR1.png')).shape == (200, 240, 3)
-    small = run_tool(SCRIPT, '--input', str(lr_photos / 'LR'), '--kernel', 'estimate', '--output', str(tmp_path / 's'),
+    small = run_tool(SCRIPT, '--input', str(lr_photos / 'LR'), '--kernel', 'estimate-kernelgan', '--output',
+                     str(tmp_path / 's'),
                      '--model', str(lr_photos / 'experiments' / 'MZSR_meta' / 'models' / 'net_g_latest.pth'), check=False)
     assert small.returncode == 2 and "smaller than the estimator's 64px crop" in small.stderr
     assert not (tmp_path / 's' / 'kernels').exists()  # nothing estimated before the check
@@ -211,3 +213,55 @@ def test_the_zeroshot_command_takes_a_kernel_file_with_the_shipped_weights(photo
     summary = json.loads((tmp_path / 'given' / 'results.json').read_text())
     assert summary['model'].endswith('mzsr_directx2.pth') and '1 images' in proc.stdout
     assert cv2.imread(str(tmp_path / 'given' / 'photo_MZSR1.png')).shape == (256, 256, 3)
+
+
+def test_the_zeroshot_command_estimates_each_kernel_with_the_learned_estimator(photo_dir, tmp_path):
+    """``--kernel estimate``: the shipped estimator's kernel of each LR is saved (15x15, sum 1, a Gaussian of the
+    recorded variances) and used; an LR below 24 px stops the run before any estimate or adaptation."""
+    from srdistill.core.kernels import gaussian_kernel
+
+    cv2.imwrite(str(tmp_path / 'photo.png'), cv2.imread(str(photo_dir / 'coffee.png'))[:96, :128])
+    run_tool('-m', 'srdistill.zero_shot.cli', 'photo.png', '--output', 'est', '--steps', '1', '--kernel', 'estimate',
+             cwd=tmp_path)
+    kernel = np.load(tmp_path / 'est' / 'kernels' / 'photo.npy')
+    record = json.loads((tmp_path / 'est' / 'kernels' / 'kernels.json').read_text())['images']['photo']
+    assert kernel.shape == (15, 15) and kernel.sum() == pytest.approx(1., abs=1e-5)
+    assert np.allclose(kernel, gaussian_kernel(15, record['lambda1'], record['lambda2'], record['theta']), atol=1e-6)
+    assert 0.2 <= record['lambda2'] <= record['lambda1'] <= 5.
+    assert cv2.imread(str(tmp_path / 'est' / 'photo_MZSR1.png')).shape == (192, 256, 3)
+    cv2.imwrite(str(tmp_path / 'tiny.png'), cv2.imread(str(photo_dir / 'coffee.png'))[:20, :30])
+    proc = run_tool('-m', 'srdistill.zero_shot.cli', 'tiny.png', '--output', 'tiny', '--kernel', 'estimate',
+                    cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "the LR is 30x20, smaller than the kernel estimator's 24 px" in proc.stderr
+    assert not (tmp_path / 'tiny').exists()
+
+
+def test_an_estimator_for_another_scale_is_refused_in_one_line(photo_dir, tmp_path):
+    from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, save_predictor
+
+    save_predictor(tmp_path / 'x4.pth', KernelPredictor(num_feat=4, dilations=(1, )), PredictorSettings(scale=4), {})
+    cv2.imwrite(str(tmp_path / 'photo.png'), cv2.imread(str(photo_dir / 'coffee.png'))[:64, :64])
+    proc = run_tool('-m', 'srdistill.zero_shot.cli', 'photo.png', '--output', 'o', '--kernel', 'estimate',
+                    '--estimator', 'x4.pth', cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and 'the learned estimator is for x4 direct subsampling, this run is x2 direct' in \
+        proc.stderr.strip().splitlines()[-1]
+
+
+def test_the_default_kernel_is_the_estimate_only_where_the_estimator_won_on_validation(tmp_path, monkeypatch):
+    """The shipped estimator's record says it beat g^d_2.0 for directx2 on its held-out photographs: directx2's
+    default is ``estimate``; bicubicx2 keeps g^b_1.3, a given kernel is kept, and an estimator whose record says it
+    lost leaves directx2 on g^d_2.0."""
+    from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, load_predictor, save_predictor
+    from srdistill.zero_shot import inference, zoo
+
+    record = load_predictor(zoo.ESTIMATOR_FILE)[2]
+    assert record['wins_on_validation'] and record['mzsr_model'] == 'directx2'
+
+    def kernel(*extra):
+        return inference.resolve_model(inference.parse_args(['x.png', '--output', 'o', *extra])).kernel
+
+    assert kernel() == 'estimate' and kernel('--model', 'bicubicx2') == 'gb1.3' and kernel('--kernel', 'gd0.2') == 'gd0.2'
+    save_predictor(tmp_path / 'lost.pth', KernelPredictor(num_feat=4, dilations=(1, )), PredictorSettings(),
+                   {**record, 'wins_on_validation': False})
+    monkeypatch.setattr(zoo, 'ESTIMATOR_FILE', tmp_path / 'lost.pth')
+    assert kernel() == 'gd2.0'

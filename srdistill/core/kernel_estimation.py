@@ -23,11 +23,12 @@ from scipy import ndimage, signal
 from torch import nn
 from tqdm import tqdm
 
-from .atomic_io import atomic_path, atomic_write_text
+from .atomic_io import atomic_write_text
 from .basicsr_files import basicsr_module
 from .errors import SRDistillError
 from .imageio import image_size, list_images, read_image
 from .io_checks import check_output_folder
+from .kernel_files import save_kernel
 from .matlab_resize import matlab_resize
 
 cubic = basicsr_module('utils.matlab_functions').cubic
@@ -287,27 +288,6 @@ def train_kernel_gan(lr: np.ndarray, cfg: KernelGANConfig, progress: bool = True
                 lambdas['centralized'], lambdas['sparse'], relaxed = cfg.lambda_centralized_end, cfg.lambda_sparse_end, True
     with torch.no_grad():
         return gen.kernel().numpy().astype(np.float64)
-
-
-def kernel_preview(kernel: np.ndarray, cell: int = 16) -> np.ndarray:
-    """A BGR uint8 picture of a kernel (each tap a ``cell``-pixel square, colour-mapped from 0 to its maximum)."""
-    import cv2
-
-    scaled = np.round(255 * kernel / max(float(kernel.max()), 1e-12)).astype(np.uint8)
-    return cv2.applyColorMap(np.kron(scaled, np.ones((cell, cell), np.uint8)), cv2.COLORMAP_VIRIDIS)
-
-
-def save_kernel(kernel: np.ndarray, folder: Path, stem: str) -> None:
-    """``<stem>.npy``, ``<stem>.mat`` (key ``kernel``, as the official MZSR files) and ``<stem>_kernel.png``, each
-    written under a temporary name and renamed, so no half-written kernel ever stands under its final name."""
-    import cv2
-    from scipy.io import savemat
-
-    targets = {'.npy': lambda p: np.save(p, kernel), '.mat': lambda p: savemat(p, {'kernel': kernel}),
-               '_kernel.png': lambda p: cv2.imwrite(str(p), kernel_preview(kernel))}
-    for suffix, write in targets.items():
-        with atomic_path(folder / f'{stem}{suffix}') as tmp:
-            write(tmp)
 
 
 def estimate_folder(paths: list[Path], out_dir: Path, scale: int, cfg: KernelGANConfig,

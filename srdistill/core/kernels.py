@@ -172,3 +172,14 @@ def degrade(img: torch.Tensor, kernel: torch.Tensor, scale: int, downsample: str
     if downsample == 'bicubic':
         return matlab_resize(blurred, 1 / scale)
     raise SRDistillError(f"downsample must be 'direct' or 'bicubic', got {downsample!r}")
+
+
+def moment_covariance(kernel: np.ndarray) -> np.ndarray:
+    """The 2x2 covariance (second central moments, x = column, y = row) of a kernel of any shape: for a Gaussian
+    that fits its grid, the covariance it was drawn with; for an estimated kernel, the Gaussian it stands closest to."""
+    k = np.asarray(kernel, dtype=np.float64)
+    k = k / k.sum()
+    y, x = np.mgrid[:k.shape[0], :k.shape[1]]
+    mx, my = np.sum(k * x), np.sum(k * y)
+    dx, dy = x - mx, y - my
+    return np.array([[np.sum(k * dx * dx), np.sum(k * dx * dy)], [np.sum(k * dx * dy), np.sum(k * dy * dy)]])

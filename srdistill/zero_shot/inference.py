@@ -17,18 +17,21 @@ from tqdm import tqdm
 from srdistill.core.atomic_io import atomic_path, atomic_write_text
 from srdistill.core.errors import SRDistillError, first_line
 from srdistill.core.io_checks import check_output_folder
+from srdistill.core.kernel_predictor import estimate_folder_kernels, load_predictor
 from srdistill.core.kernels import EVAL_KERNELS as NAMED_KERNELS
 from srdistill.core.kernels import eval_kernel
 from srdistill.core.mzsr_net import MZSRNet
 from srdistill.core.official_psnr import psnr_y8
 from srdistill.core.safe_load import UnsafeCheckpointError, load_checkpoint
 from srdistill.core.zero_shot import STEP_SCHEDULES, mzsr_adapt
-from srdistill.core.zero_shot_inputs import kernels_for, lr_image_paths, paired_hr_paths, read_inputs, to_image
+from srdistill.core.zero_shot_inputs import (ZeroShotInput, kernels_for, lr_image_paths, paired_hr_paths, read_inputs,
+                                             to_image)
 
-from .zoo import DEFAULT_MODEL, ZOO, zoo_model
+from .zoo import DEFAULT_MODEL, ZOO, estimate_by_default, shipped_estimator, zoo_model
 
 KERNELGAN_ITERS = 1000  # = KernelGANConfig.max_iters (tested); kernel_estimation is imported only to estimate
 DEFAULT_KERNELS = {'direct': 'gd2.0', 'bicubic': 'gb1.3'}  # the centres of the meta-training kernels
+ESTIMATORS = ('estimate', 'estimate-kernelgan')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,11 +40,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--input', help='an LR image or a folder of LR images (any size)')
     p.add_argument('--kernel', default=None,
                    help="one kernel file for all images (.mat, .npy, .txt), a folder of <LR stem>.mat|.npy|.txt, "
-                        "'estimate' (each image's kernel estimated from the image itself, saved in OUTPUT/kernels), or "
-                        f"a named kernel of the paper ({', '.join(NAMED_KERNELS)}; default gd2.0, gb1.3 for a "
-                        "bicubic-subsampling model)")
+                        "'estimate' (each image's kernel predicted from the image itself by the shipped learned "
+                        "estimator, or --estimator FILE; saved in OUTPUT/kernels), 'estimate-kernelgan' "
+                        "(KernelGAN-style, trained on each image, minutes per image), or "
+                        f"a named kernel of the paper ({', '.join(NAMED_KERNELS)}). Default: 'estimate' for a shipped "
+                        "model whose estimator beat the fixed kernel on validation (directx2), else gd2.0 (gb1.3 for "
+                        "a bicubic-subsampling model)")
     p.add_argument('--estimate-iters', type=int, default=KERNELGAN_ITERS,
-                   help='kernel-estimation iterations per image with --kernel estimate')
+                   help='KernelGAN iterations per image with --kernel estimate-kernelgan')
+    p.add_argument('--estimator', default=None,
+                   help='a learned kernel-estimator file for --kernel estimate (default: the shipped one)')
     p.add_argument('--output', required=True, help='folder for the SR images and results.json')
     p.add_argument('--steps', type=int, default=10, help='adaptation steps per image (default 10; the paper: 1 or 10)')
     p.add_argument('--model', default=DEFAULT_MODEL,
@@ -79,14 +87,14 @@ def resolve_model(args: argparse.Namespace) -> argparse.Namespace:
         args.scale, args.downsample = args.scale or 2, args.downsample or 'direct'
         args.kernel = args.kernel or DEFAULT_KERNELS[args.downsample]
         return args
-    path, model = zoo_model(args.model)
+    name, (path, model) = args.model, zoo_model(args.model)
     for option, given, trained in (('--scale', args.scale, model.scale), ('--downsample', args.downsample,
                                                                             model.downsample)):
         if given is not None and given != trained:
             raise SRDistillError(f'option {option}: the shipped {args.model} model is for {trained}, got {given}')
     args.model, args.scale, args.downsample = str(path), model.scale, model.downsample
     args.schedule = args.schedule or model.schedule
-    args.kernel = args.kernel or DEFAULT_KERNELS[model.downsample]
+    args.kernel = args.kernel or ('estimate' if estimate_by_default(name) else DEFAULT_KERNELS[model.downsample])
     return args
 
 
@@ -117,12 +125,23 @@ def write_png(path: Path, img: np.ndarray) -> None:
             raise SRDistillError(f'{path}: could not write the image')
 
 
-def estimated_kernels(args: argparse.Namespace, lq_paths: list[Path], kernel_dir: Path) -> list[torch.Tensor]:
-    """Each image's kernel estimated from the image itself into ``kernel_dir`` (KernelGAN-style; kernels already
-    there from the same settings are reused)."""
-    from srdistill.core.kernel_estimation import KernelGANConfig, estimate_kernels
+def estimated_kernels(args: argparse.Namespace, inputs: list[ZeroShotInput], kernel_dir: Path) -> list[torch.Tensor]:
+    """Each image's kernel estimated from the image itself into ``kernel_dir``: by the learned estimator
+    (``--kernel estimate``), or KernelGAN-style (``estimate-kernelgan``; kernels already there from the same settings
+    are reused)."""
+    lq_paths = [item.lq_path for item in inputs]
+    if args.kernel == 'estimate-kernelgan':
+        from srdistill.core.kernel_estimation import KernelGANConfig, estimate_kernels
 
-    estimate_kernels(args.input, kernel_dir, args.scale, KernelGANConfig(max_iters=args.estimate_iters))
+        estimate_kernels(args.input, kernel_dir, args.scale, KernelGANConfig(max_iters=args.estimate_iters))
+        return kernels_for(lq_paths, kernel_dir=kernel_dir)
+    source = Path(args.estimator) if args.estimator else shipped_estimator()
+    net, settings, _ = load_predictor(source)
+    if (settings.scale, settings.downsample) != (args.scale, args.downsample):
+        raise SRDistillError(f'{source}: the learned estimator is for x{settings.scale} {settings.downsample} '
+                             f'subsampling, this run is x{args.scale} {args.downsample} (use --kernel estimate-kernelgan)')
+    estimate_folder_kernels([(item.lq_path.stem, item.lq) for item in inputs], kernel_dir, net, settings,
+                            log=tqdm.write)
     return kernels_for(lq_paths, kernel_dir=kernel_dir)
 
 
@@ -158,9 +177,9 @@ def super_resolve(args: argparse.Namespace, out: Path) -> dict:
         kernel_source = out / f'kernel_{args.kernel}.npy'
         np.save(kernel_source, eval_kernel(args.kernel)[0])
         kernels = kernels_for(lq_paths, kernel_file=kernel_source)
-    elif args.kernel == 'estimate':
+    elif args.kernel in ESTIMATORS:
         kernel_source = out / 'kernels'
-        kernels = estimated_kernels(args, lq_paths, kernel_source)
+        kernels = estimated_kernels(args, inputs, kernel_source)
     else:
         kernel_source = Path(args.kernel)
         kernels = kernels_for(lq_paths, **{'kernel_dir' if kernel_source.is_dir() else 'kernel_file': kernel_source})

@@ -33,3 +33,28 @@ def zoo_model(name: str) -> tuple[Path, ZooModel]:
         raise SRDistillError(f'{path}: the shipped {name} weights are missing from this install '
                              '(python scripts/train_mzsr_zoo.py trains them)')
     return path, ZOO[name]
+
+
+ESTIMATOR_FILE = WEIGHTS / 'kernel_predictor_x2.pth'  # the learned kernel estimator (options/kernel_predictor_x2.yml)
+
+
+def estimate_by_default(name: str) -> bool:
+    """Whether ``--kernel estimate`` is the default for a shipped model: only where the shipped estimator was made
+    for its scale and subsampling and beat the default kernel on the held-out photographs it was chosen on (its
+    record says so; ``scripts/ship_kernel_predictor.py``)."""
+    from srdistill.core.kernel_predictor import load_predictor
+
+    if not ESTIMATOR_FILE.is_file():
+        return False
+    _, settings, record = load_predictor(ESTIMATOR_FILE)
+    model = ZOO[name]
+    return (settings.scale, settings.downsample) == (model.scale, model.downsample) and bool(
+        record.get('wins_on_validation') and record.get('mzsr_model') == name)
+
+
+def shipped_estimator() -> Path:
+    """The learned kernel estimator's weights file."""
+    if not ESTIMATOR_FILE.is_file():
+        raise SRDistillError(f'{ESTIMATOR_FILE}: the shipped kernel estimator is missing from this install '
+                             '(python scripts/ship_kernel_predictor.py makes it)')
+    return ESTIMATOR_FILE

@@ -22,7 +22,7 @@ from srdistill.core.kernels import EVAL_KERNELS
 from srdistill.core.zero_shot import ZSSRConfig
 from srdistill_plugin.samplers import SAMPLER_REGISTRY
 
-STRICT_MODELS = ('SRModel', 'SwinIRModel', 'MZSRModel', 'DiffusionDistillModel')
+STRICT_MODELS = ('SRModel', 'SwinIRModel', 'MZSRModel', 'DiffusionDistillModel', 'KernelPredictorModel')
 OPTIMIZERS = {name: getattr(torch.optim, name) for name in ('Adam', 'AdamW', 'Adamax', 'SGD', 'ASGD', 'RMSprop',
                                                              'Rprop')}
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
@@ -53,6 +53,10 @@ DATASET_KEYS = {
     'ZeroShotLRDataset': {'dataroot_lq': TEXT, 'dataroot_gt': TEXT, 'filename_tmpl': TEXT, 'downsample': DOWNSAMPLE,
                           **KERNEL_SOURCE},
     'SelectedPatchDataset': {'stage_dir': TEXT, **FLIPS},
+    'BlurEstimationDataset': {'dataroot_gt': TEXT, 'downsample': DOWNSAMPLE, 'lq_size': COUNT, 'kernel_size': COUNT,
+                              'broad_share': FRACTION, 'variance_range': LIST, 'sharpen': LIST,
+                              'noise_prob': FRACTION, 'noise_max_sigma': NON_NEGATIVE, 'jpeg_prob': FRACTION,
+                              'jpeg_quality': LIST, 'kernels_per_image': COUNT, **FLIPS},
 }
 
 ADAPTATION = {'mzsr': {'mode': TEXT, 'steps': NON_NEGATIVE_INT, 'step_sizes': LIST, 'schedule': TEXT},
@@ -144,7 +148,7 @@ def val_section(val: dict, strict: bool) -> Section:
     mode = (val.get('adaptation') or {}).get('mode', 'mzsr')
     if mode not in ADAPTATION:
         raise SRDistillError(f'option val.adaptation.mode: expected one of {list(ADAPTATION)}, got {mode!r}')
-    return Section({'val_freq': POSITIVE, 'save_img': FLAG, 'suffix': TEXT, 'pbar': FLAG,
+    return Section({'val_freq': POSITIVE, 'save_img': FLAG, 'suffix': TEXT, 'pbar': FLAG, 'default_kernel': LIST,
                     'metrics': Section(metrics), 'adaptation': Section(ADAPTATION[mode])}, open=not strict)
 
 

@@ -4,22 +4,30 @@ estimated, the true and a wrong kernel. Rows are stored per set in ``experiments
 estimate (network-independent) under its settings, each network's row under its weights' hash."""
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from statistics import mean
 
 import numpy as np
+import torch
 from scipy import stats
 from tqdm import tqdm
 
 from srdistill.core.file_lock import FileLock
 from srdistill.core.imageio import list_images
 from srdistill.core.json_store import JsonStore
+from srdistill.core.blur_synthesis import noisy_jpeg
+from srdistill.core.errors import SRDistillError
 from srdistill.core.kernel_estimation import KernelGANConfig
+from srdistill.core.kernel_predictor import covariance_error, load_predictor
 from srdistill.core.kernels import eval_kernel, gaussian_kernel, random_mzsr_kernel_params
 from srdistill.core.zero_shot import ZSSRConfig
-from srdistill_plugin.zero_shot.protocol import (BLIND_CASES, BLIND_KERNEL_SIZE, benchmark_images, blind_estimate,
-                                                 blind_lr, mzsr_kernel_rows)
+from srdistill.zero_shot.zoo import shipped_estimator
+from srdistill_plugin.zero_shot.checkpoints import file_hash
+from srdistill_plugin.zero_shot.protocol import (BLIND_CASES, BLIND_KERNEL_SIZE, Estimator, benchmark_images,
+                                                 blind_estimate, blind_lr, covariance_errors, kernelgan_estimator,
+                                                 learned_estimator, mzsr_kernel_rows)
 
 from .zero_shot_options import ZeroShotExperiment
 
@@ -36,15 +44,51 @@ class BlindTable:
     def store(self, set_name: str) -> JsonStore:
         return JsonStore(self.work / 'blind' / f'{set_name}.json')
 
+    def estimator_file(self) -> Path:
+        return Path(self.spec.estimator_file) if self.spec.estimator_file else shipped_estimator()
+
+    def estimator_name(self) -> str:
+        b = self.spec
+        if b.estimator == 'kernelgan':
+            return f'kernelgan:{b.estimate_iters}'
+        return f'learned:{file_hash(self.estimator_file())}'
+
+    def estimator(self) -> Estimator:
+        b = self.spec
+        if b.estimator == 'kernelgan':
+            return kernelgan_estimator(KernelGANConfig(max_iters=b.estimate_iters, seed=b.seed), self.exp.scale)
+        net, settings, _ = load_predictor(self.estimator_file())
+        if (settings.scale, settings.downsample) != (self.exp.scale, 'direct'):
+            raise SRDistillError(f'{self.estimator_file()}: an estimator for x{settings.scale} {settings.downsample}, '
+                                 f'the blind table is x{self.exp.scale} direct')
+        return learned_estimator(net, settings)
+
+    def corruption(self) -> str:
+        """How the LRs were degraded beyond the kernel, as a key part ('' for clean 8-bit LRs)."""
+        b = self.spec
+        return ''.join([f'|noise={b.lr_noise_sigma:g}' if b.lr_noise_sigma else '',
+                        f'|jpeg={b.lr_jpeg_quality}' if b.lr_jpeg_quality is not None else ''])
+
     def estimate_key(self, set_name: str, stem: str) -> str:
         b = self.spec
-        return (f'{stem}|estimate|kernelgan:{b.estimate_iters}|seed={b.seed}|default={b.default_kernel}|'
-                f'zssr={set_name in b.zssr_sets}')
+        return (f'{stem}|estimate|{self.estimator_name()}|seed={b.seed}|default={b.default_kernel}|'
+                f'zssr={set_name in b.zssr_sets}{self.corruption()}')
 
     def mzsr_key(self, stem: str, arm: str) -> str:
         b = self.spec
         return (f'{stem}|mzsr|{arm}:{self.hashes[arm]}|steps={b.steps}|default={b.default_kernel}|'
-                f'wrong={b.wrong_kernel}|seed={b.seed}')
+                f'wrong={b.wrong_kernel}|seed={b.seed}{self.corruption()}')
+
+    def corrupted(self, lr: torch.Tensor, stem: str) -> torch.Tensor:
+        """``lr`` with the table's noise and JPEG (the noise drawn from the seed and the image's name, so the
+        kernels' draw order is untouched)."""
+        b = self.spec
+        if not b.lr_noise_sigma and b.lr_jpeg_quality is None:
+            return lr
+        rng = np.random.default_rng([b.seed, zlib.crc32(stem.encode())])
+        bgr = lr[0].permute(1, 2, 0).numpy()[:, :, ::-1]
+        out = noisy_jpeg(bgr, rng, b.lr_noise_sigma, b.lr_jpeg_quality)[:, :, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))[None]
 
     def seed_imported(self, imported: dict) -> None:
         """The rows of an imported blind results file, under this table's keys (once; rows made here are kept)."""
@@ -70,15 +114,17 @@ class BlindTable:
             if not lock.acquire(blocking=False):
                 continue
             try:
-                store, rng = self.store(set_dir.name), np.random.default_rng(b.seed)
+                store, rng, estimator = self.store(set_dir.name), np.random.default_rng(b.seed), None
                 for stem, hr in benchmark_images(set_dir, scale):
                     lr, true_kernel, params = blind_lr(hr, rng, scale)
+                    lr = self.corrupted(lr, stem)
                     key = self.estimate_key(set_dir.name, stem)
                     if store.get(key) is None:
                         zssr = (ZSSRConfig(crop_size=self.exp.zssr.crop, max_iters=self.exp.zssr.max_iters)
                                 if set_dir.name in b.zssr_sets else None)
-                        store.put(key, blind_estimate(lr, hr, true_kernel, scale, KernelGANConfig(
-                            max_iters=b.estimate_iters, seed=b.seed), b.default_kernel, zssr))
+                        estimator = estimator or self.estimator()
+                        store.put(key, blind_estimate(lr, hr, true_kernel, scale, estimator, b.default_kernel, zssr,
+                                                      b.seed))
                     row = store.get(key)
                     kernels = {'default': eval_kernel(b.default_kernel)[0], 'estimated': row['estimated_kernel'],
                                'unfiltered': row.get('unfiltered_kernel'), 'true': true_kernel,
@@ -112,8 +158,11 @@ class BlindTable:
                         models[arm] = None if extra is None or models[arm] is None else {**models[arm], **extra}
                 if estimate is None or None in models.values():
                     break
-                rows.append({'image': path.stem, 'true_kernel': gaussian_kernel(BLIND_KERNEL_SIZE, *params),
-                             'true_params': params, **estimate, 'models': models})
+                true_kernel = gaussian_kernel(BLIND_KERNEL_SIZE, *params)
+                errors = covariance_errors({'estimated': np.asarray(estimate['estimated_kernel']),
+                                            'default': eval_kernel(self.spec.default_kernel)[0]}, true_kernel)
+                rows.append({'image': path.stem, 'true_kernel': true_kernel, 'true_params': params, **estimate,
+                             'covariance_error': errors, 'models': models})
             else:
                 out[set_dir.name] = rows
         return out
@@ -140,6 +189,9 @@ def summarize_blind(rows: list[dict], arm: str) -> dict:
     s['estimated_minus_default'] = paired([r['mzsr_estimated'] - r['mzsr_default'] for r in mine])
     s['kernel_psnr'] = {k: mean(r['kernel_psnr'][k] for r in mine) for k in mine[0]['kernel_psnr']}
     s['kernel_closer_than_default'] = sum(r['kernel_psnr']['estimated'] > r['kernel_psnr']['default'] for r in mine)
+    s['covariance_error'] = {k: mean(r['covariance_error'][k] for r in mine) for k in mine[0]['covariance_error']}
+    s['covariance_closer_than_default'] = sum(
+        r['covariance_error']['estimated'] < r['covariance_error']['default'] for r in mine)
     s['estimate_s'] = mean(r['estimate_s'] for r in mine)
     s['images'] = len(mine)
     if all('zssr_estimated' in r for r in mine):
@@ -151,7 +203,7 @@ def kernel_figure(path: Path, entries: list[tuple[str, np.ndarray, np.ndarray]])
     """True (top row) and estimated (bottom row) kernels of every image side by side."""
     import cv2
 
-    from srdistill.core.kernel_estimation import kernel_preview
+    from srdistill.core.kernel_files import kernel_preview
 
     cell = 72
     canvas = np.full((2 * cell + 24, cell * len(entries), 3), 255, np.uint8)
@@ -173,13 +225,6 @@ def perturbations(params: tuple[float, float, float], scales: tuple[float, ...],
     return out
 
 
-def covariance(params: tuple[float, float, float]) -> np.ndarray:
-    """The 2x2 covariance of a Gaussian kernel with eigenvalues ``lambda1``, ``lambda2`` turned by ``theta``."""
-    l1, l2, theta = params
-    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    return rot @ np.diag([l1, l2]) @ rot.T
-
-
 def sensitivity_summary(rows: list[dict], arm: str, scales: tuple[float, ...], turns: tuple[float, ...]) -> dict:
     """Per perturbation of the true kernel: mean MZSR PSNR, its difference from the true and the default kernel, the
     share of images where it beats the default, and the covariance's relative error (Frobenius) it stands for."""
@@ -187,8 +232,7 @@ def sensitivity_summary(rows: list[dict], arm: str, scales: tuple[float, ...], t
     changed = [perturbations(r['true_params'], scales, turns) for r in rows]
     for case in changed[0]:
         psnr = [r['models'][arm][f'mzsr_{case}'] for r in rows]
-        error = [np.linalg.norm(covariance(c[case]) - covariance(r['true_params'])) / np.linalg.norm(
-            covariance(r['true_params'])) for c, r in zip(changed, rows)]
+        error = [covariance_error(c[case], r['true_params']) for c, r in zip(changed, rows)]
         out[case] = {'mzsr': mean(psnr), 'covariance_error': mean(error),
                      'minus_true': mean(p - r['models'][arm]['mzsr_true'] for p, r in zip(psnr, rows)),
                      'minus_default': mean(p - r['models'][arm]['mzsr_default'] for p, r in zip(psnr, rows)),

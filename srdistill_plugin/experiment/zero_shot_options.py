@@ -10,7 +10,8 @@ from pathlib import Path
 
 from srdistill.core.errors import SRDistillError
 from srdistill.core.kernels import EVAL_KERNELS
-from srdistill.core.option_schema import COUNT, LIST, NON_NEGATIVE_INT, TEXT, Section, Value, check_options
+from srdistill.core.option_schema import (COUNT, LIST, NON_NEGATIVE, NON_NEGATIVE_INT, TEXT, Section, Value,
+                                          check_options)
 from srdistill.core.zero_shot import STEP_SCHEDULES
 
 SCHEDULE = Value(choices=tuple(sorted(STEP_SCHEDULES)))
@@ -33,7 +34,9 @@ SCHEMA = Section({
     'ablation': Section({'arms': LIST, 'sets': LIST, 'kernels': LIST, 'schedule': SCHEDULE}),
     'blind': Section({'sets': LIST, 'arms': LIST, 'seed': NON_NEGATIVE_INT, 'default_kernel': TEXT,
                       'wrong_kernel': TEXT, 'steps': COUNT, 'estimate_iters': COUNT, 'zssr_sets': LIST,
-                      'scales': LIST, 'turns': LIST}),
+                      'scales': LIST, 'turns': LIST, 'estimator': Value(choices=('kernelgan', 'learned')),
+                      'estimator_file': TEXT, 'lr_jpeg_quality': Value((int, ), low=1, high=100),
+                      'lr_noise_sigma': NON_NEGATIVE}),
     'paper': Section(each=Section(each=Section(each=Value((float, ))))), 'import': TEXT})
 
 
@@ -90,7 +93,8 @@ class Ablation:
 @dataclass(frozen=True)
 class Blind:
     """The blind table: each image of ``sets`` degraded by its own kernel from MZSR's task distribution (drawn in
-    order from ``seed``), its kernel estimated from the LR (KernelGAN-style, ``estimate_iters``), and the ``arms``
+    order from ``seed``), its kernel estimated from the LR (``estimator``: ``kernelgan``, ``estimate_iters``
+    iterations, or ``learned``, the shipped estimator or ``estimator_file``), and the ``arms``
     adapted ``steps`` steps with the default, estimated, true and a wrong kernel (and, for the sensitivity, the true
     kernel with its eigenvalues scaled by ``scales`` and turned by ``turns`` degrees)."""
     sets: tuple[str, ...] = ()
@@ -99,7 +103,11 @@ class Blind:
     default_kernel: str = 'gd2.0'  # what a user without an estimate assumes
     wrong_kernel: str = 'gd0.2'  # far from every task kernel: the sensitivity
     steps: int = 10
+    estimator: str = 'kernelgan'
     estimate_iters: int = 1000  # the official KernelGAN runs 3000
+    estimator_file: str = ''  # learned: default the shipped weights
+    lr_jpeg_quality: int | None = None  # the LRs JPEG-compressed at this quality (a real photograph's condition)
+    lr_noise_sigma: float = 0.  # Gaussian noise (8-bit levels) on the LRs, before the JPEG
     zssr_sets: tuple[str, ...] = ()  # ZSSR with the estimated kernel on these
     scales: tuple[float, ...] = ()  # sensitivity: the true kernel with both eigenvalues scaled by each
     turns: tuple[float, ...] = ()  # and turned by each angle (degrees)

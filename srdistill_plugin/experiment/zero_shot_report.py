@@ -161,12 +161,18 @@ def _blind(report: Report, exp: ZeroShotExperiment, rows: dict[str, list[dict]])
     """The blind table (per set and over all images, per network), per image, and the kernels drawn."""
     b = exp.blind
     report.heading('Blind: the kernel estimated from the LR')
+    estimator = (f'KernelGAN-style, {b.estimate_iters} iterations (official 3000), with the official 40-tap '
+                 f'filtering ("unfiltered": every positive tap)' if b.estimator == 'kernelgan' else
+                 f'the learned estimator ({b.estimator_file or "the shipped weights"}; options/kernel_predictor_x2.yml)')
+    corruption = ''.join([f', Gaussian noise sigma {b.lr_noise_sigma:g} (8-bit levels)' if b.lr_noise_sigma else '',
+                          f', JPEG q{b.lr_jpeg_quality}' if b.lr_jpeg_quality is not None else ''])
     report.text(f'Each image degraded by its own kernel from MZSR\'s task distribution (15x15, drawn in order from '
-                f'seed {b.seed}), direct subsampling, 8-bit LR. Estimate: KernelGAN-style, {b.estimate_iters} '
-                f'iterations (official 3000), with the official 40-tap filtering ("unfiltered": every positive tap). '
+                f'seed {b.seed}), direct subsampling, 8-bit LR{corruption}. Estimate: {estimator}. '
                 f'MZSR({b.steps}) adapted with the default kernel {b.default_kernel}, the estimate, the true kernel '
                 f'and a wrong one ({b.wrong_kernel}). Paired gain: mean of estimated − default over images, 95 % t '
-                f'interval, share of images improved. Kernel PSNR: 20 log10(1 / RMSE) of centred sum-one kernels.')
+                f'interval, share of images improved. Kernel PSNR: 20 log10(1 / RMSE) of centred sum-one kernels. '
+                f'Covariance error: relative Frobenius error of the kernel\'s second moments against the true '
+                f'kernel\'s.')
     summary, lines = {}, []
     for set_name in [*rows, 'all']:
         images = [r for rs in rows.values() for r in rs] if set_name == 'all' else rows[set_name]
@@ -178,11 +184,12 @@ def _blind(report: Report, exp: ZeroShotExperiment, rows: dict[str, list[dict]])
                 'default', 'estimated', 'true', 'wrong', 'unfiltered')), f"{s['sensitivity_true_minus_default']:+.2f}",
                 closed, f'{gain:+.2f} ± {half:.2f} ({100 * share:.0f} %)',
                 f"{s['kernel_psnr']['estimated']:.2f} / {s['kernel_psnr']['default']:.2f} "
-                f"({s['kernel_closer_than_default']}/{s['images']} closer)", _cell(s.get('zssr_estimated')),
-                f"{s['estimate_s']:.0f}"])
+                f"({s['kernel_closer_than_default']}/{s['images']} closer)", _covariance_cell(s),
+                _cell(s.get('zssr_estimated')), f"{s['estimate_s']:.1f}"])
     report.table(['set', 'network', 'bicubic', f'MZSR({b.steps}) default k', 'estimated k', 'true k', 'wrong k',
                   'unfiltered k', 'true − default', 'gap closed', 'estimated − default (share improved)',
-                  'kernel PSNR est / default', 'ZSSR est. k', 'estimation s'], lines)
+                  'kernel PSNR est / default', 'covariance error est / default', 'ZSSR est. k', 'estimation s'],
+                 lines)
     report.text('Per image, MZSR with the default / estimated / true / wrong kernel:')
     report.table(['image', 'kernel PSNR est / default', *b.arms], [
         [f'{set_name}/{r["image"]}', f"{r['kernel_psnr']['estimated']:.1f} / {r['kernel_psnr']['default']:.1f}",
@@ -195,6 +202,12 @@ def _blind(report: Report, exp: ZeroShotExperiment, rows: dict[str, list[dict]])
         for set_name, rs in rows.items() for r in rs])
     report.figure('blind_kernels.png', 'True (top) and estimated (bottom) kernel of every image')
     return summary
+
+
+def _covariance_cell(s: dict) -> str:
+    errors = s['covariance_error']
+    return (f"{errors['estimated']:.2f} / {errors['default']:.2f} "
+            f"({s['covariance_closer_than_default']}/{s['images']} closer)")
 
 
 def _sensitivity(report: Report, exp: ZeroShotExperiment, images: list[dict], summary: dict) -> None:

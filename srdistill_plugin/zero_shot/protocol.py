@@ -7,7 +7,7 @@ row per image and method, ``(psnr, ssim, seconds)``; the benchmarks only choose 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,8 @@ from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill.core.degradations import mod_crop
 from srdistill.core.imageio import list_images, read_image
 from srdistill.core.kernel_estimation import KernelGANConfig, kernel_psnr, postprocess_kernel, train_kernel_gan
-from srdistill.core.kernels import degrade, eval_kernel, gaussian_kernel, random_mzsr_kernel_params
+from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, predict_kernel
+from srdistill.core.kernels import degrade, eval_kernel, gaussian_kernel, moment_covariance, random_mzsr_kernel_params
 from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.safe_load import load_checkpoint
 from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
@@ -91,22 +92,46 @@ def blind_lr(hr: torch.Tensor, rng: np.random.Generator, scale: int
     return (degrade(hr, torch.from_numpy(kernel), scale).clamp(0, 1) * 255).round() / 255, kernel, params
 
 
-def blind_estimate(lr: torch.Tensor, hr: torch.Tensor, true_kernel: np.ndarray, scale: int, config: KernelGANConfig,
-                   default_kernel: str, zssr: ZSSRConfig | None = None) -> dict:
-    """What does not depend on the MZSR network: the KernelGAN estimate with the official filtering and without it,
-    their and the default kernel's kernel PSNR against the truth, the estimation seconds, bicubic, and ZSSR with the
-    estimate where ``zssr`` is given."""
+Estimator = Callable[[torch.Tensor], dict[str, np.ndarray]]
+
+
+def kernelgan_estimator(config: KernelGANConfig, scale: int) -> Estimator:
+    """KernelGAN's kernel with the official filtering (``estimated``) and without it (``unfiltered``)."""
+    def estimate(lr: torch.Tensor) -> dict[str, np.ndarray]:
+        raw = train_kernel_gan(lr[0].permute(1, 2, 0).numpy(), config, progress=False)
+        return {'estimated': postprocess_kernel(raw, scale, config.n_filtering),
+                'unfiltered': postprocess_kernel(raw, scale, 0)}
+    return estimate
+
+
+def learned_estimator(net: KernelPredictor, settings: PredictorSettings) -> Estimator:
+    """The learned estimator's kernel (``estimated``)."""
+    return lambda lr: {'estimated': predict_kernel(net, lr, settings).kernel}
+
+
+def covariance_errors(kernels: dict[str, np.ndarray], true_kernel: np.ndarray) -> dict[str, float]:
+    """Each kernel's covariance (second moments) against the true kernel's: relative Frobenius error."""
+    truth = moment_covariance(true_kernel)
+    return {name: float(np.linalg.norm(moment_covariance(k) - truth) / np.linalg.norm(truth))
+            for name, k in kernels.items()}
+
+
+def blind_estimate(lr: torch.Tensor, hr: torch.Tensor, true_kernel: np.ndarray, scale: int, estimator: Estimator,
+                   default_kernel: str, zssr: ZSSRConfig | None = None, seed: int = 0) -> dict:
+    """What does not depend on the MZSR network: the estimator's kernel(s), their and the default kernel's kernel
+    PSNR against the truth, the estimation seconds, bicubic, and ZSSR with the estimate where
+    ``zssr`` is given."""
     start = time.perf_counter()
-    raw = train_kernel_gan(lr[0].permute(1, 2, 0).numpy(), config, progress=False)
-    estimated, unfiltered = postprocess_kernel(raw, scale, config.n_filtering), postprocess_kernel(raw, scale, 0)
-    row = {'estimate_s': time.perf_counter() - start, 'estimated_kernel': estimated.tolist(),
-           'unfiltered_kernel': unfiltered.tolist(), 'bicubic': tensor_psnr(matlab_resize(lr, scale), hr, scale),
-           'kernel_psnr': {name: kernel_psnr(k, true_kernel) for name, k in (
-               ('estimated', estimated), ('unfiltered', unfiltered), ('default', eval_kernel(default_kernel)[0]))}}
+    estimates = estimator(lr)
+    row = {'estimate_s': time.perf_counter() - start,
+           **{f'{name}_kernel': kernel.tolist() for name, kernel in estimates.items()},
+           'bicubic': tensor_psnr(matlab_resize(lr, scale), hr, scale)}
+    row['kernel_psnr'] = {name: kernel_psnr(k, true_kernel)
+                          for name, k in {**estimates, 'default': eval_kernel(default_kernel)[0]}.items()}
     if zssr is not None:
-        torch.manual_seed(config.seed)
-        net, kernel = MZSRNet(upscale=scale, bias=False, init_variance=0.1), torch.from_numpy(estimated)
-        zssr_train(net, lr, kernel, scale, zssr, seed=config.seed)
+        torch.manual_seed(seed)
+        net, kernel = MZSRNet(upscale=scale, bias=False, init_variance=0.1), torch.from_numpy(estimates['estimated'])
+        zssr_train(net, lr, kernel, scale, zssr, seed=seed)
         row['zssr_estimated'] = tensor_psnr(zssr_infer(net, lr, kernel, scale, zssr), hr, scale)
     return row
 
