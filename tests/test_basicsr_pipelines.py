@@ -249,3 +249,34 @@ def test_force_yml_entries_end_at_the_next_flag():
     path = ROOT / 'options' / 'mzsr_pretrain_x2_cpu.yml'
     check_options_file(['-opt', str(path), '--force_yml', 'train:total_iter=6', '--launcher', 'pytorch'])
     check_options_file(['-opt', str(path), '--auto_resume', '--force_yml', 'name=x', 'train:total_iter=6'])
+
+
+def test_the_kernel_estimator_trains_through_basicsr_and_its_checkpoint_is_the_validation_argmin(photo_dir, tmp_path):
+    """options/kernel_predictor_x2.yml on the tiny photographs: validation records the covariance errors, and the
+    shipped checkpoint is the iteration with the lowest one among those saved (the earliest on ties)."""
+    from srdistill_plugin.zero_shot.estimator_choice import best_checkpoint
+
+    opt = yaml.safe_load((ROOT / 'options' / 'kernel_predictor_x2.yml').read_text())
+    opt['datasets']['train'].update(dataroot_gt=str(photo_dir), lq_size=16, batch_size_per_gpu=2)
+    opt['datasets']['val'].update(dataroot_gt=str(photo_dir), lq_size=24, kernels_per_image=1)
+    opt['network_g'].update(num_feat=8, dilations=[1, 2])
+    opt['train'].update(total_iter=6, warmup_iter=-1)
+    opt['train']['scheduler']['periods'] = [6]
+    opt['val']['val_freq'] = 2
+    opt['logger'].update(print_freq=2, save_checkpoint_freq=2, use_tb_logger=False)
+    opt['path']['experiments_root'] = str(tmp_path / 'exp')
+    (tmp_path / 'train.yml').write_text(yaml.safe_dump(opt))
+    run_tool('tools/train.py', '-opt', str(tmp_path / 'train.yml'))
+    experiment = tmp_path / 'exp' / 'kernel_predictor_x2'
+    chosen, curve = best_checkpoint(experiment)
+    assert sorted(curve) == [2, 4, 6] and set(curve[2]) == {'cov_error', 'default_cov_error', 'closer_than_default',
+                                                           'log_euclidean'}
+    errors = {it: m['cov_error'] for it, m in curve.items()}
+    assert chosen == min(errors, key=lambda it: (errors[it], it))
+    assert all(m['default_cov_error'] == curve[2]['default_cov_error'] for m in curve.values())  # the same pairs
+    record = json.loads((experiment / 'training.json').read_text())
+    (experiment / 'training.json').write_text(json.dumps({**record, 'validation': {
+        '2': {'v': {'cov_error': 0.5}}, '4': {'v': {'cov_error': 0.3}}, '6': {'v': {'cov_error': 0.3}}}}))
+    assert best_checkpoint(experiment)[0] == 4  # a tie: the earlier
+    (experiment / 'models' / 'net_g_4.pth').unlink()
+    assert best_checkpoint(experiment)[0] == 6  # only saved checkpoints can be chosen

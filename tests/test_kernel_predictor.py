@@ -135,3 +135,16 @@ def test_noise_then_8_bits_then_jpeg():
     assert 1.5 < noisy.std() < 2.5 and abs(noisy.mean() - 100.4) < 0.3
     jpeg = noisy_jpeg(img, np.random.default_rng(0), noise_sigma=2., jpeg_quality=75) * 255
     assert not np.array_equal(jpeg, noisy) and abs(jpeg.mean() - 100.4) < 0.5
+
+
+def test_the_shrinkage_choice_by_hand():
+    """Two pairs: shrink 0 and 0.5 tie on the mean (30.1), the smaller wins; default (shrink 1) 29.9, true 30.3: the
+    chosen estimate closes (30.1 - 29.9) / (30.3 - 29.9) = 50 % of the gap and beats the default on one pair of two."""
+    from srdistill_plugin.zero_shot.estimator_choice import choose_shrink, gap_closed, paired_share
+
+    rows = [{'mzsr_shrink0': 30.4, 'mzsr_shrink0.5': 30.2, 'mzsr_shrink1': 29.8, 'mzsr_true': 30.5},
+            {'mzsr_shrink0': 29.8, 'mzsr_shrink0.5': 30.0, 'mzsr_shrink1': 30.0, 'mzsr_true': 30.1}]
+    shrink, means = choose_shrink(rows, (0., 0.5, 1.))
+    assert shrink == 0. and means['mzsr_shrink1'] == pytest.approx(29.9)
+    assert gap_closed(means, shrink) == pytest.approx(0.5) and paired_share(rows, shrink) == 0.5
+    assert gap_closed({**means, 'mzsr_true': 29.92}, shrink) is None  # a gap under 0.05 dB
