@@ -97,7 +97,8 @@ def main() -> None:
               'beats_default_share': paired_share(rows, shrink), 'per_pair': rows, 'terms': TERMS,
               'wins_on_validation': shrink < 1 and means[f'mzsr_shrink{shrink:g}'] > means['mzsr_shrink1'],
               'choice_seconds': round(time.perf_counter() - start, 1)}
-    save_predictor(args.output, net, dataclasses.replace(settings, shrink=shrink), {k: v for k, v in choice.items() if k not in ('per_pair', 'validation')})
+    save_predictor(args.output, net, dataclasses.replace(settings, shrink=shrink),
+                   {k: v for k, v in choice.items() if k not in ('per_pair', 'validation')})
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / 'choice.json', json.dumps(choice, indent=2))
     atomic_write_text(RESULTS / 'README.md', render(choice))

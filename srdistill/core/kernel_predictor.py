@@ -108,7 +108,8 @@ class KernelPredictor(nn.Module):
 
 @torch.no_grad()
 def dihedral_estimate(net: KernelPredictor, lr: torch.Tensor) -> torch.Tensor:
-    """The mean over the eight flips/rotations of ``net.estimate``, each turned back to the image's frame: ``(N, 3)``."""
+    """The mean over the eight flips/rotations of ``net.estimate``, each turned back to the image's frame:
+    ``(N, 3)``."""
     return torch.stack([turn_back(net.estimate(_transform(lr, *t)), *t) for t in DIHEDRAL]).mean(0)
 
 

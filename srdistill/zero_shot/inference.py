@@ -139,7 +139,8 @@ def estimated_kernels(args: argparse.Namespace, inputs: list[ZeroShotInput], ker
     net, settings, _ = load_predictor(source)
     if (settings.scale, settings.downsample) != (args.scale, args.downsample):
         raise SRDistillError(f'{source}: the learned estimator is for x{settings.scale} {settings.downsample} '
-                             f'subsampling, this run is x{args.scale} {args.downsample} (use --kernel estimate-kernelgan)')
+                             f'subsampling, this run is x{args.scale} {args.downsample} '
+                             '(use --kernel estimate-kernelgan)')
     estimate_folder_kernels([(item.lq_path.stem, item.lq) for item in inputs], kernel_dir, net, settings,
                             log=tqdm.write)
     return kernels_for(lq_paths, kernel_dir=kernel_dir)

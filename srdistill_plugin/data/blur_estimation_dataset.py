@@ -73,7 +73,8 @@ class BlurEstimationDataset(data.Dataset):
             noise_prob=float(opt.get('noise_prob', 0.2)), noise_max_sigma=float(opt.get('noise_max_sigma', 3.)),
             jpeg_prob=float(opt.get('jpeg_prob', 0.2)), jpeg_quality=_pair(opt, 'jpeg_quality', (70, 95)))
         if self.synthesis.sharpen[1] > 1:
-            raise SRDistillError(f'option sharpen: factors must be <= 1 (a downscale), got {list(self.synthesis.sharpen)}')
+            raise SRDistillError(f'option sharpen: factors must be <= 1 (a downscale), got '
+                                 f'{list(self.synthesis.sharpen)}')
         self.train = opt.get('phase') == 'train'
         self.per_image = 1 if self.train else int(opt.get('kernels_per_image', 4))
         if (opt.get('io_backend') or {}).get('type', 'disk') != 'disk':

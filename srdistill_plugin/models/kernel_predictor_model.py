@@ -14,7 +14,8 @@ from tqdm import tqdm
 from srdistill.core.kernel_predictor import coords_loss, covariance_error, dihedral_estimate, params_from_coords
 
 # What the validation reports; the checkpoint to keep is the one with the lowest ``cov_error``.
-METRICS = {'cov_error': 'lower', 'default_cov_error': 'lower', 'closer_than_default': 'higher', 'log_euclidean': 'lower'}
+METRICS = {'cov_error': 'lower', 'default_cov_error': 'lower', 'closer_than_default': 'higher',
+           'log_euclidean': 'lower'}
 
 
 @MODEL_REGISTRY.register()
@@ -76,7 +77,8 @@ class KernelPredictorModel(BaseModel):
             for estimate, target, truth in zip(self.estimate.cpu().double().numpy(), self.target.cpu().double().numpy(),
                                                data['kernel_params'].numpy()):
                 truth = tuple(truth)
-                error, default_error = covariance_error(params_from_coords(estimate), truth), covariance_error(default, truth)
+                error = covariance_error(params_from_coords(estimate), truth)
+                default_error = covariance_error(default, truth)
                 rows.append((error, default_error, error < default_error,
                              float(np.sum(2 * (estimate - target) ** 2))))
         values = dict(zip(METRICS, (float(np.mean(column)) for column in zip(*rows))))
