@@ -60,7 +60,7 @@ def main() -> None:
     photo = cv2.imread(str(photo_path))
     with tempfile.TemporaryDirectory() as work:
         runs = {}
-        for name, kernel in (('default', []), ('estimated', ['--kernel', 'estimate'])):
+        for name, kernel in (('default', ['--kernel', 'gd2.0']), ('estimated', ['--kernel', 'estimate'])):
             runs[name] = zeroshot([str(photo_path), '--output', f'{work}/{name}', '--steps', str(args.steps),
                                    '--threads', str(args.threads), *kernel])
         stem = photo_path.stem
