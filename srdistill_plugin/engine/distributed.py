@@ -7,6 +7,7 @@ visible; CUDA calls only with NCCL) and :func:`build_model_on_ranks` (CPU networ
 """
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 from typing import Callable
@@ -104,3 +105,16 @@ def rank_weight_spread(net: torch.nn.Module) -> float:
     spread = (flat - reference).abs().max().reshape(1)
     dist.all_reduce(spread, op=dist.ReduceOp.MAX)
     return float(spread)
+
+
+def close_process_group(completed: bool) -> None:
+    """Close the default process group, if one is open. After a completed run every rank first meets the others at
+    a barrier and the wrappers that still hold the group (DDP's reducer) are collected: a rank that closes while a
+    peer still talks, or leaves gloo's threads to the interpreter's exit, can abort (``terminate called``, SIGABRT)
+    after its work is done. A failed rank closes at once (its peers may never reach the barrier)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if completed:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()

@@ -404,16 +404,17 @@ def train_pipeline(root_path: str, argv: list[str] | None = None) -> None:
     opt, args = parse_train_options(root_path, argv)
     torch.backends.cudnn.benchmark = True
     started = time.time() - 1  # folder times have 1 s resolution on some filesystems
-    trainer = None
+    trainer, completed = None, False
     try:
         trainer = Trainer(opt, args.opt)
         trainer.train_to(int(opt['train']['total_iter']))
         trainer.finish()
+        completed = True
     except Exception:  # an error, not an interrupt: a killed run keeps its log
         remove_unused_run_folders(opt, started)
         raise
     finally:
         if trainer is not None:
             trainer.close()
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        trainer = None  # the DDP-wrapped networks go before their process group
+        distributed.close_process_group(completed)

@@ -68,14 +68,13 @@ def finish_distributed(model: torch.nn.Module) -> None:
     import torch.distributed as dist
     from mmengine.logging import MMLogger
 
-    from srdistill_plugin.engine.distributed import rank_weight_spread
+    from srdistill_plugin.engine.distributed import close_process_group, rank_weight_spread
 
     if dist.is_available() and dist.is_initialized():
         spread = rank_weight_spread(getattr(model, 'module', model))
         MMLogger.get_current_instance().info(f'{dist.get_world_size()} ranks, {dist.get_backend()}: largest '
                                              f"difference of any rank's weights from rank 0's: {spread:.3g}")
-        dist.barrier()
-        dist.destroy_process_group()
+    close_process_group(completed=True)
 
 
 def run(cfg: Config, action: str) -> None:
