@@ -1,9 +1,14 @@
 """Ship the learned kernel estimator trained by ``options/kernel_predictor_x2.yml``: the checkpoint with the lowest
-held-out covariance error, the shrinkage toward the default kernel that gives the shipped MZSR model the best PSNR on
-the held-out photographs, written to ``srdistill/zero_shot/weights/kernel_predictor_x2.pth`` with its record, and the
-results file ``benchmarks/results/kernel_predictor_x2/README.md`` rendered from ``choice.json``::
+held-out covariance error, the gain of its diagonal read-out and the shrinkage toward the default kernel that gives the
+shipped MZSR model the best PSNR, both chosen on the held-out photographs, written to
+``srdistill/zero_shot/weights/kernel_predictor_x2.pth`` with its record, and the results file
+``benchmarks/results/kernel_predictor_x2/README.md`` rendered from ``choice.json``::
 
     OMP_NUM_THREADS=2 python scripts/ship_kernel_predictor.py            # about 18 min on 2 cores
+    OMP_NUM_THREADS=2 python scripts/ship_kernel_predictor.py --reuse-shipped   # the shipped checkpoint, choices redone
+
+``--reuse-shipped`` takes the network and its training curve from the shipped file and ``choice.json`` instead of
+``experiments/`` (which a fresh clone lacks) and makes the held-out choices again.
 """
 from __future__ import annotations
 
@@ -18,12 +23,12 @@ import yaml
 
 from srdistill.cli import run_cli
 from srdistill.core.atomic_io import atomic_write_text
-from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, save_predictor
+from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, load_predictor, save_predictor
 from srdistill.core.safe_load import load_checkpoint
 from srdistill.zero_shot.zoo import ESTIMATOR_FILE, zoo_model
 from srdistill_plugin.data.blur_estimation_dataset import BlurEstimationDataset
-from srdistill_plugin.zero_shot.estimator_choice import (SHRINKS, best_checkpoint, choose_shrink, gap_closed,
-                                                         paired_share, shrink_table)
+from srdistill_plugin.zero_shot.estimator_choice import (SHRINKS, best_checkpoint, choose_shrink, diagonal_fit,
+                                                         gap_closed, paired_share, shrink_table)
 from srdistill_plugin.zero_shot.protocol import load_mzsr
 from srdistill_plugin.zero_shot.training import training_seconds
 
@@ -49,6 +54,19 @@ def render(choice: dict) -> str:
         mark = ' (chosen)' if int(it) == choice['checkpoint'] else ''
         lines.append(f"| {it}{mark} | {m['cov_error']:.3f} | {m['default_cov_error']:.3f} | "
                      f"{100 * m['closer_than_default']:.0f} % | {m['log_euclidean']:.3f} |")
+    diagonal = choice['diagonal']
+    lines += ['', '## Diagonal read-out: how each estimated coordinate follows the truth on the same pairs', '',
+              'Log-Euclidean coordinates: m the mean log-variance, u the elongation along the image axes, v along the '
+              "diagonals. The turned read-out takes v as a gain times the u of the LR turned by 45 degrees; the gain "
+              "is the least-squares fit on these pairs, kept where it lowers their covariance error (shrinkage 0).", '',
+              '| coordinate | slope | correlation |', '|---|---|---|']
+    names = {'m': 'm', 'u': 'u', 'v_network': "v, the network's own", 'v_turned': 'v, turned read-out'}
+    lines += [f"| {label} | {diagonal['follows'][key]['slope']:.2f} | {diagonal['follows'][key]['corr']:.2f} |"
+              for key, label in names.items()]
+    errors = diagonal['cov_error']
+    lines += ['', f"Fitted gain {diagonal['fitted_gain']:.2f}; covariance error with the network's v "
+              f"{errors['network_v']:.3f}, with the turned read-out {errors['turned_v']:.3f}, default kernel "
+              f"{errors['default']:.3f}. Shipped gain: {diagonal['gain']:.2f}."]
     lines += ['', f"## Shrinkage toward the default: MZSR({choice['steps']}) with the shipped {choice['mzsr_model']} "
               'model on the same held-out pairs', '',
               '| kernel | PSNR-Y (dB) |', '|---|---|']
@@ -71,26 +89,37 @@ def main() -> None:
     p.add_argument('--steps', type=int, default=10)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--output', default=str(ESTIMATOR_FILE))
+    p.add_argument('--reuse-shipped', action='store_true',
+                   help='the network and training curve of the shipped file and choice.json, not experiments/')
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     opt = yaml.safe_load(Path(args.options).read_text())
-    experiment = ROOT / 'experiments' / opt['name']
-    checkpoint, curve = best_checkpoint(experiment)
-    net_opt = {k: tuple(v) if isinstance(v, list) else v for k, v in opt['network_g'].items() if k != 'type'}
-    net = KernelPredictor(**net_opt)
-    net.load_state_dict(load_checkpoint(experiment / 'models' / f'net_g_{checkpoint}.pth')['params'])
+    if args.reuse_shipped:
+        net, _, _ = load_predictor(ESTIMATOR_FILE)
+        previous = json.loads((RESULTS / 'choice.json').read_text())
+        checkpoint, iterations, hours = previous['checkpoint'], previous['iterations'], previous['training_hours']
+        curve = {int(it): m for it, m in previous['validation'].items()}
+    else:
+        experiment = ROOT / 'experiments' / opt['name']
+        checkpoint, curve = best_checkpoint(experiment)
+        iterations, hours = max(curve), training_seconds(experiment) / 3600
+        net_opt = {k: tuple(v) if isinstance(v, list) else v for k, v in opt['network_g'].items() if k != 'type'}
+        net = KernelPredictor(**net_opt)
+        net.load_state_dict(load_checkpoint(experiment / 'models' / f'net_g_{checkpoint}.pth')['params'])
     train_set = opt['datasets']['train']
     settings = PredictorSettings(scale=opt['scale'], downsample=train_set.get('downsample', 'direct'),
                                  min_variance=train_set['variance_range'][0],
                                  max_variance=train_set['variance_range'][1],
                                  default=tuple(opt['val']['default_kernel']), kernel_size=train_set['kernel_size'])
     pairs = BlurEstimationDataset({**opt['datasets']['val'], 'phase': 'val', 'scale': opt['scale']})
+    diagonal = diagonal_fit(net, settings, pairs)
+    settings = dataclasses.replace(settings, diagonal_gain=diagonal['gain'])
     mzsr_path, _ = zoo_model(args.model)
     rows = shrink_table(net, settings, pairs, load_mzsr(mzsr_path, opt['scale']), args.steps)
     shrink, means = choose_shrink(rows)
     choice = {'options': str(Path(args.options).resolve().relative_to(ROOT)), 'checkpoint': checkpoint,
-              'iterations': max(curve), 'training_hours': training_seconds(experiment) / 3600,
+              'iterations': iterations, 'training_hours': hours, 'diagonal': diagonal,
               'device': f'CPU, {args.threads} threads', 'validation': {str(k): v for k, v in curve.items()},
               'validation_pairs': len(pairs), 'mzsr_model': args.model, 'steps': args.steps, 'shrinks': list(SHRINKS),
               'shrink_means': means, 'shrink': shrink, 'gap_closed': gap_closed(means, shrink),

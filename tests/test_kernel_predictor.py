@@ -148,3 +148,43 @@ def test_the_shrinkage_choice_by_hand():
     assert shrink == 0. and means['mzsr_shrink1'] == pytest.approx(29.9)
     assert gap_closed(means, shrink) == pytest.approx(0.5) and paired_share(rows, shrink) == 0.5
     assert gap_closed({**means, 'mzsr_true': 29.92}, shrink) is None  # a gap under 0.05 dB
+
+
+@pytest.mark.parametrize('theta, expected', [(math.pi / 4, [[30., 0.], [0., 4.]]),  # the diagonal onto the x axis
+                                             (0., [[17., -13.], [-13., 17.]])])  # R(-45) diag(30, 4) R(-45)^T
+def test_turning_by_45_degrees_moves_a_kernels_covariance_by_hand(theta, expected):
+    """A wide Gaussian drawn as an image, turned: its second moments are the covariance turned by -45 degrees, so
+    the original's diagonal coordinate v becomes the turned image's u. The turned square is inscribed in the input's."""
+    from srdistill.core.kernel_predictor import turn_45
+    from srdistill.core.kernels import moment_covariance
+
+    img = torch.from_numpy(gaussian_kernel(61, 30., 4., theta)).double()[None, None]
+    turned = turn_45(torch.nn.functional.pad(img, (10, 10)))  # a wide LR: its central square is turned
+    assert turned.shape[-2:] == (43, 43)  # int(61 / sqrt(2))
+    assert np.allclose(moment_covariance(turned[0, 0].numpy()), expected, atol=0.15)
+    assert coords_from_params(30., 4., theta)[2] == pytest.approx(coords_from_params(30., 4., theta - math.pi / 4)[1])
+
+
+def test_the_diagonal_gain_is_the_least_squares_fit_through_zero():
+    """u = (1, 2), v = (2, 5): g = (1 * 2 + 2 * 5) / (1 + 4) = 2.4."""
+    from srdistill.core.kernel_predictor import fit_diagonal_gain
+
+    assert fit_diagonal_gain(np.array([1., 2.]), np.array([2., 5.])) == pytest.approx(2.4)
+
+
+def test_the_diagonal_read_out_replaces_only_v_and_its_gain_is_saved(tmp_path):
+    """With a gain, v is the gain times the u that the dihedral estimate finds on the turned LR; m and u are the
+    plain dihedral estimate's. A file written before the gain existed loads with gain 0 (the network's own v)."""
+    from srdistill.core.kernel_predictor import load_predictor, raw_coords, save_predictor, turn_45
+
+    net = KernelPredictor(num_feat=4, dilations=(1, 2))
+    lr = torch.rand(1, 3, 40, 52, generator=torch.Generator().manual_seed(1))
+    plain, on_turned = dihedral_estimate(net, lr)[0].numpy(), dihedral_estimate(net, turn_45(lr))[0].numpy()
+    assert np.allclose(raw_coords(net, lr, 0.), plain)
+    assert np.allclose(raw_coords(net, lr, 1.5), [plain[0], plain[1], 1.5 * on_turned[1]])
+    save_predictor(tmp_path / 'est.pth', net, PredictorSettings(diagonal_gain=1.5), {})
+    assert load_predictor(tmp_path / 'est.pth')[1].diagonal_gain == 1.5
+    saved = torch.load(tmp_path / 'est.pth', weights_only=True)
+    del saved['settings']['diagonal_gain']
+    torch.save(saved, tmp_path / 'old.pth')
+    assert load_predictor(tmp_path / 'old.pth')[1] == PredictorSettings()

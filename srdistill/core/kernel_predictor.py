@@ -3,6 +3,11 @@ LR image and predicts, at every location, the kernel's covariance and a confiden
 confidence-weighted mean, averaged over the image's eight flips/rotations (each turned back), clipped to the range
 it was trained on and pulled toward the default kernel by a factor chosen on validation images.
 
+The shipped network reads the blur's size (``m``) and its elongation along the image axes (``u``), not along the
+diagonals (``v``: its own estimate does not follow the truth, `benchmarks/results/kernel_predictor_x2`). The diagonal
+elongation is therefore read as the axis elongation of the LR turned by 45 degrees, times a gain fitted on validation
+images (``PredictorSettings.diagonal_gain``; 0 keeps the network's own ``v``).
+
 The covariance is represented by its matrix logarithm ``log S = [[m + u, v], [v, m - u]]`` (log-Euclidean
 coordinates): ``m`` is the mean log-eigenvalue, ``(u, v) = d (cos 2 theta, sin 2 theta)`` with ``d`` half the
 log-eigenvalue gap. The doubled angle makes theta's period and near-isotropic kernels (``d -> 0``) harmless, and
@@ -113,6 +118,28 @@ def dihedral_estimate(net: KernelPredictor, lr: torch.Tensor) -> torch.Tensor:
     return torch.stack([turn_back(net.estimate(_transform(lr, *t)), *t) for t in DIHEDRAL]).mean(0)
 
 
+def turn_45(lr: torch.Tensor) -> torch.Tensor:
+    """The central square of an NCHW batch turned by 45 degrees (bicubic), cropped to the square inscribed in it.
+    Content turns by -45 degrees in the (x = column, y = row) frame of :func:`covariance`, so a kernel's ``v`` becomes
+    the turned image's ``u``."""
+    side = min(lr.shape[-2:])
+    top, left = (lr.shape[-2] - side) // 2, (lr.shape[-1] - side) // 2
+    square = lr[..., top:top + side, left:left + side]
+    c = math.cos(math.pi / 4)
+    theta = torch.tensor([[c, -c, 0.], [c, c, 0.]], dtype=lr.dtype).expand(lr.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(square.shape), align_corners=False)
+    turned = F.grid_sample(square, grid, mode='bicubic', padding_mode='border', align_corners=False)
+    inner = int(side / math.sqrt(2))
+    start = (side - inner) // 2
+    return turned[..., start:start + inner, start:start + inner]
+
+
+def fit_diagonal_gain(turned_u: np.ndarray, true_v: np.ndarray) -> float:
+    """Least-squares gain ``g`` of ``true_v ~ g * turned_u`` (no intercept: an isotropic kernel has ``v = 0``)."""
+    turned_u, true_v = np.asarray(turned_u, dtype=np.float64), np.asarray(true_v, dtype=np.float64)
+    return float(turned_u @ true_v / (turned_u @ turned_u))
+
+
 @dataclass(frozen=True)
 class PredictorSettings:
     """What the shipped estimator was trained for and how its raw estimate is post-processed."""
@@ -123,6 +150,7 @@ class PredictorSettings:
     shrink: float = 0.  # 0: the estimate as predicted; 1: the default kernel
     default: tuple[float, float, float] = (2.0, 2.0, 0.)  # g^d_2.0
     kernel_size: int = 15
+    diagonal_gain: float = 0.  # v = gain * u of the 45-degree-turned LR; 0: the network's own v
 
 
 @dataclass
@@ -141,10 +169,20 @@ def estimate_from_coords(raw, settings: PredictorSettings) -> KernelEstimate:
     return KernelEstimate(gaussian_kernel(settings.kernel_size, *params), params, params_from_coords(raw), was_clipped)
 
 
+def raw_coords(net: KernelPredictor, lr: torch.Tensor, diagonal_gain: float) -> np.ndarray:
+    """The unprocessed ``(m, u, v)`` of one ``(1, 3, H, W)`` LR: the dihedral estimate, its ``v`` replaced by
+    ``diagonal_gain`` times the ``u`` of the 45-degree-turned LR unless the gain is 0."""
+    net.eval()
+    raw = dihedral_estimate(net, lr.float())[0].double().numpy()
+    if diagonal_gain:
+        raw[2] = diagonal_gain * float(dihedral_estimate(net, turn_45(lr.float()))[0, 1])
+    return raw
+
+
 def predict_kernel(net: KernelPredictor, lr: torch.Tensor, settings: PredictorSettings) -> KernelEstimate:
     """The kernel of one LR image (``(3, H, W)`` or ``(1, 3, H, W)`` RGB in [0, 1])."""
     lr = lr if lr.dim() == 4 else lr[None]
-    raw = dihedral_estimate(net.eval(), lr.float())[0].double().numpy()
+    raw = raw_coords(net, lr, settings.diagonal_gain)
     if not np.isfinite(raw).all():
         raise SRDistillError(f'the kernel estimator returned {raw.tolist()} (not finite): its weights are broken')
     return estimate_from_coords(raw, settings)

@@ -1,4 +1,5 @@
 """Ship the learned kernel estimator: its checkpoint chosen by the held-out covariance error the training recorded,
+the gain of its diagonal read-out fitted on the held-out photographs (kept where it lowers their covariance error),
 then its shrinkage toward the default kernel chosen by the PSNR that MZSR reaches with the estimate on the same
 held-out photographs (never on a benchmark set)."""
 from __future__ import annotations
@@ -11,8 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from srdistill.core.kernel_predictor import (KernelPredictor, PredictorSettings, dihedral_estimate,
-                                             estimate_from_coords)
+from srdistill.core.kernel_predictor import (KernelPredictor, PredictorSettings, covariance_error, dihedral_estimate,
+                                             estimate_from_coords, fit_diagonal_gain, params_from_coords,
+                                             raw_coords, turn_45)
 from srdistill.core.kernels import gaussian_kernel
 from srdistill_plugin.engine.train import read_training_record
 
@@ -33,6 +35,41 @@ def best_checkpoint(experiment: Path, metric: str = 'cov_error') -> tuple[int, d
     return best, dict(sorted(curve.items()))
 
 
+def diagonal_fit(net: KernelPredictor, settings: PredictorSettings, pairs) -> dict:
+    """On held-out pairs: the least-squares gain of the diagonal read-out (:func:`fit_diagonal_gain`), how each
+    estimated coordinate follows the truth (regression slope and correlation; ``v`` as the network predicts it and as
+    read from the turned LR), and the mean covariance error without shrinkage with either ``v`` and with the default
+    kernel. ``gain`` is the fitted gain where the turned read-out lowers the error, else 0."""
+    truth, own, turned = [], [], []
+    net.eval()
+    with torch.no_grad():
+        for item in tqdm(pairs, desc='diagonal read-out on held-out photographs', unit='pair'):
+            lr = item['lq'][None].float()
+            truth.append(item['kernel_coords'].double().numpy())
+            own.append(dihedral_estimate(net, lr)[0].double().numpy())
+            turned.append(float(dihedral_estimate(net, turn_45(lr))[0, 1]))
+    truth, own, turned = np.array(truth), np.array(own), np.array(turned)
+    fitted = fit_diagonal_gain(turned, truth[:, 2])
+    with_turned = own.copy()
+    with_turned[:, 2] = fitted * turned
+
+    def follows(estimate: np.ndarray, target: np.ndarray) -> dict[str, float]:
+        return {'slope': float(np.polyfit(target, estimate, 1)[0]), 'corr': float(np.corrcoef(target, estimate)[0, 1])}
+
+    def cov_error(coords: np.ndarray) -> float:
+        settings0 = dataclasses.replace(settings, shrink=0.)
+        return float(np.mean([covariance_error(estimate_from_coords(c, settings0).params, params_from_coords(t))
+                              for c, t in zip(coords, truth)]))
+
+    errors = {'network_v': cov_error(own), 'turned_v': cov_error(with_turned),
+              'default': float(np.mean([covariance_error(settings.default, params_from_coords(t)) for t in truth]))}
+    return {'fitted_gain': fitted, 'gain': fitted if errors['turned_v'] < errors['network_v'] else 0.,
+            'follows': {'m': follows(own[:, 0], truth[:, 0]), 'u': follows(own[:, 1], truth[:, 1]),
+                        'v_network': follows(own[:, 2], truth[:, 2]),
+                        'v_turned': follows(with_turned[:, 2], truth[:, 2])},
+            'cov_error': errors}
+
+
 def shrink_table(net: KernelPredictor, settings: PredictorSettings, pairs, mzsr: torch.nn.Module, steps: int,
                  shrinks: tuple[float, ...] = SHRINKS) -> list[dict]:
     """Per held-out pair (``{'lq', 'gt', 'kernel_params'}`` items): MZSR(``steps``) PSNR with the estimate shrunk by
@@ -40,7 +77,7 @@ def shrink_table(net: KernelPredictor, settings: PredictorSettings, pairs, mzsr:
     rows = []
     for item in tqdm(pairs, desc='shrinkage on held-out photographs', unit='pair'):
         lr, hr = item['lq'][None], item['gt'][None]
-        raw = dihedral_estimate(net.eval(), lr)[0].double().numpy()
+        raw = raw_coords(net, lr, settings.diagonal_gain)
         kernels = {f'shrink{s:g}': estimate_from_coords(raw, dataclasses.replace(settings, shrink=s)).kernel
                    for s in shrinks}
         kernels['true'] = gaussian_kernel(settings.kernel_size, *item['kernel_params'].tolist())
