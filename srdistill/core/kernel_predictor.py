@@ -169,13 +169,17 @@ def estimate_from_coords(raw, settings: PredictorSettings) -> KernelEstimate:
     return KernelEstimate(gaussian_kernel(settings.kernel_size, *params), params, params_from_coords(raw), was_clipped)
 
 
+def turned_axis_reading(net: KernelPredictor, lr: torch.Tensor) -> float:
+    """The dihedral ``u`` of one ``(1, 3, H, W)`` LR turned by 45 degrees: its diagonal elongation, before the gain."""
+    return float(dihedral_estimate(net.eval(), turn_45(lr.float()))[0, 1])
+
+
 def raw_coords(net: KernelPredictor, lr: torch.Tensor, diagonal_gain: float) -> np.ndarray:
     """The unprocessed ``(m, u, v)`` of one ``(1, 3, H, W)`` LR: the dihedral estimate, its ``v`` replaced by
-    ``diagonal_gain`` times the ``u`` of the 45-degree-turned LR unless the gain is 0."""
-    net.eval()
-    raw = dihedral_estimate(net, lr.float())[0].double().numpy()
+    ``diagonal_gain`` times :func:`turned_axis_reading` unless the gain is 0."""
+    raw = dihedral_estimate(net.eval(), lr.float())[0].double().numpy()
     if diagonal_gain:
-        raw[2] = diagonal_gain * float(dihedral_estimate(net, turn_45(lr.float()))[0, 1])
+        raw[2] = diagonal_gain * turned_axis_reading(net, lr)
     return raw
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from srdistill.core.kernel_predictor import (KernelPredictor, PredictorSettings, covariance_error, dihedral_estimate,
+from srdistill.core.kernel_predictor import (KernelPredictor, PredictorSettings, covariance_error,
                                              estimate_from_coords, fit_diagonal_gain, params_from_coords,
-                                             raw_coords, turn_45)
+                                             raw_coords, turned_axis_reading)
 from srdistill.core.kernels import gaussian_kernel
 from srdistill_plugin.engine.train import read_training_record
 
@@ -41,13 +41,11 @@ def diagonal_fit(net: KernelPredictor, settings: PredictorSettings, pairs) -> di
     read from the turned LR), and the mean covariance error without shrinkage with either ``v`` and with the default
     kernel. ``gain`` is the fitted gain where the turned read-out lowers the error, else 0."""
     truth, own, turned = [], [], []
-    net.eval()
-    with torch.no_grad():
-        for item in tqdm(pairs, desc='diagonal read-out on held-out photographs', unit='pair'):
-            lr = item['lq'][None].float()
-            truth.append(item['kernel_coords'].double().numpy())
-            own.append(dihedral_estimate(net, lr)[0].double().numpy())
-            turned.append(float(dihedral_estimate(net, turn_45(lr))[0, 1]))
+    for item in tqdm(pairs, desc='diagonal read-out on held-out photographs', unit='pair'):
+        lr = item['lq'][None]
+        truth.append(item['kernel_coords'].double().numpy())
+        own.append(raw_coords(net, lr, 0.))
+        turned.append(turned_axis_reading(net, lr))
     truth, own, turned = np.array(truth), np.array(own), np.array(turned)
     fitted = fit_diagonal_gain(turned, truth[:, 2])
     with_turned = own.copy()
@@ -56,9 +54,10 @@ def diagonal_fit(net: KernelPredictor, settings: PredictorSettings, pairs) -> di
     def follows(estimate: np.ndarray, target: np.ndarray) -> dict[str, float]:
         return {'slope': float(np.polyfit(target, estimate, 1)[0]), 'corr': float(np.corrcoef(target, estimate)[0, 1])}
 
+    unshrunk = dataclasses.replace(settings, shrink=0.)
+
     def cov_error(coords: np.ndarray) -> float:
-        settings0 = dataclasses.replace(settings, shrink=0.)
-        return float(np.mean([covariance_error(estimate_from_coords(c, settings0).params, params_from_coords(t))
+        return float(np.mean([covariance_error(estimate_from_coords(c, unshrunk).params, params_from_coords(t))
                               for c, t in zip(coords, truth)]))
 
     errors = {'network_v': cov_error(own), 'turned_v': cov_error(with_turned),
