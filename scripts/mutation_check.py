@@ -36,6 +36,10 @@ TARGETS = {
     'srdistill/core/class_balance.py': 'tests/test_hand_references.py -k "class_balanced or class_members"',
     'srdistill_plugin/samplers/class_balanced_sampler.py': 'tests/test_hand_references.py -k class_balanced',
     'srdistill/core/synthesis.py': 'tests/test_hand_references.py -k "guidance or sdedit or synthesis"',
+    'srdistill/core/kernels.py': 'tests/test_hand_references_data.py -k kernel',
+    'srdistill/core/degradations.py': 'tests/test_hand_references_data.py -k degradation',
+    'srdistill/core/patch_selection.py': 'tests/test_hand_references_data.py -k patch',
+    'srdistill/core/diffusion_losses.py': 'tests/test_hand_references_data.py -k diffusion',
 }
 
 

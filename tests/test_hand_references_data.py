@@ -1,0 +1,196 @@
+"""Hand-computed references for the data side: blur kernels and the MZSR degradation, the plain degradations, patch
+selection and the distillation's diffusion losses. Every expected value is written out here (worked in the
+comments), never produced by the function under test."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from srdistill.core.degradations import mod_crop, quantize
+from srdistill.core.diffusion_losses import EmbeddingMemory, minimax_terms, predicted_x0, sobel_gradients
+from srdistill.core.errors import SRDistillError
+from srdistill.core.kernels import (blur, check_kernel, degrade, gaussian_kernel, kernel_shift, moment_covariance,
+                                    random_mzsr_kernel_params, subsample_indices, symmetric_pad)
+from srdistill.core.patch_selection import SelectionOptions, box_means, score_patches, select_patches
+
+
+def test_kernel_gaussian_isotropic_by_hand():
+    # variance 1: exp(-r^2 / 2) at the centre, the four edges and the four corners, then normalised
+    edge, corner = math.exp(-0.5), math.exp(-1.0)
+    total = 1 + 4 * edge + 4 * corner
+    expected = np.array([[corner, edge, corner], [edge, 1, edge], [corner, edge, corner]]) / total
+    np.testing.assert_allclose(gaussian_kernel(3, 1.0, 1.0), expected, rtol=1e-6)
+
+
+def test_kernel_gaussian_axes_and_turn_by_hand():
+    # lambda1 = 4 along x (columns), lambda2 = 1 along y (rows): one column away exp(-1/8), one row away exp(-1/2)
+    k = gaussian_kernel(3, 4.0, 1.0)
+    assert k[1, 2] / k[1, 1] == pytest.approx(math.exp(-1 / 8), rel=1e-6)
+    assert k[2, 1] / k[1, 1] == pytest.approx(math.exp(-1 / 2), rel=1e-6)
+    # turned by pi/4: covariance [[2.5, 1.5], [1.5, 2.5]], inverse [[2.5, -1.5], [-1.5, 2.5]] / 4;
+    # (x, y) = (1, 1) gives a quadratic form of 0.5, (1, -1) gives 2
+    k = gaussian_kernel(3, 4.0, 1.0, theta=math.pi / 4)
+    assert k[2, 2] / k[1, 1] == pytest.approx(math.exp(-0.25), rel=1e-6)
+    assert k[0, 2] / k[1, 1] == pytest.approx(math.exp(-1.0), rel=1e-6)
+    with pytest.raises(SRDistillError, match='odd'):
+        gaussian_kernel(4, 1.0, 1.0)
+
+
+def test_kernel_moment_covariance_by_hand():
+    # half the mass one column left of the centre, half one column right: variance 1 along x, none along y
+    k = np.zeros((3, 3))
+    k[1, 0] = k[1, 2] = 1
+    np.testing.assert_allclose(moment_covariance(k), [[1, 0], [0, 0]], atol=1e-12)
+    # on the main diagonal: x and y move together (covariance +1); on the other diagonal against each other
+    np.testing.assert_allclose(moment_covariance(np.diag([1., 0., 1.])), [[1, 1], [1, 1]], atol=1e-12)
+    np.testing.assert_allclose(moment_covariance(np.fliplr(np.diag([1., 0., 1.]))), [[1, -1], [-1, 1]], atol=1e-12)
+    # three quarters at column 0, a quarter at column 2: mean 0.5, variance 0.75 * 0.25 + 0.25 * 2.25 = 0.75
+    k = np.zeros((1, 3))
+    k[0, 0], k[0, 2] = 3, 1
+    np.testing.assert_allclose(moment_covariance(k), [[0.75, 0], [0, 0]], atol=1e-12)
+
+
+def test_kernel_meta_training_draw_by_hand():
+    # the official draw order: lambda1 ~ U[1, 2.5 s], lambda2 ~ U[1, lambda1], theta ~ U[0, pi]
+    u = np.random.default_rng(7).random(3)
+    lambda1 = 1 + (2.5 * 2 - 1) * u[0]
+    expected = (lambda1, 1 + (lambda1 - 1) * u[1], math.pi * u[2])
+    np.testing.assert_allclose(random_mzsr_kernel_params(np.random.default_rng(7), 2), expected, rtol=1e-12)
+
+
+def test_kernel_check_normalises_and_refuses_by_hand():
+    np.testing.assert_allclose(check_kernel(np.array([[1., 2., 1.]]), 'k'), [[0.25, 0.5, 0.25]])
+    for bad, message in ((np.ones((2, 3)), 'odd'), (np.zeros((3, 3)), 'sum'), (np.ones(3), '2-D')):
+        with pytest.raises(SRDistillError, match=message):
+            check_kernel(bad, 'k')
+
+
+def test_kernel_shift_of_a_centred_delta_by_hand():
+    # a 3x3 delta has its mass at 1; for scale 2 ZSSR wants it at 3/2 + (2 - 1)/2 = 2, a shift of +1 on both axes;
+    # padding by ceil(1) + 1 = 2 puts the delta at 3 of a 7x7 array, shifted to 4
+    delta = np.zeros((3, 3), np.float32)
+    delta[1, 1] = 1
+    expected = np.zeros((7, 7))
+    expected[4, 4] = 1
+    np.testing.assert_allclose(kernel_shift(delta, 2), expected, atol=1e-5)
+
+
+def test_kernel_symmetric_pad_by_hand():
+    row = torch.tensor([[[[1., 2., 3.]]]])
+    assert symmetric_pad(row, 0, 2).flatten().tolist() == [2, 1, 1, 2, 3, 3, 2]
+    column = torch.tensor([[[[1.], [2.]]]])
+    assert symmetric_pad(column, 1, 0).flatten().tolist() == [1, 1, 2, 2]
+    with pytest.raises(SRDistillError, match='larger'):
+        symmetric_pad(row, 0, 4)
+
+
+def test_kernel_blur_is_a_correlation_by_hand():
+    # a kernel weighting only its left neighbour: correlation reads img[y, x - 1], so a delta moves one column right
+    # (a convolution would move it left); on the border the half-sample reflection repeats the first column
+    left = torch.tensor([[0., 0., 0.], [1., 0., 0.], [0., 0., 0.]])
+    delta = torch.zeros(1, 1, 3, 3)
+    delta[0, 0, 1, 1] = 1
+    expected = torch.zeros(1, 1, 3, 3)
+    expected[0, 0, 1, 2] = 1
+    assert torch.equal(blur(delta, left), expected)
+    ramp = torch.tensor([[[[1., 2., 3.]]]])
+    assert blur(ramp, torch.tensor([[1., 0., 0.]])).flatten().tolist() == [1, 1, 2]
+    # one kernel per item: the second reads the right neighbour, img[y, x + 1]
+    both = blur(ramp.repeat(2, 1, 1, 1), torch.stack([torch.tensor([[1., 0., 0.]]), torch.tensor([[0., 0., 1.]])]))
+    assert both.flatten().tolist() == [1, 1, 2, 2, 3, 3]
+
+
+def test_kernel_direct_subsampling_grid_by_hand():
+    # round(linspace(0, L - s, ceil(L / s))): L 6 -> 0, 2, 4; L 5 -> 0, 1.5, 3 -> 0, 2, 3 (numpy rounds half to even);
+    # L 7, s 3 -> linspace(0, 4, 3) = 0, 2, 4
+    assert subsample_indices(6, 2).tolist() == [0, 2, 4]
+    assert subsample_indices(5, 2).tolist() == [0, 2, 3]
+    assert subsample_indices(7, 3).tolist() == [0, 2, 4]
+    img = torch.arange(20.).reshape(1, 1, 4, 5)
+    lr = degrade(img, torch.ones(1, 1), 2, 'direct')
+    assert lr[0, 0].tolist() == [[0, 2, 3], [10, 12, 13]]
+    with pytest.raises(SRDistillError, match='downsample'):
+        degrade(img, torch.ones(1, 1), 2, 'nearest')
+
+
+def test_degradation_mod_crop_and_quantize_by_hand():
+    assert mod_crop(np.zeros((5, 7, 3)), 2).shape == (4, 6, 3)
+    assert mod_crop(np.zeros((8, 9)), 4).shape == (8, 8)
+    # 0.5 * 255 = 127.5 rounds to the even 128; 0.1 * 255 = 25.5 to 26; out of range clips first
+    np.testing.assert_array_equal(quantize(np.array([0.5, 0.1, -0.2, 1.3, 0.0019])) * 255,
+                                  np.array([128, 26, 0, 255, 0], np.float32))
+
+
+def test_patch_box_means_by_hand():
+    values = np.arange(16.).reshape(4, 4)
+    means, ys, xs = box_means(values, 2, 2)
+    np.testing.assert_allclose(means.ravel(), [2.5, 4.5, 10.5, 12.5])  # (0 + 1 + 4 + 5) / 4, ...
+    assert ys.tolist() == [0, 0, 2, 2] and xs.tolist() == [0, 2, 0, 2]
+    means, ys, xs = box_means(values, 3, 1)
+    np.testing.assert_allclose(means.ravel(), [5, 6, 9, 10])  # the centre of each 3x3 window of a linear ramp
+    assert ys.tolist() == [0, 0, 1, 1] and xs.tolist() == [0, 1, 0, 1]
+
+
+def test_patch_gradient_score_of_a_step_edge_by_hand():
+    # grey rows 0 0 1 1: OpenCV's 3x3 Sobel (rows weighted 1 2 1) gives 4 at the two columns beside the step and 0
+    # at the outer ones (reflect-101 border); one 4x4 patch averages 8 fours over 16 pixels = 2
+    img = np.repeat(np.array([0., 0., 1., 1.], np.float32)[None, :, None], 4, axis=0).repeat(3, axis=2)
+    scores, ys, xs = score_patches(img, SelectionOptions(patch_size=4, stride=4, score='gradient', scale=4))
+    assert scores.tolist() == pytest.approx([2.0]) and ys.tolist() == [0] and xs.tolist() == [0]
+
+
+def test_patch_selection_order_threshold_and_caps_by_hand():
+    none = np.zeros(3, int)
+    per_image = [(np.array([30., 20., 25.]), none, np.array([0, 1, 2])), (np.array([22., 35.]), none[:2], np.array([0, 1]))]
+    # bicubic PSNR: low is informative; 60 % of 5 patches = 3: 20 (image 0), 22 (image 1), 25 (image 0)
+    kept = select_patches(per_image, SelectionOptions(scale=4, keep_fraction=0.6))
+    assert [(k[0], k[2], k[3]) for k in kept] == [(0, 1, 20.), (1, 0, 22.), (0, 2, 25.)]
+    # gradient: high is informative: 35, 30, 25
+    kept = select_patches(per_image, SelectionOptions(scale=4, keep_fraction=0.6, score='gradient'))
+    assert [k[3] for k in kept] == [35., 30., 25.]
+    # threshold 24 keeps 20 and 22; one per image keeps both; a total of 1 keeps only the best, 20
+    opts = SelectionOptions(scale=4, keep_fraction=1, threshold=24, per_image=1)
+    assert [k[3] for k in select_patches(per_image, opts)] == [20., 22.]
+    opts.total = 1
+    assert [k[3] for k in select_patches(per_image, opts)] == [20.]
+    # a gradient threshold keeps scores above it: 30 and 35
+    opts = SelectionOptions(scale=4, keep_fraction=1, threshold=26, score='gradient')
+    assert [k[3] for k in select_patches(per_image, opts)] == [35., 30.]
+
+
+def test_diffusion_predicted_x0_by_hand():
+    # alpha_bar 0.25: x0 = (x_t - sqrt(0.75) eps) / 0.5; alpha_bar 1: x0 = x_t
+    x_t, eps = torch.full((2, 1, 1, 1), 1.0), torch.full((2, 1, 1, 1), 0.5)
+    x0 = predicted_x0(x_t, eps, torch.tensor([0.25, 1.0]))
+    assert x0.flatten().tolist() == pytest.approx([(1 - math.sqrt(0.75) * 0.5) / 0.5, 1.0])
+
+
+def test_diffusion_sobel_gradients_by_hand():
+    # a ramp along x (0 1 2 on every row), Sobel / 8 with replicated borders: (2 - 0) * 4 / 8 = 1 inside,
+    # (1 - 0) * 4 / 8 = 0.5 at both ends; nothing along y. Channels: x then y for each input channel
+    ramp = torch.tensor([0., 1., 2.]).repeat(3, 1)
+    x = torch.stack([ramp, -ramp])[None]
+    out = sobel_gradients(x)
+    assert out.shape == (1, 4, 3, 3)
+    assert out[0, 0].tolist() == [[0.5, 1, 0.5]] * 3 and out[0, 2].tolist() == [[-0.5, -1, -0.5]] * 3
+    assert out[0, 1].abs().max() == 0 and out[0, 3].abs().max() == 0
+
+
+def test_diffusion_minimax_terms_and_memory_by_hand():
+    real, generated = EmbeddingMemory(2, 2), EmbeddingMemory(2, 2)
+    real.push(torch.tensor([[1., 0.], [0., 1.]]), torch.tensor([0, 0]))
+    generated.push(torch.tensor([[1., 0.]]), torch.tensor([0]))
+    emb = torch.tensor([[0.6, 0.8], [0.0, 1.0]])
+    # item 0 (class 0): similarities to the real memory 0.6 and 0.8 -> 1 - min = 0.4; to the generated one 0.6;
+    # item 1 (class 1) has empty memories and adds nothing; both averaged over the batch of two
+    rep, div = minimax_terms(emb, torch.tensor([0, 1]), real, generated)
+    assert rep.item() == pytest.approx(0.2) and div.item() == pytest.approx(0.3)
+    # first in, first out: the newest come first and the oldest fall off beyond the size
+    memory = EmbeddingMemory(1, 2)
+    a, b, c = torch.tensor([[1., 0.]]), torch.tensor([[0., 1.]]), torch.tensor([[0.6, 0.8]])
+    memory.push(a, torch.tensor([0]))
+    memory.push(b, torch.tensor([0]))
+    assert memory.get(0).tolist() == [[0., 1.], [1., 0.]]
+    memory.push(c, torch.tensor([0]))
+    assert memory.get(0).flatten().tolist() == pytest.approx([0.6, 0.8, 0., 1.])
