@@ -40,6 +40,7 @@ TARGETS = {
     'srdistill/core/degradations.py': 'tests/test_hand_references_data.py -k degradation',
     'srdistill/core/patch_selection.py': 'tests/test_hand_references_data.py -k patch',
     'srdistill/core/diffusion_losses.py': 'tests/test_hand_references_data.py -k diffusion',
+    'srdistill_plugin/models/mzsr_model.py': 'tests/test_hand_references.py -k mzsr_model',
 }
 
 

@@ -675,3 +675,38 @@ def test_zssr_self_ensemble_is_the_median_of_the_eight_turned_back_outputs():
         single = net(lr).clamp(0, 1)
     assert torch.allclose(zssr_infer(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(kernel_shift=False,
                                                                                    back_projection_iters=0)), single)
+
+
+def test_mzsr_model_meta_step_by_hand():
+    """One meta-iteration of ``MZSRModel`` on a scalar network, worked out by hand. On a 1x1 image the one-layer
+    ``MZSRNet`` without upsampling is ``f(x) = x (1 + w) + b`` (w: the centre tap); under L1 every gradient is a sign
+    and every Hessian zero, so each inner step moves (w, b) by -0.1 * sign(r) * (x, 1) and the meta-gradient is the
+    weighted sum of the query gradients. Two inner steps, uniform weights 1/2, SGD 0.1 on the mean over two tasks.
+
+    Task 1 (support 1 -> 2, query 2 -> 1): (0.5, 0.1) -> (0.6, 0.2) -> (0.7, 0.3); query losses 2.4, 2.7, gradient (2, 1).
+    Task 2 (support 1 -> 0, query 1 -> 3): (0.5, 0.1) -> (0.4, 0.0) -> (0.3, -0.1); query losses 1.6, 1.8,
+    gradient (-1, -1). Mean meta-gradient (0.5, 0): w 0.5 - 0.1 * 0.5 = 0.45, b stays 0.1."""
+    from basicsr.models import build_model
+
+    import srdistill_plugin  # noqa: F401  (registers MZSRModel and MZSRNet)
+
+    opt = {'name': 'hand_mzsr', 'model_type': 'MZSRModel', 'scale': 1, 'num_gpu': 0, 'is_train': True, 'dist': False,
+           'network_g': {'type': 'MZSRNet', 'num_in_ch': 1, 'num_feat': 1, 'num_layers': 1, 'upscale': 1},
+           'path': {'pretrain_network_g': None, 'resume_state': None},
+           'train': {'optim_g': {'type': 'SGD', 'lr': 0.1}, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+                     'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5},
+                     'meta': {'inner_lr': 0.1, 'inner_steps': 2, 'first_order': False, 'loss_weights': 'uniform'}}}
+    model = build_model(opt)
+    conv = model.net_g.body[0]
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1] = 0.5
+        conv.bias.fill_(0.1)
+    pixels = lambda *values: torch.tensor(values).view(2, 1, 1, 1, 1)  # (tasks, patches, C, H, W)
+    model.feed_data({'support_lq': pixels(1., 1.), 'support_gt': pixels(2., 0.),
+                     'query_lq': pixels(2., 1.), 'query_gt': pixels(1., 3.)})
+    model.optimize_parameters(1)
+    assert conv.weight[0, 0, 1, 1].item() == pytest.approx(0.45)
+    assert conv.bias.item() == pytest.approx(0.1)
+    assert model.get_current_log()['l_query_step1'] == pytest.approx(2.0)   # (2.4 + 1.6) / 2
+    assert model.get_current_log()['l_query_final'] == pytest.approx(2.25)  # (2.7 + 1.8) / 2
