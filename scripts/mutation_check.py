@@ -90,11 +90,14 @@ def check_module(module: str, tests: str, threads: int) -> dict:
     """Mutate ``module`` in a worktree of HEAD and run ``tests`` against each mutant."""
     with head_worktree(threads) as (work, env):
         start = time.time()
-        mutmut(work, 'run', '--paths-to-mutate', module, '--tests-dir', 'tests', '--runner', f'{PYTEST} {tests}',
-               '--no-progress', env=env)
+        run = mutmut(work, 'run', '--paths-to-mutate', module, '--tests-dir', 'tests', '--runner', f'{PYTEST} {tests}',
+                     '--no-progress', env=env)
         ids = {status: [int(i) for i in mutmut(work, 'result-ids', status, env=env).stdout.split()]
                for status in STATUSES}
         tested = sum(len(ids[s]) for s in ('killed', 'survived', 'timeout', 'suspicious'))
+        if not tested:
+            raise SystemExit(f'error: {module}: mutmut tested no mutant (is mutmut==2.5.1 installed?): '
+                             f'{(run.stderr or run.stdout).strip()[-300:]}')
         return {'module': module, 'tests': tests, **{s: len(v) for s, v in ids.items()},
                 'score': round((tested - len(ids['survived'])) / tested, 3) if tested else None,
                 'minutes': round((time.time() - start) / 60, 1),
