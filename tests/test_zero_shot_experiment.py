@@ -195,6 +195,50 @@ def test_the_held_out_choice_keeps_the_best_checkpoint_and_the_rows_follow_the_w
     assert sum(f'direct:{networks["direct"]["hash"]}' in k for k in rows) == 2 and len(rows) == 6
 
 
+def test_the_checkpoint_rule_chooses_for_every_arm_that_fixes_no_iteration(tmp_path, photo_dir):
+    """The experiment's one ``checkpoint_rule``: an arm without ``checkpoint`` or ``choose`` is chosen by it on the
+    table's kernels that arm adapts to; a fixed or own choice stays and is named as not the rule; an arm the table
+    gives no kernel needs the rule's kernels (one line)."""
+    from srdistill_plugin.experiment.zero_shot_report import _rule
+
+    more = {'bicubic': {'options': str(ROOT / 'options' / 'mzsr_meta_bicubic_x2_cpu.yml'), 'total_iter': 2},
+            'fixed': {'options': str(ROOT / 'options' / 'mzsr_meta_x2_cpu.yml'), 'total_iter': 4, 'checkpoint': 3},
+            'own': {'branch': {'of': 'direct', 'at': 1}, 'total_iter': 3,
+                    'choose': {'photos': str(photo_dir), 'kernels': ['gd2.0'], 'steps': 0}}}
+    kernels = {'gd0.2': 'direct', 'gd2.0': 'direct', 'gb1.3': 'bicubic'}
+    rule = {'photos': str(photo_dir), 'every': 50, 'steps': 1, 'crop': 32}
+    torch.manual_seed(0)
+    torch.save({'params': MZSRNet(upscale=2).state_dict()}, tmp_path / 'start.pth')
+    opt = {'name': 'tiny', 'kind': 'zero_shot', 'scale': 2, 'start': {'weights': str(tmp_path / 'start.pth')},
+           'arms': {'direct': {'options': str(ROOT / 'options' / 'mzsr_meta_x2_cpu.yml'), 'total_iter': 2}, **more},
+           'sets': [str(fake_set(tmp_path / 'Tiny', 2, 24))], 'kernels': kernels, 'checkpoint_rule': rule}
+    exp = ZeroShotExperiment.from_opt(opt, tmp_path)
+    direct, bicubic = exp.arms['direct'], exp.arms['bicubic']
+    assert direct.by_rule and direct.choose.kernels == ('gd0.2', 'gd2.0') and direct.choose.every == 50
+    assert bicubic.by_rule and bicubic.choose.kernels == ('gb1.3', ) and bicubic.choose.crop == 32
+    assert not exp.arms['fixed'].by_rule and exp.arms['fixed'].choose is None and exp.arms['fixed'].checkpoint == 3
+    assert not exp.arms['own'].by_rule and exp.arms['own'].choose.steps == 0
+
+    class Text:
+        def __init__(self):
+            self.lines = []
+
+        def text(self, line):
+            self.lines.append(line)
+
+    report = Text()
+    _rule(report, exp, tmp_path)
+    assert 'direct by the rule (gd0.2, gd2.0, direct_x2 step sizes)' in report.lines[0]
+    assert 'fixed fixed at 3 by its options (not the rule)' in report.lines[0]
+    assert 'own by its own choice (not the rule)' in report.lines[0]
+
+    opt['kernels'] = {'gd2.0': 'direct'}  # bicubic adapts to no kernel of the table now
+    with pytest.raises(SRDistillError, match=r"^option checkpoint_rule.kernels: arm 'bicubic' adapts to no kernel"):
+        ZeroShotExperiment.from_opt(opt, tmp_path)
+    exp = ZeroShotExperiment.from_opt({**opt, 'checkpoint_rule': {**rule, 'kernels': ['gd2.0']}}, tmp_path)
+    assert exp.arms['bicubic'].choose.kernels == ('gd2.0', ) and exp.arms['bicubic'].by_rule
+
+
 def test_an_average_arm_is_the_mean_of_its_window_and_its_choice_shows_the_curve_sets(tmp_path, photo_dir):
     average = {'average': {'of': 'direct', 'window': 2},
                'choose': {'photos': str(photo_dir), 'every': 1, 'curve_sets': ['Tiny'], 'curve_steps': [0]}}

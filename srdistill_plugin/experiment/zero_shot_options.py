@@ -15,13 +15,13 @@ from srdistill.core.option_schema import (COUNT, LIST, NON_NEGATIVE, NON_NEGATIV
 from srdistill.core.zero_shot import STEP_SCHEDULES
 
 SCHEDULE = Value(choices=tuple(sorted(STEP_SCHEDULES)))
+CHOICE_SCHEMA = Section({'photos': Value((str, ), required=True), 'every': COUNT, 'kernels': LIST,
+                         'steps': NON_NEGATIVE_INT, 'crop': COUNT, 'curve_sets': LIST, 'curve_steps': LIST})
 ARM_SCHEMA = Section({
     'options': TEXT, 'weights': TEXT, 'overrides': LIST, 'total_iter': COUNT, 'checkpoint': COUNT,
     'branch': Section({'of': Value((str, ), required=True), 'at': Value((int, ), low=1, required=True)}),
     'average': Section({'of': Value((str, ), required=True), 'window': Value((int, ), low=1, required=True)}),
-    'choose': Section({'photos': Value((str, ), required=True), 'every': COUNT, 'kernels': LIST,
-                       'steps': NON_NEGATIVE_INT, 'crop': COUNT, 'curve_sets': LIST, 'curve_steps': LIST}),
-    'schedule': SCHEDULE})
+    'choose': CHOICE_SCHEMA, 'schedule': SCHEDULE})
 SCHEMA = Section({
     'name': Value((str, ), required=True), 'kind': Value(choices=('zero_shot', ), required=True),
     'scale': Value(choices=(2, 3, 4), required=True), 'threads': COUNT, 'pool': TEXT,
@@ -37,7 +37,8 @@ SCHEMA = Section({
                       'scales': LIST, 'turns': LIST, 'estimator': Value(choices=('kernelgan', 'learned')),
                       'estimator_file': TEXT, 'lr_jpeg_quality': Value((int, ), low=1, high=100),
                       'lr_noise_sigma': NON_NEGATIVE}),
-    'paper': Section(each=Section(each=Section(each=Value((float, ))))), 'import': TEXT})
+    'paper': Section(each=Section(each=Section(each=Value((float, ))))), 'import': TEXT,
+    'checkpoint_rule': CHOICE_SCHEMA})
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class MetaArm:
     checkpoint: int | None = None  # the iteration evaluated (None: the last, or the chosen one)
     choose: CheckpointChoice | None = None
     schedule: str = 'direct_x2'  # test-time step sizes
+    by_rule: bool = False  # ``choose`` is the experiment's checkpoint rule (not the arm's own)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class ZeroShotExperiment:
     blind: Blind = field(default_factory=Blind)
     paper: dict = field(default_factory=dict)  # {set: {kernel: {method: dB}}}
     import_file: Path | None = None  # a results file of the former benchmark scripts whose rows are taken as run
+    checkpoint_rule: CheckpointChoice | None = None  # the one choice every trained arm without its own follows
 
     kind = 'zero_shot'
 
@@ -141,6 +144,9 @@ class ZeroShotExperiment:
         resolve = lambda p: Path(p) if Path(p).is_absolute() else root / p  # noqa: E731
         arms = {name: _meta_arm(name, spec, resolve) for name, spec in (opt.get('arms') or {}).items()}
         arms = _inherit_branches(arms)
+        rule = _choice('checkpoint_rule', opt.get('checkpoint_rule'), resolve)
+        if rule:
+            arms = _apply_rule(arms, rule, 'kernels' in opt['checkpoint_rule'], dict(opt.get('kernels') or {}))
         needs_start = opt.get('kernels') or any(arm.options for arm in arms.values())
         exp = cls(
             name=opt['name'], scale=opt['scale'], start=_start(opt.get('start'), resolve) if needs_start else None,
@@ -151,7 +157,8 @@ class ZeroShotExperiment:
             mzsr_steps_by_set={k: tuple(v) for k, v in (opt.get('mzsr_steps_by_set') or {}).items()},
             zssr=ZSSRSettings(**_tuples(opt.get('zssr'))), ablation=Ablation(**_tuples(opt.get('ablation'))),
             blind=Blind(**_tuples(opt.get('blind'))),
-            paper=opt.get('paper') or {}, import_file=resolve(opt['import']) if opt.get('import') else None)
+            paper=opt.get('paper') or {}, import_file=resolve(opt['import']) if opt.get('import') else None,
+            checkpoint_rule=rule)
         exp.check()
         return exp
 
@@ -254,7 +261,7 @@ def _meta_arm(name: str, spec: dict, resolve) -> MetaArm:
     if spec.get('checkpoint') and spec.get('choose'):
         _fail(f'arms.{name}', 'checkpoint and choose exclude each other (a fixed iteration, or one chosen on held-out '
               'photographs)')
-    choose = _choice(name, spec.pop('choose', None), resolve)
+    choose = _choice(f'arms.{name}.choose', spec.pop('choose', None), resolve)
     if spec.get('branch') or spec.get('average'):
         return _derived_arm(name, spec, choose)
     if bool(spec.get('options')) == bool(spec.get('weights')):
@@ -271,12 +278,30 @@ def _meta_arm(name: str, spec: dict, resolve) -> MetaArm:
     return MetaArm(**{**spec, 'overrides': tuple(spec.get('overrides', ()))}, choose=choose)
 
 
-def _choice(name: str, choose: dict | None, resolve) -> CheckpointChoice | None:
+def _apply_rule(arms: dict[str, MetaArm], rule: CheckpointChoice, rule_kernels: bool,
+                kernels: dict[str, str]) -> dict[str, MetaArm]:
+    """``checkpoint_rule`` on every trained arm that fixes no checkpoint and has no ``choose`` of its own: its
+    checkpoint is chosen on the rule's photographs, by MZSR on the table's kernels the arm adapts to (unless the rule
+    names kernels)."""
+    out = {}
+    for name, arm in arms.items():
+        if arm.weights is None and arm.checkpoint is None and arm.choose is None:
+            own = tuple(k for k, a in kernels.items() if a == name)
+            if not rule_kernels and not own:
+                _fail('checkpoint_rule.kernels', f'arm {name!r} adapts to no kernel of the table; name the kernels '
+                      'the rule scores it on')
+            arm = dataclasses.replace(arm, choose=rule if rule_kernels else dataclasses.replace(rule, kernels=own),
+                                      by_rule=True)
+        out[name] = arm
+    return out
+
+
+def _choice(option: str, choose: dict | None, resolve) -> CheckpointChoice | None:
     if not choose:
         return None
     photos = resolve(choose['photos'])
     if not photos.is_dir():
-        _fail(f'arms.{name}.choose.photos', f'{photos}: no such folder of held-out photographs')
+        _fail(f'{option}.photos', f'{photos}: no such folder of held-out photographs')
     return CheckpointChoice(**{**_tuples(choose), 'photos': photos})
 
 

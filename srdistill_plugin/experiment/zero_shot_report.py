@@ -111,7 +111,8 @@ def _networks(report: Report, exp: ZeroShotExperiment, networks: dict) -> None:
     rows = []
     for name, rec in networks.items():
         chosen = (f"{rec['iteration']} (best of {len(rec['choice_curve'])} checkpoints on {len(rec['choice_photos'])} "
-                  f"held-out photographs)" if 'choice_curve' in rec else str(rec.get('iteration', '–')))
+                  f"held-out photographs{', the rule' if name in exp.arms and exp.arms[name].by_rule else ''})"
+                  if 'choice_curve' in rec else str(rec.get('iteration', '–')))
         rows.append([name, chosen if name != 'pretrained' else '–', rec.get('source', 'missing'),
                      _cell(rec.get('seconds'), '{:.0f}'), rec.get('device', 'not recorded'), rec.get('hash', '–')])
     report.table(['network', 'evaluated iteration', 'source', 'training s', 'trained on', 'weights hash'], rows)
@@ -227,7 +228,28 @@ def _sensitivity(report: Report, exp: ZeroShotExperiment, images: list[dict], su
                        f"{c['minus_default']:+.2f}", f"{100 * c['beats_default']:.0f} %"] for case, c in cases.items()])
 
 
-def _introduction(report: Report, exp: ZeroShotExperiment, imported: dict | None) -> None:
+def _rule(report: Report, exp: ZeroShotExperiment, root: Path) -> None:
+    """The experiment's one checkpoint rule, stated before any table, and how each arm's iteration was fixed."""
+    rule = exp.checkpoint_rule
+    photos = rule.photos.relative_to(root) if rule.photos.is_relative_to(root) else rule.photos
+    how = []
+    for name, arm in exp.arms.items():
+        if arm.by_rule:
+            how.append(f'{name} by the rule ({", ".join(arm.choose.kernels)}, {arm.schedule} step sizes)')
+        elif arm.choose:
+            how.append(f'{name} by its own choice (not the rule)')
+        elif arm.checkpoint:
+            how.append(f'{name} fixed at {arm.checkpoint} by its options (not the rule)')
+        else:
+            how.append(f'{name}: ' + ('given weights' if arm.weights else 'its last checkpoint (not the rule)'))
+    report.text(f'Checkpoint rule, one for every meta-transfer arm that fixes no iteration: every checkpoint at a '
+                f'multiple of {rule.every}, adapted {rule.steps} step(s) to centre {rule.crop}² crops of the held-out '
+                f'photographs in `{photos}` degraded by each of the table\'s kernels the arm adapts to; the best mean '
+                'PSNR (the earliest of equal ones). The test sets are read only at the chosen checkpoint. '
+                + '; '.join(how) + '.')
+
+
+def _introduction(report: Report, exp: ZeroShotExperiment, root: Path, imported: dict | None) -> None:
     """The protocol of the fixed-kernel table (where there is one) and where the rows came from."""
     if exp.kernels:
         report.text('PSNR on the Y channel rounded to 8 bits and SSIM on Y, border = scale, mean over each set. LR: '
@@ -236,6 +258,8 @@ def _introduction(report: Report, exp: ZeroShotExperiment, imported: dict | None
                     f'given-kernel protocol, crop {exp.zssr.crop}, up to {exp.zssr.max_iters} iterations; "steps to '
                     'MZSR(1)": the median iteration at which its raw network first reaches MZSR(1)\'s PSNR on an '
                     'image. ' + ', '.join(f'{arm}: {spec.schedule} step sizes' for arm, spec in exp.arms.items()) + '.')
+    if exp.checkpoint_rule:
+        _rule(report, exp, root)
     report.text(f'Rows imported from `{imported["file"]}` (evaluated there with {imported["env"].get("torch_threads")} '
                 f'thread(s) on {imported["env"].get("device")}); a row computed here uses {exp.threads}.' if imported
                 else f'Evaluation threads: {exp.threads}.')
@@ -249,7 +273,7 @@ def write_zero_shot_report(exp: ZeroShotExperiment, root: Path, networks: dict, 
     summary = {key: summarize(unit) for key, unit in table.items()}
     report = Report(out)
     report.heading(f'Zero-shot SR x{exp.scale}: {exp.name}', 1)
-    _introduction(report, exp, imported)
+    _introduction(report, exp, root, imported)
     missing = ([f'{s.name}/{k}' for s in exp.sets for k in exp.kernels if f'{s.name}/{k}' not in summary]
                + [f'blind {name}' for name in exp.blind.sets if name not in blind_rows])
     if missing:
