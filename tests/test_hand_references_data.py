@@ -10,7 +10,8 @@ import torch
 from srdistill.core.degradations import mod_crop, quantize
 from srdistill.core.diffusion_losses import EmbeddingMemory, minimax_terms, predicted_x0, sobel_gradients
 from srdistill.core.errors import SRDistillError
-from srdistill.core.kernels import (blur, check_kernel, degrade, gaussian_kernel, kernel_shift, moment_covariance,
+from srdistill.core.kernels import (EVAL_KERNELS, blur, check_kernel, degrade, eval_kernel, find_kernel,
+                                    gaussian_kernel, kernel_shift, load_kernel, moment_covariance, random_mzsr_kernel,
                                     random_mzsr_kernel_params, subsample_indices, symmetric_pad)
 from srdistill.core.patch_selection import SelectionOptions, box_means, score_patches, select_patches
 
@@ -33,8 +34,30 @@ def test_kernel_gaussian_axes_and_turn_by_hand():
     k = gaussian_kernel(3, 4.0, 1.0, theta=math.pi / 4)
     assert k[2, 2] / k[1, 1] == pytest.approx(math.exp(-0.25), rel=1e-6)
     assert k[0, 2] / k[1, 1] == pytest.approx(math.exp(-1.0), rel=1e-6)
-    with pytest.raises(SRDistillError, match='odd'):
+    with pytest.raises(SRDistillError, match=r'^kernel size must be a positive odd number, got 4$'):
         gaussian_kernel(4, 1.0, 1.0)
+
+
+def test_kernel_sizes_one_and_five_by_hand():
+    # one tap is the identity; on a 5x5 grid the offsets run -2..2, so the peak is the centre and the row through it
+    # is exp(-d^2 / 2) for d = 2, 1, 0, 1, 2 (normalised by the product of two such sums)
+    assert gaussian_kernel(1, 2.0, 2.0).tolist() == [[1.0]]
+    k = gaussian_kernel(5, 1.0, 1.0)
+    line = np.exp(-0.5 * np.array([4., 1., 0., 1., 4.]))
+    np.testing.assert_allclose(k, np.outer(line, line) / line.sum() ** 2, rtol=1e-6)
+
+
+def test_kernel_paper_evaluation_kernels_typed_out():
+    # arXiv 2002.12213 Table 1 (variances; g^d: direct subsampling, g^b: bicubic), 21x21 as the released kernel.mat
+    typed = {'gd0.2': (0.2, 0.2, 0.0, 'direct'), 'gd2.0': (2.0, 2.0, 0.0, 'direct'),
+             'gdani': (4.0, 1.0, -0.5, 'direct'), 'gb1.3': (1.3, 1.3, 0.0, 'bicubic')}
+    assert sorted(EVAL_KERNELS) == sorted(typed)
+    for name, (lambda1, lambda2, theta, downsample) in typed.items():
+        kernel, how = eval_kernel(name)
+        assert how == downsample and kernel.shape == (21, 21)
+        np.testing.assert_allclose(kernel, gaussian_kernel(21, lambda1, lambda2, theta), rtol=1e-6)
+    with pytest.raises(SRDistillError, match=r"^unknown evaluation kernel 'gd9'"):
+        eval_kernel('gd9')
 
 
 def test_kernel_moment_covariance_by_hand():
@@ -57,6 +80,9 @@ def test_kernel_meta_training_draw_by_hand():
     lambda1 = 1 + (2.5 * 2 - 1) * u[0]
     expected = (lambda1, 1 + (lambda1 - 1) * u[1], math.pi * u[2])
     np.testing.assert_allclose(random_mzsr_kernel_params(np.random.default_rng(7), 2), expected, rtol=1e-12)
+    # the task kernel is that Gaussian on a 15x15 grid unless told otherwise
+    np.testing.assert_allclose(random_mzsr_kernel(np.random.default_rng(7), 2), gaussian_kernel(15, *expected),
+                               rtol=1e-6)
 
 
 def test_kernel_check_normalises_and_refuses_by_hand():
@@ -64,6 +90,24 @@ def test_kernel_check_normalises_and_refuses_by_hand():
     for bad, message in ((np.ones((2, 3)), 'odd'), (np.zeros((3, 3)), 'sum'), (np.ones(3), '2-D')):
         with pytest.raises(SRDistillError, match=message):
             check_kernel(bad, 'k')
+
+
+def test_kernel_files_in_every_format_by_hand(tmp_path):
+    from scipy.io import savemat
+
+    raw = np.array([[1., 2., 1.]])
+    savemat(tmp_path / 'a.mat', {'kernel': raw})
+    np.save(tmp_path / 'b.npy', raw)
+    np.savetxt(tmp_path / 'c.txt', raw)
+    for stem in 'abc':
+        path = find_kernel(tmp_path, stem)
+        assert path.stem == stem
+        np.testing.assert_allclose(load_kernel(path), [[0.25, 0.5, 0.25]])
+    (tmp_path / 'd.csv').write_text('1,2,1')
+    with pytest.raises(SRDistillError, match=r"unknown kernel format; use one of \('\.mat', '\.npy', '\.txt'\)$"):
+        load_kernel(tmp_path / 'd.csv')
+    with pytest.raises(SRDistillError, match=r"no kernel for image 'd' \(expected d\.mat, \.npy or \.txt\)$"):
+        find_kernel(tmp_path, 'd')
 
 
 def test_kernel_shift_of_a_centred_delta_by_hand():
