@@ -80,6 +80,18 @@ def heldout_psnr(lmdb: Path, weights: Path | None = None) -> float:
     return sum(scores) / len(scores)
 
 
+def stretch_devices(record: dict) -> str:
+    """The recorded device and threads of each run of equal ones, e.g. ``iterations 0–6,000: cpu, 2 threads``."""
+    runs: list[list] = []
+    for stretch in record.get('stretches', []):
+        device = stretch['device'].split(' (')[0].replace(', 1 rank(s)', '').replace(' thread(s) each', ' thread(s)')
+        if runs and runs[-1][2] == device and runs[-1][1] == stretch['from']:
+            runs[-1][1] = stretch['to']
+        else:
+            runs.append([stretch['from'], stretch['to'], device])
+    return '; '.join(f'iterations {a:,}–{b:,}: {device}' for a, b, device in runs) or 'not recorded'
+
+
 def render(study: Path) -> str:
     resume = study / 'resume'
     logs = sorted(resume.glob('train_*.log'))
@@ -91,8 +103,8 @@ def render(study: Path) -> str:
     total = 20000
     lines = ['# MZSR x2 pretraining at CPU length (in progress)' if last < total else '# MZSR x2 pretraining at CPU length',
              '',
-             f'Options: `options/mzsr_pretrain_x2_long.yml` (the pool: `scripts/prepare_mzsr_pool.py`). Device: CPU, '
-             f'2 threads (`OMP_NUM_THREADS=2`). Logged so far: iteration {last:,} of {total:,}, {hours:.2f} h of '
+             f'Options: `options/mzsr_pretrain_x2_long.yml` (the pool: `scripts/prepare_mzsr_pool.py`). Device, as '
+             f'each stretch of the run recorded it: {stretch_devices(record)}. Logged so far: iteration {last:,} of {total:,}, {hours:.2f} h of '
              f'wall time (as the training record has it, pauses for other work on the machine '
              f'included) over {len(logs)} part(s); the committed resume state is iteration {saved}.',
              '',
