@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from srdistill.core.degradations import mod_crop, quantize
-from srdistill.core.diffusion_losses import EmbeddingMemory, minimax_terms, predicted_x0, sobel_gradients
+from srdistill.core.diffusion_losses import EmbeddingMemory, embed, minimax_terms, predicted_x0, sobel_gradients
 from srdistill.core.errors import SRDistillError
 from srdistill.core.kernels import (EVAL_KERNELS, blur, check_kernel, degrade, eval_kernel, find_kernel,
                                     gaussian_kernel, kernel_shift, load_kernel, moment_covariance, random_mzsr_kernel,
@@ -203,6 +203,58 @@ def test_patch_selection_order_threshold_and_caps_by_hand():
     assert [k[3] for k in select_patches(per_image, opts)] == [35., 30.]
 
 
+def test_patch_selection_defaults_and_refusals_typed_out():
+    opts = SelectionOptions()
+    assert (opts.patch_size, opts.stride, opts.score, opts.scale, opts.per_image, opts.total, opts.threshold,
+            opts.keep_fraction) == (64, 32, 'bicubic_psnr', 4, 0, 0, None, 0.25)
+    opts.validate()
+    for bad, message in ((dict(score='psnr'), r"^option select.score: expected one of \('bicubic_psnr', 'gradient', "
+                                              r"'srdd_bicubic_psnr'\), got 'psnr'$"),
+                         (dict(patch_size=30), r'^option select.patch_size: must be a positive multiple of scale 4 '
+                                               r'\(got 30, stride 32\)$'),
+                         (dict(stride=0), 'patch_size'), (dict(patch_size=0), 'patch_size'),
+                         (dict(keep_fraction=0), r'^option select.keep_fraction: must be in \(0, 1\], got 0$'),
+                         (dict(keep_fraction=1.5), 'keep_fraction')):
+        with pytest.raises(SRDistillError, match=message):
+            SelectionOptions(**bad).validate()
+    SelectionOptions(keep_fraction=1, patch_size=4, stride=1).validate()
+
+
+def test_patch_srdd_score_written_out():
+    # the official score of one patch: PIL greyscale, OpenCV INTER_CUBIC down by the scale and back up, PSNR with
+    # peak 255; a flat patch rebuilds exactly (infinite score)
+    import cv2
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    img = np.zeros((16, 24, 3), np.float32)
+    img[:, 8:] = rng.random((16, 16, 3), dtype=np.float32)
+    scores, ys, xs = score_patches(img, SelectionOptions(patch_size=8, stride=8, score='srdd_bicubic_psnr', scale=2))
+    assert ys.tolist() == [0, 0, 0, 8, 8, 8] and xs.tolist() == [0, 8, 16, 0, 8, 16]
+    grey = np.asarray(Image.fromarray((img[:, :, ::-1] * 255).round().astype(np.uint8)).convert('L'), np.float32)
+    for score, y, x in zip(scores, ys, xs):
+        patch = grey[y:y + 8, x:x + 8]
+        rebuilt = cv2.resize(cv2.resize(patch, (4, 4), interpolation=cv2.INTER_CUBIC), (8, 8),
+                             interpolation=cv2.INTER_CUBIC)
+        mse = np.mean((patch - rebuilt) ** 2)
+        assert score == (np.inf if mse == 0 else pytest.approx(20 * np.log10(255 / np.sqrt(mse)), rel=1e-6))
+    assert np.isinf(scores[0]) and np.isfinite(scores[1:3]).all()
+
+
+def test_patch_bicubic_psnr_score_of_flat_and_smaller_images_by_hand():
+    # a flat image rebuilds exactly: the mean squared error is clipped at 1e-10, i.e. 100 dB; an image smaller than a
+    # patch (after the mod-crop to the scale) has no patch at all
+    scores, _, _ = score_patches(np.full((8, 8, 3), 0.5, np.float32), SelectionOptions(patch_size=8, stride=8, scale=4))
+    assert scores.tolist() == pytest.approx([100.0])
+    scores, ys, xs = score_patches(np.zeros((11, 40, 3), np.float32), SelectionOptions(patch_size=12, scale=4))
+    assert len(scores) == len(ys) == len(xs) == 0
+    # 14 rows are cropped to 12 first (a multiple of 4): one row of patches at stride 2, not two
+    for score in ('bicubic_psnr', 'gradient', 'srdd_bicubic_psnr'):
+        _, ys, xs = score_patches(np.zeros((14, 12, 3), np.float32),
+                                  SelectionOptions(patch_size=12, stride=2, scale=4, score=score))
+        assert ys.tolist() == [0] and xs.tolist() == [0]
+
+
 def test_diffusion_predicted_x0_by_hand():
     # alpha_bar 0.25: x0 = (x_t - sqrt(0.75) eps) / 0.5; alpha_bar 1: x0 = x_t
     x_t, eps = torch.full((2, 1, 1, 1), 1.0), torch.full((2, 1, 1, 1), 0.5)
@@ -238,3 +290,22 @@ def test_diffusion_minimax_terms_and_memory_by_hand():
     assert memory.get(0).tolist() == [[0., 1.], [1., 0.]]
     memory.push(c, torch.tensor([0]))
     assert memory.get(0).flatten().tolist() == pytest.approx([0.6, 0.8, 0., 1.])
+
+
+def test_diffusion_embedding_by_hand():
+    # 8x8 average pooling by default: a 16x16 image of 2x2 blocks (block (i, j) of value i * 8 + j, channel c adding
+    # 64 c) pools to those values; 3 x 64 of them, divided by their Euclidean norm
+    blocks = torch.arange(64.).reshape(8, 8)
+    x = torch.stack([blocks + 64 * c for c in range(3)]).repeat_interleave(2, 1).repeat_interleave(2, 2)[None]
+    values = torch.arange(192.)
+    assert torch.allclose(embed(x), (values / values.norm())[None])
+    assert torch.allclose(embed(torch.ones(2, 3, 4, 4), size=2), torch.full((2, 12), 1 / math.sqrt(12)))
+
+
+def test_diffusion_memory_splits_a_batch_by_class_by_hand():
+    memory = EmbeddingMemory(3, 4)
+    emb = torch.tensor([[1., 0.], [0., 1.], [0.6, 0.8]])
+    memory.push(emb, torch.tensor([2, 0, 2]))
+    assert memory.get(0).tolist() == [[0., 1.]]
+    assert memory.get(1) is None
+    assert memory.get(2).flatten().tolist() == pytest.approx([1., 0., 0.6, 0.8])
