@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from srdistill.core.degradations import mod_crop, quantize
+from srdistill.core.degradations import bicubic_downscale, bicubic_upscale, check_scale, mod_crop, quantize
 from srdistill.core.diffusion_losses import EmbeddingMemory, embed, minimax_terms, predicted_x0, sobel_gradients
 from srdistill.core.errors import SRDistillError
 from srdistill.core.kernels import (EVAL_KERNELS, blur, check_kernel, degrade, eval_kernel, find_kernel,
@@ -164,6 +164,30 @@ def test_degradation_mod_crop_and_quantize_by_hand():
     # 0.5 * 255 = 127.5 rounds to the even 128; 0.1 * 255 = 25.5 to 26; out of range clips first
     np.testing.assert_array_equal(quantize(np.array([0.5, 0.1, -0.2, 1.3, 0.0019])) * 255,
                                   np.array([128, 26, 0, 255, 0], np.float32))
+
+
+def test_degradation_bicubic_round_trip_against_basicsr_imresize():
+    # BasicSR's MATLAB imresize is the reference: down by 2 then rounded to 8 bits (or only clipped), up by 2 clipped
+    from basicsr.utils.matlab_functions import imresize
+
+    rng = np.random.default_rng(5)
+    hr = rng.random((8, 12, 3)).astype(np.float32)
+    down = np.clip(imresize(hr, 0.5), 0, 1)
+    np.testing.assert_allclose(bicubic_downscale(hr, 2), (down * 255).round() / 255, atol=1e-6)
+    np.testing.assert_allclose(bicubic_downscale(hr, 2, quantize_output=False), down, atol=1e-6)
+    lr = rng.random((4, 6, 3)).astype(np.float32)
+    up = bicubic_upscale(lr, 2)
+    np.testing.assert_allclose(up, np.clip(imresize(lr, 2), 0, 1), atol=1e-6)
+    assert up.shape == (8, 12, 3) and up.min() >= 0 and up.max() <= 1 and imresize(lr, 2).max() > 1
+    with pytest.raises(SRDistillError, match=r'^image of 12x9 is not a multiple of scale 2; mod-crop it first$'):
+        bicubic_downscale(np.zeros((9, 12, 3), np.float32), 2)
+
+
+def test_degradation_scales_typed_out():
+    assert [check_scale(s) for s in (2, 3, 4)] == [2, 3, 4]
+    for bad in (1, 5, 2.0, True, '2'):
+        with pytest.raises(SRDistillError, match=r'^option scale: expected one of \(2, 3, 4\), got '):
+            check_scale(bad)
 
 
 def test_patch_box_means_by_hand():
