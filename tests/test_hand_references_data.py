@@ -87,9 +87,37 @@ def test_kernel_meta_training_draw_by_hand():
 
 def test_kernel_check_normalises_and_refuses_by_hand():
     np.testing.assert_allclose(check_kernel(np.array([[1., 2., 1.]]), 'k'), [[0.25, 0.5, 0.25]])
-    for bad, message in ((np.ones((2, 3)), 'odd'), (np.zeros((3, 3)), 'sum'), (np.ones(3), '2-D')):
+    np.testing.assert_allclose(check_kernel(np.array([[0.5]]), 'k'), [[1.0]])  # any positive sum normalises
+    for bad, message in ((np.ones((2, 3)), r'^k: kernel sides must be odd, got 2x3$'),
+                         (np.ones((3, 2)), r'^k: kernel sides must be odd, got 3x2$'),
+                         (np.zeros((3, 3)), r'^k: kernel cannot be normalised \(its sum is 0, must be > 0\)$'),
+                         (np.full((1, 1), np.nan), r'^k: kernel cannot be normalised \(its sum is nan, must be > 0\)$'),
+                         (np.ones(3), r'^k: a kernel must be a 2-D array, got shape \(3,\)$')):
         with pytest.raises(SRDistillError, match=message):
             check_kernel(bad, 'k')
+
+
+def test_kernel_mat_files_pick_the_kernel_by_name_by_hand(tmp_path):
+    from scipy.io import savemat
+
+    raw, other = np.array([[1., 2., 1.]]), np.ones((3, 3))
+    for key in ('kernel', 'Kernel', 'k', 'K'):  # the official name, then the other usual ones, beside another array
+        savemat(tmp_path / f'{key}1.mat', {key: raw, 'other': other})
+        np.testing.assert_allclose(load_kernel(tmp_path / f'{key}1.mat'), [[0.25, 0.5, 0.25]])
+    savemat(tmp_path / 'named.mat', {'note': 'text', 'a': raw})  # text is not a kernel: the one numeric array is
+    np.testing.assert_allclose(load_kernel(tmp_path / 'named.mat'), [[0.25, 0.5, 0.25]])
+    savemat(tmp_path / 'two.mat', {'a': raw, 'b': raw})
+    with pytest.raises(SRDistillError, match=r"^\S+two.mat: expected one 2-D array \(e.g. \"kernel\"\) in the \.mat file, "
+                                             r"found \['a', 'b'\]$"):
+        load_kernel(tmp_path / 'two.mat')
+    savemat(tmp_path / 'none.mat', {'note': 'text'})
+    with pytest.raises(SRDistillError, match=r'^\S+none.mat: expected one 2-D array .* found none$'):
+        load_kernel(tmp_path / 'none.mat')
+    (tmp_path / 'bad.npy').write_bytes(b'not numpy')
+    with pytest.raises(SRDistillError, match=r'^\S+bad.npy: cannot read a kernel \(.+\)$'):
+        load_kernel(tmp_path / 'bad.npy')
+    with pytest.raises(SRDistillError, match=r'^\S+missing.npy: kernel file does not exist$'):
+        load_kernel(tmp_path / 'missing.npy')
 
 
 def test_kernel_files_in_every_format_by_hand(tmp_path):

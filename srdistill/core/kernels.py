@@ -109,6 +109,8 @@ def load_kernel(path: str | Path) -> np.ndarray:
             kernel = np.load(path)
         else:
             kernel = np.loadtxt(path, ndmin=2)
+    except SRDistillError:
+        raise
     except Exception as err:  # numpy's and scipy's readers fail on a foreign or truncated file in many ways
         raise SRDistillError(f'{path}: cannot read a kernel ({first_line(err)})') from err
     return check_kernel(kernel, str(path))
