@@ -677,6 +677,79 @@ def test_zssr_self_ensemble_is_the_median_of_the_eight_turned_back_outputs():
                                                                                    back_projection_iters=0)), single)
 
 
+def scalar_mzsr_options(scale: int, meta: dict | None = None, adaptation: dict | None = None) -> dict:
+    """BasicSR options of an ``MZSRModel`` on a one-layer, one-channel ``MZSRNet`` (SGD 0.1, L1)."""
+    import srdistill_plugin  # noqa: F401  (registers MZSRModel and MZSRNet)
+
+    return {'name': 'hand_mzsr', 'model_type': 'MZSRModel', 'scale': scale, 'num_gpu': 0, 'is_train': True,
+            'dist': False, 'network_g': {'type': 'MZSRNet', 'num_in_ch': 1, 'num_feat': 1, 'num_layers': 1,
+                                         'upscale': scale},
+            'path': {'pretrain_network_g': None, 'resume_state': None},
+            'train': {'optim_g': {'type': 'SGD', 'lr': 0.1}, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+                      'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}, 'meta': meta or {}},
+            'val': {'adaptation': adaptation} if adaptation else {}}
+
+
+def test_mzsr_model_meta_settings_typed_out():
+    """The paper's meta-training defaults (inner step 1e-2, five inner steps, second order, MAML++ annealing over
+    3233.3 iterations), the released code's uniform weights, and the refusals, each as one line."""
+    from basicsr.models import build_model
+
+    model = build_model(scalar_mzsr_options(2))
+    assert (model.inner_lr, model.inner_steps, model.first_order) == (0.01, 5, False)
+    assert model.anneal_iters == pytest.approx(0.97 * 10000 / 3)
+    assert build_model(scalar_mzsr_options(2, {'loss_weights': 'uniform'})).anneal_iters == 0
+    with pytest.raises(SRDistillError, match=r"^option train.meta.loss_weights: expected 'annealed' or 'uniform', "
+                                             r"got 'flat'$"):
+        build_model(scalar_mzsr_options(2, {'loss_weights': 'flat'}))
+    opt = scalar_mzsr_options(2)
+    opt['network_g']['upscale'] = 4
+    with pytest.raises(SRDistillError, match=r'^option network_g.upscale \(4\) does not match scale \(2\)$'):
+        build_model(opt)
+
+
+def test_mzsr_model_test_adapts_as_its_options_say(monkeypatch):
+    """``test()`` hands the options to the hand-checked adaptations: no steps = the start network; MZSR with the
+    options' steps, schedule (default direct_x2) and step sizes; ZSSR on a fresh network without biases,
+    N(0, 0.1 / fan_in) weights; unknown options and modes are one line each."""
+    from basicsr.models import build_model
+
+    from srdistill_plugin.models import mzsr_model
+
+    torch.manual_seed(0)
+    lq, gt = torch.rand(1, 1, 12, 12), torch.rand(1, 1, 24, 24)
+    kernel = torch.from_numpy(eval_kernel('gd2.0', 7)[0])
+    data = {'lq': lq, 'gt': gt, 'kernel': kernel[None], 'downsample': ['direct']}
+
+    def output(adaptation: dict) -> torch.Tensor:
+        model = build_model(scalar_mzsr_options(2, adaptation=adaptation))
+        with torch.no_grad():
+            model.net_g.body[0].weight.fill_(0.05)
+        model.feed_data(data)
+        model.test()
+        return model.output, model.net_g
+
+    out, net = output({'mode': 'mzsr', 'steps': 0})
+    assert torch.allclose(out, net(lq))
+    for adaptation, schedule, sizes in (({'mode': 'mzsr', 'steps': 2}, 'direct_x2', None),
+                                        ({'mode': 'mzsr', 'steps': 2, 'schedule': 'bicubic_x2'}, 'bicubic_x2', None),
+                                        ({'mode': 'mzsr', 'steps': 1, 'step_sizes': [0.3]}, 'direct_x2', [0.3])):
+        out, net = output(adaptation)
+        adapted, _ = zero_shot.mzsr_adapt(net, lq, kernel, 2, adaptation['steps'], 'direct', sizes, schedule)
+        with torch.no_grad():
+            assert torch.allclose(out, adapted(lq)) and not torch.allclose(out, net(lq))
+
+    built = []
+    real_build = mzsr_model.build_network
+    monkeypatch.setattr(mzsr_model, 'build_network', lambda o: built.append(dict(o)) or real_build(o))
+    output({'mode': 'zssr', 'max_iters': 2, 'min_iters': 1, 'crop_size': 8})
+    assert built[-1]['bias'] is False and built[-1]['init_variance'] == 0.1 and built[-1]['num_in_ch'] == 1
+    with pytest.raises(SRDistillError, match=r"^option val.adaptation: unknown ZSSR option\(s\) \['max_iter'\]; known: "):
+        output({'mode': 'zssr', 'max_iter': 2})
+    with pytest.raises(SRDistillError, match=r"^option val.adaptation.mode: expected 'mzsr' or 'zssr', got 'zsr'$"):
+        output({'mode': 'zsr'})
+
+
 def test_mzsr_model_meta_step_by_hand():
     """One meta-iteration of ``MZSRModel`` on a scalar network, worked out by hand. On a 1x1 image the one-layer
     ``MZSRNet`` without upsampling is ``f(x) = x (1 + w) + b`` (w: the centre tap); under L1 every gradient is a sign
@@ -688,15 +761,8 @@ def test_mzsr_model_meta_step_by_hand():
     gradient (-1, -1). Mean meta-gradient (0.5, 0): w 0.5 - 0.1 * 0.5 = 0.45, b stays 0.1."""
     from basicsr.models import build_model
 
-    import srdistill_plugin  # noqa: F401  (registers MZSRModel and MZSRNet)
-
-    opt = {'name': 'hand_mzsr', 'model_type': 'MZSRModel', 'scale': 1, 'num_gpu': 0, 'is_train': True, 'dist': False,
-           'network_g': {'type': 'MZSRNet', 'num_in_ch': 1, 'num_feat': 1, 'num_layers': 1, 'upscale': 1},
-           'path': {'pretrain_network_g': None, 'resume_state': None},
-           'train': {'optim_g': {'type': 'SGD', 'lr': 0.1}, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
-                     'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5},
-                     'meta': {'inner_lr': 0.1, 'inner_steps': 2, 'first_order': False, 'loss_weights': 'uniform'}}}
-    model = build_model(opt)
+    model = build_model(scalar_mzsr_options(1, {'inner_lr': 0.1, 'inner_steps': 2, 'first_order': False,
+                                                'loss_weights': 'uniform'}))
     conv = model.net_g.body[0]
     with torch.no_grad():
         conv.weight.zero_()
