@@ -6,6 +6,7 @@ surviving mutants as diffs) for ``docs/mutation.md``. Each module is checked aga
 
     pip install mutmut==2.5.1
     python scripts/mutation_check.py [--only srdistill/core/maml.py] [--threads 2]
+    python scripts/mutation_check.py --only A.py --threads 1 & python scripts/mutation_check.py --only B.py --threads 1 --modules-only
     python scripts/mutation_check.py --only srdistill/core/zero_shot.py --recheck --jobs 2 --threads 1
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from srdistill.core.atomic_io import atomic_write_text
+from srdistill.core.file_lock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / 'benchmarks' / 'results' / 'mutation' / 'mutation.json'
@@ -162,14 +164,14 @@ def recheck_survivors(module: str, threads: int, jobs: int, ids: list[int] | Non
 def render(results: dict) -> str:
     """The results as the study's README (every figure from ``mutation.json``)."""
     modules = {m: r for m, r in results.items() if m != 'named'}
-    rows = ['| module | mutants tested | killed | survived | timed out | score | minutes |',
-            '|---|---|---|---|---|---|---|']
+    rows = ['| module | mutants tested | killed | survived | timed out | score | minutes | threads |',
+            '|---|---|---|---|---|---|---|---|']
     for module, r in modules.items():
         tested = r['killed'] + r['survived'] + r['timeout'] + r['suspicious']
         rows.append(f"| `{module}` | {tested} | {r['killed']} | {r['survived']} | {r['timeout']} | "
-                    f"{r['score']:.1%} | {r['minutes']} |")
+                    f"{r['score']:.1%} | {r['minutes']} | {r['threads']} |")
     lines = ['# Mutation check', '',
-             f'mutmut 2.5.1 on the CPU, {next(iter(modules.values()))["threads"]} torch threads, each mutant against '
+             'mutmut 2.5.1 on the CPU (torch threads per module in the table), each mutant against '
              'the tests named in `mutation.json` (`python scripts/mutation_check.py`; what survives and why: '
              '`docs/mutation.md`). Score = killed or timed out / tested.', '', *rows, '']
     if 'named' in results:
@@ -204,6 +206,7 @@ def main() -> None:
     parser.add_argument('--only', nargs='*', help='modules to check (default: all of TARGETS)')
     parser.add_argument('--threads', type=int, default=2, help='torch threads of the test runs (default 2)')
     parser.add_argument('--named-only', action='store_true', help='only the mistakes written out in NAMED')
+    parser.add_argument('--modules-only', action='store_true', help='skip the mistakes written out in NAMED')
     parser.add_argument('--recheck', action='store_true',
                         help='apply each survivor of the last run alone and run the tests again (tests written since)')
     parser.add_argument('--jobs', type=int, default=1, help='--recheck: survivors checked at once (default 1)')
@@ -219,20 +222,24 @@ def main() -> None:
                               json.dumps(recheck_survivors(module, args.threads, args.jobs, args.ids), indent=1))
         atomic_write_text(OUT.with_name('README.md'), render(json.loads(OUT.read_text())))
         return
-    results = json.loads(OUT.read_text()) if OUT.is_file() else {}
-    results['named'] = check_named(args.threads)
-    for row in results['named']:
-        print(f"  {row['mutation']}: {'killed by ' + row['failed_test'][0] if row['killed'] else 'NOT KILLED'}")
-    atomic_write_text(OUT, json.dumps(results, indent=1))
+    if not args.modules_only:
+        store('named', check_named(args.threads))
+        for row in json.loads(OUT.read_text())['named']:
+            print(f"  {row['mutation']}: {'killed by ' + row['failed_test'][0] if row['killed'] else 'NOT KILLED'}")
     for module in [] if args.named_only else modules:
         print(f'mutating {module} ...', flush=True)
-        results[module] = {**check_module(module, TARGETS[module], args.threads), 'threads': args.threads,
-                           'mutmut': '2.5.1', 'device': 'cpu'}
-        print(f"  {results[module]['killed']} killed, {results[module]['survived']} survived, "
-              f"{results[module]['timeout']} timed out ({results[module]['minutes']} min)", flush=True)
+        result = {**check_module(module, TARGETS[module], args.threads), 'threads': args.threads, 'mutmut': '2.5.1',
+                  'device': 'cpu'}
+        print(f"  {result['killed']} killed, {result['survived']} survived, {result['timeout']} timed out "
+              f"({result['minutes']} min)", flush=True)
+        store(module, result)
+
+
+def store(key: str, value) -> None:
+    """Set one entry of ``mutation.json`` and re-render the README, under a lock: runs of other modules may share
+    the file."""
+    with FileLock(Path(tempfile.gettempdir()) / 'srdistill_mutation_json.lock'):
+        results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+        results[key] = value
         atomic_write_text(OUT, json.dumps(results, indent=1))
-    atomic_write_text(OUT.with_name('README.md'), render(results))
-
-
-if __name__ == '__main__':
-    main()
+        atomic_write_text(OUT.with_name('README.md'), render(results))
