@@ -243,3 +243,7 @@ def store(key: str, value) -> None:
         results[key] = value
         atomic_write_text(OUT, json.dumps(results, indent=1))
         atomic_write_text(OUT.with_name('README.md'), render(results))
+
+
+if __name__ == '__main__':
+    main()
