@@ -250,6 +250,9 @@ def test_patch_selection_order_threshold_and_caps_by_hand():
     assert [k[3] for k in select_patches(per_image, opts)] == [20., 22.]
     opts.total = 1
     assert [k[3] for k in select_patches(per_image, opts)] == [20.]
+    # the official SRDD score is a PSNR too: low is informative, and its threshold keeps scores below it
+    kept = select_patches(per_image, SelectionOptions(scale=4, keep_fraction=1, score='srdd_bicubic_psnr', threshold=26))
+    assert [k[3] for k in kept] == [20., 22., 25.]
     # a gradient threshold keeps scores above it: 30 and 35
     opts = SelectionOptions(scale=4, keep_fraction=1, threshold=26, score='gradient')
     assert [k[3] for k in select_patches(per_image, opts)] == [35., 30.]
