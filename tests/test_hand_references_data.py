@@ -148,6 +148,38 @@ def test_kernel_shift_of_a_centred_delta_by_hand():
     np.testing.assert_allclose(kernel_shift(delta, 2), expected, atol=1e-5)
 
 
+def test_kernel_shift_for_scale_four_by_hand():
+    # scale 4, odd 3x3 kernel: wanted 3/2 + (4 - 1)/2 = 3, centre of mass 1, shift 2; padded by ceil(2) + 1 = 3 to
+    # 9x9, the delta moves from 4 to 6
+    delta = np.zeros((3, 3), np.float32)
+    delta[1, 1] = 1
+    expected = np.zeros((9, 9))
+    expected[6, 6] = 1
+    np.testing.assert_allclose(kernel_shift(delta, 4), expected, atol=1e-5)
+
+
+def test_kernel_symmetric_pad_any_rank_and_whole_image_by_hand():
+    # a pad as large as the image reflects all of it; a 2-D (H, W) or 3-D (C, H, W) tensor pads its last two axes
+    row = torch.tensor([[1., 2., 3.]])
+    assert symmetric_pad(row, 0, 3).tolist() == [[3, 2, 1, 1, 2, 3, 3, 2, 1]]
+    column = torch.tensor([[1.], [2.]])
+    assert symmetric_pad(column, 2, 0).flatten().tolist() == [2, 1, 1, 2, 2, 1]
+    two_channels = torch.tensor([[[1.], [2.]], [[5.], [6.]]])  # (C=2, H=2, W=1)
+    assert symmetric_pad(two_channels, 1, 0).tolist() == [[[1.], [1.], [2.], [2.]], [[5.], [5.], [6.], [6.]]]
+    assert symmetric_pad(two_channels.transpose(1, 2), 0, 1).tolist() == [[[1., 1., 2., 2.]], [[5., 5., 6., 6.]]]
+
+
+def test_kernel_blur_of_several_channels_by_hand():
+    # two items of two channels, each item its own kernel: item 0 reads the left neighbour, item 1 the right one,
+    # the same for both of its channels
+    ramp = torch.tensor([1., 2., 3.])
+    img = torch.stack([torch.stack([ramp, 10 * ramp]), torch.stack([ramp, 10 * ramp])])[:, :, None, :]  # (2, 2, 1, 3)
+    kernels = torch.stack([torch.tensor([[1., 0., 0.]]), torch.tensor([[0., 0., 1.]])])
+    out = blur(img, kernels)
+    assert out[0, 0, 0].tolist() == [1, 1, 2] and out[0, 1, 0].tolist() == [10, 10, 20]
+    assert out[1, 0, 0].tolist() == [2, 3, 3] and out[1, 1, 0].tolist() == [20, 30, 30]
+
+
 def test_kernel_symmetric_pad_by_hand():
     row = torch.tensor([[[[1., 2., 3.]]]])
     assert symmetric_pad(row, 0, 2).flatten().tolist() == [2, 1, 1, 2, 3, 3, 2]
