@@ -268,6 +268,38 @@ def test_patch_gradient_score_of_a_step_edge_by_hand():
     assert scores.tolist() == pytest.approx([2.0]) and ys.tolist() == [0] and xs.tolist() == [0]
 
 
+def test_patch_gradient_score_of_a_plane_by_hand():
+    # grey = x + 2 y on 4x4: OpenCV's Sobel gives 2 * 4 = 8 along x on the inner columns and 4 * 4 = 16 along y on
+    # the inner rows, 0 on the reflect-101 borders; magnitudes: sqrt(8^2 + 16^2) on the 4 inner pixels, 8 and 16 on
+    # 4 pixels each, 0 on the 4 corners: mean (4 sqrt(320) + 32 + 64) / 16
+    y, x = np.mgrid[:4, :4].astype(np.float32)
+    img = np.repeat((x + 2 * y)[:, :, None], 3, axis=2)
+    scores, _, _ = score_patches(img, SelectionOptions(patch_size=4, stride=4, score='gradient', scale=4))
+    assert scores.tolist() == pytest.approx([(4 * math.sqrt(320) + 32 + 64) / 16])
+
+
+def test_patch_bicubic_psnr_score_written_out():
+    # grey (OpenCV's BGR weights) of the image minus grey of its bicubic round trip (BasicSR's MATLAB imresize, down
+    # and up by the scale, unrounded), squared, averaged per patch: 10 log10(1 / mse)
+    import cv2
+    from basicsr.utils.matlab_functions import imresize
+
+    img = np.random.default_rng(9).random((8, 16, 3)).astype(np.float32)
+    scores, ys, xs = score_patches(img, SelectionOptions(patch_size=8, stride=8, scale=2))
+    rebuilt = np.clip(imresize(np.clip(imresize(img, 0.5), 0, 1), 2), 0, 1).astype(np.float32)
+    error = (cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) - cv2.cvtColor(rebuilt, cv2.COLOR_BGR2GRAY)) ** 2
+    assert xs.tolist() == [0, 8] and ys.tolist() == [0, 0]
+    expected = [10 * math.log10(1 / error[:, x:x + 8].mean()) for x in (0, 8)]
+    assert scores.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_patch_srdd_grid_at_stride_one_by_hand():
+    # 10x10, 8-pixel patches at stride 1: corners 0, 1, 2 on each axis (10 - 8 + 1 = 3), none past the edge
+    _, ys, xs = score_patches(np.zeros((10, 10, 3), np.float32),
+                              SelectionOptions(patch_size=8, stride=1, scale=2, score='srdd_bicubic_psnr'))
+    assert ys.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2] and xs.tolist() == [0, 1, 2] * 3
+
+
 def test_patch_selection_order_threshold_and_caps_by_hand():
     none = np.zeros(3, int)
     per_image = [(np.array([30., 20., 25.]), none, np.array([0, 1, 2])), (np.array([22., 35.]), none[:2], np.array([0, 1]))]
