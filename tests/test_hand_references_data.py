@@ -276,6 +276,12 @@ def test_patch_gradient_score_of_a_plane_by_hand():
     img = np.repeat((x + 2 * y)[:, :, None], 3, axis=2)
     scores, _, _ = score_patches(img, SelectionOptions(patch_size=4, stride=4, score='gradient', scale=4))
     assert scores.tolist() == pytest.approx([(4 * math.sqrt(320) + 32 + 64) / 16])
+    # 8x8: the inner 6x6 has both, 12 pixels each have one, the 4 corners none (a second derivative, 0 inside a
+    # plane and 8 or 16 on the borders, would give another mean)
+    y, x = np.mgrid[:8, :8].astype(np.float32)
+    img = np.repeat((x + 2 * y)[:, :, None], 3, axis=2)
+    scores, _, _ = score_patches(img, SelectionOptions(patch_size=8, stride=8, score='gradient', scale=4))
+    assert scores.tolist() == pytest.approx([(36 * math.sqrt(320) + 12 * 8 + 12 * 16) / 64])
 
 
 def test_patch_bicubic_psnr_score_written_out():
@@ -314,6 +320,12 @@ def test_patch_selection_order_threshold_and_caps_by_hand():
     assert [k[3] for k in select_patches(per_image, opts)] == [20., 22.]
     opts.total = 1
     assert [k[3] for k in select_patches(per_image, opts)] == [20.]
+    # one per image keeps each image's most informative patch: 20 of image 0, 22 of image 1
+    assert [k[3] for k in select_patches(per_image, SelectionOptions(scale=4, keep_fraction=1, per_image=1))] == [20., 22.]
+    # thresholds are strict: a score equal to the threshold is not kept
+    assert [k[3] for k in select_patches(per_image, SelectionOptions(scale=4, keep_fraction=1, threshold=25))] == [20., 22.]
+    assert [k[3] for k in select_patches(per_image, SelectionOptions(scale=4, keep_fraction=1, threshold=30,
+                                                                     score='gradient'))] == [35.]
     # the official SRDD score is a PSNR too: low is informative, and its threshold keeps scores below it
     kept = select_patches(per_image, SelectionOptions(scale=4, keep_fraction=1, score='srdd_bicubic_psnr', threshold=26))
     assert [k[3] for k in kept] == [20., 22., 25.]
