@@ -101,7 +101,7 @@ def tested_count(work: Path) -> int:
         return 0
 
 
-def run_to_the_end(work: Path, env: dict, args: list[str]) -> int:
+def run_to_the_end(work: Path, env: dict, module: str, args: list[str]) -> int:
     """``mutmut <args>`` until it ends by itself; returns how often it was restarted. mutmut 2.5 sometimes stalls
     for good (a worker thread blocked on a full internal pipe, seen on kernels.py and patch_selection.py at no
     fixed mutant): when no mutant is judged for ``STALL_SECONDS`` it is killed and run again, and goes on from its
@@ -120,6 +120,8 @@ def run_to_the_end(work: Path, env: dict, args: list[str]) -> int:
                 elif time.time() - since > STALL_SECONDS:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
+                    # mutmut mutates the file in place: put the source back, or the next run mutates a mutant
+                    subprocess.run(['git', 'checkout', '--', module], cwd=work, check=True, capture_output=True)
                     break
             else:
                 return restarts
@@ -132,7 +134,7 @@ def check_module(module: str, tests: str, threads: int) -> dict:
     with head_worktree(threads) as (work, env):
         start = time.time()
         quiet = f'sh -c {shlex.quote(f"{PYTEST} {tests} > /dev/null 2>&1")}'  # judged by the exit code alone
-        restarts = run_to_the_end(work, env, ['run', '--paths-to-mutate', module, '--tests-dir', 'tests',
+        restarts = run_to_the_end(work, env, module, ['run', '--paths-to-mutate', module, '--tests-dir', 'tests',
                                               '--runner', quiet, '--no-progress'])
         ids = {status: [int(i) for i in mutmut(work, 'result-ids', status, env=env).stdout.split()]
                for status in STATUSES}
