@@ -750,6 +750,88 @@ def test_mzsr_model_test_adapts_as_its_options_say(monkeypatch):
         output({'mode': 'zsr'})
 
 
+def test_mzsr_model_reads_its_options_and_data_by_name():
+    from basicsr.models import build_model
+
+    model = build_model(scalar_mzsr_options(2, {'first_order': True, 'anneal_iters': 100, 'inner_lr': 0.5,
+                                                'inner_steps': 3}))
+    assert (model.first_order, model.anneal_iters, model.inner_lr, model.inner_steps) == (True, 100.0, 0.5, 3)
+    batch = {'lq': torch.zeros(1, 1, 4, 4), 'kernel': torch.ones(1, 1, 1)}
+    model.feed_data(batch)
+    assert model.downsample == 'direct'  # the default degradation
+    model.feed_data({**batch, 'downsample': ['bicubic']})
+    assert model.downsample == 'bicubic'
+
+
+def test_mzsr_model_without_adaptation_options_evaluates_the_start():
+    """No ``val.adaptation`` (or one without a mode) means MZSR with 0 steps: the network as it is."""
+    from basicsr.models import build_model
+
+    lq = torch.rand(1, 1, 6, 6)
+    for adaptation in (None, {'steps': 0}):
+        model = build_model(scalar_mzsr_options(2, adaptation=adaptation))
+        model.feed_data({'lq': lq, 'kernel': torch.ones(1, 1, 1)})
+        model.test()
+        with torch.no_grad():
+            assert torch.equal(model.output, model.net_g(lq))
+
+
+def test_mzsr_model_logs_the_first_and_last_step_and_keeps_an_ema_by_hand():
+    """Three inner steps on the scalar network of the next test, task 1's support target now 2.5 (never reached, so
+    every sign stays): task 1 (0.5, 0.1) -> (0.6, 0.2) -> (0.7, 0.3) -> (0.8, 0.4), query losses 2.4, 2.7, 3.0;
+    task 2 as below plus (0.2, -0.2), query losses 1.6, 1.8, 2.0. Logged: first step (2.4 + 1.6) / 2 = 2.0, last
+    (3.0 + 2.0) / 2 = 2.5. The meta-gradient is still (0.5, 0), so w = 0.45; with ``ema_decay`` 0.5 the EMA copy
+    holds 0.5 * 0.5 + 0.5 * 0.45 = 0.475, and ``test()`` adapts the EMA network."""
+    from basicsr.models import build_model
+
+    opt = scalar_mzsr_options(1, {'inner_lr': 0.1, 'inner_steps': 3, 'loss_weights': 'uniform'})
+    opt['train']['ema_decay'] = 0.5
+    model = build_model(opt)
+    for net in (model.net_g, model.net_g_ema):
+        with torch.no_grad():
+            net.body[0].weight.zero_()
+            net.body[0].weight[0, 0, 1, 1] = 0.5
+            net.body[0].bias.fill_(0.1)
+    pixels = lambda *values: torch.tensor(values).view(2, 1, 1, 1, 1)  # noqa: E731
+    model.feed_data({'support_lq': pixels(1., 1.), 'support_gt': pixels(2.5, 0.),
+                     'query_lq': pixels(2., 1.), 'query_gt': pixels(1., 3.)})
+    model.optimize_parameters(1)
+    assert model.get_current_log()['l_query_step1'] == pytest.approx(2.0)
+    assert model.get_current_log()['l_query_final'] == pytest.approx(2.5)
+    assert model.net_g.body[0].weight[0, 0, 1, 1].item() == pytest.approx(0.45)
+    assert model.net_g_ema.body[0].weight[0, 0, 1, 1].item() == pytest.approx(0.475)
+    model.feed_data({'lq': torch.full((1, 1, 1, 1), 2.), 'kernel': torch.ones(1, 1, 1)})
+    model.test()
+    assert model.output.item() == pytest.approx(2 * 1.475 + 0.1)  # the EMA network, not net_g (2 * 1.45 + 0.1)
+
+
+def test_mzsr_model_averages_the_meta_gradient_over_ranks(monkeypatch):
+    """Two ranks that drew the same tasks must step as one process does: the summed gradient divided by the
+    number of ranks (all-reduce stands in as a doubling, two ranks)."""
+    from basicsr.models import build_model
+
+    import srdistill_plugin.models.mzsr_model as mzsr_model
+
+    pixels = lambda *values: torch.tensor(values).view(2, 1, 1, 1, 1)  # noqa: E731
+    tasks = {'support_lq': pixels(1., 1.), 'support_gt': pixels(2., 0.),
+             'query_lq': pixels(2., 1.), 'query_gt': pixels(1., 3.)}
+    weights = []
+    for ranks in (1, 2):
+        opt = scalar_mzsr_options(1, {'inner_lr': 0.1, 'inner_steps': 2, 'loss_weights': 'uniform'})
+        model = build_model(opt)
+        model.opt['dist'] = ranks == 2
+        monkeypatch.setattr(mzsr_model.dist, 'all_reduce', lambda t: t.mul_(2))
+        monkeypatch.setattr(mzsr_model.dist, 'get_world_size', lambda: 2)
+        with torch.no_grad():
+            model.net_g.body[0].weight.zero_()
+            model.net_g.body[0].weight[0, 0, 1, 1] = 0.5
+            model.net_g.body[0].bias.fill_(0.1)
+        model.feed_data(tasks)
+        model.optimize_parameters(1)
+        weights.append(model.net_g.body[0].weight[0, 0, 1, 1].item())
+    assert weights == pytest.approx([0.45, 0.45])
+
+
 def test_mzsr_model_meta_step_by_hand():
     """One meta-iteration of ``MZSRModel`` on a scalar network, worked out by hand. On a 1x1 image the one-layer
     ``MZSRNet`` without upsampling is ``f(x) = x (1 + w) + b`` (w: the centre tap); under L1 every gradient is a sign
