@@ -138,24 +138,17 @@ def test_kernel_files_in_every_format_by_hand(tmp_path):
         find_kernel(tmp_path, 'd')
 
 
-def test_kernel_shift_of_a_centred_delta_by_hand():
-    # a 3x3 delta has its mass at 1; for scale 2 ZSSR wants it at 3/2 + (2 - 1)/2 = 2, a shift of +1 on both axes;
-    # padding by ceil(1) + 1 = 2 puts the delta at 3 of a 7x7 array, shifted to 4
+@pytest.mark.parametrize('scale, side, moved_to', [
+    # a 3x3 delta has its mass at 1. Scale 2: ZSSR wants it at 3/2 + (2 - 1)/2 = 2, a shift of +1; padding by
+    # ceil(1) + 1 = 2 puts it at 3 of a 7x7 array, shifted to 4. Scale 4: wanted 3/2 + (4 - 1)/2 = 3, shift 2,
+    # padding 3 to 9x9, from 4 to 6
+    (2, 7, 4), (4, 9, 6)])
+def test_kernel_shift_of_a_centred_delta_by_hand(scale, side, moved_to):
     delta = np.zeros((3, 3), np.float32)
     delta[1, 1] = 1
-    expected = np.zeros((7, 7))
-    expected[4, 4] = 1
-    np.testing.assert_allclose(kernel_shift(delta, 2), expected, atol=1e-5)
-
-
-def test_kernel_shift_for_scale_four_by_hand():
-    # scale 4, odd 3x3 kernel: wanted 3/2 + (4 - 1)/2 = 3, centre of mass 1, shift 2; padded by ceil(2) + 1 = 3 to
-    # 9x9, the delta moves from 4 to 6
-    delta = np.zeros((3, 3), np.float32)
-    delta[1, 1] = 1
-    expected = np.zeros((9, 9))
-    expected[6, 6] = 1
-    np.testing.assert_allclose(kernel_shift(delta, 4), expected, atol=1e-5)
+    expected = np.zeros((side, side))
+    expected[moved_to, moved_to] = 1
+    np.testing.assert_allclose(kernel_shift(delta, scale), expected, atol=1e-5)
 
 
 def test_kernel_symmetric_pad_any_rank_and_whole_image_by_hand():
