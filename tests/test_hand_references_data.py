@@ -178,8 +178,10 @@ def test_kernel_symmetric_pad_by_hand():
     assert symmetric_pad(row, 0, 2).flatten().tolist() == [2, 1, 1, 2, 3, 3, 2]
     column = torch.tensor([[[[1.], [2.]]]])
     assert symmetric_pad(column, 1, 0).flatten().tolist() == [1, 1, 2, 2]
-    with pytest.raises(SRDistillError, match='larger'):
+    with pytest.raises(SRDistillError, match=r'^the 1x9 kernel is larger than the 3x1 image$'):
         symmetric_pad(row, 0, 4)
+    with pytest.raises(SRDistillError, match=r'^the 5x3 kernel is larger than the 3x1 image$'):
+        symmetric_pad(row, 2, 1)
 
 
 def test_kernel_blur_is_a_correlation_by_hand():
@@ -207,8 +209,28 @@ def test_kernel_direct_subsampling_grid_by_hand():
     img = torch.arange(20.).reshape(1, 1, 4, 5)
     lr = degrade(img, torch.ones(1, 1), 2, 'direct')
     assert lr[0, 0].tolist() == [[0, 2, 3], [10, 12, 13]]
-    with pytest.raises(SRDistillError, match='downsample'):
+    assert torch.equal(degrade(img, torch.ones(1, 1), 2), lr)  # direct unless told otherwise
+    with pytest.raises(SRDistillError, match=r"^downsample must be 'direct' or 'bicubic', got 'nearest'$"):
         degrade(img, torch.ones(1, 1), 2, 'nearest')
+
+
+def test_kernel_bicubic_subsampling_against_basicsr_imresize():
+    # with a one-tap kernel, bicubic subsampling is MATLAB's antialiased imresize by 1 / scale (BasicSR's)
+    from basicsr.utils.matlab_functions import imresize
+
+    hr = np.random.default_rng(4).random((8, 12, 3))
+    lr = degrade(torch.from_numpy(hr).permute(2, 0, 1)[None], torch.ones(1, 1, dtype=torch.float64), 2, 'bicubic')
+    assert lr.shape == (1, 3, 4, 6)
+    np.testing.assert_allclose(lr[0].permute(1, 2, 0).numpy(), imresize(hr, 0.5), atol=1e-6)
+
+
+def test_kernel_blur_with_five_taps_by_hand():
+    # a 5-tap kernel weighting its first tap reads two pixels back: column 1 2 3 4 5 half-sample reflected
+    # (2 1 | 1 2 3 4 5) gives 2 1 1 2 3; the same along a row
+    column = torch.tensor([1., 2., 3., 4., 5.]).view(1, 1, 5, 1)
+    first = torch.tensor([1., 0., 0., 0., 0.])
+    assert blur(column, first.view(5, 1)).flatten().tolist() == [2, 1, 1, 2, 3]
+    assert blur(column.transpose(2, 3), first.view(1, 5)).flatten().tolist() == [2, 1, 1, 2, 3]
 
 
 def test_degradation_mod_crop_and_quantize_by_hand():
