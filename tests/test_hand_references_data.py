@@ -254,6 +254,10 @@ def test_degradation_bicubic_round_trip_against_basicsr_imresize():
     up = bicubic_upscale(lr, 2)
     np.testing.assert_allclose(up, np.clip(imresize(lr, 2), 0, 1), atol=1e-6)
     assert up.shape == (8, 12, 3) and up.min() >= 0 and up.max() <= 1 and imresize(lr, 2).max() > 1
+    # a step edge overshoots [0, 1] under bicubic; unrounded output is still clipped to it
+    step = np.zeros((8, 8, 3), np.float32)
+    step[:, 3:] = 1
+    assert imresize(step, 0.5).max() > 1 and bicubic_downscale(step, 2, quantize_output=False).max() == 1
     with pytest.raises(SRDistillError, match=r'^image of 12x9 is not a multiple of scale 2; mod-crop it first$'):
         bicubic_downscale(np.zeros((9, 12, 3), np.float32), 2)
 
