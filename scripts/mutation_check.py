@@ -186,7 +186,9 @@ def recheck_survivors(module: str, threads: int, jobs: int, ids: list[int] | Non
             (work / module).write_text(''.join(lines[:start] + after + lines[start + len(before):]))
             proc = subprocess.run(f'{PYTEST} {TARGETS[module]}', shell=True, cwd=work, env=env,
                                   capture_output=True, text=True)
-            failed = re.findall(r'^FAILED (\S+)', proc.stdout, re.M)
+            failed = re.findall(r'^(?:FAILED|ERROR) (\S+)', proc.stdout, re.M)
+            if proc.returncode and not failed:  # e.g. the mutant breaks the import: no test ran (mutmut 2.5 counts
+                failed = [f'(the tests could not run: exit code {proc.returncode})']  # only exit code 1 as killed)
             rows.append({'id': m['id'], 'mutant': ' '.join(a.strip() for a in after) or '(removed)',
                          'rc': proc.returncode, 'failed': failed[:1]})
             print(f"  #{m['id']}: {'killed by ' + failed[0] if failed else 'STILL ALIVE'}", flush=True)
