@@ -14,7 +14,7 @@ from srdistill.core.errors import SRDistillError
 from srdistill.core.kernels import degrade, eval_kernel
 from srdistill.core.maml import PAPER_ANNEAL_ITERS, inner_step, multi_step_loss_weights, task_query_loss
 from srdistill.core.mzsr_net import MZSRNet
-from srdistill.core.zero_shot import ZSSRConfig, back_project, mzsr_adapt, zssr_infer, zssr_on_plateau
+from srdistill.core.zero_shot import ZSSRConfig, back_project, mzsr_adapt, zssr_infer, zssr_on_plateau, zssr_train
 
 
 def scalar_net(w: float) -> nn.Module:
@@ -768,7 +768,7 @@ def test_mzsr_model_without_adaptation_options_evaluates_the_start():
     from basicsr.models import build_model
 
     lq = torch.rand(1, 1, 6, 6)
-    for adaptation in (None, {'steps': 0}):
+    for adaptation in (None, {'steps': 0}, {'mode': 'mzsr'}):
         model = build_model(scalar_mzsr_options(2, adaptation=adaptation))
         model.feed_data({'lq': lq, 'kernel': torch.ones(1, 1, 1)})
         model.test()
@@ -803,6 +803,44 @@ def test_mzsr_model_logs_the_first_and_last_step_and_keeps_an_ema_by_hand():
     model.feed_data({'lq': torch.full((1, 1, 1, 1), 2.), 'kernel': torch.ones(1, 1, 1)})
     model.test()
     assert model.output.item() == pytest.approx(2 * 1.475 + 0.1)  # the EMA network, not net_g (2 * 1.45 + 0.1)
+
+
+def test_mzsr_model_zssr_runs_the_hand_checked_functions_with_the_run_seed(monkeypatch):
+    """ZSSR in ``test()``: a fresh network of ``network_g`` with ZSSR's settings and the options' ``network``
+    overrides, trained by ``zssr_train`` with the run's ``manual_seed`` (0 without one) and read by ``zssr_infer``,
+    as calling them directly on the same fresh weights does."""
+    import copy
+
+    from basicsr.models import build_model
+
+    from srdistill_plugin.models import mzsr_model
+
+    torch.manual_seed(0)
+    lq = torch.rand(1, 1, 12, 12)
+    kernel = torch.from_numpy(eval_kernel('gd2.0', 7)[0])
+    fresh = {}
+    real_build = mzsr_model.build_network
+
+    def build(options):
+        net = real_build(options)
+        fresh.update(options=dict(options), state=copy.deepcopy(net.state_dict()))
+        return net
+
+    monkeypatch.setattr(mzsr_model, 'build_network', build)
+    adaptation = {'mode': 'zssr', 'max_iters': 3, 'min_iters': 1, 'crop_size': 8, 'network': {'num_feat': 2}}
+    for manual_seed in (None, 5):
+        opt = scalar_mzsr_options(2, adaptation=adaptation)
+        if manual_seed is not None:
+            opt['manual_seed'] = manual_seed
+        model = build_model(opt)
+        model.feed_data({'lq': lq, 'kernel': kernel[None]})
+        model.test()
+        assert fresh['options']['num_feat'] == 2 and fresh['options']['bias'] is False
+        net = real_build(fresh['options'])
+        net.load_state_dict(fresh['state'])
+        cfg = ZSSRConfig(max_iters=3, min_iters=1, crop_size=8)
+        zssr_train(net, lq, kernel, 2, cfg, 'direct', seed=manual_seed or 0)
+        assert torch.allclose(model.output, zssr_infer(net, lq, kernel, 2, cfg, 'direct'))
 
 
 def test_mzsr_model_averages_the_meta_gradient_over_ranks(monkeypatch):
