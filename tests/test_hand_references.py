@@ -746,6 +746,8 @@ def test_mzsr_model_test_adapts_as_its_options_say(monkeypatch):
     assert built[-1]['bias'] is False and built[-1]['init_variance'] == 0.1 and built[-1]['num_in_ch'] == 1
     with pytest.raises(SRDistillError, match=r"^option val.adaptation: unknown ZSSR option\(s\) \['max_iter'\]; known: "):
         output({'mode': 'zssr', 'max_iter': 2})
+    with pytest.raises(SRDistillError, match=r"^option val.adaptation: unknown ZSSR option\(s\) \['history'\]; "):
+        output({'mode': 'zssr', 'history': []})  # filled by the run, never an option
     with pytest.raises(SRDistillError, match=r"^option val.adaptation.mode: expected 'mzsr' or 'zssr', got 'zsr'$"):
         output({'mode': 'zsr'})
 
