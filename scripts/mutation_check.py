@@ -6,7 +6,8 @@ surviving mutants as diffs) for ``docs/mutation.md``. Each module is checked aga
 
     pip install mutmut==2.5.1
     python scripts/mutation_check.py [--only srdistill/core/maml.py] [--threads 2]
-    python scripts/mutation_check.py --only A.py --threads 1 & python scripts/mutation_check.py --only B.py --threads 1 --modules-only
+    python scripts/mutation_check.py --only A.py --threads 1 &    # two modules at once, sharing mutation.json
+    python scripts/mutation_check.py --only B.py --threads 1 --modules-only
     python scripts/mutation_check.py --only srdistill/core/zero_shot.py --recheck --jobs 2 --threads 1
 """
 from __future__ import annotations

@@ -104,7 +104,8 @@ def render(study: Path) -> str:
     lines = ['# MZSR x2 pretraining at CPU length (in progress)' if last < total else '# MZSR x2 pretraining at CPU length',
              '',
              f'Options: `options/mzsr_pretrain_x2_long.yml` (the pool: `scripts/prepare_mzsr_pool.py`). Device, as '
-             f'each stretch of the run recorded it: {stretch_devices(record)}. Logged so far: iteration {last:,} of {total:,}, {hours:.2f} h of '
+             f'each stretch of the run recorded it: {stretch_devices(record)}. Logged so far: iteration {last:,} of '
+             f'{total:,}, {hours:.2f} h of '
              f'wall time (as the training record has it, pauses for other work on the machine '
              f'included) over {len(logs)} part(s); the committed resume state is iteration {saved}.',
              '',

@@ -690,6 +690,22 @@ def scalar_mzsr_options(scale: int, meta: dict | None = None, adaptation: dict |
             'val': {'adaptation': adaptation} if adaptation else {}}
 
 
+def start_scalar_network(net: nn.Module) -> None:
+    """The hand tests' start: centre tap w = 0.5, bias b = 0.1 (every other tap 0), i.e. f(x) = 1.5 x + 0.1."""
+    with torch.no_grad():
+        net.body[0].weight.zero_()
+        net.body[0].weight[0, 0, 1, 1] = 0.5
+        net.body[0].bias.fill_(0.1)
+
+
+def two_scalar_tasks(first_support_gt: float = 2.) -> dict:
+    """Two tasks of one 1x1 pixel each (tasks, patches, C, H, W): task 1 support 1 -> ``first_support_gt``, query
+    2 -> 1; task 2 support 1 -> 0, query 1 -> 3."""
+    pixels = lambda *values: torch.tensor(values).view(2, 1, 1, 1, 1)  # noqa: E731
+    return {'support_lq': pixels(1., 1.), 'support_gt': pixels(first_support_gt, 0.),
+            'query_lq': pixels(2., 1.), 'query_gt': pixels(1., 3.)}
+
+
 def test_mzsr_model_meta_settings_typed_out():
     """The paper's meta-training defaults (inner step 1e-2, five inner steps, second order, MAML++ annealing over
     3233.3 iterations), the released code's uniform weights, and the refusals, each as one line."""
@@ -789,14 +805,9 @@ def test_mzsr_model_logs_the_first_and_last_step_and_keeps_an_ema_by_hand():
     opt = scalar_mzsr_options(1, {'inner_lr': 0.1, 'inner_steps': 3, 'loss_weights': 'uniform'})
     opt['train']['ema_decay'] = 0.5
     model = build_model(opt)
-    for net in (model.net_g, model.net_g_ema):
-        with torch.no_grad():
-            net.body[0].weight.zero_()
-            net.body[0].weight[0, 0, 1, 1] = 0.5
-            net.body[0].bias.fill_(0.1)
-    pixels = lambda *values: torch.tensor(values).view(2, 1, 1, 1, 1)  # noqa: E731
-    model.feed_data({'support_lq': pixels(1., 1.), 'support_gt': pixels(2.5, 0.),
-                     'query_lq': pixels(2., 1.), 'query_gt': pixels(1., 3.)})
+    start_scalar_network(model.net_g)
+    start_scalar_network(model.net_g_ema)
+    model.feed_data(two_scalar_tasks(first_support_gt=2.5))
     model.optimize_parameters(1)
     assert model.get_current_log()['l_query_step1'] == pytest.approx(2.0)
     assert model.get_current_log()['l_query_final'] == pytest.approx(2.5)
@@ -852,9 +863,6 @@ def test_mzsr_model_averages_the_meta_gradient_over_ranks(monkeypatch):
 
     import srdistill_plugin.models.mzsr_model as mzsr_model
 
-    pixels = lambda *values: torch.tensor(values).view(2, 1, 1, 1, 1)  # noqa: E731
-    tasks = {'support_lq': pixels(1., 1.), 'support_gt': pixels(2., 0.),
-             'query_lq': pixels(2., 1.), 'query_gt': pixels(1., 3.)}
     weights = []
     for ranks in (1, 2):
         opt = scalar_mzsr_options(1, {'inner_lr': 0.1, 'inner_steps': 2, 'loss_weights': 'uniform'})
@@ -862,11 +870,8 @@ def test_mzsr_model_averages_the_meta_gradient_over_ranks(monkeypatch):
         model.opt['dist'] = ranks == 2
         monkeypatch.setattr(mzsr_model.dist, 'all_reduce', lambda t: t.mul_(2))
         monkeypatch.setattr(mzsr_model.dist, 'get_world_size', lambda: 2)
-        with torch.no_grad():
-            model.net_g.body[0].weight.zero_()
-            model.net_g.body[0].weight[0, 0, 1, 1] = 0.5
-            model.net_g.body[0].bias.fill_(0.1)
-        model.feed_data(tasks)
+        start_scalar_network(model.net_g)
+        model.feed_data(two_scalar_tasks())
         model.optimize_parameters(1)
         weights.append(model.net_g.body[0].weight[0, 0, 1, 1].item())
     assert weights == pytest.approx([0.45, 0.45])
@@ -886,13 +891,8 @@ def test_mzsr_model_meta_step_by_hand():
     model = build_model(scalar_mzsr_options(1, {'inner_lr': 0.1, 'inner_steps': 2, 'first_order': False,
                                                 'loss_weights': 'uniform'}))
     conv = model.net_g.body[0]
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.weight[0, 0, 1, 1] = 0.5
-        conv.bias.fill_(0.1)
-    pixels = lambda *values: torch.tensor(values).view(2, 1, 1, 1, 1)  # (tasks, patches, C, H, W)
-    model.feed_data({'support_lq': pixels(1., 1.), 'support_gt': pixels(2., 0.),
-                     'query_lq': pixels(2., 1.), 'query_gt': pixels(1., 3.)})
+    start_scalar_network(model.net_g)
+    model.feed_data(two_scalar_tasks())
     model.optimize_parameters(1)
     assert conv.weight[0, 0, 1, 1].item() == pytest.approx(0.45)
     assert conv.bias.item() == pytest.approx(0.1)

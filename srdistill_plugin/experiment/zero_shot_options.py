@@ -146,7 +146,8 @@ class ZeroShotExperiment:
         arms = _inherit_branches(arms)
         rule = _choice('checkpoint_rule', opt.get('checkpoint_rule'), resolve)
         if rule:
-            arms = _apply_rule(arms, rule, 'kernels' in opt['checkpoint_rule'], dict(opt.get('kernels') or {}))
+            named = rule.kernels if 'kernels' in opt['checkpoint_rule'] else None
+            arms = _apply_rule(arms, rule, named, dict(opt.get('kernels') or {}))
         needs_start = opt.get('kernels') or any(arm.options for arm in arms.values())
         exp = cls(
             name=opt['name'], scale=opt['scale'], start=_start(opt.get('start'), resolve) if needs_start else None,
@@ -278,20 +279,19 @@ def _meta_arm(name: str, spec: dict, resolve) -> MetaArm:
     return MetaArm(**{**spec, 'overrides': tuple(spec.get('overrides', ()))}, choose=choose)
 
 
-def _apply_rule(arms: dict[str, MetaArm], rule: CheckpointChoice, rule_kernels: bool,
+def _apply_rule(arms: dict[str, MetaArm], rule: CheckpointChoice, named: tuple[str, ...] | None,
                 kernels: dict[str, str]) -> dict[str, MetaArm]:
     """``checkpoint_rule`` on every trained arm that fixes no checkpoint and has no ``choose`` of its own: its
-    checkpoint is chosen on the rule's photographs, by MZSR on the table's kernels the arm adapts to (unless the rule
-    names kernels)."""
+    checkpoint is chosen on the rule's photographs, by MZSR on the ``named`` kernels, else on the table's kernels the
+    arm adapts to."""
     out = {}
     for name, arm in arms.items():
         if arm.weights is None and arm.checkpoint is None and arm.choose is None:
-            own = tuple(k for k, a in kernels.items() if a == name)
-            if not rule_kernels and not own:
+            scored = named or tuple(k for k, a in kernels.items() if a == name)
+            if not scored:
                 _fail('checkpoint_rule.kernels', f'arm {name!r} adapts to no kernel of the table; name the kernels '
                       'the rule scores it on')
-            arm = dataclasses.replace(arm, choose=rule if rule_kernels else dataclasses.replace(rule, kernels=own),
-                                      by_rule=True)
+            arm = dataclasses.replace(arm, choose=dataclasses.replace(rule, kernels=scored), by_rule=True)
         out[name] = arm
     return out
 

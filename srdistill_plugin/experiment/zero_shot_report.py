@@ -240,8 +240,8 @@ def _rule(report: Report, exp: ZeroShotExperiment, root: Path) -> None:
             how.append(f'{name} by its own choice (not the rule)')
         elif arm.checkpoint:
             how.append(f'{name} fixed at {arm.checkpoint} by its options (not the rule)')
-        else:
-            how.append(f'{name}: ' + ('given weights' if arm.weights else 'its last checkpoint (not the rule)'))
+        else:  # with a rule, every trained arm has a checkpoint or a choice
+            how.append(f'{name}: given weights')
     report.text(f'Checkpoint rule, one for every meta-transfer arm that fixes no iteration: every checkpoint at a '
                 f'multiple of {rule.every}, adapted {rule.steps} step(s) to centre {rule.crop}² crops of the held-out '
                 f'photographs in `{photos}` degraded by each of the table\'s kernels the arm adapts to; the best mean '
