@@ -47,6 +47,17 @@ TARGETS = {
     'srdistill/core/patch_selection.py': 'tests/test_hand_references_data.py -k patch',
     'srdistill/core/diffusion_losses.py': 'tests/test_hand_references_data.py -k diffusion',
     'srdistill_plugin/models/mzsr_model.py': 'tests/test_hand_references.py -k mzsr_model',
+    'srdistill/core/matlab_resize.py': 'tests/test_hand_references_estimation.py -k matlab_resize',
+    'srdistill/core/mzsr_net.py': 'tests/test_hand_references_estimation.py -k mzsr_net',
+    'srdistill/core/official_psnr.py': 'tests/test_hand_references_estimation.py -k official_psnr',
+    'srdistill/core/kernel_predictor.py': 'tests/test_hand_references_estimation.py -k predictor',
+    'srdistill/core/kernel_estimation.py': 'tests/test_hand_references_estimation.py -k kernelgan',
+    'srdistill/core/zero_shot_inputs.py': 'tests/test_hand_references_selection.py -k inputs',
+    'srdistill/core/blur_synthesis.py': 'tests/test_hand_references_selection.py -k synthesis',
+    'srdistill/core/representative.py': 'tests/test_hand_references_selection.py -k representative',
+    'srdistill/core/set_diagnostics.py': 'tests/test_hand_references_selection.py -k diagnostics',
+    'srdistill_plugin/models/kernel_predictor_model.py': 'tests/test_hand_references_models.py -k kernel_model',
+    'srdistill_plugin/models/diffusion_distill_model.py': 'tests/test_hand_references_models.py -k diffusion',
 }
 
 

@@ -1,0 +1,498 @@
+"""Hand-computed references for kernel estimation and the zero-shot building blocks: the learned estimator's
+log-Euclidean algebra, its flips/rotations and post-processing, KernelGAN's fixed parts, MATLAB bicubic resizing,
+the MZSR network, the official PSNR and the zero-shot inputs. Every expected value is written out here (worked in
+the comments) or measured independently (second moments, scipy's correlation), never produced by the function under
+test."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import signal
+
+from srdistill.core.errors import SRDistillError
+from srdistill.core.kernel_estimation import (KernelGANConfig, LinearDownscaler, _crop_sampler, bicubic_half_kernel,
+                                              boundary_mask, center_kernel, kernel_psnr, postprocess_kernel,
+                                              x4_from_x2, zeroize_negligible)
+from srdistill.core.kernel_predictor import (DIHEDRAL, KernelPredictor, PredictorSettings, _transform, clip_coords,
+                                             coords_from_params, coords_loss, covariance, covariance_error,
+                                             dihedral_estimate, estimate_from_coords, estimate_folder_kernels,
+                                             fit_diagonal_gain, load_predictor, params_from_coords, predict_kernel,
+                                             raw_coords, save_predictor, turn_45, turn_back)
+from srdistill.core.kernels import gaussian_kernel
+from srdistill.core.matlab_resize import matlab_resize
+from srdistill.core.mzsr_net import MZSRNet
+from srdistill.core.official_psnr import psnr_y8, y8
+
+E = math.e
+# Keys' cubic (a = -0.5) at the distances a x2 resize meets: 1.5|t|^3 - 2.5|t|^2 + 1 for |t| <= 1,
+# -0.5|t|^3 + 2.5|t|^2 - 4|t| + 2 for 1 < |t| <= 2
+CUBIC = {0.25: 0.8671875, 0.75: 0.2265625, 1.25: -0.0703125, 1.75: -0.0234375}
+
+
+def moment_coords(kernel: np.ndarray) -> np.ndarray:
+    """(m, u, v) of a kernel image measured from its second moments (x = column, y = row) through numpy's eigh."""
+    ys, xs = np.mgrid[:kernel.shape[0], :kernel.shape[1]].astype(np.float64)
+    k = kernel / kernel.sum()
+    mx, my = (k * xs).sum(), (k * ys).sum()
+    cov = np.array([[(k * (xs - mx) ** 2).sum(), (k * (xs - mx) * (ys - my)).sum()],
+                    [(k * (xs - mx) * (ys - my)).sum(), (k * (ys - my) ** 2).sum()]])
+    w, vecs = np.linalg.eigh(cov)
+    log_cov = vecs @ np.diag(np.log(w)) @ vecs.T
+    return np.array([0.5 * (log_cov[0, 0] + log_cov[1, 1]), 0.5 * (log_cov[0, 0] - log_cov[1, 1]), log_cov[0, 1]])
+
+
+# --- the learned estimator's coordinates ---------------------------------------------------------------------------
+
+def test_predictor_coords_of_params_by_hand():
+    # eigenvalues e^2 and 1: m = (2 + 0) / 2 = 1, d = (2 - 0) / 2 = 1; theta 0 -> (u, v) = (1, 0); pi/4 -> (0, 1);
+    # pi/2 -> (-1, 0)
+    np.testing.assert_allclose(coords_from_params(E ** 2, 1., 0.), [1, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(coords_from_params(E ** 2, 1., math.pi / 4), [1, 0, 1], atol=1e-12)
+    np.testing.assert_allclose(coords_from_params(E ** 2, 1., math.pi / 2), [1, -1, 0], atol=1e-12)
+    # eigenvalues 4 and 4: m = ln 4, no elongation
+    np.testing.assert_allclose(coords_from_params(4., 4., 0.3), [math.log(4), 0, 0], atol=1e-12)
+
+
+def test_predictor_params_of_coords_by_hand():
+    # (1, 0, 1): d = 1 -> e^2 and e^0, theta = atan2(1, 0) / 2 = pi/4
+    np.testing.assert_allclose(params_from_coords((1., 0., 1.)), (E ** 2, 1., math.pi / 4), rtol=1e-12)
+    # (0, -1, 0): d = 1 -> e and 1/e, theta = atan2(0, -1) / 2 = pi/2
+    np.testing.assert_allclose(params_from_coords((0., -1., 0.)), (E, 1 / E, math.pi / 2), rtol=1e-12)
+    # (0, 0, -1): theta = atan2(-1, 0) / 2 = -pi/4, wrapped into [0, pi): 3 pi/4
+    np.testing.assert_allclose(params_from_coords((0., 0., -1.)), (E, 1 / E, 3 * math.pi / 4), rtol=1e-12)
+    # (0.5, 3, 4): d = 5 -> e^5.5 and e^-4.5
+    l1, l2, _ = params_from_coords((0.5, 3., 4.))
+    assert (l1, l2) == (pytest.approx(E ** 5.5), pytest.approx(E ** -4.5))
+
+
+def test_predictor_clip_moves_each_eigenvalue_and_keeps_the_angle():
+    # (10, 0.1) at 0.3 into [0.2, 5]: (5, 0.2) at 0.3, flagged; (4, 1) inside: unchanged, not flagged
+    coords, moved = clip_coords(coords_from_params(10., 0.1, 0.3), 0.2, 5.)
+    np.testing.assert_allclose(params_from_coords(coords), (5., 0.2, 0.3), rtol=1e-9)
+    assert moved is True
+    coords, moved = clip_coords(coords_from_params(4., 1., 0.3), 0.2, 5.)
+    np.testing.assert_allclose(params_from_coords(coords), (4., 1., 0.3), rtol=1e-9)
+    assert moved is False
+    # only the larger one out of range: (6, 1) -> (5, 1)
+    coords, moved = clip_coords(coords_from_params(6., 1., 0.), 0.2, 5.)
+    np.testing.assert_allclose(params_from_coords(coords)[:2], (5., 1.), rtol=1e-9)
+    assert moved is True
+    # only the smaller one: (1, 0.1) -> (1, 0.2)
+    coords, moved = clip_coords(coords_from_params(1., 0.1, 0.), 0.2, 5.)
+    np.testing.assert_allclose(params_from_coords(coords)[:2], (1., 0.2), rtol=1e-9)
+    assert moved is True
+
+
+def test_predictor_turn_back_of_each_transform_by_hand():
+    # log S = [[m + u, v], [v, m - u]] = [[0.8, 0.2], [0.2, 0.2]] for (0.5, 0.3, 0.2); back = A^T log S A:
+    # transpose swaps the diagonal (u -> -u); a flip of one axis negates the off-diagonal (v -> -v);
+    # transpose then flip x: A = [[0, -1], [1, 0]], A^T L A = [[c, -b], [-b, a]] -> (m, -u, -v)
+    coords = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    expected = {(False, False, False): [0.5, 0.3, 0.2], (False, True, False): [0.5, 0.3, -0.2],
+                (False, False, True): [0.5, 0.3, -0.2], (False, True, True): [0.5, 0.3, 0.2],
+                (True, False, False): [0.5, -0.3, 0.2], (True, True, False): [0.5, -0.3, -0.2],
+                (True, False, True): [0.5, -0.3, -0.2], (True, True, True): [0.5, -0.3, 0.2]}
+    assert sorted(DIHEDRAL) == sorted(expected)
+    for t, back in expected.items():
+        np.testing.assert_allclose(turn_back(coords, *t).numpy(), back, atol=1e-12, err_msg=str(t))
+
+
+def test_predictor_turn_back_undoes_what_each_transform_does_to_a_kernel_image():
+    # a kernel image transformed like an LR, measured by its moments, turned back = the original's moments
+    kernel = gaussian_kernel(31, 4., 1., 0.5)
+    original = moment_coords(kernel)
+    np.testing.assert_allclose(original, coords_from_params(4., 1., 0.5), atol=0.02)  # the frame: x = column
+    for t in DIHEDRAL:
+        seen = moment_coords(_transform(torch.from_numpy(kernel), *t).numpy())
+        back = turn_back(torch.from_numpy(seen), *t).numpy()
+        np.testing.assert_allclose(back, original, atol=1e-9, err_msg=str(t))
+
+
+class FixedPredictor(KernelPredictor):
+    """A predictor whose maps are given: coordinates (1, 3, 1, 2) and confidence logits (1, 1, 1, 2)."""
+
+    def __init__(self, coords, logits):
+        super().__init__(num_feat=4, dilations=(1, ))
+        self.maps = torch.tensor(coords, dtype=torch.float64)[None, :, None, :], \
+            torch.tensor(logits, dtype=torch.float64)[None, None, None, :]
+
+    def forward(self, lr):
+        return self.maps
+
+
+class ConstantEstimate(KernelPredictor):
+    """A predictor that reads the same coordinates from every view."""
+
+    def __init__(self, coords):
+        super().__init__(num_feat=4, dilations=(1, ))
+        self.coords = torch.tensor([coords], dtype=torch.float64)
+
+    def estimate(self, lr):
+        return self.coords
+
+
+def test_predictor_estimate_is_the_confidence_weighted_mean():
+    # logits 0 and ln 3: softmax weights 1/4 and 3/4 -> 0.25 * (1, 2, 3) + 0.75 * (5, 6, -1) = (4, 5, 0)
+    net = FixedPredictor([[1., 5.], [2., 6.], [3., -1.]], [0., math.log(3)])
+    np.testing.assert_allclose(net.estimate(torch.zeros(1, 3, 1, 2)).numpy(), [[4., 5., 0.]], atol=1e-12)
+
+
+def test_predictor_dihedral_mean_of_a_view_blind_reading():
+    # the same (m, u, v) read in all eight views: turned back, u is negated by the four transposed ones and v by the
+    # four with exactly one flip, so the mean is (m, 0, 0)
+    net = ConstantEstimate([0.7, 0.4, -0.3])
+    np.testing.assert_allclose(dihedral_estimate(net, torch.zeros(1, 3, 8, 8)).numpy(), [[0.7, 0., 0.]], atol=1e-12)
+
+
+def test_predictor_turn_45_makes_the_diagonal_the_x_axis():
+    # a kernel elongated along x = y (theta = pi/4, v > 0) seen as an image: turned by 45 degrees it is elongated
+    # along x (u > 0, v ~ 0); along x = -y (theta = 3 pi/4) along y (u < 0); the inscribed square of 41: int(41 / 1.414)
+    for theta, sign in ((math.pi / 4, 1), (3 * math.pi / 4, -1)):
+        kernel = torch.from_numpy(gaussian_kernel(41, 6., 1., theta)).float()
+        turned = turn_45(kernel[None, None])[0, 0].double().numpy()
+        assert turned.shape == (28, 28)
+        m, u, v = moment_coords(np.clip(turned, 0, None))
+        assert sign * u > 0.8 and abs(v) < 0.05  # d = ln(6) / 2 = 0.90
+        assert m == pytest.approx(0.5 * math.log(6.), abs=0.05)
+    # a non-square LR: its central square is turned
+    assert turn_45(torch.zeros(2, 3, 20, 30)).shape == (2, 3, 14, 14)
+
+
+def test_predictor_diagonal_gain_by_hand():
+    # least squares without intercept: g = sum(x y) / sum(x^2): (1*2 + 2*4) / (1 + 4) = 2; (1*1 + 1*3) / 2 = 2
+    assert fit_diagonal_gain([1., 2.], [2., 4.]) == pytest.approx(2.)
+    assert fit_diagonal_gain([1., 1.], [1., 3.]) == pytest.approx(2.)
+    assert fit_diagonal_gain([1., -1.], [0.5, 0.]) == pytest.approx(0.25)
+
+
+class MomentReader(KernelPredictor):
+    """Reads the coordinates of its input's first plane taken as a kernel picture (second moments)."""
+
+    def __init__(self):
+        super().__init__(num_feat=4, dilations=(1, ))
+
+    def estimate(self, lr):
+        return torch.from_numpy(moment_coords(np.clip(lr[0, 0].double().numpy(), 0, None)))[None]
+
+
+def test_predictor_raw_coords_take_v_from_the_turned_image_times_the_gain():
+    # a kernel picture of (6, 1) along x = y: m = ln(6) / 2 = 0.896, u = 0, v = ln(6) / 2. Every view's moments turned
+    # back are the picture's own, so gain 0 gives them; a gain g gives v = g * (u of the picture turned by 45
+    # degrees) = g * 0.896
+    d = 0.5 * math.log(6.)
+    picture = torch.from_numpy(gaussian_kernel(41, 6., 1., math.pi / 4)).float()[None, None].expand(1, 3, 41, 41)
+    np.testing.assert_allclose(raw_coords(MomentReader(), picture, 0.), [d, 0., d], atol=0.02)
+    raw = raw_coords(MomentReader(), picture, 2.)
+    np.testing.assert_allclose(raw[:2], [d, 0.], atol=0.02)
+    assert raw[2] == pytest.approx(2 * d, abs=0.1)
+
+
+def test_predictor_post_processing_by_hand():
+    # clip (10, 10) into [0.2, 5] -> (5, 5); shrink 0.5 toward (2, 2): m = (ln 5 + ln 2) / 2 -> sqrt(10) for both
+    settings = PredictorSettings(shrink=0.5)
+    est = estimate_from_coords(coords_from_params(10., 10., 0.), settings)
+    assert est.clipped is True
+    np.testing.assert_allclose(est.params[:2], (math.sqrt(10), math.sqrt(10)), rtol=1e-9)
+    np.testing.assert_allclose(est.raw_params[:2], (10., 10.), rtol=1e-9)
+    assert est.kernel.shape == (15, 15) and est.kernel.sum() == pytest.approx(1.)
+    np.testing.assert_allclose(est.kernel, gaussian_kernel(15, math.sqrt(10), math.sqrt(10)), rtol=1e-6)
+    # no shrink: (4, 1, 0.3) stays; shrink 1: the default (2, 2, 0)
+    est = estimate_from_coords(coords_from_params(4., 1., 0.3), PredictorSettings())
+    np.testing.assert_allclose(est.params, (4., 1., 0.3), rtol=1e-9)
+    assert est.clipped is False
+    est = estimate_from_coords(coords_from_params(4., 1., 0.3), PredictorSettings(shrink=1.))
+    np.testing.assert_allclose(est.params[:2], (2., 2.), rtol=1e-9)
+    # shrink 0.25 of (e^2, 1, 0) = (1, 1, 0) toward (2, 2, 0) = (ln 2, 0, 0): (0.75 + 0.25 ln 2, 0.75, 0)
+    est = estimate_from_coords([1., 1., 0.], PredictorSettings(shrink=0.25, max_variance=10.))
+    m, d = 0.75 + 0.25 * math.log(2), 0.75
+    np.testing.assert_allclose(est.params, (math.exp(m + d), math.exp(m - d), 0.), rtol=1e-9, atol=1e-12)
+
+
+def test_predictor_refuses_a_broken_network():
+    net = ConstantEstimate([float('nan'), 0., 0.])
+    with pytest.raises(SRDistillError, match=r'^the kernel estimator returned \[nan, nan, nan\] \(not finite\)'):
+        predict_kernel(net, torch.zeros(3, 8, 8), PredictorSettings())
+    # a 3-D LR is taken as one image
+    est = predict_kernel(ConstantEstimate([math.log(3.), 0., 0.]), torch.zeros(3, 8, 8), PredictorSettings())
+    np.testing.assert_allclose(est.params[:2], (3., 3.), rtol=1e-9)
+
+
+def test_predictor_loss_and_covariance_error_by_hand():
+    # ||log S - log T||_F^2 = 2 dm^2 + 2 du^2 + 2 dv^2: (1, 0, 0) -> 2; (0, 1, 1) -> 4; mean over the batch 3
+    pred = torch.tensor([[1., 0., 0.], [0., 1., 1.]])
+    assert coords_loss(pred, torch.zeros(2, 3)).item() == pytest.approx(3.)
+    # (4, 1) turned by pi/2: [[1, 0], [0, 4]]; (2, 1) turned by pi/4: [[1.5, 0.5], [0.5, 1.5]]
+    np.testing.assert_allclose(covariance((4., 1., math.pi / 2)), [[1., 0.], [0., 4.]], atol=1e-12)
+    np.testing.assert_allclose(covariance((2., 1., math.pi / 4)), [[1.5, 0.5], [0.5, 1.5]], atol=1e-12)
+    # diag(4, 1) against diag(2, 2): ||diag(2, -1)|| / ||diag(2, 2)|| = sqrt(5 / 8)
+    assert covariance_error((4., 1., 0.), (2., 2., 0.)) == pytest.approx(math.sqrt(5 / 8))
+
+
+def test_predictor_file_round_trip_and_refusals(tmp_path):
+    torch.manual_seed(0)
+    net = KernelPredictor(num_feat=8, dilations=(1, 2, 1))
+    settings = PredictorSettings(shrink=0.3, default=(1.5, 1.5, 0.), diagonal_gain=1.7)
+    save_predictor(tmp_path / 'p.pth', net, settings, {'iterations': 5})
+    loaded, loaded_settings, record = load_predictor(tmp_path / 'p.pth')
+    assert loaded_settings == settings and record == {'iterations': 5} and loaded.receptive_field == 1 + 2 * 4
+    x = torch.rand(1, 3, 12, 12)
+    assert torch.equal(loaded.estimate(x), net.eval().estimate(x))
+    torch.save({'params': {}}, tmp_path / 'other.pth')
+    with pytest.raises(SRDistillError, match=r'other\.pth: not a kernel-estimator file'):
+        load_predictor(tmp_path / 'other.pth')
+
+
+def test_predictor_folder_checks_sizes_first_and_logs_clipping(tmp_path):
+    images = [('a', torch.zeros(3, 30, 30)), ('b', torch.zeros(3, 23, 40))]
+    with pytest.raises(SRDistillError, match=r"^b: the LR is 40x23, smaller than the kernel estimator's 24 px$"):
+        estimate_folder_kernels(images, tmp_path / 'out', ConstantEstimate([0., 0., 0.]), PredictorSettings())
+    assert not (tmp_path / 'out').exists()
+    lines = []
+    records = estimate_folder_kernels(images[:1], tmp_path / 'out', ConstantEstimate([math.log(10.), 0., 0.]),
+                                      PredictorSettings(), log=lines.append)
+    assert lines == ['a: the estimated kernel (variances 10.00, 10.00) was clipped to the trained range [0.2, 5.0]']
+    assert records['a']['lambda1'] == pytest.approx(5.) and records['a']['clipped'] is True
+    assert (tmp_path / 'out' / 'a.npy').is_file() and (tmp_path / 'out' / 'kernels.json').is_file()
+
+
+# --- KernelGAN's fixed parts ----------------------------------------------------------------------------------------
+
+def test_kernelgan_read_out_kernel_is_the_chained_correlation_by_hand():
+    # G correlates with w1, then w2, then scales by w3 and takes every second pixel: sum_m sum_l x[n + m + l] w1[l]
+    # w2[m] = sum_p x[n + p] (w1 * w2)[p], one correlation with K = w3 full_convolution(w1, w2), and the kernel read
+    # out is K (the package blurs by correlation)
+    cfg = KernelGANConfig(g_structure=(3, 3, 1), g_channels=1)
+    gen = LinearDownscaler(cfg)
+    rng = np.random.default_rng(0)
+    w = [rng.normal(size=(3, 3)), rng.normal(size=(3, 3)), rng.normal(size=(1, 1))]
+    with torch.no_grad():
+        for layer, weight in zip(gen.layers, w):
+            layer.weight.copy_(torch.from_numpy(weight)[None, None])
+    big = w[2][0, 0] * signal.convolve2d(w[0], w[1])
+    np.testing.assert_allclose(gen.kernel().detach().numpy(), big, rtol=1e-5, atol=1e-6)
+    x = rng.random((11, 11))
+    expected = signal.correlate2d(x, big, mode='valid')[::2, ::2]
+    out = gen(torch.from_numpy(x).float()[None, None])[0, 0].detach().numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_kernelgan_bicubic_prior_taps_by_hand():
+    # 0.5 * cubic(0.5 x) at x = -3.5 .. 3.5 step 1: cubic at 1.75, 1.25, 0.75, 0.25 (both sides); one side sums to 1,
+    # so the normalised taps are half of (-0.0234375, -0.0703125, 0.2265625, 0.8671875)
+    taps = np.array([CUBIC[1.75], CUBIC[1.25], CUBIC[0.75], CUBIC[0.25]]) / 2
+    taps = np.concatenate([taps, taps[::-1]])
+    np.testing.assert_allclose(bicubic_half_kernel().numpy(), np.outer(taps, taps), rtol=1e-6, atol=1e-8)
+
+
+def test_kernelgan_boundary_mask_by_hand():
+    # size 13: r = -6..6, gauss = exp(-r^2 / 338), mask = 30 (1 - g(r) g(c)); the central 9 x 9 (margin
+    # (13 - 7) // 2 - 1 = 2) is zero
+    mask = boundary_mask(13).numpy()
+    g = lambda r: math.exp(-r * r / 338)  # noqa: E731
+    assert mask[0, 0] == pytest.approx(30 * (1 - g(6) * g(6)), rel=1e-5)
+    assert mask[1, 6] == pytest.approx(30 * (1 - g(5)), rel=1e-5)
+    assert mask[6, 0] == pytest.approx(30 * (1 - g(6)), rel=1e-5)
+    assert mask[12, 12] == pytest.approx(30 * (1 - g(6) * g(6)), rel=1e-5)
+    assert (mask[2:11, 2:11] == 0).all() and (mask[1, :] > 0).all() and (mask[:, 11] > 0).all()
+    # size 9: margin (9 - 5) // 2 - 1 = 1, the central 7 x 7 is zero
+    mask = boundary_mask(9, penalty=1.).numpy()
+    assert (mask[1:8, 1:8] == 0).all() and mask[0, 4] == pytest.approx(1 - math.exp(-16 / 162), rel=1e-5)
+
+
+def test_kernelgan_negligible_values_by_hand():
+    # [[0.1, 0.2], [0.3, 0.4]], n = 1: floor 0.75 * 0.3 (the 2nd largest) = 0.225 -> (0, 0, 0.075, 0.175) / 0.25
+    k = np.array([[0.1, 0.2], [0.3, 0.4]])
+    np.testing.assert_allclose(zeroize_negligible(k, 1), [[0., 0.], [0.3, 0.7]], atol=1e-12)
+    # n = 2: floor 0.75 * 0.2 = 0.15 -> (0, 0.05, 0.15, 0.25) / 0.45
+    np.testing.assert_allclose(zeroize_negligible(k, 2), [[0., 0.05 / 0.45], [0.15 / 0.45, 0.25 / 0.45]], atol=1e-12)
+    # n = 0 or n >= the size: every positive value, renormalised (here already sums to 1)
+    np.testing.assert_allclose(zeroize_negligible(k, 0), k, atol=1e-12)
+    np.testing.assert_allclose(zeroize_negligible(k * 2, 4), k, atol=1e-12)
+    np.testing.assert_allclose(zeroize_negligible(np.array([[-0.2, 0.6], [0.2, 0.4]]), 0),
+                               [[0., 0.5], [1 / 6, 1 / 3]], atol=1e-12)
+
+
+def test_kernelgan_centring_by_hand():
+    # a delta at (1, 2) of a 5 x 5: its centre of mass is one row above the centre; padded by 1 -> 7 x 7 with the
+    # delta at (3, 3)
+    k = np.zeros((5, 5))
+    k[1, 2] = 1
+    out = center_kernel(k)
+    expected = np.zeros((7, 7))
+    expected[3, 3] = 1
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    # already centred: unchanged, not padded; negative spline overshoot is clipped, the sum is 1
+    k = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25])
+    np.testing.assert_allclose(center_kernel(k), k, atol=1e-6)
+    half = np.zeros((4, 4))
+    half[1:3, 1] = 0.5  # centre of mass (1.5, 1): half a pixel left of the centre column 1.5 -> padded by 1
+    out = center_kernel(half)
+    assert out.shape == (6, 6) and out.min() >= 0 and out.sum() == pytest.approx(1.)
+    # unshifted the column would be 2.0 after the pad; the cubic spline's clipped undershoot leaves it within 0.1
+    ys, xs = np.mgrid[:6, :6]
+    assert ((out * xs).sum(), (out * ys).sum()) == (pytest.approx(2.5, abs=0.1), pytest.approx(2.5, abs=1e-4))
+
+
+def test_kernelgan_x4_from_x2_by_hand():
+    # 1-D: (0.25, 0.5, 0.25) stuffed = (0.25, 0, 0.5, 0, 0.25), convolved with (0.25, 0.5, 0.25):
+    # (0.0625, 0.125, 0.1875, 0.25, 0.1875, 0.125, 0.0625), cropped by 1 each side and renormalised by 0.875;
+    # the 2-D kernel is the outer product of the 1-D ones
+    line = np.array([0.25, 0.5, 0.25])
+    expected = np.array([0.125, 0.1875, 0.25, 0.1875, 0.125]) / 0.875
+    np.testing.assert_allclose(x4_from_x2(np.outer(line, line)), np.outer(expected, expected), rtol=1e-6)
+    delta = np.zeros((3, 3))
+    delta[1, 1] = 1
+    assert x4_from_x2(delta).shape == (5, 5) and x4_from_x2(delta)[2, 2] == pytest.approx(1.)
+
+
+def test_kernelgan_post_processing_order():
+    # filtered (n = 1 keeps only the two largest values' excess), centred, then x4: a raw (0.2, 0.3, 0.5) row
+    # keeps (0, 0.075, 0.275) / 0.35 ... with n = 1 the floor is 0.75 * 0.3 = 0.225
+    raw = np.zeros((3, 3))
+    raw[1] = [0.2, 0.3, 0.5]
+    filtered = np.zeros((3, 3))
+    filtered[1] = [0., 0.075 / 0.35, 0.275 / 0.35]
+    np.testing.assert_allclose(postprocess_kernel(raw, 2, 1), center_kernel(filtered), atol=1e-6)
+    np.testing.assert_allclose(postprocess_kernel(raw, 4, 1), x4_from_x2(center_kernel(filtered)), atol=1e-6)
+
+
+def test_kernelgan_kernel_psnr_by_hand():
+    # a delta against a 3 x 3 box, both on 5 x 5: mse = ((8/9)^2 + 8 (1/9)^2) / 25 = 8/225 -> 10 log10(225/8)
+    delta5, box = np.zeros((5, 5)), np.zeros((5, 5))
+    delta5[2, 2], box[1:4, 1:4] = 1, 1 / 9
+    assert kernel_psnr(delta5, box) == pytest.approx(10 * math.log10(225 / 8), abs=1e-4)
+    delta = np.zeros((3, 3))
+    delta[1, 1] = 1
+    # the same kernel shifted by a pixel: aligned first, so identical
+    shifted = np.zeros((3, 3))
+    shifted[1, 2] = 1
+    assert kernel_psnr(shifted, delta) > 200  # exact but for the spline shift's rounding
+    # different sizes: the smaller placed in the centre of the larger (delta 3 x 3 vs delta 5 x 5: identical)
+    big = np.zeros((5, 5))
+    big[2, 2] = 1
+    assert kernel_psnr(delta, big) > 200
+
+
+def test_kernelgan_crops_are_even_and_hold_the_only_texture():
+    # flat but for a textured stripe in columns 40-55 of a 96 x 96 image: every 32 px crop drawn overlaps it (a
+    # uniform draw of the left edge over 0..64 would miss it one time in three), and every corner is even
+    img = np.zeros((96, 96, 3))
+    img[:, 40:56] = np.random.default_rng(1).uniform(0, 1, (96, 16, 1))
+    for on_half_image in (False, True):  # D's crops, and G's drawn on the x1/2 image
+        corners = _crop_sampler(img, 32, np.random.default_rng(0), on_half_image, 300)
+        tops, lefts = corners[:, 0], corners[:, 1]
+        assert (tops % 2 == 0).all() and (lefts % 2 == 0).all() and tops.min() >= 0 and tops.max() <= 64
+        assert lefts.min() > 8 and lefts.max() < 56
+
+
+# --- MATLAB bicubic, the MZSR network, the official PSNR ------------------------------------------------------------
+
+def test_matlab_resize_x2_by_hand():
+    # x2 of (0, 1, ..., 7): output i sits at input position i / 2 - 0.25 and reads the four pixels around it.
+    # Output 0 (-0.25) reads positions -2..1 at distances 1.75, 0.75, 0.25, 1.25; MATLAB's symmetric border reads -1
+    # as 0 and -2 as 1: out0 = (c(0.75) + c(0.25)) x0 + (c(1.75) + c(1.25)) x1 = 1.09375 x0 - 0.09375 x1 = -0.09375;
+    # output 1 (0.25) reads -1..2 at 1.25, 0.25, 0.75, 1.75: 0.2265625 x1 - 0.0234375 x2 = 0.1796875;
+    # outputs 4..11 read no border, and cubic reproduces a line there: out i = i / 2 - 0.25
+    x = torch.arange(8, dtype=torch.float64).expand(4, 8)  # constant down the rows: their resize keeps them
+    out = matlab_resize(x, 2)[3]
+    assert out.shape == (16, )
+    assert (out[0].item(), out[1].item()) == (pytest.approx(-0.09375), pytest.approx(0.1796875))
+    np.testing.assert_allclose(out[4:12].numpy(), np.arange(4, 12) / 2 - 0.25, atol=1e-12)
+    assert (out[15].item(), out[14].item()) == (pytest.approx(7.09375), pytest.approx(7 - 0.1796875))
+    # a delta in the middle of 8: its x2 picture is the cubic at the quarter-pixel distances
+    d = torch.zeros(4, 8, dtype=torch.float64)
+    d[:, 4] = 1
+    # outputs 5..12 sit at 2.25 .. 5.75: distances 1.75, 1.25, 0.75, 0.25, 0.25, 0.75, 1.25, 1.75 from the delta at 4
+    np.testing.assert_allclose(matlab_resize(d, 2)[3, 5:13].numpy(),
+                               [CUBIC[t] for t in (1.75, 1.25, 0.75, 0.25, 0.25, 0.75, 1.25, 1.75)], atol=1e-12)
+
+
+def test_matlab_resize_half_by_hand():
+    # x1/2 (antialiased: cubic stretched by 2, weights 0.5 c(0.5 t)): output i sits at input 2 i + 0.5, the taps at
+    # distances 3.5, 2.5, 1.5, 0.5 on each side are half of (c(1.75), c(1.25), c(0.75), c(0.25)); a line stays a
+    # line (out i = 2 i + 0.5 inside), a delta shows the taps
+    x = torch.arange(16, dtype=torch.float64).expand(8, 16)
+    out = matlab_resize(x, 0.5)[2]
+    assert out.shape == (8, )
+    np.testing.assert_allclose(out[2:6].numpy(), [4.5, 6.5, 8.5, 10.5], atol=1e-12)
+    d = torch.zeros(8, 16, dtype=torch.float64)
+    d[:, 8] = 1
+    # outputs 2, 3, 4, 5 sit at 4.5, 6.5, 8.5, 10.5: distances 3.5, 1.5, 0.5, 2.5 from the delta at 8
+    np.testing.assert_allclose(matlab_resize(d, 0.5)[2, 2:6].numpy(),
+                               [CUBIC[1.75] / 2, CUBIC[0.75] / 2, CUBIC[0.25] / 2, CUBIC[1.25] / 2], atol=1e-12)
+    # odd sizes: ceil(5 * 0.5) = 3; an explicit size keeps the x2 weights
+    assert matlab_resize(torch.zeros(2, 3, 5, 7), 0.5).shape == (2, 3, 3, 4)
+    # (0, 1, 2, 3) x2 to 9 columns: the first eight as x2 gives them (worked as above, the border read at both ends:
+    # output 2 at 0.75 reads -1..2, 0.8671875 - 0.140625 = 0.7265625), the ninth at 4.25 mirrored
+    line = torch.arange(4, dtype=torch.float64).expand(4, 4)
+    y = matlab_resize(line, 2, out_size=(8, 9))
+    np.testing.assert_allclose(y[3, :8].numpy(), [-0.09375, 0.1796875, 0.7265625, 1.25, 1.75, 2.2734375, 2.8203125,
+                                                  3.09375], atol=1e-12)
+    assert y.shape == (8, 9)
+
+
+def test_matlab_resize_is_differentiable_and_separable():
+    # d(sum out)/d x_j = the column sums of the x2 matrix: 2 for an interior pixel of a 1-D x2 (two outputs per input,
+    # each set of weights summing to 1)
+    x = torch.zeros(12, 12, dtype=torch.float64, requires_grad=True)
+    matlab_resize(x, 2).sum().backward()  # two outputs per input along each axis: 4
+    np.testing.assert_allclose(x.grad[3:9, 3:9].numpy(), 4., atol=1e-12)
+    # rows then columns: an outer product image resizes to the outer product of the resized lines
+    a, b = torch.rand(6, dtype=torch.float64), torch.rand(5, dtype=torch.float64)
+    out = matlab_resize(torch.outer(a, b), 2)
+    up_a = matlab_resize(a[:, None].expand(6, 5), 2)[:, 0]
+    up_b = matlab_resize(b[None].expand(6, 5), 2)[0]
+    np.testing.assert_allclose(out.numpy(), torch.outer(up_a, up_b).numpy(), atol=1e-12)
+
+
+def test_mzsr_net_structure_by_hand():
+    # 3 -> 64, six 64 -> 64, 64 -> 3, 3 x 3 with biases: 1,792 + 6 x 36,928 + 1,731 = 225,091 parameters; ReLU after
+    # all but the last convolution
+    net = MZSRNet()
+    assert sum(p.numel() for p in net.parameters()) == 225_091
+    kinds = [type(m).__name__ for m in net.body]
+    assert kinds == ['Conv2d', 'ReLU'] * 7 + ['Conv2d']
+    # ZSSR's network: no biases, weights ~ N(0, 0.1 / fan_in): a 64 -> 64 layer's std sqrt(0.1 / 576) = 0.01318
+    torch.manual_seed(0)
+    zssr = MZSRNet(bias=False, init_variance=0.1)
+    assert all(conv.bias is None for conv in zssr.body if isinstance(conv, torch.nn.Conv2d))
+    assert zssr.body[2].weight.std().item() == pytest.approx(math.sqrt(0.1 / 576), rel=0.02)
+    assert zssr.body[0].weight.std().item() == pytest.approx(math.sqrt(0.1 / 27), rel=0.1)
+
+
+def test_mzsr_net_is_the_upsampled_input_plus_the_body():
+    # with the body's last layer zeroed the output is MATLAB bicubic x2 exactly; with upscale 1 the input itself;
+    # out_size upsamples to a given size
+    net = MZSRNet(num_feat=8, num_layers=3)
+    with torch.no_grad():
+        net.body[-1].weight.zero_()
+        net.body[-1].bias.fill_(0.25)
+    x = torch.rand(1, 3, 5, 6)
+    assert torch.allclose(net(x), matlab_resize(x, 2) + 0.25, atol=1e-6)
+    assert net(x, out_size=(9, 11)).shape == (1, 3, 9, 11)
+    same = MZSRNet(num_feat=8, num_layers=3, upscale=1)
+    with torch.no_grad():
+        same.body[-1].weight.zero_()
+        same.body[-1].bias.zero_()
+    assert torch.equal(same(x), x)
+
+
+def test_official_psnr_by_hand():
+    # BT.601 Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 on [0, 255]: white 235, black 16; BGR order
+    white, black = np.full((1, 1, 3), 255.), np.zeros((1, 1, 3))
+    assert y8(white)[0, 0] == 235 and y8(black)[0, 0] == 16
+    blue = np.zeros((1, 1, 3))
+    blue[0, 0, 0] = 255  # B in BGR: Y = 16 + 24.966 = 40.966 -> 41
+    assert y8(blue)[0, 0] == 41
+    # 4 x 4 images, one pixel 10 Y levels off inside the 2 x 2 left after border 1: mse 100 / 4 = 25
+    a = np.full((4, 4, 3), 128.)
+    b = a.copy()
+    b[1, 2] = 128 + 10 * 255 / 219  # Y rises by exactly 10 levels
+    assert psnr_y8(a, b, 1) == pytest.approx(10 * math.log10(255 ** 2 / 25), abs=1e-6)
+    assert psnr_y8(a, b, 0) == pytest.approx(10 * math.log10(255 ** 2 / (100 / 16)), abs=1e-6)
+    b[0, 0] = 0  # in the border: not read with border 1
+    assert psnr_y8(a, b, 1) == pytest.approx(10 * math.log10(255 ** 2 / 25), abs=1e-6)
+    assert psnr_y8(a, a, 1) == float('inf')
+    with pytest.raises(ValueError, match='Image shapes are different'):
+        psnr_y8(a, a[:3], 1)

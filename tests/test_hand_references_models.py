@@ -1,0 +1,214 @@
+"""Hand-computed references for the BasicSR models of kernel estimation and diffusion fine-tuning: the training step
+against a hand-written loss and SGD update, the validation figures worked out by hand, and the diffusion objective
+(noising, label dropout, timesteps, the weighted terms) against its formulas with the random draws taken again from a
+twin seed. The networks are tiny or probes, so every expected value is written out here."""
+import copy
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from basicsr.models import build_model
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+import srdistill_plugin  # noqa: F401  (registers the models and archs)
+from srdistill.core.diffusion_losses import embed, sobel_gradients
+from srdistill.core.errors import SRDistillError
+from srdistill.core.kernel_predictor import KernelPredictor, coords_from_params
+
+SCHEDULER = {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}
+
+
+class ProbeDenoiser(nn.Module):
+    """``eps = w * x_t`` (w starts at 0.5); records what it was called with."""
+
+    def __init__(self, num_classes: int = 3, null_class: bool = False):
+        super().__init__()
+        self.num_classes, self.null_class = num_classes, num_classes if null_class else None
+        self.w = nn.Parameter(torch.tensor(0.5))
+        self.calls = []
+
+    def forward(self, x, t, labels):
+        self.calls.append((x.detach().clone(), t.clone(), labels.clone()))
+        return self.w * x
+
+
+if 'ProbeDenoiser' not in ARCH_REGISTRY:
+    ARCH_REGISTRY.register(ProbeDenoiser)
+
+
+def diffusion_options(train_diffusion: dict, **train) -> dict:
+    return {'name': 'hand_diffusion', 'model_type': 'DiffusionDistillModel', 'num_gpu': 0, 'is_train': True,
+            'dist': False, 'network_g': {'type': 'ProbeDenoiser', 'num_classes': 3, 'null_class': True},
+            'diffusion': {'num_train_timesteps': 10}, 'path': {'pretrain_network_g': None, 'resume_state': None},
+            'train': {'optim_g': {'type': 'SGD', 'lr': 0.1}, 'scheduler': SCHEDULER, 'diffusion': train_diffusion,
+                      **train}}
+
+
+def cosine_alpha_bar(steps: int) -> torch.Tensor:
+    """The squared-cosine schedule written out: abar(s) = cos^2((s + 0.008) / 1.008 pi/2), beta_i = min(1 -
+    abar((i+1)/T) / abar(i/T), 0.999), alpha_bar = cumprod(1 - beta)."""
+    abar = lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    betas = [min(1 - abar((i + 1) / steps) / abar(i / steps), 0.999) for i in range(steps)]
+    return torch.tensor(np.cumprod([1 - b for b in betas]), dtype=torch.float32)
+
+
+def twin_draws(seed: int, x0: torch.Tensor, dropout: float, max_t: int):
+    """The draws of one ``losses()`` call, in its order: label dropout (if on), noise, timesteps."""
+    torch.manual_seed(seed)
+    drop = torch.rand(len(x0)) < dropout if dropout else torch.zeros(len(x0), dtype=torch.bool)
+    noise = torch.randn_like(x0)
+    return drop, noise, torch.randint(0, max_t, (len(x0), ))
+
+
+def batch():
+    torch.manual_seed(0)
+    return {'gt': torch.rand(4, 3, 8, 8), 'class_id': torch.tensor([0, 1, 2, 1])}
+
+
+def test_diffusion_objective_noising_dropout_and_sharpness_term_by_hand():
+    model = build_model(diffusion_options({'max_timestep': 5, 'lambda_sr': 2.0}, class_dropout_prob=0.5))
+    data = batch()
+    model.feed_data(data)
+    torch.manual_seed(7)
+    losses, total = model.losses()
+    x0 = data['gt'] * 2 - 1
+    drop, noise, t = twin_draws(7, x0, 0.5, 5)
+    a = cosine_alpha_bar(10)[t].view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    seen_x, seen_t, seen_labels = model.net_g.calls[-1]
+    assert torch.equal(seen_t, t) and (t < 5).all()
+    assert torch.equal(seen_labels, torch.where(drop, torch.tensor(3), data['class_id'])) and drop.any()
+    assert torch.allclose(seen_x, x_t, atol=1e-5)
+    eps = 0.5 * x_t
+    assert list(losses) == ['l_eps', 'l_sr']
+    assert losses['l_eps'].item() == pytest.approx(((eps - noise) ** 2).mean().item(), rel=1e-5)
+    x0_pred = ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+    l_sr = (a * (sobel_gradients(x0_pred) - sobel_gradients(x0)).abs()).mean()
+    assert losses['l_sr'].item() == pytest.approx(l_sr.item(), rel=1e-4)
+    assert total.item() == pytest.approx(losses['l_eps'].item() + 2 * l_sr.item(), rel=1e-5)
+
+
+def test_diffusion_representativeness_and_diversity_by_hand():
+    # first call: the real memory holds this batch's embeddings of x0 (pushed first), the generated one is empty:
+    # rep = mean_i (1 - min over class c_i's real embeddings of <real, e_i>), div = 0; second call: div = mean_i max
+    # over the first call's generated embeddings of class c_i of <gen, e_i>
+    model = build_model(diffusion_options({'lambda_rep': 1.0, 'lambda_div': 0.5}))
+    data = batch()
+    model.feed_data(data)
+    x0, classes = data['gt'] * 2 - 1, data['class_id']
+    emb_of = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        losses, total = model.losses()
+        _, noise, t = twin_draws(seed, x0, 0., 10)
+        a = cosine_alpha_bar(10)[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        emb_of.append(embed(((x_t - (1 - a).sqrt() * 0.5 * x_t) / a.sqrt()).clamp(-1, 1)))
+    real = embed(x0)
+    members = {c: [i for i in range(4) if classes[i] == c] for c in range(3)}
+    # the real memory after two pushes of the same batch: each member twice (newest first)
+    rep = np.mean([1 - min(float(real[j] @ emb_of[1][i]) for j in members[int(classes[i])]) for i in range(4)])
+    div = np.mean([max(float(emb_of[0][j] @ emb_of[1][i]) for j in members[int(classes[i])]) for i in range(4)])
+    assert losses['l_rep'].item() == pytest.approx(rep, abs=1e-5)
+    assert losses['l_div'].item() == pytest.approx(div, abs=1e-5)
+    assert total.item() == pytest.approx(losses['l_eps'].item() + rep + 0.5 * div, abs=1e-5)
+
+
+def test_diffusion_training_step_and_ema_by_hand():
+    # total = mean((w x_t - noise)^2) at w = 0.5: d/dw = mean(2 (w x_t - noise) x_t); SGD 0.1; EMA 0.9 of (0.5, w')
+    model = build_model(diffusion_options({}, ema_decay=0.9))
+    data = batch()
+    model.feed_data(data)
+    x0 = data['gt'] * 2 - 1
+    torch.manual_seed(3)
+    model.optimize_parameters(1)
+    _, noise, t = twin_draws(3, x0, 0., 10)
+    a = cosine_alpha_bar(10)[t].view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    grad = (2 * (0.5 * x_t - noise) * x_t).mean().item()
+    assert model.net_g.w.item() == pytest.approx(0.5 - 0.1 * grad, rel=1e-5)
+    assert model.net_g_ema.w.item() == pytest.approx(0.9 * 0.5 + 0.1 * (0.5 - 0.1 * grad), rel=1e-5)
+    assert model.log_dict['l_eps'] == pytest.approx(((0.5 * x_t - noise) ** 2).mean().item(), rel=1e-5)
+
+
+def test_diffusion_options_refused_in_one_line():
+    with pytest.raises(SRDistillError, match=r'^option train.class_dropout_prob: expected a probability in \[0, 1\), '
+                                             r'got 1.0$'):
+        build_model(diffusion_options({}, class_dropout_prob=1.0))
+    opt = diffusion_options({}, class_dropout_prob=0.1)
+    opt['network_g']['null_class'] = False
+    with pytest.raises(SRDistillError, match=r'^option train.class_dropout_prob: the network has no null class'):
+        build_model(opt)
+    assert build_model(diffusion_options({})).max_timestep == 10
+
+
+# --- the kernel estimator's model -----------------------------------------------------------------------------------
+
+def predictor_options() -> dict:
+    return {'name': 'hand_kernel', 'model_type': 'KernelPredictorModel', 'num_gpu': 0, 'is_train': True,
+            'dist': False, 'network_g': {'type': 'KernelPredictor', 'num_feat': 4, 'dilations': [1, 2]},
+            'path': {'pretrain_network_g': None, 'resume_state': None},
+            'train': {'optim_g': {'type': 'SGD', 'lr': 0.1}, 'scheduler': SCHEDULER}, 'val': {}}
+
+
+def test_kernel_model_training_step_by_hand():
+    # loss = mean over images of 2 ||estimate - target||^2; one SGD step of 0.1 on it, as a hand-written loop does
+    torch.manual_seed(0)
+    model = build_model(predictor_options())
+    reference = copy.deepcopy(model.net_g)
+    lq, target = torch.rand(2, 3, 12, 12), torch.tensor([[0.5, 0.2, -0.1], [1.0, 0., 0.3]])
+    model.feed_data({'lq': lq, 'kernel_coords': target})
+    model.optimize_parameters(1)
+    loss = (2 * ((reference.estimate(lq) - target) ** 2).sum(1)).mean()
+    loss.backward()
+    assert model.log_dict['l_coords'] == pytest.approx(loss.item(), rel=1e-5)
+    for (name, p), q in zip(model.net_g.named_parameters(), reference.parameters()):
+        assert torch.allclose(p, q - 0.1 * q.grad, atol=1e-6), name
+
+
+class Isotropic(KernelPredictor):
+    """Reads one isotropic variance in every direction, from every view."""
+
+    def __init__(self, variance: float):
+        super().__init__(num_feat=4, dilations=(1, ))
+        self.variance = variance
+
+    def estimate(self, lr):
+        return torch.tensor([[math.log(self.variance), 0., 0.]]).expand(len(lr), 3)
+
+
+def test_kernel_model_validation_figures_by_hand():
+    # estimate (3, 3, 0) against truths (3, 3, 0) and (2, 2, 0); default (2, 2, 0):
+    # error 0 and ||diag(1, 1)|| / ||diag(2, 2)|| = 0.5 -> 0.25; the default's ||diag(1, 1)|| / ||diag(3, 3)|| = 1/3
+    # and 0 -> 1/6; closer than the default: yes, no -> 0.5; log-Euclidean: 0 and 2 (ln 3 - ln 2)^2 -> (ln 1.5)^2
+    model = build_model(predictor_options())
+    model.net_g = Isotropic(3.)
+    truths = torch.tensor([[3., 3., 0.], [2., 2., 0.]])
+    data = {'lq': torch.zeros(2, 3, 8, 8), 'kernel_params': truths,
+            'kernel_coords': torch.from_numpy(np.stack([coords_from_params(*p) for p in truths.tolist()])).float()}
+    model.nondist_validation(_Loader([data]), 100, None, False)
+    values = model.metric_results
+    assert values['cov_error'] == pytest.approx(0.25, abs=1e-6)
+    assert values['default_cov_error'] == pytest.approx(1 / 6, abs=1e-6)
+    assert values['closer_than_default'] == pytest.approx(0.5)
+    assert values['log_euclidean'] == pytest.approx(math.log(1.5) ** 2, rel=1e-5)
+    best = model.best_metric_results['hand']
+    assert best['cov_error'] == {'better': 'lower', 'val': pytest.approx(0.25, abs=1e-6), 'iter': 100}
+    assert best['closer_than_default']['iter'] == 100
+    # a later, worse validation keeps the best (variance 4: errors 1/3 and 1 -> 2/3); a given default kernel is read
+    # ((3, 3, 0): 0 and 0.5 -> 0.25)
+    model.net_g = Isotropic(4.)
+    model.opt['val']['default_kernel'] = [3., 3., 0.]
+    model.nondist_validation(_Loader([data]), 200, None, False)
+    assert model.metric_results['default_cov_error'] == pytest.approx(0.25, abs=1e-6)
+    assert model.metric_results['cov_error'] == pytest.approx(2 / 3, abs=1e-6)
+    assert model.best_metric_results['hand']['cov_error']['iter'] == 100
+    assert model.best_metric_results['hand']['default_cov_error']['val'] == pytest.approx(1 / 6, abs=1e-6)
+
+
+class _Loader(list):
+    """A list of batches with the ``dataset.opt['name']`` a BasicSR dataloader has."""
+    dataset = SimpleNamespace(opt={'name': 'hand'})

@@ -1,0 +1,248 @@
+"""Hand-computed references for the zero-shot inputs, the estimator's training pairs, representative selection
+(SR features, kernel herding, proportional budgets) and the set diagnostics (k-center, coverage, diversity). Every
+expected value is written out here (worked in the comments) or drawn again from a twin random generator, never
+produced by the function under test."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from srdistill.core.blur_synthesis import BlurSynthesis, noisy_jpeg
+from srdistill.core.errors import SRDistillError
+from srdistill.core.kernels import degrade, gaussian_kernel
+from srdistill.core.representative import (kernel_herding, median_bandwidth, proportional_split, sr_patch_features,
+                                           standardize)
+from srdistill.core.set_diagnostics import (coverage, diversity, gradient_energy, k_center_greedy,
+                                            pairwise_distances)
+from srdistill.core.zero_shot_inputs import (kernels_for, lr_image_paths, paired_hr_paths, read_inputs, to_image,
+                                             to_tensor)
+
+
+def write(path, img) -> None:
+    cv2.imwrite(str(path), np.asarray(img, dtype=np.uint8))
+
+
+# --- zero-shot inputs -----------------------------------------------------------------------------------------------
+
+def test_inputs_colour_order_and_rounding_by_hand():
+    bgr = np.zeros((1, 2, 3), np.float32)
+    bgr[0, 0] = (0.1, 0.2, 0.3)
+    t = to_tensor(bgr)
+    assert t.shape == (3, 1, 2) and t.dtype == torch.float32
+    np.testing.assert_allclose(t[:, 0, 0].numpy(), [0.3, 0.2, 0.1], rtol=1e-6)
+    # RGB (0.5, 0.2, 1.3) and (-0.1, 1, 0): x 255 = 127.5 -> 128 (half to even), 51, clamped 255; 0, 255, 0; as BGR
+    rgb = torch.tensor([[[0.5, -0.1]], [[0.2, 1.0]], [[1.3, 0.0]]])
+    img = to_image(rgb[None])
+    assert img.dtype == np.uint8 and img.shape == (1, 2, 3)
+    assert img[0, 0].tolist() == [255, 51, 128] and img[0, 1].tolist() == [0, 255, 0]
+
+
+def test_inputs_pairs_kernels_and_crops_by_hand(tmp_path):
+    lq_dir, gt_dir, k_dir = tmp_path / 'lq', tmp_path / 'gt', tmp_path / 'k'
+    for d in (lq_dir, gt_dir, k_dir):
+        d.mkdir()
+    write(lq_dir / 'aX2.png', np.full((5, 6, 3), 10))
+    write(lq_dir / 'bX2.png', np.full((4, 4, 3), 10))
+    write(gt_dir / 'a.png', np.full((11, 13, 3), 20))  # 13 x 11 mod-cropped to 12 x 10 = 2 x (6 x 5)
+    write(gt_dir / 'b.png', np.full((8, 8, 3), 20))
+    lq = lr_image_paths(lq_dir)
+    assert [p.name for p in lq] == ['aX2.png', 'bX2.png'] and lr_image_paths(lq[0]) == [lq[0]]
+    assert paired_hr_paths(lq, None, '{}X2', 2) == [None, None]
+    assert [p.name for p in paired_hr_paths(lq, gt_dir, '{}X2', 2)] == ['a.png', 'b.png']
+    with pytest.raises(SRDistillError, match=r"aX2\.png: no HR image for it in .*gt \(filename_tmpl '\{\}x2'\)$"):
+        paired_hr_paths(lq, gt_dir, '{}x2', 2)
+    with pytest.raises(SRDistillError, match=r"^option filename_tmpl: '\{0\}\{1\}' is not a template with one"):
+        paired_hr_paths(lq, gt_dir, '{0}{1}', 2)
+    with pytest.raises(SRDistillError, match=r'a\.png: HR is 13x11, but LR aX2\.png is 6x5 and scale 3 needs 18x15$'):
+        paired_hr_paths(lq, gt_dir, '{}X2', 3)
+    inputs = read_inputs(lq, paired_hr_paths(lq, gt_dir, '{}X2', 2), 2)
+    assert inputs[0].lq.shape == (3, 5, 6) and inputs[0].gt.shape == (3, 10, 12)
+    assert inputs[0].lq[0, 0, 0].item() == pytest.approx(10 / 255) and inputs[0].kernel is None
+    # kernels: exactly one source; a kernel larger than its image refused
+    np.save(k_dir / 'aX2.npy', gaussian_kernel(3, 1., 1.))
+    np.save(k_dir / 'bX2.npy', gaussian_kernel(5, 1., 1.))
+    kernels = kernels_for(lq[:1], kernel_dir=k_dir)
+    np.testing.assert_allclose(kernels[0].numpy(), gaussian_kernel(3, 1., 1.), rtol=1e-6)
+    shared = kernels_for(lq, kernel_file=k_dir / 'aX2.npy')
+    assert len(shared) == 2 and torch.equal(shared[0], shared[1])
+    with pytest.raises(SRDistillError, match=r'^give exactly one of kernel_file, kernel_dir$'):
+        kernels_for(lq)
+    with pytest.raises(SRDistillError, match=r'^give exactly one of kernel_file, kernel_dir$'):
+        kernels_for(lq, k_dir / 'aX2.npy', k_dir)
+    with pytest.raises(SRDistillError, match=r'^option kernel_dir: .*nowhere is not a folder$'):
+        kernels_for(lq, kernel_dir=tmp_path / 'nowhere')
+    np.save(k_dir / 'aX2.npy', gaussian_kernel(7, 1., 1.))  # 7 x 7 on a 6 x 5 LR: taller than the image
+    with pytest.raises(SRDistillError, match=r'aX2\.png: the 7x7 kernel is larger than the 6x5 image$'):
+        kernels_for(lq, kernel_dir=k_dir)
+    np.save(k_dir / 'aX2.npy', gaussian_kernel(5, 1., 1.))  # 5 x 5 on 6 x 5 fits; on bX2 (4 x 4) it does not
+    with pytest.raises(SRDistillError, match=r'bX2\.png: the 5x5 kernel is larger than the 4x4 image$'):
+        kernels_for(lq, kernel_dir=k_dir)
+
+
+# --- the estimator's training pairs ---------------------------------------------------------------------------------
+
+def test_synthesis_kernel_draws_by_hand():
+    # first a uniform for the family; MZSR's family: lambda1 ~ U[1, 2.5 s], lambda2 ~ U[1, lambda1], theta ~ U[0, pi];
+    # the broad one: two log-uniform eigenvalues in the range (larger first), then theta
+    twin = np.random.default_rng(3)
+    mzsr = BlurSynthesis(broad_share=0.)
+    drawn = mzsr.draw_params(np.random.default_rng(3))
+    twin.random()
+    l1 = twin.uniform(1, 5)
+    l2 = twin.uniform(1, l1)
+    assert drawn == pytest.approx((l1, l2, twin.uniform(0, math.pi)))
+    broad = BlurSynthesis(broad_share=1., variance_range=(0.2, 5.))
+    twin = np.random.default_rng(4)
+    drawn = broad.draw_params(np.random.default_rng(4))
+    twin.random()
+    a, b = np.exp(twin.uniform(math.log(0.2), math.log(5.), 2))
+    assert drawn == pytest.approx((max(a, b), min(a, b), twin.uniform(0, math.pi)))
+    # the share: over 2,000 draws with share 0.3, the broad family (any eigenvalue below 1) shows up at about 0.3 x
+    # its own chance of an eigenvalue below 1 (ln 5 / ln 25 = 1/2 per eigenvalue: 3/4 for the smaller) = 0.225
+    rng = np.random.default_rng(0)
+    below = np.mean([min(BlurSynthesis().draw_params(rng)[:2]) < 1 for _ in range(2000)])
+    assert below == pytest.approx(0.225, abs=0.03)
+
+
+def test_synthesis_sharpened_crop_by_hand():
+    img = np.random.default_rng(0).random((100, 80, 3)).astype(np.float32)
+    # factor 0.5 (more than 32 / 80 = 0.4): a 64 px square, central: top (100 - 64) // 2 = 18, left 8; area-averaged
+    # to 32 = the mean of each 2 x 2 block
+    fixed = BlurSynthesis(sharpen=(0.5, 0.5))
+    crop = fixed.sharpened_crop(img, 32, np.random.default_rng(0), centre=True)
+    expected = img[18:82, 8:72].reshape(32, 2, 32, 2, 3).mean((1, 3))
+    np.testing.assert_allclose(crop, expected, atol=1e-6)
+    # factor 1: the crop itself; random places stay inside the image
+    crop = BlurSynthesis(sharpen=(1., 1.)).sharpened_crop(img, 32, np.random.default_rng(0), centre=True)
+    np.testing.assert_array_equal(crop, img[34:66, 24:56])
+    twin = np.random.default_rng(5)
+    twin.uniform(1., 1.)
+    top, left = int(twin.integers(0, 69)), int(twin.integers(0, 49))
+    crop = BlurSynthesis(sharpen=(1., 1.)).sharpened_crop(img, 32, np.random.default_rng(5))
+    np.testing.assert_array_equal(crop, img[top:top + 32, left:left + 32])
+    # an image too small for the factor: raised to 32 / 40 = 0.8, the whole 40 x 40 area-resized to 32
+    small = img[:40, :40]
+    crop = fixed.sharpened_crop(small, 32, np.random.default_rng(0), centre=True)
+    np.testing.assert_allclose(crop, cv2.resize(small, (32, 32), interpolation=cv2.INTER_AREA), atol=1e-6)
+
+
+def test_synthesis_degradation_draws_noise_then_jpeg_by_hand():
+    hr = np.random.default_rng(1).random((24, 24, 3)).astype(np.float32)
+    params = (2., 1., 0.4)
+    lr = degrade(torch.from_numpy(hr.transpose(2, 0, 1)).float()[None],
+                 torch.from_numpy(gaussian_kernel(15, *params)), 2, 'direct')[0].numpy().transpose(1, 2, 0)
+    clean = BlurSynthesis(noise_prob=0., jpeg_prob=0.).degrade(hr, params, np.random.default_rng(0))
+    np.testing.assert_array_equal(clean * 255, np.clip(np.round(lr * 255), 0, 255))
+    # always noisy, never JPEG: uniform for the noise, sigma ~ U[0, 3], uniform for JPEG, then the noise itself
+    synthesis = BlurSynthesis(noise_prob=1., jpeg_prob=0.)
+    twin = np.random.default_rng(2)
+    twin.random()
+    sigma = twin.uniform(0, 3.)
+    twin.random()
+    expected = np.clip(np.round(lr * 255 + twin.normal(0, sigma, lr.shape)), 0, 255)
+    np.testing.assert_array_equal(synthesis.degrade(hr, params, np.random.default_rng(2)) * 255, expected)
+    # always JPEG: quality ~ integers[70, 95], no noise drawn
+    synthesis = BlurSynthesis(noise_prob=0., jpeg_prob=1.)
+    twin = np.random.default_rng(6)
+    twin.random()
+    twin.random()
+    quality = int(twin.integers(70, 96))
+    expected = noisy_jpeg(lr, np.random.default_rng(0), 0., quality)
+    np.testing.assert_array_equal(synthesis.degrade(hr, params, np.random.default_rng(6)), expected)
+
+
+# --- representative selection ---------------------------------------------------------------------------------------
+
+def test_representative_standardize_and_bandwidth_by_hand():
+    # columns (1, 3) -> (-1, 1); a constant column stays 0
+    np.testing.assert_allclose(standardize(np.array([[1., 5.], [3., 5.]])), [[-1., 0.], [1., 0.]], atol=1e-6)
+    # rows 0, 3, 4: distances 3, 4, 1 -> median 3; identical rows: 1
+    assert median_bandwidth(np.array([[0.], [3.], [4.]])) == pytest.approx(3.)
+    assert median_bandwidth(np.zeros((4, 2))) == 1.
+    # only ``sample`` rows are read: 2 of (0, 10, 10) are 0 and 10, or 10 and 10 -> 10 or 1 (all equal)
+    assert median_bandwidth(np.array([[0.], [10.], [10.]]), sample=2, seed=0) in (10., 1.)
+
+
+def test_representative_kernel_herding_by_hand():
+    # rows 0, 1, 3 (1-D), bandwidth 1 (gamma 1/2): similarities exp(-d^2 / 2): d 1 -> e^-.5, 2 -> e^-2, 3 -> e^-4.5
+    s1, s2, s3 = math.exp(-0.5), math.exp(-2), math.exp(-4.5)
+    attraction = np.array([1 + s1 + s3, s1 + 1 + s2, s3 + s2 + 1]) / 3  # 0.5392, 0.5806, 0.3821
+    features = np.array([[0.], [1.], [3.]])
+    # pick 1: attraction alone -> row 1; pick 2: attraction - sim(., row 1) / 2 = (0.2359, -, 0.3145) -> row 2;
+    # pick 3: row 0; pick 4 (all taken, start again): attraction - (sum of sims to 1, 2, 0) / 4 =
+    # (0.5392 - 1.6176 / 4, 0.5806 - 1.7419 / 4, 0.3821 - 1.1465 / 4) = (0.1348, 0.1451, 0.0955) -> row 1
+    assert kernel_herding(features, 4, bandwidth=1.) == [1, 2, 0, 1]
+    second = attraction - np.array([s1, 1, s2]) / 2
+    assert np.argmax(np.where([True, False, True], second, -np.inf)) == 2  # the worked step above
+    # preselected row 2: attraction - sim(., row 2) / 2 = (0.5392 - 0.0056, 0.5806 - 0.0677) -> row 0
+    assert kernel_herding(features, 2, preselected=[2], bandwidth=1.) == [2, 0]
+    # a reference elsewhere: rows near 3 are attracted first
+    assert kernel_herding(features, 1, reference=np.array([[2.9], [3.1]]), bandwidth=1.) == [2]
+    assert kernel_herding(features, 0) == [] and kernel_herding(np.zeros((0, 1)), 3) == []
+    # preselected beyond count: only the first ``count``
+    assert kernel_herding(features, 1, preselected=[0, 2], bandwidth=1.) == [0]
+
+
+def test_representative_proportional_split_by_hand():
+    # 10 over (1, 1, 1): 3.33 each, floors 3, the one left to the first largest remainder (ties in order) -> 4, 3, 3
+    assert proportional_split(10, [1, 1, 1]) == [4, 3, 3]
+    # 3 over (0, 5, 5): 0, 1.5, 1.5 -> 0, 2, 1; 7 over (1, 2, 4): 1, 2, 4 exactly
+    assert proportional_split(3, [0, 5, 5]) == [0, 2, 1]
+    assert proportional_split(7, [1, 2, 4]) == [1, 2, 4]
+    # 5 over (2, 7): 1.11, 3.89 -> floors 1, 3, the remainder to the second (0.89 > 0.11) -> 1, 4
+    assert proportional_split(5, [2, 7]) == [1, 4]
+    assert proportional_split(4, [0, 0]) == [0, 0]
+
+
+def test_representative_sr_features_of_plain_images_by_hand():
+    # a white 16 x 16, 8 px patches at stride 8: four patches; no detail -> log(0 + 1e-6) for the residual, the bands
+    # and the gradient energy; no orientation (0 / 1e-6 = 0); Lab of white: L 100 -> 1.0 after / 100, a = b = 0, L std 0
+    features, ys, xs = sr_patch_features(np.ones((16, 16, 3), np.float32), 8, 8, 2)
+    assert features.shape == (4, 11) and sorted(zip(ys.ravel(), xs.ravel())) == [(0, 0), (0, 8), (8, 0), (8, 8)]
+    np.testing.assert_allclose(features[:, :5], math.log(1e-6), atol=1e-3)
+    np.testing.assert_allclose(features[:, 5:], np.tile([0., 0., 1., 0., 0., 0.], (4, 1)), atol=1e-3)
+    # vertical stripes (intensity varies along x only): gxx > 0, gyy = gxy = 0 -> cos2 = 1, sin2 = 0; horizontal
+    # stripes: cos2 = -1; a 45-degree ramp x + y: gxx = gyy = gxy -> cos2 = 0, sin2 = 1
+    xs_ = np.arange(32, dtype=np.float32)
+    cases = [(np.tile(0.5 + 0.4 * np.sin(xs_ / 2), (32, 1)), (1., 0.)),
+             (np.tile(0.5 + 0.4 * np.sin(xs_ / 2), (32, 1)).T, (-1., 0.)),
+             ((xs_[None] + xs_[:, None]) / 64, (0., 1.))]
+    for grey, (cos2, sin2) in cases:
+        img = np.repeat(grey[..., None], 3, 2).astype(np.float32)
+        features, _, _ = sr_patch_features(img, 8, 8, 2)
+        inner = features[5]  # the patch at (8, 8): away from the border
+        assert (inner[5], inner[6]) == (pytest.approx(cos2, abs=0.02), pytest.approx(sin2, abs=0.02))
+    # L std of a patch half black, half white: L 0 and 1 -> std 0.5
+    img = np.zeros((8, 8, 3), np.float32)
+    img[:, 4:] = 1
+    assert sr_patch_features(img, 8, 8, 2)[0][0, 10] == pytest.approx(0.5, abs=1e-3)
+
+
+# --- set diagnostics ------------------------------------------------------------------------------------------------
+
+def test_diagnostics_distances_and_k_center_by_hand():
+    a = np.array([[0., 0.], [3., 4.]])
+    np.testing.assert_allclose(pairwise_distances(a, np.array([[0., 0.], [6., 8.]])), [[0., 10.], [5., 5.]], atol=1e-9)
+    # 1-D rows 0, 1, 10, 4: start at row 0; farthest 10 (row 2); then nearest distances (0, 1, 0, 4) -> row 3;
+    # then (0, 1, 0, 0) -> row 1; asking for 6 repeats the order
+    rows = np.array([[0.], [1.], [10.], [4.]])
+    assert k_center_greedy(rows, 3) == [0, 2, 3]
+    assert k_center_greedy(rows, 6) == [0, 2, 3, 1, 0, 2]
+    assert k_center_greedy(rows, 0) == [] and k_center_greedy(np.zeros((0, 1)), 2) == []
+
+
+def test_diagnostics_coverage_diversity_and_gradient_energy_by_hand():
+    # reference 0, 1, 10 against kept 0, 8: nearest 0, 1, 2 -> mean 1; chunks do not change it
+    reference, kept = np.array([[0.], [1.], [10.]]), np.array([[0.], [8.]])
+    assert coverage(reference, kept) == pytest.approx(1.)
+    assert coverage(reference, kept, chunk=1) == pytest.approx(1.)
+    # diversity of 0, 3, 4: distances 3, 4, 1 each counted twice over 3 x 2 ordered pairs -> 16 / 6
+    assert diversity(np.array([[0.], [3.], [4.]])) == pytest.approx(16 / 6)
+    assert diversity(np.array([[1.]])) == 0.
+    # a grey ramp rising 0.01 per column, 10 columns: Sobel x = (x[j+1] - x[j-1]) (1 + 2 + 1) = 0.08 inside; OpenCV's
+    # border (reflect 101) reads column 1 on both sides of column 0 (and 8 of column 9), so 0 there: 8 x 0.08 / 10
+    ramp = np.repeat(np.tile(np.arange(10, dtype=np.float32) * 0.01, (10, 1))[..., None], 3, 2)
+    inner = 8 * 0.01
+    assert gradient_energy(ramp) == pytest.approx((8 * inner + 2 * 0.) / 10, abs=1e-4)
