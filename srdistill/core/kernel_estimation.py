@@ -156,6 +156,10 @@ def _crop_sampler(img: np.ndarray, crop: int, rng: np.random.Generator, downscal
 
 
 def _edge_map(grey: np.ndarray, window: int = 5, percent: float = 0.97) -> np.ndarray:
+    """Where the strongest gradients are: |gx|, |gy| and the magnitude, each kept above its ``percent`` quantile in a
+    narrow band, summed with equal mass and box-filtered. One difference from sefibk/KernelGAN ``create_gradient_map``:
+    it clips the magnitude but then adds the unclipped one, so a third of its mass follows every gradient of the
+    image; here the clipped one is added, like |gx| and |gy| (the published KernelGAN figures use this map)."""
     gy, gx = np.gradient(grey)
     maps = []
     for g in (np.abs(gx), np.abs(gy), np.hypot(gx, gy)):
