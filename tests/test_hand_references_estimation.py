@@ -11,9 +11,10 @@ import torch
 from scipy import signal
 
 from srdistill.core.errors import SRDistillError
-from srdistill.core.kernel_estimation import (KernelGANConfig, LinearDownscaler, _crop_sampler, bicubic_half_kernel,
-                                              boundary_mask, center_kernel, kernel_psnr, postprocess_kernel,
-                                              x4_from_x2, zeroize_negligible)
+from srdistill.core.kernel_estimation import (KernelGANConfig, LinearDownscaler, TermWeights, _crop_sampler,
+                                              bicubic_half_kernel, bicubic_prior_loss, boundary_mask, center_kernel,
+                                              kernel_psnr, kernel_terms, postprocess_kernel, x4_from_x2,
+                                              zeroize_negligible)
 from srdistill.core.kernel_predictor import (DIHEDRAL, KernelPredictor, PredictorSettings, _transform, clip_coords,
                                              coords_from_params, coords_loss, covariance, covariance_error,
                                              dihedral_estimate, estimate_from_coords, estimate_folder_kernels,
@@ -298,6 +299,63 @@ def test_kernelgan_boundary_mask_by_hand():
     # size 9: margin (9 - 5) // 2 - 1 = 1, the central 7 x 7 is zero
     mask = boundary_mask(9, penalty=1.).numpy()
     assert (mask[1:8, 1:8] == 0).all() and mask[0, 4] == pytest.approx(1 - math.exp(-16 / 162), rel=1e-5)
+
+
+def test_kernelgan_kernel_terms_by_hand():
+    # k = [[0, 0, 0], [0, 0.5, 0.3], [0, 0, 0]], sum 0.8: |1 - 0.8| = 0.2; mask 2 but 0 at the centre:
+    # mean |k mask| = 0.6 / 9; centre of mass row 0.8 / 0.8 = 1, column (0.5 + 0.6) / 0.8 = 1.375 against the x2
+    # grid's 3 // 2 + 0.5 (2 - 1) = 1.5: ((0.5)^2 + (0.125)^2) / 2 = 0.1328125; sparsity: the mean of |k|^0.2 with
+    # 1e-12 added (seven zeros give 1e-2.4 each)
+    k = torch.tensor([[0., 0., 0.], [0., 0.5, 0.3], [0., 0., 0.]], dtype=torch.float64)
+    mask = torch.full((3, 3), 2., dtype=torch.float64)
+    mask[1, 1] = 0
+    terms = kernel_terms(k, mask)
+    assert terms['sum2one'].item() == pytest.approx(0.2)
+    assert terms['boundaries'].item() == pytest.approx(0.6 / 9)
+    assert terms['centralized'].item() == pytest.approx(0.1328125)
+    assert terms['sparse'].item() == pytest.approx((0.5 ** 0.2 + 0.3 ** 0.2 + 7 * 10 ** -2.4) / 9, rel=1e-6)
+    # an even size: the centre is 4 // 2 + 0.5 (2 - 0) = 3, so a delta at (3, 3) is centred
+    delta = torch.zeros(4, 4, dtype=torch.float64)
+    delta[3, 3] = 1
+    assert kernel_terms(delta, torch.zeros(4, 4, dtype=torch.float64))['centralized'].item() == 0.
+
+
+def test_kernelgan_bicubic_prior_loss_by_hand():
+    # a ramp along the columns (value = column): the symmetric 8 taps summing to 1 give output column i the value at
+    # input position 2 i - 3 + 3.5 = 2 i + 0.5; a 16 px input gives 8 outputs (padding 3), G's 2 x 2 output is
+    # compared with the central outputs 3 and 4: 6.5 and 8.5
+    ramp = torch.arange(16, dtype=torch.float32).expand(1, 3, 16, 16).contiguous()
+    exact = torch.tensor([6.5, 8.5]).expand(1, 3, 2, 2)
+    assert bicubic_prior_loss(ramp, exact, bicubic_half_kernel()).item() == pytest.approx(0., abs=1e-8)
+    assert bicubic_prior_loss(ramp, torch.full((1, 3, 2, 2), 7.5), bicubic_half_kernel()).item() == pytest.approx(1.)
+
+
+def test_kernelgan_term_weights_follow_the_official_schedule_by_hand():
+    cfg = KernelGANConfig(relax_every=10, lr_decay_every=20)
+    weights = TermWeights(cfg)
+    assert weights.weights == {'bicubic': 5., 'sum2one': 0.5, 'boundaries': 0.5, 'centralized': 0., 'sparse': 0.}
+    # iteration 0 is skipped; 1, 2 below 0.4 (streak 2), 3 above (reset), 4, 5, 6 below: close after 6
+    for it, loss in enumerate([0.1, 0.1, 0.1, 0.5, 0.1, 0.1]):
+        weights.update(it, loss)
+    assert (weights.close_to_bicubic, weights.streak) == (False, 2)
+    weights.update(6, 0.1)
+    assert weights.close_to_bicubic is True
+    # from then on: / 100 at multiples of 10 only (5 -> 0.05 -> 5e-4, the terms on once below 5e-3 -> 5e-6, the floor)
+    weights.update(9, 9.)
+    assert weights.weights['bicubic'] == 5.
+    weights.update(10, 9.)
+    assert weights.weights['bicubic'] == pytest.approx(0.05) and weights.weights['sparse'] == 0.
+    weights.update(20, 9.)
+    assert weights.weights['bicubic'] == pytest.approx(5e-4)
+    assert (weights.weights['centralized'], weights.weights['sparse']) == (1., 5.)
+    weights.update(30, 9.)
+    assert weights.weights['bicubic'] == pytest.approx(5e-6)
+    weights.update(40, 9.)
+    assert weights.weights['bicubic'] == pytest.approx(5e-6)
+    assert [weights.decays_lr(it) for it in (0, 19, 20, 21, 40)] == [False, False, True, False, True]
+    # the total: 5e-6 x 2 + 0.5 + 0.5 + 1 x 1 + 5 x 1 with every term 1
+    ones = {name: torch.tensor(1.) for name in ('sum2one', 'boundaries', 'centralized', 'sparse')}
+    assert weights.total(torch.tensor(2.), ones).item() == pytest.approx(7 + 1e-5)
 
 
 def test_kernelgan_negligible_values_by_hand():

@@ -231,6 +231,59 @@ def postprocess_kernel(raw: np.ndarray, scale: int, n_filtering: int) -> np.ndar
     return x4_from_x2(kernel) if scale == 4 else kernel
 
 
+def kernel_terms(k: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The official regularisers of G's ``k x k`` kernel, unweighted: ``sum2one`` |1 - sum|, ``boundaries`` the mean of
+    |k * mask|, ``centralized`` the mean squared distance of its centre of mass (row, column) from the x2 grid's
+    centre (``k // 2 + 0.5 (2 - k % 2)``), ``sparse`` the mean of |k|^0.2."""
+    size = k.shape[-1]
+    indices = torch.arange(size, dtype=k.dtype)
+    centre = torch.full((2, ), size // 2 + 0.5 * (2 - size % 2), dtype=k.dtype)
+    mass = torch.stack([k.sum(1) @ indices, k.sum(0) @ indices]) / k.sum()
+    return {'sum2one': (1 - k.sum()).abs(), 'boundaries': (k * mask).abs().mean(),
+            'centralized': F.mse_loss(mass, centre), 'sparse': (k.abs() + 1e-12).pow(0.2).mean()}
+
+
+def bicubic_prior_loss(g_in: torch.Tensor, g_out: torch.Tensor, bicubic: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of G's output from MATLAB's bicubic x1/2 of its input (centre-cropped to G's
+    output)."""
+    down = F.conv2d(g_in.transpose(0, 1), bicubic[None, None], stride=2, padding=3).transpose(0, 1)
+    off = (down.shape[-1] - g_out.shape[-1]) // 2
+    return F.mse_loss(g_out, down[..., off:off + g_out.shape[-2], off:off + g_out.shape[-1]])
+
+
+class TermWeights:
+    """The official schedule of the loss weights: the bicubic prior weighs ``lambda_bicubic`` until its loss has been
+    below ``bicubic_loss_to_relax`` three iterations in a row; from then on every ``relax_every`` iterations it is
+    divided by 100 (down to 5e-6), and the first time it falls below 5e-3 the centre-of-mass and sparsity terms
+    switch on. Both learning rates drop / 10 every ``lr_decay_every`` iterations."""
+
+    def __init__(self, cfg: KernelGANConfig):
+        self.cfg = cfg
+        self.weights = {'bicubic': cfg.lambda_bicubic, 'sum2one': cfg.lambda_sum2one,
+                        'boundaries': cfg.lambda_boundaries, 'centralized': 0., 'sparse': 0.}
+        self.close_to_bicubic, self.streak = False, 0
+
+    def decays_lr(self, it: int) -> bool:
+        return it > 0 and it % self.cfg.lr_decay_every == 0
+
+    def update(self, it: int, loss_bicubic: float) -> None:
+        """After iteration ``it`` whose bicubic-prior loss was ``loss_bicubic`` (the official learner skips
+        iteration 0)."""
+        if it == 0:
+            return
+        if not self.close_to_bicubic:
+            self.streak = self.streak + 1 if loss_bicubic < self.cfg.bicubic_loss_to_relax else 0
+            self.close_to_bicubic = self.streak >= 3
+        elif it % self.cfg.relax_every == 0 and self.weights['bicubic'] > 5e-6:
+            self.weights['bicubic'] = max(self.weights['bicubic'] / 100, 5e-6)
+            if self.weights['bicubic'] < 5e-3:
+                self.weights['centralized'] = self.cfg.lambda_centralized_end
+                self.weights['sparse'] = self.cfg.lambda_sparse_end
+
+    def total(self, loss_bicubic: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.weights['bicubic'] * loss_bicubic + sum(self.weights[name] * term for name, term in terms.items())
+
+
 def train_kernel_gan(lr: np.ndarray, cfg: KernelGANConfig, progress: bool = True,
                      desc: str = 'KernelGAN') -> np.ndarray:
     """Train G and D on one image; return the raw x2 kernel G imitates (not yet filtered or centred)."""
@@ -247,22 +300,7 @@ def train_kernel_gan(lr: np.ndarray, cfg: KernelGANConfig, progress: bool = True
     g_corners = _crop_sampler(lr, cfg.crop_size, rng, True, cfg.max_iters)
     d_corners = _crop_sampler(lr, d_size, rng, False, cfg.max_iters)
     bicubic, mask = bicubic_half_kernel(), boundary_mask(cfg.kernel_size)
-    indices = torch.arange(cfg.kernel_size, dtype=torch.float32)
-    centre = torch.full((2, ), cfg.kernel_size // 2 + 0.5 * (2 - cfg.kernel_size % 2))
-    lambdas = {'bicubic': cfg.lambda_bicubic, 'centralized': 0., 'sparse': 0.}
-    close_to_bicubic, streak, relaxed = False, 0, False
-
-    def constraints(g_in: torch.Tensor, g_out: torch.Tensor) -> tuple[torch.Tensor, float]:
-        k = gen.kernel()
-        down = F.conv2d(g_in.transpose(0, 1), bicubic[None, None], stride=2, padding=3).transpose(0, 1)
-        off = (down.shape[-1] - g_out.shape[-1]) // 2
-        loss_bicubic = F.mse_loss(g_out, down[..., off:off + g_out.shape[-2], off:off + g_out.shape[-1]])
-        mass = torch.stack([k.sum(1) @ indices, k.sum(0) @ indices]) / k.sum()
-        total = (lambdas['bicubic'] * loss_bicubic + cfg.lambda_sum2one * (1 - k.sum()).abs()
-                 + cfg.lambda_boundaries * (k * mask).abs().mean() + lambdas['centralized'] * F.mse_loss(mass, centre)
-                 + lambdas['sparse'] * (k.abs() + 1e-12).pow(0.2).mean())
-        return total, loss_bicubic.item()
-
+    schedule = TermWeights(cfg)
     for it in tqdm(range(cfg.max_iters), desc=desc, unit='it', disable=not progress, leave=False):
         (gt, gl), (dt, dl) = g_corners[it], d_corners[it]
         g_in = image[..., gt:gt + cfg.crop_size, gl:gl + cfg.crop_size]
@@ -270,8 +308,9 @@ def train_kernel_gan(lr: np.ndarray, cfg: KernelGANConfig, progress: bool = True
         g_opt.zero_grad(set_to_none=True)
         g_out = gen(g_in)
         pred = disc(g_out)
-        reg, loss_bicubic = constraints(g_in, g_out)
-        (F.l1_loss(pred, torch.ones_like(pred)) + reg).backward()
+        loss_bicubic = bicubic_prior_loss(g_in, g_out, bicubic)
+        regularised = schedule.total(loss_bicubic, kernel_terms(gen.kernel(), mask))
+        (F.l1_loss(pred, torch.ones_like(pred)) + regularised).backward()
         g_opt.step()
         d_opt.zero_grad(set_to_none=True)
         with torch.no_grad():
@@ -280,16 +319,10 @@ def train_kernel_gan(lr: np.ndarray, cfg: KernelGANConfig, progress: bool = True
         (0.5 * (F.l1_loss(real_pred, torch.ones_like(real_pred))
                 + F.l1_loss(fake_pred, torch.zeros_like(fake_pred)))).backward()
         d_opt.step()
-        if it and it % cfg.lr_decay_every == 0:  # the official learner: both learning rates / 10
+        if schedule.decays_lr(it):  # the official learner: both learning rates / 10
             for group in (*g_opt.param_groups, *d_opt.param_groups):
                 group['lr'] /= 10
-        if not close_to_bicubic:
-            streak = streak + 1 if loss_bicubic < cfg.bicubic_loss_to_relax else 0
-            close_to_bicubic = streak >= 3
-        elif it % cfg.relax_every == 0 and lambdas['bicubic'] > 5e-6:
-            lambdas['bicubic'] = max(lambdas['bicubic'] / 100, 5e-6)
-            if not relaxed and lambdas['bicubic'] < 5e-3:
-                lambdas['centralized'], lambdas['sparse'], relaxed = cfg.lambda_centralized_end, cfg.lambda_sparse_end, True
+        schedule.update(it, loss_bicubic.item())
     with torch.no_grad():
         return gen.kernel().numpy().astype(np.float64)
 
