@@ -534,6 +534,8 @@ def test_mzsr_net_is_the_upsampled_input_plus_the_body():
         same.body[-1].weight.zero_()
         same.body[-1].bias.zero_()
     assert torch.equal(same(x), x)
+    with pytest.raises(ValueError, match='out_size needs upscale > 1'):
+        same(x, out_size=(9, 11))
 
 
 def test_official_psnr_by_hand():

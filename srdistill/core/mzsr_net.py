@@ -34,6 +34,8 @@ class MZSRNet(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:
-        if self.upscale != 1 or out_size is not None:
+        if self.upscale != 1:
             x = matlab_resize(x, self.upscale, out_size)
+        elif out_size is not None:
+            raise ValueError('MZSRNet: out_size needs upscale > 1 (upscale 1 takes an already-upsampled input)')
         return x + self.body(x)
