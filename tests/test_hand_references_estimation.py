@@ -554,5 +554,8 @@ def test_official_psnr_by_hand():
     b[0, 0] = 0  # in the border: not read with border 1
     assert psnr_y8(a, b, 1) == pytest.approx(10 * math.log10(255 ** 2 / 25), abs=1e-6)
     assert psnr_y8(a, a, 1) == float('inf')
-    with pytest.raises(ValueError, match='Image shapes are different'):
+    with pytest.raises(ValueError, match=r'^Image shapes are different: \(4, 4, 3\), \(3, 4, 3\)\.$'):
         psnr_y8(a, a[:3], 1)
+    # one pixel one Y level off: mse 1 -> 10 log10(255^2) = 48.13 dB
+    one, other = np.full((1, 1, 3), 128.), np.full((1, 1, 3), 128. + 255 / 219)
+    assert psnr_y8(one, other, 0) == pytest.approx(10 * math.log10(255 ** 2), abs=1e-6)

@@ -231,6 +231,7 @@ def test_diagnostics_distances_and_k_center_by_hand():
     assert k_center_greedy(rows, 3) == [0, 2, 3]
     assert k_center_greedy(rows, 6) == [0, 2, 3, 1, 0, 2]
     assert k_center_greedy(rows, 0) == [] and k_center_greedy(np.zeros((0, 1)), 2) == []
+    assert k_center_greedy(rows, 1) == [0]
 
 
 def test_diagnostics_coverage_diversity_and_gradient_energy_by_hand():
@@ -241,8 +242,15 @@ def test_diagnostics_coverage_diversity_and_gradient_energy_by_hand():
     # diversity of 0, 3, 4: distances 3, 4, 1 each counted twice over 3 x 2 ordered pairs -> 16 / 6
     assert diversity(np.array([[0.], [3.], [4.]])) == pytest.approx(16 / 6)
     assert diversity(np.array([[1.]])) == 0.
+    assert diversity(np.array([[0., 0.], [3., 4.]])) == pytest.approx(5.)  # two: their distance
     # a grey ramp rising 0.01 per column, 10 columns: Sobel x = (x[j+1] - x[j-1]) (1 + 2 + 1) = 0.08 inside; OpenCV's
     # border (reflect 101) reads column 1 on both sides of column 0 (and 8 of column 9), so 0 there: 8 x 0.08 / 10
     ramp = np.repeat(np.tile(np.arange(10, dtype=np.float32) * 0.01, (10, 1))[..., None], 3, 2)
     inner = 8 * 0.01
     assert gradient_energy(ramp) == pytest.approx((8 * inner + 2 * 0.) / 10, abs=1e-4)
+    # 0.01 x + 0.02 y: gx = 0.08 but on columns 0 and 9, gy = 0.16 but on rows 0 and 9 -> 64 inner pixels of
+    # sqrt(0.08^2 + 0.16^2), 16 of 0.08, 16 of 0.16 and 4 corners of 0, over 100
+    ys, xs = np.mgrid[:10, :10].astype(np.float32)
+    plane = np.repeat((0.01 * xs + 0.02 * ys)[..., None], 3, 2)
+    expected = (64 * math.hypot(0.08, 0.16) + 16 * 0.08 + 16 * 0.16) / 100
+    assert gradient_energy(plane) == pytest.approx(expected, abs=1e-5)
