@@ -16,8 +16,8 @@ from srdistill.core.representative import (kernel_herding, median_bandwidth, pro
                                            standardize)
 from srdistill.core.set_diagnostics import (coverage, diversity, gradient_energy, k_center_greedy,
                                             pairwise_distances)
-from srdistill.core.zero_shot_inputs import (kernels_for, lr_image_paths, paired_hr_paths, read_inputs, to_image,
-                                             to_tensor)
+from srdistill.core.zero_shot_inputs import (ZeroShotInput, kernels_for, lr_image_paths, paired_hr_paths, read_inputs,
+                                             to_image, to_tensor)
 
 
 def write(path, img) -> None:
@@ -79,6 +79,14 @@ def test_inputs_pairs_kernels_and_crops_by_hand(tmp_path):
     np.save(k_dir / 'aX2.npy', gaussian_kernel(5, 1., 1.))  # 5 x 5 on 6 x 5 fits; on bX2 (4 x 4) it does not
     with pytest.raises(SRDistillError, match=r'bX2\.png: the 5x5 kernel is larger than the 4x4 image$'):
         kernels_for(lq, kernel_dir=k_dir)
+    # one side too small is enough to refuse; a kernel exactly as wide as the image fits
+    write(lq_dir / 'cX2.png', np.full((4, 6, 3), 10))
+    write(lq_dir / 'dX2.png', np.full((6, 5, 3), 10))
+    with pytest.raises(SRDistillError, match=r'cX2\.png: the 5x5 kernel is larger than the 6x4 image$'):
+        kernels_for([lq_dir / 'cX2.png'], kernel_file=k_dir / 'aX2.npy')
+    assert kernels_for([lq_dir / 'dX2.png'], kernel_file=k_dir / 'aX2.npy')[0].shape == (5, 5)
+    fresh = ZeroShotInput(lq[0], inputs[0].lq)
+    assert fresh.gt is None and fresh.kernel is None
 
 
 # --- the estimator's training pairs ---------------------------------------------------------------------------------
