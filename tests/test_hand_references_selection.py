@@ -2,6 +2,7 @@
 (SR features, kernel herding, proportional budgets) and the set diagnostics (k-center, coverage, diversity). Every
 expected value is written out here (worked in the comments) or drawn again from a twin random generator, never
 produced by the function under test."""
+import dataclasses
 import math
 
 import cv2
@@ -91,6 +92,17 @@ def test_inputs_pairs_kernels_and_crops_by_hand(tmp_path):
 
 # --- the estimator's training pairs ---------------------------------------------------------------------------------
 
+def test_synthesis_defaults_typed_out():
+    # the shipped estimator's training pairs (benchmarks/results/kernel_predictor_x2): x2 direct, 15 x 15 kernels, 30 %
+    # from the broad family with eigenvalues in [0.2, 5], photographs first downscaled by 0.5-1, noise up to 3 levels
+    # on 20 %, JPEG 70-95 on 20 %
+    assert BlurSynthesis() == BlurSynthesis(scale=2, downsample='direct', kernel_size=15, broad_share=0.3,
+                                            variance_range=(0.2, 5.0), sharpen=(0.5, 1.0), noise_prob=0.2,
+                                            noise_max_sigma=3., jpeg_prob=0.2, jpeg_quality=(70, 95))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        BlurSynthesis().scale = 4
+
+
 def test_synthesis_kernel_draws_by_hand():
     # first a uniform for the family; MZSR's family: lambda1 ~ U[1, 2.5 s], lambda2 ~ U[1, lambda1], theta ~ U[0, pi];
     # the broad one: two log-uniform eigenvalues in the range (larger first), then theta
@@ -130,6 +142,16 @@ def test_synthesis_sharpened_crop_by_hand():
     top, left = int(twin.integers(0, 69)), int(twin.integers(0, 49))
     crop = BlurSynthesis(sharpen=(1., 1.)).sharpened_crop(img, 32, np.random.default_rng(5))
     np.testing.assert_array_equal(crop, img[top:top + 32, left:left + 32])
+    # random places: every top 0..8 and left 0..4 of a 40 x 36 image, none beyond
+    rng = np.random.default_rng(0)
+    corners = set()
+    for _ in range(300):
+        crop = BlurSynthesis(sharpen=(1., 1.)).sharpened_crop(img[:40, :36], 32, rng)
+        hits = [(top, left) for top in range(9) for left in range(5)
+                if np.array_equal(crop, img[top:top + 32, left:left + 32])]
+        assert len(hits) == 1
+        corners.add(hits[0])
+    assert {top for top, _ in corners} == set(range(9)) and {left for _, left in corners} == set(range(5))
     # an image too small for the factor: raised to 32 / 40 = 0.8, the whole 40 x 40 area-resized to 32
     small = img[:40, :40]
     crop = fixed.sharpened_crop(small, 32, np.random.default_rng(0), centre=True)
@@ -159,6 +181,13 @@ def test_synthesis_degradation_draws_noise_then_jpeg_by_hand():
     quality = int(twin.integers(70, 96))
     expected = noisy_jpeg(lr, np.random.default_rng(0), 0., quality)
     np.testing.assert_array_equal(synthesis.degrade(hr, params, np.random.default_rng(6)), expected)
+
+
+def test_synthesis_eight_bits_by_hand():
+    # no noise by default: x 255, rounded (half to even), clipped to [0, 255] before the 8-bit cast
+    img = np.array([[[-0.1, 0., 0.5 / 255], [1.5 / 255, 1.0, 1.2]]])
+    out = noisy_jpeg(img, np.random.default_rng(0)) * 255
+    np.testing.assert_array_equal(out, [[[0., 0., 0.], [2., 255., 255.]]])
 
 
 # --- representative selection ---------------------------------------------------------------------------------------
