@@ -13,8 +13,8 @@ import torch
 from srdistill.core.blur_synthesis import BlurSynthesis, noisy_jpeg
 from srdistill.core.errors import SRDistillError
 from srdistill.core.kernels import degrade, gaussian_kernel
-from srdistill.core.representative import (kernel_herding, median_bandwidth, proportional_split, sr_patch_features,
-                                           standardize)
+from srdistill.core.representative import (SR_FEATURE_NAMES, kernel_herding, median_bandwidth, proportional_split,
+                                           sr_patch_features, standardize)
 from srdistill.core.set_diagnostics import (coverage, diversity, gradient_energy, k_center_greedy,
                                             pairwise_distances)
 from srdistill.core.zero_shot_inputs import (ZeroShotInput, kernels_for, lr_image_paths, paired_hr_paths, read_inputs,
@@ -193,11 +193,18 @@ def test_synthesis_eight_bits_by_hand():
 # --- representative selection ---------------------------------------------------------------------------------------
 
 def test_representative_standardize_and_bandwidth_by_hand():
-    # columns (1, 3) -> (-1, 1); a constant column stays 0
-    np.testing.assert_allclose(standardize(np.array([[1., 5.], [3., 5.]])), [[-1., 0.], [1., 0.]], atol=1e-6)
+    # columns (1, 3), (1, 5), (1, 2) (std 1, 2, 0.5) -> (-1, 1) each; a constant column stays 0
+    np.testing.assert_allclose(standardize(np.array([[1., 1., 1., 5.], [3., 5., 2., 5.]])),
+                               [[-1., -1., -1., 0.], [1., 1., 1., 0.]], atol=1e-6)
     # rows 0, 3, 4: distances 3, 4, 1 -> median 3; identical rows: 1
     assert median_bandwidth(np.array([[0.], [3.], [4.]])) == pytest.approx(3.)
     assert median_bandwidth(np.zeros((4, 2))) == 1.
+    assert median_bandwidth(np.array([[0.], [0.5], [1.]])) == pytest.approx(0.5)  # 0.5, 1, 0.5: below 1 kept
+    # more rows than the sample: the median over the first 1,000 of numpy's permutation with seed 0
+    many = np.random.default_rng(1).normal(size=(1500, 2))
+    rows = many[np.random.default_rng(0).permutation(1500)[:1000]]
+    expected = np.median(pairwise_distances(rows, rows)[np.triu_indices(1000, 1)])
+    assert median_bandwidth(many) == pytest.approx(expected, rel=1e-9)
     # only ``sample`` rows are read: 2 of (0, 10, 10) are 0 and 10, or 10 and 10 -> 10 or 1 (all equal)
     assert median_bandwidth(np.array([[0.], [10.], [10.]]), sample=2, seed=0) in (10., 1.)
 
@@ -231,6 +238,10 @@ def test_representative_proportional_split_by_hand():
     # 5 over (2, 7): 1.11, 3.89 -> floors 1, 3, the remainder to the second (0.89 > 0.11) -> 1, 4
     assert proportional_split(5, [2, 7]) == [1, 4]
     assert proportional_split(4, [0, 0]) == [0, 0]
+    # one class of size 1 takes all; 4 over (6, 1, 1): 3, 0.5, 0.5 -> floors 3, 0, 0, the one left by remainder
+    # (0, 0.5, 0.5) to class 1, not to the largest class
+    assert proportional_split(3, [1]) == [3] and proportional_split(3, [0, 1]) == [0, 3]
+    assert proportional_split(4, [6, 1, 1]) == [3, 1, 0]
 
 
 def test_representative_sr_features_of_plain_images_by_hand():
@@ -255,6 +266,77 @@ def test_representative_sr_features_of_plain_images_by_hand():
     img = np.zeros((8, 8, 3), np.float32)
     img[:, 4:] = 1
     assert sr_patch_features(img, 8, 8, 2)[0][0, 10] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_representative_sr_features_from_their_definitions():
+    # each column rebuilt from its definition with other libraries: scipy's Gaussian (truncated at 4 sigma, mirrored
+    # border = OpenCV's default), scipy's Sobel, BasicSR's imresize for the x2 bicubic round trip (not rounded),
+    # OpenCV's grey and Lab, and plain window means (8 px patches at stride 4 of a random 16 x 20 image)
+    from scipy import ndimage
+
+    from srdistill.core.degradations import imresize
+
+    img = np.random.default_rng(0).random((16, 20, 3)).astype(np.float32)
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float64)
+    rebuilt = cv2.cvtColor(np.clip(imresize(np.clip(imresize(img, 0.5), 0, 1), 2), 0, 1).astype(np.float32),
+                           cv2.COLOR_BGR2GRAY)
+    blurred = [grey] + [ndimage.gaussian_filter(grey, s, mode='mirror', truncate=4.) for s in (1, 2, 4)]
+    gx, gy = ndimage.sobel(grey, 1, mode='mirror'), ndimage.sobel(grey, 0, mode='mirror')
+    lab = cv2.cvtColor(img, cv2.COLOR_BGR2Lab).astype(np.float64) / 100
+    features, ys, xs = sr_patch_features(img, 8, 4, 2)
+    assert features.shape == (3 * 4, 11) and len(SR_FEATURE_NAMES) == 11
+    for row, (y, x) in enumerate(zip(ys.ravel(), xs.ravel())):
+        win = (slice(y, y + 8), slice(x, x + 8))
+        gxx, gyy, gxy = (gx[win] ** 2).mean(), (gy[win] ** 2).mean(), (gx[win] * gy[win]).mean()
+        energy = gxx + gyy + 1e-6
+        expected = [np.log(((grey - rebuilt)[win] ** 2).mean() + 1e-6),
+                    *(np.log(((fine - coarse)[win] ** 2).mean() + 1e-6) for fine, coarse in zip(blurred, blurred[1:])),
+                    np.log(energy), (gxx - gyy) / energy, 2 * gxy / energy,
+                    lab[win][..., 0].mean(), lab[win][..., 1].mean(), lab[win][..., 2].mean(), lab[win][..., 0].std()]
+        np.testing.assert_allclose(features[row], expected, rtol=2e-3, atol=2e-4, err_msg=f'patch at {(y, x)}')
+
+
+def test_representative_feature_names_typed_out():
+    assert SR_FEATURE_NAMES == ('log bicubic residual', 'log DoG band 0-1', 'log DoG band 1-2', 'log DoG band 2-4',
+                                'log gradient energy', 'orientation cos2', 'orientation sin2', 'L mean', 'a mean',
+                                'b mean', 'L std')
+
+
+def greedy_mmd_picks(features, count, reference, bandwidth, preselected=()):
+    """Kernel herding written as its definition: each pick is the untaken row (all rows again once every one has been
+    taken) whose addition makes the picked set's squared maximum mean discrepancy to ``reference`` smallest."""
+    k = lambda a, b: np.exp(-((a[:, None, :] - b[None]) ** 2).sum(-1) / (2 * bandwidth ** 2))  # noqa: E731
+
+    def mmd2(rows):
+        picked = features[rows]
+        return k(picked, picked).mean() - 2 * k(picked, reference).mean() + k(reference, reference).mean()
+
+    picks = list(preselected)[:count]
+    taken = set(picks)
+    while len(picks) < count:
+        if len(taken) == len(features):
+            taken = set()
+        options = [i for i in range(len(features)) if i not in taken]
+        best = min(options, key=lambda i: mmd2(picks + [i]))
+        picks.append(best)
+        taken.add(best)
+    return picks
+
+
+def test_representative_kernel_herding_is_greedy_mmd_minimisation():
+    rng = np.random.default_rng(0)
+    features, reference = rng.normal(size=(9, 2)), rng.normal(0.5, 1.5, size=(30, 2))
+    for bandwidth in (0.4, 1.3):
+        assert kernel_herding(features, 12, reference, bandwidth=bandwidth) == \
+            greedy_mmd_picks(features, 12, reference, bandwidth)
+        assert kernel_herding(features, 11, reference, preselected=[4, 7], bandwidth=bandwidth) == \
+            greedy_mmd_picks(features, 11, reference, bandwidth, preselected=[4, 7])
+    # no bandwidth: the median distance of the reference's rows; small chunks change nothing
+    median = float(np.median(pairwise_distances(reference, reference)[np.triu_indices(30, 1)]))
+    assert kernel_herding(features, 5, reference) == greedy_mmd_picks(features, 5, reference, median)
+    assert kernel_herding(features, 5, reference, chunk=2) == kernel_herding(features, 5, reference)
+    assert kernel_herding(features, 4) == greedy_mmd_picks(features, 4, features, float(np.median(
+        pairwise_distances(features, features)[np.triu_indices(9, 1)])))
 
 
 # --- set diagnostics ------------------------------------------------------------------------------------------------
