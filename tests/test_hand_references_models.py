@@ -3,6 +3,7 @@ against a hand-written loss and SGD update, the validation figures worked out by
 (noising, label dropout, timesteps, the weighted terms) against its formulas with the random draws taken again from a
 twin seed. The networks are tiny or probes, so every expected value is written out here."""
 import copy
+import logging
 import math
 from types import SimpleNamespace
 
@@ -187,6 +188,18 @@ def test_kernel_model_validation_figures_by_hand():
     model = build_model(predictor_options())
     model.net_g = Isotropic(3.)
     truths = torch.tensor([[3., 3., 0.], [2., 2., 0.]])
+    log = []
+    model.nondist_validation(_Loader([{'lq': torch.zeros(1, 3, 8, 8), 'kernel_params': torch.tensor([[2.5, 2.5, 0.]]),
+                                       'kernel_coords': torch.zeros(1, 3)}]), 50, _TbLogger(log), False)
+    # truth (2.5, 2.5): both errors ||0.5 I|| / ||2.5 I|| = 0.2, so the estimate is not closer than the default
+    assert model.metric_results['cov_error'] == pytest.approx(0.2, abs=1e-6)
+    assert model.metric_results['default_cov_error'] == pytest.approx(0.2, abs=1e-6)
+    assert model.metric_results['closer_than_default'] == 0.
+    assert [tag for tag, _, _ in log] == [f'metrics/hand/{m}' for m in ('cov_error', 'default_cov_error',
+                                                                        'closer_than_default', 'log_euclidean')]
+    assert all(it == 50 for _, _, it in log) and log[0][1] == pytest.approx(0.2, abs=1e-6)
+    model = build_model(predictor_options())
+    model.net_g = Isotropic(3.)
     data = {'lq': torch.zeros(2, 3, 8, 8), 'kernel_params': truths,
             'kernel_coords': torch.from_numpy(np.stack([coords_from_params(*p) for p in truths.tolist()])).float()}
     model.nondist_validation(_Loader([data]), 100, None, False)
@@ -212,3 +225,70 @@ def test_kernel_model_validation_figures_by_hand():
 class _Loader(list):
     """A list of batches with the ``dataset.opt['name']`` a BasicSR dataloader has."""
     dataset = SimpleNamespace(opt={'name': 'hand'})
+
+
+class _TbLogger:
+    """Records ``add_scalar`` calls as (tag, value, iteration)."""
+
+    def __init__(self, calls: list):
+        self.calls = calls
+
+    def add_scalar(self, tag, value, it):
+        self.calls.append((tag, value, it))
+
+
+def test_kernel_model_logs_its_validation_like_basicsr(caplog):
+    # one line per metric under 'Validation <name>', each with its best and the iteration of the best
+    model = build_model(predictor_options())
+    model.net_g = Isotropic(3.)
+    data = {'lq': torch.zeros(1, 3, 8, 8), 'kernel_params': torch.tensor([[3., 3., 0.]]),
+            'kernel_coords': torch.tensor([[math.log(3.), 0., 0.]])}
+    logger = logging.getLogger('basicsr')  # BasicSR's logger does not propagate: listen to it directly
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level('INFO', logger='basicsr'):
+            model.nondist_validation(_Loader([data]), 7, None, False)
+    finally:
+        logger.removeHandler(caplog.handler)
+    message = next(r.getMessage() for r in caplog.records if r.getMessage().startswith('Validation hand'))
+    assert message.splitlines() == ['Validation hand', '\t # cov_error: 0.0000\tBest: 0.0000 @ 7 iter',
+                                    '\t # default_cov_error: 0.3333\tBest: 0.3333 @ 7 iter',
+                                    '\t # closer_than_default: 1.0000\tBest: 1.0000 @ 7 iter',
+                                    '\t # log_euclidean: 0.0000\tBest: 0.0000 @ 7 iter']
+    # the distributed path validates on rank 0 only
+    model.opt['rank'] = 1
+    model.metric_results = None
+    model.dist_validation(_Loader([data]), 8, None, False)
+    assert model.metric_results is None
+    model.opt['rank'] = 0
+    model.dist_validation(_Loader([data]), 8, None, False)
+    assert model.metric_results['cov_error'] == pytest.approx(0., abs=1e-6)
+
+
+def test_kernel_model_loads_and_saves_its_weights(tmp_path):
+    # pretrain_network_g with param_key_g and strict_load_g as BasicSR reads them; save() writes net_g_<iter>.pth
+    torch.manual_seed(1)
+    source = KernelPredictor(num_feat=4, dilations=(1, 2))
+    other = KernelPredictor(num_feat=4, dilations=(1, 2))
+    torch.save({'params': other.state_dict(), 'params_ema': source.state_dict()}, tmp_path / 'w.pth')
+    opt = predictor_options()
+    opt['path'].update(pretrain_network_g=str(tmp_path / 'w.pth'), param_key_g='params_ema')
+    model = build_model(opt)
+    assert all(torch.equal(a, b) for a, b in zip(model.net_g.state_dict().values(), source.state_dict().values()))
+    opt['path'].pop('param_key_g')
+    model = build_model(opt)  # default key: params
+    assert all(torch.equal(a, b) for a, b in zip(model.net_g.state_dict().values(), other.state_dict().values()))
+    extra = {**other.state_dict(), 'head.extra': torch.zeros(1)}
+    torch.save({'params': extra}, tmp_path / 'extra.pth')
+    opt['path']['pretrain_network_g'] = str(tmp_path / 'extra.pth')
+    with pytest.raises(RuntimeError, match='Unexpected key'):
+        build_model(opt)  # strict by default
+    opt['path']['strict_load_g'] = False
+    build_model(opt)
+    opt = predictor_options()
+    opt['path'].update(models=str(tmp_path / 'models'), training_states=str(tmp_path / 'states'))
+    (tmp_path / 'models').mkdir()
+    (tmp_path / 'states').mkdir()
+    model = build_model(opt)
+    model.save(0, 5)
+    assert (tmp_path / 'models' / 'net_g_5.pth').is_file() and (tmp_path / 'states' / '5.state').is_file()

@@ -44,7 +44,6 @@ class KernelPredictorModel(BaseModel):
     def feed_data(self, data: dict):
         self.lq = data['lq'].to(self.device)
         self.target = data['kernel_coords'].to(self.device)
-        self.target_params = data.get('kernel_params')
 
     def optimize_parameters(self, current_iter: int):
         self.optimizer_g.zero_grad(set_to_none=True)
