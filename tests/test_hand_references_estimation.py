@@ -3,6 +3,8 @@ log-Euclidean algebra, its flips/rotations and post-processing, KernelGAN's fixe
 the MZSR network, the official PSNR and the zero-shot inputs. Every expected value is written out here (worked in
 the comments) or measured independently (second moments, scipy's correlation), never produced by the function under
 test."""
+import dataclasses
+import json
 import math
 
 import numpy as np
@@ -240,7 +242,7 @@ def test_predictor_file_round_trip_and_refusals(tmp_path):
     x = torch.rand(1, 3, 12, 12)
     assert torch.equal(loaded.estimate(x), net.eval().estimate(x))
     torch.save({'params': {}}, tmp_path / 'other.pth')
-    with pytest.raises(SRDistillError, match=r'other\.pth: not a kernel-estimator file'):
+    with pytest.raises(SRDistillError, match=r'^\S*other\.pth: not a kernel-estimator file \('):
         load_predictor(tmp_path / 'other.pth')
 
 
@@ -250,11 +252,69 @@ def test_predictor_folder_checks_sizes_first_and_logs_clipping(tmp_path):
         estimate_folder_kernels(images, tmp_path / 'out', ConstantEstimate([0., 0., 0.]), PredictorSettings())
     assert not (tmp_path / 'out').exists()
     lines = []
-    records = estimate_folder_kernels(images[:1], tmp_path / 'out', ConstantEstimate([math.log(10.), 0., 0.]),
-                                      PredictorSettings(), log=lines.append)
-    assert lines == ['a: the estimated kernel (variances 10.00, 10.00) was clipped to the trained range [0.2, 5.0]']
-    assert records['a']['lambda1'] == pytest.approx(5.) and records['a']['clipped'] is True
-    assert (tmp_path / 'out' / 'a.npy').is_file() and (tmp_path / 'out' / 'kernels.json').is_file()
+    # the moment reader on a picture of (10, 2.5) turned by pi/2: clipped to (5, ~2.5), the angle kept; the raw
+    # variances, from numpy's eigenvalues of the picture's moments, are logged larger first
+    picture = torch.from_numpy(gaussian_kernel(41, 10., 2.5, math.pi / 2)).float().expand(3, 41, 41)
+    l1, l2 = np.exp(moment_coords(picture[0].double().numpy())[0] + np.array([1, -1]) *
+                    np.hypot(*moment_coords(picture[0].double().numpy())[1:]))
+    out = tmp_path / 'nested' / 'out'
+    for _ in range(2):  # a second run into the same folder rewrites it
+        records = estimate_folder_kernels([('a', picture[None])], out, MomentReader(), PredictorSettings(),
+                                          log=lines.append)
+    assert lines[0] == (f'a: the estimated kernel (variances {l1:.2f}, {l2:.2f}) was clipped to the trained range '
+                        '[0.2, 5.0]') and l1 > 9 and l2 < 3
+    a = records['a']
+    assert (a['lambda1'], a['lambda2'], a['theta']) == (pytest.approx(5.), pytest.approx(l2, rel=1e-3),
+                                                        pytest.approx(math.pi / 2, abs=1e-3))
+    assert estimate_folder_kernels([('b', torch.zeros(1, 3, 24, 30))], out, ConstantEstimate([0., 0., 0.]),
+                                   PredictorSettings())['b']['lambda1'] == pytest.approx(1.)  # 24 px: accepted
+    records = json.loads((out / 'kernels.json').read_text())['images']
+    assert list(records) == ['b']
+    assert a['clipped'] is True and 0 <= a['seconds'] < 60 and a['seconds'] == round(a['seconds'], 4)
+    stored = json.loads((out / 'kernels.json').read_text())
+    assert stored == {'estimator': 'learned', 'images': records,
+                      'settings': json.loads(json.dumps(dataclasses.asdict(PredictorSettings())))}
+    assert (out / 'a.npy').is_file()
+
+
+def test_predictor_architecture_and_settings_typed_out():
+    # the shipped estimator: 3x3 convolutions dilated 1, 1, 2, 2, 4, 4, 1 with 32 channels and LeakyReLU 0.2, a 1x1
+    # head to 3 coordinates + 1 confidence; field 1 + 2 x 15 = 31; (3 x 32 x 9 + 32) + 6 x (32 x 32 x 9 + 32) +
+    # (32 x 4 + 4) = 896 + 55,488 + 132 = 56,516 parameters
+    net = KernelPredictor()
+    convs = [m for m in net.body if isinstance(m, torch.nn.Conv2d)]
+    assert [c.dilation[0] for c in convs] == [1, 1, 2, 2, 4, 4, 1] and {c.kernel_size for c in convs} == {(3, 3)}
+    assert {c.out_channels for c in convs} == {32} and net.head.kernel_size == (1, 1) and net.receptive_field == 31
+    assert {m.negative_slope for m in net.body if isinstance(m, torch.nn.LeakyReLU)} == {0.2}
+    assert sum(p.numel() for p in net.parameters()) == 56_516
+    coords, logits = net(torch.rand(1, 3, 9, 9))
+    assert coords.shape == (1, 3, 9, 9) and logits.shape == (1, 1, 9, 9)
+    # its input is centred on 0: the body reads lr - 0.5
+    x = torch.rand(1, 3, 9, 9)
+    assert torch.allclose(net(x)[0], net.head(net.body(x - 0.5))[:, :3])
+    assert not dihedral_estimate(net, x).requires_grad  # no graph kept
+    assert PredictorSettings() == PredictorSettings(scale=2, downsample='direct', min_variance=0.2, max_variance=5.,
+                                                    shrink=0., default=(2., 2., 0.), kernel_size=15,
+                                                    diagonal_gain=0.)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PredictorSettings().shrink = 1.
+
+
+def test_predictor_turn_45_takes_the_central_square_and_keeps_it_centred():
+    # a tall 30 x 20 LR whose rows outside the central square (rows 5..24) are 1: turned, nothing of them shows;
+    # the same for a wide 20 x 30 one
+    tall = torch.zeros(1, 1, 30, 20)
+    tall[..., :5, :], tall[..., 25:, :] = 1, 1
+    assert turn_45(tall).abs().max() == 0
+    wide = tall.transpose(-1, -2).contiguous()
+    assert turn_45(wide).abs().max() == 0
+    # a centred kernel picture keeps its centre: pixel 20 of the 41 square, the inscribed int(41 / sqrt 2) = 28 cut
+    # from (41 - 28) // 2 = 6, so at 14
+    turned = turn_45(torch.from_numpy(gaussian_kernel(41, 6., 1., 0.3)).float()[None, None])[0, 0].double().numpy()
+    ys, xs = np.mgrid[:28, :28]
+    w = np.clip(turned, 0, None)
+    assert ((w * ys).sum() / w.sum(), (w * xs).sum() / w.sum()) == (pytest.approx(14, abs=0.05),
+                                                                     pytest.approx(14, abs=0.05))
 
 
 # --- KernelGAN's fixed parts ----------------------------------------------------------------------------------------
