@@ -141,9 +141,103 @@ def test_diffusion_options_refused_in_one_line():
         build_model(diffusion_options({}, class_dropout_prob=1.0))
     opt = diffusion_options({}, class_dropout_prob=0.1)
     opt['network_g']['null_class'] = False
-    with pytest.raises(SRDistillError, match=r'^option train.class_dropout_prob: the network has no null class'):
+    with pytest.raises(SRDistillError, match=r'^option train.class_dropout_prob: the network has no null class to '
+                                             r'drop labels to \(set network_g.null_class: true\)$'):
         build_model(opt)
     assert build_model(diffusion_options({})).max_timestep == 10
+
+
+class LatentProbe(ProbeDenoiser):
+    """A latent model probe: ``encode`` halves the side by 2 x 2 means and doubles the values; ``decode`` repeats
+    pixels and triples them (so a decoded prediction can leave [-1, 1])."""
+
+    def encode(self, x):
+        return 2 * torch.nn.functional.avg_pool2d(x, 2)
+
+    def decode(self, z):
+        return 3 * z.repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+
+if 'LatentProbe' not in ARCH_REGISTRY:
+    ARCH_REGISTRY.register(LatentProbe)
+
+
+def test_diffusion_schedule_options_typed_out():
+    from srdistill_plugin.models.diffusion_distill_model import schedule_options
+
+    assert schedule_options({}) == {'num_train_timesteps': 1000, 'beta_schedule': 'squaredcos_cap_v2'}
+    sd = {'num_train_timesteps': '500', 'beta_schedule': 'scaled_linear', 'beta_start': '0.00085', 'beta_end': 0.012,
+          'other': 1}
+    assert schedule_options(sd) == {'num_train_timesteps': 500, 'beta_schedule': 'scaled_linear',
+                                    'beta_start': 0.00085, 'beta_end': 0.012}
+
+
+def test_diffusion_latent_model_noises_latents_and_reads_sharpness_in_pixels():
+    # x0 = encode(gt); the sharpness term decodes the predicted latent and clamps it to [-1, 1] before Sobel
+    opt = diffusion_options({'lambda_sr': 1.0})
+    opt['network_g']['type'] = 'LatentProbe'
+    model = build_model(opt)
+    data = batch()
+    model.feed_data(data)
+    torch.manual_seed(4)
+    losses, _ = model.losses()
+    gt = data['gt'] * 2 - 1
+    x0 = 2 * torch.nn.functional.avg_pool2d(gt, 2)
+    _, noise, t = twin_draws(4, x0, 0., 10)
+    a = cosine_alpha_bar(10)[t].view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    assert model.net_g.calls[-1][0].shape == (4, 3, 4, 4) and torch.allclose(model.net_g.calls[-1][0], x_t, atol=1e-5)
+    x0_pred = (x_t - (1 - a).sqrt() * 0.5 * x_t) / a.sqrt()  # not clamped: a latent
+    image = (3 * x0_pred.repeat_interleave(2, -1).repeat_interleave(2, -2)).clamp(-1, 1)
+    expected = (a * (sobel_gradients(image) - sobel_gradients(gt)).abs()).mean()
+    assert losses['l_sr'].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_diffusion_one_minimax_term_alone_and_the_memory_size():
+    # lambda_rep alone still computes both terms (only one weighted); memories hold memory_size per class (64 default)
+    model = build_model(diffusion_options({'lambda_rep': 1.0}))
+    model.feed_data(batch())
+    losses, _ = model.losses()
+    assert list(losses) == ['l_eps', 'l_rep', 'l_div']
+    assert model.real_memory.size == 64 and model.generated_memory.size == 64
+    model = build_model(diffusion_options({'lambda_div': 1.0, 'memory_size': 1}))
+    assert model.real_memory.size == 1 and model.generated_memory.size == 1
+    model.feed_data(batch())
+    model.losses()
+    model.losses()
+    assert model.real_memory.get(1).shape[0] == 1  # class 1 has two members; one kept
+
+
+def test_diffusion_weights_ema_and_checkpoints_as_basicsr(tmp_path):
+    # no ema_decay: no EMA network, and a step works; with one, the EMA starts as a copy of the network, or from the
+    # checkpoint's params_ema (params into net_g); save() writes both under net_g_<iter>.pth
+    model = build_model(diffusion_options({}))
+    assert not hasattr(model, 'net_g_ema')
+    model.feed_data(batch())
+    model.optimize_parameters(1)
+    model = build_model(diffusion_options({}, ema_decay=0.5))
+    assert model.net_g_ema.w.item() == 0.5
+    torch.save({'params': {'w': torch.tensor(0.25)}, 'params_ema': {'w': torch.tensor(0.75)}}, tmp_path / 'w.pth')
+    opt = diffusion_options({}, ema_decay=0.5)
+    opt['path'].update(pretrain_network_g=str(tmp_path / 'w.pth'))
+    model = build_model(opt)
+    assert (model.net_g.w.item(), model.net_g_ema.w.item()) == (0.25, 0.75)
+    opt['path']['param_key_g'] = 'params_ema'
+    assert build_model(opt).net_g.w.item() == 0.75
+    torch.save({'params': {'w': torch.tensor(0.25), 'extra': torch.zeros(1)}}, tmp_path / 'extra.pth')
+    opt = diffusion_options({})
+    opt['path'].update(pretrain_network_g=str(tmp_path / 'extra.pth'))
+    with pytest.raises(RuntimeError, match='Unexpected key'):
+        build_model(opt)
+    opt['path']['strict_load_g'] = False
+    assert build_model(opt).net_g.w.item() == 0.25
+    for ema, keys in ((0.5, {'params', 'params_ema'}), (0, {'params'})):
+        opt = diffusion_options({}, ema_decay=ema)
+        opt['path'].update(models=str(tmp_path / f'models{ema}'), training_states=str(tmp_path / f'states{ema}'))
+        (tmp_path / f'models{ema}').mkdir()
+        (tmp_path / f'states{ema}').mkdir()
+        build_model(opt).save(0, 3)
+        assert set(torch.load(tmp_path / f'models{ema}' / 'net_g_3.pth')) == keys
 
 
 # --- the kernel estimator's model -----------------------------------------------------------------------------------
@@ -292,3 +386,23 @@ def test_kernel_model_loads_and_saves_its_weights(tmp_path):
     model = build_model(opt)
     model.save(0, 5)
     assert (tmp_path / 'models' / 'net_g_5.pth').is_file() and (tmp_path / 'states' / '5.state').is_file()
+
+
+class DitProbe(ProbeDenoiser):
+    """Stands for a DiT, whose label embedding drops labels itself."""
+    is_dit = True
+
+
+if 'DitProbe' not in ARCH_REGISTRY:
+    ARCH_REGISTRY.register(DitProbe)
+
+
+def test_diffusion_leaves_label_dropout_to_a_dit():
+    opt = diffusion_options({}, class_dropout_prob=0.5)
+    opt['network_g']['type'] = 'DitProbe'
+    model = build_model(opt)
+    data = batch()
+    model.feed_data(data)
+    torch.manual_seed(7)
+    model.losses()
+    assert torch.equal(model.net_g.calls[-1][2], data['class_id'])
