@@ -594,7 +594,7 @@ def test_mzsr_net_is_the_upsampled_input_plus_the_body():
         same.body[-1].weight.zero_()
         same.body[-1].bias.zero_()
     assert torch.equal(same(x), x)
-    with pytest.raises(ValueError, match='out_size needs upscale > 1'):
+    with pytest.raises(ValueError, match=r'^MZSRNet: out_size needs upscale > 1 \(upscale 1 takes'):
         same(x, out_size=(9, 11))
 
 
