@@ -296,6 +296,16 @@ def test_representative_sr_features_from_their_definitions():
         np.testing.assert_allclose(features[row], expected, rtol=2e-3, atol=2e-4, err_msg=f'patch at {(y, x)}')
 
 
+def test_representative_residual_of_a_plane_is_zero_inside():
+    # bicubic reproduces a plane, so away from the border the x2 round trip leaves no residual: log(0 + 1e-6); an LR
+    # rounded to 8 bits on the way would leave about (1/255)^2 / 12 per pixel (log -13.3)
+    ys, xs = np.mgrid[:32, :32].astype(np.float32)
+    img = np.repeat((0.3 + 0.004 * xs + 0.003 * ys)[..., None], 3, 2)
+    features, ys_, xs_ = sr_patch_features(img, 8, 8, 2)
+    inner = [i for i, (y, x) in enumerate(zip(ys_.ravel(), xs_.ravel())) if 0 < y < 24 and 0 < x < 24]
+    np.testing.assert_allclose(features[inner, 0], math.log(1e-6), atol=0.05)
+
+
 def test_representative_feature_names_typed_out():
     assert SR_FEATURE_NAMES == ('log bicubic residual', 'log DoG band 0-1', 'log DoG band 1-2', 'log DoG band 2-4',
                                 'log gradient energy', 'orientation cos2', 'orientation sin2', 'L mean', 'a mean',
