@@ -406,3 +406,32 @@ def test_diffusion_leaves_label_dropout_to_a_dit():
     torch.manual_seed(7)
     model.losses()
     assert torch.equal(model.net_g.calls[-1][2], data['class_id'])
+
+
+class RandomProbe(ProbeDenoiser):
+    """A probe whose weight starts at a random value (two builds differ)."""
+
+    def __init__(self, num_classes: int = 3, null_class: bool = False):
+        super().__init__(num_classes, null_class)
+        self.w.data = torch.rand(())
+
+
+if 'RandomProbe' not in ARCH_REGISTRY:
+    ARCH_REGISTRY.register(RandomProbe)
+
+
+def test_diffusion_ema_starts_as_the_network_and_loads_strictly(tmp_path):
+    opt = diffusion_options({}, ema_decay=0.9)
+    opt['network_g']['type'] = 'RandomProbe'
+    model = build_model(opt)
+    assert model.net_g_ema.w.item() == model.net_g.w.item()
+    # the EMA weights are read as strictly as the network's: an unexpected key in params_ema alone is refused,
+    # unless strict_load_g is false
+    torch.save({'params': {'w': torch.tensor(0.25)}, 'params_ema': {'w': torch.tensor(0.75), 'extra': torch.zeros(1)}},
+               tmp_path / 'w.pth')
+    opt = diffusion_options({}, ema_decay=0.9)
+    opt['path'].update(pretrain_network_g=str(tmp_path / 'w.pth'))
+    with pytest.raises(RuntimeError, match='Unexpected key'):
+        build_model(opt)
+    opt['path']['strict_load_g'] = False
+    assert build_model(opt).net_g_ema.w.item() == 0.75
