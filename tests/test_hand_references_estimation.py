@@ -6,6 +6,7 @@ test."""
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -246,7 +247,7 @@ def test_predictor_file_round_trip_and_refusals(tmp_path):
     x = torch.rand(1, 3, 12, 12)
     assert torch.equal(loaded.estimate(x), net.eval().estimate(x))
     torch.save({'params': {}}, tmp_path / 'other.pth')
-    with pytest.raises(SRDistillError, match=r'^\S*other\.pth: not a kernel-estimator file \('):
+    with pytest.raises(SRDistillError, match=rf'^{re.escape(str(tmp_path))}/other\.pth: not a kernel-estimator file \('):
         load_predictor(tmp_path / 'other.pth')
 
 
