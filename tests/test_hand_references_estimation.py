@@ -260,8 +260,8 @@ def test_predictor_folder_checks_sizes_first_and_logs_clipping(tmp_path):
     # the moment reader on a picture of (10, 2.5) turned by pi/2: clipped to (5, ~2.5), the angle kept; the raw
     # variances, from numpy's eigenvalues of the picture's moments, are logged larger first
     picture = torch.from_numpy(gaussian_kernel(41, 10., 2.5, math.pi / 2)).float().expand(3, 41, 41)
-    l1, l2 = np.exp(moment_coords(picture[0].double().numpy())[0] + np.array([1, -1]) *
-                    np.hypot(*moment_coords(picture[0].double().numpy())[1:]))
+    m, u, v = moment_coords(picture[0].double().numpy())
+    l1, l2 = np.exp(m + np.array([1, -1]) * np.hypot(u, v))
     out = tmp_path / 'nested' / 'out'
     for _ in range(2):  # a second run into the same folder rewrites it
         records = estimate_folder_kernels([('a', picture[None])], out, MomentReader(), PredictorSettings(),

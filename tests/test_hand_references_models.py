@@ -57,11 +57,14 @@ def cosine_alpha_bar(steps: int) -> torch.Tensor:
 
 
 def twin_draws(seed: int, x0: torch.Tensor, dropout: float, max_t: int):
-    """The draws of one ``losses()`` call, in its order: label dropout (if on), noise, timesteps."""
+    """The draws of one ``losses()`` call, in its order (label dropout if on, noise, timesteps), and what they make:
+    ``(drop, noise, t, alpha_bar (N, 1, 1, 1), x_t = sqrt(a) x0 + sqrt(1 - a) noise)`` under 10 cosine steps."""
     torch.manual_seed(seed)
     drop = torch.rand(len(x0)) < dropout if dropout else torch.zeros(len(x0), dtype=torch.bool)
     noise = torch.randn_like(x0)
-    return drop, noise, torch.randint(0, max_t, (len(x0), ))
+    t = torch.randint(0, max_t, (len(x0), ))
+    a = cosine_alpha_bar(10)[t].view(-1, 1, 1, 1)
+    return drop, noise, t, a, a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
 def batch():
@@ -76,9 +79,7 @@ def test_diffusion_objective_noising_dropout_and_sharpness_term_by_hand():
     torch.manual_seed(7)
     losses, total = model.losses()
     x0 = data['gt'] * 2 - 1
-    drop, noise, t = twin_draws(7, x0, 0.5, 5)
-    a = cosine_alpha_bar(10)[t].view(-1, 1, 1, 1)
-    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    drop, noise, t, a, x_t = twin_draws(7, x0, 0.5, 5)
     seen_x, seen_t, seen_labels = model.net_g.calls[-1]
     assert torch.equal(seen_t, t) and (t < 5).all()
     assert torch.equal(seen_labels, torch.where(drop, torch.tensor(3), data['class_id'])) and drop.any()
@@ -104,9 +105,7 @@ def test_diffusion_representativeness_and_diversity_by_hand():
     for seed in (1, 2):
         torch.manual_seed(seed)
         losses, total = model.losses()
-        _, noise, t = twin_draws(seed, x0, 0., 10)
-        a = cosine_alpha_bar(10)[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        _, noise, t, a, x_t = twin_draws(seed, x0, 0., 10)
         emb_of.append(embed(((x_t - (1 - a).sqrt() * 0.5 * x_t) / a.sqrt()).clamp(-1, 1)))
     real = embed(x0)
     members = {c: [i for i in range(4) if classes[i] == c] for c in range(3)}
@@ -126,9 +125,7 @@ def test_diffusion_training_step_and_ema_by_hand():
     x0 = data['gt'] * 2 - 1
     torch.manual_seed(3)
     model.optimize_parameters(1)
-    _, noise, t = twin_draws(3, x0, 0., 10)
-    a = cosine_alpha_bar(10)[t].view(-1, 1, 1, 1)
-    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    _, noise, t, a, x_t = twin_draws(3, x0, 0., 10)
     grad = (2 * (0.5 * x_t - noise) * x_t).mean().item()
     assert model.net_g.w.item() == pytest.approx(0.5 - 0.1 * grad, rel=1e-5)
     assert model.net_g_ema.w.item() == pytest.approx(0.9 * 0.5 + 0.1 * (0.5 - 0.1 * grad), rel=1e-5)
@@ -183,9 +180,7 @@ def test_diffusion_latent_model_noises_latents_and_reads_sharpness_in_pixels():
     losses, _ = model.losses()
     gt = data['gt'] * 2 - 1
     x0 = 2 * torch.nn.functional.avg_pool2d(gt, 2)
-    _, noise, t = twin_draws(4, x0, 0., 10)
-    a = cosine_alpha_bar(10)[t].view(-1, 1, 1, 1)
-    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    _, noise, t, a, x_t = twin_draws(4, x0, 0., 10)
     assert model.net_g.calls[-1][0].shape == (4, 3, 4, 4) and torch.allclose(model.net_g.calls[-1][0], x_t, atol=1e-5)
     x0_pred = (x_t - (1 - a).sqrt() * 0.5 * x_t) / a.sqrt()  # not clamped: a latent
     image = (3 * x0_pred.repeat_interleave(2, -1).repeat_interleave(2, -2)).clamp(-1, 1)
