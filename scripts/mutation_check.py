@@ -56,6 +56,7 @@ TARGETS = {
     'srdistill/core/blur_synthesis.py': 'tests/test_hand_references_selection.py -k synthesis',
     'srdistill/core/representative.py': 'tests/test_hand_references_selection.py -k representative',
     'srdistill/core/set_diagnostics.py': 'tests/test_hand_references_selection.py -k diagnostics',
+    'srdistill/core/features.py': 'tests/test_hand_references_selection.py -k "descriptor or kmeans or clip_encoder"',
     'srdistill_plugin/models/kernel_predictor_model.py': 'tests/test_hand_references_models.py -k kernel_model',
     'srdistill_plugin/models/diffusion_distill_model.py': 'tests/test_hand_references_models.py -k diffusion',
 }

@@ -1,6 +1,7 @@
 """Shared fixtures: small real photographs (scikit-image's bundled ones) and the repository paths."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,23 @@ def photo_dir(tmp_path_factory) -> Path:
         h, w = img.shape[:2]
         cv2.imwrite(str(folder / f'{name}.png'), img[(h - 128) // 2:(h + 128) // 2, (w - 128) // 2:(w + 128) // 2])
     return folder
+
+
+@pytest.fixture()
+def tiny_clip(tmp_path) -> tuple[Path, Path]:
+    """A one-layer open_clip model with random weights (config and checkpoint files), registered as srd-tiny-clip."""
+    import open_clip
+    import torch
+
+    config = tmp_path / 'srd-tiny-clip.json'
+    config.write_text(json.dumps({'embed_dim': 16, 'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32,
+                                  'head_width': 16, 'patch_size': 8}, 'text_cfg': {'context_length': 8, 'vocab_size': 64, 'width': 16,
+                                  'heads': 2, 'layers': 1}}))
+    open_clip.add_model_config(str(config))
+    torch.manual_seed(0)
+    checkpoint = tmp_path / 'tiny_clip.pt'
+    torch.save({'state_dict': open_clip.create_model('srd-tiny-clip').state_dict()}, checkpoint)
+    return config, checkpoint
 
 
 def run_tool(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:

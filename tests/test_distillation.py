@@ -61,20 +61,6 @@ def test_selection_caps_per_image_total_and_fraction():
     assert len(select_patches(per_image, SelectionOptions(keep_fraction=1, total=4, threshold=8, scale=4))) == 4
 
 
-@pytest.fixture()
-def tiny_clip(tmp_path):
-    import open_clip
-    config = tmp_path / 'srd-tiny-clip.json'
-    config.write_text(json.dumps({'embed_dim': 16, 'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32,
-                                  'head_width': 16, 'patch_size': 8}, 'text_cfg': {'context_length': 8, 'vocab_size': 64, 'width': 16,
-                                  'heads': 2, 'layers': 1}}))
-    open_clip.add_model_config(str(config))
-    torch.manual_seed(0)
-    checkpoint = tmp_path / 'tiny_clip.pt'
-    torch.save({'state_dict': open_clip.create_model('srd-tiny-clip').state_dict()}, checkpoint)
-    return config, checkpoint
-
-
 def test_clip_features_load_from_a_local_checkpoint_and_bad_paths_are_named(tiny_clip, photo_dir, tmp_path):
     config, checkpoint = tiny_clip
     encoder = ClipImageEncoder('srd-tiny-clip', checkpoint, model_config=str(config))

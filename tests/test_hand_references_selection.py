@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from srdistill.core import features
 from srdistill.core.blur_synthesis import BlurSynthesis, noisy_jpeg
 from srdistill.core.errors import SRDistillError
 from srdistill.core.kernels import degrade, gaussian_kernel
@@ -383,3 +384,116 @@ def test_diagnostics_coverage_diversity_and_gradient_energy_by_hand():
     plane = np.repeat((0.01 * xs + 0.02 * ys)[..., None], 3, 2)
     expected = (64 * math.hypot(0.08, 0.16) + 16 * 0.08 + 16 * 0.16) / 100
     assert gradient_energy(plane) == pytest.approx(expected, abs=1e-5)
+
+
+# --- label-free grouping features -----------------------------------------------------------------------------------
+
+def test_descriptor_of_a_flat_colour_is_one_hsv_bin_by_hand():
+    # BGR (0.2, 0.6, 0.2) -> u8 (51, 153, 51): green is the maximum, so hue = 60 * (2 + (B - R) / (max - min)) = 120
+    # degrees, 60 in OpenCV's half-degree scale -> bin 60 // (180 / 8) = 2; saturation (153 - 51) / 153 * 255 = 170 ->
+    # bin 170 // 64 = 2; value 153 -> bin 2. Flat: no gradient anywhere, so the other 20 entries are 0.
+    # 8 x 4 x 4 colour bins + 16 orientations + 4 pyramid energies = 148 entries; the one-hot is at 2*16 + 2*4 + 2.
+    flat = np.full((12, 10, 3), (0.2, 0.6, 0.2), np.float32)
+    expected = np.zeros(148, np.float32)
+    expected[42] = 1
+    np.testing.assert_array_equal(features.colour_texture_descriptor(flat), expected)
+    # above 1 is clipped before the 8-bit conversion: (51, 255, 51) -> hue 60 (bin 2), saturation 204 (bin 3),
+    # value 255 (bin 3) -> 2*16 + 3*4 + 3 = 47 (unclipped, 1.5 * 255 wraps to 126 in uint8: value bin 1)
+    expected = np.zeros(148, np.float32)
+    expected[47] = 1
+    bright = np.full((12, 10, 3), (0.2, 1.5, 0.2), np.float32)  # float rounding leaves ~1e-8 gradient energy
+    np.testing.assert_allclose(features.colour_texture_descriptor(bright), expected, atol=1e-6)
+
+
+def test_descriptor_of_a_ramp_from_its_definition():
+    """A grey ramp rising along the angle 0.5 rad, rebuilt with scipy: Sobel derivatives (mirrored borders), the
+    magnitude-weighted histogram of 16 orientations on the full image, the mean magnitude on four levels of the
+    Gaussian pyramid ([1 4 6 4 1] / 16 both ways, every second pixel), the 8-bit value histogram (grey: hue and
+    saturation 0), the colour part summing to 1 and the whole to unit length."""
+    from scipy import ndimage
+
+    y, x = np.mgrid[0:40, 0:48].astype(np.float64)
+    grey = 0.1 + 0.01 * x + 0.01 * np.tan(0.5) * y
+    img = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+    colour = np.zeros(128)
+    np.add.at(colour, (img[..., 0] * 255).astype(np.uint8).ravel() // 64, 1)  # hue bin 0, saturation bin 0
+    parts, g = [colour / colour.sum()], img[..., 0].astype(np.float64)
+    binomial = np.array([1, 4, 6, 4, 1]) / 16
+    for level in range(4):
+        gx, gy = ndimage.sobel(g, axis=1, mode='mirror'), ndimage.sobel(g, axis=0, mode='mirror')
+        magnitude = np.hypot(gx, gy)
+        if level == 0:
+            bins = (np.mod(np.arctan2(gy, gx), 2 * np.pi) / (2 * np.pi) * 16).astype(int)
+            hist = np.bincount(bins.ravel(), weights=magnitude.ravel(), minlength=16)
+            parts.append(hist / hist.sum())
+        parts.append([magnitude.mean()])
+        g = ndimage.convolve1d(ndimage.convolve1d(g, binomial, axis=0, mode='mirror'), binomial, axis=1,
+                               mode='mirror')[::2, ::2]
+    expected = np.concatenate(parts)
+    expected /= np.linalg.norm(expected)
+    # inside, the ramp points at bin 0.5 / (2 pi) * 16 = 1.27; the mirrored left/top borders at 0 and pi/2 (bin 4)
+    assert np.flatnonzero(expected[128:144]).tolist() == [0, 1, 4] and expected[129] > 0.7
+    np.testing.assert_allclose(features.colour_texture_descriptor(img), expected, atol=1e-6)
+
+
+def test_kmeans_finds_three_separated_groups_and_repeats_with_its_seed():
+    rng = np.random.default_rng(0)
+    centres = np.eye(3)
+    groups = np.repeat(np.arange(3), [5, 7, 4])
+    points = centres[groups] + 0.01 * rng.standard_normal((16, 3))
+    labels = features.cluster(points, 3)
+    assert labels.dtype.kind == 'i' and labels.shape == (16, )
+    # one label per group, three different labels
+    assert [len(set(labels[groups == k])) for k in range(3)] == [1, 1, 1] and len(set(labels)) == 3
+    assert features.cluster(points, 1).tolist() == [0] * 16
+    # structure-free points: the labelling is a draw, fixed by the seed
+    blob = rng.standard_normal((60, 4))
+    assert np.array_equal(features.cluster(blob, 5, seed=3), features.cluster(blob, 5, seed=3))
+    with pytest.raises(SRDistillError, match=r'categorize.num_classes: must be a positive integer, got 0'):
+        features.cluster(points, 0)
+    with pytest.raises(SRDistillError, match=r'categorize.num_classes: must be a positive integer, got 2.0'):
+        features.cluster(points, 2.0)
+    with pytest.raises(SRDistillError, match=r'categorize.num_classes: 17 is larger than the number of images with '
+                                             r'selected patches \(16\)'):
+        features.cluster(points, 17)
+    assert features.cluster(points, 16).tolist() != [0] * 16
+
+
+def test_clip_encoder_feature_is_the_normalised_embedding_of_the_rgb_image(tiny_clip):
+    """The feature rebuilt with open_clip itself: BGR float -> RGB uint8 PIL image (clipped to [0, 1]) -> the
+    model's own preprocessing -> encode_image -> unit length."""
+    import open_clip
+    from PIL import Image
+
+    config, checkpoint = tiny_clip
+    encoder = features.ClipImageEncoder('srd-tiny-clip', checkpoint, model_config=str(config))
+    model, _, preprocess = open_clip.create_model_and_transforms('srd-tiny-clip', pretrained=str(checkpoint))
+    rng = np.random.default_rng(1)
+    bgr = rng.uniform(-0.2, 1.2, (40, 36, 3)).astype(np.float32)
+    rgb = (np.clip(bgr[:, :, ::-1], 0, 1) * 255).astype(np.uint8)
+    with torch.no_grad():
+        embedding = model.eval().encode_image(preprocess(Image.fromarray(rgb))[None])[0].numpy()
+    np.testing.assert_allclose(encoder(bgr), embedding / np.linalg.norm(embedding), atol=1e-6)
+    assert encoder.description == f'CLIP image encoder (open_clip srd-tiny-clip, weights from {checkpoint})'
+
+
+def test_clip_encoder_names_each_bad_option(tiny_clip, tmp_path):
+    import open_clip
+
+    config, checkpoint = tiny_clip
+    with pytest.raises(SRDistillError, match=r'^option categorize.clip.model_config: .*nope.json does not exist$'):
+        features.ClipImageEncoder('srd-tiny-clip', checkpoint, model_config=str(tmp_path / 'nope.json'))
+    with pytest.raises(SRDistillError, match=r"^option categorize.clip.model: unknown open_clip model 'ViT-Q-99'$"):
+        features.ClipImageEncoder('ViT-Q-99', checkpoint)
+    tags = open_clip.list_pretrained_tags_by_model('RN50')
+    with pytest.raises(SRDistillError, match=r'^option categorize.clip.pretrained: required for RN50 \(a local '
+                                             r'checkpoint file or one of its tags \[.*\]\)$') as err:
+        features.ClipImageEncoder('RN50', None)
+    assert str(tags) in str(err.value)
+    with pytest.raises(SRDistillError, match=r'^option categorize.clip.pretrained: .*nope.pt does not exist \(and is '
+                                             r'not a pretrained tag of srd-tiny-clip: \[\]\)$'):
+        features.ClipImageEncoder('srd-tiny-clip', tmp_path / 'nope.pt')
+    (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
+    with pytest.raises(SRDistillError, match=r'^option categorize.clip.pretrained: .*garbage.pt is not a '
+                                             r'srd-tiny-clip checkpoint \('):
+        features.ClipImageEncoder('srd-tiny-clip', tmp_path / 'garbage.pt')
