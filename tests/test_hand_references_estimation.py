@@ -324,6 +324,19 @@ def test_predictor_turn_45_takes_the_central_square_and_keeps_it_centred():
 
 # --- KernelGAN's fixed parts ----------------------------------------------------------------------------------------
 
+def test_kernelgan_defaults_are_the_official_ones_typed_out():
+    # KernelGAN's configs.py and learner.py: 64-pixel crops, G of 7-5-3-1-1-1 convolutions with 64 channels, D of 7
+    # layers of 64 channels with a 7x7 first kernel, Adam lr 2e-4 with beta1 0.5 for both, 40 filtered
+    # discriminator iterations, loss weights 0.5 / 5 / 0.5 and 1 / 5 once relaxed, the prior relaxed below 0.4
+    # every 200 iterations, learning rates / 10 every 750; only the iteration count differs (official 3000)
+    assert dataclasses.asdict(KernelGANConfig()) == {
+        'crop_size': 64, 'g_structure': (7, 5, 3, 1, 1, 1), 'g_channels': 64, 'd_channels': 64, 'd_layers': 7,
+        'd_kernel_size': 7, 'max_iters': 1000, 'lr': 2e-4, 'beta1': 0.5, 'n_filtering': 40, 'seed': 0,
+        'lambda_sum2one': 0.5, 'lambda_bicubic': 5., 'lambda_boundaries': 0.5, 'lambda_centralized_end': 1.,
+        'lambda_sparse_end': 5., 'bicubic_loss_to_relax': 0.4, 'lr_decay_every': 750, 'relax_every': 200}
+    assert KernelGANConfig().kernel_size == 13 and KernelGANConfig(g_structure=(3, 3)).kernel_size == 5
+
+
 def test_kernelgan_read_out_kernel_is_the_chained_correlation_by_hand():
     # G correlates with w1, then w2, then scales by w3 and takes every second pixel: sum_m sum_l x[n + m + l] w1[l]
     # w2[m] = sum_p x[n + p] (w1 * w2)[p], one correlation with K = w3 full_convolution(w1, w2), and the kernel read
