@@ -14,10 +14,10 @@ import torch
 from scipy import signal
 
 from srdistill.core.errors import SRDistillError
-from srdistill.core.kernel_estimation import (KernelGANConfig, LinearDownscaler, TermWeights, _crop_sampler,
-                                              bicubic_half_kernel, bicubic_prior_loss, boundary_mask, center_kernel,
-                                              kernel_psnr, kernel_terms, postprocess_kernel, x4_from_x2,
-                                              zeroize_negligible)
+from srdistill.core.kernel_estimation import (KernelGANConfig, LinearDownscaler, PatchDiscriminator, TermWeights,
+                                              _crop_sampler, bicubic_half_kernel, bicubic_prior_loss, boundary_mask,
+                                              center_kernel, kernel_psnr, kernel_terms, postprocess_kernel,
+                                              x4_from_x2, zeroize_negligible)
 from srdistill.core.kernel_predictor import (DIHEDRAL, KernelPredictor, PredictorSettings, _transform, clip_coords,
                                              coords_from_params, coords_loss, covariance, covariance_error,
                                              dihedral_estimate, estimate_from_coords, estimate_folder_kernels,
@@ -335,6 +335,47 @@ def test_kernelgan_defaults_are_the_official_ones_typed_out():
         'lambda_sum2one': 0.5, 'lambda_bicubic': 5., 'lambda_boundaries': 0.5, 'lambda_centralized_end': 1.,
         'lambda_sparse_end': 5., 'bicubic_loss_to_relax': 0.4, 'lr_decay_every': 750, 'relax_every': 200}
     assert KernelGANConfig().kernel_size == 13 and KernelGANConfig(g_structure=(3, 3)).kernel_size == 5
+
+
+def test_kernelgan_generator_layers_typed_out():
+    # the official G: 7-5-3-1-1-1 convolutions, 1 -> 64 -> ... -> 64 -> 1 channels, no bias, stride 2 on the last
+    # only; Xavier-normal weights with gain 0.1: std 0.1 sqrt(2 / (fan_in + fan_out)), fan = channels x k^2
+    torch.manual_seed(0)
+    gen = LinearDownscaler(KernelGANConfig())
+    shapes = [(64, 1, 7, 7), (64, 64, 5, 5), (64, 64, 3, 3), (64, 64, 1, 1), (64, 64, 1, 1), (1, 64, 1, 1)]
+    assert [tuple(layer.weight.shape) for layer in gen.layers] == shapes
+    assert [layer.stride for layer in gen.layers] == [(1, 1)] * 5 + [(2, 2)]
+    assert all(layer.bias is None and layer.padding == (0, 0) for layer in gen.layers)
+    for layer, (o, i, k, _) in zip(gen.layers, shapes):
+        expected = 0.1 * math.sqrt(2 / (i * k * k + o * k * k))
+        assert layer.weight.std().item() == pytest.approx(expected, rel=0.15)
+    # each colour plane is its own grey image: 64 - 6 - 4 - 2 = 52 valid pixels, every second one -> 26
+    a, b = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        out = gen(torch.cat([a, b, a], 1))
+        assert out.shape == (1, 3, 26, 26)
+        torch.testing.assert_close(out[:, 0], out[:, 2])
+        torch.testing.assert_close(out[:, 1:2], gen(b))
+
+
+def test_kernelgan_discriminator_layers_typed_out():
+    # the official D: a 7x7 convolution 3 -> 64, five 1x1 blocks (convolution, batch norm, ReLU), a 1x1 convolution
+    # to one map and a sigmoid; every convolution spectral-normalised, biases 0, batch-norm scales N(1, 0.02)
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(KernelGANConfig())
+    kinds = [type(m).__name__ for m in disc.net]
+    assert kinds == ['Conv2d'] + ['Conv2d', 'BatchNorm2d', 'ReLU'] * 5 + ['Conv2d', 'Sigmoid']
+    convs = [m for m in disc.net if isinstance(m, torch.nn.Conv2d)]
+    assert [tuple(m.weight_orig.shape) for m in convs] == [(64, 3, 7, 7)] + [(64, 64, 1, 1)] * 5 + [(1, 64, 1, 1)]
+    assert all(m.bias.abs().max() == 0 for m in convs)
+    norms = [m for m in disc.net if isinstance(m, torch.nn.BatchNorm2d)]
+    scales = torch.cat([m.weight.detach() for m in norms])
+    assert scales.mean().item() == pytest.approx(1, abs=0.01) and scales.std().item() == pytest.approx(0.02, rel=0.2)
+    assert all(m.bias.abs().max() == 0 for m in norms)
+    # gain 0.1 before the spectral normalisation, as in G: the first layer's raw weights
+    assert convs[0].weight_orig.std().item() == pytest.approx(0.1 * math.sqrt(2 / (3 * 49 + 64 * 49)), rel=0.15)
+    out = disc(torch.rand(2, 3, 20, 20))
+    assert out.shape == (2, 1, 14, 14) and 0 < out.min() and out.max() < 1
 
 
 def test_kernelgan_read_out_kernel_is_the_chained_correlation_by_hand():
