@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy import signal
 
+from srdistill.core import kernel_estimation as ke
 from srdistill.core.errors import SRDistillError
 from srdistill.core.kernel_estimation import (KernelGANConfig, LinearDownscaler, PatchDiscriminator, TermWeights,
                                               _crop_sampler, bicubic_half_kernel, bicubic_prior_loss, boundary_mask,
@@ -562,6 +563,72 @@ def test_kernelgan_crops_are_even_and_hold_the_only_texture():
         assert (tops % 2 == 0).all() and (lefts % 2 == 0).all() and tops.min() >= 0 and tops.max() <= 64
         assert lefts.min() > 8 and lefts.max() < 56
 
+
+
+TINY_GAN = KernelGANConfig(crop_size=32, g_structure=(3, 3, 1), g_channels=4, d_channels=4, d_layers=3, max_iters=2)
+
+
+def test_kernelgan_folder_estimates_once_per_settings(tmp_path):
+    # kernels.json holds the settings (the scale and every option, tuples as lists) and one record per image; a
+    # second call with the same settings reads nothing, a changed setting or a lost .npy estimates again
+    reads = []
+
+    def read(path):
+        reads.append(path.name)
+        return np.random.default_rng(len(path.name)).uniform(0, 1, (40, 36, 3))
+
+    paths = [tmp_path / 'one.png', tmp_path / 'three.png']
+    out = tmp_path / 'kernels'
+    done = ke.estimate_folder(paths, out, 2, TINY_GAN, read)
+    assert done == {'one': out / 'one.npy', 'three': out / 'three.npy'} and reads == ['one.png', 'three.png']
+    manifest = json.loads((out / 'kernels.json').read_text())
+    assert manifest['settings'] == {'scale': 2, **dataclasses.asdict(TINY_GAN), 'g_structure': [3, 3, 1]}
+    assert sorted(manifest['images']) == ['one', 'three']
+    assert all(set(r) == {'seconds'} and r['seconds'] >= 0 for r in manifest['images'].values())
+    for stem in ('one', 'three'):  # 5 x 5, padded by the centring shift
+        kernel = np.load(out / f'{stem}.npy')
+        assert kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1 and kernel.shape[0] >= 5
+        assert kernel.sum() == pytest.approx(1, abs=1e-5) and kernel.min() >= 0
+        assert (out / f'{stem}.mat').is_file() and (out / f'{stem}_kernel.png').is_file()
+    assert ke.estimate_folder(paths, out, 2, TINY_GAN, read) == done and len(reads) == 2
+    (out / 'three.npy').unlink()
+    ke.estimate_folder(paths, out, 2, TINY_GAN, read)
+    assert reads[2:] == ['three.png']
+    size = np.load(out / 'one.npy').shape[0]
+    ke.estimate_folder(paths, out, 4, TINY_GAN, read)  # x4: a new manifest, every image again, the x2 kernel twice
+    assert reads[3:] == ['one.png', 'three.png'] and np.load(out / 'one.npy').shape == (2 * size - 1, ) * 2
+    assert json.loads((out / 'kernels.json').read_text())['settings']['scale'] == 4
+
+
+def test_kernelgan_inputs_are_checked_before_any_estimate(tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / 'big.png'), np.zeros((40, 33, 3), np.uint8))
+    grey = np.arange(40 * 40, dtype=np.uint16).reshape(40, 40) * 40  # 16-bit greyscale
+    cv2.imwrite(str(tmp_path / 'grey.png'), grey)
+    assert ke.input_images(tmp_path, 33) == [tmp_path / 'big.png', tmp_path / 'grey.png']
+    assert ke.input_images(tmp_path / 'grey.png', 40) == [tmp_path / 'grey.png']
+    with pytest.raises(SRDistillError, match=r"big.png: image is 33x40, smaller than the estimator's 34px crop$"):
+        ke.input_images(tmp_path, 34)
+    for bad in (3, 1, 8):
+        with pytest.raises(SRDistillError, match=rf'^option --scale: kernel estimation supports 2 or 4, got {bad}$'):
+            ke.check_estimation_scale(bad)
+        with pytest.raises(SRDistillError, match=rf'^kernel estimation supports scale 2 or 4, got {bad}$'):
+            ke.estimate_kernel(np.zeros((40, 40, 3)), bad)
+    assert ke.check_estimation_scale(2) == 2 and ke.check_estimation_scale(4) == 4
+    # RGB in [0, 1], float32: greyscale replicated, 16 bits divided by 65535; BGR (0, 0, 255) read as red
+    rgb = ke.read_rgb(tmp_path / 'grey.png')
+    assert rgb.dtype == np.float32 and rgb.shape == (40, 40, 3) and rgb.flags['C_CONTIGUOUS']
+    np.testing.assert_allclose(rgb[..., 1], grey / 65535, atol=1e-6)
+    colour = np.zeros((2, 2, 3), np.uint8)
+    colour[..., 2] = 255
+    cv2.imwrite(str(tmp_path / 'red.png'), colour)
+    assert ke.read_rgb(tmp_path / 'red.png')[0, 0].tolist() == [1, 0, 0]
+    with pytest.raises(SRDistillError, match=r"image is 20x30, smaller than the estimator's 32px crop"):
+        ke.train_kernel_gan(np.zeros((30, 20, 3)), TINY_GAN, progress=False)
+    with pytest.raises(SRDistillError, match=r'nope.*does not exist|no such|not found'):
+        ke.estimate_kernels(tmp_path / 'nope', tmp_path / 'out', 2, TINY_GAN)
+    assert not (tmp_path / 'out').exists()
 
 # --- MATLAB bicubic, the MZSR network, the official PSNR ------------------------------------------------------------
 
