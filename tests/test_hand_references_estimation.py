@@ -16,7 +16,7 @@ from scipy import signal
 from srdistill.core import kernel_estimation as ke
 from srdistill.core.errors import SRDistillError
 from srdistill.core.kernel_estimation import (KernelGANConfig, LinearDownscaler, PatchDiscriminator, TermWeights,
-                                              _crop_sampler, bicubic_half_kernel, bicubic_prior_loss, boundary_mask,
+                                              _crop_sampler, _edge_map, bicubic_half_kernel, bicubic_prior_loss, boundary_mask,
                                               center_kernel, kernel_psnr, kernel_terms, postprocess_kernel,
                                               x4_from_x2, zeroize_negligible)
 from srdistill.core.kernel_predictor import (DIHEDRAL, KernelPredictor, PredictorSettings, _transform, clip_coords,
@@ -563,6 +563,54 @@ def test_kernelgan_crops_are_even_and_hold_the_only_texture():
         assert (tops % 2 == 0).all() and (lefts % 2 == 0).all() and tops.min() >= 0 and tops.max() <= 64
         assert lefts.min() > 8 and lefts.max() < 56
 
+
+
+def edge_map_reference(grey: np.ndarray) -> np.ndarray:
+    """The crop map from its definition: |gx|, |gy| and their magnitude (central differences), each zero within 5 px
+    of the border, kept in the band between its 97 % and 97.01 % quantiles (at least 1e-5 wide) and scaled to sum
+    1; their sum box-filtered over 5 x 5 (zeros outside) and scaled to mean 1."""
+    from scipy import ndimage
+
+    gy, gx = np.gradient(grey)
+    total = np.zeros_like(grey)
+    for g in (np.abs(gx), np.abs(gy), np.sqrt(gx ** 2 + gy ** 2)):
+        inner = np.zeros_like(g)
+        inner[5:-5, 5:-5] = g[5:-5, 5:-5]
+        lo = np.quantile(inner, 0.97)
+        band = np.minimum(np.maximum(inner, lo), max(np.quantile(inner, 0.9701), lo + 1e-5)) - lo
+        total += band / band.sum()
+    boxed = ndimage.uniform_filter(total, 5, mode='constant')
+    return boxed / boxed.mean()
+
+
+def test_kernelgan_crop_corners_from_their_definition():
+    """D's crops from the full image's map, G's from the map of its MATLAB x1/2 repeated 2 x 2 (zero-padded to an odd
+    size): the map box-filtered over half a crop, zero within half a crop of the border, normalised, and the centres
+    drawn from it with a twin generator; the corner is the centre minus half a crop, kept inside and made even."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    img = rng.uniform(0, 1, (45, 52, 3)) * np.linspace(0.2, 1, 52)[None, :, None]
+    grey = img @ np.array([0.299, 0.587, 0.114])
+    crop, half, count = 16, 8, 200
+    small = matlab_resize(torch.from_numpy(grey)[None], 0.5)[0].numpy()
+    repeated = np.zeros_like(grey)
+    repeated[:44, :] = np.repeat(np.repeat(edge_map_reference(small), 2, 0), 2, 1)[:44, :52]
+    for downscaled_first, grad_map in ((False, edge_map_reference(grey)), (True, repeated)):
+        prob = ndimage.uniform_filter(grad_map, half, mode='constant')
+        prob[:half], prob[-half:], prob[:, :half], prob[:, -half:] = 0, 0, 0, 0
+        prob = np.maximum(prob, 0).ravel()
+        centres = np.random.default_rng(3).choice(prob.size, size=count, p=prob / prob.sum())
+        tops = np.minimum(np.maximum(centres // 52 - half, 0), 45 - crop) // 2 * 2
+        lefts = np.minimum(np.maximum(centres % 52 - half, 0), 52 - crop) // 2 * 2
+        corners = _crop_sampler(img, crop, np.random.default_rng(3), downscaled_first, count)
+        np.testing.assert_array_equal(corners, np.stack([tops, lefts], axis=1))
+    np.testing.assert_allclose(_edge_map(grey), edge_map_reference(grey), rtol=1e-9, atol=1e-12)
+    # a flat image has no edges: the map is ones, every centre in rows 8..31 equally likely, the corners 0, 0, 2, 2,
+    # ..., 22, 22 (mean 11)
+    flat = _crop_sampler(np.full((40, 40, 3), 0.5), 16, np.random.default_rng(0), False, 4000)
+    np.testing.assert_array_equal(_edge_map(np.full((40, 40), 0.5)), np.ones((40, 40)))
+    assert flat[:, 0].min() == 0 and flat[:, 0].max() == 22 and abs(flat[:, 0].mean() - 11) < 0.5
 
 
 TINY_GAN = KernelGANConfig(crop_size=32, g_structure=(3, 3, 1), g_channels=4, d_channels=4, d_layers=3, max_iters=2)
