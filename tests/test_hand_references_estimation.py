@@ -616,6 +616,51 @@ def test_kernelgan_crop_corners_from_their_definition():
 TINY_GAN = KernelGANConfig(crop_size=32, g_structure=(3, 3, 1), g_channels=4, d_channels=4, d_layers=3, max_iters=2)
 
 
+def test_kernelgan_training_steps_written_out():
+    """Seven iterations of the official learner written out with twin random draws: G's crops drawn first, then D's;
+    each iteration G's step (D fooled: L1 to 1, plus the weighted prior and kernel terms), then D's (real crop + 2/255
+    noise to 1, G's output + 1/255 noise to 0, half the sum), both learning rates / 10 after iterations 2, 4 and 6, the
+    loss weights updated after each step. The schedule is made to act within six steps: close to bicubic after
+    iterations 1-3, the prior's weight 5 -> 0.05 -> 5e-4 after 4 and 5, and the last one with the sparse and
+    centre-of-mass terms on."""
+    import torch.nn.functional as F
+
+    cfg = dataclasses.replace(TINY_GAN, max_iters=7, lr_decay_every=2, relax_every=1, bicubic_loss_to_relax=10.)
+    img = np.random.default_rng(5).uniform(0, 1, (40, 44, 3))
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen, disc = LinearDownscaler(cfg), PatchDiscriminator(cfg)
+    d_size = (cfg.crop_size - 4) // 2  # 3-3-1 convolutions: 32 - 2 - 2 = 28 valid pixels, every second one
+    g_opt = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    x = torch.from_numpy(img.transpose(2, 0, 1).copy()).float()[None] * 2 - 1
+    g_corners = _crop_sampler(img, 32, rng, True, 7)
+    d_corners = _crop_sampler(img, d_size, rng, False, 7)
+    weights, mask = TermWeights(cfg), boundary_mask(5)
+    for it in range(7):
+        g_in = x[..., g_corners[it][0]:g_corners[it][0] + 32, g_corners[it][1]:g_corners[it][1] + 32]
+        top, left = d_corners[it]
+        real = x[..., top:top + d_size, left:left + d_size] + torch.randn(1, 3, d_size, d_size) * 2 / 255
+        g_opt.zero_grad()
+        g_out = gen(g_in)
+        prior = bicubic_prior_loss(g_in, g_out, bicubic_half_kernel())
+        fooled = (disc(g_out) - 1).abs().mean()
+        (fooled + weights.total(prior, kernel_terms(gen.kernel(), mask))).backward()
+        g_opt.step()
+        d_opt.zero_grad()
+        fake = gen(g_in).detach() + torch.randn(g_out.shape) / 255
+        ((disc(real) - 1).abs().mean() / 2 + disc(fake).abs().mean() / 2).backward()
+        d_opt.step()
+        if it in (2, 4, 6):
+            for group in g_opt.param_groups + d_opt.param_groups:
+                group['lr'] = group['lr'] / 10
+        weights.update(it, prior.item())
+    assert weights.weights == {'bicubic': 5e-6, 'sum2one': 0.5, 'boundaries': 0.5, 'centralized': 1., 'sparse': 5.}
+    expected = gen.kernel().detach().double().numpy()
+    np.testing.assert_allclose(ke.train_kernel_gan(img, cfg, progress=False), expected, rtol=1e-5, atol=1e-9)
+    assert not np.allclose(ke.train_kernel_gan(img, dataclasses.replace(cfg, seed=1), progress=False), expected)
+
+
 def test_kernelgan_folder_estimates_once_per_settings(tmp_path):
     # kernels.json holds the settings (the scale and every option, tuples as lists) and one record per image; a
     # second call with the same settings reads nothing, a changed setting or a lost .npy estimates again
