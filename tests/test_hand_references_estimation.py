@@ -415,7 +415,14 @@ def test_kernelgan_boundary_mask_by_hand():
     assert mask[1, 6] == pytest.approx(30 * (1 - g(5)), rel=1e-5)
     assert mask[6, 0] == pytest.approx(30 * (1 - g(6)), rel=1e-5)
     assert mask[12, 12] == pytest.approx(30 * (1 - g(6) * g(6)), rel=1e-5)
-    assert (mask[2:11, 2:11] == 0).all() and (mask[1, :] > 0).all() and (mask[:, 11] > 0).all()
+    zero = np.zeros((13, 13), bool)
+    zero[2:11, 2:11] = True
+    np.testing.assert_array_equal(mask == 0, zero)  # the rest, a two-pixel frame, is positive
+    # size 15: margin (15 - 8) // 2 - 1 = 2, the central 11 x 11 is zero; size 5: margin (5 - 3) // 2 - 1 = 0, all
+    zero = np.zeros((15, 15), bool)
+    zero[2:13, 2:13] = True
+    np.testing.assert_array_equal(boundary_mask(15).numpy() == 0, zero)
+    assert (boundary_mask(5).numpy() == 0).all()
     # size 9: margin (9 - 5) // 2 - 1 = 1, the central 7 x 7 is zero
     mask = boundary_mask(9, penalty=1.).numpy()
     assert (mask[1:8, 1:8] == 0).all() and mask[0, 4] == pytest.approx(1 - math.exp(-16 / 162), rel=1e-5)
@@ -606,6 +613,9 @@ def test_kernelgan_crop_corners_from_their_definition():
         corners = _crop_sampler(img, crop, np.random.default_rng(3), downscaled_first, count)
         np.testing.assert_array_equal(corners, np.stack([tops, lefts], axis=1))
     np.testing.assert_allclose(_edge_map(grey), edge_map_reference(grey), rtol=1e-9, atol=1e-12)
+    # an image of the crop's size leaves no centre half a crop from the border: every centre equally likely, every
+    # corner (0, 0)
+    assert (_crop_sampler(img[:16, :16], crop, np.random.default_rng(0), False, 50) == 0).all()
     # a flat image has no edges: the map is ones, every centre in rows 8..31 equally likely, the corners 0, 0, 2, 2,
     # ..., 22, 22 (mean 11)
     flat = _crop_sampler(np.full((40, 40, 3), 0.5), 16, np.random.default_rng(0), False, 4000)
