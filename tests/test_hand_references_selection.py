@@ -3,7 +3,9 @@
 expected value is written out here (worked in the comments) or drawn again from a twin random generator, never
 produced by the function under test."""
 import dataclasses
+import json
 import math
+import re
 
 import cv2
 import numpy as np
@@ -403,17 +405,25 @@ def test_descriptor_of_a_flat_colour_is_one_hsv_bin_by_hand():
     expected[47] = 1
     bright = np.full((12, 10, 3), (0.2, 1.5, 0.2), np.float32)  # float rounding leaves ~1e-8 gradient energy
     np.testing.assert_allclose(features.colour_texture_descriptor(bright), expected, atol=1e-6)
+    # bin edges: cyan (255, 255, 0) has hue 180 degrees = 90 = 4 x 22.5, the first value of bin 4 -> 4*16 + 3*4 + 3;
+    # (63, 255, 63) has saturation 255 (255 - 63) / 255 = 192 = 3 x 64, the first value of bin 3 -> 2*16 + 3*4 + 3
+    for bgr, index in (((1, 1, 0), 79), ((63.5 / 255, 1, 63.5 / 255), 47)):
+        expected = np.zeros(148, np.float32)
+        expected[index] = 1
+        descriptor = features.colour_texture_descriptor(np.full((12, 10, 3), bgr, np.float32))
+        np.testing.assert_allclose(descriptor, expected, atol=1e-6)
 
 
-def test_descriptor_of_a_ramp_from_its_definition():
-    """A grey ramp rising along the angle 0.5 rad, rebuilt with scipy: Sobel derivatives (mirrored borders), the
+@pytest.mark.parametrize('angle', [0.5, 6.0])
+def test_descriptor_of_a_ramp_from_its_definition(angle):
+    """A grey ramp rising along ``angle`` (rad), rebuilt with scipy: Sobel derivatives (mirrored borders), the
     magnitude-weighted histogram of 16 orientations on the full image, the mean magnitude on four levels of the
     Gaussian pyramid ([1 4 6 4 1] / 16 both ways, every second pixel), the 8-bit value histogram (grey: hue and
     saturation 0), the colour part summing to 1 and the whole to unit length."""
     from scipy import ndimage
 
     y, x = np.mgrid[0:40, 0:48].astype(np.float64)
-    grey = 0.1 + 0.01 * x + 0.01 * np.tan(0.5) * y
+    grey = 0.2 + 0.01 * x + 0.01 * np.tan(angle) * y  # within 0.09 .. 0.88
     img = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
     colour = np.zeros(128)
     np.add.at(colour, (img[..., 0] * 255).astype(np.uint8).ravel() // 64, 1)  # hue bin 0, saturation bin 0
@@ -431,8 +441,10 @@ def test_descriptor_of_a_ramp_from_its_definition():
                                mode='mirror')[::2, ::2]
     expected = np.concatenate(parts)
     expected /= np.linalg.norm(expected)
-    # inside, the ramp points at bin 0.5 / (2 pi) * 16 = 1.27; the mirrored left/top borders at 0 and pi/2 (bin 4)
-    assert np.flatnonzero(expected[128:144]).tolist() == [0, 1, 4] and expected[129] > 0.7
+    # inside, the ramp points at bin 0.5 / (2 pi) * 16 = 1.27 (or 6.0 / (2 pi) * 16 = 15.28); the mirrored borders
+    # at 0 (left, right) and at pi / 2 (bin 4) or 3 pi / 2 (bin 12)
+    inside, border = (1, 4) if angle == 0.5 else (15, 12)
+    assert np.flatnonzero(expected[128:144]).tolist() == sorted([0, inside, border]) and expected[128 + inside] > 0.7
     np.testing.assert_allclose(features.colour_texture_descriptor(img), expected, atol=1e-6)
 
 
@@ -449,12 +461,15 @@ def test_kmeans_finds_three_separated_groups_and_repeats_with_its_seed():
     # structure-free points: the labelling is a draw, fixed by the seed
     blob = rng.standard_normal((60, 4))
     assert np.array_equal(features.cluster(blob, 5, seed=3), features.cluster(blob, 5, seed=3))
-    with pytest.raises(SRDistillError, match=r'categorize.num_classes: must be a positive integer, got 0'):
+    seeds = [features.cluster(blob, 5, seed=seed) for seed in range(4)]
+    assert not all(np.array_equal(seeds[0], other) for other in seeds[1:])  # the seed matters, and 0 is the default
+    np.testing.assert_array_equal(features.cluster(blob, 5), seeds[0])
+    with pytest.raises(SRDistillError, match=r'^option categorize.num_classes: must be a positive integer, got 0$'):
         features.cluster(points, 0)
-    with pytest.raises(SRDistillError, match=r'categorize.num_classes: must be a positive integer, got 2.0'):
+    with pytest.raises(SRDistillError, match=r'^option categorize.num_classes: must be a positive integer, got 2.0$'):
         features.cluster(points, 2.0)
-    with pytest.raises(SRDistillError, match=r'categorize.num_classes: 17 is larger than the number of images with '
-                                             r'selected patches \(16\)'):
+    with pytest.raises(SRDistillError, match=r'^option categorize.num_classes: 17 is larger than the number of images '
+                                             r'with selected patches \(16\)$'):
         features.cluster(points, 17)
     assert features.cluster(points, 16).tolist() != [0] * 16
 
@@ -497,3 +512,43 @@ def test_clip_encoder_names_each_bad_option(tiny_clip, tmp_path):
     with pytest.raises(SRDistillError, match=r'^option categorize.clip.pretrained: .*garbage.pt is not a '
                                              r'srd-tiny-clip checkpoint \('):
         features.ClipImageEncoder('srd-tiny-clip', tmp_path / 'garbage.pt')
+
+
+HUB_PROBE = """
+import json, sys
+from srdistill.core.errors import SRDistillError
+from srdistill.core.features import ClipImageEncoder
+out = {}
+for name, pretrained in (('hf-hub:srdistill-test/tiny-clip', None), ('hf-hub:srdistill-test/absent', None),
+                         ('RN50', 'openai')):
+    try:
+        out[name] = ClipImageEncoder(name, pretrained).description
+    except SRDistillError as err:
+        out[name] = 'error: ' + str(err)
+print(json.dumps(out))
+"""
+
+
+def test_clip_encoder_hub_names_offline(tmp_path):
+    """Hub names as open_clip takes them, offline: a hub repository in the cache loads (its description says whose
+    weights), one not in the cache and an uncached pretrained tag are each one line naming the model."""
+    from open_clip.model import CLIP
+
+    from .helpers.warm_python import run_python
+    from .test_hub_names import TINY_CLIP, offline, snapshot
+
+    cache = tmp_path / 'hf_cache'
+    clip = snapshot(cache, 'srdistill-test/tiny-clip')
+    (clip / 'open_clip_config.json').write_text(json.dumps({'model_cfg': TINY_CLIP, 'preprocess_cfg': {}}))
+    torch.manual_seed(0)
+    torch.save(CLIP(**TINY_CLIP).state_dict(), clip / 'open_clip_pytorch_model.bin')
+    proc = run_python(['-c', HUB_PROBE], tmp_path, env=offline(cache))  # offline before huggingface_hub loads
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out['hf-hub:srdistill-test/tiny-clip'] == ('CLIP image encoder (open_clip hf-hub:srdistill-test/tiny-clip, '
+                                                      'pretrained weights of the hub repo)')
+    tail = '; download it once online or give a local checkpoint file as categorize.clip.pretrained'
+    assert re.fullmatch(r"error: option categorize.clip: hf-hub:srdistill-test/absent is .*HF_HUB_OFFLINE=1.*"
+                        + re.escape(tail), out['hf-hub:srdistill-test/absent'])
+    assert re.fullmatch(r"error: option categorize.clip: RN50 'openai' is .*HF_HUB_OFFLINE=1.*" + re.escape(tail),
+                        out['RN50'])

@@ -18,9 +18,6 @@ from sklearn.cluster import KMeans
 from .errors import SRDistillError, first_line
 from .hub import offline_hint
 
-FEATURE_MODES = ('clip', 'colour_texture')
-
-
 def colour_texture_descriptor(img: np.ndarray) -> np.ndarray:
     """An L2-normalised 148-d descriptor (8x4x4 HSV bins, 16 orientations, 4 pyramid energies) of a float BGR [0, 1] image."""
     u8 = (np.clip(img, 0, 1) * 255).astype(np.uint8)
