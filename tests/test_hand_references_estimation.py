@@ -455,6 +455,9 @@ def test_kernelgan_bicubic_prior_loss_by_hand():
     exact = torch.tensor([6.5, 8.5]).expand(1, 3, 2, 2)
     assert bicubic_prior_loss(ramp, exact, bicubic_half_kernel()).item() == pytest.approx(0., abs=1e-8)
     assert bicubic_prior_loss(ramp, torch.full((1, 3, 2, 2), 7.5), bicubic_half_kernel()).item() == pytest.approx(1.)
+    # each colour plane against its own: planes 1, 2 and 3 times the ramp
+    gains = torch.tensor([1., 2., 3.]).view(1, 3, 1, 1)
+    assert bicubic_prior_loss(ramp * gains, exact * gains, bicubic_half_kernel()).item() == pytest.approx(0., abs=1e-8)
 
 
 def test_kernelgan_term_weights_follow_the_official_schedule_by_hand():
@@ -483,6 +486,30 @@ def test_kernelgan_term_weights_follow_the_official_schedule_by_hand():
     # the total: 5e-6 x 2 + 0.5 + 0.5 + 1 x 1 + 5 x 1 with every term 1
     ones = {name: torch.tensor(1.) for name in ('sum2one', 'boundaries', 'centralized', 'sparse')}
     assert weights.total(torch.tensor(2.), ones).item() == pytest.approx(7 + 1e-5)
+
+
+def test_kernelgan_term_weights_at_their_edges_by_hand():
+    # iteration 0 does not count, iteration 1 does: 0 low (skipped), 1 high (reset), 2, 3 low -> streak 2, not close
+    weights = TermWeights(KernelGANConfig())
+    for it, loss in enumerate([0.1, 9., 0.1, 0.1]):
+        weights.update(it, loss)
+    assert (weights.close_to_bicubic, weights.streak) == (False, 2)
+    # a loss of exactly 0.4 is not below 0.4
+    weights.update(4, 0.4)
+    assert weights.streak == 0
+    # lambda_bicubic 0.5: 0.5 -> 5e-3 (not below 5e-3: terms still off) -> 5e-5 (on)
+    weights = TermWeights(KernelGANConfig(lambda_bicubic=0.5, relax_every=1))
+    for it in range(1, 5):
+        weights.update(it, 0.)
+    assert weights.weights['bicubic'] == pytest.approx(5e-3) and weights.weights['sparse'] == 0.
+    weights.update(5, 0.)
+    assert weights.weights['bicubic'] == pytest.approx(5e-5) and weights.weights['sparse'] == 5.
+    # lambda_bicubic 0.08: 8e-4 -> 8e-6 -> 5e-6 (the floor, not 8e-8)
+    weights = TermWeights(KernelGANConfig(lambda_bicubic=0.08, relax_every=1))
+    for it in range(1, 7):
+        weights.update(it, 0.)
+    assert weights.weights['bicubic'] == pytest.approx(5e-6, rel=1e-9)
+    assert [TermWeights(KernelGANConfig(lr_decay_every=1)).decays_lr(it) for it in (0, 1, 2)] == [False, True, True]
 
 
 def test_kernelgan_negligible_values_by_hand():
@@ -517,6 +544,10 @@ def test_kernelgan_centring_by_hand():
     # unshifted the column would be 2.0 after the pad; the cubic spline's clipped undershoot leaves it within 0.1
     ys, xs = np.mgrid[:6, :6]
     assert ((out * xs).sum(), (out * ys).sum()) == (pytest.approx(2.5, abs=0.1), pytest.approx(2.5, abs=1e-4))
+    # the shift itself: scipy's cubic spline (order 3, as the official kernel_shift) by (0, 0.5) on the padded kernel
+    from scipy import ndimage
+    spline = np.clip(ndimage.shift(np.pad(half, 1), (0., 0.5), order=3), 0, None)
+    np.testing.assert_allclose(out, spline / spline.sum(), atol=1e-7)
 
 
 def test_kernelgan_x4_from_x2_by_hand():
@@ -557,6 +588,7 @@ def test_kernelgan_kernel_psnr_by_hand():
     big = np.zeros((5, 5))
     big[2, 2] = 1
     assert kernel_psnr(delta, big) > 200
+    assert kernel_psnr(delta, delta) == math.inf and kernel_psnr(big, big) == math.inf  # no error at all
 
 
 def test_kernelgan_crops_are_even_and_hold_the_only_texture():
@@ -575,7 +607,7 @@ def test_kernelgan_crops_are_even_and_hold_the_only_texture():
 def edge_map_reference(grey: np.ndarray) -> np.ndarray:
     """The crop map from its definition: |gx|, |gy| and their magnitude (central differences), each zero within 5 px
     of the border, kept in the band between its 97 % and 97.01 % quantiles (at least 1e-5 wide) and scaled to sum
-    1; their sum box-filtered over 5 x 5 (zeros outside) and scaled to mean 1."""
+    1 (an empty one stays 0); their sum box-filtered over 5 x 5 (zeros outside) and scaled to mean 1."""
     from scipy import ndimage
 
     gy, gx = np.gradient(grey)
@@ -585,7 +617,7 @@ def edge_map_reference(grey: np.ndarray) -> np.ndarray:
         inner[5:-5, 5:-5] = g[5:-5, 5:-5]
         lo = np.quantile(inner, 0.97)
         band = np.minimum(np.maximum(inner, lo), max(np.quantile(inner, 0.9701), lo + 1e-5)) - lo
-        total += band / band.sum()
+        total += band / band.sum() if band.any() else band
     boxed = ndimage.uniform_filter(total, 5, mode='constant')
     return boxed / boxed.mean()
 
@@ -613,6 +645,9 @@ def test_kernelgan_crop_corners_from_their_definition():
         corners = _crop_sampler(img, crop, np.random.default_rng(3), downscaled_first, count)
         np.testing.assert_array_equal(corners, np.stack([tops, lefts], axis=1))
     np.testing.assert_allclose(_edge_map(grey), edge_map_reference(grey), rtol=1e-9, atol=1e-12)
+    # texture along the columns only: |gy| is zero everywhere and adds nothing (no division by its zero sum)
+    stripes = np.repeat(grey[:1], 45, axis=0)
+    np.testing.assert_allclose(_edge_map(stripes), edge_map_reference(stripes), rtol=1e-9, atol=1e-12)
     # an image of the crop's size leaves no centre half a crop from the border: every centre equally likely, every
     # corner (0, 0)
     assert (_crop_sampler(img[:16, :16], crop, np.random.default_rng(0), False, 50) == 0).all()
@@ -667,8 +702,22 @@ def test_kernelgan_training_steps_written_out():
         weights.update(it, prior.item())
     assert weights.weights == {'bicubic': 5e-6, 'sum2one': 0.5, 'boundaries': 0.5, 'centralized': 1., 'sparse': 5.}
     expected = gen.kernel().detach().double().numpy()
-    np.testing.assert_allclose(ke.train_kernel_gan(img, cfg, progress=False), expected, rtol=1e-5, atol=1e-9)
+    # the same operations in the same order: equal to float rounding (a noise of 2/256 for 2/255 moves it 1e-5)
+    np.testing.assert_allclose(ke.train_kernel_gan(img, cfg, progress=False), expected, rtol=1e-6, atol=1e-12)
     assert not np.allclose(ke.train_kernel_gan(img, dataclasses.replace(cfg, seed=1), progress=False), expected)
+
+
+def test_kernelgan_progress_bar_and_default_scale(capsys):
+    # by default x2, with a progress bar named KernelGAN counting iterations, removed when done (no newline left);
+    # progress=False writes nothing
+    img = np.random.default_rng(0).uniform(0, 1, (32, 40, 3))
+    x2 = ke.estimate_kernel(img, cfg=TINY_GAN)
+    err = capsys.readouterr().err
+    assert err.startswith('\rKernelGAN:   0%|') and '| 0/2 [' in err and 'it/s]' in err and not err.endswith('\n')
+    np.testing.assert_array_equal(ke.estimate_kernel(img, 2, TINY_GAN, progress=False), x2)
+    assert capsys.readouterr().err == ''
+    ke.estimate_kernel(img, 2, TINY_GAN, desc='img_007')
+    assert capsys.readouterr().err.startswith('\rimg_007:   0%|')
 
 
 def test_kernelgan_folder_estimates_once_per_settings(tmp_path):
@@ -727,8 +776,9 @@ def test_kernelgan_inputs_are_checked_before_any_estimate(tmp_path):
     colour[..., 2] = 255
     cv2.imwrite(str(tmp_path / 'red.png'), colour)
     assert ke.read_rgb(tmp_path / 'red.png')[0, 0].tolist() == [1, 0, 0]
-    with pytest.raises(SRDistillError, match=r"image is 20x30, smaller than the estimator's 32px crop"):
+    with pytest.raises(SRDistillError, match=r"^image is 20x30, smaller than the estimator's 32px crop$"):
         ke.train_kernel_gan(np.zeros((30, 20, 3)), TINY_GAN, progress=False)
+    assert ke.train_kernel_gan(np.zeros((32, 40, 3)), TINY_GAN, progress=False).shape == (5, 5)  # the crop's size
     with pytest.raises(SRDistillError, match=r'nope.*does not exist|no such|not found'):
         ke.estimate_kernels(tmp_path / 'nope', tmp_path / 'out', 2, TINY_GAN)
     assert not (tmp_path / 'out').exists()
