@@ -193,8 +193,13 @@ def recheck_survivors(module: str, threads: int, jobs: int, ids: list[int] | Non
         for m in share:
             before = [d[1:] + '\n' for d in m['diff'] if d[:1] == '-']
             after = [d[1:] + '\n' for d in m['diff'] if d[:1] == '+']
-            start = next(i for i in range(max(m['hunk_line'] - 1, 0), len(lines)) if lines[i] == before[0])
-            if lines[start:start + len(before)] != before:
+            start = next((i for i in range(max(m['hunk_line'] - 1, 0), len(lines)) if lines[i] == before[0]), None)
+            if start is None and ''.join(before) not in source:  # the mutated code was deleted since the run
+                rows.append({'id': m['id'], 'mutant': ' '.join(a.strip() for a in after) or '(removed)', 'rc': None,
+                             'failed': [], 'gone': True})
+                print(f"  #{m['id']}: its code is no longer in the source", flush=True)
+                continue
+            if start is None or lines[start:start + len(before)] != before:
                 raise SystemExit(f'error: {module}: survivor #{m["id"]} no longer matches the source')
             (work / module).write_text(''.join(lines[:start] + after + lines[start + len(before):]))
             proc = subprocess.run(f'{PYTEST} {TARGETS[module]}', shell=True, cwd=work, env=env,
@@ -239,15 +244,18 @@ def render(results: dict) -> str:
         rechecked = OUT.with_name(f'{Path(module).stem}_survivors_rechecked.json')
         verdict = {row['id']: row for row in json.loads(rechecked.read_text())} if rechecked.is_file() else {}
         if verdict:
-            alive = sum(not row['failed'] for row in verdict.values())
+            gone = sum(bool(row.get('gone')) for row in verdict.values())
+            alive = sum(not row['failed'] for row in verdict.values()) - gone
             lines.insert(lines.index('## The mistakes written out') if 'named' in results else len(lines),
-                         f'`{module}`, its {len(verdict)} survivors rechecked: {len(verdict) - alive} now killed, '
-                         f'{alive} alive (`{rechecked.name}`).\n')
+                         f'`{module}`, its {len(verdict)} survivors rechecked: {len(verdict) - alive - gone} now '
+                         f'killed, {alive} alive' + (f', {gone} in code deleted since' if gone else '')
+                         + f' (`{rechecked.name}`).\n')
         for m in r['survivors']:
             before = ' '.join(d[1:].strip() for d in m['diff'] if d[:1] == '-' and d[1:].strip())
             after = ' '.join(d[1:].strip() for d in m['diff'] if d[:1] == '+' and d[1:].strip())
             row = verdict.get(m['id'])
-            since = '' if row is None else (f" — killed since by `{row['failed'][0].split('::')[-1]}`"
+            since = '' if row is None else (' — its code deleted since' if row.get('gone') else
+                                            f" — killed since by `{row['failed'][0].split('::')[-1]}`"
                                             if row['failed'] else ' — still alive')
             lines.append(f"- `{module}` #{m['id']} (line {m['hunk_line']}): `{before}` → "
                          + (f'`{after}`' if after else '(removed)') + since)

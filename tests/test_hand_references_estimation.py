@@ -720,9 +720,10 @@ def test_kernelgan_progress_bar_and_default_scale(capsys):
     assert capsys.readouterr().err.startswith('\rimg_007:   0%|')
 
 
-def test_kernelgan_folder_estimates_once_per_settings(tmp_path):
-    # kernels.json holds the settings (the scale and every option, tuples as lists) and one record per image; a
-    # second call with the same settings reads nothing, a changed setting or a lost .npy estimates again
+def test_kernelgan_folder_estimates_once_per_settings(tmp_path, capsys):
+    # kernels.json (indented by 2) holds the settings (the scale and every option, tuples as lists) and one record
+    # per image (seconds, to 0.01 s); a second call with the same settings reads nothing, a changed setting or a lost
+    # .npy estimates again; the progress bar counts images and shows the last one's seconds
     reads = []
 
     def read(path):
@@ -730,13 +731,18 @@ def test_kernelgan_folder_estimates_once_per_settings(tmp_path):
         return np.random.default_rng(len(path.name)).uniform(0, 1, (40, 36, 3))
 
     paths = [tmp_path / 'one.png', tmp_path / 'three.png']
-    out = tmp_path / 'kernels'
+    out = tmp_path / 'new' / 'kernels'  # folders made as needed
     done = ke.estimate_folder(paths, out, 2, TINY_GAN, read)
+    err = capsys.readouterr().err
+    assert 'kernel estimation x2: 100%|' in err and '| 2/2 [' in err
+    assert re.search(r'(img/s|s/img), last=\d+s\]', err)
     assert done == {'one': out / 'one.npy', 'three': out / 'three.npy'} and reads == ['one.png', 'three.png']
+    assert (out / 'kernels.json').read_text().startswith('{\n  "settings": {\n    "scale": 2,')
     manifest = json.loads((out / 'kernels.json').read_text())
     assert manifest['settings'] == {'scale': 2, **dataclasses.asdict(TINY_GAN), 'g_structure': [3, 3, 1]}
     assert sorted(manifest['images']) == ['one', 'three']
-    assert all(set(r) == {'seconds'} and r['seconds'] >= 0 for r in manifest['images'].values())
+    assert all(set(r) == {'seconds'} and 0 <= r['seconds'] < 60 and r['seconds'] == round(r['seconds'], 2)
+               for r in manifest['images'].values())
     for stem in ('one', 'three'):  # 5 x 5, padded by the centring shift
         kernel = np.load(out / f'{stem}.npy')
         assert kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1 and kernel.shape[0] >= 5
