@@ -718,6 +718,8 @@ def test_kernelgan_progress_bar_and_default_scale(capsys):
     assert capsys.readouterr().err == ''
     ke.estimate_kernel(img, 2, TINY_GAN, desc='img_007')
     assert capsys.readouterr().err.startswith('\rimg_007:   0%|')
+    ke.train_kernel_gan(img, TINY_GAN)  # the training alone: the same bar by default
+    assert capsys.readouterr().err.startswith('\rKernelGAN:   0%|')
 
 
 def test_kernelgan_folder_estimates_once_per_settings(tmp_path, capsys):
