@@ -713,13 +713,13 @@ def test_kernelgan_progress_bar_and_default_scale(capsys):
     img = np.random.default_rng(0).uniform(0, 1, (32, 40, 3))
     x2 = ke.estimate_kernel(img, cfg=TINY_GAN)
     err = capsys.readouterr().err
-    assert err.startswith('\rKernelGAN:   0%|') and '| 0/2 [' in err and 'it/s]' in err and not err.endswith('\n')
+    assert re.match(r'\rKernelGAN: +0%\|', err) and '| 0/2 [' in err and 'it/s]' in err and not err.endswith('\n')
     np.testing.assert_array_equal(ke.estimate_kernel(img, 2, TINY_GAN, progress=False), x2)
     assert capsys.readouterr().err == ''
     ke.estimate_kernel(img, 2, TINY_GAN, desc='img_007')
-    assert capsys.readouterr().err.startswith('\rimg_007:   0%|')
+    assert re.match(r'\rimg_007: +0%\|', capsys.readouterr().err)
     ke.train_kernel_gan(img, TINY_GAN)  # the training alone: the same bar by default
-    assert capsys.readouterr().err.startswith('\rKernelGAN:   0%|')
+    assert re.match(r'\rKernelGAN: +0%\|', capsys.readouterr().err)
 
 
 def test_kernelgan_folder_estimates_once_per_settings(tmp_path, capsys):
@@ -736,7 +736,7 @@ def test_kernelgan_folder_estimates_once_per_settings(tmp_path, capsys):
     out = tmp_path / 'new' / 'kernels'  # folders made as needed
     done = ke.estimate_folder(paths, out, 2, TINY_GAN, read)
     err = capsys.readouterr().err
-    assert 'kernel estimation x2: 100%|' in err and '| 2/2 [' in err
+    assert re.search(r'kernel estimation x2: +100%\|', err) and '| 2/2 [' in err
     assert re.search(r'(img/s|s/img), last=\d+s\]', err)
     assert done == {'one': out / 'one.npy', 'three': out / 'three.npy'} and reads == ['one.png', 'three.png']
     assert (out / 'kernels.json').read_text().startswith('{\n  "settings": {\n    "scale": 2,')
