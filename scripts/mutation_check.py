@@ -245,7 +245,7 @@ def render(results: dict) -> str:
         verdict = {row['id']: row for row in json.loads(rechecked.read_text())} if rechecked.is_file() else {}
         if verdict:
             gone = sum(bool(row.get('gone')) for row in verdict.values())
-            alive = sum(not row['failed'] for row in verdict.values()) - gone
+            alive = sum(not row['failed'] and not row.get('gone') for row in verdict.values())
             lines.insert(lines.index('## The mistakes written out') if 'named' in results else len(lines),
                          f'`{module}`, its {len(verdict)} survivors rechecked: {len(verdict) - alive - gone} now '
                          f'killed, {alive} alive' + (f', {gone} in code deleted since' if gone else '')

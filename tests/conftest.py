@@ -22,6 +22,10 @@ from srdistill.core.sample_images import load_skimage_photos
 from .helpers.warm_python import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
+# a one-layer open_clip architecture (the model_cfg of an open_clip config file)
+TINY_CLIP = {'embed_dim': 16, 'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'head_width': 16,
+                                             'patch_size': 8},
+             'text_cfg': {'context_length': 8, 'vocab_size': 64, 'width': 16, 'heads': 2, 'layers': 1}}
 SHARED = ROOT.parent / 'shared' / 'data'
 SET5 = ROOT / 'datasets' / 'Set5'
 
@@ -40,14 +44,12 @@ def photo_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def tiny_clip(tmp_path) -> tuple[Path, Path]:
-    """A one-layer open_clip model with random weights (config and checkpoint files), registered as srd-tiny-clip."""
+    """``TINY_CLIP`` with random weights (config and checkpoint files), registered as srd-tiny-clip."""
     import open_clip
     import torch
 
     config = tmp_path / 'srd-tiny-clip.json'
-    config.write_text(json.dumps({'embed_dim': 16, 'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32,
-                                  'head_width': 16, 'patch_size': 8}, 'text_cfg': {'context_length': 8, 'vocab_size': 64, 'width': 16,
-                                  'heads': 2, 'layers': 1}}))
+    config.write_text(json.dumps(TINY_CLIP))
     open_clip.add_model_config(str(config))
     torch.manual_seed(0)
     checkpoint = tmp_path / 'tiny_clip.pt'

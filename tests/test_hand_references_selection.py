@@ -532,16 +532,11 @@ print(json.dumps(out))
 def test_clip_encoder_hub_names_offline(tmp_path):
     """Hub names as open_clip takes them, offline: a hub repository in the cache loads (its description says whose
     weights), one not in the cache and an uncached pretrained tag are each one line naming the model."""
-    from open_clip.model import CLIP
-
     from .helpers.warm_python import run_python
-    from .test_hub_names import TINY_CLIP, offline, snapshot
+    from .test_hub_names import cache_tiny_clip, offline
 
     cache = tmp_path / 'hf_cache'
-    clip = snapshot(cache, 'srdistill-test/tiny-clip')
-    (clip / 'open_clip_config.json').write_text(json.dumps({'model_cfg': TINY_CLIP, 'preprocess_cfg': {}}))
-    torch.manual_seed(0)
-    torch.save(CLIP(**TINY_CLIP).state_dict(), clip / 'open_clip_pytorch_model.bin')
+    cache_tiny_clip(cache)
     proc = run_python(['-c', HUB_PROBE], tmp_path, env=offline(cache))  # offline before huggingface_hub loads
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -7,14 +7,11 @@ import pytest
 import torch
 import yaml
 
-from .conftest import ROOT
+from .conftest import ROOT, TINY_CLIP
 from .helpers.warm_python import run_python
 from .test_distillation import tiny_options
 
 COMMIT = '0' * 40
-TINY_CLIP = {'embed_dim': 16, 'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'head_width': 16,
-                                             'patch_size': 8},
-             'text_cfg': {'context_length': 8, 'vocab_size': 64, 'width': 16, 'heads': 2, 'layers': 1}}
 
 
 def snapshot(cache, repo: str):
@@ -27,15 +24,21 @@ def snapshot(cache, repo: str):
     return path
 
 
+def cache_tiny_clip(cache) -> None:
+    """``TINY_CLIP`` with random weights as the hub repository srdistill-test/tiny-clip in ``cache``."""
+    from open_clip.model import CLIP
+
+    clip = snapshot(cache, 'srdistill-test/tiny-clip')
+    (clip / 'open_clip_config.json').write_text(json.dumps({'model_cfg': TINY_CLIP, 'preprocess_cfg': {}}))
+    torch.manual_seed(0)
+    torch.save(CLIP(**TINY_CLIP).state_dict(), clip / 'open_clip_pytorch_model.bin')
+
+
 @pytest.fixture(scope='module')
 def hub_cache(tmp_path_factory):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     cache = tmp_path_factory.mktemp('hf_cache')
-    clip = snapshot(cache, 'srdistill-test/tiny-clip')
-    (clip / 'open_clip_config.json').write_text(json.dumps({'model_cfg': TINY_CLIP, 'preprocess_cfg': {}}))
-    torch.manual_seed(0)
-    from open_clip.model import CLIP
-    torch.save(CLIP(**TINY_CLIP).state_dict(), clip / 'open_clip_pytorch_model.bin')
+    cache_tiny_clip(cache)
     AutoencoderKL(block_out_channels=(8, 8), down_block_types=('DownEncoderBlock2D', ) * 2,
                   up_block_types=('UpDecoderBlock2D', ) * 2, latent_channels=4, norm_num_groups=4,
                   sample_size=32).save_pretrained(snapshot(cache, 'srdistill-test/tiny-vae'))

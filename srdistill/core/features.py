@@ -19,7 +19,8 @@ from .errors import SRDistillError, first_line
 from .hub import offline_hint
 
 def colour_texture_descriptor(img: np.ndarray) -> np.ndarray:
-    """An L2-normalised 148-d descriptor (8x4x4 HSV bins, 16 orientations, 4 pyramid energies) of a float BGR [0, 1] image."""
+    """An L2-normalised 148-d descriptor of a float BGR [0, 1] image: 8x4x4 HSV bins, 16 gradient orientations and
+    the gradient energy on 4 pyramid levels."""
     u8 = (np.clip(img, 0, 1) * 255).astype(np.uint8)
     hsv = cv2.cvtColor(u8, cv2.COLOR_BGR2HSV)
     colour = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
