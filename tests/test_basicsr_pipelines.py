@@ -1,5 +1,6 @@
 """Real BasicSR train/test pipelines through tools/train.py and tools/test.py on a tiny LMDB (CPU)."""
 import json
+import os
 import re
 
 import pytest
@@ -210,6 +211,26 @@ def test_a_missing_input_names_the_command_that_makes_it_and_a_failed_start_leav
     old.rmdir()
     assert run_tool('tools/train.py', '-opt', str(tmp_path / 'train.yml'), check=False).returncode == 2
     assert not list((tmp_path / "exp").rglob("*")), list((tmp_path / "exp").rglob("*"))  # nothing made or left
+
+
+def test_a_failed_start_gives_back_the_archived_folder_whatever_the_filesystems_clock(tmp_path):
+    from basicsr.utils import mkdir_and_rename
+
+    from srdistill_plugin.engine.train import note_run_folders, remove_unused_run_folders
+    opt = {'name': 'run', 'root_path': str(tmp_path), 'path': {'experiments_root': str(tmp_path / 'exp' / 'run')}}
+    old = tmp_path / 'exp' / 'run'
+    (old / 'models').mkdir(parents=True)
+    (old / 'models' / 'notes.txt').write_text('an earlier run')
+    (tmp_path / 'exp' / 'run_archived_20200101_000000').mkdir()  # an archive from long ago stays one
+    before = note_run_folders(opt)
+    mkdir_and_rename(str(old))  # BasicSR's start: the earlier folder archived, a new one made
+    (old / 'models').mkdir()
+    os.utime(old, (0, 0))  # a network filesystem's clock, behind this machine's
+    remove_unused_run_folders(opt, before)
+    assert sorted(p.name for p in (tmp_path / 'exp').iterdir()) == ['run', 'run_archived_20200101_000000']
+    assert (old / 'models' / 'notes.txt').read_text() == 'an earlier run'
+    remove_unused_run_folders(opt, note_run_folders(opt))  # a failed resume: its folder was there, not archived
+    assert (old / 'models' / 'notes.txt').is_file()
 
 
 @pytest.mark.parametrize('path, message', [

@@ -26,7 +26,6 @@ import math
 import random
 import shutil
 import time
-from datetime import datetime as DateTime
 from pathlib import Path
 from typing import Iterator
 
@@ -193,32 +192,32 @@ def run_folders(opt: dict) -> list[Path]:
     return [Path(opt['path']['experiments_root']), Path(opt['root_path']) / 'tb_logger' / opt['name']]
 
 
-def archive_time(folder: Path) -> float:
-    """When BasicSR archived ``folder`` (``<name>_archived_<%Y%m%d_%H%M%S>``), as a timestamp (0 if unnamed so)."""
-    try:
-        return DateTime.strptime(folder.name.rsplit('_archived_', 1)[1], '%Y%m%d_%H%M%S').timestamp()
-    except (IndexError, ValueError):
-        return 0.
+def archives(folder: Path) -> set[Path]:
+    """The copies of ``folder`` BasicSR archived so far (``<name>_archived_<time>``)."""
+    return set(folder.parent.glob(f'{folder.name}_archived_*'))
 
 
-def remove_unused_run_folders(opt: dict, started: float) -> None:
+def note_run_folders(opt: dict) -> dict[Path, tuple[bool, set[Path]]]:
+    """Before a run: whether each of its folders exists and which archives of it exist (what it makes is told from
+    this, not from file times, which may come from another clock on a network filesystem)."""
+    return {folder: (folder.exists(), archives(folder)) for folder in run_folders(opt)}
+
+
+def remove_unused_run_folders(opt: dict, before: dict[Path, tuple[bool, set[Path]]]) -> None:
     """After a run that failed before its first checkpoint: remove the folders it made and give back the names of
-    the ones BasicSR archived when it made them (``<name>_archived_<time>``), so a failed start leaves nothing. A run
-    with a checkpoint keeps everything."""
+    the ones BasicSR archived when it made them, so a failed start leaves nothing. A run with a checkpoint, and a
+    folder that was there before and was not archived (a resumed run's), keep everything."""
     experiment = Path(opt['path']['experiments_root'])
-    if opt.get('rank', 0) != 0 or not experiment.is_dir() or experiment.stat().st_mtime < started:
+    if opt.get('rank', 0) != 0 or any(experiment.glob('models/*.pth')) or \
+            any(experiment.glob('training_states/*.state')):
         return
-    if any(experiment.glob('models/*.pth')) or any(experiment.glob('training_states/*.state')):
-        return
-    for folder in run_folders(opt):
-        if not folder.is_dir() or folder.stat().st_mtime < started:
+    for folder, (existed, old_archives) in before.items():
+        new_archives = sorted(archives(folder) - old_archives)
+        if not folder.is_dir() or (existed and not new_archives):
             continue
         shutil.rmtree(folder)
-        archived = [p for p in folder.parent.glob(f'{folder.name}_archived_*') if archive_time(p) >= started]
-        if archived:
-            max(archived, key=archive_time).rename(folder)
-
-
+        if new_archives:
+            new_archives[-1].rename(folder)
 
 
 def log_file(path: Path, mode: str) -> logging.FileHandler:
@@ -403,7 +402,7 @@ def train_pipeline(root_path: str, argv: list[str] | None = None) -> None:
     A run that fails before its first checkpoint leaves no folders behind."""
     opt, args = parse_train_options(root_path, argv)
     torch.backends.cudnn.benchmark = True
-    started = time.time() - 1  # folder times have 1 s resolution on some filesystems
+    before = note_run_folders(opt)
     trainer, completed = None, False
     try:
         trainer = Trainer(opt, args.opt)
@@ -411,7 +410,7 @@ def train_pipeline(root_path: str, argv: list[str] | None = None) -> None:
         trainer.finish()
         completed = True
     except Exception:  # an error, not an interrupt: a killed run keeps its log
-        remove_unused_run_folders(opt, started)
+        remove_unused_run_folders(opt, before)
         raise
     finally:
         if trainer is not None:
