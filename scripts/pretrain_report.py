@@ -167,7 +167,8 @@ def render_final(study: Path) -> list[str]:
              f'equal ones), chosen before Set5 and Set14 were read. Saved as `{START_FILE}` (network only), the start '
              f'of the meta-transfer. x2 on MATLAB-bicubic LR rounded to 8 bits, PSNR on 8-bit Y, border 2, '
              f'{data["threads"]} thread:', '',
-             '| set | bicubic | this run | official pretrained (800,000 GPU iterations) | target | this run − target |',
+             '| set | bicubic | this run | official pretrained (800,000 GPU iterations) | target '
+             '| this run − target |',
              '|---|---|---|---|---|---|']
     for name, row in data['sets'].items():
         official = f'{row["official"]:.2f}' if 'official' in row else 'not read'
@@ -181,7 +182,7 @@ def render(study: Path) -> str:
     done = (study / 'record').is_dir()
     records = study / ('record' if done else 'resume')
     logs = sorted(records.glob('train_*.log'))
-    record = read_training_record(records)  # the train loop's training.json (scripts/record_from_logs.py for older parts)
+    record = read_training_record(records)  # training.json (scripts/record_from_logs.py wrote the older parts)
     rows = {e['iter']: {'lr': e['lr'][0], 'loss': e['losses']['l_pix']} for e in record['log']}
     curve, hours = validation_curve(records), training_seconds(records) / 3600
     last = max(rows, default=0)

@@ -25,7 +25,7 @@ from srdistill.cli import run_cli
 from srdistill.core.atomic_io import atomic_write_text
 from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, load_predictor, save_predictor
 from srdistill.core.safe_load import load_checkpoint
-from srdistill.zero_shot.zoo import ESTIMATOR_FILE, zoo_model
+from srdistill.zero_shot.zoo import ESTIMATOR_FILE, POOL_TERMS, zoo_model
 from srdistill_plugin.data.blur_estimation_dataset import BlurEstimationDataset
 from srdistill_plugin.zero_shot.estimator_choice import (SHRINKS, best_checkpoint, choose_shrink, diagonal_fit,
                                                          gap_closed, paired_share, shrink_table)
@@ -34,8 +34,6 @@ from srdistill_plugin.zero_shot.training import training_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results' / 'kernel_predictor_x2'
-TERMS = ('SunHays80 (research use, Sun & Hays), T91 and BSD200 (research use; see ../shared/README.md), '
-         "scikit-image's bundled photographs (their licences in scikit-image)")
 
 
 def render(choice: dict) -> str:
@@ -123,7 +121,7 @@ def main() -> None:
               'device': f'CPU, {args.threads} threads', 'validation': {str(k): v for k, v in curve.items()},
               'validation_pairs': len(pairs), 'mzsr_model': args.model, 'steps': args.steps, 'shrinks': list(SHRINKS),
               'shrink_means': means, 'shrink': shrink, 'gap_closed': gap_closed(means, shrink),
-              'beats_default_share': paired_share(rows, shrink), 'per_pair': rows, 'terms': TERMS,
+              'beats_default_share': paired_share(rows, shrink), 'per_pair': rows, 'terms': POOL_TERMS,
               'wins_on_validation': shrink < 1 and means[f'mzsr_shrink{shrink:g}'] > means['mzsr_shrink1'],
               'choice_seconds': round(time.perf_counter() - start, 1)}
     save_predictor(args.output, net, dataclasses.replace(settings, shrink=shrink),

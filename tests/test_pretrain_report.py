@@ -31,7 +31,8 @@ def fake_run(tmp_path, last_iter: int):
     save_net(tmp_path / 'official.pth', True)
     (experiment / 'training_states' / f'{last_iter}.state').write_bytes(b'state')
     record = {'validation': {str(it): {'heldout': {'psnr': v}} for it, v in ((1000, 30.0), (2000, 31.5), (3000, 31.5))},
-              'stretches': [{'from': 0, 'to': last_iter, 'seconds': 36.0, 'device': 'cpu, 1 rank(s), 1 thread(s) each'}],
+              'stretches': [{'from': 0, 'to': last_iter, 'seconds': 36.0,
+                             'device': 'cpu, 1 rank(s), 1 thread(s) each'}],
               'log': [{'iter': last_iter, 'lr': [1e-6], 'losses': {'l_pix': 0.01}}]}
     (study / 'resume' / 'training.json').write_text(json.dumps(record))
     (study / 'resume' / 'train_run_1.log').write_text('log\n')

@@ -1,5 +1,6 @@
-"""The MZSR weights the package ships, by name: the project's own CPU-scale pretraining and meta-transfer
-(``scripts/train_mzsr_zoo.py``; ``weights/zoo.json`` records how each was trained)."""
+"""The MZSR weights the package ships, by name: the project's own pretraining and meta-transfer, shipped from a
+zero-shot experiment's rule-chosen checkpoints (``scripts/ship_mzsr_zoo.py``) or trained at CPU scale in one go
+(``scripts/train_mzsr_zoo.py``); ``weights/zoo.json`` records how each was trained."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +9,11 @@ from pathlib import Path
 from srdistill.core.errors import SRDistillError
 
 WEIGHTS = Path(__file__).resolve().parent / 'weights'
+# the terms of the photographs the shipped weights were trained on, recorded beside them
+POOL_TERMS = ('SunHays80: research use (Sun & Hays); T91: no licence statement (research use throughout the SR '
+              'literature); BSD200 (BSDS300): non-commercial research and education; scikit-image\'s bundled '
+              'photographs: as scikit-image states for each (public domain, CC0 or no known restrictions). Weights '
+              'trained on them: for non-commercial research.')
 
 
 @dataclass(frozen=True)
