@@ -23,6 +23,7 @@ import yaml
 
 from srdistill.cli import run_cli
 from srdistill.core.atomic_io import atomic_write_text
+from srdistill.core.hashing import file_hash
 from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, load_predictor, save_predictor
 from srdistill.core.safe_load import load_checkpoint
 from srdistill.zero_shot.zoo import ESTIMATOR_FILE, POOL_TERMS, zoo_model
@@ -119,7 +120,8 @@ def main() -> None:
     choice = {'options': str(Path(args.options).resolve().relative_to(ROOT)), 'checkpoint': checkpoint,
               'iterations': iterations, 'training_hours': hours, 'diagonal': diagonal,
               'device': f'CPU, {args.threads} threads', 'validation': {str(k): v for k, v in curve.items()},
-              'validation_pairs': len(pairs), 'mzsr_model': args.model, 'steps': args.steps, 'shrinks': list(SHRINKS),
+              'validation_pairs': len(pairs), 'mzsr_model': args.model, 'mzsr_hash': file_hash(mzsr_path),
+              'steps': args.steps, 'shrinks': list(SHRINKS),
               'shrink_means': means, 'shrink': shrink, 'gap_closed': gap_closed(means, shrink),
               'beats_default_share': paired_share(rows, shrink), 'per_pair': rows, 'terms': POOL_TERMS,
               'wins_on_validation': shrink < 1 and means[f'mzsr_shrink{shrink:g}'] > means['mzsr_shrink1'],

@@ -46,16 +46,20 @@ ESTIMATOR_FILE = WEIGHTS / 'kernel_predictor_x2.pth'  # the learned kernel estim
 
 def estimate_by_default(name: str) -> bool:
     """Whether ``--kernel estimate`` is the default for a shipped model: only where the shipped estimator was made
-    for its scale and subsampling and beat the default kernel on the held-out photographs it was chosen on (its
-    record says so; ``scripts/ship_kernel_predictor.py``)."""
+    for its scale and subsampling and beat the default kernel on the held-out photographs it was chosen on, with
+    these very weights (its record says so, with their hash; ``scripts/ship_kernel_predictor.py``). New weights
+    shipped after the choice turn the default off until the choice is made again."""
+    from srdistill.core.hashing import file_hash
     from srdistill.core.kernel_predictor import load_predictor
 
     if not ESTIMATOR_FILE.is_file():
         return False
     _, settings, record = load_predictor(ESTIMATOR_FILE)
     model = ZOO[name]
+    weights = WEIGHTS / model.file
     return (settings.scale, settings.downsample) == (model.scale, model.downsample) and bool(
-        record.get('wins_on_validation') and record.get('mzsr_model') == name)
+        record.get('wins_on_validation') and record.get('mzsr_model') == name and weights.is_file()
+        and record.get('mzsr_hash') == file_hash(weights))
 
 
 def shipped_estimator() -> Path:

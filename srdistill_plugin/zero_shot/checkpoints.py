@@ -2,7 +2,6 @@
 weights, and branches that continue a run from one of its training states."""
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -10,12 +9,8 @@ import torch
 
 from srdistill.core.atomic_io import atomic_path, partial_path
 from srdistill.core.errors import SRDistillError
+from srdistill.core.hashing import file_hash  # noqa: F401  (the checkpoints' key, re-exported)
 from srdistill.core.safe_load import load_checkpoint
-
-
-def file_hash(path: Path) -> str:
-    """A short content hash of a weights file: the key that ties cached evaluations to the weights they read."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
 
 
 def saved_checkpoints(models: Path) -> dict[int, Path]:
