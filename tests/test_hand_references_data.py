@@ -2,6 +2,7 @@
 selection and the distillation's diffusion losses. Every expected value is written out here (worked in the
 comments), never produced by the function under test."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -83,6 +84,14 @@ def test_kernel_meta_training_draw_by_hand():
     # the task kernel is that Gaussian on a 15x15 grid unless told otherwise
     np.testing.assert_allclose(random_mzsr_kernel(np.random.default_rng(7), 2), gaussian_kernel(15, *expected),
                                rtol=1e-6)
+    # min_variance 0.2 (the option that reaches g^d_0.2): lambda1 ~ U[0.2, 5], lambda2 ~ U[0.2, lambda1]
+    lambda1 = 0.2 + 4.8 * u[0]
+    wide = (lambda1, 0.2 + (lambda1 - 0.2) * u[1], math.pi * u[2])
+    np.testing.assert_allclose(random_mzsr_kernel_params(np.random.default_rng(7), 2, 0.2), wide, rtol=1e-12)
+    np.testing.assert_allclose(random_mzsr_kernel(np.random.default_rng(7), 2, 15, 0.2), gaussian_kernel(15, *wide),
+                               rtol=1e-6)
+    with pytest.raises(SRDistillError, match=re.escape('min_variance must lie in (0, 5) for scale 2, got 5.0')):
+        random_mzsr_kernel_params(np.random.default_rng(7), 2, 5.0)
 
 
 def test_kernel_check_normalises_and_refuses_by_hand():

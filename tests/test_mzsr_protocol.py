@@ -15,7 +15,7 @@ from scipy import ndimage
 from srdistill_plugin.archs.bicubic_arch import BicubicUpsampler
 from srdistill_plugin.archs.mzsr_arch import MZSRNet
 from srdistill.core.errors import SRDistillError
-from srdistill.core.kernels import degrade, eval_kernel, find_kernel, kernel_shift, load_kernel
+from srdistill.core.kernels import degrade, eval_kernel, find_kernel, kernel_shift, load_kernel, moment_covariance
 from srdistill.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights
 from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.zero_shot import (ZSSRConfig, back_project, mzsr_adapt, mzsr_step_sizes, zssr_father,
@@ -125,6 +125,17 @@ def test_official_tasks_have_lr_to_hr_support_and_query_on_different_patches(pho
     assert torch.allclose(bicubic['support_lq'], matlab_resize(blurred, 0.5), atol=1e-6)
     with pytest.raises(SRDistillError, match='datasets.train.support'):
         _task_dataset(photo_dir, support='son')
+
+
+def test_min_variance_widens_the_task_kernels_below_the_official_floor(photo_dir):
+    np.random.seed(0)
+    smallest = {m: min(np.linalg.eigvalsh(moment_covariance(_task_dataset(photo_dir, min_variance=m)[i]['kernel']
+                                                            .numpy())).min() for i in range(20))
+                for m in (1., 0.2)}
+    assert smallest[1.] > 0.95 and smallest[0.2] < 0.9  # the official floor is variance 1 (15x15 truncation aside)
+    with pytest.raises(SRDistillError, match=re.escape('option datasets.train.min_variance: expected a number in '
+                                                       '(0, 5)')):
+        _task_dataset(photo_dir, min_variance=5.)
 
 
 def test_maml_plus_plus_weights_follow_the_papers_formula():

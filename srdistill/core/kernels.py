@@ -37,17 +37,21 @@ def gaussian_kernel(size: int, lambda1: float, lambda2: float, theta: float = 0.
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def random_mzsr_kernel_params(rng: np.random.Generator, scale: int) -> tuple[float, float, float]:
-    """``(lambda1, lambda2, theta)`` of a meta-training task kernel: lambda1 ~ U[1, 2.5 s], lambda2 ~ U[1, lambda1],
-    theta ~ U[0, pi] (official), drawn in that order."""
-    lambda1 = rng.uniform(1, 2.5 * scale)
-    lambda2 = rng.uniform(1, lambda1)
+def random_mzsr_kernel_params(rng: np.random.Generator, scale: int,
+                              min_variance: float = 1.) -> tuple[float, float, float]:
+    """``(lambda1, lambda2, theta)`` of a meta-training task kernel: lambda1 ~ U[m, 2.5 s], lambda2 ~ U[m, lambda1],
+    theta ~ U[0, pi], drawn in that order; ``m = min_variance``, 1 in the official generator (JWSoh/MZSR
+    ``gkernel.generate_kernel``)."""
+    if not 0 < min_variance < 2.5 * scale:
+        raise SRDistillError(f'min_variance must lie in (0, {2.5 * scale:g}) for scale {scale}, got {min_variance}')
+    lambda1 = rng.uniform(min_variance, 2.5 * scale)
+    lambda2 = rng.uniform(min_variance, lambda1)
     return lambda1, lambda2, rng.uniform(0, np.pi)
 
 
-def random_mzsr_kernel(rng: np.random.Generator, scale: int, size: int = 15) -> np.ndarray:
+def random_mzsr_kernel(rng: np.random.Generator, scale: int, size: int = 15, min_variance: float = 1.) -> np.ndarray:
     """A meta-training task kernel (``random_mzsr_kernel_params``) as a ``size x size`` Gaussian."""
-    return gaussian_kernel(size, *random_mzsr_kernel_params(rng, scale))
+    return gaussian_kernel(size, *random_mzsr_kernel_params(rng, scale, min_variance))
 
 
 # The paper's x2 evaluation kernels (Table 1): the number is the variance. g^d: direct subsampling, g^b: bicubic.

@@ -45,7 +45,8 @@ class MZSRTaskDataset(data.Dataset):
     LR = HR correlated with the kernel, then ``downsample: direct`` (official grid) or ``bicubic`` (MATLAB), float.
 
     Options: dataroot_gt, io_backend, scale, gt_size (HR patch, 64 officially), num_patches (8), kernel_size (15),
-    support, downsample, tasks_per_epoch (length of an epoch), use_hflip, use_rot.
+    min_variance (the smallest kernel eigenvalue, 1 officially), support, downsample, tasks_per_epoch (length of an
+    epoch), use_hflip, use_rot.
     """
 
     def __init__(self, opt: dict):
@@ -61,6 +62,10 @@ class MZSRTaskDataset(data.Dataset):
                                  f'(scale {self.scale}, support {self.support})')
         self.num_patches = int(opt.get('num_patches', 8))
         self.kernel_size = int(opt.get('kernel_size', 15))
+        self.min_variance = float(opt.get('min_variance', 1.))
+        if not 0 < self.min_variance < 2.5 * self.scale:
+            raise SRDistillError(f'option datasets.train.min_variance: expected a number in (0, {2.5 * self.scale:g}) '
+                                 f'(the task kernels\' largest variance is 2.5 x scale), got {self.min_variance}')
         smallest = self.gt_size // factor
         if smallest <= self.kernel_size // 2:
             raise SRDistillError(f'option gt_size: {self.gt_size} is too small for kernel_size {self.kernel_size} '
@@ -78,7 +83,7 @@ class MZSRTaskDataset(data.Dataset):
                            self.opt.get('use_hflip', True), self.opt.get('use_rot', True)) for i in picks]
         hr = torch.stack([_to_tensor(p) for p in patches])
         kernel = torch.from_numpy(random_mzsr_kernel(np.random.default_rng(np.random.randint(2**31)), self.scale,
-                                                     self.kernel_size))
+                                                     self.kernel_size, self.min_variance))
         lr = degrade(hr, kernel, self.scale, self.downsample)
         if self.support == 'lr_hr':
             n = self.num_patches

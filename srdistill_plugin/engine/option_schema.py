@@ -47,7 +47,7 @@ DATASET_KEYS = {
                       'min_log_gradient': NUMBER},
     'MZSRTaskDataset': {'dataroot_gt': TEXT, 'gt_size': COUNT, 'num_patches': COUNT,
                         'support': Value(choices=('lr_hr', 'son_lr')), 'downsample': DOWNSAMPLE,
-                        'kernel_size': COUNT, 'tasks_per_epoch': COUNT, **FLIPS},
+                        'kernel_size': COUNT, 'min_variance': POSITIVE, 'tasks_per_epoch': COUNT, **FLIPS},
     'KernelDegradedDataset': {'dataroot_gt': TEXT, 'downsample': DOWNSAMPLE, 'quantize_lr': FLAG, **KERNEL_SOURCE,
                               'kernel': Value(choices=(None, *EVAL_KERNELS))},
     'ZeroShotLRDataset': {'dataroot_lq': TEXT, 'dataroot_gt': TEXT, 'filename_tmpl': TEXT, 'downsample': DOWNSAMPLE,
