@@ -198,7 +198,8 @@ def test_the_held_out_choice_keeps_the_best_checkpoint_and_the_rows_follow_the_w
 def test_the_checkpoint_rule_chooses_for_every_arm_that_fixes_no_iteration(tmp_path, photo_dir):
     """The experiment's one ``checkpoint_rule``: an arm without ``checkpoint`` or ``choose`` is chosen by it on the
     table's kernels that arm adapts to; a fixed or own choice stays and is named as not the rule; an arm the table
-    gives no kernel needs the rule's kernels (one line)."""
+    gives no kernel is scored on the ablation's kernels where it is an ablation arm, else needs the rule's kernels
+    (one line)."""
     from srdistill_plugin.experiment.zero_shot_report import _rule
 
     more = {'bicubic': {'options': str(ROOT / 'options' / 'mzsr_meta_bicubic_x2_cpu.yml'), 'total_iter': 2},
@@ -237,6 +238,11 @@ def test_the_checkpoint_rule_chooses_for_every_arm_that_fixes_no_iteration(tmp_p
         ZeroShotExperiment.from_opt(opt, tmp_path)
     exp = ZeroShotExperiment.from_opt({**opt, 'checkpoint_rule': {**rule, 'kernels': ['gd2.0']}}, tmp_path)
     assert exp.arms['bicubic'].choose.kernels == ('gd2.0', ) and exp.arms['bicubic'].by_rule
+    ablation = {'arms': ['direct', 'bicubic'], 'sets': ['Tiny'], 'kernels': ['gd0.2']}
+    exp = ZeroShotExperiment.from_opt({**opt, 'kernels': {'gd0.2': 'direct', 'gd2.0': 'direct'}, 'ablation': ablation},
+                                      tmp_path)
+    assert exp.arms['bicubic'].choose.kernels == ('gd0.2', ) and exp.arms['bicubic'].by_rule  # the ablation's kernels
+    assert exp.arms['direct'].choose.kernels == ('gd0.2', 'gd2.0')  # an arm of the table keeps the table's
 
 
 def test_an_average_arm_is_the_mean_of_its_window_and_its_choice_shows_the_curve_sets(tmp_path, photo_dir):

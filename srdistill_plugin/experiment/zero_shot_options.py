@@ -147,7 +147,7 @@ class ZeroShotExperiment:
         rule = _choice('checkpoint_rule', opt.get('checkpoint_rule'), resolve)
         if rule:
             named = rule.kernels if 'kernels' in opt['checkpoint_rule'] else None
-            arms = _apply_rule(arms, rule, named, dict(opt.get('kernels') or {}))
+            arms = _apply_rule(arms, rule, named, dict(opt.get('kernels') or {}), opt.get('ablation') or {})
         needs_start = opt.get('kernels') or any(arm.options for arm in arms.values())
         exp = cls(
             name=opt['name'], scale=opt['scale'], start=_start(opt.get('start'), resolve) if needs_start else None,
@@ -280,14 +280,15 @@ def _meta_arm(name: str, spec: dict, resolve) -> MetaArm:
 
 
 def _apply_rule(arms: dict[str, MetaArm], rule: CheckpointChoice, named: tuple[str, ...] | None,
-                kernels: dict[str, str]) -> dict[str, MetaArm]:
+                kernels: dict[str, str], ablation: dict) -> dict[str, MetaArm]:
     """``checkpoint_rule`` on every trained arm that fixes no checkpoint and has no ``choose`` of its own: its
     checkpoint is chosen on the rule's photographs, by MZSR on the ``named`` kernels, else on the table's kernels the
-    arm adapts to."""
+    arm adapts to, else (an arm of the ablation only) on the ablation's kernels."""
     out = {}
     for name, arm in arms.items():
         if arm.weights is None and arm.checkpoint is None and arm.choose is None:
-            scored = named or tuple(k for k, a in kernels.items() if a == name)
+            scored = (named or tuple(k for k, a in kernels.items() if a == name)
+                      or (tuple(ablation.get('kernels') or ()) if name in (ablation.get('arms') or ()) else ()))
             if not scored:
                 _fail('checkpoint_rule.kernels', f'arm {name!r} adapts to no kernel of the table; name the kernels '
                       'the rule scores it on')
