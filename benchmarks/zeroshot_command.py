@@ -23,7 +23,7 @@ import cv2
 from benchmarks.common import PAPER_BICUBIC_SET5, PAPER_MZSR1_SET5, ROOT, pin_threads, write_results
 from srdistill.core.degradations import bicubic_downscale
 from srdistill.core.imageio import read_image, to_uint8
-from srdistill.zero_shot.zoo import ZOO
+from srdistill.zero_shot.zoo import ZOO, estimate_by_default
 
 SIDE = 256
 
@@ -47,32 +47,44 @@ def main() -> None:
         size = read_image(photo).shape[:2]
         env = {**os.environ, 'OMP_NUM_THREADS': str(args.threads)}
         for model in ZOO:
-            for steps in (1, 10):
-                out = Path(tmp) / f'{model}_{steps}'
+            # the default kernel, and for a model whose default is the estimate also its fixed kernel
+            kernels = [None] + (['gd2.0'] if estimate_by_default(model) else [])
+            for kernel, steps in [(k, s) for k in kernels for s in (1, 10)]:
+                out = Path(tmp) / f'{model}_{steps}_{kernel}'
                 torch_s = wall_seconds(['python', '-c', 'import torch'], env, tmp)  # the same moment's baseline
                 wall = wall_seconds(['srdistill-zeroshot', str(photo), '--output', str(out), '--model', model,
-                                     '--steps', str(steps), '--threads', str(args.threads)], env, tmp)
+                                     '--steps', str(steps), '--threads', str(args.threads),
+                                     *(['--kernel', kernel] if kernel else [])], env, tmp)
                 summary = json.loads((out / 'results.json').read_text())
-                rows.append({'model': model, 'steps': steps, 'wall_s': wall, 'import_torch_s': torch_s,
-                             'ratio': wall / torch_s, 'adapt_s': summary['mean_adapt_time_s']})
+                rows.append({'model': model, 'steps': steps, 'kernel': kernel_mode(summary['kernel'], kernel),
+                             'wall_s': wall, 'import_torch_s': torch_s, 'ratio': wall / torch_s,
+                             'adapt_s': summary['mean_adapt_time_s']})
                 print(rows[-1], flush=True)
         quality = set5_quality(Path(tmp), env)
-    table = ('| model | steps | command wall time (s) | `python -c "import torch"` just before (s) | ratio | '
-             'adaptation (s) |\n|---|---|---|---|---|---|\n' + '\n'.join(
-                 f'| {r["model"]} | {r["steps"]} | {r["wall_s"]:.1f} | {r["import_torch_s"]:.1f} | {r["ratio"]:.2f} | '
-                 f'{r["adapt_s"]:.2f} |' for r in rows))
+    table = ('| model | kernel | steps | command wall time (s) | `python -c "import torch"` just before (s) | ratio | '
+             'adaptation (s) |\n|---|---|---|---|---|---|---|\n' + '\n'.join(
+                 f'| {r["model"]} | {r["kernel"]} | {r["steps"]} | {r["wall_s"]:.1f} | {r["import_torch_s"]:.1f} | '
+                 f'{r["ratio"]:.2f} | {r["adapt_s"]:.2f} |' for r in rows))
     quality_table = ('| model | Set5 kernel | bicubic (paper) | MZSR(1) | MZSR(10) | paper MZSR(1) |\n|---|---|---|---|---|---|\n'
                      + '\n'.join(f'| {m} | {k} | {PAPER_BICUBIC_SET5[k]:.2f} | {q[1]:.2f} | {q[10]:.2f} | '
                                   f'{PAPER_MZSR1_SET5[k]:.2f} |' for (m, k), q in quality.items()))
     markdown = (f'# srdistill-zeroshot on a {size[1]}x{size[0]} LR photograph (cpu)\n\nThe shipped weights, the '
-                f'default kernel, Set5 img_001 downscaled x2 (MATLAB bicubic). Wall time: the whole '
-                f'command (Python start, imports, model load, adaptation, inference, PNG write), each beside a bare '
-                f'`python -c "import torch"` timed just before it (the ratio). Threads: '
+                f'default kernel (where that is the learned estimate, also the fixed g^d_2.0), Set5 img_001 downscaled '
+                f'x2 (MATLAB bicubic). Wall time: the whole command (Python start, imports, model load, kernel '
+                f'estimate, adaptation, inference, PNG write), each beside a bare `python -c "import torch"` timed just '
+                f'before it (the ratio). Threads: '
                 f'{env_info["torch_threads"]} on {env_info["device"]}.\n\n{table}\n\n## The shipped x2 models on the '
                 f'paper\'s protocol (Set5, PSNR on 8-bit Y, border 2, through the same command with --gt)\n\n'
                 f'{quality_table}\n\nHow the weights were trained: `srdistill/zero_shot/weights/zoo.json`.\n')
     write_results('zeroshot_command_cpu', {'env': env_info, 'lr_size': list(size), 'rows': rows,
                                            'quality': {f'{m}/{k}': q for (m, k), q in quality.items()}}, markdown)
+
+
+def kernel_mode(source: str, given: str | None) -> str:
+    """How a run's kernel was had: given, the learned estimate, or the model's fixed default (from results.json)."""
+    if given:
+        return f'{given} (given)'
+    return 'estimate (default)' if Path(source).name == 'kernels' else f'{Path(source).stem[len("kernel_"):]} (default)'
 
 
 def wall_seconds(cmd: list[str], env: dict, cwd: str) -> float:
