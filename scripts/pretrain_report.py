@@ -156,6 +156,15 @@ def stretch_devices(record: dict) -> str:
     return '; '.join(f'iterations {a:,}–{b:,}: {device}' for a, b, device in runs) or 'not recorded'
 
 
+def hours_at(stretches: list[dict], iteration: int) -> float:
+    """Recorded wall hours of training from iteration 0 to ``iteration`` (linear within a stretch)."""
+    seconds = 0.
+    for s in stretches:
+        if s['to'] > s['from'] and s['seconds'] is not None:
+            seconds += s['seconds'] * min(max((iteration - s['from']) / (s['to'] - s['from']), 0.), 1.)
+    return seconds / 3600
+
+
 def render_final(study: Path) -> list[str]:
     """The chosen checkpoint and its test figures (``final.json``), when the run is finished."""
     if not (study / 'final.json').is_file():
@@ -217,8 +226,8 @@ def render(study: Path) -> str:
                   + (f', the official MZSR pretrained network (800,000 GPU iterations on DIV2K) {data["official"]:.2f} dB'
                      if 'official' in data else '') + '.', '']
     if curve:
-        lines += ['| iteration | held-out PSNR (dB) |', '|---|---|']
-        lines += [f'| {it:,} | {curve[it]:.2f} |' for it in sorted(curve)]
+        lines += ['| iteration | wall hours to here (as recorded) | held-out PSNR (dB) |', '|---|---|---|']
+        lines += [f'| {it:,} | {hours_at(record["stretches"], it):.2f} | {curve[it]:.2f} |' for it in sorted(curve)]
     else:
         lines += ['No validation yet (every 1,000 iterations).']
     if rows:

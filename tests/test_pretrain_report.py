@@ -31,7 +31,7 @@ def fake_run(tmp_path, last_iter: int):
     save_net(tmp_path / 'official.pth', True)
     (experiment / 'training_states' / f'{last_iter}.state').write_bytes(b'state')
     record = {'validation': {str(it): {'heldout': {'psnr': v}} for it, v in ((1000, 30.0), (2000, 31.5), (3000, 31.5))},
-              'stretches': [{'from': 0, 'to': last_iter, 'seconds': 36.0,
+              'stretches': [{'from': 0, 'to': last_iter, 'seconds': last_iter * 3.6,
                              'device': 'cpu, 1 rank(s), 1 thread(s) each'}],
               'log': [{'iter': last_iter, 'lr': [1e-6], 'losses': {'l_pix': 0.01}}]}
     (study / 'resume' / 'training.json').write_text(json.dumps(record))
@@ -59,6 +59,7 @@ def test_finish_chooses_the_earliest_best_checkpoint_reads_the_sets_and_removes_
     readme = (study / 'README.md').read_text()
     assert readme.startswith('# MZSR x2 pretraining at CPU length\n') and 'Iteration 2,000: the best held-out' in readme
     assert f'| Set2 | {row["bicubic"]:.2f} | {row["chosen"]:.2f} | {row["official"]:.2f} | – | – |' in readme
+    assert '| 2,000 | 2.00 | 31.50 |' in readme  # 3.6 s an iteration: 2,000 iterations in 2 hours
 
 
 def test_finish_before_the_last_iteration_is_refused_in_one_line(tmp_path):
