@@ -510,6 +510,64 @@ def test_zssr_self_ensemble_of_a_symmetric_upsampler_changes_nothing():
     assert one.shape == (1, 3, 20, 28)
 
 
+class ColumnRamp(nn.Module):
+    """A "network" that sees orientation: x2 nearest upsampling plus 0.1 x (column / width) of its own input."""
+
+    def forward(self, x):
+        up = x.repeat_interleave(2, -2).repeat_interleave(2, -1)
+        return up + 0.1 * torch.arange(up.shape[-1], dtype=x.dtype) / up.shape[-1]
+
+
+def test_the_self_ensemble_is_numpys_median_of_the_official_eight_views():
+    # ZSSR's final_test written out in NumPy: view k = rot90(k), mirrored (fliplr) for k >= 4; undone as
+    # rot90(fliplr(out), -k); np.median over the 8 (the mean of the two middle values, not torch's lower one)
+    lr = torch.rand(1, 1, 5, 7, dtype=torch.float64) * 0.5
+    net, image = ColumnRamp(), lr[0, 0].numpy()
+    outputs = []
+    for k in range(8):
+        view = np.rot90(image, k) if k < 4 else np.fliplr(np.rot90(image, k))
+        out = net(torch.from_numpy(view.copy())[None, None])[0, 0].numpy()
+        outputs.append(np.rot90(out, -k) if k < 4 else np.rot90(np.fliplr(out), -k))
+    expected = np.median(outputs, 0)
+    np.testing.assert_allclose(zero_shot.self_ensemble(net, lr)[0, 0].numpy(), expected, rtol=0, atol=1e-12)
+    assert not np.allclose(expected, np.sort(outputs, 0)[3])  # the lower middle value would differ
+    cfg = ZSSRConfig(kernel_shift=False, output_flip=True, back_projection_iters=0)
+    np.testing.assert_allclose(zssr_infer(net, lr, torch.ones(1, 1, dtype=torch.float64), 2, cfg)[0, 0].numpy(),
+                               expected, rtol=0, atol=1e-12)
+
+
+def test_which_axes_each_ensemble_view_runs_backwards_by_numpy():
+    # view k = np.rot90(image, k), np.fliplr of it for k >= 4: its top-left pixel is the image's last row and/or column
+    image = np.arange(12).reshape(3, 4)
+    for k, flags in enumerate(zero_shot.REVERSED_AXES):
+        view = np.rot90(image, k) if k < 4 else np.fliplr(np.rot90(image, k))
+        row, col = divmod(int(view[0, 0]), 4)
+        assert flags == (row == 2, col == 3), k
+
+
+class ZeroInsertion(nn.Module):
+    """x2 "upsampling" that puts LR pixel (i, j) at HR (2i, 2j), zeros elsewhere: the direct grid's own inverse."""
+
+    def forward(self, x):
+        out = torch.zeros(*x.shape[:-2], 2 * x.shape[-2], 2 * x.shape[-1], dtype=x.dtype)
+        out[..., ::2, ::2] = x
+        return out
+
+
+def test_the_direct_grid_shift_lines_every_view_up_with_the_unturned_one():
+    # read backwards, an LR of HR pixels 0, 2, 4, ... holds pixels 1, 3, 5, ... of the turned HR: each turned view's
+    # output lands one HR pixel off until moved back (grid_shift 1); then all 8 agree away from the last row/column
+    lr = torch.rand(1, 1, 4, 5, dtype=torch.float64)
+    net, single = ZeroInsertion(), ZeroInsertion()(lr)
+    for k, (moved, unmoved) in enumerate(zip(zero_shot.dihedral_outputs(net, lr, grid_shift=1),
+                                             zero_shot.dihedral_outputs(net, lr))):
+        assert torch.equal(moved[..., :-1, :-1], single[..., :-1, :-1]), k
+        assert torch.equal(unmoved[..., :-1, :-1], single[..., :-1, :-1]) == (k in (0, 7)), k  # 0, 7: no axis reversed
+    ensemble = zero_shot.self_ensemble(net, lr, grid_shift=1)
+    assert torch.equal(ensemble[..., :-1, :-1], single[..., :-1, :-1])
+    assert not torch.equal(zero_shot.self_ensemble(net, lr)[..., :-1, :-1], single[..., :-1, :-1])
+
+
 @pytest.mark.parametrize('test_every, check_every, slope_range, window, min_iters, checked', [
     (1, 10, 2, 4, 9, [19, 29, 39, 49]), (1, 10, 6, 6, 9, [19, 29, 39, 49]), (1, 10, 2, 4, 8, [9, 19, 29, 39, 49]),
     (1, 10, 2, 4, 15, [19, 39]), (5, 20, 20, 4, 0, [19, 39])])  # a slope with an error bar needs >= 4 points: 4 checks by iteration 19
@@ -668,7 +726,7 @@ def test_zssr_self_ensemble_is_the_median_of_the_eight_turned_back_outputs():
             view = torch.rot90(lr, quarter, dims=(2, 3))
             out = net(view.flip(3) if mirror else view).clamp(0, 1)
             outputs.append(torch.rot90(out.flip(3) if mirror else out, 4 - quarter, dims=(2, 3)))
-    expected = torch.stack(outputs).median(dim=0).values
+    expected = torch.from_numpy(np.median(torch.stack(outputs).numpy(), 0))  # ZSSR's np.median
     assert (torch.stack(outputs).amax(0) - torch.stack(outputs).amin(0)).max() > 0.01  # the views do differ
     assert torch.allclose(zssr_infer(net, lr, torch.ones(3, 3) / 9, 2, cfg), expected, atol=1e-6)
     with torch.no_grad():  # without the self-ensemble: the one output of the LR as it is

@@ -215,6 +215,23 @@ def test_the_zeroshot_command_takes_a_kernel_file_with_the_shipped_weights(photo
     assert cv2.imread(str(tmp_path / 'given' / 'photo_MZSR1.png')).shape == (256, 256, 3)
 
 
+def test_ensemble_moves_the_turned_views_back_on_the_direct_grid_only(photo_dir, tmp_path, monkeypatch):
+    """``--ensemble``: the self-ensemble gets ``grid_shift`` = scale - 1 for a direct-subsampling model (its LR holds
+    HR pixels 0, 2, 4, ...) and 0 for the bicubic one (MATLAB's grid is symmetric under flips); the summary says so."""
+    from srdistill.zero_shot import inference
+
+    cv2.imwrite(str(tmp_path / 'photo.png'), cv2.imread(str(photo_dir / 'coffee.png'))[:32, :40])
+    shifts = []
+    monkeypatch.setattr(inference, 'self_ensemble', lambda net, lq, grid_shift: shifts.append(grid_shift) or net(lq))
+    for model, kernel in (('directx2', 'gd2.0'), ('bicubicx2', 'gb1.3')):
+        summary = inference.main([str(tmp_path / 'photo.png'), '--output', str(tmp_path / model), '--model', model,
+                                  '--kernel', kernel, '--steps', '0', '--ensemble'])
+        assert summary['ensemble'] and (tmp_path / model / 'photo_MZSR0.png').is_file()
+    assert shifts == [1, 0]
+    assert not inference.main([str(tmp_path / 'photo.png'), '--output', str(tmp_path / 'plain'), '--kernel', 'gd2.0',
+                               '--steps', '0'])['ensemble'] and shifts == [1, 0]
+
+
 def test_the_zeroshot_command_estimates_each_kernel_with_the_learned_estimator(photo_dir, tmp_path):
     """``--kernel estimate``: the shipped estimator's kernel of each LR is saved (15x15, sum 1, a Gaussian of the
     recorded variances) and used; an LR below 24 px stops the run before any estimate or adaptation."""

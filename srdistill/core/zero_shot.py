@@ -202,6 +202,54 @@ def back_project(sr: torch.Tensor, lr: torch.Tensor, kernel: torch.Tensor, scale
     return (sr + matlab_resize(residual, scale, sr.shape[-2:])).clamp(0, 1)
 
 
+# whether view k of ``dihedral_outputs`` (k mod 4 quarter turns, mirrored for k >= 4) runs the image's rows /
+# columns backwards
+REVERSED_AXES = ((False, False), (False, True), (True, True), (True, False),
+                 (False, True), (True, True), (True, False), (False, False))
+
+
+def _shift_back(out: torch.Tensor, dim: int, pixels: int) -> torch.Tensor:
+    """``out`` moved ``pixels`` towards index 0 along ``dim``, its last slice repeated."""
+    size = out.shape[dim]
+    return torch.cat([out.narrow(dim, pixels, size - pixels), *[out.narrow(dim, size - 1, 1)] * pixels], dim)
+
+
+def dihedral_outputs(net: nn.Module, lr: torch.Tensor, views: int = 8, grid_shift: int = 0) -> list[torch.Tensor]:
+    """The network's output (clamped to [0, 1]) on the first ``views`` of the 8 rotations and flips of ``lr``
+    (view k: turned k mod 4 quarter turns, then mirrored for k >= 4), each turned back to ``lr``'s frame.
+
+    ``grid_shift``: an LR subsampled directly at HR pixels 0, s, 2s, ... (``s - 1``; 0 for a grid symmetric under
+    flips, as MATLAB bicubic's) is, read backwards, sampled at s - 1, 2s - 1, ...: the output of a view that runs an
+    axis backwards lands that many HR pixels further along it, and is moved back."""
+    outputs = []
+    with torch.no_grad():
+        for k in range(views):
+            view = torch.rot90(lr, k % 4, dims=(-2, -1))
+            view = view.flip(-1) if k >= 4 else view
+            out = net(view).clamp(0, 1)
+            out = out.flip(-1) if k >= 4 else out
+            out = torch.rot90(out, -(k % 4), dims=(-2, -1))
+            for dim, reversed_axis in zip((-2, -1), REVERSED_AXES[k]):
+                if reversed_axis and grid_shift:
+                    out = _shift_back(out, dim, grid_shift)
+            outputs.append(out)
+    return outputs
+
+
+def elementwise_median(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The element-wise median as ``np.median`` takes it (ZSSR's): the mean of the two middle values for an even
+    count (``torch.median`` would keep the lower one)."""
+    ordered = torch.stack(tensors).sort(dim=0).values
+    n = len(tensors)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+def self_ensemble(net: nn.Module, lr: torch.Tensor, grid_shift: int = 0) -> torch.Tensor:
+    """ZSSR's test-time ensemble without back-projection: the median of :func:`dihedral_outputs` (``grid_shift``:
+    ``scale - 1`` for direct subsampling)."""
+    return elementwise_median(dihedral_outputs(net, lr, grid_shift=grid_shift))
+
+
 def zssr_infer(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: int, cfg: ZSSRConfig,
                downsample: str = 'direct') -> torch.Tensor:
     """ZSSR's final output: back-projected outputs of the (8 rotated/flipped, with ``output_flip``) inputs, their
@@ -210,16 +258,11 @@ def zssr_infer(net: nn.Module, lr: torch.Tensor, kernel: torch.Tensor, scale: in
     outputs = []
     net.eval()
     with torch.no_grad():
-        for k in range(8 if cfg.output_flip else 1):
-            view = torch.rot90(lr, k % 4, dims=(-2, -1))
-            view = view.flip(-1) if k >= 4 else view
-            out = net(view).clamp(0, 1)
-            out = out.flip(-1) if k >= 4 else out
-            out = torch.rot90(out, -(k % 4), dims=(-2, -1))
+        for out in dihedral_outputs(net, lr, 8 if cfg.output_flip else 1):
             for _ in range(cfg.back_projection_iters):
                 out = back_project(out, lr, kernel, scale, downsample)
             outputs.append(out)
-        sr = torch.stack(outputs).median(dim=0).values if len(outputs) > 1 else outputs[0]
+        sr = elementwise_median(outputs)
         for _ in range(cfg.back_projection_iters):
             sr = back_project(sr, lr, kernel, scale, downsample)
     return sr
