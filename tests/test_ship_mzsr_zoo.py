@@ -33,7 +33,7 @@ def fake_experiment(tmp_path, networks: dict) -> tuple:
     return ('scripts/ship_mzsr_zoo.py', '-opt', 'long.yml', '--weights', 'weights', '--pretrain-study', 'study')
 
 
-def test_the_rule_chosen_checkpoint_ships_with_its_record(tmp_path):
+def test_the_rule_chosen_checkpoint_ships_with_its_record(tmp_path, monkeypatch):
     chosen = {'chosen': 300, 'iteration': 300, 'path': 'experiments/long/models/net_g_300.pth', 'seconds': 7200.0,
               'device': 'cpu, 1 rank(s), 1 thread(s) each', 'choice_photos': ['a', 'b', 'c']}
     args = fake_experiment(tmp_path, {'direct': chosen})
@@ -53,6 +53,10 @@ def test_the_rule_chosen_checkpoint_ships_with_its_record(tmp_path):
     assert meta['rule'] == ('best mean MZSR(1) PSNR on centre 256² crops of 3 held-out photographs (gd2.0), '
                             'every 100 iterations')
     assert record['terms'] == POOL_TERMS and record['scale'] == 2 and record['downsample'] == 'direct'
+    from srdistill.zero_shot import zoo  # the command adapts the shipped model with the step sizes it was chosen with
+
+    monkeypatch.setattr(zoo, 'WEIGHTS', tmp_path / 'weights')
+    assert zoo.zoo_model('directx2')[1].schedule == 'task_lr' and zoo.ZOO['directx2'].schedule == 'direct_x2'
 
 
 def test_an_arm_without_a_rule_choice_is_refused_before_anything_is_written(tmp_path):

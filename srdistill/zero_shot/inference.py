@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--downsample', choices=('direct', 'bicubic'), default=None,
                    help="how the LR was made from the blurred image (default: the shipped model's, else direct)")
     p.add_argument('--schedule', choices=sorted(STEP_SCHEDULES), default=None,
-                   help='official step sizes (default: direct_x2, bicubic_x2 or direct_x4 from --downsample/--scale)')
+                   help="step sizes (default: a shipped model's, those its checkpoint was chosen with; else "
+                        "direct_x2, bicubic_x2 or direct_x4 from --downsample/--scale)")
     p.add_argument('--gt', default=None, help='optional folder of HR images (same stems, or see --filename-tmpl)')
     p.add_argument('--filename-tmpl', default='{}', help="LR stem = tmpl.format(HR stem), e.g. '{}x2'")
     p.add_argument('--ensemble', action='store_true',

@@ -3,6 +3,8 @@ zero-shot experiment's rule-chosen checkpoints (``scripts/ship_mzsr_zoo.py``) or
 (``scripts/train_mzsr_zoo.py``); ``weights/zoo.json`` records how each was trained."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +33,17 @@ DEFAULT_MODEL = 'directx2'
 
 
 def zoo_model(name: str) -> tuple[Path, ZooModel]:
-    """The shipped weights of ``name`` and what they were trained for."""
+    """The shipped weights of ``name`` and what they were trained for: the test-time step sizes their checkpoint
+    was chosen with where ``zoo.json`` records them (``scripts/ship_mzsr_zoo.py``), else the official ones."""
     if name not in ZOO:
         raise SRDistillError(f'option --model: {name!r} is neither a file nor a shipped model ({", ".join(ZOO)})')
     path = WEIGHTS / ZOO[name].file
     if not path.is_file():
         raise SRDistillError(f'{path}: the shipped {name} weights are missing from this install '
-                             '(python scripts/train_mzsr_zoo.py trains them)')
-    return path, ZOO[name]
+                             '(python scripts/ship_mzsr_zoo.py or train_mzsr_zoo.py makes them)')
+    records = json.loads((WEIGHTS / 'zoo.json').read_text()) if (WEIGHTS / 'zoo.json').is_file() else {}
+    schedule = (records.get(name) or {}).get('meta_transfer', {}).get('test_schedule')
+    return path, dataclasses.replace(ZOO[name], schedule=schedule) if schedule else ZOO[name]
 
 
 ESTIMATOR_FILE = WEIGHTS / 'kernel_predictor_x2.pth'  # the learned kernel estimator (options/kernel_predictor_x2.yml)
