@@ -114,14 +114,15 @@ def main() -> None:
     pairs = BlurEstimationDataset({**opt['datasets']['val'], 'phase': 'val', 'scale': opt['scale']})
     diagonal = diagonal_fit(net, settings, pairs)
     settings = dataclasses.replace(settings, diagonal_gain=diagonal['gain'])
-    mzsr_path, _ = zoo_model(args.model)
-    rows = shrink_table(net, settings, pairs, load_mzsr(mzsr_path, opt['scale']), args.steps)
+    mzsr_path, mzsr_model = zoo_model(args.model)
+    rows = shrink_table(net, settings, pairs, load_mzsr(mzsr_path, opt['scale']), args.steps,
+                        schedule=mzsr_model.schedule)
     shrink, means = choose_shrink(rows)
     choice = {'options': str(Path(args.options).resolve().relative_to(ROOT)), 'checkpoint': checkpoint,
               'iterations': iterations, 'training_hours': hours, 'diagonal': diagonal,
               'device': f'CPU, {args.threads} threads', 'validation': {str(k): v for k, v in curve.items()},
               'validation_pairs': len(pairs), 'mzsr_model': args.model, 'mzsr_hash': file_hash(mzsr_path),
-              'steps': args.steps, 'shrinks': list(SHRINKS),
+              'mzsr_schedule': mzsr_model.schedule, 'steps': args.steps, 'shrinks': list(SHRINKS),
               'shrink_means': means, 'shrink': shrink, 'gap_closed': gap_closed(means, shrink),
               'beats_default_share': paired_share(rows, shrink), 'per_pair': rows, 'terms': POOL_TERMS,
               'wins_on_validation': shrink < 1 and means[f'mzsr_shrink{shrink:g}'] > means['mzsr_shrink1'],

@@ -335,6 +335,11 @@ def test_the_blind_table_estimates_once_and_adds_a_network_at_the_cost_of_its_ro
     run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
     assert calls == ['blind_estimate', 'mzsr_kernel_rows', 'mzsr_kernel_rows']  # the estimate is kept
     assert '| all | b |' in report.read_text()
+    schedules, real = [], blind_module.mzsr_kernel_rows
+    monkeypatch.setattr(blind_module, 'mzsr_kernel_rows', lambda *a: schedules.append(a[6]) or real(*a))
+    opt['arms']['b']['schedule'] = 'task_lr'
+    run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
+    assert schedules == ['task_lr']  # b adapted with its own step sizes, its rows keyed apart; a's kept
 
 
 def test_the_blind_table_with_the_learned_estimator_and_corrupted_lrs(tmp_path):

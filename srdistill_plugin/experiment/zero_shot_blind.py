@@ -77,7 +77,7 @@ class BlindTable:
     def mzsr_key(self, stem: str, arm: str) -> str:
         b = self.spec
         return (f'{stem}|mzsr|{arm}:{self.hashes[arm]}|steps={b.steps}|default={b.default_kernel}|'
-                f'wrong={b.wrong_kernel}|seed={b.seed}{self.corruption()}')
+                f'wrong={b.wrong_kernel}|seed={b.seed}{self.corruption()}{self.schedule_key(arm)}')
 
     def corrupted(self, lr: torch.Tensor, stem: str) -> torch.Tensor:
         """``lr`` with the table's noise and JPEG (the noise drawn from the seed and the image's name, so the
@@ -104,7 +104,12 @@ class BlindTable:
     def sensitivity_key(self, stem: str, arm: str) -> str:
         b = self.spec
         return (f'{stem}|sensitivity|{arm}:{self.hashes[arm]}|steps={b.steps}|scales={list(b.scales)}|'
-                f'turns={list(b.turns)}|seed={b.seed}')
+                f'turns={list(b.turns)}|seed={b.seed}{self.schedule_key(arm)}')
+
+    def schedule_key(self, arm: str) -> str:
+        """The arm's test-time step sizes in a row's key (none for the official direct_x2, as rows were first kept)."""
+        schedule = self.exp.arms[arm].schedule
+        return '' if schedule == 'direct_x2' else f'|schedule={schedule}'
 
     def evaluate(self) -> None:
         """Every set not taken by another worker: each image's estimate and each network's row, where not stored."""
@@ -133,12 +138,12 @@ class BlindTable:
                         if store.get(self.mzsr_key(stem, arm)) is None:
                             store.put(self.mzsr_key(stem, arm), mzsr_kernel_rows(
                                 self.net(arm), lr, hr, {c: k for c, k in kernels.items() if k is not None}, scale,
-                                b.steps))
+                                b.steps, self.exp.arms[arm].schedule))
                         if (b.scales or b.turns) and store.get(self.sensitivity_key(stem, arm)) is None:
                             perturbed = {case: gaussian_kernel(BLIND_KERNEL_SIZE, *p)
                                          for case, p in perturbations(params, b.scales, b.turns).items()}
                             store.put(self.sensitivity_key(stem, arm), mzsr_kernel_rows(
-                                self.net(arm), lr, hr, perturbed, scale, b.steps))
+                                self.net(arm), lr, hr, perturbed, scale, b.steps, self.exp.arms[arm].schedule))
             finally:
                 lock.release()
 

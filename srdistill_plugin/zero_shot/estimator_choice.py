@@ -70,9 +70,9 @@ def diagonal_fit(net: KernelPredictor, settings: PredictorSettings, pairs) -> di
 
 
 def shrink_table(net: KernelPredictor, settings: PredictorSettings, pairs, mzsr: torch.nn.Module, steps: int,
-                 shrinks: tuple[float, ...] = SHRINKS) -> list[dict]:
-    """Per held-out pair (``{'lq', 'gt', 'kernel_params'}`` items): MZSR(``steps``) PSNR with the estimate shrunk by
-    each factor, and with the true kernel."""
+                 shrinks: tuple[float, ...] = SHRINKS, schedule: str = 'direct_x2') -> list[dict]:
+    """Per held-out pair (``{'lq', 'gt', 'kernel_params'}`` items): MZSR(``steps``) PSNR (``schedule``'s step
+    sizes) with the estimate shrunk by each factor, and with the true kernel."""
     rows = []
     for item in tqdm(pairs, desc='shrinkage on held-out photographs', unit='pair'):
         lr, hr = item['lq'][None], item['gt'][None]
@@ -80,7 +80,7 @@ def shrink_table(net: KernelPredictor, settings: PredictorSettings, pairs, mzsr:
         kernels = {f'shrink{s:g}': estimate_from_coords(raw, dataclasses.replace(settings, shrink=s)).kernel
                    for s in shrinks}
         kernels['true'] = gaussian_kernel(settings.kernel_size, *item['kernel_params'].tolist())
-        rows.append(mzsr_kernel_rows(mzsr, lr, hr, kernels, settings.scale, steps))
+        rows.append(mzsr_kernel_rows(mzsr, lr, hr, kernels, settings.scale, steps, schedule))
     return rows
 
 

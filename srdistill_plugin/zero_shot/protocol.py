@@ -137,11 +137,11 @@ def blind_estimate(lr: torch.Tensor, hr: torch.Tensor, true_kernel: np.ndarray, 
 
 
 def mzsr_kernel_rows(net: MZSRNet, lr: torch.Tensor, hr: torch.Tensor, kernels: dict[str, np.ndarray], scale: int,
-                     steps: int) -> dict[str, float]:
-    """``{'mzsr_<case>': PSNR}``: ``net`` adapted ``steps`` steps (official direct_x2 step sizes) with each kernel."""
+                     steps: int, schedule: str = 'direct_x2') -> dict[str, float]:
+    """``{'mzsr_<case>': PSNR}``: ``net`` adapted ``steps`` steps (``schedule``'s step sizes) with each kernel."""
     row = {}
     for case, kernel in kernels.items():
-        adapted, _ = mzsr_adapt(net, lr, torch.from_numpy(np.asarray(kernel)), scale, steps)
+        adapted, _ = mzsr_adapt(net, lr, torch.from_numpy(np.asarray(kernel)), scale, steps, schedule=schedule)
         with torch.no_grad():
             row[f'mzsr_{case}'] = tensor_psnr(adapted(lr), hr, scale)
     return row
