@@ -72,10 +72,10 @@ def lmdb_images(lmdb: Path) -> list[np.ndarray]:
 
 
 def folder_images(folder: Path) -> list[np.ndarray]:
-    """The HR images of a folder (float BGR in [0, 1])."""
+    """The HR images of a benchmark set (its ``HR/`` folder where it has one; float BGR in [0, 1])."""
     from srdistill.core.imageio import list_images, read_image
 
-    return [read_image(path) for path in list_images(folder)]
+    return [read_image(path) for path in list_images(folder / 'HR' if (folder / 'HR').is_dir() else folder)]
 
 
 def bicubic_x2_psnr(images: list[np.ndarray], params: dict | None = None) -> float:
@@ -183,7 +183,7 @@ def render_final(study: Path) -> list[str]:
         official = f'{row["official"]:.2f}' if 'official' in row else 'not read'
         target = TARGETS.get(name)
         lines.append(f'| {name} | {row["bicubic"]:.2f} | {row["chosen"]:.2f} | {official} | '
-                     + (f'{target:.2f} | {row["chosen"] - target:+.2f} |' if target else '– | – |'))
+                     + (f'{target:.2f} | {row["chosen"] - target:+.3f} |' if target else '– | – |'))
     return lines + ['']
 
 
