@@ -27,6 +27,7 @@ from srdistill.core.atomic_io import atomic_path, atomic_write_text
 from srdistill.core.errors import SRDistillError
 from srdistill.core.mzsr_net import MZSRNet
 from srdistill_plugin.engine.train import read_training_record
+from srdistill_plugin.experiment.runner import best_on_validation
 from srdistill_plugin.zero_shot.training import training_seconds, validation_curve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,13 +105,6 @@ def bicubic_x2_psnr(images: list[np.ndarray], params: dict | None = None) -> flo
     return sum(scores) / len(scores)
 
 
-def choose_checkpoint(curve: dict[int, float]) -> int:
-    """The iteration of the best held-out PSNR, the earliest of equal ones."""
-    if not curve:
-        raise SRDistillError('the run has no held-out validation yet: nothing to choose from')
-    return max(sorted(curve), key=curve.get)
-
-
 def finish(experiment: Path, study: Path, sets: list[Path], official: dict | None) -> dict:
     """At the end of the run: the checkpoint chosen on the held-out photographs, saved as the start the
     meta-transfer reads (``mzsr_pretrained_x2.pth``, network only), then read on the test ``sets`` beside bicubic
@@ -121,7 +115,9 @@ def finish(experiment: Path, study: Path, sets: list[Path], official: dict | Non
     last = max((int(p.stem) for p in (experiment / 'training_states').glob('*.state')), default=0)
     if last < TOTAL_ITER:
         raise SRDistillError(f'{experiment}: the run stands at iteration {last:,} of {TOTAL_ITER:,}; finish it first')
-    best = choose_checkpoint(curve)
+    if not curve:
+        raise SRDistillError(f'{experiment}: the run has no held-out validation: nothing to choose from')
+    best = best_on_validation(curve)  # the earliest of equal ones
     params = load_checkpoint(experiment / 'models' / f'net_g_{best}.pth')['params']
     with atomic_path(study / START_FILE) as tmp:
         torch.save({'params': params}, tmp)
@@ -129,9 +125,10 @@ def finish(experiment: Path, study: Path, sets: list[Path], official: dict | Non
     if official is not None:
         nets['official'] = official
     torch.set_num_threads(1)
-    result = {'chosen_iter': best, 'heldout_psnr': curve[best], 'threads': 1,
-              'sets': {folder.name: {name: bicubic_x2_psnr(folder_images(folder), weights)
-                                     for name, weights in nets.items()} for folder in sets}}
+    result = {'chosen_iter': best, 'heldout_psnr': curve[best], 'threads': 1, 'sets': {}}
+    for folder in sets:
+        images = folder_images(folder)  # read once, scored by each network
+        result['sets'][folder.name] = {name: bicubic_x2_psnr(images, weights) for name, weights in nets.items()}
     atomic_write_text(study / 'final.json', json.dumps(result, indent=1))
     record = study / 'record'
     record.mkdir(exist_ok=True)
