@@ -58,13 +58,16 @@ def main() -> None:
                 summary = json.loads((out / 'results.json').read_text())
                 rows.append({'model': model, 'steps': steps, 'kernel': kernel_mode(summary['kernel'], kernel),
                              'wall_s': wall, 'import_torch_s': torch_s, 'ratio': wall / torch_s,
-                             'adapt_s': summary['mean_adapt_time_s']})
+                             'kernel_s': summary['kernel_time_s'], 'adapt_s': summary['mean_adapt_time_s'],
+                             'infer_s': summary['images'][0]['infer_time_s']})
                 print(rows[-1], flush=True)
         quality = set5_quality(Path(tmp), env)
     table = ('| model | kernel | steps | command wall time (s) | `python -c "import torch"` just before (s) | ratio | '
-             'adaptation (s) |\n|---|---|---|---|---|---|---|\n' + '\n'.join(
+             'kernel (s) | adaptation (s) | inference + PNG (s) | the rest: start-up, imports, load (s) |\n'
+             '|---|---|---|---|---|---|---|---|---|---|\n' + '\n'.join(
                  f'| {r["model"]} | {r["kernel"]} | {r["steps"]} | {r["wall_s"]:.1f} | {r["import_torch_s"]:.1f} | '
-                 f'{r["ratio"]:.2f} | {r["adapt_s"]:.2f} |' for r in rows))
+                 f'{r["ratio"]:.2f} | {r["kernel_s"]:.2f} | {r["adapt_s"]:.2f} | {r["infer_s"]:.2f} | '
+                 f'{r["wall_s"] - r["kernel_s"] - r["adapt_s"] - r["infer_s"]:.2f} |' for r in rows))
     quality_table = ('| model | Set5 kernel | bicubic (paper) | MZSR(1) | MZSR(10) | MZSR(1), x8 ensemble | '
                      'MZSR(10), x8 ensemble | paper MZSR(1) |\n|---|---|---|---|---|---|---|---|\n'
                      + '\n'.join(f'| {m} | {k} | {PAPER_BICUBIC_SET5[k]:.2f} | {q["1"]:.2f} | {q["10"]:.2f} | '

@@ -246,6 +246,8 @@ def test_the_zeroshot_command_estimates_each_kernel_with_the_learned_estimator(p
     assert np.allclose(kernel, gaussian_kernel(15, record['lambda1'], record['lambda2'], record['theta']), atol=1e-6)
     assert 0.2 <= record['lambda2'] <= record['lambda1'] <= 5.
     assert cv2.imread(str(tmp_path / 'est' / 'photo_MZSR1.png')).shape == (192, 256, 3)
+    summary = json.loads((tmp_path / 'est' / 'results.json').read_text())  # the command benchmark's time breakdown
+    assert summary['kernel_time_s'] > 0 and summary['images'][0]['infer_time_s'] > 0
     cv2.imwrite(str(tmp_path / 'tiny.png'), cv2.imread(str(photo_dir / 'coffee.png'))[:20, :30])
     proc = run_tool('-m', 'srdistill.zero_shot.cli', 'tiny.png', '--output', 'tiny', '--kernel', 'estimate',
                     cwd=tmp_path, check=False)

@@ -15,6 +15,7 @@ averaging or shrinking in these coordinates keeps every estimate a valid covaria
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -114,8 +115,11 @@ class KernelPredictor(nn.Module):
 @torch.no_grad()
 def dihedral_estimate(net: KernelPredictor, lr: torch.Tensor) -> torch.Tensor:
     """The mean over the eight flips/rotations of ``net.estimate``, each turned back to the image's frame:
-    ``(N, 3)``."""
-    return torch.stack([turn_back(net.estimate(_transform(lr, *t)), *t) for t in DIHEDRAL]).mean(0)
+    ``(N, 3)``. Runs a channels-last copy of ``net`` (these dilated convolutions run about twice as fast so on the CPU;
+    the caller's network keeps its layout, which trains faster)."""
+    fast = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    return torch.stack([turn_back(fast.estimate(_transform(lr, *t).contiguous(memory_format=torch.channels_last)), *t)
+                        for t in DIHEDRAL]).mean(0)
 
 
 def turn_45(lr: torch.Tensor) -> torch.Tensor:
