@@ -241,7 +241,8 @@ def zero_shot_options(opt: dict, stem: str, data: dict, work: Path, root: Path, 
                                                            'kernels': list(kernels)[:1], 'max_iters': 2 * iters,
                                                            'crop': 32})
     for section, changes in (('ablation', {'sets': ['paired'], 'kernels': list(kernels)[:1]}),
-                             ('blind', {'sets': ['paired'], 'estimate_iters': 2 * iters, 'steps': 1, 'zssr_sets': []})):
+                             ('blind', {'sets': ['paired'], 'estimate_iters': 2 * iters, 'steps': 1, 'zssr_sets': []}),
+                             ('checkpoint_rule', {'photos': str(data['paired'] / 'HR'), 'every': iters, 'crop': 64})):
         if opt.get(section):
             opt[section] = {**opt[section], **changes}
     return opt
