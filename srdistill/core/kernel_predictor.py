@@ -115,8 +115,8 @@ class KernelPredictor(nn.Module):
 @torch.no_grad()
 def dihedral_estimate(net: KernelPredictor, lr: torch.Tensor) -> torch.Tensor:
     """The mean over the eight flips/rotations of ``net.estimate``, each turned back to the image's frame:
-    ``(N, 3)``. Runs a channels-last copy of ``net`` (on one CPU thread these dilated convolutions run about 1.5x as fast
-    so, on two about as fast; the caller's network keeps its layout, which trains faster)."""
+    ``(N, 3)``. Runs a channels-last copy of ``net``: on one CPU thread its dilated convolutions run about 1.5x as fast,
+    on two no slower; the caller's network keeps its layout, which trains faster."""
     fast = copy.deepcopy(net).to(memory_format=torch.channels_last)
     return torch.stack([turn_back(fast.estimate(_transform(lr, *t).contiguous(memory_format=torch.channels_last)), *t)
                         for t in DIHEDRAL]).mean(0)
