@@ -342,24 +342,50 @@ def test_the_blind_table_estimates_once_and_adds_a_network_at_the_cost_of_its_ro
     assert schedules == ['task_lr']  # b adapted with its own step sizes, its rows keyed apart; a's kept
 
 
-def test_the_blind_table_with_the_learned_estimator_and_corrupted_lrs(tmp_path):
-    """``estimator: learned``: the estimator file's kernel is the estimate (no unfiltered case), its covariance error
-    is reported beside the default's; JPEG and noise on the LRs key their rows apart and leave the kernels' draws
-    unchanged."""
+def constant_estimator(path: Path, variance: float) -> None:
+    """A learned-estimator file whose network answers the isotropic kernel of ``variance`` for every image."""
     from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, save_predictor
-    from srdistill.core.kernels import gaussian_kernel
 
     torch.manual_seed(0)
     net = KernelPredictor(num_feat=4, dilations=(1, ))
     torch.nn.init.zeros_(net.head.weight)
     with torch.no_grad():
-        net.head.bias.copy_(torch.tensor([np.log(3.), 0., 0., 0.]))  # answers variance 3 for every image
-    save_predictor(tmp_path / 'est.pth', net, PredictorSettings(), {})
+        net.head.bias.copy_(torch.tensor([np.log(variance), 0., 0., 0.]))
+    save_predictor(path, net, PredictorSettings(), {})
+
+
+def learned_blind_options(tmp_path: Path, variance: float) -> dict:
+    """A two-image blind table with one random network and a constant learned estimator (``est.pth``)."""
+    constant_estimator(tmp_path / 'est.pth', variance)
     torch.save({'params': MZSRNet(upscale=2).state_dict()}, tmp_path / 'a.pth')
-    opt = {'name': 'blind', 'kind': 'zero_shot', 'scale': 2, 'threads': 1,
-           'sets': [str(fake_set(tmp_path / 'B', 2, 64))], 'arms': {'a': {'weights': str(tmp_path / 'a.pth')}},
-           'blind': {'sets': ['B'], 'arms': ['a'], 'steps': 1, 'estimator': 'learned',
-                     'estimator_file': str(tmp_path / 'est.pth')}}
+    return {'name': 'blind', 'kind': 'zero_shot', 'scale': 2, 'threads': 1,
+            'sets': [str(fake_set(tmp_path / 'B', 2, 64))], 'arms': {'a': {'weights': str(tmp_path / 'a.pth')}},
+            'blind': {'sets': ['B'], 'arms': ['a'], 'steps': 1, 'estimator': 'learned',
+                      'estimator_file': str(tmp_path / 'est.pth')}}
+
+
+def test_a_new_estimator_re_adapts_every_network_to_its_estimate(tmp_path):
+    """A network's row holds its MZSR with the estimated kernel, so another estimator file must not reuse it (it did:
+    the official arm kept its old estimate's figure under a new estimator)."""
+    opt = learned_blind_options(tmp_path, variance=3.)
+    report = run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
+    first = json.loads((report.parent / 'summary.json').read_text())['blind']['all/a']
+    constant_estimator(tmp_path / 'est.pth', 0.5)  # a far narrower kernel than 3
+    run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
+    second = json.loads((report.parent / 'summary.json').read_text())['blind']['all/a']
+    assert second['mzsr_true'] == first['mzsr_true']  # the same LRs, network and adaptation
+    assert second['mzsr_estimated'] != first['mzsr_estimated']
+    store = json.loads((tmp_path / 'experiments' / 'blind' / 'blind' / 'B.json').read_text())
+    assert len([k for k in store if '|mzsr|' in k]) == 4  # two images x two estimators
+
+
+def test_the_blind_table_with_the_learned_estimator_and_corrupted_lrs(tmp_path):
+    """``estimator: learned``: the estimator file's kernel is the estimate (no unfiltered case), its covariance error
+    is reported beside the default's; JPEG and noise on the LRs key their rows apart and leave the kernels' draws
+    unchanged."""
+    from srdistill.core.kernels import gaussian_kernel
+
+    opt = learned_blind_options(tmp_path, variance=3.)
     report = run_zero_shot(ZeroShotExperiment.from_opt(opt, tmp_path), tmp_path)
     row = json.loads((report.parent / 'summary.json').read_text())['blind']['all/a']
     assert 'mzsr_unfiltered' not in row and row['estimate_s'] < 5

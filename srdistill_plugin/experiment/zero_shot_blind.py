@@ -77,7 +77,8 @@ class BlindTable:
     def mzsr_key(self, stem: str, arm: str) -> str:
         b = self.spec
         return (f'{stem}|mzsr|{arm}:{self.hashes[arm]}|steps={b.steps}|default={b.default_kernel}|'
-                f'wrong={b.wrong_kernel}|seed={b.seed}{self.corruption()}{self.schedule_key(arm)}')
+                f'wrong={b.wrong_kernel}|seed={b.seed}|{self.estimator_name()}{self.corruption()}'
+                f'{self.schedule_key(arm)}')  # the row adapts to the estimate too: a new estimator, a new row
 
     def corrupted(self, lr: torch.Tensor, stem: str) -> torch.Tensor:
         """``lr`` with the table's noise and JPEG (the noise drawn from the seed and the image's name, so the
