@@ -77,7 +77,7 @@ def render(choice: dict) -> str:
               f"({means['mzsr_true'] - means['mzsr_shrink1']:+.3f} dB) closed, better than the default on "
               f"{100 * choice['beats_default_share']:.0f} % of the pairs." if choice['gap_closed'] is not None else
               f"Chosen shrinkage {best:g} (the true − default gap is under 0.05 dB).", '',
-              f"Training data and terms: {choice['terms']}."]
+              f"Training data and terms: {choice['terms'].rstrip('.')}."]
     return '\n'.join(lines) + '\n'
 
 
