@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from statistics import mean
 
@@ -47,7 +48,9 @@ class BlindTable:
     def estimator_file(self) -> Path:
         return Path(self.spec.estimator_file) if self.spec.estimator_file else shipped_estimator()
 
+    @cached_property
     def estimator_name(self) -> str:
+        """The estimator in the rows' keys (the learned file hashed once per table, not once per key)."""
         b = self.spec
         if b.estimator == 'kernelgan':
             return f'kernelgan:{b.estimate_iters}'
@@ -71,13 +74,13 @@ class BlindTable:
 
     def estimate_key(self, set_name: str, stem: str) -> str:
         b = self.spec
-        return (f'{stem}|estimate|{self.estimator_name()}|seed={b.seed}|default={b.default_kernel}|'
+        return (f'{stem}|estimate|{self.estimator_name}|seed={b.seed}|default={b.default_kernel}|'
                 f'zssr={set_name in b.zssr_sets}{self.corruption()}')
 
     def mzsr_key(self, stem: str, arm: str) -> str:
         b = self.spec
         return (f'{stem}|mzsr|{arm}:{self.hashes[arm]}|steps={b.steps}|default={b.default_kernel}|'
-                f'wrong={b.wrong_kernel}|seed={b.seed}|{self.estimator_name()}{self.corruption()}'
+                f'wrong={b.wrong_kernel}|seed={b.seed}|{self.estimator_name}{self.corruption()}'
                 f'{self.schedule_key(arm)}')  # the row adapts to the estimate too: a new estimator, a new row
 
     def corrupted(self, lr: torch.Tensor, stem: str) -> torch.Tensor:
