@@ -1,8 +1,8 @@
 """Ship the learned kernel estimator trained by ``options/kernel_predictor_x2.yml``: the checkpoint with the lowest
-held-out covariance error, the gain of its diagonal read-out and the shrinkage toward the default kernel that gives the
-shipped MZSR model the best PSNR, both chosen on the held-out photographs, written to
-``srdistill/zero_shot/weights/kernel_predictor_x2.pth`` with its record, and the results file
-``benchmarks/results/kernel_predictor_x2/README.md`` rendered from ``choice.json``::
+held-out covariance error, the gain of its diagonal read-out, the fewest flips/rotations that lose nothing and the
+shrinkage toward the default kernel that gives the shipped MZSR model the best PSNR, all chosen on the held-out
+photographs, written to ``srdistill/zero_shot/weights/kernel_predictor_x2.pth`` with its record, and the results
+file ``benchmarks/results/kernel_predictor_x2/README.md`` rendered from ``choice.json``::
 
     OMP_NUM_THREADS=2 python scripts/ship_kernel_predictor.py            # about 18 min on 2 cores
     OMP_NUM_THREADS=2 python scripts/ship_kernel_predictor.py --reuse-shipped   # the shipped checkpoint, choices redone
@@ -28,13 +28,15 @@ from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, 
 from srdistill.core.safe_load import load_checkpoint
 from srdistill.zero_shot.zoo import ESTIMATOR_FILE, POOL_TERMS, zoo_model
 from srdistill_plugin.data.blur_estimation_dataset import BlurEstimationDataset
-from srdistill_plugin.zero_shot.estimator_choice import (SHRINKS, best_checkpoint, choose_shrink, diagonal_fit,
-                                                         gap_closed, paired_share, shrink_table)
+from srdistill_plugin.zero_shot.estimator_choice import (SHRINKS, VIEWS_TOLERANCE, best_checkpoint, choose_shrink,
+                                                         diagonal_fit, fewest_views, gap_closed, paired_share,
+                                                         shrink_table, views_errors)
 from srdistill_plugin.zero_shot.protocol import load_mzsr
 from srdistill_plugin.zero_shot.training import training_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results' / 'kernel_predictor_x2'
+LARGER_LQ_SIZE = 160  # the views are also compared on LRs this large: BSD200's 321 px side allows it
 
 
 def render(choice: dict) -> str:
@@ -66,6 +68,17 @@ def render(choice: dict) -> str:
     lines += ['', f"Fitted gain {diagonal['fitted_gain']:.2f}; covariance error with the network's v "
               f"{errors['network_v']:.3f}, with the turned read-out {errors['turned_v']:.3f}, default kernel "
               f"{errors['default']:.3f}. Shipped gain: {diagonal['gain']:.2f}."]
+    views = choice['views']
+    sizes = list(views['cov_error'])
+    lines += ['', '## Views: the flips/rotations each reading averages', '',
+              'Mean covariance error (no shrinkage) on the held-out pairs at each LR size; the fewest views within '
+              f"{100 * views['tolerance']:g} % of all eight's at every size are kept (each costs one pass of the "
+              'network over the LR and one over its 45-degree-turned square).', '',
+              '| views | ' + ' | '.join(f"LR {s} px ({views['pairs'][s]} pairs)" for s in sizes) + ' |',
+              '|---|' + '---|' * len(sizes)]
+    lines += [f"| {v}{' (chosen)' if int(v) == views['chosen'] else ''} | "
+              + ' | '.join(f"{views['cov_error'][s][v]:.4f}" for s in sizes) + ' |'
+              for v in views['cov_error'][sizes[0]]]
     lines += ['', f"## Shrinkage toward the default: MZSR({choice['steps']}) with the shipped {choice['mzsr_model']} "
               'model on the same held-out pairs', '',
               '| kernel | PSNR-Y (dB) |', '|---|---|']
@@ -112,7 +125,12 @@ def main() -> None:
                                  max_variance=train_set['variance_range'][1],
                                  default=tuple(opt['val']['default_kernel']), kernel_size=train_set['kernel_size'])
     pairs = BlurEstimationDataset({**opt['datasets']['val'], 'phase': 'val', 'scale': opt['scale']})
-    diagonal = diagonal_fit(net, settings, pairs)
+    settings = dataclasses.replace(settings, diagonal_gain=diagonal_fit(net, settings, pairs)['gain'])
+    larger = BlurEstimationDataset({**opt['datasets']['val'], 'phase': 'val', 'scale': opt['scale'],
+                                    'lq_size': LARGER_LQ_SIZE})
+    view_errors = {p.lq_size: views_errors(net, settings, p) for p in (pairs, larger)}
+    settings = dataclasses.replace(settings, views=fewest_views(view_errors))
+    diagonal = diagonal_fit(net, settings, pairs)  # the gain refitted for the chosen views
     settings = dataclasses.replace(settings, diagonal_gain=diagonal['gain'])
     mzsr_path, mzsr_model = zoo_model(args.model)
     rows = shrink_table(net, settings, pairs, load_mzsr(mzsr_path, opt['scale']), args.steps,
@@ -120,7 +138,12 @@ def main() -> None:
     shrink, means = choose_shrink(rows)
     choice = {'options': str(Path(args.options).resolve().relative_to(ROOT)), 'checkpoint': checkpoint,
               'iterations': iterations, 'training_hours': hours, 'diagonal': diagonal,
-              'device': f'CPU, {args.threads} threads', 'validation': {str(k): v for k, v in curve.items()},
+              'views': {'chosen': settings.views, 'tolerance': VIEWS_TOLERANCE,
+                        'pairs': {str(size): len(p) for size, p in zip(view_errors, (pairs, larger))},
+                        'cov_error': {str(size): {str(v): e for v, e in errors.items()}
+                                      for size, errors in view_errors.items()}},
+              'device': f'CPU, {args.threads} thread{"s" if args.threads != 1 else ""}',
+              'validation': {str(k): v for k, v in curve.items()},
               'validation_pairs': len(pairs), 'mzsr_model': args.model, 'mzsr_hash': file_hash(mzsr_path),
               'mzsr_schedule': mzsr_model.schedule, 'steps': args.steps, 'shrinks': list(SHRINKS),
               'shrink_means': means, 'shrink': shrink, 'gap_closed': gap_closed(means, shrink),

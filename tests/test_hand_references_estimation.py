@@ -19,8 +19,8 @@ from srdistill.core.kernel_estimation import (KernelGANConfig, LinearDownscaler,
                                               _crop_sampler, _edge_map, bicubic_half_kernel, bicubic_prior_loss, boundary_mask,
                                               center_kernel, kernel_psnr, kernel_terms, postprocess_kernel,
                                               x4_from_x2, zeroize_negligible)
-from srdistill.core.kernel_predictor import (DIHEDRAL, KernelPredictor, PredictorSettings, _transform, clip_coords,
-                                             coords_from_params, coords_loss, covariance, covariance_error,
+from srdistill.core.kernel_predictor import (DIHEDRAL, VIEWS, KernelPredictor, PredictorSettings, _matrix, _transform,
+                                             clip_coords, coords_from_params, coords_loss, covariance, covariance_error,
                                              dihedral_estimate, estimate_from_coords, estimate_folder_kernels,
                                              fit_diagonal_gain, load_predictor, params_from_coords, predict_kernel,
                                              raw_coords, save_predictor, turn_45, turn_back)
@@ -148,6 +148,40 @@ def test_predictor_dihedral_mean_of_a_view_blind_reading():
     # four with exactly one flip, so the mean is (m, 0, 0)
     net = ConstantEstimate([0.7, 0.4, -0.3])
     np.testing.assert_allclose(dihedral_estimate(net, torch.zeros(1, 3, 8, 8)).numpy(), [[0.7, 0., 0.]], atol=1e-12)
+
+
+def test_predictor_fewer_views_average_by_hand():
+    # the rotations (0, 90, 180, 270 degrees): 90 and 270 negate both u and v, 180 neither -> (m, 0, 0); the image and
+    # its transpose: the transpose negates u only -> (m, 0, v); one view: the reading itself
+    net = ConstantEstimate([0.7, 0.4, -0.3])
+    lr = torch.zeros(1, 3, 8, 8)
+    np.testing.assert_allclose(dihedral_estimate(net, lr, 4).numpy(), [[0.7, 0., 0.]], atol=1e-12)
+    np.testing.assert_allclose(dihedral_estimate(net, lr, 2).numpy(), [[0.7, 0., -0.3]], atol=1e-12)
+    np.testing.assert_allclose(dihedral_estimate(net, lr, 1).numpy(), [[0.7, 0.4, -0.3]], atol=1e-12)
+
+
+def test_predictor_four_views_are_the_rotations():
+    quarter = np.array([[0., -1.], [1., 0.]])  # (x, y) -> (-y, x)
+    rotations = [np.linalg.matrix_power(quarter, k) for k in range(4)]
+    for t in VIEWS[4]:
+        assert sum(np.array_equal(_matrix(*t), r) for r in rotations) == 1, t
+    assert len({tuple(_matrix(*t).ravel()) for t in VIEWS[4]}) == 4
+    assert [_matrix(*t).tolist() for t in VIEWS[2]] == [[[1., 0.], [0., 1.]], [[0., 1.], [1., 0.]]]
+
+
+def test_predictor_settings_reject_an_unknown_number_of_views():
+    with pytest.raises(SRDistillError, match='views must be one of'):
+        PredictorSettings(views=3)
+
+
+def test_the_fewest_views_within_the_tolerance_by_hand():
+    from srdistill_plugin.zero_shot.estimator_choice import fewest_views
+    # at 96 px four views are 0.88 % worse than eight (kept), two 0.53 %; at 160 px two are 2.1 % worse (dropped)
+    errors = {96: {8: 0.2850, 4: 0.2875, 2: 0.2865, 1: 0.3030}, 160: {8: 0.2733, 4: 0.2727, 2: 0.2791, 1: 0.2859}}
+    assert fewest_views(errors) == 4
+    assert fewest_views({96: errors[96]}) == 2
+    assert fewest_views(errors, tolerance=0.) == 8  # no fewer views is as good at both sizes
+    assert fewest_views({1: {8: 0.30, 4: 0.31, 2: 0.32, 1: 0.33}}) == 8
 
 
 def test_predictor_turn_45_makes_the_diagonal_the_x_axis():

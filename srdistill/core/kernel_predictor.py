@@ -1,7 +1,8 @@
 """A learned blur-kernel estimator for MZSR's Gaussian kernel family: a small fully convolutional network reads the
 LR image and predicts, at every location, the kernel's covariance and a confidence; the image's estimate is the
-confidence-weighted mean, averaged over the image's eight flips/rotations (each turned back), clipped to the range
-it was trained on and pulled toward the default kernel by a factor chosen on validation images.
+confidence-weighted mean, averaged over flips/rotations of the image (each turned back; all eight, or the fewest that
+lose nothing on validation images), clipped to the range it was trained on and pulled toward the default kernel by a
+factor chosen on validation images.
 
 The shipped network reads the blur's size (``m``) and its elongation along the image axes (``u``), not along the
 diagonals (``v``: its own estimate does not follow the truth, `benchmarks/results/kernel_predictor_x2`). The diagonal
@@ -58,6 +59,10 @@ def clip_coords(coords, low: float, high: float) -> tuple[np.ndarray, bool]:
 
 # The eight flips/rotations as (transpose first?, flip x?, flip y?) and what each does to image coordinates (x, y).
 DIHEDRAL = [(t, fx, fy) for t in (False, True) for fx in (False, True) for fy in (False, True)]
+# The views an estimate may average (``PredictorSettings.views``): all eight, the four rotations (0, 90, 180 and 270
+# degrees), the image and its transpose, or the image alone.
+VIEWS = {8: DIHEDRAL, 4: [(False, False, False), (True, True, False), (False, True, True), (True, False, True)],
+         2: [(False, False, False), (True, False, False)], 1: [(False, False, False)]}
 
 
 def _transform(img: torch.Tensor, transpose: bool, flip_x: bool, flip_y: bool) -> torch.Tensor:
@@ -113,13 +118,13 @@ class KernelPredictor(nn.Module):
 
 
 @torch.no_grad()
-def dihedral_estimate(net: KernelPredictor, lr: torch.Tensor) -> torch.Tensor:
-    """The mean over the eight flips/rotations of ``net.estimate``, each turned back to the image's frame:
-    ``(N, 3)``. Runs a channels-last copy of ``net``: on one CPU thread its dilated convolutions run about 1.5x as fast,
-    on two no slower; the caller's network keeps its layout, which trains faster."""
+def dihedral_estimate(net: KernelPredictor, lr: torch.Tensor, views: int = 8) -> torch.Tensor:
+    """The mean of ``net.estimate`` over the flips/rotations ``VIEWS[views]`` (all eight by default), each turned back
+    to the image's frame: ``(N, 3)``. Runs a channels-last copy of ``net``: on one CPU thread its dilated convolutions
+    run about 1.5x as fast, on two no slower; the caller's network keeps its layout, which trains faster."""
     fast = copy.deepcopy(net).to(memory_format=torch.channels_last)
     return torch.stack([turn_back(fast.estimate(_transform(lr, *t).contiguous(memory_format=torch.channels_last)), *t)
-                        for t in DIHEDRAL]).mean(0)
+                        for t in VIEWS[views]]).mean(0)
 
 
 def turn_45(lr: torch.Tensor) -> torch.Tensor:
@@ -155,6 +160,11 @@ class PredictorSettings:
     default: tuple[float, float, float] = (2.0, 2.0, 0.)  # g^d_2.0
     kernel_size: int = 15
     diagonal_gain: float = 0.  # v = gain * u of the 45-degree-turned LR; 0: the network's own v
+    views: int = 8  # the flips/rotations each reading averages (a key of VIEWS)
+
+    def __post_init__(self):
+        if self.views not in VIEWS:
+            raise SRDistillError(f'kernel estimator settings: views must be one of {sorted(VIEWS)}, got {self.views!r}')
 
 
 @dataclass
@@ -173,24 +183,25 @@ def estimate_from_coords(raw, settings: PredictorSettings) -> KernelEstimate:
     return KernelEstimate(gaussian_kernel(settings.kernel_size, *params), params, params_from_coords(raw), was_clipped)
 
 
-def turned_axis_reading(net: KernelPredictor, lr: torch.Tensor) -> float:
-    """The dihedral ``u`` of one ``(1, 3, H, W)`` LR turned by 45 degrees: its diagonal elongation, before the gain."""
-    return float(dihedral_estimate(net.eval(), turn_45(lr.float()))[0, 1])
+def turned_axis_reading(net: KernelPredictor, lr: torch.Tensor, views: int = 8) -> float:
+    """The ``u`` of one ``(1, 3, H, W)`` LR turned by 45 degrees (averaged over ``views``): its diagonal elongation,
+    before the gain."""
+    return float(dihedral_estimate(net.eval(), turn_45(lr.float()), views)[0, 1])
 
 
-def raw_coords(net: KernelPredictor, lr: torch.Tensor, diagonal_gain: float) -> np.ndarray:
-    """The unprocessed ``(m, u, v)`` of one ``(1, 3, H, W)`` LR: the dihedral estimate, its ``v`` replaced by
+def raw_coords(net: KernelPredictor, lr: torch.Tensor, diagonal_gain: float, views: int = 8) -> np.ndarray:
+    """The unprocessed ``(m, u, v)`` of one ``(1, 3, H, W)`` LR: the estimate over ``views``, its ``v`` replaced by
     ``diagonal_gain`` times :func:`turned_axis_reading` unless the gain is 0."""
-    raw = dihedral_estimate(net.eval(), lr.float())[0].double().numpy()
+    raw = dihedral_estimate(net.eval(), lr.float(), views)[0].double().numpy()
     if diagonal_gain:
-        raw[2] = diagonal_gain * turned_axis_reading(net, lr)
+        raw[2] = diagonal_gain * turned_axis_reading(net, lr, views)
     return raw
 
 
 def predict_kernel(net: KernelPredictor, lr: torch.Tensor, settings: PredictorSettings) -> KernelEstimate:
     """The kernel of one LR image (``(3, H, W)`` or ``(1, 3, H, W)`` RGB in [0, 1])."""
     lr = lr if lr.dim() == 4 else lr[None]
-    raw = raw_coords(net, lr, settings.diagonal_gain)
+    raw = raw_coords(net, lr, settings.diagonal_gain, settings.views)
     if not np.isfinite(raw).all():
         raise SRDistillError(f'the kernel estimator returned {raw.tolist()} (not finite): its weights are broken')
     return estimate_from_coords(raw, settings)

@@ -1,7 +1,8 @@
-"""Ship the learned kernel estimator: its checkpoint chosen by the held-out covariance error the training recorded,
-the gain of its diagonal read-out fitted on the held-out photographs (kept where it lowers their covariance error),
-then its shrinkage toward the default kernel chosen by the PSNR that MZSR reaches with the estimate on the same
-held-out photographs (never on a benchmark set)."""
+"""Ship the learned kernel estimator: its checkpoint chosen by the held-out covariance error the training recorded, the
+gain of its diagonal read-out fitted on the held-out photographs (kept where it lowers their covariance error), the
+fewest flips/rotations that lose nothing there (within ``VIEWS_TOLERANCE``), then its shrinkage toward the default
+kernel chosen by the PSNR that MZSR reaches with the estimate on the same held-out photographs (never on a benchmark
+set)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from srdistill.core.kernel_predictor import (KernelPredictor, PredictorSettings, covariance_error,
+from srdistill.core.kernel_predictor import (VIEWS, KernelPredictor, PredictorSettings, covariance_error,
                                              estimate_from_coords, fit_diagonal_gain, params_from_coords,
                                              raw_coords, turned_axis_reading)
 from srdistill.core.kernels import gaussian_kernel
@@ -21,6 +22,7 @@ from srdistill_plugin.engine.train import read_training_record
 from .protocol import mzsr_kernel_rows
 
 SHRINKS = (0., 0.25, 0.5, 0.75, 1.)  # 1: the default kernel itself
+VIEWS_TOLERANCE = 0.01  # fewer views are kept only within 1 % of all eight's held-out covariance error
 
 
 def best_checkpoint(experiment: Path, metric: str = 'cov_error') -> tuple[int, dict[int, dict]]:
@@ -44,8 +46,8 @@ def diagonal_fit(net: KernelPredictor, settings: PredictorSettings, pairs) -> di
     for item in tqdm(pairs, desc='diagonal read-out on held-out photographs', unit='pair'):
         lr = item['lq'][None]
         truth.append(item['kernel_coords'].double().numpy())
-        own.append(raw_coords(net, lr, 0.))
-        turned.append(turned_axis_reading(net, lr))
+        own.append(raw_coords(net, lr, 0., settings.views))
+        turned.append(turned_axis_reading(net, lr, settings.views))
     truth, own, turned = np.array(truth), np.array(own), np.array(turned)
     fitted = fit_diagonal_gain(turned, truth[:, 2])
     with_turned = own.copy()
@@ -69,6 +71,26 @@ def diagonal_fit(net: KernelPredictor, settings: PredictorSettings, pairs) -> di
             'cov_error': errors}
 
 
+def views_errors(net: KernelPredictor, settings: PredictorSettings, pairs) -> dict[int, float]:
+    """Mean covariance error (no shrinkage) of the estimate over each number of views in ``VIEWS`` on held-out
+    pairs."""
+    unshrunk = dataclasses.replace(settings, shrink=0.)
+    errors = {views: [] for views in VIEWS}
+    for item in tqdm(pairs, desc=f'views on held-out photographs ({pairs.lq_size} px)', unit='pair'):
+        truth = params_from_coords(item['kernel_coords'].double().numpy())
+        for views in VIEWS:
+            raw = raw_coords(net, item['lq'][None], settings.diagonal_gain, views)
+            errors[views].append(covariance_error(estimate_from_coords(raw, unshrunk).params, truth))
+    return {views: float(np.mean(e)) for views, e in errors.items()}
+
+
+def fewest_views(errors_by_size: dict[int, dict[int, float]], tolerance: float = VIEWS_TOLERANCE) -> int:
+    """The fewest views whose mean covariance error is within ``tolerance`` (relative) of all eight's at every LR
+    size measured."""
+    return min(views for views in VIEWS if all(errors[views] <= (1 + tolerance) * errors[8]
+                                               for errors in errors_by_size.values()))
+
+
 def shrink_table(net: KernelPredictor, settings: PredictorSettings, pairs, mzsr: torch.nn.Module, steps: int,
                  shrinks: tuple[float, ...] = SHRINKS, schedule: str = 'direct_x2') -> list[dict]:
     """Per held-out pair (``{'lq', 'gt', 'kernel_params'}`` items): MZSR(``steps``) PSNR (``schedule``'s step
@@ -76,7 +98,7 @@ def shrink_table(net: KernelPredictor, settings: PredictorSettings, pairs, mzsr:
     rows = []
     for item in tqdm(pairs, desc='shrinkage on held-out photographs', unit='pair'):
         lr, hr = item['lq'][None], item['gt'][None]
-        raw = raw_coords(net, lr, settings.diagonal_gain)
+        raw = raw_coords(net, lr, settings.diagonal_gain, settings.views)
         kernels = {f'shrink{s:g}': estimate_from_coords(raw, dataclasses.replace(settings, shrink=s)).kernel
                    for s in shrinks}
         kernels['true'] = gaussian_kernel(settings.kernel_size, *item['kernel_params'].tolist())
