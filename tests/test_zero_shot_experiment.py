@@ -342,6 +342,23 @@ def test_the_blind_table_estimates_once_and_adds_a_network_at_the_cost_of_its_ro
     assert schedules == ['task_lr']  # b adapted with its own step sizes, its rows keyed apart; a's kept
 
 
+def test_imported_blind_rows_count_only_for_the_weights_and_step_sizes_that_made_them(tmp_path):
+    """An import's network rows stand for the weights hash its file recorded, adapted at the official direct_x2 step
+    sizes: an arm with other weights, or adapting at other step sizes, finds no row and is evaluated anew."""
+    from srdistill_plugin.experiment.zero_shot_blind import BlindTable
+    imported = {'B': {'img_001': {'estimate': {'est': 1.0}, 'models': {'a': {'mzsr_true': 30.0}}}}}
+    test_set = fake_set(tmp_path / 'B', 1, 160)
+    for hash_, schedule, found in (('old', 'direct_x2', True), ('new', 'direct_x2', False), ('old', 'task_lr', False)):
+        opt = {'name': 'blind', 'kind': 'zero_shot', 'scale': 2, 'threads': 1,
+               'sets': [str(test_set)], 'arms': {'a': {'weights': str(tmp_path / 'a.pth'), 'schedule': schedule}},
+               'blind': {'sets': ['B'], 'arms': ['a'], 'estimate_iters': 2, 'steps': 1}}
+        work = tmp_path / f'{hash_}_{schedule}'
+        table = BlindTable(ZeroShotExperiment.from_opt(opt, tmp_path), work, net=None, hashes={'a': hash_})
+        table.seed_imported(imported, {'a': 'old'})
+        assert table.store('B').get(table.estimate_key('B', 'img_001')) == {'est': 1.0}  # estimates hold for any net
+        assert (table.store('B').get(table.mzsr_key('img_001', 'a')) == {'mzsr_true': 30.0}) is found, (hash_, schedule)
+
+
 def constant_estimator(path: Path, variance: float) -> None:
     """A learned-estimator file whose network answers the isotropic kernel of ``variance`` for every image."""
     from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, save_predictor

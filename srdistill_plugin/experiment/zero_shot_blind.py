@@ -77,11 +77,13 @@ class BlindTable:
         return (f'{stem}|estimate|{self.estimator_name}|seed={b.seed}|default={b.default_kernel}|'
                 f'zssr={set_name in b.zssr_sets}{self.corruption()}')
 
-    def mzsr_key(self, stem: str, arm: str) -> str:
+    def mzsr_key(self, stem: str, arm: str, weights: str | None = None, schedule: str | None = None) -> str:
+        """The key of ``arm``'s row for one image: its weights' hash and step sizes, unless ``weights`` / ``schedule``
+        name those another run used (an import's)."""
         b = self.spec
-        return (f'{stem}|mzsr|{arm}:{self.hashes[arm]}|steps={b.steps}|default={b.default_kernel}|'
+        return (f'{stem}|mzsr|{arm}:{weights or self.hashes[arm]}|steps={b.steps}|default={b.default_kernel}|'
                 f'wrong={b.wrong_kernel}|seed={b.seed}|{self.estimator_name}{self.corruption()}'
-                f'{self.schedule_key(arm)}')  # the row adapts to the estimate too: a new estimator, a new row
+                f'{schedule_key(schedule or self.exp.arms[arm].schedule)}')  # a new estimator, a new row
 
     def corrupted(self, lr: torch.Tensor, stem: str) -> torch.Tensor:
         """``lr`` with the table's noise and JPEG (the noise drawn from the seed and the image's name, so the
@@ -94,26 +96,24 @@ class BlindTable:
         out = noisy_jpeg(bgr, rng, b.lr_noise_sigma, b.lr_jpeg_quality)[:, :, ::-1]
         return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))[None]
 
-    def seed_imported(self, imported: dict) -> None:
-        """The rows of an imported blind results file, under this table's keys (once; rows made here are kept)."""
+    def seed_imported(self, imported: dict, weights: dict[str, str]) -> None:
+        """The rows of an imported blind results file (once; rows made here are kept): the estimates under this table's
+        keys, each network's rows under the weights hash the file recorded (``weights``) and the step sizes it ran
+        (the official direct_x2), so an arm whose weights or schedule differ is evaluated anew."""
         for set_name, images in imported.items():
             store = self.store(set_name)
             for stem, row in images.items():
                 if store.get(self.estimate_key(set_name, stem)) is None:
                     store.put(self.estimate_key(set_name, stem), row['estimate'])
                 for arm, model_row in row['models'].items():
-                    if arm in self.spec.arms and store.get(self.mzsr_key(stem, arm)) is None:
-                        store.put(self.mzsr_key(stem, arm), model_row)
+                    key = self.mzsr_key(stem, arm, weights[arm], 'direct_x2') if arm in self.spec.arms else None
+                    if key and store.get(key) is None:
+                        store.put(key, model_row)
 
     def sensitivity_key(self, stem: str, arm: str) -> str:
         b = self.spec
         return (f'{stem}|sensitivity|{arm}:{self.hashes[arm]}|steps={b.steps}|scales={list(b.scales)}|'
-                f'turns={list(b.turns)}|seed={b.seed}{self.schedule_key(arm)}')
-
-    def schedule_key(self, arm: str) -> str:
-        """The arm's test-time step sizes in a row's key (none for the official direct_x2, as rows were first kept)."""
-        schedule = self.exp.arms[arm].schedule
-        return '' if schedule == 'direct_x2' else f'|schedule={schedule}'
+                f'turns={list(b.turns)}|seed={b.seed}{schedule_key(self.exp.arms[arm].schedule)}')
 
     def evaluate(self) -> None:
         """Every set not taken by another worker: each image's estimate and each network's row, where not stored."""
@@ -175,6 +175,11 @@ class BlindTable:
             else:
                 out[set_dir.name] = rows
         return out
+
+
+def schedule_key(schedule: str) -> str:
+    """Test-time step sizes in a row's key (none for the official direct_x2, as rows were first kept)."""
+    return '' if schedule == 'direct_x2' else f'|schedule={schedule}'
 
 
 def paired(differences: list[float]) -> tuple[float, float, float]:

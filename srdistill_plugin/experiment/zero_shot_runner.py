@@ -241,7 +241,7 @@ def run_zero_shot(exp: ZeroShotExperiment, root: Path, train: bool = True, repor
         table.evaluate()
         blind = blind_table(runner)
         if runner.imported and runner.imported.get('blind_rows'):
-            blind.seed_imported(runner.imported['blind_rows'])
+            blind.seed_imported(runner.imported['blind_rows'], runner.imported['checkpoints'])
         blind.evaluate()
         print(f'{exp.name}: trained and evaluated in {time.perf_counter() - started:.0f} s', flush=True)
     if not report:
