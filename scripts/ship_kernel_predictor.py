@@ -125,13 +125,15 @@ def main() -> None:
                                  max_variance=train_set['variance_range'][1],
                                  default=tuple(opt['val']['default_kernel']), kernel_size=train_set['kernel_size'])
     pairs = BlurEstimationDataset({**opt['datasets']['val'], 'phase': 'val', 'scale': opt['scale']})
-    settings = dataclasses.replace(settings, diagonal_gain=diagonal_fit(net, settings, pairs)['gain'])
+    diagonal = diagonal_fit(net, settings, pairs)  # over all eight views
+    settings = dataclasses.replace(settings, diagonal_gain=diagonal['gain'])
     larger = BlurEstimationDataset({**opt['datasets']['val'], 'phase': 'val', 'scale': opt['scale'],
                                     'lq_size': LARGER_LQ_SIZE})
     view_errors = {p.lq_size: views_errors(net, settings, p) for p in (pairs, larger)}
-    settings = dataclasses.replace(settings, views=fewest_views(view_errors))
-    diagonal = diagonal_fit(net, settings, pairs)  # the gain refitted for the chosen views
-    settings = dataclasses.replace(settings, diagonal_gain=diagonal['gain'])
+    views = fewest_views(view_errors)
+    if views != settings.views:  # the gain refitted for the fewer views
+        diagonal = diagonal_fit(net, dataclasses.replace(settings, views=views), pairs)
+    settings = dataclasses.replace(settings, views=views, diagonal_gain=diagonal['gain'])
     mzsr_path, mzsr_model = zoo_model(args.model)
     rows = shrink_table(net, settings, pairs, load_mzsr(mzsr_path, opt['scale']), args.steps,
                         schedule=mzsr_model.schedule)

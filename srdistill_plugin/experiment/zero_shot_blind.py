@@ -106,8 +106,8 @@ class BlindTable:
                 if store.get(self.estimate_key(set_name, stem)) is None:
                     store.put(self.estimate_key(set_name, stem), row['estimate'])
                 for arm, model_row in row['models'].items():
-                    key = self.mzsr_key(stem, arm, weights[arm], 'direct_x2') if arm in self.spec.arms else None
-                    if key and store.get(key) is None:
+                    if arm in self.spec.arms and store.get(key := self.mzsr_key(stem, arm, weights[arm],
+                                                                                'direct_x2')) is None:
                         store.put(key, model_row)
 
     def sensitivity_key(self, stem: str, arm: str) -> str:
