@@ -38,7 +38,8 @@ PYTEST = f'{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly'
 # module -> the tests that must fail when its algorithm is wrong
 TARGETS = {
     'srdistill/core/maml.py': 'tests/test_hand_references.py -k "maml or anneal"',
-    'srdistill/core/zero_shot.py': 'tests/test_hand_references.py -k "mzsr or zssr or back_proj"',
+    'srdistill/core/zero_shot.py': 'tests/test_hand_references.py -k "mzsr or ensemble or dihedral"',
+    'srdistill/core/zssr.py': 'tests/test_hand_references.py -k "zssr or back_proj"',
     'srdistill/core/class_balance.py': 'tests/test_hand_references.py -k "class_balanced or class_members"',
     'srdistill_plugin/samplers/class_balanced_sampler.py': 'tests/test_hand_references.py -k class_balanced',
     'srdistill/core/synthesis.py': 'tests/test_hand_references.py -k "guidance or sdedit or synthesis"',
@@ -67,9 +68,9 @@ NAMED = [
     ('srdistill/core/maml.py', 'p - lr * g', 'p + lr * g', 'MAML inner step with a flipped sign'),
     ('srdistill/core/zero_shot.py', 'tqdm(sizes[:steps],', 'tqdm([sizes[0]] * steps,',
      'MZSR adaptation with the first step size for every step'),
-    ('srdistill/core/zero_shot.py', '            for _ in range(cfg.back_projection_iters):\n                out = ',
+    ('srdistill/core/zssr.py', '            for _ in range(cfg.back_projection_iters):\n                out = ',
      '            for _ in range(0):\n                out = ', 'ZSSR inference without back-projection'),
-    ('srdistill/core/zero_shot.py', "group['lr'] /= 10", "group['lr'] *= 10", 'ZSSR learning-rate drop inverted'),
+    ('srdistill/core/zssr.py', "group['lr'] /= 10", "group['lr'] *= 10", 'ZSSR learning-rate drop inverted'),
     ('srdistill/core/class_balance.py', 'int(o * len(members[c]))', 'int(o * (len(members[c]) - 1))',
      "class-balanced sampler that never draws a class's last member"),
     ('srdistill_plugin/samplers/class_balanced_sampler.py', 'self.seed + self.epoch', 'self.seed',

@@ -49,6 +49,26 @@ def test_greyscale_16bit_and_alpha_are_converted(tmp_path):
         assert np.allclose(img[..., 1], grey / 255., atol=1e-6)
 
 
+def test_images_pillow_decodes_read_as_opencv_reads_them_and_the_rest_through_opencv(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    bgr = rng.integers(0, 255, (24, 30, 3), dtype=np.uint8)
+    bgr[0, 0] = (10, 120, 250)  # a pixel whose channel order shows
+    files = {'bgr.png': bgr, 'bgra.png': np.dstack([bgr, np.full_like(bgr[..., 0], 9)]), 'grey.png': bgr[..., 0],
+             'deep.png': rng.integers(0, 65535, (24, 30, 3), dtype=np.uint16), 'photo.jpg': bgr,
+             'deep_grey.png': rng.integers(0, 65535, (24, 30), dtype=np.uint16)}
+    for name, pixels in files.items():
+        cv2.imwrite(str(tmp_path / name), pixels)
+    Image.fromarray(bgr[..., 0]).convert('P').save(tmp_path / 'palette.png')  # a mode Pillow leaves to OpenCV
+    for name in [*files, 'palette.png']:
+        expected = cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED)
+        expected = np.repeat(expected[..., None], 3, 2) if expected.ndim == 2 else expected[..., :3]
+        scale = 65535. if expected.dtype == np.uint16 else 255.
+        np.testing.assert_array_equal(read_image(tmp_path / name), expected.astype(np.float32) / np.float32(scale))
+    assert np.allclose(read_image(tmp_path / 'bgr.png')[0, 0] * 255, (10, 120, 250))
+
+
 def test_corrupt_image_gives_one_line_error_and_no_lmdb(photo_dir, tmp_path):
     src = tmp_path / 'src'
     src.mkdir()

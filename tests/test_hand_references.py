@@ -8,13 +8,14 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
-from srdistill.core import zero_shot
+from srdistill.core import zero_shot, zssr
 from srdistill.core.class_balance import class_balanced_indices, class_members
 from srdistill.core.errors import SRDistillError
 from srdistill.core.kernels import degrade, eval_kernel
 from srdistill.core.maml import PAPER_ANNEAL_ITERS, inner_step, multi_step_loss_weights, task_query_loss
 from srdistill.core.mzsr_net import MZSRNet
-from srdistill.core.zero_shot import ZSSRConfig, back_project, mzsr_adapt, zssr_infer, zssr_on_plateau, zssr_train
+from srdistill.core.zero_shot import mzsr_adapt
+from srdistill.core.zssr import ZSSRConfig, back_project, zssr_infer, zssr_on_plateau, zssr_train
 
 
 def scalar_net(w: float) -> nn.Module:
@@ -146,10 +147,10 @@ def test_zssr_learning_rate_only_ever_drops_tenfold(monkeypatch):
     cfg = ZSSRConfig(crop_size=16, max_iters=120, min_iters=10, test_every=5, check_every=10, slope_range=20,
                      lr=1e-3, min_lr=1e-30)
     rates = []
-    monkeypatch.setattr(zero_shot, 'zssr_on_plateau', lambda *a: rates.append(made[0].param_groups[0]['lr']) or True)
+    monkeypatch.setattr(zssr, 'zssr_on_plateau', lambda *a: rates.append(made[0].param_groups[0]['lr']) or True)
     torch.manual_seed(0)
     lr_img = torch.rand(1, 3, 20, 20)
-    zero_shot.zssr_train(MZSRNet(num_feat=4, num_layers=2, upscale=2), lr_img, torch.ones(3, 3) / 9, 2, cfg)
+    zssr.zssr_train(MZSRNet(num_feat=4, num_layers=2, upscale=2), lr_img, torch.ones(3, 3) / 9, 2, cfg)
     # with every check on a plateau, the rate falls 10x at each allowed check (more than min_iters apart)
     assert rates[:3] == pytest.approx([1e-3, 1e-4, 1e-5])
     assert made[0].param_groups[0]['lr'] < 1e-5
@@ -451,17 +452,17 @@ def test_zssr_fathers_are_plain_crops_half_the_time_as_the_official_augmentation
     lr = rng.random((20, 24, 3)).astype(np.float32)
     cfg = ZSSRConfig(crop_size=8)
     as_is = ZSSRConfig(crop_size=8, leave_as_is=1.)
-    offsets = [exact_crop_offset(zero_shot.zssr_father(lr, as_is, np.random.default_rng(s)), lr) for s in range(20)]
+    offsets = [exact_crop_offset(zssr.zssr_father(lr, as_is, np.random.default_rng(s)), lr) for s in range(20)]
     assert None not in offsets and len(set(offsets)) > 10  # anywhere in the image, never interpolated
     # leave_as_is + no_interpolate = 0.5 of the fathers are exact crops (no rotation allowed); the rest are warped
-    exact = sum(exact_crop_offset(zero_shot.zssr_father(lr, cfg, rng), lr) is not None for _ in range(200))
+    exact = sum(exact_crop_offset(zssr.zssr_father(lr, cfg, rng), lr) is not None for _ in range(200))
     assert stats.binomtest(exact, 200, 0.5).pvalue > 0.01, exact
     for seed in range(10):  # an LR smaller than the crop: at the corner, with a zero border
-        small = zero_shot.zssr_father(lr[:5, :6], as_is, np.random.default_rng(seed))
+        small = zssr.zssr_father(lr[:5, :6], as_is, np.random.default_rng(seed))
         assert np.allclose(small[:5, :6], lr[:5, :6]) and not small[5:].any() and not small[:, 6:].any()
     # a plain crop is never turned or mirrored, even where turns are allowed for the other fathers
     plain = ZSSRConfig(crop_size=8, leave_as_is=1., allow_rotation=True)
-    assert all(exact_crop_offset(zero_shot.zssr_father(lr, plain, np.random.default_rng(s)), lr) is not None
+    assert all(exact_crop_offset(zssr.zssr_father(lr, plain, np.random.default_rng(s)), lr) is not None
                for s in range(20))
 
 
@@ -478,7 +479,7 @@ def test_an_affine_zssr_father_by_hand():
     s = draws.random() * (1 - cfg.min_scale) + cfg.min_scale
     draws.standard_normal(), draws.standard_normal(), draws.standard_normal()  # scale spread and shears: 0 here
     sx, sy = draws.random() * max(s * w - 8, 0), draws.random() * max(s * h - 8, 0)
-    father = zero_shot.zssr_father(lr, cfg, np.random.default_rng(3))
+    father = zssr.zssr_father(lr, cfg, np.random.default_rng(3))
     y, x = np.mgrid[0:8, 0:8].astype(np.float64)
     src_x, src_y = (x + sx - w / 2) / s + w / 2, (y + sy - h / 2) / s + h / 2
     inside = (src_x >= 2) & (src_x <= w - 3) & (src_y >= 2) & (src_y <= h - 3)
@@ -490,10 +491,10 @@ def test_an_affine_zssr_father_by_hand():
 def test_zssr_stops_below_min_lr_and_keeps_every_reconstruction_check():
     torch.manual_seed(0)
     net, lr = MZSRNet(num_feat=4, num_layers=2), torch.rand(1, 3, 12, 12)
-    assert zero_shot.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(crop_size=8, lr=1e-6, min_lr=1e-5)) == 1
+    assert zssr.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(crop_size=8, lr=1e-6, min_lr=1e-5)) == 1
     cfg = ZSSRConfig(crop_size=8, max_iters=23, test_every=5, min_iters=1000)
     seen = []
-    assert zero_shot.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, cfg, on_test=lambda it, n: seen.append(it)) == 23
+    assert zssr.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, cfg, on_test=lambda it, n: seen.append(it)) == 23
     assert seen == [it for it, _ in cfg.history] == [0, 5, 10, 15, 20]
 
 
@@ -574,12 +575,12 @@ def test_the_direct_grid_shift_lines_every_view_up_with_the_unturned_one():
 def test_zssr_consults_its_plateau_test_every_check_every_iterations_once_min_iters_have_passed(
         monkeypatch, test_every, check_every, slope_range, window, min_iters, checked):
     calls = []
-    monkeypatch.setattr(zero_shot, 'zssr_on_plateau',
+    monkeypatch.setattr(zssr, 'zssr_on_plateau',
                         lambda steps, errors, ratio: calls.append((steps[-1], len(steps), len(errors), ratio)) or True)
     cfg = ZSSRConfig(crop_size=8, max_iters=50 if test_every == 1 else 40, min_iters=min_iters, test_every=test_every,
                      check_every=check_every, slope_range=slope_range, change_ratio=1.7, min_lr=1e-30)
     torch.manual_seed(0)
-    zero_shot.zssr_train(MZSRNet(num_feat=4, num_layers=2), torch.rand(1, 3, 12, 12), torch.ones(3, 3) / 9, 2, cfg)
+    zssr.zssr_train(MZSRNet(num_feat=4, num_layers=2), torch.rand(1, 3, 12, 12), torch.ones(3, 3) / 9, 2, cfg)
     # checks at iterations check_every - 1, 2 check_every - 1, ...; each needs more than min_iters since the last
     # drop (or the start, iteration 0): at min_iters 9, iteration 9 is not past it, 19 is; every drop restarts the
     # count; the plateau test reads the last `window` reconstruction checks (the last at the check's iteration or
@@ -591,13 +592,13 @@ def test_zssr_adds_noise_of_noise_std_to_each_training_son_and_clamps_it(monkeyp
     def half(img: torch.Tensor, *args) -> torch.Tensor:  # every son a flat 0.5
         return torch.full((*img.shape[:2], img.shape[-2] // 2, img.shape[-1] // 2), 0.5)
 
-    monkeypatch.setattr(zero_shot, 'degrade', half)
+    monkeypatch.setattr(zssr, 'degrade', half)
     monkeypatch.setattr(torch, 'randn_like', torch.ones_like)  # "noise" of exactly +1 std
     for noise_std, son_value in ((0.2, 0.7), (0.7, 1.0)):  # 0.5 + 0.7 is clamped to 1
         net, seen = MZSRNet(num_feat=4, num_layers=2), []
         forward = net.forward
         monkeypatch.setattr(net, 'forward', lambda x, size=None: seen.append(x) or forward(x, size))
-        zero_shot.zssr_train(net, torch.rand(1, 3, 12, 12), torch.ones(3, 3) / 9, 2,
+        zssr.zssr_train(net, torch.rand(1, 3, 12, 12), torch.ones(3, 3) / 9, 2,
                              ZSSRConfig(crop_size=8, max_iters=1, noise_std=noise_std))
         assert torch.allclose(seen[0], torch.full_like(seen[0], son_value))  # the training son, noisy
         assert torch.equal(seen[1], torch.full_like(seen[1], 0.5))  # the reconstruction check: the clean son
@@ -609,9 +610,9 @@ def test_zssr_reconstruction_error_is_the_mse_of_the_clamped_lr_rebuilt_from_its
     nn.init.constant_(net.body[-1].bias, 0.6)  # outputs above 1 where the image is bright: the clamp matters
     lr, kernel = torch.rand(1, 3, 12, 14), torch.ones(3, 3) / 9
     cfg = ZSSRConfig(crop_size=8, max_iters=5, lr=0.)  # Adam at rate 0: the net never moves (then below min_lr)
-    zero_shot.zssr_train(net, lr, kernel, 2, cfg)
+    zssr.zssr_train(net, lr, kernel, 2, cfg)
     with torch.no_grad():
-        rebuilt = net(degrade(lr, zero_shot.zssr_kernel(kernel, 2, cfg), 2), (12, 14))
+        rebuilt = net(degrade(lr, zssr.zssr_kernel(kernel, 2, cfg), 2), (12, 14))
     assert (rebuilt > 1).any()
     assert cfg.history == [(0, pytest.approx(((rebuilt.clamp(0, 1) - lr) ** 2).mean().item(), rel=1e-6))]
 
@@ -619,15 +620,15 @@ def test_zssr_reconstruction_error_is_the_mse_of_the_clamped_lr_rebuilt_from_its
 def test_zssr_runs_on_at_exactly_min_lr_and_draws_its_fathers_with_seed_0_by_default():
     torch.manual_seed(0)
     net, lr = MZSRNet(num_feat=4, num_layers=2), torch.rand(1, 3, 12, 12)
-    assert zero_shot.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(crop_size=8, max_iters=3, lr=1e-5,
+    assert zssr.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(crop_size=8, max_iters=3, lr=1e-5,
                                                                               min_lr=1e-5)) == 3
-    assert zero_shot.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(crop_size=8, max_iters=0)) == 0
+    assert zssr.zssr_train(net, lr, torch.ones(3, 3) / 9, 2, ZSSRConfig(crop_size=8, max_iters=0)) == 0
     nets = [MZSRNet(num_feat=4, num_layers=2) for _ in range(3)]
     for other in nets[1:]:
         other.load_state_dict(nets[0].state_dict())
     cfg = ZSSRConfig(crop_size=8, max_iters=3)
     for other, seed in zip(nets, ({}, {'seed': 0}, {'seed': 1})):
-        zero_shot.zssr_train(other, lr, torch.ones(3, 3) / 9, 2, cfg, **seed)
+        zssr.zssr_train(other, lr, torch.ones(3, 3) / 9, 2, cfg, **seed)
     same, other = ([torch.equal(a, b) for a, b in zip(nets[0].parameters(), n.parameters())] for n in nets[1:])
     assert all(same) and not all(other)
 
@@ -646,7 +647,7 @@ def test_an_affine_zssr_father_with_spread_and_shear_by_hand():
     d = draws.standard_normal() * 0.3
     a, b = draws.standard_normal() * 0.2, draws.standard_normal() * 0.2
     sx, sy = draws.random() * max(s * w - 8, 0), draws.random() * max(s * h - 8, 0)
-    father = zero_shot.zssr_father(lin, cfg, np.random.default_rng(11))
+    father = zssr.zssr_father(lin, cfg, np.random.default_rng(11))
     y, x = np.mgrid[0:8, 0:8].astype(np.float64)
     u, v = x + sx - w / 2, y + sy - h / 2
     src_x = w / 2 + (u - a * v) / (1 - a * b) / (s + d / 2)
@@ -658,7 +659,7 @@ def test_an_affine_zssr_father_with_spread_and_shear_by_hand():
     # a sharp edge overshoots under cubic interpolation: the father is clipped back to [0, 1]
     edge = np.zeros((h, w, 3), np.float32)
     edge[:, w // 2:] = 1
-    fathers = np.stack([zero_shot.zssr_father(edge, cfg, np.random.default_rng(k)) for k in range(20)])
+    fathers = np.stack([zssr.zssr_father(edge, cfg, np.random.default_rng(k)) for k in range(20)])
     assert fathers.min() == 0 and fathers.max() == 1 and ((fathers > 0) & (fathers < 1)).any()
 
 
@@ -669,12 +670,12 @@ def test_zssr_fathers_with_rotations_allowed_are_turned_and_flipped_crops_or_a_r
     views = [np.rot90(v, k) for v in (lr, lr[:, ::-1]) for k in range(4)]
     found = set()
     for seed in range(40):  # no interpolation: a crop of one of the 8 turns and flips of the LR
-        father = zero_shot.zssr_father(lr, turned, np.random.default_rng(seed))
+        father = zssr.zssr_father(lr, turned, np.random.default_rng(seed))
         found |= {i for i, v in enumerate(views) if exact_crop_offset(father, np.ascontiguousarray(v)) is not None}
     assert len(found) == 8  # every quarter turn, with and without the mirror
     quarters = []
     for seed in range(200):  # each quarter turn equally often
-        father = zero_shot.zssr_father(lr, turned, np.random.default_rng(seed))
+        father = zssr.zssr_father(lr, turned, np.random.default_rng(seed))
         quarters += [i % 4 for i, v in enumerate(views)
                      if exact_crop_offset(father, np.ascontiguousarray(v)) is not None][:1]
     assert stats.chisquare(np.bincount(quarters, minlength=4)).pvalue > 0.01, np.bincount(quarters)
@@ -691,7 +692,7 @@ def test_zssr_fathers_with_rotations_allowed_are_turned_and_flipped_crops_or_a_r
     draws.standard_normal(), draws.standard_normal()  # the shears (0)
     mirror = np.sign(draws.standard_normal())
     sx, sy = draws.random() * (w - 8), draws.random() * (h - 8)
-    father = zero_shot.zssr_father(lin, cfg, np.random.default_rng(5))
+    father = zssr.zssr_father(lin, cfg, np.random.default_rng(5))
     y, x = np.mgrid[0:8, 0:8].astype(np.float64)
     u, v = x + sx - w / 2, y + sy - h / 2
     src_x = w / 2 + mirror * (np.cos(theta) * u - np.sin(theta) * v)

@@ -18,8 +18,8 @@ from srdistill.core.errors import SRDistillError
 from srdistill.core.kernels import degrade, eval_kernel, find_kernel, kernel_shift, load_kernel, moment_covariance
 from srdistill.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights
 from srdistill.core.matlab_resize import matlab_resize
-from srdistill.core.zero_shot import (ZSSRConfig, back_project, mzsr_adapt, mzsr_step_sizes, zssr_father,
-                                             zssr_infer, zssr_train)
+from srdistill.core.zero_shot import mzsr_adapt, mzsr_step_sizes
+from srdistill.core.zssr import ZSSRConfig, back_project, zssr_father, zssr_infer, zssr_train
 from srdistill_plugin.metrics.official_psnr import calculate_psnr_y8
 from srdistill_plugin.zero_shot import training
 
@@ -320,7 +320,8 @@ def test_a_checkpoint_average_is_the_mean_of_the_window_and_is_written_once(tmp_
 
 def test_adaptation_steps_and_zssr_iterations_show_on_a_progress_bar(capsys):
     from srdistill.core.mzsr_net import MZSRNet
-    from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_train
+    from srdistill.core.zero_shot import mzsr_adapt
+    from srdistill.core.zssr import ZSSRConfig, zssr_train
 
     net = MZSRNet(num_feat=4, num_layers=2, upscale=2)
     lr_img, kernel = torch.rand(1, 3, 12, 12), torch.ones(3, 3) / 9

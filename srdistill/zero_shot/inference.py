@@ -9,10 +9,10 @@ import shutil
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import yaml
+from PIL import Image
 from tqdm import tqdm
 
 from srdistill.core.atomic_io import atomic_path, atomic_write_text
@@ -124,10 +124,13 @@ def load_model(path: str, scale: int) -> MZSRNet:
 
 
 def write_png(path: Path, img: np.ndarray) -> None:
-    """Write an image under its partial name and rename it, so no half-written file stands under ``path``."""
+    """Write a uint8 BGR image as a PNG under its partial name and rename it, so no half-written file stands under
+    ``path`` (Pillow at OpenCV's default compression, level 1: the command never imports OpenCV)."""
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), img):
-            raise SRDistillError(f'{path}: could not write the image')
+        try:
+            Image.fromarray(np.ascontiguousarray(img[:, :, ::-1])).save(tmp, format='PNG', compress_level=1)
+        except (OSError, ValueError) as err:
+            raise SRDistillError(f'{path}: could not write the image ({first_line(err)})') from err
 
 
 def estimated_kernels(args: argparse.Namespace, inputs: list[ZeroShotInput], kernel_dir: Path) -> list[torch.Tensor]:

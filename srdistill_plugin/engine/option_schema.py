@@ -19,7 +19,7 @@ from srdistill.core.errors import SRDistillError
 from srdistill.core.option_schema import (ANY, COUNT, FLAG, FRACTION, INTEGER, LIST, NON_NEGATIVE, NON_NEGATIVE_INT,
                                           NUMBER, OPEN, POSITIVE, TEXT, Section, Value, check_options)
 from srdistill.core.kernels import EVAL_KERNELS
-from srdistill.core.zero_shot import ZSSRConfig
+from srdistill.core.zssr import ZSSRConfig
 from srdistill_plugin.samplers import SAMPLER_REGISTRY
 
 STRICT_MODELS = ('SRModel', 'SwinIRModel', 'MZSRModel', 'DiffusionDistillModel', 'KernelPredictorModel')

@@ -23,7 +23,7 @@ from srdistill.core.errors import SRDistillError
 from srdistill.core.kernel_estimation import KernelGANConfig
 from srdistill.core.kernel_predictor import covariance_error, load_predictor
 from srdistill.core.kernels import eval_kernel, gaussian_kernel, random_mzsr_kernel_params
-from srdistill.core.zero_shot import ZSSRConfig
+from srdistill.core.zssr import ZSSRConfig
 from srdistill.zero_shot.zoo import shipped_estimator
 from srdistill_plugin.zero_shot.checkpoints import file_hash
 from srdistill_plugin.zero_shot.protocol import (BLIND_CASES, BLIND_KERNEL_SIZE, Estimator, benchmark_images,
@@ -223,7 +223,8 @@ def kernel_figure(path: Path, entries: list[tuple[str, np.ndarray, np.ndarray]])
     canvas = np.full((2 * cell + 24, cell * len(entries), 3), 255, np.uint8)
     for i, (name, true_k, est_k) in enumerate(entries):
         for row, k in enumerate((true_k, est_k)):
-            tile = cv2.resize(kernel_preview(np.asarray(k), 1), (64, 64), interpolation=cv2.INTER_NEAREST)
+            tile = cv2.applyColorMap(cv2.resize(kernel_preview(np.asarray(k), 1), (64, 64),
+                                                interpolation=cv2.INTER_NEAREST), cv2.COLORMAP_VIRIDIS)
             canvas[row * cell + 4:row * cell + 68, i * cell + 4:i * cell + 68] = tile
         cv2.putText(canvas, name[:9], (i * cell + 2, 2 * cell + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1)
     cv2.imwrite(str(path), canvas)

@@ -13,7 +13,7 @@ from srdistill.core.file_lock import FileLock
 from srdistill.core.imageio import list_images
 from srdistill.core.json_store import JsonStore
 from srdistill.core.matlab_resize import matlab_resize
-from srdistill.core.zero_shot import ZSSRConfig
+from srdistill.core.zssr import ZSSRConfig
 from srdistill_plugin.metrics.y_channel import tensor_metrics
 from srdistill_plugin.zero_shot.protocol import benchmark_images, mzsr_rows, official_lr, zssr_rows
 

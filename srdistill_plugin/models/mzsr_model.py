@@ -13,7 +13,8 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from srdistill.core.errors import SRDistillError
 from srdistill.core.maml import PAPER_ANNEAL_ITERS, multi_step_loss_weights, task_query_loss
-from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
+from srdistill.core.zero_shot import mzsr_adapt
+from srdistill.core.zssr import ZSSRConfig, zssr_infer, zssr_train
 
 # ZSSR's own network (official configs.py): no biases, weights ~ N(0, init_variance / fan_in).
 ZSSR_NETWORK = {'bias': False, 'init_variance': 0.1}

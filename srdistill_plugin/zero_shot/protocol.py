@@ -21,7 +21,8 @@ from srdistill.core.kernel_predictor import KernelPredictor, PredictorSettings, 
 from srdistill.core.kernels import degrade, eval_kernel, gaussian_kernel, moment_covariance, random_mzsr_kernel_params
 from srdistill.core.matlab_resize import matlab_resize
 from srdistill.core.safe_load import load_checkpoint
-from srdistill.core.zero_shot import ZSSRConfig, mzsr_adapt, zssr_infer, zssr_train
+from srdistill.core.zero_shot import mzsr_adapt
+from srdistill.core.zssr import ZSSRConfig, zssr_infer, zssr_train
 from srdistill_plugin.metrics.y_channel import tensor_metrics, tensor_psnr
 
 BLIND_KERNEL_SIZE = 15  # the meta-training kernels' size
