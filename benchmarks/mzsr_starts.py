@@ -7,10 +7,13 @@ of the shipped weights. The first start is the shipped one: issue 50's targets a
         --start "own start (shipped)=benchmarks/results/mzsr_long_start/summary.json" \\
         --start "official start=benchmarks/results/mzsr_official_start_rule/summary.json" \\
         --zssr benchmarks/results/mzsr_official_start/mzsr_adaptation_official_cpu_task_lr_ho1500.json \\
-        --blind benchmarks/results/blind_sr/sensitivity_long.json --blind-arm own
-    -> benchmarks/results/mzsr_starts/mzsr_starts_x2.{md,json}
+        --curve "meta-transfer=benchmarks/results/mzsr_long_start/summary.json" \\
+        --curve "continued from 1,600=benchmarks/results/mzsr_long_start_more/summary.json@1600"
+    -> benchmarks/results/mzsr_starts/mzsr_starts_x2.{md,json} (and _curve.png with --curve)
 
-Every figure is read from the files named (they are listed in the output); nothing is evaluated here.
+Every figure is read from the files named (they are listed in the output); nothing is evaluated here. A missed target
+shows the other starts' figure beside it; ``--curve`` draws the shipped arm's held-out curve (the checkpoint rule's
+figure at every checkpoint) of one or more runs, a continued run's iterations moved by ``@OFFSET``.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS, ROOT, repo_relative
 from srdistill.cli import run_cli
-from srdistill.core.atomic_io import atomic_write_text
+from srdistill.core.atomic_io import atomic_path, atomic_write_text
 from srdistill.core.errors import SRDistillError
 from srdistill.core.options_file import read_options
 
@@ -53,12 +56,15 @@ def checkpoints(networks: dict) -> str:
                      if arm != 'pretrained' and record.get('iteration')) or 'not recorded'
 
 
-def target_lines(summary: dict, blind: dict | None) -> list[str]:
-    """Each target of the shipped weights: the figure, met or missed and by how much."""
+def target_lines(summary: dict, blind: dict | None, others: dict[str, dict] | None = None) -> list[str]:
+    """Each target of the shipped weights: the figure, met or missed and by how much (a miss with ``others``' figure
+    for the same cell: ``{start name: summary}``)."""
     lines = []
     for key, figure, goal in TARGETS:
         value = summary[key][figure]
         verdict = 'met' if value >= goal else f'missed by {goal - value:.2f} dB'
+        if value < goal and others:
+            verdict += ' (' + ', '.join(f'{name}: {other[key][figure]:.2f}' for name, other in others.items()) + ')'
         lines.append(f'- {key} MZSR({figure[4:]}) {value:.2f} ≥ {goal:.2f}: {verdict}')
     below = [f'{s}/{k}' for s in SETS for k in KERNELS if summary[f'{s}/{k}']['mzsr10'] <= summary[f'{s}/{k}']['bicubic']]
     lines.append('- MZSR(10) above bicubic on all four kernels of Set5 and Set14: '
@@ -68,6 +74,58 @@ def target_lines(summary: dict, blind: dict | None) -> list[str]:
         lines.append(f'- blind benchmark, true − default kernel {gain:+.2f} ≥ {SENSITIVITY_TARGET:+.2f} dB: '
                      + ('met' if gain >= SENSITIVITY_TARGET else f'missed by {SENSITIVITY_TARGET - gain:.2f} dB'))
     return lines
+
+
+def read_curve(item: str, arm: str) -> tuple[str, Path, dict[int, float], int]:
+    """``NAME=SUMMARY[@OFFSET]``: the name, the file and ``arm``'s held-out curve ``{meta-iteration: dB}`` (its
+    iterations moved by OFFSET) with the checkpoint the rule chose there."""
+    name, sep, rest = item.partition('=')
+    path, _, offset = rest.partition('@')
+    if not sep or not name or not path or (offset and not offset.isdigit()):
+        raise SRDistillError(f'--curve: expected NAME=SUMMARY[@OFFSET], got {item!r}')
+    try:
+        network = json.loads(Path(path).read_text())['networks'].get(arm) or {}
+    except (OSError, ValueError, KeyError, AttributeError) as err:
+        raise SRDistillError(f'{path}: not a zero-shot results file with networks ({err})') from err
+    if not network.get('choice_curve') or 'chosen' not in network:
+        raise SRDistillError(f'{path}: arm {arm} has no held-out curve of the checkpoint rule')
+    shift = int(offset or 0)
+    curve = {int(t) + shift: value for t, value in network['choice_curve'].items()}
+    return name, Path(path), dict(sorted(curve.items())), int(network['chosen']) + shift
+
+
+def curve_lines(curves: list[tuple[str, Path, dict[int, float], int]], arm: str, figure: str) -> list[str]:
+    """The curves as a table (one column per run), each run's best and the figure."""
+    iterations = sorted({t for _, _, curve, _ in curves for t in curve})
+    lines = [f'## The {arm} arm\'s held-out curve', '',
+             'The checkpoint rule\'s figure (held-out MZSR(1), the mean over the arm\'s kernels) at every checkpoint, '
+             'by meta-iteration from the start of the meta-transfer: '
+             + '; '.join(f'{name} (`{path}`, its best {curve[chosen]:.2f} dB at {chosen:,})'
+                         for name, path, curve, chosen in curves) + '.', '',
+             '| meta-iteration | ' + ' | '.join(name for name, *_ in curves) + ' |',
+             '|---|' + '---|' * len(curves)]
+    for t in iterations:
+        cells = [(f'**{curve[t]:.2f}**' if t == chosen else f'{curve[t]:.2f}') if t in curve else '–'
+                 for _, _, curve, chosen in curves]
+        lines.append(f'| {t:,} | ' + ' | '.join(cells) + ' |')
+    return lines + ['', f'![the {arm} arm\'s held-out curve; bold: each run\'s best]({figure})']
+
+
+def plot_curves(path: Path, curves: list[tuple[str, Path, dict[int, float], int]]) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, _, curve, chosen in curves:
+        line, = ax.plot(list(curve), list(curve.values()), 'o-', ms=3, label=name)
+        ax.plot([chosen], [curve[chosen]], '*', ms=12, color=line.get_color())
+    ax.set(xlabel='meta-iteration', ylabel='held-out MZSR(1) PSNR (dB)')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format='png')
+    plt.close(fig)
 
 
 def render(starts: dict[str, dict], zssr: dict, zssr_file: Path, sources: dict[str, Path],
@@ -92,7 +150,8 @@ def render(starts: dict[str, dict], zssr: dict, zssr_file: Path, sources: dict[s
             lines.append(f'| {set_name} | {kernel} | {starts[names[0]]["summary"][key]["bicubic"]:.2f} | '
                          f'{paper_cell} | ' + ' | '.join(cells) + f' | {zssr[key]["zssr_final"]:.2f} |')
     lines += ['', f'Targets for the shipped weights ({names[0]}; issue 50):', '',
-              *target_lines(starts[names[0]]['summary'], blind)]
+              *target_lines(starts[names[0]]['summary'], blind,
+                            {n: starts[n]['summary'] for n in names[1:]})]
     if blind is not None:
         lines += ['', f'Blind benchmark (`{blind_file}`, {blind["images"]} images, MZSR(10)): default kernel '
                       f'{blind["mzsr_default"]:.2f}, true {blind["mzsr_true"]:.2f}, wrong {blind["mzsr_wrong"]:.2f} '
@@ -107,6 +166,10 @@ def main() -> None:
     parser.add_argument('--zssr', required=True, help='a results file with the ZSSR@1000 column')
     parser.add_argument('--blind', default=None, help="a blind benchmark's summary.json (kernel sensitivity)")
     parser.add_argument('--blind-arm', default='own', help='its arm of the shipped weights')
+    parser.add_argument('--curve', action='append', default=[], metavar='NAME=SUMMARY[@OFFSET]',
+                        help="a run of the shipped arm whose held-out curve is drawn (OFFSET: the iteration it "
+                             "continued from)")
+    parser.add_argument('--curve-arm', default='direct', help='the arm whose curves --curve draws')
     parser.add_argument('--output', default=str(RESULTS / 'mzsr_starts' / 'mzsr_starts_x2'))
     args = parser.parse_args()
     sources = {}
@@ -125,13 +188,21 @@ def main() -> None:
         blind = json.loads(Path(args.blind).read_text()).get('blind', {}).get(key)
         if blind is None:
             raise SRDistillError(f'{args.blind}: no blind figures for {key}')
-    markdown = repo_relative(render(starts, zssr, Path(args.zssr), sources, blind,
-                                    Path(args.blind) if args.blind else None))
+    curves = [read_curve(item, args.curve_arm) for item in args.curve]
     output = Path(args.output)
+    figure = output.with_name(f'{output.name}_curve.png')
+    text = render(starts, zssr, Path(args.zssr), sources, blind, Path(args.blind) if args.blind else None)
+    if curves:
+        text += '\n' + '\n'.join(curve_lines(curves, args.curve_arm, figure.name)) + '\n'
+    markdown = repo_relative(text)
     output.parent.mkdir(parents=True, exist_ok=True)
+    if curves:
+        plot_curves(figure, curves)
     payload = {'sources': {name: str(path) for name, path in sources.items()}, 'zssr': args.zssr,
                'blind': args.blind, 'starts': {name: s['summary'] for name, s in starts.items()},
-               'zssr_final': {k: v['zssr_final'] for k, v in zssr.items()}, 'blind_figures': blind}
+               'zssr_final': {k: v['zssr_final'] for k, v in zssr.items()}, 'blind_figures': blind,
+               'curves': {name: {'file': str(path), 'curve': curve, 'best': chosen}
+                          for name, path, curve, chosen in curves}}
     atomic_write_text(output.with_suffix('.json'), repo_relative(json.dumps(payload, indent=1)))
     atomic_write_text(output.with_suffix('.md'), markdown)
     print(markdown)
