@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import yaml
 
+from srdistill.core.atomic_io import atomic_write_text
 from srdistill.core.json_store import JsonStore as ResultCache  # noqa: F401  (used by the benchmarks)
 from srdistill_plugin.zero_shot.checkpoints import average_checkpoint, file_hash, saved_checkpoints  # noqa: F401
 
@@ -55,7 +56,7 @@ def repo_relative(text: str) -> str:
 STUDIES = (('mzsr_adaptation_official_', 'mzsr_official_start'), ('mzsr_paper_table_', 'mzsr_official_start'),
            ('mzsr_meta_stability_', 'mzsr_official_start'), ('mzsr_official_start_', 'mzsr_official_start'),
            ('mzsr_adaptation_', 'mzsr_own_start'), ('blind_sr_', 'blind_sr'), ('zeroshot_command_', 'zeroshot_command'),
-           ('mm_parity_', 'mm_parity'), ('smoke_', 'smoke'))
+           ('mm_parity_', 'mm_parity'), ('smoke_', 'smoke'), ('bicubic_conventions_', 'bicubic_conventions'))
 
 
 def result_path(file_name: str) -> Path:
@@ -67,9 +68,7 @@ def result_path(file_name: str) -> Path:
 def write_results(name: str, payload: dict, markdown: str) -> None:
     """``<name>.json`` and ``.md`` in the study's folder, paths relative to the repository."""
     for suffix, text in (('.json', json.dumps(payload, indent=2)), ('.md', markdown)):
-        path = result_path(f'{name}{suffix}')
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(repo_relative(text))
+        atomic_write_text(result_path(f'{name}{suffix}'), repo_relative(text))
     print(markdown)
 
 
