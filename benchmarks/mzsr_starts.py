@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from benchmarks.common import RESULTS, ROOT, repo_relative
 from srdistill.cli import run_cli
@@ -76,9 +77,16 @@ def target_lines(summary: dict, blind: dict | None, others: dict[str, dict] | No
     return lines
 
 
-def read_curve(item: str, arm: str) -> tuple[str, Path, dict[int, float], int]:
-    """``NAME=SUMMARY[@OFFSET]``: the name, the file and ``arm``'s held-out curve ``{meta-iteration: dB}`` (its
-    iterations moved by OFFSET) with the checkpoint the rule chose there."""
+class Curve(NamedTuple):
+    """One run's held-out curve of an arm: ``{meta-iteration: dB}`` and the checkpoint the rule chose there."""
+    name: str
+    path: Path
+    points: dict[int, float]
+    best: int
+
+
+def read_curve(item: str, arm: str) -> Curve:
+    """``NAME=SUMMARY[@OFFSET]``: ``arm``'s held-out curve in that file, its iterations moved by OFFSET."""
     name, sep, rest = item.partition('=')
     path, _, offset = rest.partition('@')
     if not sep or not name or not path or (offset and not offset.isdigit()):
@@ -91,35 +99,35 @@ def read_curve(item: str, arm: str) -> tuple[str, Path, dict[int, float], int]:
         raise SRDistillError(f'{path}: arm {arm} has no held-out curve of the checkpoint rule')
     shift = int(offset or 0)
     curve = {int(t) + shift: value for t, value in network['choice_curve'].items()}
-    return name, Path(path), dict(sorted(curve.items())), int(network['chosen']) + shift
+    return Curve(name, Path(path), dict(sorted(curve.items())), int(network['chosen']) + shift)
 
 
-def curve_lines(curves: list[tuple[str, Path, dict[int, float], int]], arm: str, figure: str) -> list[str]:
+def curve_lines(curves: list[Curve], arm: str, figure: str) -> list[str]:
     """The curves as a table (one column per run), each run's best and the figure."""
-    iterations = sorted({t for _, _, curve, _ in curves for t in curve})
+    iterations = sorted({t for c in curves for t in c.points})
     lines = [f'## The {arm} arm\'s held-out curve', '',
              'The checkpoint rule\'s figure (held-out MZSR(1), the mean over the arm\'s kernels) at every checkpoint, '
              'by meta-iteration from the start of the meta-transfer: '
-             + '; '.join(f'{name} (`{path}`, its best {curve[chosen]:.2f} dB at {chosen:,})'
-                         for name, path, curve, chosen in curves) + '.', '',
-             '| meta-iteration | ' + ' | '.join(name for name, *_ in curves) + ' |',
+             + '; '.join(f'{c.name} (`{c.path}`, its best {c.points[c.best]:.2f} dB at {c.best:,})'
+                         for c in curves) + '.', '',
+             '| meta-iteration | ' + ' | '.join(c.name for c in curves) + ' |',
              '|---|' + '---|' * len(curves)]
     for t in iterations:
-        cells = [(f'**{curve[t]:.2f}**' if t == chosen else f'{curve[t]:.2f}') if t in curve else '–'
-                 for _, _, curve, chosen in curves]
+        cells = [(f'**{c.points[t]:.2f}**' if t == c.best else f'{c.points[t]:.2f}') if t in c.points else '–'
+                 for c in curves]
         lines.append(f'| {t:,} | ' + ' | '.join(cells) + ' |')
     return lines + ['', f'![the {arm} arm\'s held-out curve; bold: each run\'s best]({figure})']
 
 
-def plot_curves(path: Path, curves: list[tuple[str, Path, dict[int, float], int]]) -> None:
+def plot_curves(path: Path, curves: list[Curve]) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for name, _, curve, chosen in curves:
-        line, = ax.plot(list(curve), list(curve.values()), 'o-', ms=3, label=name)
-        ax.plot([chosen], [curve[chosen]], '*', ms=12, color=line.get_color())
+    for c in curves:
+        line, = ax.plot(list(c.points), list(c.points.values()), 'o-', ms=3, label=c.name)
+        ax.plot([c.best], [c.points[c.best]], '*', ms=12, color=line.get_color())
     ax.set(xlabel='meta-iteration', ylabel='held-out MZSR(1) PSNR (dB)')
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -201,8 +209,7 @@ def main() -> None:
     payload = {'sources': {name: str(path) for name, path in sources.items()}, 'zssr': args.zssr,
                'blind': args.blind, 'starts': {name: s['summary'] for name, s in starts.items()},
                'zssr_final': {k: v['zssr_final'] for k, v in zssr.items()}, 'blind_figures': blind,
-               'curves': {name: {'file': str(path), 'curve': curve, 'best': chosen}
-                          for name, path, curve, chosen in curves}}
+               'curves': {c.name: {'file': str(c.path), 'curve': c.points, 'best': c.best} for c in curves}}
     atomic_write_text(output.with_suffix('.json'), repo_relative(json.dumps(payload, indent=1)))
     atomic_write_text(output.with_suffix('.md'), markdown)
     print(markdown)
